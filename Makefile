@@ -1,0 +1,50 @@
+# unigate — developer entry points. See README.md.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROTO_FILES := $(wildcard protos/unigate/v1/*.proto)
+
+.PHONY: install proto proto-check migrate dev test lint typecheck bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Regenerate the gRPC/protobuf stubs (committed; CI checks they match).
+proto: install
+	$(PY) -m grpc_tools.protoc -I protos \
+	  --python_out=libs --grpc_python_out=libs \
+	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=libs \
+	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=only_async:libs \
+	  $(PROTO_FILES)
+
+proto-check: proto
+	git diff --exit-code -- libs/unigate/v1 || { echo "generated stubs differ from protos: run 'make proto' and commit" >&2; exit 1; }
+	test -z "$$(git status --porcelain -- libs/unigate/v1)" || { git status --porcelain -- libs/unigate/v1; echo "untracked generated stubs" >&2; exit 1; }
+
+migrate: install
+	$(VENV)/bin/unigate migrate
+
+# Set up everything and run the whole stack in the foreground (Ctrl-C stops it).
+dev: install
+	$(VENV)/bin/unigate dev
+
+test: install
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,706 @@
+"""Load benchmark of the full gateway path against a direct upstream.
+
+An nginx answering a fixed chat completion is the "direct upstream". A whole stack (auth,
+relay, billing, gateway) is started on free ports with its own database, namespace and temp
+dir, with one channel pointing to that nginx and one unlimited key. wrk then drives
+``POST /v1/chat/completions`` at each concurrency against nginx directly and through the
+gateway; the difference is what the gateway path adds (key check, quota reservation, relay
+hop, usage event). Afterwards the ledger must hold one consume row per 2xx the gateway served.
+
+    .venv/bin/python bench/run.py [--duration 10] [--connections 1,32] [--threads 2]
+
+See bench/README.md. Exits 1 on any non-2xx/socket error or a ledger mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import nats
+import nats.js.errors
+import redis
+
+from unigate import admin
+from unigate.db.migrate import ensure_database, migrate
+from unigate.devstack import Stack, StackConfig, StackPorts, free_port
+
+BENCH_DIR = Path(__file__).resolve().parent
+NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.tmpl"
+WRK_SCRIPT = BENCH_DIR / "chat.lua"
+RESULTS_FILE = BENCH_DIR / "results.md"
+MODEL = "gpt-4o-mini"
+CHAT_PATH = "/v1/chat/completions"
+CHAT_BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello"}]}
+WARMUP_SECONDS = 2
+LOG_TYPE_CONSUME = 2  # logs.type: 1 top-up, 2 consume, 3 manage, 4 system, 5 test
+# The bar (bench/README.md).
+BAR_ADDED_P50_MS = 2.0
+BAR_RPS = 1000.0
+BAR_RPS_CONNECTIONS = 32
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+class BenchError(RuntimeError):
+    """A failure of the benchmark itself (setup, wrk output, ledger)."""
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    target: str
+    connections: int
+    threads: int
+    requests: int  # wrk's "N requests in ..." line: responses completed within the run
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int  # counted by chat.lua
+    socket_errors: int  # connect + read + write + timeout
+    output: str
+    # CPU ms each local process (services, nginx) spent per completed request in this run.
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        return self.non2xx + self.socket_errors
+
+    @property
+    def ok(self) -> int:
+        """2xx responses wrk saw."""
+        return self.requests - self.non2xx
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * _UNIT_MS[unit]
+
+
+def _search(pattern: str, text: str, what: str) -> re.Match[str]:
+    m = re.search(pattern, text, re.MULTILINE)
+    if m is None:
+        raise BenchError(f"wrk output has no {what}:\n{text}")
+    return m
+
+
+def parse_wrk(target: str, connections: int, threads: int, output: str) -> WrkResult:
+    requests = int(_search(r"^\s*(\d+) requests in ", output, "requests line").group(1))
+    rps = float(_search(r"^Requests/sec:\s+([\d.]+)", output, "Requests/sec").group(1))
+    p50 = _search(r"^\s+50(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, "50% latency")
+    p99 = _search(r"^\s+99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, "99% latency")
+    bench = _search(r"^BENCH responses=(\d+) non2xx=(\d+)", output, "BENCH line (chat.lua)")
+    sock = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    socket_errors = sum(int(g) for g in sock.groups()) if sock else 0
+    return WrkResult(
+        target=target,
+        connections=connections,
+        threads=threads,
+        requests=requests,
+        rps=rps,
+        p50_ms=to_ms(*p50.groups()),
+        p99_ms=to_ms(*p99.groups()),
+        non2xx=int(bench.group(2)),
+        socket_errors=socket_errors,
+        output=output,
+    )
+
+
+def run_wrk(
+    target: str,
+    url: str,
+    key: str,
+    connections: int,
+    threads: int,
+    duration: int,
+    pids: dict[str, int] | None = None,
+) -> WrkResult:
+    threads = max(1, min(connections, threads))
+    cmd = [
+        "wrk",
+        f"-c{connections}",
+        f"-t{threads}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+    ]
+    # The key goes through the environment (not argv, which `ps` shows); chat.lua reads it.
+    env = dict(os.environ, BENCH_API_KEY=key, BENCH_MODEL=MODEL)
+    before = cpu_snapshot(pids or {})
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=duration + 60, check=False
+    )
+    after = cpu_snapshot(pids or {})
+    if proc.returncode != 0:
+        raise BenchError(f"wrk exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    result = parse_wrk(target, connections, threads, proc.stdout)
+    n = max(result.requests, 1)
+    for name in before.keys() & after.keys():
+        result.cpu_ms_per_request[name] = (after[name] - before[name]) * 1000.0 / n
+    return result
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    out = {}
+    for name, pid in pids.items():
+        t = cpu_seconds(pid)
+        if t is not None:
+            out[name] = t
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# nginx, the direct upstream
+# --------------------------------------------------------------------------------------------
+
+
+class Nginx:
+    def __init__(self, workdir: Path) -> None:
+        self.prefix = workdir / "nginx"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(
+            NGINX_TEMPLATE.read_text()
+            .replace("@PREFIX@", str(self.prefix))
+            .replace("@PORT@", str(self.port))
+        )
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        log = self.prefix / "nginx-error.log"
+        # -e: the error log used before the config is read (else the compiled-in path).
+        cmd = [nginx, "-p", str(self.prefix), "-c", str(conf), "-e", str(log)]
+        check = subprocess.run([*cmd, "-t", "-q"], capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            raise BenchError(f"nginx config test failed:\n{check.stderr}")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=1.0) as client:
+            while True:
+                if self.proc.poll() is not None:
+                    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                    raise BenchError(f"nginx exited with {self.proc.returncode}\n{tail}")
+                try:
+                    if client.post(self.url + CHAT_PATH, json=CHAT_BODY).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise BenchError("nginx did not answer in time")
+                time.sleep(0.05)
+
+    def worker_pids(self) -> list[int]:
+        if self.proc is None:
+            return []
+        pid = self.proc.pid
+        try:
+            return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()  # the master stops its workers
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# Database, Redis, NATS
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fixture:
+    channel_id: int
+    token_id: int
+    key: str
+
+
+def with_database(admin_dsn: str, name: str) -> str:
+    return urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{name}"))
+
+
+async def prepare_database(dsn: str, secret_key: str, upstream_url: str) -> Fixture:
+    await ensure_database(dsn)
+    await migrate(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        channel_id = await admin.create_channel(
+            conn,
+            secret_key=secret_key,
+            type=1,
+            name="bench-nginx",
+            key="sk-bench-" + secrets.token_hex(16),  # nginx checks nothing
+            models=MODEL,
+            base_url=upstream_url,
+        )
+        token = await admin.create_token(conn, user_id=1, name="bench", unlimited_quota=True)
+    finally:
+        await conn.close()
+    return Fixture(channel_id=channel_id, token_id=token.id, key=token.key)
+
+
+async def count_ledger_rows(dsn: str, token_id: int) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        n = await conn.fetchval(
+            "SELECT count(*) FROM logs WHERE token_id = $1 AND type = $2",
+            token_id,
+            LOG_TYPE_CONSUME,
+        )
+    finally:
+        await conn.close()
+    return int(n)
+
+
+async def wait_for_ledger(
+    dsn: str, token_id: int, expected: int, wait_seconds: float, settle: float = 2.0
+) -> int:
+    """Poll the ledger until it holds at least ``expected`` rows and stops growing for
+    ``settle`` seconds (requests in flight at the end of a run land too), or ``wait_seconds``."""
+    deadline = time.monotonic() + wait_seconds
+    last, since = -1, time.monotonic()
+    while True:
+        n = await count_ledger_rows(dsn, token_id)
+        now = time.monotonic()
+        if n != last:
+            last, since = n, now
+        elif n >= expected and now - since >= settle:
+            return n
+        if now > deadline:
+            return n
+        await asyncio.sleep(0.25)
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        quoted = '"' + name.replace('"', '""') + '"'
+        await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+def delete_redis_keys(url: str, namespace: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+        return len(keys)
+    finally:
+        client.close()
+
+
+async def delete_stream(url: str, namespace: str) -> None:
+    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1)
+    try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await nc.jetstream().delete_stream(f"{namespace.upper()}_USAGE")
+    finally:
+        await nc.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    direct: list[WrkResult] = field(default_factory=list)
+    gateway: list[WrkResult] = field(default_factory=list)
+
+    def table(self) -> str:
+        lines = [
+            "| target | connections | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms"
+            " | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        direct = {r.connections: r for r in self.direct}
+        for r in sorted(self.direct + self.gateway, key=lambda r: (r.connections, r.target)):
+            added50 = added99 = "-"
+            base = direct.get(r.connections)
+            if r.target == "gateway" and base is not None:
+                added50 = f"{r.p50_ms - base.p50_ms:.2f}"
+                added99 = f"{r.p99_ms - base.p99_ms:.2f}"
+            lines.append(
+                f"| {r.target} | {r.connections} | {r.rps:,.0f} | {r.p50_ms:.2f} |"
+                f" {r.p99_ms:.2f} | {added50} | {added99} | {r.errors} |"
+            )
+        return "\n".join(lines)
+
+    def cpu_table(self) -> str:
+        """CPU ms per request of each process during the gateway runs."""
+        names = ["gateway", "auth", "relay", "billing", "nginx"]
+        runs = [r for r in self.gateway if r.cpu_ms_per_request]
+        if not runs:
+            return ""
+        lines = [
+            "| connections | " + " | ".join(names) + " | total |",
+            "|---:|" + "---:|" * (len(names) + 1),
+        ]
+        for r in sorted(runs, key=lambda r: r.connections):
+            cells = [f"{r.cpu_ms_per_request.get(n, 0.0):.2f}" for n in names]
+            total = sum(r.cpu_ms_per_request.values())
+            lines.append(f"| {r.connections} | " + " | ".join(cells) + f" | {total:.2f} |")
+        return "\n".join(lines)
+
+    def bar(self) -> list[str]:
+        out = []
+        direct = {r.connections: r for r in self.direct}
+        gw = {r.connections: r for r in self.gateway}
+        if 1 in gw and 1 in direct:
+            added = gw[1].p50_ms - direct[1].p50_ms
+            ok = "met" if added <= BAR_ADDED_P50_MS else "NOT met"
+            out.append(
+                f"unloaded added p50 (1 connection): {added:.2f} ms"
+                f" (bar ≤ {BAR_ADDED_P50_MS:g} ms: {ok})"
+            )
+        if BAR_RPS_CONNECTIONS in gw:
+            rps = gw[BAR_RPS_CONNECTIONS].rps
+            ok = "met" if rps >= BAR_RPS else "NOT met"
+            out.append(
+                f"gateway req/s at {BAR_RPS_CONNECTIONS} connections: {rps:,.0f}"
+                f" (bar ≥ {BAR_RPS:,.0f}: {ok})"
+            )
+        return out
+
+
+def machine_info() -> list[str]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False)
+    try:
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        load = "?"
+    return [
+        f"- nproc: {os.cpu_count()}" + (f" ({cpu})" if cpu else ""),
+        f"- load average (1/5/15 min) at the start: {load}",
+        f"- python: {platform.python_version()} ({sys.executable})",
+        f"- os: {platform.platform()}",
+        f"- wrk: {(wrk.stdout or wrk.stderr).splitlines()[0].strip() if (wrk.stdout or wrk.stderr) else '?'}",  # noqa: E501
+        f"- nginx: {nginx.stderr.strip() or '?'}",
+    ]
+
+
+def write_results(
+    args: argparse.Namespace, report: Report, ledger_line: str, status: str, machine: list[str]
+) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    text = "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            "Written by `bench/run.py` (see `bench/README.md`): wrk against an nginx answering a"
+            " fixed chat completion (direct) and through the full gateway path to that nginx"
+            " (gateway), same run; added = gateway - direct at the same concurrency.",
+            "",
+            f"- date: {now}",
+            *machine,
+            f"- run: `bench/run.py --duration {args.duration}"
+            f" --connections {args.connections} --threads {args.threads}`"
+            " (all services and wrk on the same machine)",
+            "",
+            report.table(),
+            "",
+            "CPU ms per request, by process, during the gateway runs"
+            " (from /proc; wrk's own CPU not included):",
+            "",
+            report.cpu_table(),
+            "",
+            *[f"- {line}" for line in report.bar()],
+            f"- {ledger_line}",
+            f"- status: {status}",
+            "",
+        ]
+    )
+    RESULTS_FILE.write_text(text)
+
+
+def scan_logs(log_dir: Path) -> list[str]:
+    found = []
+    for path in sorted(log_dir.glob("*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"level":"error"' in line or '"level":"warning"' in line or "Traceback" in line:
+                found.append(f"{path.name}: {line}")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    p.add_argument(
+        "--connections", default="1,32", help="comma-separated concurrencies (default 1,32)"
+    )
+    p.add_argument("--threads", type=int, default=2, help="wrk threads, at most (default 2)")
+    p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with the logs")
+    p.add_argument(
+        "--pg-dsn",
+        default=os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="admin DSN (its database is used to create and drop the bench database)",
+    )
+    p.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    p.add_argument("--nats-url", default=os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222"))
+    p.add_argument(
+        "--ledger-timeout", type=float, default=120.0, help="seconds to wait for billing"
+    )
+    args = p.parse_args(argv)
+    try:
+        conns = [int(c) for c in str(args.connections).split(",") if c.strip()]
+    except ValueError:
+        p.error("--connections must be a comma-separated list of integers")
+    if not conns or any(c < 1 for c in conns) or args.duration < 1 or args.threads < 1:
+        p.error("connections, duration and threads must be positive")
+    args.connection_list = conns
+    return args
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not on PATH", file=sys.stderr)
+            return 2
+
+    suffix = secrets.token_hex(4)
+    namespace = f"bench{suffix}"
+    db_name = f"unigate_bench_{suffix}"
+    dsn = with_database(args.pg_dsn, db_name)
+    secret_key = secrets.token_urlsafe(32)
+    workdir = Path(tempfile.mkdtemp(prefix=f"unigate-{namespace}-"))
+    log_dir = workdir / "logs"
+    nginx = Nginx(workdir)
+    stack: Stack | None = None
+    failed = True
+    print(f"namespace {namespace}, database {db_name}, temp dir {workdir}", flush=True)
+    try:
+        nginx.start()
+        print(f"nginx (direct upstream) on {nginx.url}", flush=True)
+        fixture = asyncio.run(prepare_database(dsn, secret_key, nginx.url))
+        stack = Stack(
+            StackConfig(
+                sql_dsn=dsn,
+                namespace=namespace,
+                secret_key=secret_key,
+                redis_url=args.redis_url,
+                nats_url=args.nats_url,
+                ports=StackPorts.free(),
+                simulator=None,
+                log_dir=log_dir,
+            )
+        )
+        stack.start(timeout=60)
+        print(f"stack up, gateway on {stack.gateway_url}", flush=True)
+        failed = not bench(args, nginx, stack, dsn, fixture)
+    except BenchError as e:
+        print(f"FAILED: {e}", file=sys.stderr)
+    finally:
+        cleanup(args, stack, nginx, db_name, namespace)
+        if log_dir.exists():
+            problems = scan_logs(log_dir)
+            print(f"service log lines at warning/error level: {len(problems)}")
+            for line in problems[:20]:
+                print("  " + line[:500])
+        if args.keep_logs or failed:
+            print(f"logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def bench(args: argparse.Namespace, nginx: Nginx, stack: Stack, dsn: str, fixture: Fixture) -> bool:
+    targets = {
+        "direct": nginx.url + CHAT_PATH,
+        "gateway": stack.gateway_url + CHAT_PATH,
+    }
+    extra_ok = 0  # 2xx the gateway served outside wrk (the smoke request)
+    with httpx.Client(timeout=30.0) as client:
+        r = client.post(
+            targets["gateway"],
+            json=CHAT_BODY,
+            headers={"Authorization": f"Bearer {fixture.key}"},
+        )
+    if r.status_code != 200:
+        raise BenchError(f"gateway smoke request: {r.status_code} {r.text[:500]}")
+    usage = r.json().get("usage", {})
+    if usage.get("total_tokens") != 21:
+        raise BenchError(f"gateway smoke request: unexpected usage {usage}")
+    extra_ok += 1
+
+    machine = machine_info()  # before the load: the load average tells of other work
+    pids = {name: proc.pid for name, proc in stack.procs.items()}
+    for i, pid in enumerate(nginx.worker_pids()):
+        pids["nginx" if i == 0 else f"nginx{i}"] = pid
+    gateway_runs: list[WrkResult] = []
+    warm_c = max(args.connection_list)
+    for target, url in targets.items():
+        print(f"warm-up {target} ({WARMUP_SECONDS} s, {warm_c} connections)", flush=True)
+        w = run_wrk(target, url, fixture.key, warm_c, args.threads, WARMUP_SECONDS)
+        if target == "gateway":
+            gateway_runs.append(w)
+        if w.errors:
+            print(f"  warm-up {target}: {w.errors} errors", flush=True)
+
+    report = Report()
+    for c in args.connection_list:
+        for target, url in targets.items():
+            print(f"{target}: -c {c} -t {min(c, args.threads)} -d {args.duration}s", flush=True)
+            res = run_wrk(target, url, fixture.key, c, args.threads, args.duration, pids)
+            print(
+                f"  {res.requests} requests, {res.rps:,.0f} req/s, p50 {res.p50_ms:.2f} ms,"
+                f" p99 {res.p99_ms:.2f} ms, errors {res.errors}",
+                flush=True,
+            )
+            if target == "gateway" and res.cpu_ms_per_request:
+                cpu = ", ".join(f"{k} {v:.2f}" for k, v in sorted(res.cpu_ms_per_request.items()))
+                print(f"  CPU ms/request: {cpu}", flush=True)
+            (report.gateway if target == "gateway" else report.direct).append(res)
+            if target == "gateway":
+                gateway_runs.append(res)
+
+    table = report.table()
+    print()
+    print(table)
+    print()
+    if report.cpu_table():
+        print("CPU ms per request during the gateway runs:")
+        print(report.cpu_table())
+        print()
+    for line in report.bar():
+        print(line)
+
+    # The ledger: one consume row per 2xx the gateway served. wrk only counts the responses
+    # that completed within a run; a request still in flight when it stopped (at most one
+    # per connection) may still have been served and billed.
+    wrk_requests = sum(r.requests for r in gateway_runs)
+    wrk_non2xx = sum(r.non2xx for r in gateway_runs)
+    expected = wrk_requests - wrk_non2xx + extra_ok
+    in_flight_max = sum(r.connections for r in gateway_runs)
+    rows = asyncio.run(wait_for_ledger(dsn, fixture.token_id, expected, args.ledger_timeout))
+    extra = rows - expected
+    ledger_line = f"ledger rows: {rows}, gateway 2xx responses: {expected}"
+    print(ledger_line)
+    print(
+        f"  (wrk: {wrk_requests} requests minus {wrk_non2xx} non-2xx over {len(gateway_runs)}"
+        f" gateway runs incl. warm-up, plus {extra_ok} smoke request; ledger - 2xx = {extra},"
+        f" allowed 0..{in_flight_max} for requests in flight when wrk stopped)"
+    )
+
+    problems = []
+    errors = sum(r.errors for r in gateway_runs) + sum(r.errors for r in report.direct)
+    if errors:
+        problems.append(f"{errors} non-2xx/socket errors")
+    if not 0 <= extra <= in_flight_max:
+        problems.append(
+            f"ledger mismatch: {rows} rows for {expected} 2xx responses"
+            f" (allowed extra 0..{in_flight_max})"
+        )
+    status = "FAILED: " + "; ".join(problems) if problems else "ok (no errors, ledger matches)"
+    write_results(
+        args,
+        report,
+        ledger_line + f" (extra {extra}, allowed 0..{in_flight_max})",
+        status,
+        machine,
+    )
+    print(f"wrote {RESULTS_FILE.relative_to(BENCH_DIR.parent)}")
+    if problems:
+        print("FAILED: " + "; ".join(problems), file=sys.stderr)
+        return False
+    print("ok")
+    return True
+
+
+def cleanup(
+    args: argparse.Namespace, stack: Stack | None, nginx: Nginx, db_name: str, namespace: str
+) -> None:
+    """Each step runs whatever the previous ones did."""
+    steps: list[tuple[str, Callable[[], object]]] = []
+    if stack is not None:
+        steps.append(("stop stack", stack.stop))
+    steps += [
+        ("stop nginx", nginx.stop),
+        ("drop database", lambda: asyncio.run(drop_database(args.pg_dsn, db_name))),
+        ("delete redis keys", lambda: delete_redis_keys(args.redis_url, namespace)),
+        ("delete usage stream", lambda: asyncio.run(delete_stream(args.nats_url, namespace))),
+    ]
+    for what, fn in steps:
+        try:
+            fn()
+        except Exception as e:  # cleanup carries on whatever failed
+            print(f"cleanup: {what} failed: {e!r}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

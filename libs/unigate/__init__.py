@@ -1,0 +1,1 @@
+"""unigate's shared library: configuration, contracts, storage and helpers used by every service."""

@@ -1,0 +1,189 @@
+"""``unigate``: the admin command line (migrations, channels, tokens) and ``unigate dev``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+from unigate import admin, bus
+from unigate.db.migrate import ensure_database, migrate
+from unigate.namespace import Namespace
+from unigate.settings import CommonSettings
+
+DEV_ENV_FILE = Path(".env")
+
+
+async def _notify(settings: CommonSettings, kind: str, ids: list[int]) -> None:
+    """Best effort: services also expire their caches on their own within seconds."""
+    try:
+        nc = await bus.connect(settings.nats_url, "unigate-cli")
+    except Exception as exc:  # pragma: no cover - NATS down is not fatal for an admin write
+        print(f"warning: could not notify services over NATS ({exc})", file=sys.stderr)
+        return
+    try:
+        await bus.publish_config_change(nc, Namespace(settings.namespace), kind, ids)
+    finally:
+        await nc.close()
+
+
+async def _cmd_migrate(settings: CommonSettings, args: argparse.Namespace) -> None:
+    if await ensure_database(settings.sql_dsn):
+        print("created database")
+    applied = await migrate(settings.sql_dsn)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+
+async def _cmd_channel_add(settings: CommonSettings, args: argparse.Namespace) -> None:
+    conn = await asyncpg.connect(settings.sql_dsn)
+    try:
+        channel_id = await admin.create_channel(
+            conn,
+            secret_key=settings.secret_key,
+            type=args.type,
+            name=args.name,
+            key=args.key,
+            models=args.models,
+            base_url=args.base_url,
+            group=args.group,
+            priority=args.priority,
+            weight=args.weight,
+            model_mapping=orjson.loads(args.model_mapping) if args.model_mapping else None,
+        )
+    finally:
+        await conn.close()
+    await _notify(settings, "channel", [channel_id])
+    print(channel_id)
+
+
+async def _cmd_token_create(settings: CommonSettings, args: argparse.Namespace) -> None:
+    conn = await asyncpg.connect(settings.sql_dsn)
+    try:
+        user_id = await admin.user_id_by_name(conn, args.user)
+        token = await admin.create_token(
+            conn,
+            user_id=user_id,
+            name=args.name,
+            remain_quota=args.quota,
+            unlimited_quota=args.unlimited,
+            expired_time=int(time.time()) + args.expires_in if args.expires_in else -1,
+            models=args.models,
+            subnet=args.subnet,
+        )
+    finally:
+        await conn.close()
+    await _notify(settings, "token", [token.id])
+    print(token.key)
+
+
+def _cmd_dev(args: argparse.Namespace) -> None:
+    from unigate.devstack import Stack, StackConfig
+
+    if not DEV_ENV_FILE.exists():
+        DEV_ENV_FILE.write_text(f"SECRET_KEY={secrets.token_urlsafe(32)}\n")
+        print(f"wrote {DEV_ENV_FILE} with a new SECRET_KEY")
+    settings = CommonSettings(_env_file=DEV_ENV_FILE)
+    asyncio.run(_cmd_migrate(settings, args))
+    stack = Stack(
+        StackConfig(
+            sql_dsn=settings.sql_dsn,
+            namespace=settings.namespace,
+            secret_key=settings.secret_key,
+            redis_url=settings.redis_conn_string,
+            nats_url=settings.nats_url,
+        )
+    )
+    stop = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        p = stack.config.ports
+        print(
+            "\nunigate is running:\n"
+            f"  gateway (OpenAI-compatible API)  {stack.gateway_url}/v1\n"
+            f"  auth gRPC                        127.0.0.1:{p.auth}   (ops :{p.auth_ops})\n"
+            f"  relay gRPC [openai]              127.0.0.1:{p.relay}  (ops :{p.relay_ops})\n"
+            f"  billing gRPC                     127.0.0.1:{p.billing}  (ops :{p.billing_ops})\n"
+            f"  OpenAI simulator (fake upstream) {stack.simulator_url}"
+            f"  key {stack.config.simulator_key}\n"
+            "Create a channel and a key as README.md shows. Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while not stop:
+            for name, proc in stack.procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr)
+                    stop = True
+            time.sleep(0.5)
+    finally:
+        stack.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unigate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="create the database if needed and apply migrations")
+    sub.add_parser("dev", help="migrate and run the whole stack locally (foreground)")
+
+    channel = sub.add_parser("channel", help="manage channels").add_subparsers(
+        dest="action", required=True
+    )
+    add = channel.add_parser("add", help="add a channel; prints its id")
+    add.add_argument("--type", type=int, default=1, help="channel type (1 OpenAI, 8 compatible)")
+    add.add_argument("--name", required=True)
+    add.add_argument("--key", required=True, help="provider key(s), one per line")
+    add.add_argument("--models", required=True, help="comma-separated model names")
+    add.add_argument("--base-url", default="", help="e.g. https://api.openai.com")
+    add.add_argument("--group", default="default", help="comma-separated groups served")
+    add.add_argument("--priority", type=int, default=0)
+    add.add_argument("--weight", type=int, default=1)
+    add.add_argument("--model-mapping", default="", help='JSON, e.g. {"gpt-4o":"gpt-4o-2024"}')
+
+    token = sub.add_parser("token", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = token.add_parser("create", help="create an API key; prints it (shown only once)")
+    create.add_argument("--user", default="root")
+    create.add_argument("--name", default="default")
+    create.add_argument("--quota", type=int, default=0, help="quota units (500000 = 1 USD)")
+    create.add_argument("--unlimited", action="store_true")
+    create.add_argument("--expires-in", type=int, default=0, help="seconds; 0 = never")
+    create.add_argument("--models", default="", help="allowlist; empty = all")
+    create.add_argument("--subnet", default="", help="allowed CIDRs; empty = any")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "dev":
+        _cmd_dev(args)
+        return
+    settings = CommonSettings(_env_file=DEV_ENV_FILE if DEV_ENV_FILE.exists() else None)
+    handlers = {
+        ("migrate", None): _cmd_migrate,
+        ("channel", "add"): _cmd_channel_add,
+        ("token", "create"): _cmd_token_create,
+    }
+    handler = handlers[(args.command, getattr(args, "action", None))]
+    try:
+        asyncio.run(handler(settings, args))
+    except admin.AdminError as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The operational HTTP surface of a service: ``/healthz``, ``/readyz`` and ``/metrics``.
+
+The gateway mounts these on its public app; the gRPC services serve them on their own port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def ops_routes(ready: ReadyCheck) -> list[Route]:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        checks = await ready()
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+
+
+async def serve_ops(host: str, port: int, ready: ReadyCheck) -> uvicorn.Server:
+    """Start the ops server in the background; returns it so it can be stopped."""
+    config = uvicorn.Config(
+        Starlette(routes=ops_routes(ready)),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+    task = asyncio.create_task(server.serve())
+    # uvicorn offers no "started" event; poll briefly so callers know the port is bound.
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()
+    return server

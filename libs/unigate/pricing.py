@@ -1,0 +1,93 @@
+"""Prices in One API's terms.
+
+Quota units: 500,000 = 1 USD. A model ratio of 1 means 0.002 USD per 1K prompt tokens, i.e. one
+quota unit per prompt token; ``completion_ratio`` multiplies the price of output tokens and
+``cached_ratio`` that of cached input tokens. The group ratio multiplies everything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+QUOTA_PER_USD = 500_000
+# One API prices "ratio 1" at 0.002 USD / 1K tokens.
+USD_PER_MTOK_AT_RATIO_1 = 2.0
+
+DEFAULT_MODEL_RATIO = 1.0
+DEFAULT_COMPLETION_RATIO = 1.0
+DEFAULT_CACHED_RATIO = 0.5
+
+
+def _r(usd_per_mtok: float) -> float:
+    return usd_per_mtok / USD_PER_MTOK_AT_RATIO_1
+
+
+# (input USD per 1M tokens as a ratio, completion ratio). Public list prices; operators
+# override them with the ModelRatio / CompletionRatio options.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o": (_r(2.5), 4.0),
+    "gpt-4o-mini": (_r(0.15), 4.0),
+    "gpt-4.1": (_r(2.0), 4.0),
+    "gpt-4.1-mini": (_r(0.4), 4.0),
+    "gpt-4.1-nano": (_r(0.1), 4.0),
+    "gpt-4-turbo": (_r(10.0), 3.0),
+    "gpt-3.5-turbo": (_r(0.5), 3.0),
+    "o1": (_r(15.0), 4.0),
+    "o3-mini": (_r(1.1), 4.0),
+    "o4-mini": (_r(1.1), 4.0),
+    "text-embedding-3-small": (_r(0.02), 1.0),
+    "text-embedding-3-large": (_r(0.13), 1.0),
+    "text-embedding-ada-002": (_r(0.1), 1.0),
+    "claude-3-5-haiku-20241022": (_r(0.8), 5.0),
+    "claude-3-5-sonnet-20241022": (_r(3.0), 5.0),
+    "claude-3-7-sonnet-20250219": (_r(3.0), 5.0),
+    "claude-sonnet-4-20250514": (_r(3.0), 5.0),
+    "claude-opus-4-20250514": (_r(15.0), 5.0),
+    "gemini-1.5-flash": (_r(0.075), 4.0),
+    "gemini-1.5-pro": (_r(1.25), 4.0),
+    "gemini-2.0-flash": (_r(0.1), 4.0),
+    "gemini-2.5-flash": (_r(0.3), 8.33),
+    "gemini-2.5-pro": (_r(1.25), 8.0),
+    "deepseek-chat": (_r(0.27), 4.0),
+    "deepseek-reasoner": (_r(0.55), 4.0),
+    "mistral-large-latest": (_r(2.0), 3.0),
+    "mistral-small-latest": (_r(0.2), 3.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    model_ratio: float
+    completion_ratio: float
+    group_ratio: float = 1.0
+    cached_ratio: float = DEFAULT_CACHED_RATIO
+
+
+def price_for(
+    model: str,
+    group_ratio: float = 1.0,
+    model_ratios: dict[str, float] | None = None,
+    completion_ratios: dict[str, float] | None = None,
+) -> Price:
+    """The price of ``model`` from operator overrides, else the defaults, else ratio 1."""
+    default = DEFAULT_PRICES.get(model, (DEFAULT_MODEL_RATIO, DEFAULT_COMPLETION_RATIO))
+    mr = (model_ratios or {}).get(model, default[0])
+    cr = (completion_ratios or {}).get(model, default[1])
+    return Price(model_ratio=mr, completion_ratio=cr, group_ratio=group_ratio)
+
+
+def quota_for(
+    price: Price, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+) -> int:
+    """Cost of a call in quota units, rounded up; never 0 for a paid model that was used."""
+    cached = min(max(cached_tokens, 0), max(prompt_tokens, 0))
+    weighted = (
+        (prompt_tokens - cached)
+        + cached * price.cached_ratio
+        + completion_tokens * price.completion_ratio
+    )
+    quota = math.ceil(weighted * price.model_ratio * price.group_ratio - 1e-9)
+    if quota <= 0 and price.model_ratio > 0 and (prompt_tokens or completion_tokens):
+        return 1
+    return max(quota, 0)

@@ -1,0 +1,34 @@
+"""Configuration shared by every service, read from environment variables.
+
+Names follow One API where it has one (`SQL_DSN`, `REDIS_CONN_STRING`, `SESSION_SECRET`, `PORT`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service reads. Each service subclasses it with its own fields."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    sql_dsn: str = Field("postgresql://postgres@127.0.0.1:5432/unigate", alias="SQL_DSN")
+    redis_conn_string: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_CONN_STRING")
+    nats_url: str = Field("nats://127.0.0.1:4222", alias="NATS_URL")
+    # Prefix of every Redis key, NATS subject and JetStream stream this deployment uses, so
+    # that several deployments (or test runs) can share one Redis and one NATS.
+    namespace: str = Field("unigate", alias="UNIGATE_NAMESPACE")
+    # Encrypts provider secrets at rest. Must be the same for auth and the admin CLI.
+    secret_key: str = Field("", alias="SECRET_KEY")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_token(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", value):
+            raise ValueError("UNIGATE_NAMESPACE must match [a-z][a-z0-9_]{0,30}")
+        return value

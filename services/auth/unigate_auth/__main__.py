@@ -1,0 +1,82 @@
+"""Entry point: ``unigate-auth`` (or ``python -m unigate_auth``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import uvloop
+
+from unigate import bus
+from unigate.db import create_pool
+from unigate.grpcutil import new_server
+from unigate.logs import configure_logging
+from unigate.namespace import Namespace
+from unigate.ops import serve_ops
+from unigate.quota import QuotaStore
+from unigate.redisconn import connect_redis
+from unigate.telemetry import setup_tracing
+from unigate.v1 import auth_pb2_grpc
+from unigate_auth.service import AuthService
+from unigate_auth.settings import AuthSettings
+from unigate_auth.store import AuthStore
+
+log = logging.getLogger("unigate_auth")
+
+
+async def serve(settings: AuthSettings) -> None:
+    ns = Namespace(settings.namespace)
+    pool = await create_pool(settings.sql_dsn, min_size=2, max_size=10)
+    redis = connect_redis(settings.redis_conn_string, max_connections=64)
+    nc = await bus.connect(settings.nats_url, "unigate-auth")
+    service = AuthService(settings, AuthStore(pool), QuotaStore(redis, ns))
+    await bus.subscribe_config_changes(nc, ns, service.on_config_change)
+
+    server = new_server()
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
+    server.add_insecure_port(settings.listen)
+    await server.start()
+
+    async def ready() -> dict[str, bool]:
+        checks = {"nats": nc.is_connected}
+        try:
+            checks["redis"] = bool(await redis.ping())
+        except Exception:
+            checks["redis"] = False
+        try:
+            checks["postgres"] = await pool.fetchval("SELECT 1") == 1
+        except Exception:
+            checks["postgres"] = False
+        return checks
+
+    ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
+    flusher = asyncio.create_task(service.flush_accessed_times())
+    log.info("auth listening on %s (ops on :%d)", settings.listen, settings.ops_port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("auth shutting down")
+    await server.stop(grace=5)
+    flusher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flusher
+    ops.should_exit = True
+    await nc.drain()
+    await redis.aclose()
+    await pool.close()
+
+
+def main() -> None:
+    settings = AuthSettings()
+    configure_logging("auth", settings.log_level)
+    setup_tracing("unigate-auth")
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

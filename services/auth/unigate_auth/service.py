@@ -1,0 +1,300 @@
+"""The AuthService gRPC implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import orjson
+
+from unigate import errors
+from unigate.channel_types import channel_type
+from unigate.crypto import decrypt_secret
+from unigate.keys import hash_api_key, mask_key
+from unigate.pricing import Price, price_for, quota_for
+from unigate.quota import QuotaStore, ReserveOutcome
+from unigate.v1 import auth_pb2, auth_pb2_grpc
+from unigate_auth.cache import TTLCache
+from unigate_auth.routing import Ability, order_candidates
+from unigate_auth.settings import AuthSettings
+from unigate_auth.store import AuthStore, TokenRecord
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENABLED, TOKEN_DISABLED, TOKEN_EXPIRED, TOKEN_EXHAUSTED = 1, 2, 3, 4
+USER_ENABLED = 1
+_NEGATIVE_TTL = 1.0
+
+
+@dataclass(slots=True)
+class Options:
+    model_ratio: dict[str, float] = field(default_factory=dict)
+    completion_ratio: dict[str, float] = field(default_factory=dict)
+    group_ratio: dict[str, float] = field(default_factory=lambda: {"default": 1.0})
+
+
+def _json_option(raw: str | None, name: str) -> dict[str, float]:
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+        return {str(k): float(v) for k, v in value.items()}
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        log.error("option %s is not a JSON object of numbers; ignoring it", name)
+        return {}
+
+
+def _deny(err: errors.ClientFacingError) -> auth_pb2.AuthorizeResponse:
+    return auth_pb2.AuthorizeResponse(allowed=False, error=err.to_proto())
+
+
+class AuthService(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, settings: AuthSettings, store: AuthStore, quota: QuotaStore) -> None:
+        self._settings = settings
+        self._store = store
+        self._quota = quota
+        self._tokens: TTLCache[bytes, TokenRecord | None] = TTLCache(settings.cache_ttl_seconds)
+        self._abilities: TTLCache[tuple[str, str], list[Ability]] = TTLCache(
+            settings.cache_ttl_seconds
+        )
+        self._options: TTLCache[str, Options] = TTLCache(settings.cache_ttl_seconds)
+        self._touched: set[int] = set()
+
+    # ---- cache invalidation -------------------------------------------------------------
+    async def on_config_change(self, change: dict[str, object]) -> None:
+        kind = change.get("kind")
+        if kind in ("token", "user"):
+            self._tokens.clear()
+        elif kind == "channel":
+            self._abilities.clear()
+        elif kind == "option":
+            self._options.clear()
+        else:
+            self._tokens.clear()
+            self._abilities.clear()
+            self._options.clear()
+
+    # ---- lookups ------------------------------------------------------------------------
+    async def _token(self, api_key: str) -> TokenRecord | None:
+        key_hash = hash_api_key(api_key)
+        cached = self._tokens.get(key_hash)
+        if cached is not None:
+            return cached
+        record = await self._store.token_by_hash(key_hash)
+        self._tokens.put(key_hash, record, None if record else _NEGATIVE_TTL)
+        return record
+
+    async def _options_now(self) -> Options:
+        opts = self._options.get("")
+        if opts is None:
+            raw = await self._store.options()
+            opts = Options(
+                model_ratio=_json_option(raw.get("ModelRatio"), "ModelRatio"),
+                completion_ratio=_json_option(raw.get("CompletionRatio"), "CompletionRatio"),
+                group_ratio=_json_option(raw.get("GroupRatio"), "GroupRatio") or {"default": 1.0},
+            )
+            self._options.put("", opts)
+        return opts
+
+    async def _abilities_for(self, group: str, model: str) -> list[Ability]:
+        key = (group, model)
+        found = self._abilities.get(key)
+        if found is None:
+            found = await self._store.abilities(group, model)
+            self._abilities.put(key, found)
+        return found
+
+    async def _check_key(self, api_key: str, client_ip: str) -> TokenRecord:
+        """The token behind ``api_key`` if it may be used at all from ``client_ip``."""
+        if not api_key:
+            raise errors.AuthenticationFailed(
+                "You didn't provide an API key. Provide it in the Authorization header"
+                " (Authorization: Bearer YOUR_KEY).",
+                code="missing_api_key",
+            )
+        token = await self._token(api_key)
+        if token is None:
+            raise errors.AuthenticationFailed(f"Incorrect API key provided: {mask_key(api_key)}.")
+        if token.status == TOKEN_DISABLED:
+            raise errors.AuthenticationFailed(
+                "This API key has been disabled.", code="key_disabled"
+            )
+        expired = token.expired_time != -1 and token.expired_time < time.time()
+        if token.status == TOKEN_EXPIRED or expired:
+            raise errors.AuthenticationFailed("This API key has expired.", code="key_expired")
+        if token.status == TOKEN_EXHAUSTED:
+            raise errors.InsufficientQuota("This API key has no quota left.")
+        if token.status != TOKEN_ENABLED:
+            raise errors.AuthenticationFailed("This API key is not usable.", code="key_disabled")
+        if token.user_status != USER_ENABLED:
+            raise errors.PermissionDenied(
+                "The owner of this API key is disabled.", code="user_disabled"
+            )
+        if token.subnets:
+            try:
+                ip = ipaddress.ip_address(client_ip)
+            except ValueError:
+                ip = None
+            if ip is None or not any(ip in net for net in token.subnets):
+                raise errors.PermissionDenied(
+                    f"This API key may not be used from {client_ip or 'an unknown address'}.",
+                    code="ip_not_allowed",
+                )
+        self._touched.add(token.id)
+        return token
+
+    # ---- RPCs ---------------------------------------------------------------------------
+    async def Authorize(
+        self, request: auth_pb2.AuthorizeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.AuthorizeResponse:
+        try:
+            return await self._authorize(request)
+        except errors.ClientFacingError as err:
+            return _deny(err)
+
+    async def _authorize(self, req: auth_pb2.AuthorizeRequest) -> auth_pb2.AuthorizeResponse:
+        token = await self._check_key(req.api_key, req.client_ip)
+        model = req.model
+        if token.models and model not in token.models:
+            raise errors.PermissionDenied(
+                f"This API key may not use the model `{model}`.", code="model_not_allowed"
+            )
+        abilities = await self._abilities_for(token.group, model)
+        if not abilities:
+            raise errors.NotFound(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
+        opts = await self._options_now()
+        group_ratio = opts.group_ratio.get(token.group, 1.0)
+        price = price_for(model, group_ratio, opts.model_ratio, opts.completion_ratio)
+        amount = self._estimate(price, req)
+        now_ms = int(time.time() * 1000)
+        outcome = await self._reserve(token, req.request_id, amount, now_ms)
+        if outcome is ReserveOutcome.TOKEN_EXHAUSTED:
+            raise errors.InsufficientQuota(
+                "This API key does not have enough quota left for this request."
+            )
+        if outcome is ReserveOutcome.USER_EXHAUSTED:
+            raise errors.InsufficientQuota(
+                "You exceeded your current quota, please top up your account."
+            )
+        candidates = []
+        for a in order_candidates(abilities):
+            ct = channel_type(a.channel_type)
+            if ct is None:
+                continue
+            candidates.append(
+                auth_pb2.ChannelCandidate(
+                    channel_id=a.channel_id,
+                    channel_type=a.channel_type,
+                    family=ct.family,
+                    upstream_model=a.upstream_model,
+                    config_version=a.config_version,
+                    priority=a.priority,
+                )
+            )
+        return auth_pb2.AuthorizeResponse(
+            allowed=True,
+            reservation_id=req.request_id,
+            reserved_quota=amount,
+            token_id=token.id,
+            token_name=token.name,
+            user_id=token.user_id,
+            group=token.group,
+            pricing=auth_pb2.Pricing(
+                model_ratio=price.model_ratio,
+                completion_ratio=price.completion_ratio,
+                group_ratio=price.group_ratio,
+                cached_ratio=price.cached_ratio,
+            ),
+            candidates=candidates,
+        )
+
+    def _estimate(self, price: Price, req: auth_pb2.AuthorizeRequest) -> int:
+        completion = req.max_tokens or self._settings.default_completion_reserve
+        completion = min(max(completion, 0), self._settings.max_completion_reserve)
+        return quota_for(price, max(req.estimated_prompt_tokens, 1), completion)
+
+    async def _reserve(
+        self, token: TokenRecord, reservation_id: str, amount: int, now_ms: int
+    ) -> ReserveOutcome:
+        if not reservation_id:
+            raise errors.InvalidRequest("missing request id")
+        for _ in range(2):
+            outcome = await self._quota.reserve(
+                reservation_id=reservation_id,
+                token_id=token.id,
+                user_id=token.user_id,
+                amount=amount,
+                unlimited=token.unlimited_quota,
+                now_ms=now_ms,
+            )
+            if outcome is not ReserveOutcome.NEEDS_LOAD:
+                return outcome
+            balances = await self._store.balances(token.id)
+            if balances is None:
+                raise errors.AuthenticationFailed("This API key no longer exists.")
+            token_balance, user_id, user_balance = balances
+            await self._quota.load_balances(
+                token_id=token.id,
+                token_balance=None if token.unlimited_quota else token_balance,
+                user_id=user_id,
+                user_balance=user_balance,
+            )
+        raise errors.ServiceUnavailable("quota store is not consistent; retry")
+
+    async def ListModels(
+        self, request: auth_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.ListModelsResponse:
+        try:
+            token = await self._check_key(request.api_key, request.client_ip)
+        except errors.ClientFacingError as err:
+            return auth_pb2.ListModelsResponse(allowed=False, error=err.to_proto())
+        models = await self._store.models_for_group(token.group)
+        if token.models:
+            models = [m for m in models if m in token.models]
+        return auth_pb2.ListModelsResponse(allowed=True, models=models)
+
+    async def GetChannel(
+        self, request: auth_pb2.GetChannelRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.Channel:
+        ch = await self._store.channel(request.channel_id)
+        if ch is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"channel {request.channel_id} not found"
+            )
+            raise AssertionError("unreachable")
+        keys = [
+            k.strip() for k in decrypt_secret(ch.key_enc, self._settings.secret_key).splitlines()
+        ]
+        return auth_pb2.Channel(
+            id=ch.id,
+            type=ch.type,
+            name=ch.name,
+            base_url=ch.base_url,
+            keys=[k for k in keys if k],
+            config_json=ch.config_json,
+            headers_json=ch.headers_json,
+            timeout_ms=ch.timeout_ms,
+            config_version=ch.config_version,
+            system_prompt=ch.system_prompt,
+        )
+
+    # ---- background ---------------------------------------------------------------------
+    async def flush_accessed_times(self, interval: float = 5.0) -> None:
+        """Record when keys were last used, batched so the hot path never writes Postgres."""
+        while True:
+            await asyncio.sleep(interval)
+            if not self._touched:
+                continue
+            ids, self._touched = list(self._touched), set()
+            try:
+                await self._store.touch_tokens(ids, int(time.time()))
+            except Exception:
+                log.exception("could not record accessed_time")

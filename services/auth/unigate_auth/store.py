@@ -1,0 +1,142 @@
+"""Postgres reads of the auth service (the config of record)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+
+from unigate_auth.routing import Ability
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: int
+    user_id: int
+    name: str
+    status: int
+    expired_time: int
+    unlimited_quota: bool
+    models: frozenset[str]
+    subnets: tuple[IPNetwork, ...]
+    user_status: int
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    id: int
+    type: int
+    name: str
+    base_url: str
+    key_enc: bytes
+    config_json: str
+    headers_json: str
+    timeout_ms: int
+    config_version: int
+    system_prompt: str
+
+
+def parse_subnets(text: str) -> tuple[IPNetwork, ...]:
+    nets = []
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            nets.append(ipaddress.ip_network(part, strict=False))
+    return tuple(nets)
+
+
+def parse_list(text: str) -> frozenset[str]:
+    return frozenset(p.strip() for p in text.split(",") if p.strip())
+
+
+class AuthStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def token_by_hash(self, key_hash: bytes) -> TokenRecord | None:
+        row = await self._pool.fetchrow(
+            "SELECT t.id, t.user_id, t.name, t.status, t.expired_time, t.unlimited_quota,"
+            ' t.models, t.subnet, u.status AS user_status, u."group"'
+            " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.key_hash = $1",
+            key_hash,
+        )
+        if row is None:
+            return None
+        return TokenRecord(
+            id=row["id"],
+            user_id=row["user_id"],
+            name=row["name"],
+            status=row["status"],
+            expired_time=row["expired_time"],
+            unlimited_quota=row["unlimited_quota"],
+            models=parse_list(row["models"]),
+            subnets=parse_subnets(row["subnet"]),
+            user_status=row["user_status"],
+            group=row["group"],
+        )
+
+    async def balances(self, token_id: int) -> tuple[int, int, int] | None:
+        """(token remain_quota, user id, user quota) as recorded in Postgres."""
+        row = await self._pool.fetchrow(
+            "SELECT t.remain_quota, t.user_id, u.quota FROM tokens t"
+            " JOIN users u ON u.id = t.user_id WHERE t.id = $1",
+            token_id,
+        )
+        return None if row is None else (row["remain_quota"], row["user_id"], row["quota"])
+
+    async def abilities(self, group: str, model: str) -> list[Ability]:
+        rows = await self._pool.fetch(
+            "SELECT a.channel_id, a.priority, a.weight, c.type, c.model_mapping, c.config_version"
+            " FROM abilities a JOIN channels c ON c.id = a.channel_id"
+            ' WHERE a."group" = $1 AND a.model = $2 AND a.enabled AND c.status = 1',
+            group,
+            model,
+        )
+        out = []
+        for r in rows:
+            mapping = orjson.loads(r["model_mapping"]) if r["model_mapping"] else {}
+            out.append(
+                Ability(
+                    channel_id=r["channel_id"],
+                    channel_type=r["type"],
+                    priority=r["priority"],
+                    weight=r["weight"],
+                    upstream_model=str(mapping.get(model) or model),
+                    config_version=r["config_version"],
+                )
+            )
+        return out
+
+    async def models_for_group(self, group: str) -> list[str]:
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT a.model FROM abilities a JOIN channels c ON c.id = a.channel_id"
+            ' WHERE a."group" = $1 AND a.enabled AND c.status = 1 ORDER BY a.model',
+            group,
+        )
+        return [r["model"] for r in rows]
+
+    async def channel(self, channel_id: int) -> ChannelRecord | None:
+        r = await self._pool.fetchrow(
+            "SELECT id, type, name, base_url, key_enc, config::text AS config_json,"
+            " headers::text AS headers_json, timeout_ms, config_version, system_prompt"
+            " FROM channels WHERE id = $1",
+            channel_id,
+        )
+        if r is None:
+            return None
+        return ChannelRecord(**dict(r))
+
+    async def options(self) -> dict[str, str]:
+        return {
+            r["key"]: r["value"] for r in await self._pool.fetch("SELECT key, value FROM options")
+        }
+
+    async def touch_tokens(self, token_ids: list[int], now: int) -> None:
+        await self._pool.execute(
+            "UPDATE tokens SET accessed_time = $2 WHERE id = ANY($1::bigint[])", token_ids, now
+        )

@@ -1,0 +1,1 @@
+"""The billing service: the usage ledger, fed exactly once per request from JetStream."""

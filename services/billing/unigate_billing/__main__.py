@@ -1,0 +1,86 @@
+"""Entry point: ``unigate-billing`` (or ``python -m unigate_billing``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvloop
+
+from unigate import bus
+from unigate.db import create_pool
+from unigate.grpcutil import new_server
+from unigate.logs import configure_logging
+from unigate.namespace import Namespace
+from unigate.ops import serve_ops
+from unigate.quota import QuotaStore
+from unigate.redisconn import connect_redis
+from unigate.telemetry import setup_tracing
+from unigate.v1 import billing_pb2_grpc
+from unigate_billing.consumer import UsageConsumer
+from unigate_billing.ledger import Ledger
+from unigate_billing.queries import BillingQueries
+from unigate_billing.settings import BillingSettings
+
+log = logging.getLogger("unigate_billing")
+
+
+async def serve(settings: BillingSettings) -> None:
+    ns = Namespace(settings.namespace)
+    pool = await create_pool(settings.sql_dsn, min_size=2, max_size=8)
+    redis = connect_redis(settings.redis_conn_string, max_connections=16)
+    nc = await bus.connect(settings.nats_url, "unigate-billing")
+    js = nc.jetstream()
+    await bus.ensure_usage_stream(js, ns)
+    consumer = UsageConsumer(
+        js,
+        ns,
+        Ledger(pool),
+        QuotaStore(redis, ns),
+        batch_size=settings.batch_size,
+        ack_wait=settings.ack_wait_seconds,
+    )
+    consuming = asyncio.create_task(consumer.run())
+
+    server = new_server()
+    billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingQueries(pool), server)
+    server.add_insecure_port(settings.listen)
+    await server.start()
+
+    async def ready() -> dict[str, bool]:
+        checks = {"nats": nc.is_connected, "consumer": not consuming.done()}
+        try:
+            checks["postgres"] = await pool.fetchval("SELECT 1") == 1
+        except Exception:
+            checks["postgres"] = False
+        return checks
+
+    ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
+    log.info("billing consuming %s; queries on %s", ns.usage_stream, settings.listen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await asyncio.wait(
+        [asyncio.ensure_future(stop.wait()), consuming], return_when=asyncio.FIRST_COMPLETED
+    )
+    log.info("billing shutting down")
+    consumer.stop()
+    await asyncio.wait_for(consuming, timeout=15)
+    await server.stop(grace=5)
+    ops.should_exit = True
+    await nc.drain()
+    await redis.aclose()
+    await pool.close()
+
+
+def main() -> None:
+    settings = BillingSettings()
+    configure_logging("billing", settings.log_level)
+    setup_tracing("unigate-billing")
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The durable JetStream consumer that feeds the ledger.
+
+Fetch a batch, apply it in one Postgres transaction, settle the reservations in Redis, then
+ack. A crash anywhere before the ack means redelivery, which the ledger makes harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.errors
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
+from unigate.quota import QuotaStore, Settlement
+from unigate.v1 import events_pb2
+from unigate_billing.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+
+def decode(msg: Msg) -> events_pb2.UsageEvent | str:
+    """The event, or why it can never be applied."""
+    event = events_pb2.UsageEvent()
+    try:
+        event.ParseFromString(msg.data)
+    except DecodeError as exc:
+        return f"undecodable: {exc}"
+    if event.schema_version != USAGE_SCHEMA_VERSION:
+        return f"unknown schema_version {event.schema_version}"
+    if not event.request_id:
+        return "missing request_id"
+    return event
+
+
+class UsageConsumer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        ns: Namespace,
+        ledger: Ledger,
+        quota: QuotaStore,
+        *,
+        batch_size: int,
+        ack_wait: float,
+    ) -> None:
+        self._js = js
+        self._ns = ns
+        self._ledger = ledger
+        self._quota = quota
+        self._batch_size = batch_size
+        self._ack_wait = ack_wait
+        self._stopping = asyncio.Event()
+        self.applied = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        sub = await self._js.pull_subscribe(
+            self._ns.usage_subjects,
+            durable=self._ns.billing_consumer,
+            stream=self._ns.usage_stream,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self._ack_wait,
+                max_ack_pending=max(self._batch_size * 4, 1000),
+            ),
+        )
+        while not self._stopping.is_set():
+            try:
+                msgs = await sub.fetch(self._batch_size, timeout=1.0)
+            except (nats.errors.TimeoutError, TimeoutError):
+                # No events within the fetch window (nats-py raises either kind).
+                continue
+            except Exception:
+                log.exception("fetch failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            await self._handle(msgs)
+
+    async def _handle(self, msgs: list[Msg]) -> None:
+        events: dict[str, events_pb2.UsageEvent] = {}
+        dead: list[tuple[str, bytes, str]] = []
+        for msg in msgs:
+            decoded = decode(msg)
+            if isinstance(decoded, str):
+                log.error("dead-lettering event on %s: %s", msg.subject, decoded)
+                dead.append((msg.subject, msg.data, decoded))
+            else:
+                events.setdefault(decoded.request_id, decoded)
+        delay = 0.2
+        while True:
+            try:
+                applied = await self._ledger.apply(list(events.values()), dead)
+                break
+            except Exception:
+                if self._stopping.is_set():
+                    return  # unacked: redelivered to whoever consumes next
+                log.exception("ledger write failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        new = {a.request_id: a for a in applied}
+        settlements = [
+            Settlement(
+                reservation_id=e.reservation_id,
+                token_id=e.token_id,
+                user_id=e.user_id,
+                charged=e.quota if rid in new else 0,
+                unlimited=new[rid].unlimited if rid in new else False,
+            )
+            for rid, e in events.items()
+            if e.reservation_id
+        ]
+        try:
+            await self._quota.settle(settlements)
+        except Exception:
+            # The ledger is already right; cached balances heal when they expire.
+            log.exception("could not settle %d reservations in redis", len(settlements))
+        for msg in msgs:
+            await msg.ack()
+        self.applied += len(new)

@@ -1,0 +1,134 @@
+"""Writing the ledger: one set-based statement per batch of usage events.
+
+A log row is inserted once per request id; only rows actually inserted charge the token,
+the user and the channel, all in the same statement, so a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from unigate.v1 import events_pb2
+
+LOG_TYPE_CONSUME = 2
+
+_APPLY = """
+WITH ev AS (
+  SELECT * FROM unnest(
+    $1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[],
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[],
+    $13::bigint[], $14::bool[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[],
+    $19::float8[], $20::int[], $21::int[], $22::bool[], $23::int[], $24::text[], $25::text[],
+    $26::text[], $27::bigint[], $28::text[]
+  ) AS e(request_id, created_at, user_id, token_id, token_name, channel_id,
+         model_name, upstream_model, endpoint, grp, prompt_tokens, completion_tokens,
+         cached_tokens, estimated, quota, model_ratio, completion_ratio, group_ratio,
+         cached_ratio, latency_ms, first_token_ms, is_stream, status_code, error_code, client_ip,
+         reservation_id, reserved_quota, channels_tried)
+), ins AS (
+  INSERT INTO logs (request_id, type, created_at, user_id, username, token_id, token_name,
+                    channel_id, channels_tried, model_name, upstream_model, endpoint, "group",
+                    prompt_tokens, completion_tokens, cached_tokens, estimated, quota,
+                    model_ratio, completion_ratio, group_ratio, cached_ratio, latency_ms,
+                    first_token_ms, is_stream, status_code, error_code, client_ip,
+                    reservation_id, reserved_quota)
+  SELECT e.request_id, 2, e.created_at, e.user_id, coalesce(u.username, ''), e.token_id,
+         e.token_name, e.channel_id, e.channels_tried::bigint[], e.model_name, e.upstream_model,
+         e.endpoint, e.grp, e.prompt_tokens, e.completion_tokens, e.cached_tokens, e.estimated,
+         e.quota, e.model_ratio, e.completion_ratio, e.group_ratio, e.cached_ratio, e.latency_ms,
+         e.first_token_ms, e.is_stream, e.status_code, e.error_code, e.client_ip,
+         e.reservation_id, e.reserved_quota
+  FROM ev e LEFT JOIN users u ON u.id = e.user_id
+  ON CONFLICT (request_id) DO NOTHING
+  RETURNING request_id, user_id, token_id, channel_id, quota
+), tok AS (
+  UPDATE tokens t
+     SET used_quota = t.used_quota + s.q,
+         remain_quota = CASE WHEN t.unlimited_quota THEN t.remain_quota
+                             ELSE t.remain_quota - s.q END
+    FROM (SELECT token_id, sum(quota) AS q FROM ins GROUP BY token_id) s
+   WHERE t.id = s.token_id
+  RETURNING t.id, t.unlimited_quota
+), usr AS (
+  UPDATE users u
+     SET used_quota = u.used_quota + s.q, quota = u.quota - s.q,
+         request_count = u.request_count + s.n
+    FROM (SELECT user_id, sum(quota) AS q, count(*) AS n FROM ins GROUP BY user_id) s
+   WHERE u.id = s.user_id
+  RETURNING u.id
+), chn AS (
+  UPDATE channels c SET used_quota = c.used_quota + s.q
+    FROM (SELECT channel_id, sum(quota) AS q FROM ins GROUP BY channel_id) s
+   WHERE c.id = s.channel_id
+  RETURNING c.id
+)
+SELECT ins.request_id, coalesce(tok.unlimited_quota, false) AS unlimited
+  FROM ins LEFT JOIN tok ON tok.id = ins.token_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    request_id: str
+    unlimited: bool
+
+
+def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
+    cols: list[list[object]] = [[] for _ in range(28)]
+    for e in events:
+        u = e.usage
+        p = e.pricing
+        row = (
+            e.request_id,
+            e.created_at_ms // 1000,
+            e.user_id,
+            e.token_id,
+            e.token_name,
+            e.channel_id,
+            e.model,
+            e.upstream_model,
+            e.endpoint,
+            e.group,
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.cached_tokens,
+            u.estimated,
+            e.quota,
+            p.model_ratio,
+            p.completion_ratio,
+            p.group_ratio,
+            p.cached_ratio,
+            e.latency_ms,
+            e.first_token_ms,
+            e.stream,
+            e.status_code,
+            e.error_code,
+            e.client_ip,
+            e.reservation_id,
+            e.reserved_quota,
+            "{" + ",".join(str(c) for c in e.channels_tried) + "}",
+        )
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    return cols
+
+
+class Ledger:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def apply(
+        self,
+        events: list[events_pb2.UsageEvent],
+        dead: list[tuple[str, bytes, str]] | None = None,
+    ) -> list[Applied]:
+        """Insert and charge in one transaction; returns the events that were new."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_APPLY, *_columns(events)) if events else []
+            if dead:
+                await conn.executemany(
+                    "INSERT INTO dead_letters (subject, data, reason) VALUES ($1, $2, $3)", dead
+                )
+        return [Applied(r["request_id"], r["unlimited"]) for r in rows]

@@ -1,0 +1,198 @@
+"""The gateway's HTTP application: OpenAI-compatible routes plus /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import grpc
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from unigate import bus, errors
+from unigate.grpcutil import insecure_channel
+from unigate.logs import request_id_var
+from unigate.namespace import Namespace
+from unigate.ops import ops_routes
+from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
+from unigate_gateway.client_ip import client_ip, parse_networks
+from unigate_gateway.metrics import LATENCY, REQUESTS
+from unigate_gateway.proxy import Proxy, error_response, new_request_id
+from unigate_gateway.publisher import UsagePublisher
+from unigate_gateway.requests import ParsedCall, bearer_key, parse_chat, parse_embeddings
+from unigate_gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    ns = Namespace(settings.namespace)
+    trusted = parse_networks(settings.trusted_proxies)
+    state: dict[str, object] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        auth_channel = insecure_channel(settings.auth_addr)
+        relay_channels = {f: insecure_channel(a) for f, a in settings.relay_map().items()}
+        nc = await bus.connect(settings.nats_url, "unigate-gateway")
+        js = nc.jetstream()
+        await bus.ensure_usage_stream(js, ns)
+        publisher = UsagePublisher(js, ns.usage_subject, max_buffer=settings.usage_buffer)
+        publisher.start()
+        state["proxy"] = Proxy(
+            auth_pb2_grpc.AuthServiceStub(auth_channel),
+            {f: relay_pb2_grpc.RelayServiceStub(c) for f, c in relay_channels.items()},
+            publisher,
+            retry_times=settings.retry_times,
+            authorize_timeout=settings.authorize_timeout,
+            relay_timeout=settings.relay_timeout,
+        )
+        state["nats"] = nc
+        state["auth_channel"] = auth_channel
+        log.info("gateway listening on %s:%d", settings.host, settings.port)
+        try:
+            yield
+        finally:
+            await publisher.close()
+            await nc.drain()
+            await auth_channel.close()
+            for c in relay_channels.values():
+                await c.close()
+
+    async def ready() -> dict[str, bool]:
+        nc = state.get("nats")
+        channel = state.get("auth_channel")
+        auth_ok = isinstance(channel, grpc.aio.Channel) and channel.get_state(
+            try_to_connect=True
+        ) in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.IDLE)
+        return {"nats": bool(nc and nc.is_connected), "auth": auth_ok}  # type: ignore[attr-defined]
+
+    app = FastAPI(
+        title="unigate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    for route in ops_routes(ready):
+        app.router.routes.append(route)
+
+    def proxy() -> Proxy:
+        p = state["proxy"]
+        assert isinstance(p, Proxy)
+        return p
+
+    def request_id_of(request: Request) -> str:
+        rid = request.headers.get("x-request-id")
+        if rid and len(rid) <= 128 and rid.isprintable():
+            return rid
+        return new_request_id()
+
+    def ip_of(request: Request) -> str:
+        peer = request.client.host if request.client else ""
+        return client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
+
+    async def relayed(
+        request: Request, endpoint: str, parse: Callable[[bytes], ParsedCall]
+    ) -> Response:
+        started = time.perf_counter()
+        client_request_id = request_id_of(request)
+        # The ledger's key is always ours, so a client cannot collide with another's request.
+        request_id = new_request_id()
+        request_id_var.set(request_id)
+        try:
+            body = await request.body()
+            if len(body) > settings.max_body_bytes:
+                raise errors.ClientFacingError(
+                    "Request body too large.",
+                    status=413,
+                    type="invalid_request_error",
+                    code="request_too_large",
+                )
+            api_key = bearer_key(request.headers.get("authorization"))
+            if not api_key:
+                raise errors.AuthenticationFailed(
+                    "You didn't provide an API key. You need to provide your API key in an"
+                    " Authorization header using Bearer auth"
+                    " (i.e. Authorization: Bearer YOUR_KEY).",
+                    code="missing_api_key",
+                )
+            call = parse(body)
+            response = await proxy().handle(api_key, call, ip_of(request), request_id)
+        except errors.ClientFacingError as err:
+            response = error_response(err, request_id)
+        response.headers["X-Request-Id"] = client_request_id
+        if client_request_id != request_id:
+            response.headers["X-Unigate-Request-Id"] = request_id
+        REQUESTS.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await relayed(request, "chat.completions", parse_chat)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        return await relayed(request, "embeddings", parse_embeddings)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        request_id = request_id_of(request)
+        try:
+            api_key = bearer_key(request.headers.get("authorization"))
+            if not api_key:
+                raise errors.AuthenticationFailed(
+                    "You didn't provide an API key.", code="missing_api_key"
+                )
+            names = await proxy().list_models(api_key, ip_of(request))
+        except errors.ClientFacingError as err:
+            return error_response(err, request_id)
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "unigate"} for name in names
+        ]
+        return Response(
+            orjson.dumps({"object": "list", "data": data}),
+            media_type="application/json",
+            headers={"X-Request-Id": request_id},
+        )
+
+    install_error_handlers(app)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves in OpenAI's shape, including the framework's own 404/405."""
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        messages = {
+            404: f"Unknown request URL: {request.method} {request.url.path}.",
+            405: f"Method {request.method} is not allowed for {request.url.path}.",
+        }
+        err = errors.ClientFacingError(
+            messages.get(exc.status_code, str(exc.detail)),
+            status=exc.status_code,
+            type="invalid_request_error",
+            code="unknown_url" if exc.status_code == 404 else None,
+        )
+        return error_response(err, new_request_id())
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        return error_response(errors.InvalidRequest(str(exc)), new_request_id())
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(
+            errors.ClientFacingError("The server had an error while processing your request."),
+            new_request_id(),
+        )
+
+    handlers: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
+        StarletteHTTPException: http_error,
+        RequestValidationError: validation_error,
+        Exception: unexpected,
+    }
+    for exc_type, handler in handlers.items():
+        app.add_exception_handler(exc_type, handler)

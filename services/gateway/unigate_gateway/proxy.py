@@ -1,0 +1,341 @@
+"""The life of one relayed call: authorize, try the candidate channels, answer, publish usage.
+
+A call is retried on the next candidate only while nothing has reached the client yet. Every
+authorized call ends in exactly one usage event, however it ends (success, error, client gone).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+from starlette.responses import Response, StreamingResponse
+
+from unigate import errors
+from unigate.namespace import USAGE_SCHEMA_VERSION
+from unigate.pricing import Price, quota_for
+from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
+from unigate_gateway.metrics import RETRIES
+from unigate_gateway.publisher import UsagePublisher
+from unigate_gateway.requests import ParsedCall
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+CLIENT_CLOSED = 499
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def error_response(err: errors.ClientFacingError, request_id: str) -> Response:
+    return Response(
+        err.json(),
+        status_code=err.status,
+        media_type="application/json",
+        headers={"X-Request-Id": request_id},
+    )
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What the usage event will say about a call; filled in as the call goes."""
+
+    request_id: str
+    call: ParsedCall
+    client_ip: str
+    auth: auth_pb2.AuthorizeResponse
+    started: float = field(default_factory=time.perf_counter)
+    channel: auth_pb2.ChannelCandidate | None = None
+    tried: list[int] = field(default_factory=list)
+    usage: common_pb2.Usage = field(default_factory=common_pb2.Usage)
+    status: int = 0
+    error_code: str = ""
+    first_token_ms: int = 0
+
+
+class Proxy:
+    def __init__(
+        self,
+        auth: auth_pb2_grpc.AuthServiceStub,
+        relays: dict[str, relay_pb2_grpc.RelayServiceStub],
+        publisher: UsagePublisher,
+        *,
+        retry_times: int,
+        authorize_timeout: float,
+        relay_timeout: float,
+    ) -> None:
+        self._auth = auth
+        self._relays = relays
+        self._publisher = publisher
+        self._retry_times = retry_times
+        self._authorize_timeout = authorize_timeout
+        self._relay_timeout = relay_timeout
+
+    async def authorize(
+        self, api_key: str, call: ParsedCall, client_ip: str, request_id: str
+    ) -> auth_pb2.AuthorizeResponse:
+        try:
+            decision = await self._auth.Authorize(
+                auth_pb2.AuthorizeRequest(
+                    api_key=api_key,
+                    model=call.model,
+                    client_ip=client_ip,
+                    request_id=request_id,
+                    endpoint=call.endpoint,
+                    stream=call.stream,
+                    estimated_prompt_tokens=call.estimated_prompt_tokens,
+                    max_tokens=call.max_tokens,
+                ),
+                timeout=self._authorize_timeout,
+                wait_for_ready=True,
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.error("authorize failed: %s %s", exc.code(), exc.details())
+            raise errors.ServiceUnavailable(
+                "The gateway could not check your API key right now; please retry."
+            ) from None
+        if not decision.allowed:
+            raise errors.ClientFacingError.from_proto(decision.error)
+        return decision
+
+    async def handle(
+        self, api_key: str, call: ParsedCall, client_ip: str, request_id: str
+    ) -> Response:
+        decision = await self.authorize(api_key, call, client_ip, request_id)
+        record = CallRecord(request_id, call, client_ip, decision)
+        if call.stream:
+            return await self._stream(record)
+        try:
+            return await self._unary(record)
+        finally:
+            self._publish(record)
+
+    def _candidates(self, record: CallRecord) -> list[auth_pb2.ChannelCandidate]:
+        return list(record.auth.candidates)[: 1 + max(self._retry_times, 0)]
+
+    def _relay_request(
+        self, record: CallRecord, cand: auth_pb2.ChannelCandidate
+    ) -> relay_pb2.RelayRequest:
+        return relay_pb2.RelayRequest(
+            request_id=record.request_id,
+            endpoint=record.call.endpoint,
+            channel_id=cand.channel_id,
+            channel_type=cand.channel_type,
+            config_version=cand.config_version,
+            upstream_model=cand.upstream_model,
+            body=record.call.body,
+            stream=record.call.stream,
+            include_usage=record.call.include_usage,
+        )
+
+    def _no_relay_error(self, cand: auth_pb2.ChannelCandidate) -> relay_pb2.RelayError:
+        return relay_pb2.RelayError(
+            error=errors.ServiceUnavailable(
+                f"No relay is configured for provider family `{cand.family}`."
+            ).to_proto(),
+            retryable=True,
+        )
+
+    def _rpc_error(self, exc: grpc.aio.AioRpcError) -> relay_pb2.RelayError:
+        log.error("relay call failed: %s %s", exc.code(), exc.details())
+        return relay_pb2.RelayError(
+            error=errors.ServiceUnavailable(
+                "The relay for this channel is unavailable."
+            ).to_proto(),
+            retryable=exc.code()
+            in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED),
+        )
+
+    async def _unary(self, record: CallRecord) -> Response:
+        last: relay_pb2.RelayError | None = None
+        for cand in self._candidates(record):
+            record.channel = cand
+            record.tried.append(cand.channel_id)
+            stub = self._relays.get(cand.family)
+            if stub is None:
+                last = self._no_relay_error(cand)
+                continue
+            try:
+                result = await stub.Call(
+                    self._relay_request(record, cand), timeout=self._relay_timeout
+                )
+            except grpc.aio.AioRpcError as exc:
+                last = self._rpc_error(exc)
+            else:
+                if not result.HasField("error"):
+                    record.usage = result.usage
+                    record.status = result.http_status or 200
+                    return Response(
+                        result.body,
+                        status_code=record.status,
+                        media_type=result.content_type or "application/json",
+                        headers={"X-Request-Id": record.request_id},
+                    )
+                last = result.error
+                if result.HasField("usage"):
+                    record.usage = result.usage
+            if not last.retryable:
+                break
+            RETRIES.labels(reason=last.error.code or "error").inc()
+        return self._fail(record, last)
+
+    def _fail(self, record: CallRecord, last: relay_pb2.RelayError | None) -> Response:
+        err = (
+            errors.ClientFacingError.from_proto(last.error)
+            if last is not None
+            else errors.ModelNotAvailable("No channel could serve this request.")
+        )
+        record.status = err.status
+        record.error_code = err.code or err.type
+        return error_response(err, record.request_id)
+
+    async def _stream(self, record: CallRecord) -> Response:
+        last: relay_pb2.RelayError | None = None
+        for cand in self._candidates(record):
+            record.channel = cand
+            record.tried.append(cand.channel_id)
+            stub = self._relays.get(cand.family)
+            if stub is None:
+                last = self._no_relay_error(cand)
+                continue
+            call = stub.Stream(self._relay_request(record, cand), timeout=self._relay_timeout)
+            try:
+                first = await call.read()
+            except grpc.aio.AioRpcError as exc:
+                last = self._rpc_error(exc)
+            else:
+                if not isinstance(first, relay_pb2.RelayChunk):  # grpc.aio.EOF
+                    last = relay_pb2.RelayError(
+                        error=errors.UpstreamError("The relay ended the stream early.").to_proto(),
+                        retryable=True,
+                    )
+                elif first.HasField("end") and first.end.HasField("error"):
+                    last = first.end.error
+                    if first.end.HasField("usage"):
+                        record.usage = first.end.usage
+                else:
+                    record.status = 200
+                    return StreamingResponse(
+                        self._forward(record, call, first),
+                        media_type="text/event-stream",
+                        headers={**SSE_HEADERS, "X-Request-Id": record.request_id},
+                    )
+            call.cancel()
+            if not last.retryable:
+                break
+            RETRIES.labels(reason=last.error.code or "error").inc()
+        try:
+            return self._fail(record, last)
+        finally:
+            self._publish(record)
+
+    async def _forward(
+        self,
+        record: CallRecord,
+        call: grpc.aio.UnaryStreamCall[relay_pb2.RelayRequest, relay_pb2.RelayChunk],
+        first: relay_pb2.RelayChunk,
+    ) -> AsyncIterator[bytes]:
+        """Pass the relay's SSE bytes to the client; after the first byte, errors become an
+        error event in the stream (never a retry)."""
+        chunk: relay_pb2.RelayChunk | object = first
+        finished = False
+        try:
+            while True:
+                if not isinstance(chunk, relay_pb2.RelayChunk):  # grpc.aio.EOF
+                    raise errors.UpstreamError("The relay ended the stream early.")
+                if chunk.HasField("end"):
+                    end = chunk.end
+                    record.usage = end.usage
+                    record.first_token_ms = end.first_token_ms
+                    if end.HasField("error"):
+                        err = errors.ClientFacingError.from_proto(end.error.error)
+                        record.status = err.status
+                        record.error_code = err.code or err.type
+                        yield b"data: " + err.json() + b"\n\n"
+                    finished = True
+                    return
+                yield chunk.data
+                chunk = await call.read()
+        except grpc.aio.AioRpcError as exc:
+            err = errors.UpstreamError("The relay failed mid-stream.")
+            log.error("relay stream failed: %s %s", exc.code(), exc.details())
+            record.status, record.error_code = err.status, err.code or ""
+            yield b"data: " + err.json() + b"\n\n"
+            finished = True
+        except errors.ClientFacingError as err:
+            record.status, record.error_code = err.status, err.code or ""
+            yield b"data: " + err.json() + b"\n\n"
+            finished = True
+        finally:
+            if not finished:
+                # The client went away: stop the upstream call now.
+                record.status = CLIENT_CLOSED
+                record.error_code = "client_closed"
+                call.cancel()
+                if not record.usage.prompt_tokens:
+                    record.usage = common_pb2.Usage(
+                        prompt_tokens=record.call.estimated_prompt_tokens,
+                        total_tokens=record.call.estimated_prompt_tokens,
+                        estimated=True,
+                    )
+            self._publish(record)
+
+    def _publish(self, record: CallRecord) -> None:
+        auth = record.auth
+        p = auth.pricing
+        u = record.usage
+        quota = quota_for(
+            Price(p.model_ratio, p.completion_ratio, p.group_ratio, p.cached_ratio),
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.cached_tokens,
+        )
+        elapsed = time.perf_counter() - record.started
+        self._publisher.publish(
+            events_pb2.UsageEvent(
+                schema_version=USAGE_SCHEMA_VERSION,
+                request_id=record.request_id,
+                reservation_id=auth.reservation_id,
+                reserved_quota=auth.reserved_quota,
+                user_id=auth.user_id,
+                token_id=auth.token_id,
+                token_name=auth.token_name,
+                group=auth.group,
+                channel_id=record.channel.channel_id if record.channel else 0,
+                model=record.call.model,
+                upstream_model=record.channel.upstream_model if record.channel else "",
+                endpoint=record.call.endpoint,
+                usage=u,
+                pricing=p,
+                quota=quota,
+                stream=record.call.stream,
+                status_code=record.status,
+                error_code=record.error_code,
+                latency_ms=int(elapsed * 1000),
+                first_token_ms=record.first_token_ms,
+                client_ip=record.client_ip,
+                channels_tried=record.tried,
+                created_at_ms=int(time.time() * 1000),
+            )
+        )
+
+    async def list_models(self, api_key: str, client_ip: str) -> list[str]:
+        try:
+            resp = await self._auth.ListModels(
+                auth_pb2.ListModelsRequest(api_key=api_key, client_ip=client_ip),
+                timeout=self._authorize_timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.error("list models failed: %s %s", exc.code(), exc.details())
+            raise errors.ServiceUnavailable(
+                "The gateway could not check your API key right now; please retry."
+            ) from None
+        if not resp.allowed:
+            raise errors.ClientFacingError.from_proto(resp.error)
+        return list(resp.models)

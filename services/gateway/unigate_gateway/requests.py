@@ -1,0 +1,148 @@
+"""Reading and checking client requests before anything is spent on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from unigate.errors import InvalidRequest
+from unigate.tokens import estimate_body_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCall:
+    """What the gateway needs to know of a relayed call; the body itself goes on untouched."""
+
+    endpoint: str
+    body: bytes
+    model: str
+    stream: bool
+    include_usage: bool
+    max_tokens: int
+    estimated_prompt_tokens: int
+
+
+def _load_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. (HINT: This likely means you"
+            " aren't using your HTTP library correctly.)"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return data
+
+
+def _model(data: dict[str, Any]) -> str:
+    model = data.get("model")
+    if model is None or model == "":
+        raise InvalidRequest("You must provide a model parameter.", param="model")
+    if not isinstance(model, str):
+        raise InvalidRequest(
+            f"Invalid type for 'model': expected a string, but got {type(model).__name__}.",
+            param="model",
+        )
+    return model
+
+
+def _int_field(data: dict[str, Any], name: str) -> int:
+    value = data.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"Invalid type for '{name}': expected an integer.", param=name)
+    if value < 1:
+        raise InvalidRequest(
+            f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got"
+            f" {value} instead.",
+            param=name,
+        )
+    return value
+
+
+def parse_chat(body: bytes) -> ParsedCall:
+    data = _load_object(body)
+    model = _model(data)
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        if messages is None:
+            raise InvalidRequest("Missing required parameter: 'messages'.", param="messages")
+        raise InvalidRequest(
+            "Invalid 'messages': expected a non-empty array of messages.", param="messages"
+        )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidRequest(
+                f"Invalid 'messages[{i}]': expected an object with a 'role'.",
+                param=f"messages[{i}]",
+            )
+    stream = data.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("Invalid type for 'stream': expected a boolean.", param="stream")
+    options = data.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest(
+            "Invalid type for 'stream_options': expected an object.", param="stream_options"
+        )
+    if options and not stream:
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    max_tokens = _int_field(data, "max_completion_tokens") or _int_field(data, "max_tokens")
+    return ParsedCall(
+        endpoint="chat.completions",
+        body=body,
+        model=model,
+        stream=bool(stream),
+        include_usage=bool(options and options.get("include_usage")),
+        max_tokens=max_tokens,
+        estimated_prompt_tokens=estimate_body_tokens(len(body)),
+    )
+
+
+def parse_embeddings(body: bytes) -> ParsedCall:
+    data = _load_object(body)
+    model = _model(data)
+    value = data.get("input")
+    if value is None:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input")
+    valid = isinstance(value, str) or (
+        isinstance(value, list)
+        and len(value) > 0
+        and (
+            all(isinstance(v, str) for v in value)
+            or all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            or all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value)
+        )
+    )
+    if not valid or value == "":
+        raise InvalidRequest(
+            "Invalid 'input': expected a non-empty string, array of strings, array of tokens,"
+            " or array of token arrays.",
+            param="input",
+        )
+    return ParsedCall(
+        endpoint="embeddings",
+        body=body,
+        model=model,
+        stream=False,
+        include_usage=False,
+        max_tokens=0,
+        estimated_prompt_tokens=estimate_body_tokens(len(body)),
+    )
+
+
+def bearer_key(authorization: str | None) -> str:
+    if not authorization:
+        return ""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return ""
+    return credentials.strip()

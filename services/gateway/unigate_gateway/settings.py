@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from unigate.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    host: str = Field("0.0.0.0", alias="HOST")
+    port: int = Field(3000, alias="PORT")
+    auth_addr: str = Field("127.0.0.1:50051", alias="AUTH_ADDR")
+    # Relay addresses by provider family: "openai=127.0.0.1:50061,anthropic=10.0.0.5:50061".
+    relay_addrs: str = Field("openai=127.0.0.1:50061", alias="RELAY_ADDRS")
+    # CIDRs of proxies (nginx, load balancers) whose X-Forwarded-For is believed.
+    trusted_proxies: str = Field("127.0.0.1/32,::1/128", alias="TRUSTED_PROXIES")
+    # How many further channels to try after the first fails (before any byte was sent).
+    retry_times: int = Field(2, alias="RETRY_TIMES")
+    max_body_bytes: int = Field(32 * 1024 * 1024, alias="MAX_REQUEST_BODY_BYTES")
+    authorize_timeout: float = Field(5.0, alias="AUTHORIZE_TIMEOUT")
+    relay_timeout: float = Field(600.0, alias="RELAY_TIMEOUT")
+    usage_buffer: int = Field(100_000, alias="USAGE_BUFFER_SIZE")
+
+    def relay_map(self) -> dict[str, str]:
+        out = {}
+        for part in self.relay_addrs.split(","):
+            if "=" in part:
+                family, addr = part.split("=", 1)
+                out[family.strip()] = addr.strip()
+        return out

@@ -1,0 +1,1 @@
+"""The relay service: translates OpenAI-shaped calls for one provider family and calls it."""

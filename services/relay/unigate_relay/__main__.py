@@ -1,0 +1,81 @@
+"""Entry point: ``unigate-relay`` (or ``python -m unigate_relay``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+import httpx
+import uvloop
+
+from unigate.grpcutil import insecure_channel, new_server
+from unigate.logs import configure_logging
+from unigate.ops import serve_ops
+from unigate.telemetry import setup_tracing
+from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
+from unigate_relay import providers
+from unigate_relay.channels import ChannelConfigs
+from unigate_relay.server import RelayService
+from unigate_relay.settings import RelaySettings
+
+log = logging.getLogger("unigate_relay")
+
+
+async def serve(settings: RelaySettings, families: list[str]) -> None:
+    adapters = providers.load(families)
+    auth_channel = insecure_channel(settings.auth_addr)
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout, pool=30.0),
+        limits=httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=min(settings.max_connections, 256),
+            keepalive_expiry=60,
+        ),
+        follow_redirects=False,
+    )
+    service = RelayService(
+        adapters, ChannelConfigs(auth_pb2_grpc.AuthServiceStub(auth_channel)), http
+    )
+    server = new_server()
+    relay_pb2_grpc.add_RelayServiceServicer_to_server(service, server)
+    server.add_insecure_port(settings.listen)
+    await server.start()
+
+    async def ready() -> dict[str, bool]:
+        state = auth_channel.get_state(try_to_connect=True)
+        return {"auth": state.name in ("READY", "IDLE", "CONNECTING")}
+
+    ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
+    log.info("relay [%s] listening on %s", ",".join(families), settings.listen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("relay draining")
+    # Lets streams in flight finish (bounded) before closing upstream connections.
+    await server.stop(grace=30)
+    ops.should_exit = True
+    await http.aclose()
+    await auth_channel.close()
+
+
+def main() -> None:
+    settings = RelaySettings()
+    parser = argparse.ArgumentParser(prog="unigate-relay")
+    parser.add_argument(
+        "--providers",
+        default=settings.providers,
+        help="comma-separated provider families to serve (default from RELAY_PROVIDERS)",
+    )
+    args = parser.parse_args()
+    families = [f.strip() for f in args.providers.split(",") if f.strip()]
+    configure_logging("relay", settings.log_level)
+    setup_tracing("unigate-relay")
+    uvloop.run(serve(settings, families))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The interface every provider adapter implements, and the error mapping they share."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import httpx
+import orjson
+
+from unigate.v1 import auth_pb2, common_pb2, relay_pb2
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Everything an adapter needs for one upstream call."""
+
+    request: relay_pb2.RelayRequest
+    channel: auth_pb2.Channel
+    api_key: str
+    http: httpx.AsyncClient
+
+
+class Provider(abc.ABC):
+    """One provider family: its request/response conversion, stream handling and auth."""
+
+    family: ClassVar[str]
+    channel_types: ClassVar[tuple[int, ...]]
+    # Endpoints ("chat.completions", "embeddings", ...) this provider can serve.
+    endpoints: ClassVar[frozenset[str]]
+
+    @abc.abstractmethod
+    async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
+        """A non-streaming call; returns the OpenAI-shaped body and exact usage."""
+
+    @abc.abstractmethod
+    def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
+        """A streaming call: OpenAI-framed SSE bytes, then exactly one ``end`` message."""
+
+
+def relay_error(
+    status: int,
+    message: str,
+    *,
+    type: str = "upstream_error",
+    code: str = "",
+    retryable: bool = False,
+    upstream_status: int = 0,
+    retry_after: float = 0.0,
+) -> relay_pb2.RelayError:
+    return relay_pb2.RelayError(
+        error=common_pb2.ClientError(http_status=status, type=type, code=code, message=message),
+        retryable=retryable,
+        upstream_status=upstream_status,
+        retry_after=retry_after,
+    )
+
+
+def _retry_after(headers: httpx.Headers) -> float:
+    raw = headers.get("retry-after")
+    try:
+        return max(float(raw), 0.0) if raw else 0.0
+    except ValueError:
+        return 0.0
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """Remove channel secrets from text that may reach a client or a log."""
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "***")
+    return text
+
+
+def error_from_upstream(
+    status: int, body: bytes, headers: httpx.Headers, secrets: list[str]
+) -> relay_pb2.RelayError:
+    """Map a provider's HTTP error to what the client should see.
+
+    The client's own mistakes (400, 404, 413, 422) pass through with the provider's words.
+    Problems of the channel (its key, its rate limit, its health) are retryable on another
+    channel and never shown as the client's 401/403.
+    """
+    message, code, etype = _upstream_message(body)
+    message = scrub(message or f"upstream answered HTTP {status}", secrets)
+    if status in (400, 404, 413, 422):
+        return relay_error(
+            status,
+            message,
+            type=etype or "invalid_request_error",
+            code=code,
+            upstream_status=status,
+        )
+    if status == 429:
+        return relay_error(
+            429,
+            message,
+            type=etype or "rate_limit_error",
+            code=code or "rate_limit_exceeded",
+            retryable=True,
+            upstream_status=status,
+            retry_after=_retry_after(headers),
+        )
+    if status in (401, 403):
+        return relay_error(
+            502,
+            "The upstream provider rejected this channel's credentials.",
+            code="upstream_auth_failed",
+            retryable=True,
+            upstream_status=status,
+        )
+    return relay_error(
+        503 if status == 503 else 502,
+        f"The upstream provider failed: {message}",
+        code=code or "upstream_error",
+        retryable=True,
+        upstream_status=status,
+        retry_after=_retry_after(headers),
+    )
+
+
+def _upstream_message(body: bytes) -> tuple[str, str, str]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode(errors="replace").strip(), "", ""
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        return (
+            str(err.get("message") or ""),
+            str(err.get("code") or ""),
+            str(err.get("type") or ""),
+        )
+    if isinstance(err, str):
+        return err, "", ""
+    if isinstance(data, dict) and "message" in data:
+        return str(data["message"]), "", ""
+    return "", "", ""
+
+
+def error_from_exception(exc: httpx.HTTPError) -> relay_pb2.RelayError:
+    if isinstance(exc, httpx.TimeoutException):
+        return relay_error(
+            504, "The upstream provider timed out.", code="upstream_timeout", retryable=True
+        )
+    return relay_error(
+        502, "Could not reach the upstream provider.", code="upstream_unreachable", retryable=True
+    )

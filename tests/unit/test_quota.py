@@ -1,0 +1,54 @@
+"""Reservation and settlement against the real Redis (ids far above those the e2e stack
+uses in the same namespace)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from unigate.namespace import Namespace
+from unigate.quota import QuotaStore, ReserveOutcome, Settlement
+
+
+async def test_reserve_needs_load_then_books_both_balances(redis: Redis, namespace: str) -> None:
+    q = QuotaStore(redis, Namespace(namespace))
+    kw = dict(token_id=900001, user_id=900001, unlimited=False, now_ms=1)
+    assert await q.reserve(reservation_id="a", amount=10, **kw) is ReserveOutcome.NEEDS_LOAD
+    await q.load_balances(token_id=900001, token_balance=25, user_id=900001, user_balance=1000)
+    assert await q.reserve(reservation_id="a", amount=10, **kw) is ReserveOutcome.RESERVED
+    assert await q.reserve(reservation_id="b", amount=10, **kw) is ReserveOutcome.RESERVED
+    assert await q.reserve(reservation_id="c", amount=10, **kw) is ReserveOutcome.TOKEN_EXHAUSTED
+    # Settling "a" at a real cost of 3 frees 7 of it: 25 - 3 - 10 (b) = 12 left.
+    released = await q.settle([Settlement("a", 900001, 900001, charged=3, unlimited=False)])
+    assert released == 1
+    assert await q.reserve(reservation_id="c", amount=12, **kw) is ReserveOutcome.RESERVED
+    # Settling twice releases nothing more.
+    assert await q.settle([Settlement("a", 900001, 900001, charged=0, unlimited=False)]) == 0
+
+
+async def test_user_balance_limits_unlimited_tokens(redis: Redis, namespace: str) -> None:
+    q = QuotaStore(redis, Namespace(namespace))
+    await q.load_balances(token_id=900002, token_balance=None, user_id=900002, user_balance=5)
+    kw = dict(token_id=900002, user_id=900002, unlimited=True, now_ms=1)
+    assert await q.reserve(reservation_id="u1", amount=5, **kw) is ReserveOutcome.RESERVED
+    assert await q.reserve(reservation_id="u2", amount=1, **kw) is ReserveOutcome.USER_EXHAUSTED
+
+
+async def test_concurrent_reservations_never_overspend(redis: Redis, namespace: str) -> None:
+    q = QuotaStore(redis, Namespace(namespace))
+    await q.load_balances(token_id=900003, token_balance=50, user_id=900003, user_balance=10**9)
+    results = await asyncio.gather(
+        *(
+            q.reserve(
+                reservation_id=f"r{i}",
+                token_id=900003,
+                user_id=900003,
+                amount=1,
+                unlimited=False,
+                now_ms=1,
+            )
+            for i in range(200)
+        )
+    )
+    assert results.count(ReserveOutcome.RESERVED) == 50
