@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import nats
 import orjson
 
 from unigate import admin, bus
@@ -24,8 +25,8 @@ DEV_ENV_FILE = Path(".env")
 async def _notify(settings: CommonSettings, kind: str, ids: list[int]) -> None:
     """Best effort: services also expire their caches on their own within seconds."""
     try:
-        nc = await bus.connect(settings.nats_url, "unigate-cli")
-    except Exception as exc:  # pragma: no cover - NATS down is not fatal for an admin write
+        nc = await nats.connect(settings.nats_url, name="unigate-cli", max_reconnect_attempts=0)
+    except Exception as exc:  # NATS down is not fatal for an admin write
         print(f"warning: could not notify services over NATS ({exc})", file=sys.stderr)
         return
     try:

@@ -70,7 +70,8 @@ async def serve(settings: BillingSettings) -> None:
     await asyncio.wait_for(consuming, timeout=15)
     await server.stop(grace=5)
     ops.should_exit = True
-    await nc.drain()
+    # The consumer has stopped; anything fetched but unacked is redelivered.
+    await nc.close()
     await redis.aclose()
     await pool.close()
 
