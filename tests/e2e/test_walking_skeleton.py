@@ -256,12 +256,11 @@ async def test_ledger_is_exact_and_redelivery_changes_nothing(
 ) -> None:
     ns = Namespace(namespace)
     nc = await nats.connect(NATS_URL)
-    captured: list[bytes] = []
+    captured: list[events_pb2.UsageEvent] = []
 
     async def capture(msg: nats.aio.msg.Msg) -> None:
-        event = events_pb2.UsageEvent.FromString(msg.data)
-        if event.token_id == tenant.token_id:
-            captured.append(msg.data)
+        batch = events_pb2.UsageBatch.FromString(msg.data)
+        captured.extend(e for e in batch.events if e.token_id == tenant.token_id)
 
     sub = await nc.subscribe(ns.usage_subject, cb=capture)
     try:
@@ -292,7 +291,8 @@ async def test_ledger_is_exact_and_redelivery_changes_nothing(
         assert len(captured) == n
         js = nc.jetstream()
         last_seq = 0
-        for data in list(captured):
+        for event in captured:
+            data = events_pb2.UsageBatch(events=[event]).SerializeToString()
             ack = await js.publish(
                 ns.usage_subject, data, headers={"Nats-Msg-Id": uuid.uuid4().hex}
             )
@@ -312,3 +312,23 @@ async def wait_consumed(js: nats.js.JetStreamContext, ns: Namespace, seq: int) -
             return
         await asyncio.sleep(0.05)
     raise AssertionError("billing did not consume the redelivered events")
+
+
+async def test_unusable_events_are_dead_lettered_not_dropped(
+    stack: Stack, pg: asyncpg.Pool, namespace: str
+) -> None:
+    ns = Namespace(namespace)
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        future = events_pb2.UsageEvent(schema_version=99, request_id=uuid.uuid4().hex)
+        await js.publish(ns.usage_subject, b"\xff\xfenot a protobuf")
+        ack = await js.publish(
+            ns.usage_subject, events_pb2.UsageBatch(events=[future]).SerializeToString()
+        )
+        await wait_consumed(js, ns, ack.seq)
+    finally:
+        await nc.close()
+    reasons = [r["reason"] for r in await pg.fetch("SELECT reason FROM dead_letters")]
+    assert any(r.startswith("undecodable") for r in reasons)
+    assert "unknown schema_version 99" in reasons

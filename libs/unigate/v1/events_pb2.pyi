@@ -22,7 +22,7 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class UsageEvent(_message.Message):
-    """Published by the gateway on `<namespace>.usage.<schema_version>` for every
+    """Published by the gateway (inside a UsageBatch) on `<namespace>.usage.v1` for every
     request that was authorized (and so may have reached a provider). Billing
     consumes it exactly once per request_id.
     """
@@ -115,3 +115,28 @@ class UsageEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UsageEvent: _TypeAlias = UsageEvent  # noqa: Y015
+
+@_typing.final
+class UsageBatch(_message.Message):
+    """What is actually published: the gateway packs the events it has ready into one message
+    (one event when idle, up to a few hundred under load), which cuts the per-event cost of
+    publishing and consuming. Each event is still applied exactly once by request_id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___UsageEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageBatch: _TypeAlias = UsageBatch  # noqa: Y015

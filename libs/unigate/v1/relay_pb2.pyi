@@ -30,6 +30,7 @@ class RelayRequest(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     STREAM_FIELD_NUMBER: _builtins.int
     INCLUDE_USAGE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     endpoint: _builtins.str
     """"chat.completions", "embeddings", ..."""
@@ -42,6 +43,8 @@ class RelayRequest(_message.Message):
     stream: _builtins.bool
     include_usage: _builtins.bool
     """Whether the client asked for stream_options.include_usage."""
+    model: _builtins.str
+    """The model the client asked for (upstream_model is what the channel calls it)."""
     def __init__(
         self,
         *,
@@ -54,10 +57,11 @@ class RelayRequest(_message.Message):
         body: _builtins.bytes = ...,
         stream: _builtins.bool = ...,
         include_usage: _builtins.bool = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "endpoint", b"endpoint", "include_usage", b"include_usage", "request_id", b"request_id", "stream", b"stream", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "endpoint", b"endpoint", "include_usage", b"include_usage", "model", b"model", "request_id", b"request_id", "stream", b"stream", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,18 +23,27 @@ from unigate_billing.ledger import Ledger
 log = logging.getLogger(__name__)
 
 
-def decode(msg: Msg) -> events_pb2.UsageEvent | str:
-    """The event, or why it can never be applied."""
-    event = events_pb2.UsageEvent()
+def decode(msg: Msg) -> tuple[list[events_pb2.UsageEvent], list[tuple[bytes, str]]]:
+    """The events of a message, and those parts (whole message or single events) that can
+    never be applied, with the reason."""
+    batch = events_pb2.UsageBatch()
     try:
-        event.ParseFromString(msg.data)
+        batch.ParseFromString(msg.data)
     except DecodeError as exc:
-        return f"undecodable: {exc}"
-    if event.schema_version != USAGE_SCHEMA_VERSION:
-        return f"unknown schema_version {event.schema_version}"
-    if not event.request_id:
-        return "missing request_id"
-    return event
+        return [], [(msg.data, f"undecodable: {exc}")]
+    good, bad = [], []
+    for event in batch.events:
+        if event.schema_version != USAGE_SCHEMA_VERSION:
+            bad.append(
+                (event.SerializeToString(), f"unknown schema_version {event.schema_version}")
+            )
+        elif not event.request_id:
+            bad.append((event.SerializeToString(), "missing request_id"))
+        else:
+            good.append(event)
+    if not batch.events:
+        bad.append((msg.data, "empty batch"))
+    return good, bad
 
 
 class UsageConsumer:
@@ -88,12 +97,12 @@ class UsageConsumer:
         events: dict[str, events_pb2.UsageEvent] = {}
         dead: list[tuple[str, bytes, str]] = []
         for msg in msgs:
-            decoded = decode(msg)
-            if isinstance(decoded, str):
-                log.error("dead-lettering event on %s: %s", msg.subject, decoded)
-                dead.append((msg.subject, msg.data, decoded))
-            else:
-                events.setdefault(decoded.request_id, decoded)
+            good, bad = decode(msg)
+            for event in good:
+                events.setdefault(event.request_id, event)
+            for data, reason in bad:
+                log.error("dead-lettering usage data on %s: %s", msg.subject, reason)
+                dead.append((msg.subject, data, reason))
         delay = 0.2
         while True:
             try:

@@ -125,9 +125,13 @@ class Ledger:
         dead: list[tuple[str, bytes, str]] | None = None,
     ) -> list[Applied]:
         """Insert and charge in one transaction; returns the events that were new."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_APPLY, *_columns(events)) if events else []
-            if dead:
+        async with self._pool.acquire() as conn:
+            if not dead:
+                # One statement is one transaction already: save BEGIN and COMMIT round trips.
+                rows = await conn.fetch(_APPLY, *_columns(events)) if events else []
+                return [Applied(r["request_id"], r["unlimited"]) for r in rows]
+            async with conn.transaction():
+                rows = await conn.fetch(_APPLY, *_columns(events)) if events else []
                 await conn.executemany(
                     "INSERT INTO dead_letters (subject, data, reason) VALUES ($1, $2, $3)", dead
                 )

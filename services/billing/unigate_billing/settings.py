@@ -9,6 +9,7 @@ class BillingSettings(CommonSettings):
     listen: str = Field("127.0.0.1:50071", alias="BILLING_LISTEN")
     ops_host: str = Field("127.0.0.1", alias="OPS_HOST")
     ops_port: int = Field(9103, alias="BILLING_OPS_PORT")
-    batch_size: int = Field(500, alias="BILLING_BATCH_SIZE")
+    # Messages per fetch; each message carries one or more events.
+    batch_size: int = Field(100, alias="BILLING_BATCH_SIZE")
     # How long an unacked event waits before JetStream redelivers it.
     ack_wait_seconds: float = Field(30.0, alias="BILLING_ACK_WAIT")

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Route
 
 from unigate import bus, errors
 from unigate.grpcutil import insecure_channel
@@ -129,15 +130,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return response
 
-    @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         return await relayed(request, "chat.completions", parse_chat)
 
-    @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         return await relayed(request, "embeddings", parse_embeddings)
 
-    @app.get("/v1/models")
     async def models(request: Request) -> Response:
         request_id = request_id_of(request)
         try:
@@ -158,6 +156,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             headers={"X-Request-Id": request_id},
         )
 
+    # Plain Starlette routes: the relayed endpoints read the raw body themselves, so FastAPI's
+    # per-request dependency and validation machinery would be pure overhead here.
+    app.router.routes.extend(
+        [
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
     install_error_handlers(app)
     return app
 

@@ -6,9 +6,10 @@ authorized call ends in exactly one usage event, however it ends (success, error
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -29,8 +30,14 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 CLIENT_CLOSED = 499
 
 
+# A random per-process prefix plus a counter: unique across gateways and restarts without a
+# system call per request (uuid4 reads the OS random source every time).
+_ID_PREFIX = os.urandom(10).hex()
+_id_counter = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_id_counter):012x}"
 
 
 def error_response(err: errors.ClientFacingError, request_id: str) -> Response:
@@ -132,6 +139,7 @@ class Proxy:
             body=record.call.body,
             stream=record.call.stream,
             include_usage=record.call.include_usage,
+            model=record.call.model,
         )
 
     def _no_relay_error(self, cand: auth_pb2.ChannelCandidate) -> relay_pb2.RelayError:

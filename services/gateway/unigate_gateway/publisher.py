@@ -1,8 +1,10 @@
 """Publishing usage events to JetStream off the response path.
 
 Events wait in a bounded in-memory buffer and are published by a few workers that retry until
-JetStream acknowledges; the ``Nats-Msg-Id`` header (the request id) lets JetStream drop a
-duplicate publish after a retry whose ack was lost.
+JetStream acknowledges. A worker packs whatever is waiting (up to ``max_batch``) into one
+``UsageBatch`` message, so publishing costs one round trip per batch, not per request. The
+``Nats-Msg-Id`` header, derived from the batch's request ids, lets JetStream drop a duplicate
+publish after a retry whose ack was lost; the ledger is idempotent per request id anyway.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ log = logging.getLogger(__name__)
 
 class UsagePublisher:
     def __init__(
-        self, js: JetStreamContext, subject: str, *, max_buffer: int, workers: int = 16
+        self,
+        js: JetStreamContext,
+        subject: str,
+        *,
+        max_buffer: int,
+        workers: int = 4,
+        max_batch: int = 256,
     ) -> None:
         self._js = js
         self._subject = subject
         self._queue: asyncio.Queue[events_pb2.UsageEvent] = asyncio.Queue(max_buffer)
         self._workers_n = workers
+        self._max_batch = max_batch
         self._workers: list[asyncio.Task[None]] = []
         self.published = 0
 
@@ -42,18 +51,25 @@ class UsagePublisher:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    def _take_batch(self, first: events_pb2.UsageEvent) -> list[events_pb2.UsageEvent]:
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
     async def _work(self) -> None:
         while True:
-            event = await self._queue.get()
-            data = event.SerializeToString()
+            batch = self._take_batch(await self._queue.get())
+            data = events_pb2.UsageBatch(events=batch).SerializeToString()
+            msg_id = f"{batch[0].request_id}+{len(batch)}"
             delay = 0.1
             while True:
                 try:
                     await self._js.publish(
-                        self._subject,
-                        data,
-                        timeout=5.0,
-                        headers={"Nats-Msg-Id": event.request_id},
+                        self._subject, data, timeout=5.0, headers={"Nats-Msg-Id": msg_id}
                     )
                     break
                 except asyncio.CancelledError:
@@ -62,8 +78,9 @@ class UsagePublisher:
                     log.warning("usage publish failed (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-            self.published += 1
-            self._queue.task_done()
+            self.published += len(batch)
+            for _ in batch:
+                self._queue.task_done()
 
     async def close(self, grace: float = 10.0) -> None:
         """Flush what is buffered (bounded by ``timeout``), then stop the workers."""

@@ -6,8 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import grpc
-import httpx
 
 from unigate.logs import request_id_var
 from unigate.v1 import relay_pb2, relay_pb2_grpc
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 class RelayService(relay_pb2_grpc.RelayServiceServicer):
     def __init__(
-        self, providers: list[Provider], channels: ChannelConfigs, http: httpx.AsyncClient
+        self, providers: list[Provider], channels: ChannelConfigs, http: aiohttp.ClientSession
     ) -> None:
         self._by_type: dict[int, Provider] = {}
         for provider in providers:

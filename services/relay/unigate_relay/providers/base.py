@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-import httpx
+import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
 
 from unigate.v1 import auth_pb2, common_pb2, relay_pb2
 
@@ -20,7 +21,7 @@ class CallContext:
     request: relay_pb2.RelayRequest
     channel: auth_pb2.Channel
     api_key: str
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
 
 
 class Provider(abc.ABC):
@@ -58,7 +59,7 @@ def relay_error(
     )
 
 
-def _retry_after(headers: httpx.Headers) -> float:
+def _retry_after(headers: CIMultiDictProxy[str]) -> float:
     raw = headers.get("retry-after")
     try:
         return max(float(raw), 0.0) if raw else 0.0
@@ -75,7 +76,7 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 
 def error_from_upstream(
-    status: int, body: bytes, headers: httpx.Headers, secrets: list[str]
+    status: int, body: bytes, headers: CIMultiDictProxy[str], secrets: list[str]
 ) -> relay_pb2.RelayError:
     """Map a provider's HTTP error to what the client should see.
 
@@ -140,8 +141,12 @@ def _upstream_message(body: bytes) -> tuple[str, str, str]:
     return "", "", ""
 
 
-def error_from_exception(exc: httpx.HTTPError) -> relay_pb2.RelayError:
-    if isinstance(exc, httpx.TimeoutException):
+# What a failed upstream exchange can raise (aiohttp wraps most, not timeouts).
+UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+def error_from_exception(exc: BaseException) -> relay_pb2.RelayError:
+    if isinstance(exc, TimeoutError):
         return relay_error(
             504, "The upstream provider timed out.", code="upstream_timeout", retryable=True
         )

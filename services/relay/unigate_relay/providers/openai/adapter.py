@@ -7,13 +7,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import httpx
 import orjson
 
 from unigate.channel_types import channel_type
 from unigate.tokens import estimate_body_tokens, estimate_text_tokens
 from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.base import (
+    UPSTREAM_ERRORS,
     CallContext,
     Provider,
     error_from_exception,
@@ -68,7 +68,11 @@ class OpenAIProvider(Provider):
         return headers
 
     def _body(self, ctx: CallContext, *, stream: bool) -> bytes:
-        body = orjson.loads(ctx.request.body)
+        req = ctx.request
+        if req.model == req.upstream_model and (not stream or req.include_usage):
+            # Nothing to change: pass the client's bytes through without re-encoding them.
+            return req.body
+        body = orjson.loads(req.body)
         body["model"] = ctx.request.upstream_model
         if stream:
             body["stream"] = True
@@ -83,21 +87,20 @@ class OpenAIProvider(Provider):
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         started = time.perf_counter()
         try:
-            resp = await ctx.http.post(
-                self._url(ctx), content=self._body(ctx, stream=False), headers=self._headers(ctx)
-            )
-        except httpx.HTTPError as exc:
+            async with ctx.http.post(
+                self._url(ctx), data=self._body(ctx, stream=False), headers=self._headers(ctx)
+            ) as resp:
+                status, headers, content = resp.status, resp.headers, await resp.read()
+        except UPSTREAM_ERRORS as exc:
             return relay_pb2.RelayResult(error=error_from_exception(exc))
         upstream_ms = int((time.perf_counter() - started) * 1000)
-        if resp.status_code >= 400:
+        if status >= 400:
             return relay_pb2.RelayResult(
-                error=error_from_upstream(
-                    resp.status_code, resp.content, resp.headers, list(ctx.channel.keys)
-                ),
+                error=error_from_upstream(status, content, headers, list(ctx.channel.keys)),
                 upstream_ms=upstream_ms,
             )
         try:
-            data = orjson.loads(resp.content)
+            data = orjson.loads(content)
         except orjson.JSONDecodeError:
             return relay_pb2.RelayResult(
                 error=relay_error(
@@ -105,16 +108,16 @@ class OpenAIProvider(Provider):
                     "The upstream provider returned invalid JSON.",
                     code="bad_upstream_response",
                     retryable=True,
-                    upstream_status=resp.status_code,
+                    upstream_status=status,
                 ),
                 upstream_ms=upstream_ms,
             )
         usage = data.get("usage") if isinstance(data, dict) else None
         result_usage = self._estimate_usage(ctx, data) if usage is None else _usage(usage)
         return relay_pb2.RelayResult(
-            http_status=resp.status_code,
+            http_status=status,
             content_type="application/json",
-            body=resp.content,
+            body=content,
             usage=result_usage,
             upstream_ms=upstream_ms,
         )
@@ -141,27 +144,26 @@ class OpenAIProvider(Provider):
         content_events: list[bytes] = []
         saw_done = False
         include_usage = ctx.request.include_usage
-        request = ctx.http.build_request(
-            "POST", self._url(ctx), content=self._body(ctx, stream=True), headers=self._headers(ctx)
-        )
         try:
-            resp = await ctx.http.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            resp = await ctx.http.post(
+                self._url(ctx), data=self._body(ctx, stream=True), headers=self._headers(ctx)
+            )
+        except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
             return
         try:
-            if resp.status_code >= 400:
-                body = await resp.aread()
+            if resp.status >= 400:
+                body = await resp.read()
                 yield relay_pb2.RelayChunk(
                     end=relay_pb2.StreamEnd(
                         error=error_from_upstream(
-                            resp.status_code, body, resp.headers, list(ctx.channel.keys)
+                            resp.status, body, resp.headers, list(ctx.channel.keys)
                         )
                     )
                 )
                 return
             splitter = SSESplitter()
-            async for raw in resp.aiter_bytes():
+            async for raw in resp.content.iter_any():
                 out = bytearray()
                 for event in splitter.feed(raw):
                     data = event_data(event)
@@ -186,7 +188,7 @@ class OpenAIProvider(Provider):
                     out += b"\n\n"
                 if out:
                     yield relay_pb2.RelayChunk(data=bytes(out))
-        except httpx.HTTPError as exc:
+        except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(
                 end=relay_pb2.StreamEnd(
                     error=error_from_exception(exc),
@@ -196,7 +198,11 @@ class OpenAIProvider(Provider):
             )
             return
         finally:
-            await resp.aclose()
+            # A stream not read to its end (client gone, error) must not go back to the pool.
+            if saw_done:
+                resp.release()
+            else:
+                resp.close()
         upstream_ms = int((time.perf_counter() - started) * 1000)
         final_usage = usage or self._estimate_stream_usage(ctx, content_events)
         if not saw_done:
