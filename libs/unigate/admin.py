@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import orjson
+from argon2 import PasswordHasher
 
 from unigate.channel_types import channel_type
 from unigate.crypto import encrypt_secret
@@ -102,6 +103,40 @@ async def create_token(
             int(time.time()),
         )
     return NewToken(id=token_id, key=key)
+
+
+async def create_user(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    username: str,
+    password: str,
+    group: str = "default",
+    quota: int = 0,
+    role: int = 1,
+    status: int = 1,
+    rpm_limit: int = 0,
+    tpm_limit: int = 0,
+) -> int:
+    if len(password) < 8:
+        raise AdminError("a password needs at least 8 characters")
+    async with _connection(conn) as c:
+        try:
+            user_id: int = await c.fetchval(
+                'INSERT INTO users (username, password_hash, display_name, "group", quota, role,'
+                " status, rpm_limit, tpm_limit) VALUES ($1, $2, $1, $3, $4, $5, $6, $7, $8)"
+                " RETURNING id",
+                username,
+                PasswordHasher().hash(password),
+                group,
+                quota,
+                role,
+                status,
+                rpm_limit,
+                tpm_limit,
+            )
+        except asyncpg.UniqueViolationError:
+            raise AdminError(f"a user named {username!r} already exists") from None
+    return user_id
 
 
 async def user_id_by_name(conn: asyncpg.Connection | asyncpg.Pool, username: str) -> int:

@@ -34,6 +34,8 @@ class ClientFacingError(Exception):
         if code is not None:
             self.code = code
         self.param = param
+        # Extra response headers (Retry-After, x-ratelimit-*).
+        self.headers: dict[str, str] = {}
 
     def body(self) -> dict[str, Any]:
         return {

@@ -24,22 +24,39 @@ from unigate.namespace import Namespace
 BALANCE_TTL_SECONDS = 300
 
 _RESERVE = """
+-- KEYS: 1 token bal, 2 token rsvd, 3 user bal, 4 user rsvd, 5 reservation, 6 index,
+--       7.. rate-limit windows
+-- ARGV: 1 amount, 2 unlimited, 3 reservation id, 4 token id, 5 user id, 6 now ms,
+--       7 n windows, 8..7+n limits, 8+n..7+2n increments, 8+2n window ttl seconds
+local n = tonumber(ARGV[7])
+local counts = {}
+for i = 1, n do
+  local c = tonumber(redis.call('GET', KEYS[6 + i]) or '0')
+  if c + tonumber(ARGV[7 + n + i]) > tonumber(ARGV[7 + i]) then return {-4, i, c} end
+  counts[i] = c
+end
 local unlimited = ARGV[2] == '1'
 local tb = redis.call('GET', KEYS[1])
 local ub = redis.call('GET', KEYS[3])
-if ((not unlimited) and not tb) or not ub then return -1 end
+if ((not unlimited) and not tb) or not ub then return {-1} end
 local amount = tonumber(ARGV[1])
 if not unlimited then
   local left = tonumber(tb) - tonumber(redis.call('GET', KEYS[2]) or '0')
-  if left <= 0 or left < amount then return -2 end
+  if left <= 0 or left < amount then return {-2} end
 end
 local uleft = tonumber(ub) - tonumber(redis.call('GET', KEYS[4]) or '0')
-if uleft <= 0 or uleft < amount then return -3 end
+if uleft <= 0 or uleft < amount then return {-3} end
 if not unlimited then redis.call('INCRBY', KEYS[2], amount) end
 redis.call('INCRBY', KEYS[4], amount)
 redis.call('HSET', KEYS[5], 'a', amount, 'ul', ARGV[2], 't', ARGV[4], 'u', ARGV[5], 'ts', ARGV[6])
 redis.call('ZADD', KEYS[6], ARGV[6], ARGV[3])
-return 1
+local result = {1}
+for i = 1, n do
+  local v = redis.call('INCRBY', KEYS[6 + i], ARGV[7 + n + i])
+  if v == tonumber(ARGV[7 + n + i]) then redis.call('EXPIRE', KEYS[6 + i], ARGV[8 + 2 * n]) end
+  result[i + 1] = v
+end
+return result
 """
 
 _SETTLE = """
@@ -68,6 +85,30 @@ class ReserveOutcome(enum.Enum):
     NEEDS_LOAD = -1
     TOKEN_EXHAUSTED = -2
     USER_EXHAUSTED = -3
+    RATE_LIMITED = -4
+
+
+RATE_WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """One fixed one-minute window: ``scope`` is e.g. "t:12:rpm"; ``cost`` is what this
+    request adds (1 for requests, its estimated tokens for tokens)."""
+
+    scope: str
+    limit: int
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    outcome: ReserveOutcome
+    # Window counts after this request (when reserved), in the order given.
+    counts: tuple[int, ...] = ()
+    # The window that refused the request (when rate limited) and its count.
+    violated: int = -1
+    violated_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +119,16 @@ class Settlement:
     # Cost newly committed to Postgres for this request; 0 when the event was a duplicate.
     charged: int
     unlimited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OpenReservation:
+    reservation_id: str
+    token_id: int
+    user_id: int
+    amount: int
+    unlimited: bool
+    created_ms: int
 
 
 class QuotaStore:
@@ -106,6 +157,9 @@ class QuotaStore:
     def reservation_index(self) -> str:
         return self._ns.redis_key("rsv", "index")
 
+    def window_key(self, scope: str, now_ms: int) -> str:
+        return self._ns.redis_key("rl", scope, now_ms // 1000 // RATE_WINDOW_SECONDS)
+
     async def reserve(
         self,
         *,
@@ -115,14 +169,30 @@ class QuotaStore:
         amount: int,
         unlimited: bool,
         now_ms: int,
-    ) -> ReserveOutcome:
+        windows: tuple[RateWindow, ...] = (),
+    ) -> ReserveResult:
+        """Check the rate windows and both balances, then book all of them, atomically."""
         tb, tr = self._token_keys(token_id)
         ub, ur = self._user_keys(user_id)
-        result = await self._reserve(
-            keys=[tb, tr, ub, ur, self._reservation_key(reservation_id), self.reservation_index],
-            args=[amount, "1" if unlimited else "0", reservation_id, token_id, user_id, now_ms],
-        )
-        return ReserveOutcome(int(result))
+        keys = [tb, tr, ub, ur, self._reservation_key(reservation_id), self.reservation_index]
+        keys += [self.window_key(w.scope, now_ms) for w in windows]
+        args: list[str | int] = [
+            amount,
+            "1" if unlimited else "0",
+            reservation_id,
+            token_id,
+            user_id,
+            now_ms,
+            len(windows),
+        ]
+        args += [w.limit for w in windows]
+        args += [w.cost for w in windows]
+        args.append(RATE_WINDOW_SECONDS + 5)
+        raw = [int(x) for x in await self._reserve(keys=keys, args=args)]
+        outcome = ReserveOutcome(raw[0])
+        if outcome is ReserveOutcome.RATE_LIMITED:
+            return ReserveResult(outcome, violated=raw[1] - 1, violated_count=raw[2])
+        return ReserveResult(outcome, counts=tuple(raw[1:]))
 
     async def load_balances(
         self, *, token_id: int, token_balance: int | None, user_id: int, user_balance: int
@@ -163,3 +233,41 @@ class QuotaStore:
                 client=pipe,
             )
         return sum(int(r) for r in await pipe.execute())
+
+    async def stale_reservations(self, before_ms: int, limit: int = 500) -> list[OpenReservation]:
+        """Reservations opened before ``before_ms`` and never settled (oldest first)."""
+        raw = await self._redis.zrangebyscore(self.reservation_index, "-inf", before_ms, 0, limit)
+        ids = [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+        if not ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for rid in ids:
+            pipe.hgetall(self._reservation_key(rid))
+        out, gone = [], []
+        for rid, fields in zip(ids, await pipe.execute(), strict=True):
+            if not fields:
+                gone.append(rid)  # settled, but its index entry outlived it
+                continue
+            out.append(
+                OpenReservation(
+                    reservation_id=rid,
+                    token_id=int(fields[b"t"]),
+                    user_id=int(fields[b"u"]),
+                    amount=int(fields[b"a"]),
+                    unlimited=fields[b"ul"] == b"1",
+                    created_ms=int(fields[b"ts"]),
+                )
+            )
+        if gone:
+            await self._redis.zrem(self.reservation_index, *gone)
+        return out
+
+    async def try_lead(self, role: str, owner: str, ttl_ms: int) -> bool:
+        """Hold a short lease so that one instance among many does periodic work."""
+        key = self._ns.redis_key("lease", role)
+        if await self._redis.set(key, owner, nx=True, px=ttl_ms):
+            return True
+        if await self._redis.get(key) == owner.encode():
+            await self._redis.pexpire(key, ttl_ms)
+            return True
+        return False

@@ -3,14 +3,18 @@ inspect (what it was sent) and steer (faults to answer with)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
+import nats
 import openai
 import pytest
 import uvicorn
@@ -18,7 +22,9 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from unigate import admin
+from unigate.bus import publish_config_change
 from unigate.devstack import Stack, StackConfig, StackPorts, free_port
+from unigate.namespace import Namespace
 from unigate_sim.openai import create_app
 
 SIM_KEY = "sk-sim-" + "k" * 40
@@ -85,6 +91,8 @@ def stack(
             ports=StackPorts.free(),
             simulator=None,
             log_dir=log_dir,
+            # Sweep quickly so the sweeper can be observed; requests here last well under 1 s.
+            extra_env={"RESERVATION_TIMEOUT": "4", "RESERVATION_SWEEP_INTERVAL": "0.5"},
         )
     )
     try:
@@ -125,3 +133,61 @@ async def tenant(pg: asyncpg.Pool, channel_id: int, stack: Stack) -> AsyncIterat
 @pytest.fixture
 def client(stack: Stack, tenant: Tenant) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(api_key=tenant.key, base_url=stack.gateway_url + "/v1", max_retries=0)
+
+
+class ExtraGateway:
+    """Another gateway process of the same stack (a second edge, or other settings)."""
+
+    def __init__(self, stack: Stack, **env: str) -> None:
+        self.port = free_port()
+        full_env = {**stack.config.env(), "PORT": str(self.port), **env}
+        assert stack.config.log_dir is not None
+        self._log = open(stack.config.log_dir / f"gateway-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "unigate_gateway"],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("extra gateway did not become ready")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+        self._log.close()
+
+
+@pytest.fixture
+def extra_gateway(stack: Stack) -> Iterator[Callable[..., ExtraGateway]]:
+    started: list[ExtraGateway] = []
+
+    def start(**env: str) -> ExtraGateway:
+        gw = ExtraGateway(stack, **env)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+async def broadcast_change(stack: Stack, kind: str, ids: list[int]) -> None:
+    """What the management tools do after a write: tell every service."""
+    nc = await nats.connect(stack.config.nats_url)
+    try:
+        await publish_config_change(nc, Namespace(stack.config.namespace), kind, ids)
+    finally:
+        await nc.close()

@@ -8,21 +8,25 @@ import asyncio
 from redis.asyncio import Redis
 
 from unigate.namespace import Namespace
-from unigate.quota import QuotaStore, ReserveOutcome, Settlement
+from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, Settlement
 
 
 async def test_reserve_needs_load_then_books_both_balances(redis: Redis, namespace: str) -> None:
     q = QuotaStore(redis, Namespace(namespace))
     kw = dict(token_id=900001, user_id=900001, unlimited=False, now_ms=1)
-    assert await q.reserve(reservation_id="a", amount=10, **kw) is ReserveOutcome.NEEDS_LOAD
+    assert (
+        await q.reserve(reservation_id="a", amount=10, **kw)
+    ).outcome is ReserveOutcome.NEEDS_LOAD
     await q.load_balances(token_id=900001, token_balance=25, user_id=900001, user_balance=1000)
-    assert await q.reserve(reservation_id="a", amount=10, **kw) is ReserveOutcome.RESERVED
-    assert await q.reserve(reservation_id="b", amount=10, **kw) is ReserveOutcome.RESERVED
-    assert await q.reserve(reservation_id="c", amount=10, **kw) is ReserveOutcome.TOKEN_EXHAUSTED
+    assert (await q.reserve(reservation_id="a", amount=10, **kw)).outcome is ReserveOutcome.RESERVED
+    assert (await q.reserve(reservation_id="b", amount=10, **kw)).outcome is ReserveOutcome.RESERVED
+    assert (
+        await q.reserve(reservation_id="c", amount=10, **kw)
+    ).outcome is ReserveOutcome.TOKEN_EXHAUSTED
     # Settling "a" at a real cost of 3 frees 7 of it: 25 - 3 - 10 (b) = 12 left.
     released = await q.settle([Settlement("a", 900001, 900001, charged=3, unlimited=False)])
     assert released == 1
-    assert await q.reserve(reservation_id="c", amount=12, **kw) is ReserveOutcome.RESERVED
+    assert (await q.reserve(reservation_id="c", amount=12, **kw)).outcome is ReserveOutcome.RESERVED
     # Settling twice releases nothing more.
     assert await q.settle([Settlement("a", 900001, 900001, charged=0, unlimited=False)]) == 0
 
@@ -31,8 +35,10 @@ async def test_user_balance_limits_unlimited_tokens(redis: Redis, namespace: str
     q = QuotaStore(redis, Namespace(namespace))
     await q.load_balances(token_id=900002, token_balance=None, user_id=900002, user_balance=5)
     kw = dict(token_id=900002, user_id=900002, unlimited=True, now_ms=1)
-    assert await q.reserve(reservation_id="u1", amount=5, **kw) is ReserveOutcome.RESERVED
-    assert await q.reserve(reservation_id="u2", amount=1, **kw) is ReserveOutcome.USER_EXHAUSTED
+    assert (await q.reserve(reservation_id="u1", amount=5, **kw)).outcome is ReserveOutcome.RESERVED
+    assert (
+        await q.reserve(reservation_id="u2", amount=1, **kw)
+    ).outcome is ReserveOutcome.USER_EXHAUSTED
 
 
 async def test_concurrent_reservations_never_overspend(redis: Redis, namespace: str) -> None:
@@ -51,4 +57,32 @@ async def test_concurrent_reservations_never_overspend(redis: Redis, namespace: 
             for i in range(200)
         )
     )
-    assert results.count(ReserveOutcome.RESERVED) == 50
+    assert [r.outcome for r in results].count(ReserveOutcome.RESERVED) == 50
+
+
+async def test_rate_window_refuses_past_its_limit_and_books_nothing(
+    redis: Redis, namespace: str
+) -> None:
+    q = QuotaStore(redis, Namespace(namespace))
+    await q.load_balances(token_id=900004, token_balance=None, user_id=900004, user_balance=100)
+    window = (RateWindow("t:900004:rpm", 2, 1),)
+    kw = dict(token_id=900004, user_id=900004, amount=10, unlimited=True, now_ms=120_000)
+    first = await q.reserve(reservation_id="w1", windows=window, **kw)
+    assert (first.outcome, first.counts) == (ReserveOutcome.RESERVED, (1,))
+    assert (await q.reserve(reservation_id="w2", windows=window, **kw)).counts == (2,)
+    refused = await q.reserve(reservation_id="w3", windows=window, **kw)
+    assert (refused.outcome, refused.violated, refused.violated_count) == (
+        ReserveOutcome.RATE_LIMITED,
+        0,
+        2,
+    )
+    # The refused request reserved no quota: 100 - 2 * 10 = 80 are still free.
+    assert (await q.reserve(reservation_id="w4", **{**kw, "amount": 80})).outcome is (
+        ReserveOutcome.RESERVED
+    )
+    # The next minute is a new window.
+    await q.settle([Settlement("w4", 900004, 900004, charged=0, unlimited=True)])
+    later = await q.reserve(
+        reservation_id="w5", windows=window, **{**kw, "amount": 0, "now_ms": 180_000}
+    )
+    assert later.counts == (1,)

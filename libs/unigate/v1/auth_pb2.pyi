@@ -132,6 +132,62 @@ class ChannelCandidate(_message.Message):
 Global___ChannelCandidate: _TypeAlias = ChannelCandidate  # noqa: Y015
 
 @_typing.final
+class RateLimitState(_message.Message):
+    """One rate-limit dimension as OpenAI reports it in x-ratelimit-* headers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    RESET_MS_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    remaining: _builtins.int
+    reset_ms: _builtins.int
+    """Milliseconds until the window resets."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        remaining: _builtins.int = ...,
+        reset_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "remaining", b"remaining", "reset_ms", b"reset_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimitState: _TypeAlias = RateLimitState  # noqa: Y015
+
+@_typing.final
+class RateLimits(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
+    retry_after_seconds: _builtins.int
+    """Set when the call was refused for a rate limit: seconds to wait."""
+    @_builtins.property
+    def requests(self) -> Global___RateLimitState: ...
+    @_builtins.property
+    def tokens(self) -> Global___RateLimitState: ...
+    def __init__(
+        self,
+        *,
+        requests: Global___RateLimitState | None = ...,
+        tokens: Global___RateLimitState | None = ...,
+        retry_after_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests", "tokens", b"tokens"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests", "retry_after_seconds", b"retry_after_seconds", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimits: _TypeAlias = RateLimits  # noqa: Y015
+
+@_typing.final
 class AuthorizeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -145,6 +201,7 @@ class AuthorizeResponse(_message.Message):
     GROUP_FIELD_NUMBER: _builtins.int
     PRICING_FIELD_NUMBER: _builtins.int
     CANDIDATES_FIELD_NUMBER: _builtins.int
+    RATE_LIMITS_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reservation_id: _builtins.str
     reserved_quota: _builtins.int
@@ -158,6 +215,10 @@ class AuthorizeResponse(_message.Message):
     def pricing(self) -> Global___Pricing: ...
     @_builtins.property
     def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelCandidate]: ...
+    @_builtins.property
+    def rate_limits(self) -> Global___RateLimits:
+        """Present when a rate limit applies to this key (also on refusals)."""
+
     def __init__(
         self,
         *,
@@ -171,10 +232,11 @@ class AuthorizeResponse(_message.Message):
         group: _builtins.str = ...,
         pricing: Global___Pricing | None = ...,
         candidates: _abc.Iterable[Global___ChannelCandidate] | None = ...,
+        rate_limits: Global___RateLimits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "pricing", b"pricing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "candidates", b"candidates", "error", b"error", "group", b"group", "pricing", b"pricing", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "candidates", b"candidates", "error", b"error", "group", b"group", "pricing", b"pricing", "rate_limits", b"rate_limits", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -17,9 +17,10 @@ from unigate.channel_types import channel_type
 from unigate.crypto import decrypt_secret
 from unigate.keys import hash_api_key, mask_key
 from unigate.pricing import Price, price_for, quota_for
-from unigate.quota import QuotaStore, ReserveOutcome
+from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, ReserveResult
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_auth.cache import TTLCache
+from unigate_auth.ratelimit import Limits, refusal, report, windows_for
 from unigate_auth.routing import Ability, order_candidates
 from unigate_auth.settings import AuthSettings
 from unigate_auth.store import AuthStore, TokenRecord
@@ -36,6 +37,22 @@ class Options:
     model_ratio: dict[str, float] = field(default_factory=dict)
     completion_ratio: dict[str, float] = field(default_factory=dict)
     group_ratio: dict[str, float] = field(default_factory=lambda: {"default": 1.0})
+    # {"vip": {"rpm": 600, "tpm": 100000}}: per-user defaults by group.
+    group_rate_limits: dict[str, Limits] = field(default_factory=dict)
+
+
+def _rate_limits_option(raw: str | None) -> dict[str, Limits]:
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+        return {
+            str(group): Limits(rpm=int(v.get("rpm", 0)), tpm=int(v.get("tpm", 0)))
+            for group, v in value.items()
+        }
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        log.error("option GroupRateLimits is not a JSON object of {rpm, tpm}; ignoring it")
+        return {}
 
 
 def _json_option(raw: str | None, name: str) -> dict[str, float]:
@@ -68,8 +85,14 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     # ---- cache invalidation -------------------------------------------------------------
     async def on_config_change(self, change: dict[str, object]) -> None:
         kind = change.get("kind")
+        raw_ids = change.get("ids")
+        ids = [int(i) for i in raw_ids if isinstance(i, int)] if isinstance(raw_ids, list) else []
         if kind in ("token", "user"):
             self._tokens.clear()
+            # A top-up or edit changes the balance of record: reload it on the next request.
+            await self._quota.forget_balances(
+                token_ids=ids if kind == "token" else [], user_ids=ids if kind == "user" else []
+            )
         elif kind == "channel":
             self._abilities.clear()
         elif kind == "option":
@@ -97,6 +120,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 model_ratio=_json_option(raw.get("ModelRatio"), "ModelRatio"),
                 completion_ratio=_json_option(raw.get("CompletionRatio"), "CompletionRatio"),
                 group_ratio=_json_option(raw.get("GroupRatio"), "GroupRatio") or {"default": 1.0},
+                group_rate_limits=_rate_limits_option(raw.get("GroupRateLimits")),
             )
             self._options.put("", opts)
         return opts
@@ -175,12 +199,27 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         price = price_for(model, group_ratio, opts.model_ratio, opts.completion_ratio)
         amount = self._estimate(price, req)
         now_ms = int(time.time() * 1000)
-        outcome = await self._reserve(token, req.request_id, amount, now_ms)
-        if outcome is ReserveOutcome.TOKEN_EXHAUSTED:
+        user_limits = opts.group_rate_limits.get(token.group, Limits())
+        windows = windows_for(
+            token.id,
+            Limits(token.rpm_limit, token.tpm_limit),
+            token.user_id,
+            Limits(
+                token.user_rpm_limit or user_limits.rpm, token.user_tpm_limit or user_limits.tpm
+            ),
+            req.estimated_prompt_tokens + req.max_tokens,
+        )
+        result = await self._reserve(token, req.request_id, amount, now_ms, windows)
+        if result.outcome is ReserveOutcome.RATE_LIMITED:
+            err, limits = refusal(windows, result.violated, result.violated_count, now_ms)
+            return auth_pb2.AuthorizeResponse(
+                allowed=False, error=err.to_proto(), rate_limits=limits
+            )
+        if result.outcome is ReserveOutcome.TOKEN_EXHAUSTED:
             raise errors.InsufficientQuota(
                 "This API key does not have enough quota left for this request."
             )
-        if outcome is ReserveOutcome.USER_EXHAUSTED:
+        if result.outcome is ReserveOutcome.USER_EXHAUSTED:
             raise errors.InsufficientQuota(
                 "You exceeded your current quota, please top up your account."
             )
@@ -214,6 +253,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 cached_ratio=price.cached_ratio,
             ),
             candidates=candidates,
+            rate_limits=report(windows, result.counts, now_ms),
         )
 
     def _estimate(self, price: Price, req: auth_pb2.AuthorizeRequest) -> int:
@@ -222,21 +262,27 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         return quota_for(price, max(req.estimated_prompt_tokens, 1), completion)
 
     async def _reserve(
-        self, token: TokenRecord, reservation_id: str, amount: int, now_ms: int
-    ) -> ReserveOutcome:
+        self,
+        token: TokenRecord,
+        reservation_id: str,
+        amount: int,
+        now_ms: int,
+        windows: tuple[RateWindow, ...],
+    ) -> ReserveResult:
         if not reservation_id:
             raise errors.InvalidRequest("missing request id")
         for _ in range(2):
-            outcome = await self._quota.reserve(
+            result = await self._quota.reserve(
                 reservation_id=reservation_id,
                 token_id=token.id,
                 user_id=token.user_id,
                 amount=amount,
                 unlimited=token.unlimited_quota,
                 now_ms=now_ms,
+                windows=windows,
             )
-            if outcome is not ReserveOutcome.NEEDS_LOAD:
-                return outcome
+            if result.outcome is not ReserveOutcome.NEEDS_LOAD:
+                return result
             balances = await self._store.balances(token.id)
             if balances is None:
                 raise errors.AuthenticationFailed("This API key no longer exists.")

@@ -25,6 +25,10 @@ class TokenRecord:
     subnets: tuple[IPNetwork, ...]
     user_status: int
     group: str
+    rpm_limit: int
+    tpm_limit: int
+    user_rpm_limit: int
+    user_tpm_limit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,8 @@ class AuthStore:
     async def token_by_hash(self, key_hash: bytes) -> TokenRecord | None:
         row = await self._pool.fetchrow(
             "SELECT t.id, t.user_id, t.name, t.status, t.expired_time, t.unlimited_quota,"
-            ' t.models, t.subnet, u.status AS user_status, u."group"'
+            ' t.models, t.subnet, t.rpm_limit, t.tpm_limit, u.status AS user_status, u."group",'
+            " u.rpm_limit AS user_rpm_limit, u.tpm_limit AS user_tpm_limit"
             " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.key_hash = $1",
             key_hash,
         )
@@ -78,6 +83,10 @@ class AuthStore:
             subnets=parse_subnets(row["subnet"]),
             user_status=row["user_status"],
             group=row["group"],
+            rpm_limit=row["rpm_limit"],
+            tpm_limit=row["tpm_limit"],
+            user_rpm_limit=row["user_rpm_limit"],
+            user_tpm_limit=row["user_tpm_limit"],
         )
 
     async def balances(self, token_id: int) -> tuple[int, int, int] | None:

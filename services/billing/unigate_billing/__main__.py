@@ -22,6 +22,7 @@ from unigate_billing.consumer import UsageConsumer
 from unigate_billing.ledger import Ledger
 from unigate_billing.queries import BillingQueries
 from unigate_billing.settings import BillingSettings
+from unigate_billing.sweeper import ReservationSweeper
 
 log = logging.getLogger("unigate_billing")
 
@@ -33,15 +34,23 @@ async def serve(settings: BillingSettings) -> None:
     nc = await bus.connect(settings.nats_url, "unigate-billing")
     js = nc.jetstream()
     await bus.ensure_usage_stream(js, ns)
+    ledger, quota = Ledger(pool), QuotaStore(redis, ns)
     consumer = UsageConsumer(
         js,
         ns,
-        Ledger(pool),
-        QuotaStore(redis, ns),
+        ledger,
+        quota,
         batch_size=settings.batch_size,
         ack_wait=settings.ack_wait_seconds,
     )
     consuming = asyncio.create_task(consumer.run())
+    sweeper = ReservationSweeper(
+        ledger,
+        quota,
+        timeout_seconds=settings.reservation_timeout_seconds,
+        interval_seconds=settings.sweep_interval_seconds,
+    )
+    sweeping = asyncio.create_task(sweeper.run())
 
     server = new_server()
     billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingQueries(pool), server)
@@ -67,6 +76,7 @@ async def serve(settings: BillingSettings) -> None:
     )
     log.info("billing shutting down")
     consumer.stop()
+    sweeping.cancel()
     await asyncio.wait_for(consuming, timeout=15)
     await server.stop(grace=5)
     ops.should_exit = True

@@ -136,3 +136,12 @@ class Ledger:
                     "INSERT INTO dead_letters (subject, data, reason) VALUES ($1, $2, $3)", dead
                 )
         return [Applied(r["request_id"], r["unlimited"]) for r in rows]
+
+    async def quotas(self, request_ids: list[str]) -> dict[str, int]:
+        """What the ledger charged for these requests (those it has rows for)."""
+        if not request_ids:
+            return {}
+        rows = await self._pool.fetch(
+            "SELECT request_id, quota FROM logs WHERE request_id = ANY($1::text[])", request_ids
+        )
+        return {r["request_id"]: r["quota"] for r in rows}

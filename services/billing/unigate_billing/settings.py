@@ -13,3 +13,6 @@ class BillingSettings(CommonSettings):
     batch_size: int = Field(100, alias="BILLING_BATCH_SIZE")
     # How long an unacked event waits before JetStream redelivers it.
     ack_wait_seconds: float = Field(30.0, alias="BILLING_ACK_WAIT")
+    # A reservation still open after this long is settled at its reserved amount.
+    reservation_timeout_seconds: float = Field(900.0, alias="RESERVATION_TIMEOUT")
+    sweep_interval_seconds: float = Field(30.0, alias="RESERVATION_SWEEP_INTERVAL")

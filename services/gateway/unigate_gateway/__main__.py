@@ -21,6 +21,9 @@ def main() -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # The gateway resolves the client IP itself (TRUSTED_PROXIES); uvicorn's own
+        # X-Forwarded-For handling would trust 127.0.0.1 behind our back.
+        proxy_headers=False,
         log_config=None,
         timeout_graceful_shutdown=30,
     )

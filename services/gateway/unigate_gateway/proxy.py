@@ -22,6 +22,7 @@ from unigate.pricing import Price, quota_for
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway.metrics import RETRIES
 from unigate_gateway.publisher import UsagePublisher
+from unigate_gateway.ratelimit_headers import rate_limit_headers
 from unigate_gateway.requests import ParsedCall
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def error_response(err: errors.ClientFacingError, request_id: str) -> Response:
         err.json(),
         status_code=err.status,
         media_type="application/json",
-        headers={"X-Request-Id": request_id},
+        headers={**err.headers, "X-Request-Id": request_id},
     )
 
 
@@ -108,7 +109,10 @@ class Proxy:
                 "The gateway could not check your API key right now; please retry."
             ) from None
         if not decision.allowed:
-            raise errors.ClientFacingError.from_proto(decision.error)
+            err = errors.ClientFacingError.from_proto(decision.error)
+            if decision.HasField("rate_limits"):
+                err.headers = rate_limit_headers(decision.rate_limits)
+            raise err
         return decision
 
     async def handle(
@@ -117,11 +121,15 @@ class Proxy:
         decision = await self.authorize(api_key, call, client_ip, request_id)
         record = CallRecord(request_id, call, client_ip, decision)
         if call.stream:
-            return await self._stream(record)
-        try:
-            return await self._unary(record)
-        finally:
-            self._publish(record)
+            response = await self._stream(record)
+        else:
+            try:
+                response = await self._unary(record)
+            finally:
+                self._publish(record)
+        if decision.HasField("rate_limits"):
+            response.headers.update(rate_limit_headers(decision.rate_limits))
+        return response
 
     def _candidates(self, record: CallRecord) -> list[auth_pb2.ChannelCandidate]:
         return list(record.auth.candidates)[: 1 + max(self._retry_times, 0)]

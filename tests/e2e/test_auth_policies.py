@@ -1,0 +1,330 @@
+"""The auth service's decisions, through the gateway with the openai SDK: every refusal path,
+rate limits, exact quota under concurrency, propagation of changes, and Redis loss."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import grpc
+import openai
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from tests.e2e.conftest import ExtraGateway, Tenant, broadcast_change
+from tests.e2e.test_walking_skeleton import wait_for_rows
+from unigate import admin
+from unigate.devstack import Stack
+from unigate.grpcutil import insecure_channel
+from unigate.v1 import auth_pb2, auth_pb2_grpc
+
+HELLO: list[Any] = [{"role": "user", "content": "hello"}]
+
+
+def sdk(stack_or_url: Stack | str, key: str, **headers: str) -> openai.AsyncOpenAI:
+    base = stack_or_url if isinstance(stack_or_url, str) else stack_or_url.gateway_url
+    return openai.AsyncOpenAI(
+        api_key=key, base_url=base + "/v1", max_retries=0, default_headers=headers or None
+    )
+
+
+async def new_user(pg: asyncpg.Pool, **kw: Any) -> int:
+    return await admin.create_user(
+        pg, username="u-" + secrets.token_hex(4), password="a-long-password", **kw
+    )
+
+
+async def new_key(pg: asyncpg.Pool, user_id: int = 1, **kw: Any) -> admin.NewToken:
+    kw.setdefault("unlimited_quota", "remain_quota" not in kw)
+    return await admin.create_token(pg, user_id=user_id, name="policy", **kw)
+
+
+async def refused(client: openai.AsyncOpenAI, model: str = "gpt-4o-mini") -> openai.APIStatusError:
+    with pytest.raises(openai.APIStatusError) as info:
+        await client.chat.completions.create(model=model, messages=HELLO)
+    body = info.value.response.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return info.value
+
+
+# ---- refusal paths ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token_kw", "user_kw", "status", "code"),
+    [
+        ({"status": 2}, {}, 401, "key_disabled"),
+        ({"expired_time": 1_000_000}, {}, 401, "key_expired"),
+        ({"status": 4}, {}, 403, "insufficient_quota"),
+        ({"remain_quota": 0}, {}, 403, "insufficient_quota"),
+        ({}, {"quota": 0}, 403, "insufficient_quota"),
+        ({"models": "gpt-4o"}, {}, 403, "model_not_allowed"),
+        ({"subnet": "192.0.2.0/24"}, {}, 403, "ip_not_allowed"),
+        ({}, {"status": 2}, 403, "user_disabled"),
+    ],
+)
+async def test_refusals_never_reach_the_provider(
+    stack: Stack,
+    pg: asyncpg.Pool,
+    sim_app: Starlette,
+    channel_id: int,
+    token_kw: dict[str, Any],
+    user_kw: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    status_kw = {"status": token_kw.pop("status")} if "status" in token_kw else {}
+    user_id = await new_user(pg, quota=user_kw.get("quota", 10**9), status=user_kw.get("status", 1))
+    token = await new_key(pg, user_id, **token_kw)
+    if status_kw:
+        await pg.execute(
+            "UPDATE tokens SET status = $1 WHERE id = $2", status_kw["status"], token.id
+        )
+    err = await refused(sdk(stack, token.key))
+    assert (err.status_code, err.response.json()["error"]["code"]) == (status, code)
+    assert sim_app.state.calls == []
+
+
+async def test_subnet_uses_forwarded_for_only_behind_a_trusted_proxy(
+    stack: Stack,
+    pg: asyncpg.Pool,
+    sim_app: Starlette,
+    channel_id: int,
+    extra_gateway: Callable[..., ExtraGateway],
+) -> None:
+    token = await new_key(pg, subnet="203.0.113.0/24, 2001:db8::/32")
+    # The stack's gateway trusts 127.0.0.1, as it would trust nginx in front of it.
+    ok = sdk(stack, token.key, **{"X-Forwarded-For": "198.51.100.9, 203.0.113.7"})
+    reply = await ok.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    assert reply.choices[0].message.content == "Echo: hello"
+    v6 = sdk(stack, token.key, **{"X-Forwarded-For": "2001:db8::42"})
+    await v6.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    outside = sdk(stack, token.key, **{"X-Forwarded-For": "198.51.100.9"})
+    assert (await refused(outside)).status_code == 403
+    # A gateway that trusts no proxy ignores the header: the peer (127.0.0.1) is outside.
+    untrusting = extra_gateway(TRUSTED_PROXIES="")
+    spoofed = sdk(untrusting.url, token.key, **{"X-Forwarded-For": "203.0.113.7"})
+    assert (await refused(spoofed)).status_code == 403
+    assert len(sim_app.state.calls) == 2
+
+
+# ---- rate limits -------------------------------------------------------------------------
+
+
+async def _away_from_minute_boundary() -> None:
+    """Windows are per clock minute; start a short burst where it cannot straddle one."""
+    if time.time() % 60 > 54:
+        await asyncio.sleep(61 - time.time() % 60)
+
+
+async def test_rpm_limit_with_openai_headers(
+    stack: Stack, pg: asyncpg.Pool, sim_app: Starlette, channel_id: int
+) -> None:
+    token = await new_key(pg)
+    await pg.execute("UPDATE tokens SET rpm_limit = 3 WHERE id = $1", token.id)
+    client = sdk(stack, token.key)
+    await _away_from_minute_boundary()
+    remaining = []
+    for _ in range(3):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=HELLO
+        )
+        assert raw.headers["x-ratelimit-limit-requests"] == "3"
+        remaining.append(raw.headers["x-ratelimit-remaining-requests"])
+        assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert remaining == ["2", "1", "0"]
+    err = await refused(client)
+    assert err.status_code == 429
+    assert err.response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert err.response.json()["error"]["type"] == "requests"
+    assert 1 <= int(err.response.headers["retry-after"]) <= 60
+    assert err.response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert len(sim_app.state.calls) == 3
+
+
+async def test_tpm_limit_counts_prompt_and_max_tokens(
+    stack: Stack, pg: asyncpg.Pool, sim_app: Starlette, channel_id: int
+) -> None:
+    token = await new_key(pg)
+    await pg.execute("UPDATE tokens SET tpm_limit = 500 WHERE id = $1", token.id)
+    client = sdk(stack, token.key)
+    await _away_from_minute_boundary()
+    await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=100)
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=450)
+    assert info.value.response.json()["error"]["type"] == "tokens"
+    assert len(sim_app.state.calls) == 1
+
+
+async def test_user_rate_limit_is_shared_by_all_of_the_users_keys(
+    stack: Stack, pg: asyncpg.Pool, channel_id: int
+) -> None:
+    user_id = await new_user(pg, quota=10**9, rpm_limit=2)
+    first, second = await new_key(pg, user_id), await new_key(pg, user_id)
+    await _away_from_minute_boundary()
+    await sdk(stack, first.key).chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    await sdk(stack, second.key).chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    err = await refused(sdk(stack, first.key))
+    assert err.status_code == 429
+    assert "account" in err.response.json()["error"]["message"]
+
+
+# ---- quota under concurrency -------------------------------------------------------------
+
+
+async def test_concurrent_burst_never_overspends(
+    stack: Stack, pg: asyncpg.Pool, sim_app: Starlette, channel_id: int
+) -> None:
+    # One probe call tells the real cost of this exact request.
+    probe = await new_key(pg)
+    await sdk(stack, probe.key).chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, max_tokens=5
+    )
+    await wait_for_rows(pg, probe.id, 1)
+    cost = await pg.fetchval("SELECT quota FROM logs WHERE token_id = $1", probe.id)
+    assert cost > 0
+    sim_app.state.calls.clear()
+
+    token = await new_key(pg, remain_quota=50 * cost)
+    client = sdk(stack, token.key)
+
+    async def one() -> bool:
+        try:
+            # max_tokens keeps each reservation near the real cost, so many fit at once.
+            await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)
+            return True
+        except openai.PermissionDeniedError as err:
+            assert err.response.json()["error"]["code"] == "insufficient_quota"
+            return False
+
+    results = await asyncio.gather(*(one() for _ in range(200)))
+    served = sum(results)
+    assert 0 < served <= 50
+    assert len(sim_app.state.calls) == served
+    await wait_for_rows(pg, token.id, served)
+    total = await pg.fetchval("SELECT sum(quota) FROM logs WHERE token_id = $1", token.id)
+    remain, used = await pg.fetchrow(
+        "SELECT remain_quota, used_quota FROM tokens WHERE id = $1", token.id
+    )
+    assert total <= 50 * cost
+    assert (remain, used) == (50 * cost - total, total)
+    assert remain >= 0
+
+
+# ---- changes reach every gateway ---------------------------------------------------------
+
+
+async def test_revocation_and_top_up_reach_another_gateway_within_a_second(
+    stack: Stack, pg: asyncpg.Pool, channel_id: int, extra_gateway: Callable[..., ExtraGateway]
+) -> None:
+    other = extra_gateway()
+    user_id = await new_user(pg, quota=0)
+    token = await new_key(pg, user_id)
+    client = sdk(other.url, token.key)
+    assert (await refused(client)).status_code == 403  # the user has no quota yet
+
+    await pg.execute("UPDATE users SET quota = 10000000 WHERE id = $1", user_id)
+    await broadcast_change(stack, "user", [user_id])
+    await _eventually_within(
+        1.0, lambda: client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    )
+
+    await pg.execute("UPDATE tokens SET status = 2 WHERE id = $1", token.id)
+    await broadcast_change(stack, "token", [token.id])
+
+    async def revoked() -> None:
+        assert (await refused(client)).status_code == 401
+
+    await _eventually_within(1.0, revoked)
+
+
+async def _eventually_within(seconds: float, attempt: Callable[[], Any]) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            await attempt()
+            return
+        except (AssertionError, openai.APIStatusError, pytest.fail.Exception):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+# ---- Redis loss and the sweeper ----------------------------------------------------------
+
+
+async def test_losing_redis_state_mid_run_keeps_serving_and_ledger_agrees(
+    stack: Stack, pg: asyncpg.Pool, redis: Redis, namespace: str, channel_id: int
+) -> None:
+    token = await new_key(pg, remain_quota=10**7)
+    client = sdk(stack, token.key)
+
+    async def burst(n: int) -> None:
+        await asyncio.gather(
+            *(client.chat.completions.create(model="gpt-4o-mini", messages=HELLO) for _ in range(n))
+        )
+
+    await burst(10)
+    # What FLUSHALL does to us, without wiping other users of this Redis: every key of ours,
+    # while the first burst's usage may still be on its way to the ledger.
+    keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
+    await redis.delete(*keys)
+    await burst(10)
+    await wait_for_rows(pg, token.id, 20)
+    await asyncio.sleep(0.5)
+    total = await pg.fetchval("SELECT sum(quota) FROM logs WHERE token_id = $1", token.id)
+    remain, used = await pg.fetchrow(
+        "SELECT remain_quota, used_quota FROM tokens WHERE id = $1", token.id
+    )
+    assert (used, remain) == (total, 10**7 - total)
+    cached = await redis.get(f"{namespace}:q:t:{token.id}:bal")
+    open_reserved = int(await redis.get(f"{namespace}:q:t:{token.id}:rsvd") or 0)
+    # The cached balance may only err on the safe side, and by no more than the charges that
+    # were in flight at the moment Redis lost its state (those of the first burst).
+    first_burst = await pg.fetchval(
+        "SELECT sum(quota) FROM (SELECT quota FROM logs WHERE token_id = $1 ORDER BY id LIMIT 10)"
+        " AS first",
+        token.id,
+    )
+    assert cached is not None
+    assert remain - first_burst <= int(cached) <= remain
+    assert open_reserved == 0
+
+
+async def test_unsettled_reservation_is_swept_at_its_reserved_amount(
+    stack: Stack, pg: asyncpg.Pool, redis: Redis, namespace: str, tenant: Tenant
+) -> None:
+    # Authorize directly, as a gateway that then dies would: no usage event ever follows.
+    channel = insecure_channel(f"127.0.0.1:{stack.config.ports.auth}")
+    try:
+        decision = await auth_pb2_grpc.AuthServiceStub(channel).Authorize(
+            auth_pb2.AuthorizeRequest(
+                api_key=tenant.key,
+                model="gpt-4o-mini",
+                client_ip="127.0.0.1",
+                request_id="orphan-" + secrets.token_hex(8),
+                endpoint="chat.completions",
+                estimated_prompt_tokens=100,
+                max_tokens=200,
+            ),
+            wait_for_ready=True,
+        )
+    except grpc.aio.AioRpcError as exc:  # pragma: no cover - diagnostic
+        raise AssertionError(exc.details()) from exc
+    finally:
+        await channel.close()
+    assert decision.allowed and decision.reserved_quota > 0
+    await wait_for_rows(pg, tenant.token_id, 1, within=15)
+    row = await pg.fetchrow("SELECT * FROM logs WHERE token_id = $1", tenant.token_id)
+    assert row["request_id"] == decision.reservation_id
+    assert (row["error_code"], row["quota"]) == ("settled_by_sweeper", decision.reserved_quota)
+    assert (
+        await pg.fetchval("SELECT used_quota FROM tokens WHERE id = $1", tenant.token_id)
+        == decision.reserved_quota
+    )
+    assert not await redis.exists(f"{namespace}:rsv:{decision.reservation_id}")
