@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(wildcard protos/unigate/v1/*.proto)
 
-.PHONY: install proto proto-check migrate dev test lint typecheck bench clean
+.PHONY: install proto proto-check migrate dev test lint typecheck bench bench-auth clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ typecheck: install
 
 bench: install
 	$(PY) bench/run.py
+
+# auth's Authorize alone: calls/s and latency at 1 and 32 in flight.
+bench-auth: install
+	$(PY) bench/authorize.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,122 @@
+"""Benchmark of auth's Authorize alone: calls/s and latency p50/p99 at 1 and 32 in flight.
+
+Runs a real auth process (own database, namespace and port) against the local Postgres and
+Redis, with a warm cache, and calls it over gRPC as the gateway does:
+`.venv/bin/python bench/authorize.py [--calls 5000]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from run import (
+    cpu_seconds,
+    delete_redis_keys,
+    drop_database,
+    prepare_database,
+    with_database,
+)
+
+from unigate.devstack import Stack, StackConfig, StackPorts
+from unigate.grpcutil import insecure_channel
+from unigate.v1 import auth_pb2, auth_pb2_grpc
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+async def measure(port: int, key: str, pid: int, calls: int, concurrency: int) -> str:
+    channel = insecure_channel(f"127.0.0.1:{port}")
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    counter = iter(range(10**9))
+
+    async def authorize() -> float:
+        started = time.perf_counter()
+        decision = await stub.Authorize(
+            auth_pb2.AuthorizeRequest(
+                api_key=key,
+                model="gpt-4o-mini",
+                client_ip="127.0.0.1",
+                request_id=f"bench-{secrets.token_hex(4)}-{next(counter)}",
+                endpoint="chat.completions",
+                estimated_prompt_tokens=20,
+            ),
+            wait_for_ready=True,
+        )
+        if not decision.allowed:
+            raise RuntimeError(decision.error.message)
+        return time.perf_counter() - started
+
+    for _ in range(200):  # warm the caches and connections
+        await authorize()
+    latencies: list[float] = []
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            latencies.append(await authorize())
+
+    cpu_before = cpu_seconds(pid) or 0.0
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    cpu = ((cpu_seconds(pid) or 0.0) - cpu_before) / len(latencies) * 1000
+    await channel.close()
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    return (
+        f"| {concurrency} | {len(latencies) / elapsed:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=5000)
+    args = parser.parse_args()
+    suffix = secrets.token_hex(4)
+    namespace, db_name = f"bench{suffix}", f"unigate_bench_{suffix}"
+    dsn = with_database(ADMIN_DSN, db_name)
+    secret_key = secrets.token_urlsafe(32)
+    fixture = asyncio.run(prepare_database(dsn, secret_key, "http://127.0.0.1:9"))
+    stack = Stack(
+        StackConfig(
+            sql_dsn=dsn,
+            namespace=namespace,
+            secret_key=secret_key,
+            ports=StackPorts.free(),
+            simulator=None,
+            log_dir=Path(tempfile.mkdtemp(prefix="unigate-authbench-")),
+        )
+    )
+    try:
+        stack.start_process("auth")
+        stack.wait_ready(30, ["auth"])
+        pid = stack.procs["auth"].pid
+        print("| in flight | calls/s | p50 ms | p99 ms | auth CPU ms/call |")
+        print("|---:|---:|---:|---:|---:|")
+        for concurrency in (1, 32):
+            print(
+                uvloop.run(
+                    measure(stack.config.ports.auth, fixture.key, pid, args.calls, concurrency)
+                ),
+                flush=True,
+            )
+    finally:
+        stack.stop()
+        asyncio.run(drop_database(ADMIN_DSN, db_name))
+        delete_redis_keys(REDIS_URL, namespace)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
