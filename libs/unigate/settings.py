@@ -32,3 +32,13 @@ class CommonSettings(BaseSettings):
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", value):
             raise ValueError("UNIGATE_NAMESPACE must match [a-z][a-z0-9_]{0,30}")
         return value
+
+
+def parse_relay_addrs(text: str) -> dict[str, str]:
+    """``"openai=10.0.0.5:50061,anthropic=relay-anthropic:50061"`` as a family → address map."""
+    out = {}
+    for part in text.split(","):
+        if "=" in part:
+            family, addr = part.split("=", 1)
+            out[family.strip()] = addr.strip()
+    return out

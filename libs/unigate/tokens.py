@@ -6,6 +6,9 @@ These are deliberately simple and fast; the ledger marks rows counted this way a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+
+import orjson
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -21,3 +24,32 @@ def estimate_text_tokens(text: str) -> int:
 def estimate_body_tokens(body_size: int) -> int:
     """Upper-bound-ish estimate of a JSON request's prompt tokens from its size alone."""
     return max(body_size // 3, 1)
+
+
+def streamed_text(chunk_payloads: Iterable[bytes]) -> str:
+    """The text (content and reasoning) of OpenAI stream chunks, given their JSON payloads."""
+    text = []
+    for data in chunk_payloads:
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(parsed, dict):
+            continue
+        for choice in parsed.get("choices") or []:
+            delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+            text.append(str(delta.get("content") or ""))
+            text.append(str(delta.get("reasoning_content") or ""))
+    return "".join(text)
+
+
+def sse_payloads(raw: bytes) -> list[bytes]:
+    """The ``data:`` payloads of whole SSE events in ``raw`` (``[DONE]`` excluded)."""
+    out = []
+    for event in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        for line in event.split(b"\n"):
+            if line.startswith(b"data:"):
+                payload = line[5:].strip()
+                if payload and payload != b"[DONE]":
+                    out.append(payload)
+    return out

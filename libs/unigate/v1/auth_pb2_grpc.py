@@ -51,6 +51,11 @@ class AuthServiceStub:
                 request_serializer=unigate_dot_v1_dot_auth__pb2.GetChannelRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_auth__pb2.Channel.FromString,
                 _registered_method=True)
+        self.DisableChannel = channel.unary_unary(
+                '/unigate.v1.AuthService/DisableChannel',
+                request_serializer=unigate_dot_v1_dot_auth__pb2.DisableChannelRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.DisableChannelResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -78,6 +83,14 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DisableChannel(self, request, context):
+        """A relay saw a fatal channel error (invalid key, deactivated account, no provider
+        balance): auth disables the channel (status 3) until the scheduler's test passes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +108,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetChannel,
                     request_deserializer=unigate_dot_v1_dot_auth__pb2.GetChannelRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_auth__pb2.Channel.SerializeToString,
+            ),
+            'DisableChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableChannel,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.DisableChannelRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.DisableChannelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +198,33 @@ class AuthService:
             '/unigate.v1.AuthService/GetChannel',
             unigate_dot_v1_dot_auth__pb2.GetChannelRequest.SerializeToString,
             unigate_dot_v1_dot_auth__pb2.Channel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AuthService/DisableChannel',
+            unigate_dot_v1_dot_auth__pb2.DisableChannelRequest.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.DisableChannelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,6 +23,10 @@ class AuthServiceStub:
     """Models the key may use (for GET /v1/models)."""
     GetChannel: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetChannelRequest, _auth_pb2.Channel]
     """Channel config including the decrypted secret; only relays call this."""
+    DisableChannel: _aio.UnaryUnaryMultiCallable[_auth_pb2.DisableChannelRequest, _auth_pb2.DisableChannelResponse]
+    """A relay saw a fatal channel error (invalid key, deactivated account, no provider
+    balance): auth disables the channel (status 3) until the scheduler's test passes.
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """The auth service decides, once per request, whether a key may make a call,
@@ -51,5 +55,15 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_auth_pb2.GetChannelRequest, _abc.Awaitable[_auth_pb2.Channel]],
     ) -> _abc.Awaitable[_auth_pb2.Channel]:
         """Channel config including the decrypted secret; only relays call this."""
+
+    @_abc_1.abstractmethod
+    def DisableChannel(
+        self,
+        request: _auth_pb2.DisableChannelRequest,
+        context: _aio.ServicerContext[_auth_pb2.DisableChannelRequest, _abc.Awaitable[_auth_pb2.DisableChannelResponse]],
+    ) -> _abc.Awaitable[_auth_pb2.DisableChannelResponse]:
+        """A relay saw a fatal channel error (invalid key, deactivated account, no provider
+        balance): auth disables the channel (status 3) until the scheduler's test passes.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _aio.Server) -> None: ...

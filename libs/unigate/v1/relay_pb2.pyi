@@ -79,11 +79,14 @@ class RelayError(_message.Message):
     RETRYABLE_FIELD_NUMBER: _builtins.int
     UPSTREAM_STATUS_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_FIELD_NUMBER: _builtins.int
+    FATAL_FIELD_NUMBER: _builtins.int
     retryable: _builtins.bool
     upstream_status: _builtins.int
     """Upstream HTTP status, 0 when the provider was never reached."""
     retry_after: _builtins.float
     """Seconds the provider asked us to wait (Retry-After), 0 when none."""
+    fatal: _builtins.bool
+    """The channel itself is broken (bad key, deactivated, out of provider credit)."""
     @_builtins.property
     def error(self) -> _common_pb2.ClientError: ...
     def __init__(
@@ -93,10 +96,11 @@ class RelayError(_message.Message):
         retryable: _builtins.bool = ...,
         upstream_status: _builtins.int = ...,
         retry_after: _builtins.float = ...,
+        fatal: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "retry_after", b"retry_after", "retryable", b"retryable", "upstream_status", b"upstream_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "fatal", b"fatal", "retry_after", b"retry_after", "retryable", b"retryable", "upstream_status", b"upstream_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
@@ -11,14 +10,16 @@ import uvloop
 
 from unigate import bus
 from unigate.db import create_pool
-from unigate.grpcutil import new_server
+from unigate.grpcutil import insecure_channel, new_server
+from unigate.health import ChannelHealth
 from unigate.logs import configure_logging
 from unigate.namespace import Namespace
 from unigate.ops import serve_ops
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
-from unigate.v1 import auth_pb2_grpc
+from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
+from unigate_auth.channel_tester import ChannelTester
 from unigate_auth.service import AuthService
 from unigate_auth.settings import AuthSettings
 from unigate_auth.store import AuthStore
@@ -31,8 +32,24 @@ async def serve(settings: AuthSettings) -> None:
     pool = await create_pool(settings.sql_dsn, min_size=2, max_size=10)
     redis = connect_redis(settings.redis_conn_string, max_connections=64)
     nc = await bus.connect(settings.nats_url, "unigate-auth")
-    service = AuthService(settings, AuthStore(pool), QuotaStore(redis, ns))
+    store, quota = AuthStore(pool), QuotaStore(redis, ns)
+
+    async def notify(kind: str, ids: list[int]) -> None:
+        await bus.publish_config_change(nc, ns, kind, ids)
+
+    service = AuthService(settings, store, quota, ChannelHealth(redis, ns), notify)
     await bus.subscribe_config_changes(nc, ns, service.on_config_change)
+    relay_channels = {f: insecure_channel(a) for f, a in settings.relay_map().items()}
+    background = [asyncio.create_task(service.flush_accessed_times())]
+    if settings.channel_test_frequency > 0:
+        tester = ChannelTester(
+            store,
+            {f: relay_pb2_grpc.RelayServiceStub(c) for f, c in relay_channels.items()},
+            quota,
+            notify,
+            frequency_seconds=settings.channel_test_frequency,
+        )
+        background.append(asyncio.create_task(tester.run()))
 
     server = new_server()
     auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
@@ -52,7 +69,6 @@ async def serve(settings: AuthSettings) -> None:
         return checks
 
     ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
-    flusher = asyncio.create_task(service.flush_accessed_times())
     log.info("auth listening on %s (ops on :%d)", settings.listen, settings.ops_port)
 
     stop = asyncio.Event()
@@ -62,9 +78,11 @@ async def serve(settings: AuthSettings) -> None:
     await stop.wait()
     log.info("auth shutting down")
     await server.stop(grace=5)
-    flusher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await flusher
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    for channel in relay_channels.values():
+        await channel.close()
     ops.should_exit = True
     await nc.drain()
     await redis.aclose()

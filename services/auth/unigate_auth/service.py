@@ -15,11 +15,13 @@ import orjson
 from unigate import errors
 from unigate.channel_types import channel_type
 from unigate.crypto import decrypt_secret
+from unigate.health import ChannelHealth, HealthSnapshot
 from unigate.keys import hash_api_key, mask_key
 from unigate.pricing import Price, price_for, quota_for
 from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, ReserveResult
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_auth.cache import TTLCache
+from unigate_auth.channel_tester import Notify
 from unigate_auth.ratelimit import Limits, refusal, report, windows_for
 from unigate_auth.routing import Ability, order_candidates
 from unigate_auth.settings import AuthSettings
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 TOKEN_ENABLED, TOKEN_DISABLED, TOKEN_EXPIRED, TOKEN_EXHAUSTED = 1, 2, 3, 4
 USER_ENABLED = 1
 _NEGATIVE_TTL = 1.0
+# Health changes matter within a second; reading it for every request would double the
+# Redis round trips of Authorize.
+_HEALTH_TTL = 0.25
 
 
 @dataclass(slots=True)
@@ -71,10 +76,20 @@ def _deny(err: errors.ClientFacingError) -> auth_pb2.AuthorizeResponse:
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, settings: AuthSettings, store: AuthStore, quota: QuotaStore) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        store: AuthStore,
+        quota: QuotaStore,
+        health: ChannelHealth,
+        notify: Notify,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._quota = quota
+        self._health = health
+        self._notify = notify
+        self._health_snapshot: tuple[float, HealthSnapshot] | None = None
         self._tokens: TTLCache[bytes, TokenRecord | None] = TTLCache(settings.cache_ttl_seconds)
         self._abilities: TTLCache[tuple[str, str], list[Ability]] = TTLCache(
             settings.cache_ttl_seconds
@@ -224,7 +239,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 "You exceeded your current quota, please top up your account."
             )
         candidates = []
-        for a in order_candidates(abilities):
+        for a in await self._healthy_first(order_candidates(abilities), now_ms):
             ct = channel_type(a.channel_type)
             if ct is None:
                 continue
@@ -255,6 +270,35 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             candidates=candidates,
             rate_limits=report(windows, result.counts, now_ms),
         )
+
+    async def _health_now(self) -> HealthSnapshot:
+        cached = self._health_snapshot
+        if cached is not None and time.monotonic() - cached[0] < _HEALTH_TTL:
+            return cached[1]
+        try:
+            snapshot = await self._health.snapshot()
+        except Exception as exc:  # routing must survive a health-store hiccup
+            log.warning("channel health unavailable: %s", exc)
+            snapshot = HealthSnapshot({}, {})
+        self._health_snapshot = (time.monotonic(), snapshot)
+        return snapshot
+
+    async def _healthy_first(self, ordered: list[Ability], now_ms: int) -> list[Ability]:
+        """Cooling channels go to the back (a last resort, never dropped); a half-open one
+        keeps its place for the single request that wins its probe."""
+        snapshot = await self._health_now()
+        if not snapshot.fails and not snapshot.cooling_until:
+            return ordered
+        front, back = [], []
+        for a in ordered:
+            state = snapshot.state(a.channel_id, now_ms)
+            if state == "healthy" or (
+                state == "half-open" and await self._health.claim_probe(a.channel_id)
+            ):
+                front.append(a)
+            else:
+                back.append(a)
+        return front + back
 
     def _estimate(self, price: Price, req: auth_pb2.AuthorizeRequest) -> int:
         completion = req.max_tokens or self._settings.default_completion_reserve
@@ -331,6 +375,18 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             config_version=ch.config_version,
             system_prompt=ch.system_prompt,
         )
+
+    async def DisableChannel(
+        self, request: auth_pb2.DisableChannelRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.DisableChannelResponse:
+        disabled = await self._store.disable_channel(
+            request.channel_id, request.reason, int(time.time())
+        )
+        if disabled:
+            log.error("channel %d auto-disabled: %s", request.channel_id, request.reason)
+            self._abilities.clear()
+            await self._notify("channel", [request.channel_id])
+        return auth_pb2.DisableChannelResponse(disabled=disabled)
 
     # ---- background ---------------------------------------------------------------------
     async def flush_accessed_times(self, interval: float = 5.0) -> None:

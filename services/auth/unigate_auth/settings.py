@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from unigate.settings import CommonSettings
+from unigate.settings import CommonSettings, parse_relay_addrs
 
 
 class AuthSettings(CommonSettings):
@@ -15,3 +15,10 @@ class AuthSettings(CommonSettings):
     # Reservation when the request names no max_tokens (prompt estimate is added).
     default_completion_reserve: int = Field(512, alias="DEFAULT_COMPLETION_RESERVE")
     max_completion_reserve: int = Field(32_768, alias="MAX_COMPLETION_RESERVE")
+    # Relays, by provider family, for channel tests: "openai=127.0.0.1:50061".
+    relay_addrs: str = Field("openai=127.0.0.1:50061", alias="RELAY_ADDRS")
+    # Seconds between tests of auto-disabled channels; 0 turns the tests off.
+    channel_test_frequency: float = Field(300.0, alias="CHANNEL_TEST_FREQUENCY")
+
+    def relay_map(self) -> dict[str, str]:
+        return parse_relay_addrs(self.relay_addrs)

@@ -32,6 +32,15 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelUnderTest:
+    id: int
+    type: int
+    model: str
+    upstream_model: str
+    config_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelRecord:
     id: int
     type: int
@@ -149,3 +158,82 @@ class AuthStore:
         await self._pool.execute(
             "UPDATE tokens SET accessed_time = $2 WHERE id = ANY($1::bigint[])", token_ids, now
         )
+
+    async def disable_channel(self, channel_id: int, reason: str, now: int) -> bool:
+        """Auto-disable (status 3) an enabled channel; False if it was not enabled."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            name = await conn.fetchval(
+                "UPDATE channels SET status = 3, status_reason = $2, status_time = $3,"
+                " config_version = config_version + 1 WHERE id = $1 AND status = 1"
+                " RETURNING name",
+                channel_id,
+                reason[:500],
+                now,
+            )
+            if name is None:
+                return False
+            await conn.execute(
+                "UPDATE abilities SET enabled = FALSE WHERE channel_id = $1", channel_id
+            )
+            await conn.execute(
+                "INSERT INTO logs (type, created_at, channel_id, content) VALUES (4, $1, $2, $3)",
+                now,
+                channel_id,
+                f"channel #{channel_id} ({name}) disabled automatically: {reason}",
+            )
+        return True
+
+    async def enable_channel(self, channel_id: int, response_ms: int, now: int) -> bool:
+        """Re-enable an auto-disabled channel whose test passed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            name = await conn.fetchval(
+                "UPDATE channels SET status = 1, status_reason = '', status_time = $2,"
+                " test_time = $2, response_time = $3, config_version = config_version + 1"
+                " WHERE id = $1 AND status = 3 RETURNING name",
+                channel_id,
+                now,
+                response_ms,
+            )
+            if name is None:
+                return False
+            await conn.execute(
+                "UPDATE abilities SET enabled = TRUE WHERE channel_id = $1", channel_id
+            )
+            await conn.execute(
+                "INSERT INTO logs (type, created_at, channel_id, content) VALUES (4, $1, $2, $3)",
+                now,
+                channel_id,
+                f"channel #{channel_id} ({name}) re-enabled: test passed",
+            )
+        return True
+
+    async def record_test(self, channel_id: int, response_ms: int, now: int) -> None:
+        await self._pool.execute(
+            "UPDATE channels SET test_time = $2, response_time = $3 WHERE id = $1",
+            channel_id,
+            now,
+            response_ms,
+        )
+
+    async def auto_disabled_channels(self) -> list[ChannelUnderTest]:
+        rows = await self._pool.fetch(
+            "SELECT id, type, models, model_mapping, config_version FROM channels"
+            " WHERE status = 3 ORDER BY id"
+        )
+        out = []
+        for r in rows:
+            models = [m for m in parse_list(r["models"])]
+            if not models:
+                continue
+            model = sorted(models)[0]
+            mapping = orjson.loads(r["model_mapping"]) if r["model_mapping"] else {}
+            out.append(
+                ChannelUnderTest(
+                    id=r["id"],
+                    type=r["type"],
+                    model=model,
+                    upstream_model=str(mapping.get(model) or model),
+                    config_version=r["config_version"],
+                )
+            )
+        return out

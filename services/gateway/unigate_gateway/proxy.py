@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from unigate import errors
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.pricing import Price, quota_for
+from unigate.tokens import estimate_text_tokens, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway.metrics import RETRIES
 from unigate_gateway.publisher import UsagePublisher
@@ -65,6 +66,8 @@ class CallRecord:
     status: int = 0
     error_code: str = ""
     first_token_ms: int = 0
+    # Stream bytes sent so far: counted only if the client leaves before the relay's end.
+    forwarded: list[bytes] = field(default_factory=list)
 
 
 class Proxy:
@@ -276,6 +279,7 @@ class Proxy:
                         yield b"data: " + err.json() + b"\n\n"
                     finished = True
                     return
+                record.forwarded.append(chunk.data)
                 yield chunk.data
                 chunk = await call.read()
         except grpc.aio.AioRpcError as exc:
@@ -295,9 +299,15 @@ class Proxy:
                 record.error_code = "client_closed"
                 call.cancel()
                 if not record.usage.prompt_tokens:
+                    # Bill what was generated up to the moment the client left.
+                    prompt = record.call.estimated_prompt_tokens
+                    completion = estimate_text_tokens(
+                        streamed_text(sse_payloads(b"".join(record.forwarded)))
+                    )
                     record.usage = common_pb2.Usage(
-                        prompt_tokens=record.call.estimated_prompt_tokens,
-                        total_tokens=record.call.estimated_prompt_tokens,
+                        prompt_tokens=prompt,
+                        completion_tokens=completion,
+                        total_tokens=prompt + completion,
                         estimated=True,
                     )
             self._publish(record)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from unigate.settings import CommonSettings
+from unigate.settings import CommonSettings, parse_relay_addrs
 
 
 class GatewaySettings(CommonSettings):
@@ -21,9 +21,4 @@ class GatewaySettings(CommonSettings):
     usage_buffer: int = Field(100_000, alias="USAGE_BUFFER_SIZE")
 
     def relay_map(self) -> dict[str, str]:
-        out = {}
-        for part in self.relay_addrs.split(","):
-            if "=" in part:
-                family, addr = part.split("=", 1)
-                out[family.strip()] = addr.strip()
-        return out
+        return parse_relay_addrs(self.relay_addrs)

@@ -11,12 +11,16 @@ import aiohttp
 import uvloop
 
 from unigate.grpcutil import insecure_channel, new_server
+from unigate.health import ChannelHealth
 from unigate.logs import configure_logging
+from unigate.namespace import Namespace
 from unigate.ops import serve_ops
+from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
 from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
 from unigate_relay import providers
 from unigate_relay.channels import ChannelConfigs
+from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.server import RelayService
 from unigate_relay.settings import RelaySettings
 
@@ -37,9 +41,11 @@ async def serve(settings: RelaySettings, families: list[str]) -> None:
         ),
         auto_decompress=True,
     )
-    service = RelayService(
-        adapters, ChannelConfigs(auth_pb2_grpc.AuthServiceStub(auth_channel)), http
-    )
+    auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
+    redis = connect_redis(settings.redis_conn_string, max_connections=16)
+    reporter = HealthReporter(ChannelHealth(redis, Namespace(settings.namespace)), auth)
+    refreshing = asyncio.create_task(reporter.refresh_forever())
+    service = RelayService(adapters, ChannelConfigs(auth), http, reporter)
     server = new_server()
     relay_pb2_grpc.add_RelayServiceServicer_to_server(service, server)
     server.add_insecure_port(settings.listen)
@@ -60,7 +66,9 @@ async def serve(settings: RelaySettings, families: list[str]) -> None:
     # Lets streams in flight finish (bounded) before closing upstream connections.
     await server.stop(grace=30)
     ops.should_exit = True
+    refreshing.cancel()
     await http.close()
+    await redis.aclose()
     await auth_channel.close()
 
 

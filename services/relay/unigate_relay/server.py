@@ -12,6 +12,7 @@ import grpc
 from unigate.logs import request_id_var
 from unigate.v1 import relay_pb2, relay_pb2_grpc
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
+from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,11 @@ log = logging.getLogger(__name__)
 
 class RelayService(relay_pb2_grpc.RelayServiceServicer):
     def __init__(
-        self, providers: list[Provider], channels: ChannelConfigs, http: aiohttp.ClientSession
+        self,
+        providers: list[Provider],
+        channels: ChannelConfigs,
+        http: aiohttp.ClientSession,
+        health: HealthReporter,
     ) -> None:
         self._by_type: dict[int, Provider] = {}
         for provider in providers:
@@ -27,6 +32,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 self._by_type[t] = provider
         self._channels = channels
         self._http = http
+        self._health = health
 
     async def _context(
         self, request: relay_pb2.RelayRequest
@@ -79,7 +85,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         if isinstance(prepared, relay_pb2.RelayError):
             return relay_pb2.RelayResult(error=prepared)
         provider, ctx = prepared
-        return await provider.call(ctx)
+        result = await provider.call(ctx)
+        self._health.observe(request.channel_id, result.error if result.HasField("error") else None)
+        return result
 
     async def Stream(
         self, request: relay_pb2.RelayRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -90,4 +98,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             return
         provider, ctx = prepared
         async for chunk in provider.stream(ctx):
+            if chunk.HasField("end"):
+                end = chunk.end
+                self._health.observe(
+                    request.channel_id, end.error if end.HasField("error") else None
+                )
             yield chunk

@@ -23,6 +23,13 @@ class CallContext:
     api_key: str
     http: aiohttp.ClientSession
 
+    def timeout(self) -> aiohttp.ClientTimeout:
+        """The channel's own first-byte / between-chunks timeout, else the relay's default."""
+        if self.channel.timeout_ms <= 0:
+            return self.http.timeout
+        seconds = self.channel.timeout_ms / 1000
+        return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+
 
 class Provider(abc.ABC):
     """One provider family: its request/response conversion, stream handling and auth."""
@@ -50,13 +57,52 @@ def relay_error(
     retryable: bool = False,
     upstream_status: int = 0,
     retry_after: float = 0.0,
+    fatal: bool = False,
 ) -> relay_pb2.RelayError:
     return relay_pb2.RelayError(
         error=common_pb2.ClientError(http_status=status, type=type, code=code, message=message),
         retryable=retryable,
         upstream_status=upstream_status,
         retry_after=retry_after,
+        fatal=fatal,
     )
+
+
+# Codes of failures that say something about the channel's health (not the client's input,
+# not unigate's own plumbing).
+CHANNEL_FAILURE_CODES = frozenset(
+    {
+        "upstream_timeout",
+        "upstream_unreachable",
+        "bad_upstream_response",
+        "upstream_stream_truncated",
+    }
+)
+
+
+def is_channel_failure(err: relay_pb2.RelayError) -> bool:
+    return (
+        err.fatal
+        or err.upstream_status == 429
+        or err.upstream_status >= 500
+        or err.error.code in CHANNEL_FAILURE_CODES
+    )
+
+
+# How providers word "this channel's account cannot be used" (checked lower-cased).
+_FATAL_PHRASES = (
+    "insufficient_quota",
+    "exceeded your current quota",
+    "account deactivated",
+    "account has been deactivated",
+    "billing",
+    "invalid api key",
+    "incorrect api key",
+    "invalid_api_key",
+    "arrearage",
+    "balance is insufficient",
+    "insufficient balance",
+)
 
 
 def _retry_after(headers: CIMultiDictProxy[str]) -> float:
@@ -94,6 +140,16 @@ def error_from_upstream(
             code=code,
             upstream_status=status,
         )
+    fatal_words = any(p in f"{code} {message}".lower() for p in _FATAL_PHRASES)
+    if status == 429 and fatal_words:
+        return relay_error(
+            502,
+            "The upstream provider account behind this channel has no quota left.",
+            code="upstream_quota_exhausted",
+            retryable=True,
+            upstream_status=status,
+            fatal=True,
+        )
     if status == 429:
         return relay_error(
             429,
@@ -104,6 +160,11 @@ def error_from_upstream(
             upstream_status=status,
             retry_after=_retry_after(headers),
         )
+    if status == 403 and not fatal_words:
+        # A refusal of this particular request (e.g. a model not allowed on an endpoint).
+        return relay_error(
+            403, message, type=etype or "permission_error", code=code, upstream_status=status
+        )
     if status in (401, 403):
         return relay_error(
             502,
@@ -111,6 +172,7 @@ def error_from_upstream(
             code="upstream_auth_failed",
             retryable=True,
             upstream_status=status,
+            fatal=True,
         )
     return relay_error(
         503 if status == 503 else 502,

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import orjson
 
 from unigate.channel_types import channel_type
-from unigate.tokens import estimate_body_tokens, estimate_text_tokens
+from unigate.tokens import estimate_body_tokens, estimate_text_tokens, streamed_text
 from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
@@ -88,7 +88,10 @@ class OpenAIProvider(Provider):
         started = time.perf_counter()
         try:
             async with ctx.http.post(
-                self._url(ctx), data=self._body(ctx, stream=False), headers=self._headers(ctx)
+                self._url(ctx),
+                data=self._body(ctx, stream=False),
+                headers=self._headers(ctx),
+                timeout=ctx.timeout(),
             ) as resp:
                 status, headers, content = resp.status, resp.headers, await resp.read()
         except UPSTREAM_ERRORS as exc:
@@ -146,7 +149,10 @@ class OpenAIProvider(Provider):
         include_usage = ctx.request.include_usage
         try:
             resp = await ctx.http.post(
-                self._url(ctx), data=self._body(ctx, stream=True), headers=self._headers(ctx)
+                self._url(ctx),
+                data=self._body(ctx, stream=True),
+                headers=self._headers(ctx),
+                timeout=ctx.timeout(),
             )
         except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
@@ -226,17 +232,8 @@ class OpenAIProvider(Provider):
         )
 
     def _estimate_stream_usage(self, ctx: CallContext, events: list[bytes]) -> common_pb2.Usage:
-        text = []
-        for data in events:
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            for choice in parsed.get("choices") or []:
-                delta = choice.get("delta") or {}
-                text.append(str(delta.get("content") or delta.get("reasoning_content") or ""))
         prompt = estimate_body_tokens(len(ctx.request.body))
-        completion = estimate_text_tokens("".join(text))
+        completion = estimate_text_tokens(streamed_text(events))
         return common_pb2.Usage(
             prompt_tokens=prompt,
             completion_tokens=completion,

@@ -1,0 +1,75 @@
+"""Tells the rest of the system what the relay learned about a channel's health, off the
+response path: failures cool the channel down (shared in Redis), fatal errors ask auth to
+disable it, and a success clears the record of a channel that had failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+
+from unigate.health import ChannelHealth
+from unigate.v1 import auth_pb2, auth_pb2_grpc, relay_pb2
+from unigate_relay.providers.base import is_channel_failure
+
+log = logging.getLogger(__name__)
+
+
+class HealthReporter:
+    def __init__(self, health: ChannelHealth, auth: auth_pb2_grpc.AuthServiceStub) -> None:
+        self._health = health
+        self._auth = auth
+        # Channels with failures on record (any relay's), refreshed in the background so a
+        # success costs a Redis write only when there is something to clear.
+        self._flagged: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def observe(self, channel_id: int, error: relay_pb2.RelayError | None) -> None:
+        if error is None:
+            if channel_id not in self._flagged:
+                return
+            self._flagged.discard(channel_id)
+            self._spawn(self._health.record_success(channel_id))
+        elif is_channel_failure(error):
+            self._flagged.add(channel_id)
+            self._spawn(self._failed(channel_id, error))
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _failed(self, channel_id: int, error: relay_pb2.RelayError) -> None:
+        try:
+            until = await self._health.record_failure(
+                channel_id, int(time.time() * 1000), error.retry_after
+            )
+            log.warning(
+                "channel %d failed (%s); cooling down for %.1fs",
+                channel_id,
+                error.error.code,
+                until / 1000 - time.time(),
+            )
+            if error.fatal:
+                done = await self._auth.DisableChannel(
+                    auth_pb2.DisableChannelRequest(
+                        channel_id=channel_id, reason=f"{error.error.code}: {error.error.message}"
+                    ),
+                    timeout=5,
+                )
+                if done.disabled:
+                    log.error("channel %d disabled: %s", channel_id, error.error.code)
+        except (grpc.aio.AioRpcError, OSError, ConnectionError) as exc:
+            log.warning("could not report channel %d health: %s", channel_id, exc)
+        except Exception:
+            log.exception("could not report channel %d health", channel_id)
+
+    async def refresh_forever(self, interval: float = 1.0) -> None:
+        while True:
+            try:
+                self._flagged = set((await self._health.snapshot()).fails)
+            except Exception as exc:
+                log.warning("could not read channel health: %s", exc)
+            await asyncio.sleep(interval)
