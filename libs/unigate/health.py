@@ -16,9 +16,20 @@ from unigate.namespace import Namespace
 
 BASE_COOLDOWN_SECONDS = 1.0
 MAX_COOLDOWN_SECONDS = 300.0
-PROBE_LEASE_MS = 10_000
+PROBE_LEASE_MS = 3_000
 
 _FAIL = """
+-- Failures while a cooldown runs (requests already in flight when it began) do not
+-- escalate it; only a failed probe after it ends does.
+local current = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if current > tonumber(ARGV[2]) then
+  local wanted = tonumber(ARGV[2]) + math.floor(tonumber(ARGV[5]) * 1000)
+  if wanted > current then
+    redis.call('HSET', KEYS[2], ARGV[1], wanted)
+    return wanted
+  end
+  return current
+end
 local fails = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 local cool = math.min(tonumber(ARGV[3]) * 2 ^ (fails - 1), tonumber(ARGV[4]))
 cool = math.max(cool, tonumber(ARGV[5]))

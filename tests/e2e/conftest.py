@@ -92,7 +92,11 @@ def stack(
             simulator=None,
             log_dir=log_dir,
             # Sweep quickly so the sweeper can be observed; requests here last well under 1 s.
-            extra_env={"RESERVATION_TIMEOUT": "4", "RESERVATION_SWEEP_INTERVAL": "0.5"},
+            extra_env={
+                "RESERVATION_TIMEOUT": "4",
+                "RESERVATION_SWEEP_INTERVAL": "0.5",
+                "CHANNEL_TEST_FREQUENCY": "1",
+            },
         )
     )
     try:

@@ -285,20 +285,24 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
     async def _healthy_first(self, ordered: list[Ability], now_ms: int) -> list[Ability]:
         """Cooling channels go to the back (a last resort, never dropped); a half-open one
-        keeps its place for the single request that wins its probe."""
+        goes first for the single request that wins its probe, so the probe really happens."""
         snapshot = await self._health_now()
         if not snapshot.fails and not snapshot.cooling_until:
             return ordered
-        front, back = [], []
+        probes: list[Ability] = []
+        front: list[Ability] = []
+        back: list[Ability] = []
         for a in ordered:
             state = snapshot.state(a.channel_id, now_ms)
-            if state == "healthy" or (
-                state == "half-open" and await self._health.claim_probe(a.channel_id)
-            ):
+            if state == "healthy":
                 front.append(a)
+            elif (
+                state == "half-open" and not probes and await self._health.claim_probe(a.channel_id)
+            ):
+                probes.append(a)
             else:
                 back.append(a)
-        return front + back
+        return probes + front + back
 
     def _estimate(self, price: Price, req: auth_pb2.AuthorizeRequest) -> int:
         completion = req.max_tokens or self._settings.default_completion_reserve

@@ -1,0 +1,47 @@
+"""Channel cooldowns against the real Redis."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from unigate.health import ChannelHealth
+from unigate.namespace import Namespace
+
+
+async def _forget(redis: Redis, prefix: str) -> None:
+    keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await redis.delete(*keys)
+
+
+async def test_cooldown_doubles_per_failed_probe_not_per_concurrent_failure(
+    redis: Redis, namespace: str
+) -> None:
+    h = ChannelHealth(redis, Namespace(namespace + "_h1"))
+    try:
+        first = await h.record_failure(7, now_ms=1_000_000)
+        assert first == 1_001_000
+        # Requests that were already in flight fail during the cooldown: no escalation.
+        assert await h.record_failure(7, now_ms=1_000_100) == first
+        snap = await h.snapshot()
+        assert snap.fails == {7: 1}
+        assert snap.state(7, 1_000_500) == "cooling"
+        assert snap.state(7, 1_001_001) == "half-open"
+        # The probe after the cooldown fails: twice as long.
+        assert await h.record_failure(7, now_ms=1_002_000) == 1_004_000
+        # Retry-After is honoured when it asks for longer.
+        assert await h.record_failure(7, now_ms=1_003_000, retry_after=30) == 1_033_000
+        await h.record_success(7)
+        assert (await h.snapshot()).state(7, 1_003_000) == "healthy"
+    finally:
+        await _forget(redis, f"{namespace}_h1")
+
+
+async def test_one_probe_at_a_time(redis: Redis, namespace: str) -> None:
+    h = ChannelHealth(redis, Namespace(namespace + "_h2"))
+    try:
+        assert await h.claim_probe(9)
+        assert not await h.claim_probe(9)
+        assert await h.claim_probe(10)
+    finally:
+        await _forget(redis, f"{namespace}_h2")
