@@ -53,6 +53,21 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "deepseek-reasoner": (_r(0.55), 4.0),
     "mistral-large-latest": (_r(2.0), 3.0),
     "mistral-small-latest": (_r(0.2), 3.0),
+    "gpt-3.5-turbo-instruct": (_r(1.5), 4 / 3),
+    # Moderations are free.
+    "omni-moderation-latest": (0.0, 1.0),
+    "text-moderation-latest": (0.0, 1.0),
+    # Speech: one "token" per input character.
+    "tts-1": (_r(15.0), 1.0),
+    "tts-1-hd": (_r(30.0), 1.0),
+    "gpt-4o-mini-tts": (_r(0.6), 20.0),
+    "whisper-1": (_r(6.0), 1.0),
+    "gpt-4o-mini-transcribe": (_r(1.25), 4.0),
+    # Images: one image is billed as 1,000 completion "tokens" (see the relay's usage rules),
+    # so these ratios give the list price of a standard 1024x1024 image.
+    "dall-e-2": (_r(20.0), 1.0),
+    "dall-e-3": (_r(40.0), 1.0),
+    "gpt-image-1": (_r(5.0), 8.0),
 }
 
 

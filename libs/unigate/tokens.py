@@ -27,7 +27,8 @@ def estimate_body_tokens(body_size: int) -> int:
 
 
 def streamed_text(chunk_payloads: Iterable[bytes]) -> str:
-    """The text (content and reasoning) of OpenAI stream chunks, given their JSON payloads."""
+    """The text (content and reasoning) of OpenAI stream chunks (chat, legacy completions or
+    Responses API events), given their JSON payloads."""
     text = []
     for data in chunk_payloads:
         try:
@@ -36,10 +37,15 @@ def streamed_text(chunk_payloads: Iterable[bytes]) -> str:
             continue
         if not isinstance(parsed, dict):
             continue
+        if isinstance(parsed.get("delta"), str):  # Responses API text deltas
+            text.append(parsed["delta"])
         for choice in parsed.get("choices") or []:
-            delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") or {}
             text.append(str(delta.get("content") or ""))
             text.append(str(delta.get("reasoning_content") or ""))
+            text.append(str(choice.get("text") or ""))  # legacy completions
     return "".join(text)
 
 

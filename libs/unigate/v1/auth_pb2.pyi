@@ -20,6 +20,48 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class KeyInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    UNLIMITED_QUOTA_FIELD_NUMBER: _builtins.int
+    REMAIN_QUOTA_FIELD_NUMBER: _builtins.int
+    USED_QUOTA_FIELD_NUMBER: _builtins.int
+    USER_QUOTA_FIELD_NUMBER: _builtins.int
+    USER_USED_QUOTA_FIELD_NUMBER: _builtins.int
+    EXPIRED_TIME_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    unlimited_quota: _builtins.bool
+    remain_quota: _builtins.int
+    used_quota: _builtins.int
+    user_quota: _builtins.int
+    user_used_quota: _builtins.int
+    expired_time: _builtins.int
+    """Unix seconds; -1 = never."""
+    @_builtins.property
+    def error(self) -> _common_pb2.ClientError: ...
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        error: _common_pb2.ClientError | None = ...,
+        unlimited_quota: _builtins.bool = ...,
+        remain_quota: _builtins.int = ...,
+        used_quota: _builtins.int = ...,
+        user_quota: _builtins.int = ...,
+        user_used_quota: _builtins.int = ...,
+        expired_time: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "error", b"error", "expired_time", b"expired_time", "remain_quota", b"remain_quota", "unlimited_quota", b"unlimited_quota", "used_quota", b"used_quota", "user_quota", b"user_quota", "user_used_quota", b"user_used_quota"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyInfo: _TypeAlias = KeyInfo  # noqa: Y015
+
+@_typing.final
 class DisableChannelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -56,6 +56,11 @@ class AuthServiceStub:
                 request_serializer=unigate_dot_v1_dot_auth__pb2.DisableChannelRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_auth__pb2.DisableChannelResponse.FromString,
                 _registered_method=True)
+        self.GetKeyInfo = channel.unary_unary(
+                '/unigate.v1.AuthService/GetKeyInfo',
+                request_serializer=unigate_dot_v1_dot_auth__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.KeyInfo.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -91,6 +96,13 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetKeyInfo(self, request, context):
+        """Balances of a key and its owner, for One API's /dashboard/billing/* endpoints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +125,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.DisableChannel,
                     request_deserializer=unigate_dot_v1_dot_auth__pb2.DisableChannelRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_auth__pb2.DisableChannelResponse.SerializeToString,
+            ),
+            'GetKeyInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKeyInfo,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.ListModelsRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.KeyInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +242,33 @@ class AuthService:
             '/unigate.v1.AuthService/DisableChannel',
             unigate_dot_v1_dot_auth__pb2.DisableChannelRequest.SerializeToString,
             unigate_dot_v1_dot_auth__pb2.DisableChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKeyInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AuthService/GetKeyInfo',
+            unigate_dot_v1_dot_auth__pb2.ListModelsRequest.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.KeyInfo.FromString,
             options,
             channel_credentials,
             insecure,

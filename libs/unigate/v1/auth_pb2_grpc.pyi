@@ -27,6 +27,8 @@ class AuthServiceStub:
     """A relay saw a fatal channel error (invalid key, deactivated account, no provider
     balance): auth disables the channel (status 3) until the scheduler's test passes.
     """
+    GetKeyInfo: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListModelsRequest, _auth_pb2.KeyInfo]
+    """Balances of a key and its owner, for One API's /dashboard/billing/* endpoints."""
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """The auth service decides, once per request, whether a key may make a call,
@@ -65,5 +67,13 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """A relay saw a fatal channel error (invalid key, deactivated account, no provider
         balance): auth disables the channel (status 3) until the scheduler's test passes.
         """
+
+    @_abc_1.abstractmethod
+    def GetKeyInfo(
+        self,
+        request: _auth_pb2.ListModelsRequest,
+        context: _aio.ServicerContext[_auth_pb2.ListModelsRequest, _abc.Awaitable[_auth_pb2.KeyInfo]],
+    ) -> _abc.Awaitable[_auth_pb2.KeyInfo]:
+        """Balances of a key and its owner, for One API's /dashboard/billing/* endpoints."""
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _aio.Server) -> None: ...

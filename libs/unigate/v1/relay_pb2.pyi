@@ -31,6 +31,7 @@ class RelayRequest(_message.Message):
     STREAM_FIELD_NUMBER: _builtins.int
     INCLUDE_USAGE_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     endpoint: _builtins.str
     """"chat.completions", "embeddings", ..."""
@@ -45,6 +46,8 @@ class RelayRequest(_message.Message):
     """Whether the client asked for stream_options.include_usage."""
     model: _builtins.str
     """The model the client asked for (upstream_model is what the channel calls it)."""
+    content_type: _builtins.str
+    """The Content-Type of `body` ("" means application/json; multipart for uploads)."""
     def __init__(
         self,
         *,
@@ -58,10 +61,11 @@ class RelayRequest(_message.Message):
         stream: _builtins.bool = ...,
         include_usage: _builtins.bool = ...,
         model: _builtins.str = ...,
+        content_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "endpoint", b"endpoint", "include_usage", b"include_usage", "model", b"model", "request_id", b"request_id", "stream", b"stream", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "content_type", b"content_type", "endpoint", b"endpoint", "include_usage", b"include_usage", "model", b"model", "request_id", b"request_id", "stream", b"stream", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -380,6 +380,19 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             system_prompt=ch.system_prompt,
         )
 
+    async def GetKeyInfo(
+        self, request: auth_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.KeyInfo:
+        try:
+            token = await self._check_key(request.api_key, request.client_ip)
+        except errors.ClientFacingError as err:
+            return auth_pb2.KeyInfo(allowed=False, error=err.to_proto())
+        row = await self._store.key_info(token.id)
+        if row is None:
+            gone = errors.AuthenticationFailed("This API key no longer exists.")
+            return auth_pb2.KeyInfo(allowed=False, error=gone.to_proto())
+        return auth_pb2.KeyInfo(allowed=True, **dict(row))
+
     async def DisableChannel(
         self, request: auth_pb2.DisableChannelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.DisableChannelResponse:

@@ -237,3 +237,11 @@ class AuthStore:
                 )
             )
         return out
+
+    async def key_info(self, token_id: int) -> asyncpg.Record | None:
+        return await self._pool.fetchrow(
+            "SELECT t.unlimited_quota, t.remain_quota, t.used_quota, t.expired_time,"
+            " u.quota AS user_quota, u.used_quota AS user_used_quota"
+            " FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1",
+            token_id,
+        )

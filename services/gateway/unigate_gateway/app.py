@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import grpc
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,14 +20,70 @@ from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes
 from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
+from unigate_gateway.account_routes import account_routes
 from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.metrics import LATENCY, REQUESTS
 from unigate_gateway.proxy import Proxy, error_response, new_request_id
 from unigate_gateway.publisher import UsagePublisher
-from unigate_gateway.requests import ParsedCall, bearer_key, parse_chat, parse_embeddings
+from unigate_gateway.requests import (
+    ParsedCall,
+    bearer_key,
+    parse_chat,
+    parse_completions,
+    parse_embeddings,
+    parse_images,
+    parse_moderations,
+    parse_rerank,
+    parse_responses,
+    parse_speech,
+    upload_call,
+)
 from unigate_gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
+
+
+Parser = Callable[[Request, bytes], Awaitable[ParsedCall]]
+
+
+def _json(parse: Callable[[bytes], ParsedCall]) -> Parser:
+    async def parse_json(request: Request, body: bytes) -> ParsedCall:
+        return parse(body)
+
+    return parse_json
+
+
+def _upload(endpoint: str) -> Parser:
+    async def parse_upload(request: Request, body: bytes) -> ParsedCall:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise errors.InvalidRequest(
+                "This endpoint takes multipart/form-data with a `file` and a `model`."
+            )
+        try:
+            form = await request.form()
+        except Exception as exc:  # python-multipart's errors have no common base
+            raise errors.InvalidRequest(f"Could not parse the multipart body: {exc}") from None
+        if form.get("file") is None:
+            raise errors.InvalidRequest("Missing required parameter: 'file'.", param="file")
+        return upload_call(endpoint, body, content_type, form.get("model"))
+
+    return parse_upload
+
+
+# The relayed endpoints: path, endpoint name (as relays know it), request checks.
+RELAYED: list[tuple[str, str, Parser]] = [
+    ("/v1/chat/completions", "chat.completions", _json(parse_chat)),
+    ("/v1/completions", "completions", _json(parse_completions)),
+    ("/v1/embeddings", "embeddings", _json(parse_embeddings)),
+    ("/v1/moderations", "moderations", _json(parse_moderations)),
+    ("/v1/images/generations", "images.generations", _json(parse_images)),
+    ("/v1/audio/speech", "audio.speech", _json(parse_speech)),
+    ("/v1/audio/transcriptions", "audio.transcriptions", _upload("audio.transcriptions")),
+    ("/v1/audio/translations", "audio.translations", _upload("audio.translations")),
+    ("/v1/rerank", "rerank", _json(parse_rerank)),
+    ("/v1/responses", "responses", _json(parse_responses)),
+]
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -94,9 +149,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         peer = request.client.host if request.client else ""
         return client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
 
-    async def relayed(
-        request: Request, endpoint: str, parse: Callable[[bytes], ParsedCall]
-    ) -> Response:
+    async def relayed(request: Request, endpoint: str, parse: Parser) -> Response:
         started = time.perf_counter()
         client_request_id = request_id_of(request)
         # The ledger's key is always ours, so a client cannot collide with another's request.
@@ -119,7 +172,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     " (i.e. Authorization: Bearer YOUR_KEY).",
                     code="missing_api_key",
                 )
-            call = parse(body)
+            call = await parse(request, body)
             response = await proxy().handle(api_key, call, ip_of(request), request_id)
         except errors.ClientFacingError as err:
             response = error_response(err, request_id)
@@ -130,39 +183,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return response
 
-    async def chat_completions(request: Request) -> Response:
-        return await relayed(request, "chat.completions", parse_chat)
+    def relay_route(path: str, endpoint: str, parse: Parser) -> Route:
+        async def handle(request: Request) -> Response:
+            return await relayed(request, endpoint, parse)
 
-    async def embeddings(request: Request) -> Response:
-        return await relayed(request, "embeddings", parse_embeddings)
-
-    async def models(request: Request) -> Response:
-        request_id = request_id_of(request)
-        try:
-            api_key = bearer_key(request.headers.get("authorization"))
-            if not api_key:
-                raise errors.AuthenticationFailed(
-                    "You didn't provide an API key.", code="missing_api_key"
-                )
-            names = await proxy().list_models(api_key, ip_of(request))
-        except errors.ClientFacingError as err:
-            return error_response(err, request_id)
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "unigate"} for name in names
-        ]
-        return Response(
-            orjson.dumps({"object": "list", "data": data}),
-            media_type="application/json",
-            headers={"X-Request-Id": request_id},
-        )
+        return Route(path, handle, methods=["POST"])
 
     # Plain Starlette routes: the relayed endpoints read the raw body themselves, so FastAPI's
     # per-request dependency and validation machinery would be pure overhead here.
     app.router.routes.extend(
         [
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
+            *(relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED),
+            *account_routes(proxy, ip_of),
         ]
     )
     install_error_handlers(app)

@@ -10,8 +10,9 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 from starlette.responses import Response, StreamingResponse
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 CLIENT_CLOSED = 499
+T = TypeVar("T")
 
 
 # A random per-process prefix plus a counter: unique across gateways and restarts without a
@@ -151,6 +153,7 @@ class Proxy:
             stream=record.call.stream,
             include_usage=record.call.include_usage,
             model=record.call.model,
+            content_type=record.call.content_type,
         )
 
     def _no_relay_error(self, cand: auth_pb2.ChannelCandidate) -> relay_pb2.RelayError:
@@ -352,16 +355,24 @@ class Proxy:
         )
 
     async def list_models(self, api_key: str, client_ip: str) -> list[str]:
-        try:
-            resp = await self._auth.ListModels(
-                auth_pb2.ListModelsRequest(api_key=api_key, client_ip=client_ip),
-                timeout=self._authorize_timeout,
-            )
-        except grpc.aio.AioRpcError as exc:
-            log.error("list models failed: %s %s", exc.code(), exc.details())
-            raise errors.ServiceUnavailable(
-                "The gateway could not check your API key right now; please retry."
-            ) from None
+        request = auth_pb2.ListModelsRequest(api_key=api_key, client_ip=client_ip)
+        resp = await self._ask_auth(self._auth.ListModels(request, timeout=self._authorize_timeout))
         if not resp.allowed:
             raise errors.ClientFacingError.from_proto(resp.error)
         return list(resp.models)
+
+    async def key_info(self, api_key: str, client_ip: str) -> auth_pb2.KeyInfo:
+        request = auth_pb2.ListModelsRequest(api_key=api_key, client_ip=client_ip)
+        resp = await self._ask_auth(self._auth.GetKeyInfo(request, timeout=self._authorize_timeout))
+        if not resp.allowed:
+            raise errors.ClientFacingError.from_proto(resp.error)
+        return resp
+
+    async def _ask_auth(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            log.error("auth call failed: %s %s", exc.code(), exc.details())
+            raise errors.ServiceUnavailable(
+                "The gateway could not check your API key right now; please retry."
+            ) from None

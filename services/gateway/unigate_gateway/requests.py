@@ -22,6 +22,8 @@ class ParsedCall:
     include_usage: bool
     max_tokens: int
     estimated_prompt_tokens: int
+    # Of ``body``; "" for JSON.
+    content_type: str = ""
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
@@ -66,6 +68,108 @@ def _int_field(data: dict[str, Any], name: str) -> int:
     return value
 
 
+def _stream_flags(data: dict[str, Any], *, usage_option: bool) -> tuple[bool, bool]:
+    """(stream, include_usage) after checking their types as OpenAI does."""
+    stream = data.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("Invalid type for 'stream': expected a boolean.", param="stream")
+    options = data.get("stream_options")
+    if not usage_option:
+        return bool(stream), True
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest(
+            "Invalid type for 'stream_options': expected an object.", param="stream_options"
+        )
+    if options and not stream:
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    return bool(stream), bool(options and options.get("include_usage"))
+
+
+def _require(data: dict[str, Any], *names: str) -> None:
+    for name in names:
+        value = data.get(name)
+        if value is None or value == "" or value == []:
+            raise InvalidRequest(f"Missing required parameter: '{name}'.", param=name)
+
+
+def _json_call(
+    endpoint: str,
+    body: bytes,
+    required: tuple[str, ...],
+    *,
+    default_model: str | None = None,
+    streams: bool = False,
+    usage_option: bool = False,
+    max_tokens_field: str = "max_tokens",
+) -> ParsedCall:
+    """The checks every JSON endpoint shares: an object, a model (or its default), the
+    required fields, and the stream flags where the endpoint can stream."""
+    data = _load_object(body)
+    if default_model is not None and data.get("model") is None:
+        model = default_model
+    else:
+        model = _model(data)
+    _require(data, *required)
+    stream, include_usage = (
+        _stream_flags(data, usage_option=usage_option) if streams else (False, False)
+    )
+    return ParsedCall(
+        endpoint=endpoint,
+        body=body,
+        model=model,
+        stream=stream,
+        include_usage=include_usage,
+        max_tokens=_int_field(data, max_tokens_field),
+        estimated_prompt_tokens=estimate_body_tokens(len(body)),
+    )
+
+
+def parse_completions(body: bytes) -> ParsedCall:
+    return _json_call("completions", body, ("prompt",), streams=True, usage_option=True)
+
+
+def parse_moderations(body: bytes) -> ParsedCall:
+    return _json_call("moderations", body, ("input",), default_model="omni-moderation-latest")
+
+
+def parse_images(body: bytes) -> ParsedCall:
+    return _json_call("images.generations", body, ("prompt",), default_model="dall-e-2")
+
+
+def parse_speech(body: bytes) -> ParsedCall:
+    return _json_call("audio.speech", body, ("input", "voice"))
+
+
+def parse_rerank(body: bytes) -> ParsedCall:
+    return _json_call("rerank", body, ("query", "documents"))
+
+
+def parse_responses(body: bytes) -> ParsedCall:
+    return _json_call(
+        "responses", body, ("input",), streams=True, max_tokens_field="max_output_tokens"
+    )
+
+
+def upload_call(endpoint: str, body: bytes, content_type: str, model: object) -> ParsedCall:
+    """A multipart audio upload, already parsed for its ``model`` field."""
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    return ParsedCall(
+        endpoint=endpoint,
+        body=body,
+        model=model,
+        stream=False,
+        include_usage=False,
+        max_tokens=0,
+        # The upload's size says nothing about its tokens; the answer will.
+        estimated_prompt_tokens=1,
+        content_type=content_type,
+    )
+
+
 def parse_chat(body: bytes) -> ParsedCall:
     data = _load_object(body)
     model = _model(data)
@@ -82,26 +186,14 @@ def parse_chat(body: bytes) -> ParsedCall:
                 f"Invalid 'messages[{i}]': expected an object with a 'role'.",
                 param=f"messages[{i}]",
             )
-    stream = data.get("stream", False)
-    if stream is not None and not isinstance(stream, bool):
-        raise InvalidRequest("Invalid type for 'stream': expected a boolean.", param="stream")
-    options = data.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise InvalidRequest(
-            "Invalid type for 'stream_options': expected an object.", param="stream_options"
-        )
-    if options and not stream:
-        raise InvalidRequest(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            param="stream_options",
-        )
+    stream, include_usage = _stream_flags(data, usage_option=True)
     max_tokens = _int_field(data, "max_completion_tokens") or _int_field(data, "max_tokens")
     return ParsedCall(
         endpoint="chat.completions",
         body=body,
         model=model,
-        stream=bool(stream),
-        include_usage=bool(options and options.get("include_usage")),
+        stream=stream,
+        include_usage=include_usage,
         max_tokens=max_tokens,
         estimated_prompt_tokens=estimate_body_tokens(len(body)),
     )

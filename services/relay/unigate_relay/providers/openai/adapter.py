@@ -1,12 +1,13 @@
 """The OpenAI protocol: requests pass through with the upstream model name; streams are
-forwarded as bytes, peeking only for the usage chunk."""
+forwarded as bytes, peeking only for usage."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
+import aiohttp
 import orjson
 
 from unigate.channel_types import channel_type
@@ -20,30 +21,32 @@ from unigate_relay.providers.base import (
     error_from_upstream,
     relay_error,
 )
+from unigate_relay.providers.openai.multipart import with_model
+from unigate_relay.providers.openai.usage import usage_from_answer, usage_from_stream_event
 from unigate_relay.sse import SSESplitter, event_data
 
 _PATHS = {
     "chat.completions": "/v1/chat/completions",
     "completions": "/v1/completions",
     "embeddings": "/v1/embeddings",
+    "moderations": "/v1/moderations",
+    "images.generations": "/v1/images/generations",
+    "audio.speech": "/v1/audio/speech",
+    "audio.transcriptions": "/v1/audio/transcriptions",
+    "audio.translations": "/v1/audio/translations",
+    "rerank": "/v1/rerank",
+    "responses": "/v1/responses",
 }
+# Endpoints whose streams take stream_options.include_usage (the Responses API always
+# reports usage in its response.completed event and rejects the option).
+_USAGE_OPTION = frozenset({"chat.completions", "completions"})
 _DONE = b"[DONE]"
-
-
-def _usage(raw: Any, estimated: bool = False) -> common_pb2.Usage:
-    if not isinstance(raw, dict):
-        return common_pb2.Usage(estimated=True)
-    prompt = int(raw.get("prompt_tokens") or 0)
-    completion = int(raw.get("completion_tokens") or 0)
-    details = raw.get("prompt_tokens_details") or {}
-    cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-    return common_pb2.Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=int(raw.get("total_tokens") or prompt + completion),
-        cached_tokens=cached,
-        estimated=estimated,
-    )
+# Responses API streams end with one of these events instead of [DONE].
+_FINAL_EVENTS = (
+    b'"type":"response.completed"',
+    b'"type":"response.incomplete"',
+    b'"type":"response.failed"',
+)
 
 
 class OpenAIProvider(Provider):
@@ -58,8 +61,9 @@ class OpenAIProvider(Provider):
             base = ct.default_base_url if ct else ""
         return base.rstrip("/") + _PATHS[ctx.request.endpoint]
 
-    def _headers(self, ctx: CallContext) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
+    def _headers(self, ctx: CallContext, *, form: bool) -> dict[str, str]:
+        # For a rebuilt form aiohttp sets the Content-Type (with its boundary) itself.
+        headers = {} if form else {"Content-Type": ctx.request.content_type or "application/json"}
         if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
             headers.update(
                 {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
@@ -67,15 +71,19 @@ class OpenAIProvider(Provider):
         headers["Authorization"] = f"Bearer {ctx.api_key}"
         return headers
 
-    def _body(self, ctx: CallContext, *, stream: bool) -> bytes:
+    def _body(self, ctx: CallContext, *, stream: bool) -> bytes | aiohttp.FormData:
         req = ctx.request
-        if req.model == req.upstream_model and (not stream or req.include_usage):
+        if req.content_type.startswith("multipart/"):
+            if req.model == req.upstream_model:
+                return req.body
+            return with_model(req.body, req.content_type, req.upstream_model)
+        wants_usage_option = stream and req.endpoint in _USAGE_OPTION and not req.include_usage
+        if req.model == req.upstream_model and not wants_usage_option:
             # Nothing to change: pass the client's bytes through without re-encoding them.
             return req.body
         body = orjson.loads(req.body)
-        body["model"] = ctx.request.upstream_model
-        if stream:
-            body["stream"] = True
+        body["model"] = req.upstream_model
+        if wants_usage_option:
             # Always ask for usage so the ledger is exact; the usage chunk is removed again
             # when the client did not ask for it.
             options = body.get("stream_options")
@@ -84,15 +92,19 @@ class OpenAIProvider(Provider):
             body["stream_options"] = options
         return orjson.dumps(body)
 
+    async def _post(self, ctx: CallContext, *, stream: bool) -> aiohttp.ClientResponse:
+        body = self._body(ctx, stream=stream)
+        return await ctx.http.post(
+            self._url(ctx),
+            data=body,
+            headers=self._headers(ctx, form=isinstance(body, aiohttp.FormData)),
+            timeout=ctx.timeout(),
+        )
+
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         started = time.perf_counter()
         try:
-            async with ctx.http.post(
-                self._url(ctx),
-                data=self._body(ctx, stream=False),
-                headers=self._headers(ctx),
-                timeout=ctx.timeout(),
-            ) as resp:
+            async with await self._post(ctx, stream=False) as resp:
                 status, headers, content = resp.status, resp.headers, await resp.read()
         except UPSTREAM_ERRORS as exc:
             return relay_pb2.RelayResult(error=error_from_exception(exc))
@@ -102,42 +114,27 @@ class OpenAIProvider(Provider):
                 error=error_from_upstream(status, content, headers, list(ctx.channel.keys)),
                 upstream_ms=upstream_ms,
             )
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            return relay_pb2.RelayResult(
-                error=relay_error(
-                    502,
-                    "The upstream provider returned invalid JSON.",
-                    code="bad_upstream_response",
-                    retryable=True,
-                    upstream_status=status,
-                ),
-                upstream_ms=upstream_ms,
-            )
-        usage = data.get("usage") if isinstance(data, dict) else None
-        result_usage = self._estimate_usage(ctx, data) if usage is None else _usage(usage)
+        content_type = headers.get("Content-Type", "application/json")
+        if "json" in content_type:
+            try:
+                orjson.loads(content)
+            except orjson.JSONDecodeError:
+                return relay_pb2.RelayResult(
+                    error=relay_error(
+                        502,
+                        "The upstream provider returned invalid JSON.",
+                        code="bad_upstream_response",
+                        retryable=True,
+                        upstream_status=status,
+                    ),
+                    upstream_ms=upstream_ms,
+                )
         return relay_pb2.RelayResult(
             http_status=status,
-            content_type="application/json",
+            content_type=content_type,
             body=content,
-            usage=result_usage,
+            usage=usage_from_answer(ctx.request.endpoint, ctx.request.body, content_type, content),
             upstream_ms=upstream_ms,
-        )
-
-    def _estimate_usage(self, ctx: CallContext, data: Any) -> common_pb2.Usage:
-        prompt = estimate_body_tokens(len(ctx.request.body))
-        text = ""
-        if isinstance(data, dict):
-            for choice in data.get("choices") or []:
-                message = choice.get("message") or {}
-                text += str(message.get("content") or choice.get("text") or "")
-        completion = estimate_text_tokens(text)
-        return common_pb2.Usage(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=prompt + completion,
-            estimated=True,
         )
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
@@ -145,15 +142,10 @@ class OpenAIProvider(Provider):
         first_token_ms = 0
         usage: common_pb2.Usage | None = None
         content_events: list[bytes] = []
-        saw_done = False
+        finished = False
         include_usage = ctx.request.include_usage
         try:
-            resp = await ctx.http.post(
-                self._url(ctx),
-                data=self._body(ctx, stream=True),
-                headers=self._headers(ctx),
-                timeout=ctx.timeout(),
-            )
+            resp = await self._post(ctx, stream=True)
         except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
             return
@@ -175,17 +167,14 @@ class OpenAIProvider(Provider):
                     data = event_data(event)
                     if data is None:
                         continue
-                    if data == _DONE:
-                        saw_done = True
-                    elif b'"usage":{' in data or b'"usage": {' in data:
-                        parsed = orjson.loads(data)
-                        usage = _usage(parsed.get("usage"))
-                        if not parsed.get("choices"):
-                            if not include_usage:
-                                continue
-                        else:
-                            content_events.append(data)
-                    else:
+                    if data == _DONE or any(f in data for f in _FINAL_EVENTS):
+                        finished = True
+                    found = usage_from_stream_event(data) if data != _DONE else None
+                    if found is not None:
+                        usage, usage_only = found
+                        if usage_only and not include_usage:
+                            continue
+                    elif data != _DONE:
                         if not first_token_ms:
                             first_token_ms = int((time.perf_counter() - started) * 1000)
                         if usage is None:
@@ -205,13 +194,13 @@ class OpenAIProvider(Provider):
             return
         finally:
             # A stream not read to its end (client gone, error) must not go back to the pool.
-            if saw_done:
+            if finished:
                 resp.release()
             else:
                 resp.close()
         upstream_ms = int((time.perf_counter() - started) * 1000)
         final_usage = usage or self._estimate_stream_usage(ctx, content_events)
-        if not saw_done:
+        if not finished:
             yield relay_pb2.RelayChunk(
                 end=relay_pb2.StreamEnd(
                     error=relay_error(
