@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 
 from unigate_sim.__main__ import build_parser
 from unigate_sim.openai import (
+    DEFAULT_MODELS,
     IMAGE_PART_TOKENS,
     count_prompt_tokens,
     count_tokens,
@@ -667,7 +668,8 @@ def test_chat_model_cannot_embed(client: openai.OpenAI) -> None:
 
 def test_models(client: openai.OpenAI, app: Starlette) -> None:
     ids = [m.id for m in client.models.list()]
-    assert ids == [
+    assert ids == list(DEFAULT_MODELS)
+    assert ids[:5] == [
         "gpt-4o-mini",
         "gpt-4o",
         "gpt-3.5-turbo",

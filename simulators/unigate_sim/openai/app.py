@@ -8,10 +8,14 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from unigate_sim.openai.audio_formats import CONTENT_TYPES
+from unigate_sim.openai.audio_speech import parse_speech_request, speech_chunks, speech_events
+from unigate_sim.openai.audio_transcriptions import parse_audio_request
 from unigate_sim.openai.auth import authenticate
 from unigate_sim.openai.chat_render import (
     Completion,
@@ -20,13 +24,25 @@ from unigate_sim.openai.chat_render import (
 )
 from unigate_sim.openai.chat_reply import plan_reply
 from unigate_sim.openai.chat_request import parse_chat_request
+from unigate_sim.openai.completions_render import render_text_completion, render_text_stream
+from unigate_sim.openai.completions_request import parse_completion_request
 from unigate_sim.openai.embeddings import parse_embedding_request, render_embeddings
 from unigate_sim.openai.errors import OpenAIError
 from unigate_sim.openai.faults import Fault, StreamEnding, paced_frames
 from unigate_sim.openai.ids import random_id
+from unigate_sim.openai.images import parse_image_request, render_images, served_image
 from unigate_sim.openai.json_types import JSONObject
 from unigate_sim.openai.models import DEFAULT_MODELS, model_object
+from unigate_sim.openai.moderations import parse_moderation_request, render_moderation
 from unigate_sim.openai.request_body import Body, json_payload, read_body
+from unigate_sim.openai.rerank import parse_rerank_request, render_rerank
+from unigate_sim.openai.responses_render import (
+    Answer,
+    render_response,
+    render_response_stream,
+)
+from unigate_sim.openai.responses_request import parse_responses_request
+from unigate_sim.openai.transcript_render import render_transcript
 
 
 def _headers() -> dict[str, str]:
@@ -37,6 +53,16 @@ def _headers() -> dict[str, str]:
 def _json_response(body: Any, status: int = 200) -> Response:
     return Response(
         orjson.dumps(body), status_code=status, media_type="application/json", headers=_headers()
+    )
+
+
+def _stream_response(request: Request, frames: list[bytes], media_type: str) -> Response:
+    """Stream ``frames``, shaped by the request's fault if any (cut short, slowed)."""
+    fault: Fault | None = request.state.fault
+    return StreamingResponse(
+        paced_frames(frames, fault, request.app.state.stream_endings),
+        media_type=media_type,
+        headers=_headers(),
     )
 
 
@@ -92,9 +118,19 @@ class _Simulator:
     def routes(self) -> list[Route]:
         return [
             Route("/v1/chat/completions", self._serve(self.chat_completions), methods=["POST"]),
+            Route("/v1/completions", self._serve(self.completions), methods=["POST"]),
             Route("/v1/embeddings", self._serve(self.embeddings), methods=["POST"]),
+            Route("/v1/moderations", self._serve(self.moderations), methods=["POST"]),
+            Route("/v1/images/generations", self._serve(self.images), methods=["POST"]),
+            Route("/v1/audio/speech", self._serve(self.speech), methods=["POST"]),
+            Route("/v1/audio/transcriptions", self._serve(self.transcriptions), methods=["POST"]),
+            Route("/v1/audio/translations", self._serve(self.translations), methods=["POST"]),
+            Route("/v1/rerank", self._serve(self.rerank), methods=["POST"]),
+            Route("/v1/responses", self._serve(self.responses), methods=["POST"]),
             Route("/v1/models", self._serve(self.list_models), methods=["GET"]),
             Route("/v1/models/{model:path}", self._serve(self.retrieve_model), methods=["GET"]),
+            # Where images/generations' URLs point; public, like OpenAI's signed blob URLs.
+            Route("/images/{name}", _image_file, methods=["GET"]),
         ]
 
     def _serve(self, handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -126,13 +162,58 @@ class _Simulator:
         completion = Completion.new(chat.model)
         if chat.stream:
             frames = render_stream(chat, reply, completion)
-            fault: Fault | None = request.state.fault
-            return StreamingResponse(
-                paced_frames(frames, fault, request.app.state.stream_endings),
-                media_type="text/event-stream",
-                headers=_headers(),
-            )
+            return _stream_response(request, frames, "text/event-stream")
         return _json_response(render_completion(chat, reply, completion))
+
+    async def completions(self, request: Request, body: Body) -> Response:
+        legacy = parse_completion_request(json_payload(body), self.models)
+        if legacy.stream:
+            return _stream_response(request, render_text_stream(legacy), "text/event-stream")
+        return _json_response(render_text_completion(legacy))
+
+    async def moderations(self, request: Request, body: Body) -> Response:
+        moderation = parse_moderation_request(json_payload(body), self.models)
+        return _json_response(render_moderation(moderation))
+
+    async def images(self, request: Request, body: Body) -> Response:
+        generation = parse_image_request(json_payload(body), self.models)
+        return _json_response(render_images(generation, str(request.base_url)))
+
+    async def speech(self, request: Request, body: Body) -> Response:
+        speech = parse_speech_request(json_payload(body), self.models)
+        if speech.sse:
+            return _stream_response(request, speech_events(speech), "text/event-stream")
+        media_type = CONTENT_TYPES[speech.response_format]
+        return _stream_response(request, speech_chunks(speech), media_type)
+
+    async def transcriptions(self, request: Request, body: Body) -> Response:
+        return await self._audio(body, "transcribe")
+
+    async def translations(self, request: Request, body: Body) -> Response:
+        return await self._audio(body, "translate")
+
+    async def _audio(self, body: Body, task: str) -> Response:
+        form = body.form if body.form is not None else FormData()
+        try:
+            audio = await parse_audio_request(form, task, self.models)
+        finally:
+            await form.close()
+        transcript = render_transcript(audio)
+        if isinstance(transcript, str):
+            return Response(transcript, media_type="text/plain", headers=_headers())
+        return _json_response(transcript)
+
+    async def rerank(self, request: Request, body: Body) -> Response:
+        ranking = parse_rerank_request(json_payload(body), self.models)
+        return _json_response(render_rerank(ranking))
+
+    async def responses(self, request: Request, body: Body) -> Response:
+        parsed = parse_responses_request(json_payload(body), self.models)
+        answer = Answer.plan(parsed)
+        if parsed.stream:
+            frames = render_response_stream(parsed, answer)
+            return _stream_response(request, frames, "text/event-stream")
+        return _json_response(render_response(parsed, answer))
 
     async def embeddings(self, request: Request, body: Body) -> Response:
         embedding = parse_embedding_request(json_payload(body), self.models)
@@ -150,6 +231,13 @@ class _Simulator:
                 404, f"The model '{model}' does not exist", param="model", code="model_not_found"
             )
         return _json_response(model_object(model))
+
+
+async def _image_file(request: Request) -> Response:
+    png = served_image(request.path_params["name"])
+    if png is None:
+        return await _invalid_url(request, LookupError())
+    return Response(png, media_type="image/png")
 
 
 async def _invalid_url(request: Request, exc: Exception) -> Response:

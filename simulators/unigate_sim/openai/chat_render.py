@@ -9,12 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from unigate_sim.openai.chat_reply import FunctionCall, Reply
 from unigate_sim.openai.chat_request import ChatRequest
 from unigate_sim.openai.ids import random_id
 from unigate_sim.openai.json_types import JSONObject
+from unigate_sim.openai.sse import DONE_FRAME, data_frame
 from unigate_sim.openai.tokens import token_pieces
 
 
@@ -151,10 +150,6 @@ def _choice_deltas(request: ChatRequest, reply: Reply) -> list[_Delta]:
     return deltas
 
 
-def _sse(chunk: JSONObject) -> bytes:
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-
 def render_stream(request: ChatRequest, reply: Reply, completion: Completion) -> list[bytes]:
     """The server-sent event frames answered to a streaming request, ``[DONE]`` included."""
     header: JSONObject = {
@@ -177,8 +172,8 @@ def render_stream(request: ChatRequest, reply: Reply, completion: Completion) ->
             chunk: JSONObject = {**header, "choices": [choice]}
             if request.include_usage:
                 chunk["usage"] = None
-            frames.append(_sse(chunk))
+            frames.append(data_frame(chunk))
     if request.include_usage:
-        frames.append(_sse({**header, "choices": [], "usage": _usage(request, reply)}))
-    frames.append(b"data: [DONE]\n\n")
+        frames.append(data_frame({**header, "choices": [], "usage": _usage(request, reply)}))
+    frames.append(DONE_FRAME)
     return frames

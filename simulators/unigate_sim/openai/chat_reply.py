@@ -114,7 +114,7 @@ def _last_user_text(messages: Sequence[JSONObject]) -> str:
     return ""
 
 
-def _shaped_content(response_format: JSONObject | None, echo: str) -> str:
+def shaped_content(response_format: JSONObject | None, echo: str) -> str:
     """The reply text in the requested format: plain, a JSON object, or schema-shaped JSON."""
     kind = response_format["type"] if response_format else "text"
     if kind == "json_object":
@@ -126,7 +126,7 @@ def _shaped_content(response_format: JSONObject | None, echo: str) -> str:
     return echo
 
 
-def _apply_stop(content: str, stops: Sequence[str]) -> str:
+def apply_stop(content: str, stops: Sequence[str]) -> str:
     """Cut the content before the first stop sequence it contains."""
     positions = [content.find(stop) for stop in stops if stop and stop in content]
     return content[: min(positions)] if positions else content
@@ -146,7 +146,7 @@ def plan_reply(request: ChatRequest) -> Reply:
         function = _chosen_function(request.functions, request.function_call, "", text)
         if function is not None:
             return Reply(function_call=_make_call(function, text), finish_reason="function_call")
-    content = _apply_stop(_shaped_content(request.response_format, "Echo: " + text), request.stop)
+    content = apply_stop(shaped_content(request.response_format, "Echo: " + text), request.stop)
     if request.max_tokens is not None:
         content, truncated = truncate_tokens(content, request.max_tokens)
         if truncated:

@@ -94,7 +94,7 @@ class ChatRequest:
     service_tier: str
 
 
-def _stream_flags(obj: JSONObject) -> tuple[bool, bool]:
+def stream_flags(obj: JSONObject) -> tuple[bool, bool]:
     """``(stream, include_usage)``; stream_options is refused unless streaming."""
     stream = obj.get("stream") is not None and as_bool(obj["stream"], "stream")
     options = obj.get("stream_options")
@@ -129,7 +129,7 @@ def _max_tokens(obj: JSONObject, spec: ModelSpec) -> int | None:
     return limit
 
 
-def _stop(obj: JSONObject) -> tuple[str, ...]:
+def stop_sequences(obj: JSONObject) -> tuple[str, ...]:
     value = obj.get("stop")
     if value is None:
         return ()
@@ -141,7 +141,7 @@ def _stop(obj: JSONObject) -> tuple[str, ...]:
     return tuple(as_str(item, f"stop[{index}]") for index, item in enumerate(value))
 
 
-def _validate_sampling(obj: JSONObject) -> None:
+def validate_sampling(obj: JSONObject) -> None:
     """Parameters that do not change the simulated reply but must still be well formed."""
     ranges = {
         "temperature": (0.0, 2.0),
@@ -250,7 +250,7 @@ def _check_context(spec: ModelSpec, prompt_tokens: int, max_tokens: int | None) 
 def parse_chat_request(payload: JSONObject, models: Sequence[str]) -> ChatRequest:
     """Validate a ``POST /v1/chat/completions`` body as OpenAI does, in OpenAI's order."""
     model, spec = requested_model(payload, _CHAT_PARAMETERS, models)
-    if spec.is_embedding:
+    if spec.kind != "chat":
         raise OpenAIError(
             404,
             "This is not a chat model and thus not supported in the v1/chat/completions "
@@ -260,11 +260,11 @@ def parse_chat_request(payload: JSONObject, models: Sequence[str]) -> ChatReques
     if "messages" not in payload:
         raise missing("messages")
     messages = validate_messages(payload["messages"])
-    stream, include_usage = _stream_flags(payload)
+    stream, include_usage = stream_flags(payload)
     n = 1 if payload.get("n") is None else as_int(payload["n"], "n", 1, _MAX_N)
     max_tokens = _max_tokens(payload, spec)
-    stop = _stop(payload)
-    _validate_sampling(payload)
+    stop = stop_sequences(payload)
+    validate_sampling(payload)
     logprobs, top_logprobs = _logprobs(payload)
     tools, tool_choice = parse_tools(payload)
     functions, function_call = parse_legacy_functions(payload)

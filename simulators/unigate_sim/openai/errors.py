@@ -129,3 +129,12 @@ def above_maximum(param: str, kind: str, value: float, maximum: float) -> OpenAI
         param,
         f"{kind}_above_max_value",
     )
+
+
+def string_too_long(param: str, maximum: int, length: int) -> OpenAIError:
+    return bad_request(
+        f"Invalid '{param}': string too long. Expected a string with maximum length "
+        f"{maximum}, but got a string with length {length} instead.",
+        param,
+        "string_above_max_length",
+    )

@@ -15,6 +15,31 @@ DEFAULT_MODELS: Final[tuple[str, ...]] = (
     "gpt-3.5-turbo",
     "text-embedding-3-small",
     "text-embedding-3-large",
+    "gpt-3.5-turbo-instruct",
+    "omni-moderation-latest",
+    "text-moderation-latest",
+    "dall-e-3",
+    "dall-e-2",
+    "gpt-image-1",
+    "tts-1",
+    "tts-1-hd",
+    "gpt-4o-mini-tts",
+    "whisper-1",
+    "gpt-4o-mini-transcribe",
+    "rerank-english-v3.0",
+)
+
+
+#: What a model does, hence the endpoint that accepts it.
+MODEL_KINDS: Final = (
+    "chat",
+    "embedding",
+    "completion",
+    "moderation",
+    "image",
+    "speech",
+    "transcription",
+    "rerank",
 )
 
 
@@ -26,24 +51,40 @@ class ModelSpec:
     owned_by: str
     context_window: int
     max_output_tokens: int = 0
-    #: Native vector size; 0 marks a chat model.
+    #: Native vector size of an embedding model (0 for other kinds).
     embedding_dimensions: int = 0
     #: Whether the ``dimensions`` parameter may shorten the vectors (text-embedding-3-*).
     supports_dimensions: bool = False
+    #: The endpoint family the model serves: one of :data:`MODEL_KINDS`.
+    kind: str = "chat"
 
     @property
     def is_embedding(self) -> bool:
         """True for embedding models, which the chat endpoint refuses and vice versa."""
-        return self.embedding_dimensions > 0
+        return self.kind == "embedding"
 
 
 _KNOWN_MODELS: Final[dict[str, ModelSpec]] = {
     "gpt-4o-mini": ModelSpec(1721172741, "system", 128_000, 16_384),
     "gpt-4o": ModelSpec(1715367049, "system", 128_000, 16_384),
     "gpt-3.5-turbo": ModelSpec(1677610602, "openai", 16_385, 4_096),
-    "text-embedding-3-small": ModelSpec(1705948997, "system", 8_192, 0, 1536, True),
-    "text-embedding-3-large": ModelSpec(1705953180, "system", 8_192, 0, 3072, True),
-    "text-embedding-ada-002": ModelSpec(1671217299, "openai-internal", 8_192, 0, 1536),
+    "text-embedding-3-small": ModelSpec(1705948997, "system", 8_192, 0, 1536, True, "embedding"),
+    "text-embedding-3-large": ModelSpec(1705953180, "system", 8_192, 0, 3072, True, "embedding"),
+    "text-embedding-ada-002": ModelSpec(
+        1671217299, "openai-internal", 8_192, 0, 1536, kind="embedding"
+    ),
+    "gpt-3.5-turbo-instruct": ModelSpec(1692901427, "system", 4_096, 4_096, kind="completion"),
+    "omni-moderation-latest": ModelSpec(1731689265, "system", 32_768, kind="moderation"),
+    "text-moderation-latest": ModelSpec(1677610602, "openai-internal", 32_768, kind="moderation"),
+    "dall-e-3": ModelSpec(1698785189, "system", 0, kind="image"),
+    "dall-e-2": ModelSpec(1698798177, "system", 0, kind="image"),
+    "gpt-image-1": ModelSpec(1745517030, "system", 0, kind="image"),
+    "tts-1": ModelSpec(1681940951, "openai-internal", 0, kind="speech"),
+    "tts-1-hd": ModelSpec(1699046015, "system", 0, kind="speech"),
+    "gpt-4o-mini-tts": ModelSpec(1742403959, "system", 2_000, kind="speech"),
+    "whisper-1": ModelSpec(1677532384, "openai-internal", 0, kind="transcription"),
+    "gpt-4o-mini-transcribe": ModelSpec(1742068596, "system", 16_000, kind="transcription"),
+    "rerank-english-v3.0": ModelSpec(1711929600, "cohere", 4_096, kind="rerank"),
 }
 
 
@@ -63,6 +104,7 @@ def model_spec(model_id: str) -> ModelSpec:
             context_window=8_192,
             embedding_dimensions=1536,
             supports_dimensions=model_id.startswith("text-embedding-3"),
+            kind="embedding",
         )
     return ModelSpec(1_700_000_000, "system", 128_000, 16_384)
 
@@ -76,6 +118,11 @@ def resolve_model(model: str, models: Sequence[str]) -> ModelSpec:
             code="model_not_found",
         )
     return model_spec(model)
+
+
+def served_of_kind(models: Sequence[str], kind: str) -> list[str]:
+    """The served models of one kind, in serving order (the "supported values" of errors)."""
+    return [model for model in models if model_spec(model).kind == kind]
 
 
 def model_object(model: str) -> JSONObject:

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
+from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from unigate_sim.openai.errors import bad_request
+from unigate_sim.openai.forms import form_summary, is_multipart, read_form
 from unigate_sim.openai.json_types import JSONObject
 from unigate_sim.openai.models import ModelSpec, resolve_model
 from unigate_sim.openai.value_checks import as_str, reject_unrecognized
@@ -29,10 +31,17 @@ class Body:
     value: Any
     parsed: bool
     json_content_type: bool
+    #: The parsed form of a ``multipart/form-data`` body (whose ``value`` summarises it).
+    form: FormData | None = None
 
 
 async def read_body(request: Request) -> Body:
-    """The request's body, parsed when it is JSON."""
+    """The request's body, parsed when it is JSON or multipart form data."""
+    if is_multipart(request):
+        form = await read_form(request)
+        if form is None:
+            return Body(None, False, False)
+        return Body(form_summary(form), True, False, form)
     content_type = request.headers.get("content-type", "")
     is_json = content_type.split(";", 1)[0].strip().lower() == "application/json"
     raw = await request.body()
