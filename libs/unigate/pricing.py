@@ -19,8 +19,19 @@ DEFAULT_COMPLETION_RATIO = 1.0
 DEFAULT_CACHED_RATIO = 0.5
 
 
+# Providers that price in RMB are converted at this rate.
+RMB_PER_USD = 7.2
+
+
 def _r(usd_per_mtok: float) -> float:
     return usd_per_mtok / USD_PER_MTOK_AT_RATIO_1
+
+
+def _rmb(input_rmb_per_mtok: float, output_rmb_per_mtok: float) -> tuple[float, float]:
+    """(model ratio, completion ratio) of a model priced in RMB per 1M tokens."""
+    ratio = _r(input_rmb_per_mtok / RMB_PER_USD)
+    completion = output_rmb_per_mtok / input_rmb_per_mtok if input_rmb_per_mtok else 1.0
+    return ratio, completion
 
 
 # (input USD per 1M tokens as a ratio, completion ratio). Public list prices; operators
@@ -54,6 +65,29 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "mistral-large-latest": (_r(2.0), 3.0),
     "mistral-small-latest": (_r(0.2), 3.0),
     "gpt-3.5-turbo-instruct": (_r(1.5), 4 / 3),
+    # OpenAI-like providers (list prices per 1M tokens; RMB converted at RMB_PER_USD = 7.2).
+    # Moonshot: 2/10, 5/20, 10/30 RMB.
+    "moonshot-v1-8k": _rmb(2.0, 10.0),
+    "moonshot-v1-32k": _rmb(5.0, 20.0),
+    "moonshot-v1-128k": _rmb(10.0, 30.0),
+    # Zhipu: glm-4-plus 5 RMB, glm-4-air 0.5 RMB (input = output); glm-4-flash is free.
+    "glm-4-plus": _rmb(5.0, 5.0),
+    "glm-4-air": _rmb(0.5, 0.5),
+    "glm-4-flash": (0.0, 1.0),
+    # Qwen (DashScope, mainland): turbo 0.3/0.6, plus 0.8/2, max 2.4/9.6 RMB.
+    "qwen-turbo": _rmb(0.3, 0.6),
+    "qwen-plus": _rmb(0.8, 2.0),
+    "qwen-max": _rmb(2.4, 9.6),
+    # Groq (USD).
+    "llama-3.3-70b-versatile": (_r(0.59), 0.79 / 0.59),
+    "llama-3.1-8b-instant": (_r(0.05), 0.08 / 0.05),
+    # xAI (USD).
+    "grok-2": (_r(2.0), 5.0),
+    "grok-3": (_r(3.0), 5.0),
+    "grok-3-mini": (_r(0.3), 0.5 / 0.3),
+    # StepFun 5/20 RMB; Lingyi yi-lightning 0.99 RMB (input = output).
+    "step-1-8k": _rmb(5.0, 20.0),
+    "yi-lightning": _rmb(0.99, 0.99),
     # Moderations are free.
     "omni-moderation-latest": (0.0, 1.0),
     "text-moderation-latest": (0.0, 1.0),

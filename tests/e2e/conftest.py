@@ -68,10 +68,11 @@ def simulator() -> Iterator[ThreadedServer]:
 @pytest.fixture
 def sim_app(simulator: ThreadedServer) -> Iterator[Starlette]:
     app: Starlette = simulator.server.config.app
-    app.state.calls.clear()
-    app.state.fail_next.clear()
+    for name in ("calls", "fail_next", "faults", "stream_endings"):
+        getattr(app.state, name).clear()
     yield app
     app.state.fail_next.clear()
+    app.state.faults.clear()
 
 
 @pytest.fixture(scope="session")

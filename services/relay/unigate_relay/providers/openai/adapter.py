@@ -10,7 +10,6 @@ from typing import ClassVar
 import aiohttp
 import orjson
 
-from unigate.channel_types import channel_type
 from unigate.tokens import estimate_body_tokens, estimate_text_tokens, streamed_text
 from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.base import (
@@ -21,22 +20,24 @@ from unigate_relay.providers.base import (
     error_from_upstream,
     relay_error,
 )
+from unigate_relay.providers.compatible import SPECS, CompatibleSpec
+from unigate_relay.providers.compatible.spec import ENDPOINT_PATHS
 from unigate_relay.providers.openai.multipart import with_model
 from unigate_relay.providers.openai.usage import usage_from_answer, usage_from_stream_event
 from unigate_relay.sse import SSESplitter, event_data
 
-_PATHS = {
-    "chat.completions": "/v1/chat/completions",
-    "completions": "/v1/completions",
-    "embeddings": "/v1/embeddings",
-    "moderations": "/v1/moderations",
-    "images.generations": "/v1/images/generations",
-    "audio.speech": "/v1/audio/speech",
-    "audio.transcriptions": "/v1/audio/transcriptions",
-    "audio.translations": "/v1/audio/translations",
-    "rerank": "/v1/rerank",
-    "responses": "/v1/responses",
-}
+# OpenAI itself and "OpenAI-compatible" (the operator's base URL): OpenAI's /v1 layout.
+_ALL_ENDPOINTS = frozenset(ENDPOINT_PATHS)
+_OPENAI = CompatibleSpec(1, "OpenAI", "https://api.openai.com", "/v1", _ALL_ENDPOINTS)
+_OPENAI_COMPATIBLE = CompatibleSpec(8, "OpenAI-compatible", "", "/v1", _ALL_ENDPOINTS)
+_SPECS: dict[int, CompatibleSpec] = {1: _OPENAI, 8: _OPENAI_COMPATIBLE, **SPECS}
+
+
+def spec_for(channel_type: int) -> CompatibleSpec:
+    """The wire details of a channel type of this family (unknown types: OpenAI's layout)."""
+    return _SPECS.get(channel_type, _OPENAI_COMPATIBLE)
+
+
 # Endpoints whose streams take stream_options.include_usage (the Responses API always
 # reports usage in its response.completed event and rejects the option).
 _USAGE_OPTION = frozenset({"chat.completions", "completions"})
@@ -51,15 +52,22 @@ _FINAL_EVENTS = (
 
 class OpenAIProvider(Provider):
     family: ClassVar[str] = "openai"
-    channel_types: ClassVar[tuple[int, ...]] = (1, 8)
-    endpoints: ClassVar[frozenset[str]] = frozenset(_PATHS)
+    channel_types: ClassVar[tuple[int, ...]] = tuple(sorted(_SPECS))
+    endpoints: ClassVar[frozenset[str]] = _ALL_ENDPOINTS
+
+    def _unsupported(self, ctx: CallContext) -> relay_pb2.RelayError | None:
+        spec = spec_for(ctx.channel.type)
+        if ctx.request.endpoint in spec.endpoints:
+            return None
+        return relay_error(
+            400,
+            f"{spec.name} does not support `{ctx.request.endpoint}`.",
+            type="invalid_request_error",
+            code="unsupported_endpoint",
+        )
 
     def _url(self, ctx: CallContext) -> str:
-        base = ctx.channel.base_url
-        if not base:
-            ct = channel_type(ctx.channel.type)
-            base = ct.default_base_url if ct else ""
-        return base.rstrip("/") + _PATHS[ctx.request.endpoint]
+        return spec_for(ctx.channel.type).url(ctx.channel.base_url, ctx.request.endpoint)
 
     def _headers(self, ctx: CallContext, *, form: bool) -> dict[str, str]:
         # For a rebuilt form aiohttp sets the Content-Type (with its boundary) itself.
@@ -77,12 +85,20 @@ class OpenAIProvider(Provider):
             if req.model == req.upstream_model:
                 return req.body
             return with_model(req.body, req.content_type, req.upstream_model)
-        wants_usage_option = stream and req.endpoint in _USAGE_OPTION and not req.include_usage
-        if req.model == req.upstream_model and not wants_usage_option:
+        spec = spec_for(ctx.channel.type)
+        wants_usage_option = (
+            stream
+            and req.endpoint in _USAGE_OPTION
+            and not req.include_usage
+            and spec.asks_stream_usage
+        )
+        if req.model == req.upstream_model and not wants_usage_option and not spec.drop_fields:
             # Nothing to change: pass the client's bytes through without re-encoding them.
             return req.body
         body = orjson.loads(req.body)
         body["model"] = req.upstream_model
+        for field in spec.drop_fields:
+            body.pop(field, None)
         if wants_usage_option:
             # Always ask for usage so the ledger is exact; the usage chunk is removed again
             # when the client did not ask for it.
@@ -102,6 +118,8 @@ class OpenAIProvider(Provider):
         )
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
+        if (unsupported := self._unsupported(ctx)) is not None:
+            return relay_pb2.RelayResult(error=unsupported)
         started = time.perf_counter()
         try:
             async with await self._post(ctx, stream=False) as resp:
@@ -144,6 +162,10 @@ class OpenAIProvider(Provider):
         content_events: list[bytes] = []
         finished = False
         include_usage = ctx.request.include_usage
+        usage_path = spec_for(ctx.channel.type).stream_usage_path
+        if (unsupported := self._unsupported(ctx)) is not None:
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=unsupported))
+            return
         try:
             resp = await self._post(ctx, stream=True)
         except UPSTREAM_ERRORS as exc:
@@ -169,7 +191,7 @@ class OpenAIProvider(Provider):
                         continue
                     if data == _DONE or any(f in data for f in _FINAL_EVENTS):
                         finished = True
-                    found = usage_from_stream_event(data) if data != _DONE else None
+                    found = usage_from_stream_event(data, usage_path) if data != _DONE else None
                     if found is not None:
                         usage, usage_only = found
                         if usage_only and not include_usage:

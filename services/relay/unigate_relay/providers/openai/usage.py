@@ -28,6 +28,9 @@ def usage_object(raw: Any) -> common_pb2.Usage | None:
     completion = _int(raw.get("completion_tokens")) or _int(raw.get("output_tokens"))
     details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
     cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    # DeepSeek reports its context-cache hits as prompt_cache_hit_tokens, Moonshot as a
+    # top-level cached_tokens.
+    cached = cached or _int(raw.get("prompt_cache_hit_tokens")) or _int(raw.get("cached_tokens"))
     if not prompt and not completion and _int(raw.get("total_tokens")):
         prompt = _int(raw.get("total_tokens"))  # rerank and embeddings report only a total
     return common_pb2.Usage(
@@ -96,9 +99,22 @@ def usage_from_answer(
     )
 
 
-def usage_from_stream_event(data: bytes) -> tuple[common_pb2.Usage, bool] | None:
+def _at(value: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def usage_from_stream_event(
+    data: bytes, path: tuple[str, ...] | None = None
+) -> tuple[common_pb2.Usage, bool] | None:
     """Usage carried by one stream payload, and whether the event is usage-only (a chat
-    usage chunk with no choices, which clients that did not ask for it must not see)."""
+    usage chunk with no choices, which clients that did not ask for it must not see).
+
+    ``path`` names where a provider puts usage besides the top-level ``usage`` (Groq:
+    ``("x_groq", "usage")``); the top-level one wins when both are present."""
     if b'"usage":' not in data:
         return None
     try:
@@ -112,6 +128,8 @@ def usage_from_stream_event(data: bytes) -> tuple[common_pb2.Usage, bool] | None
         found = usage_object(response.get("usage"))
         return (found, False) if found is not None else None
     found = usage_object(parsed.get("usage"))
+    if found is None and path:
+        found = usage_object(_at(parsed, path))
     if found is None:
         return None
     return found, "choices" in parsed and not parsed.get("choices")

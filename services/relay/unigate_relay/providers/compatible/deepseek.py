@@ -1,0 +1,13 @@
+"""DeepSeek (https://api-docs.deepseek.com): API rooted at the bare host (``/chat/completions``;
+``/v1`` is accepted as an alias). ``deepseek-reasoner`` streams ``reasoning_content`` deltas
+before the answer; usage reports cache hits as ``prompt_cache_hit_tokens`` (counted as cached
+tokens by the usage parser)."""
+
+from unigate_relay.providers.compatible.spec import CompatibleSpec
+
+SPEC = CompatibleSpec(
+    channel_type=36,
+    name="DeepSeek",
+    default_base_url="https://api.deepseek.com",
+    default_models=("deepseek-chat", "deepseek-reasoner"),
+)

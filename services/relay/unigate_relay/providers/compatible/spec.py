@@ -1,0 +1,56 @@
+"""What makes one OpenAI-like provider different from OpenAI: where it lives, how its paths
+are laid out, what it refuses and where its stream reports usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Every endpoint of the OpenAI protocol, relative to the provider's API root.
+ENDPOINT_PATHS: dict[str, str] = {
+    "chat.completions": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+    "moderations": "/moderations",
+    "images.generations": "/images/generations",
+    "audio.speech": "/audio/speech",
+    "audio.transcriptions": "/audio/transcriptions",
+    "audio.translations": "/audio/translations",
+    "rerank": "/rerank",
+    "responses": "/responses",
+}
+
+CHAT = frozenset({"chat.completions"})
+CHAT_AND_EMBEDDINGS = frozenset({"chat.completions", "embeddings"})
+
+
+@dataclass(frozen=True, slots=True)
+class CompatibleSpec:
+    """One provider speaking the OpenAI protocol with its own differences.
+
+    ``path_prefix`` goes between the base URL and the endpoint path: "" when the base URL
+    already carries the API version (``https://api.moonshot.cn/v1``), "/v1" for OpenAI-style
+    roots (``https://api.openai.com``).
+    """
+
+    channel_type: int
+    name: str
+    default_base_url: str
+    path_prefix: str = ""
+    endpoints: frozenset[str] = CHAT
+    # Request fields the provider rejects; removed from the body before it is sent. If
+    # "stream_options" is among them, the provider must report stream usage on its own.
+    drop_fields: frozenset[str] = frozenset()
+    # Where a stream chunk carries usage besides the top-level "usage" (Groq: x_groq.usage).
+    stream_usage_path: tuple[str, ...] | None = None
+    default_models: tuple[str, ...] = ()
+
+    def url(self, base_url: str, endpoint: str) -> str:
+        """The full URL of ``endpoint`` for a channel whose base URL is ``base_url`` (empty
+        for the provider's default)."""
+        base = (base_url or self.default_base_url).rstrip("/")
+        return base + self.path_prefix + ENDPOINT_PATHS[endpoint]
+
+    @property
+    def asks_stream_usage(self) -> bool:
+        """Whether the relay may add ``stream_options.include_usage`` to stream requests."""
+        return "stream_options" not in self.drop_fields

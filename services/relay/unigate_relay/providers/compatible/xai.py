@@ -1,0 +1,12 @@
+"""xAI (https://docs.x.ai/docs/api-reference): OpenAI-style API under ``/v1``; reasoning
+models stream ``reasoning_content`` deltas."""
+
+from unigate_relay.providers.compatible.spec import CHAT_AND_EMBEDDINGS, CompatibleSpec
+
+SPEC = CompatibleSpec(
+    channel_type=45,
+    name="xAI",
+    default_base_url="https://api.x.ai/v1",
+    endpoints=CHAT_AND_EMBEDDINGS | {"images.generations"},
+    default_models=("grok-2", "grok-2-vision", "grok-3", "grok-3-mini"),
+)
