@@ -15,8 +15,11 @@ import nats
 import orjson
 
 from unigate import admin, bus
+from unigate.db import create_pool
 from unigate.db.migrate import ensure_database, migrate
 from unigate.namespace import Namespace
+from unigate.quota import QuotaStore
+from unigate.redisconn import connect_redis
 from unigate.settings import CommonSettings
 
 DEV_ENV_FILE = Path(".env")
@@ -82,6 +85,70 @@ async def _cmd_token_create(settings: CommonSettings, args: argparse.Namespace) 
         await conn.close()
     await _notify(settings, "token", [token.id])
     print(token.key)
+
+
+# The ledger commands use the billing service's code (imported on use: this library does not
+# depend on the services, and the other commands should not pay for importing them).
+
+
+async def _cmd_redemption_create(settings: CommonSettings, args: argparse.Namespace) -> None:
+    from unigate_billing.redemptions import create_redemptions
+
+    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
+    try:
+        creator = await admin.user_id_by_name(pool, args.created_by)
+        codes = await create_redemptions(pool, args.name, args.quota, args.count, creator)
+    finally:
+        await pool.close()
+    print("\n".join(codes))
+
+
+async def _cmd_redemption_redeem(settings: CommonSettings, args: argparse.Namespace) -> None:
+    from unigate_billing.redemptions import redeem
+
+    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
+    redis = connect_redis(settings.redis_conn_string, max_connections=1)
+    try:
+        user_id = await admin.user_id_by_name(pool, args.user)
+        amount = await redeem(
+            pool, args.code, user_id, quota=QuotaStore(redis, Namespace(settings.namespace))
+        )
+    finally:
+        await redis.aclose()
+        await pool.close()
+    print(amount)
+
+
+async def _cmd_deadletter_list(settings: CommonSettings, args: argparse.Namespace) -> None:
+    from unigate_billing.replay import list_dead_letters
+
+    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
+    try:
+        letters = await list_dead_letters(pool, include_replayed=args.all, limit=args.limit)
+    finally:
+        await pool.close()
+    print("id\tcreated_at\treplayed_at\tbytes\tsubject\treason")
+    for d in letters:
+        replayed = "-" if d.replayed_at is None else str(d.replayed_at)
+        print(f"{d.id}\t{d.created_at}\t{replayed}\t{d.size}\t{d.subject}\t{d.reason}")
+
+
+async def _cmd_deadletter_replay(settings: CommonSettings, args: argparse.Namespace) -> None:
+    from unigate_billing.replay import replay
+
+    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
+    try:
+        # Unlike _notify this must reach JetStream, so a NATS failure is an error here.
+        nc = await nats.connect(settings.nats_url, name="unigate-cli", max_reconnect_attempts=0)
+        try:
+            ids = await replay(
+                pool, nc.jetstream(), Namespace(settings.namespace), dead_letter_id=args.id
+            )
+        finally:
+            await nc.close()
+    finally:
+        await pool.close()
+    print(f"replayed {len(ids)} dead letter(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
 
 
 def _cmd_dev(args: argparse.Namespace) -> None:
@@ -165,6 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--expires-in", type=int, default=0, help="seconds; 0 = never")
     create.add_argument("--models", default="", help="allowlist; empty = all")
     create.add_argument("--subnet", default="", help="allowed CIDRs; empty = any")
+
+    redemption = sub.add_parser("redemption", help="redemption codes (top-ups)").add_subparsers(
+        dest="action", required=True
+    )
+    mint = redemption.add_parser("create", help="create codes; prints them, one per line")
+    mint.add_argument("--name", required=True, help="a label for this batch (1-20 characters)")
+    mint.add_argument("--quota", type=int, required=True, help="quota units each code adds")
+    mint.add_argument("--count", type=int, default=1, help="how many codes (1-100)")
+    mint.add_argument("--created-by", default="root", help="the admin user minting them")
+    use = redemption.add_parser("redeem", help="redeem a code for a user; prints quota added")
+    use.add_argument("--user", default="root")
+    use.add_argument("code")
+
+    deadletter = sub.add_parser(
+        "deadletter", help="usage data billing could not apply"
+    ).add_subparsers(dest="action", required=True)
+    listing = deadletter.add_parser("list", help="list dead letters not replayed yet")
+    listing.add_argument("--all", action="store_true", help="include replayed ones")
+    listing.add_argument("--limit", type=int, default=100)
+    again = deadletter.add_parser(
+        "replay", help="republish dead letters to the usage stream and mark them replayed"
+    )
+    again.add_argument(
+        "--id", type=int, default=None, help="only this one (even if replayed before)"
+    )
     return parser
 
 
@@ -178,6 +270,10 @@ def main(argv: list[str] | None = None) -> None:
         ("migrate", None): _cmd_migrate,
         ("channel", "add"): _cmd_channel_add,
         ("token", "create"): _cmd_token_create,
+        ("redemption", "create"): _cmd_redemption_create,
+        ("redemption", "redeem"): _cmd_redemption_redeem,
+        ("deadletter", "list"): _cmd_deadletter_list,
+        ("deadletter", "replay"): _cmd_deadletter_replay,
     }
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:

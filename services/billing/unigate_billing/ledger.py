@@ -1,7 +1,8 @@
 """Writing the ledger: one set-based statement per batch of usage events.
 
 A log row is inserted once per request id; only rows actually inserted charge the token,
-the user and the channel, all in the same statement, so a redelivered event changes nothing.
+the user and the channel and are added to the daily rollups (``usage_daily``), all in the same
+statement, so a redelivered event changes nothing.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ WITH ev AS (
          e.reservation_id, e.reserved_quota
   FROM ev e LEFT JOIN users u ON u.id = e.user_id
   ON CONFLICT (request_id) DO NOTHING
-  RETURNING request_id, user_id, token_id, channel_id, quota
+  RETURNING request_id, created_at, user_id, token_id, channel_id, model_name, prompt_tokens,
+            completion_tokens, quota
 ), tok AS (
   UPDATE tokens t
      SET used_quota = t.used_quota + s.q,
@@ -63,6 +65,22 @@ WITH ev AS (
     FROM (SELECT channel_id, sum(quota) AS q FROM ins GROUP BY channel_id) s
    WHERE c.id = s.channel_id
   RETURNING c.id
+), daily AS (
+  -- Grouped first: one upsert may not touch the same rollup row twice. Ordered by the key so
+  -- that concurrent batches (several billing processes) lock rollup rows in the same order.
+  -- The day is the UTC day by integer arithmetic, whatever the session's time zone.
+  INSERT INTO usage_daily AS d (day, user_id, token_id, channel_id, model_name, requests,
+                                prompt_tokens, completion_tokens, quota)
+  SELECT date '1970-01-01' + (created_at / 86400)::int AS day, user_id, token_id, channel_id,
+         model_name, count(*), sum(prompt_tokens), sum(completion_tokens), sum(quota)
+    FROM ins
+   GROUP BY 1, 2, 3, 4, 5
+   ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT (day, user_id, token_id, channel_id, model_name) DO UPDATE
+     SET requests = d.requests + EXCLUDED.requests,
+         prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
+         completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,
+         quota = d.quota + EXCLUDED.quota
 )
 SELECT ins.request_id, coalesce(tok.unlimited_quota, false) AS unlimited
   FROM ins LEFT JOIN tok ON tok.id = ins.token_id
