@@ -6,6 +6,7 @@ The gateway mounts these on its public app; the gRPC services serve them on thei
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 
 import uvicorn
@@ -61,3 +62,12 @@ async def serve_ops(host: str, port: int, ready: ReadyCheck) -> uvicorn.Server:
     if task.done():
         task.result()
     return server
+
+
+def stop_event() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM: the signal to drain and exit."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import uvloop
 
@@ -14,7 +13,7 @@ from unigate.grpcutil import insecure_channel, new_server
 from unigate.health import ChannelHealth
 from unigate.logs import configure_logging
 from unigate.namespace import Namespace
-from unigate.ops import serve_ops
+from unigate.ops import serve_ops, stop_event
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
@@ -71,10 +70,7 @@ async def serve(settings: AuthSettings) -> None:
     ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
     log.info("auth listening on %s (ops on :%d)", settings.listen, settings.ops_port)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     await stop.wait()
     log.info("auth shutting down")
     await server.stop(grace=5)

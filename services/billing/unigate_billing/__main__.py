@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import uvloop
 
@@ -13,7 +12,7 @@ from unigate.db import create_pool
 from unigate.grpcutil import new_server
 from unigate.logs import configure_logging
 from unigate.namespace import Namespace
-from unigate.ops import serve_ops
+from unigate.ops import serve_ops, stop_event
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
@@ -67,10 +66,7 @@ async def serve(settings: BillingSettings) -> None:
 
     ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
     log.info("billing consuming %s; queries on %s", ns.usage_stream, settings.listen)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     await asyncio.wait(
         [asyncio.ensure_future(stop.wait()), consuming], return_when=asyncio.FIRST_COMPLETED
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
 import aiohttp
 import uvloop
@@ -14,7 +13,7 @@ from unigate.grpcutil import insecure_channel, new_server
 from unigate.health import ChannelHealth
 from unigate.logs import configure_logging
 from unigate.namespace import Namespace
-from unigate.ops import serve_ops
+from unigate.ops import serve_ops, stop_event
 from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
 from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
@@ -57,10 +56,7 @@ async def serve(settings: RelaySettings, families: list[str]) -> None:
 
     ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
     log.info("relay [%s] listening on %s", ",".join(families), settings.listen)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     await stop.wait()
     log.info("relay draining")
     # Lets streams in flight finish (bounded) before closing upstream connections.
