@@ -137,7 +137,9 @@ async def tenant(pg: asyncpg.Pool, channel_id: int, stack: Stack) -> AsyncIterat
 
 @pytest.fixture
 def client(stack: Stack, tenant: Tenant) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key=tenant.key, base_url=stack.gateway_url + "/v1", max_retries=0)
+    return openai.AsyncOpenAI(
+        api_key=tenant.key, base_url=stack.gateway_url + "/v1", max_retries=0, timeout=60
+    )
 
 
 class ExtraGateway:

@@ -29,7 +29,11 @@ HELLO: list[Any] = [{"role": "user", "content": "hello"}]
 def sdk(stack_or_url: Stack | str, key: str, **headers: str) -> openai.AsyncOpenAI:
     base = stack_or_url if isinstance(stack_or_url, str) else stack_or_url.gateway_url
     return openai.AsyncOpenAI(
-        api_key=key, base_url=base + "/v1", max_retries=0, default_headers=headers or None
+        api_key=key,
+        base_url=base + "/v1",
+        max_retries=0,
+        timeout=60,
+        default_headers=headers or None,
     )
 
 

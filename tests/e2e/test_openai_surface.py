@@ -38,7 +38,9 @@ async def surface_channel(pg: asyncpg.Pool, secret_key: str, simulator: Threaded
 
 @pytest.fixture
 def sdk(stack: Stack, tenant: Tenant, surface_channel: int) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key=tenant.key, base_url=stack.gateway_url + "/v1", max_retries=0)
+    return openai.AsyncOpenAI(
+        api_key=tenant.key, base_url=stack.gateway_url + "/v1", max_retries=0, timeout=60
+    )
 
 
 async def only_row(pg: asyncpg.Pool, tenant: Tenant) -> asyncpg.Record:

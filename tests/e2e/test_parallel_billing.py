@@ -348,7 +348,7 @@ async def test_two_billing_processes_bill_every_request_once(
     unlimited = await env.new_token()
     user_before = await env.pg.fetchrow("SELECT quota, used_quota FROM users WHERE id = 1")
     clients = [
-        openai.AsyncOpenAI(api_key=t.key, base_url=env.base_url, max_retries=0)
+        openai.AsyncOpenAI(api_key=t.key, base_url=env.base_url, max_retries=0, timeout=60)
         for t in (limited, unlimited)
     ]
     n, in_flight = 300, asyncio.Semaphore(16)
@@ -397,7 +397,9 @@ async def test_two_billing_processes_bill_every_request_once(
 async def test_redelivered_events_change_neither_ledger_nor_rollups(env: LedgerEnv) -> None:
     # Whatever is in the stream by now (the test above, or a few requests of our own).
     token = await env.new_token()
-    async with openai.AsyncOpenAI(api_key=token.key, base_url=env.base_url, max_retries=0) as c:
+    async with openai.AsyncOpenAI(
+        api_key=token.key, base_url=env.base_url, max_retries=0, timeout=60
+    ) as c:
         for i in range(3):
             await c.chat.completions.create(
                 model=MODEL, messages=[{"role": "user", "content": f"once more {i}"}]

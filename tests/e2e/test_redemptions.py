@@ -58,7 +58,9 @@ async def top_ups(pg: asyncpg.Pool, user_id: int) -> list[asyncpg.Record]:
 
 
 async def ask(env: LedgerEnv, key: str) -> str | None:
-    async with openai.AsyncOpenAI(api_key=key, base_url=env.base_url, max_retries=0) as client:
+    async with openai.AsyncOpenAI(
+        api_key=key, base_url=env.base_url, max_retries=0, timeout=60
+    ) as client:
         resp = await client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "worth paying for"}]
         )
