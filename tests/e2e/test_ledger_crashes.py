@@ -65,7 +65,9 @@ NATS_START = [
     "-sd",
     "/var/lib/nats-server",
 ]
-PG_CTL = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main"]
+# The machine's one Postgres cluster version, as `.ci/run` finds it.
+PG_VERSION = sorted(os.listdir("/etc/postgresql"))[-1] if os.path.isdir("/etc/postgresql") else "15"
+PG_CTL = ["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main"]
 
 
 @pytest.fixture(scope="module")
