@@ -23,6 +23,12 @@ class CallContext:
     api_key: str
     http: aiohttp.ClientSession
 
+    def first_byte_seconds(self) -> float | None:
+        """How long to wait for the provider's response headers."""
+        if self.channel.timeout_ms > 0:
+            return self.channel.timeout_ms / 1000
+        return self.http.timeout.sock_read
+
     def timeout(self) -> aiohttp.ClientTimeout:
         """The channel's own first-byte / between-chunks timeout, else the relay's default."""
         if self.channel.timeout_ms <= 0:

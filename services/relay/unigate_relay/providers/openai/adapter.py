@@ -3,6 +3,7 @@ forwarded as bytes, peeking only for usage."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -110,11 +111,16 @@ class OpenAIProvider(Provider):
 
     async def _post(self, ctx: CallContext, *, stream: bool) -> aiohttp.ClientResponse:
         body = self._body(ctx, stream=stream)
-        return await ctx.http.post(
-            self._url(ctx),
-            data=body,
-            headers=self._headers(ctx, form=isinstance(body, aiohttp.FormData)),
-            timeout=ctx.timeout(),
+        # The response headers are the first byte: bound the wait for them ourselves, since
+        # aiohttp's sock_read alone was seen not to fire while a provider sat on a request.
+        return await asyncio.wait_for(
+            ctx.http.post(
+                self._url(ctx),
+                data=body,
+                headers=self._headers(ctx, form=isinstance(body, aiohttp.FormData)),
+                timeout=ctx.timeout(),
+            ),
+            ctx.first_byte_seconds(),
         )
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
