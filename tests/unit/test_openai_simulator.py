@@ -10,7 +10,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -77,33 +76,6 @@ class ThreadedServer:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ThreadedServer]:
-    with ThreadedServer(create_app({API_KEY})) as running:
-        yield running
-
-
-@pytest.fixture
-def app(server: ThreadedServer) -> Iterator[Starlette]:
-    server.app.state.calls.clear()
-    server.app.state.fail_next.clear()
-    yield server.app
-    server.app.state.fail_next.clear()
-
-
-@pytest.fixture
-def client(server: ThreadedServer, app: Starlette) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(api_key=API_KEY, base_url=server.url + "/v1", max_retries=0) as sdk:
-        yield sdk
-
-
-@pytest.fixture
-def http(server: ThreadedServer, app: Starlette) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=server.url, headers=headers) as raw:
-        yield raw
 
 
 def sse_payloads(body: str) -> list[str]:

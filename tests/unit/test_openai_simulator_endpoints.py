@@ -10,7 +10,6 @@ import json
 import struct
 import wave
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,40 +17,10 @@ import openai
 import pytest
 from starlette.applications import Starlette
 
-from tests.unit.test_openai_simulator import API_KEY, ThreadedServer, error_of
-from unigate_sim.openai import Fault, count_prompt_tokens, count_tokens, create_app
+from tests.unit.test_openai_simulator import ThreadedServer, error_of
+from unigate_sim.openai import Fault, count_prompt_tokens, count_tokens
 
 INSTRUCT = "gpt-3.5-turbo-instruct"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ThreadedServer]:
-    with ThreadedServer(create_app({API_KEY})) as running:
-        yield running
-
-
-@pytest.fixture
-def app(server: ThreadedServer) -> Iterator[Starlette]:
-    server.app.state.calls.clear()
-    server.app.state.fail_next.clear()
-    server.app.state.faults.clear()
-    server.app.state.stream_endings.clear()
-    yield server.app
-    server.app.state.fail_next.clear()
-    server.app.state.faults.clear()
-
-
-@pytest.fixture
-def client(server: ThreadedServer, app: Starlette) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(api_key=API_KEY, base_url=server.url + "/v1", max_retries=0) as sdk:
-        yield sdk
-
-
-@pytest.fixture
-def http(server: ThreadedServer, app: Starlette) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=server.url, headers=headers) as raw:
-        yield raw
 
 
 def wav_bytes(frames: int, rate: int = 16_000) -> bytes:
