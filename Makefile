@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(wildcard protos/unigate/v1/*.proto)
 
-.PHONY: install proto proto-check migrate dev test lint typecheck bench bench-auth bench-consumer clean
+.PHONY: install proto proto-check migrate dev test lint typecheck bench bench-auth bench-consumer bench-ttft clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-auth: install
 # billing's consumer alone: usage events applied per second at 1, 100 and 1000 messages per fetch.
 bench-consumer: install
 	$(PY) bench/consumer.py
+
+# stream time-to-first-token, direct to the simulator vs through the gateway.
+bench-ttft: install
+	$(PY) bench/ttft.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ CHANNEL_TYPES: dict[int, ChannelType] = {
     t.id: t
     for t in (
         ChannelType(1, "OpenAI", "openai"),
+        ChannelType(3, "Azure OpenAI", "openai"),
         ChannelType(8, "OpenAI-compatible", "openai"),
         ChannelType(16, "Zhipu GLM v4", "openai"),
         ChannelType(17, "Qwen (DashScope compatible mode)", "openai"),

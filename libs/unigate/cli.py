@@ -1,4 +1,4 @@
-"""``unigate``: the admin command line (migrations, channels, tokens) and ``unigate dev``."""
+"""``unigate``: the admin command line (migrations, channels, keys, ledger), ``unigate dev``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import asyncpg
 import nats
 import orjson
 
-from unigate import admin, bus
+from unigate import admin, bus, cli_ledger
 from unigate.db import create_pool
 from unigate.db.migrate import ensure_database, migrate
 from unigate.namespace import Namespace
@@ -60,6 +60,7 @@ async def _cmd_channel_add(settings: CommonSettings, args: argparse.Namespace) -
             priority=args.priority,
             weight=args.weight,
             model_mapping=orjson.loads(args.model_mapping) if args.model_mapping else None,
+            config=orjson.loads(args.config) if args.config else None,
         )
     finally:
         await conn.close()
@@ -211,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     add = channel.add_parser("add", help="add a channel; prints its id")
-    add.add_argument("--type", type=int, default=1, help="channel type (1 OpenAI, 8 compatible)")
+    add.add_argument(
+        "--type", type=int, default=1, help="channel type (1 OpenAI, 3 Azure, 8 compatible)"
+    )
     add.add_argument("--name", required=True)
     add.add_argument("--key", required=True, help="provider key(s), one per line")
     add.add_argument("--models", required=True, help="comma-separated model names")
@@ -220,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--priority", type=int, default=0)
     add.add_argument("--weight", type=int, default=1)
     add.add_argument("--model-mapping", default="", help='JSON, e.g. {"gpt-4o":"gpt-4o-2024"}')
+    add.add_argument(
+        "--config", default="", help='per-type settings, JSON, e.g. {"api_version":"2024-10-21"}'
+    )
 
     token = sub.add_parser("token", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -232,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--expires-in", type=int, default=0, help="seconds; 0 = never")
     create.add_argument("--models", default="", help="allowlist; empty = all")
     create.add_argument("--subnet", default="", help="allowed CIDRs; empty = any")
+    cli_ledger.add_token_quota(token)
 
     redemption = sub.add_parser("redemption", help="redemption codes (top-ups)").add_subparsers(
         dest="action", required=True
@@ -257,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument(
         "--id", type=int, default=None, help="only this one (even if replayed before)"
     )
+    cli_ledger.add_commands(sub)
     return parser
 
 
@@ -265,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "dev":
         _cmd_dev(args)
         return
-    settings = CommonSettings(_env_file=DEV_ENV_FILE if DEV_ENV_FILE.exists() else None)
+    settings = cli_ledger.CliSettings(_env_file=DEV_ENV_FILE if DEV_ENV_FILE.exists() else None)
     handlers = {
         ("migrate", None): _cmd_migrate,
         ("channel", "add"): _cmd_channel_add,
@@ -274,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
         ("redemption", "redeem"): _cmd_redemption_redeem,
         ("deadletter", "list"): _cmd_deadletter_list,
         ("deadletter", "replay"): _cmd_deadletter_replay,
+        **cli_ledger.HANDLERS,
     }
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:

@@ -71,9 +71,10 @@ class StackConfig:
                 "AUTH_ADDR": f"127.0.0.1:{p.auth}",
                 "AUTH_OPS_PORT": str(p.auth_ops),
                 "RELAY_LISTEN": f"127.0.0.1:{p.relay}",
-                "RELAY_ADDRS": f"openai=127.0.0.1:{p.relay}",
+                "RELAY_ADDRS": f"*=127.0.0.1:{p.relay}",
                 "RELAY_OPS_PORT": str(p.relay_ops),
                 "BILLING_LISTEN": f"127.0.0.1:{p.billing}",
+                "BILLING_ADDR": f"127.0.0.1:{p.billing}",
                 "BILLING_OPS_PORT": str(p.billing_ops),
                 "PYTHONUNBUFFERED": "1",
             }
@@ -115,7 +116,7 @@ class Stack:
         cmds.update(
             {
                 "auth": [py, "-m", "unigate_auth"],
-                "relay": [py, "-m", "unigate_relay", "--providers", "openai"],
+                "relay": [py, "-m", "unigate_relay", "--providers", "all"],
                 "billing": [py, "-m", "unigate_billing"],
                 "gateway": [py, "-m", "unigate_gateway"],
             }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from unigate import telemetry
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 _OPTIONS = [
@@ -20,11 +22,15 @@ _OPTIONS = [
 ]
 
 
+# Interceptors only when tracing: grpc.aio's interceptor path costs CPU on every call.
 def insecure_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=_OPTIONS)
+    return grpc.aio.insecure_channel(
+        target, options=_OPTIONS, interceptors=telemetry.grpc_client_interceptors()
+    )
 
 
 def new_server() -> grpc.aio.Server:
     return grpc.aio.server(
-        options=[*_OPTIONS, ("grpc.http2.min_ping_interval_without_data_ms", 5_000)]
+        options=[*_OPTIONS, ("grpc.http2.min_ping_interval_without_data_ms", 5_000)],
+        interceptors=telemetry.grpc_server_interceptors(),
     )

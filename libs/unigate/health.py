@@ -4,11 +4,15 @@ A relay that sees a channel fail (5xx, 429, timeout, unreachable) cools it down 
 that doubles with each consecutive failure (at least what the provider's Retry-After asked).
 Auth leaves cooling channels at the back of the candidate list. When a cooldown ends the
 channel is half-open: one request at a time may probe it; a success clears its record.
+
+Besides, every relay folds the outcomes it saw into an exponentially weighted moving average
+of each channel's latency and error rate, once a second per relay (never per request); auth
+gives a channel whose averages are far worse than its tier's proportionally less traffic.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -38,13 +42,62 @@ redis.call('HSET', KEYS[2], ARGV[1], until_ms)
 return until_ms
 """
 
+#: How much one call moves a channel's averages (a call 20 calls ago weighs about a third).
+EWMA_ALPHA = 0.05
+
+_OBSERVE = """
+-- ARGV[1]: alpha; then per channel: id, successes, failures, latency sum of the successes (ms).
+-- Each call moves the averages by alpha, so a batch of n moves them by 1 - (1 - alpha)^n.
+local keep = 1 - tonumber(ARGV[1])
+for i = 2, #ARGV, 4 do
+  local ok, failed, lat_sum = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local calls = ok + failed
+  local lat, err = 0, failed / calls
+  if ok > 0 then lat = lat_sum / ok end
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if cur then
+    local old_lat, old_err = string.match(cur, '^(%S+) (%S+)$')
+    old_lat, old_err = tonumber(old_lat), tonumber(old_err)
+    local d = keep ^ calls
+    err = old_err * d + err * (1 - d)
+    if ok > 0 then
+      local dl = keep ^ ok
+      lat = old_lat * dl + lat * (1 - dl)
+    else
+      lat = old_lat
+    end
+  end
+  redis.call('HSET', KEYS[1], ARGV[i], string.format('%.3f %.5f', lat, err))
+end
+return 1
+"""
+
+
+@dataclass(slots=True)
+class Outcomes:
+    """What one relay saw of one channel since its last report."""
+
+    successes: int = 0
+    failures: int = 0
+    latency_ms_sum: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Averages:
+    """A channel's moving averages: latency of its successful calls (ms) and error rate."""
+
+    latency_ms: float
+    error_rate: float
+
 
 @dataclass(frozen=True, slots=True)
 class HealthSnapshot:
-    """Consecutive failures and cooldown ends (unix ms) by channel id."""
+    """Consecutive failures and cooldown ends (unix ms) by channel id, and the moving
+    averages of channels that have any."""
 
     fails: dict[int, int]
     cooling_until: dict[int, int]
+    averages: dict[int, Averages] = field(default_factory=dict)
 
     def state(self, channel_id: int, now_ms: int) -> str:
         """ "healthy", "cooling" or "half-open"."""
@@ -59,7 +112,9 @@ class ChannelHealth:
         self._ns = ns
         self._fails_key = ns.redis_key("health", "fails")
         self._cooling_key = ns.redis_key("health", "cooling")
+        self._averages_key = ns.redis_key("health", "ewma")
         self._fail = redis.register_script(_FAIL)
+        self._observe = redis.register_script(_OBSERVE)
 
     async def record_failure(self, channel_id: int, now_ms: int, retry_after: float = 0) -> int:
         """Count a failure and cool the channel down; returns when the cooldown ends (ms)."""
@@ -77,19 +132,38 @@ class ChannelHealth:
         )
 
     async def record_success(self, channel_id: int) -> None:
+        """A channel with failures on record answered: it has recovered. Its moving averages
+        start afresh too, or the errors of its outage would keep its traffic down long after
+        the probe showed it healthy."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.hdel(self._fails_key, str(channel_id))
         pipe.hdel(self._cooling_key, str(channel_id))
+        pipe.hdel(self._averages_key, str(channel_id))
         await pipe.execute()
+
+    async def record_outcomes(self, outcomes: dict[int, Outcomes]) -> None:
+        """Fold one relay's batch of outcomes into the channels' moving averages."""
+        args: list[float | int] = [EWMA_ALPHA]
+        for channel_id, o in outcomes.items():
+            if o.successes + o.failures:
+                args += [channel_id, o.successes, o.failures, round(o.latency_ms_sum, 3)]
+        if len(args) > 1:
+            await self._observe(keys=[self._averages_key], args=args)
 
     async def snapshot(self) -> HealthSnapshot:
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(self._fails_key)
         pipe.hgetall(self._cooling_key)
-        fails, cooling = await pipe.execute()
+        pipe.hgetall(self._averages_key)
+        fails, cooling, averages = await pipe.execute()
+        parsed: dict[int, Averages] = {}
+        for k, v in averages.items():
+            latency, error_rate = (float(x) for x in v.split())
+            parsed[int(k)] = Averages(latency, error_rate)
         return HealthSnapshot(
             fails={int(k): int(v) for k, v in fails.items()},
             cooling_until={int(k): int(v) for k, v in cooling.items()},
+            averages=parsed,
         )
 
     async def claim_probe(self, channel_id: int) -> bool:

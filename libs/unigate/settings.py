@@ -6,6 +6,8 @@ Names follow One API where it has one (`SQL_DSN`, `REDIS_CONN_STRING`, `SESSION_
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import TypeVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +34,17 @@ class CommonSettings(BaseSettings):
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", value):
             raise ValueError("UNIGATE_NAMESPACE must match [a-z][a-z0-9_]{0,30}")
         return value
+
+
+T = TypeVar("T")
+
+#: RELAY_ADDRS entry for a relay that serves every family not listed on its own (``*=addr``).
+ANY_FAMILY = "*"
+
+
+def relay_for(relays: Mapping[str, T], family: str) -> T | None:
+    """The relay (address, stub, ...) serving ``family``: its own entry, else the ``*`` one."""
+    return relays.get(family) or relays.get(ANY_FAMILY)
 
 
 def parse_relay_addrs(text: str) -> dict[str, str]:

@@ -1,29 +1,38 @@
-"""Cheap token estimates, for reservations and for providers that report no usage.
-
-These are deliberately simple and fast; the ledger marks rows counted this way as estimated.
+"""Token estimates: a cheap upper bound for reservations, and offline counts (OpenAI's own
+encodings, :mod:`unigate.tokenizer`) for calls whose provider reports no usage. The ledger
+marks rows counted this way as estimated.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import orjson
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-
-
-def estimate_text_tokens(text: str) -> int:
-    """About one token per CJK character and per four other characters."""
-    if not text:
-        return 0
-    cjk = len(_CJK.findall(text))
-    return cjk + max((len(text) - cjk + 3) // 4, 0)
+from unigate.tokenizer import count_text, prompt_tokens
+from unigate.v1 import common_pb2
 
 
 def estimate_body_tokens(body_size: int) -> int:
-    """Upper-bound-ish estimate of a JSON request's prompt tokens from its size alone."""
+    """Upper bound of a JSON request's prompt tokens from its size alone: what a reservation
+    holds before the call (no tokenizer on the hot path)."""
     return max(body_size // 3, 1)
+
+
+def counted_usage(endpoint: str, body: bytes, model: str, completion_text: str) -> common_pb2.Usage:
+    """Usage counted locally for a call whose provider reported none: the request's prompt by
+    OpenAI's rules (the size bound when the body is not a JSON request we can count) and the
+    generated text, both with ``model``'s encoding."""
+    prompt = prompt_tokens(endpoint, body, model)
+    if prompt is None:
+        prompt = estimate_body_tokens(len(body))
+    completion = count_text(completion_text, model)
+    return common_pb2.Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        estimated=True,
+    )
 
 
 def streamed_text(chunk_payloads: Iterable[bytes]) -> str:

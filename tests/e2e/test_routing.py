@@ -301,3 +301,32 @@ async def test_client_leaving_mid_stream_closes_upstream_and_bills_what_was_sent
     row = await pg.fetchrow("SELECT * FROM logs WHERE token_id = $1", tenant.token_id)
     assert (row["status_code"], row["error_code"]) == (499, "client_closed")
     assert 0 < row["completion_tokens"] < 100
+
+
+async def test_slow_channel_gets_less_traffic_from_its_moving_average(
+    client: openai.AsyncOpenAI,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    providers: Callable[[], Provider],
+) -> None:
+    fast, slow = providers(), providers()
+    slow.app.state.faults.extend(Fault(delay=0.25) for _ in range(1000))
+    model = model_name()
+    await channel(pg, secret_key, fast, model, weight=1, priority=0)
+    await channel(pg, secret_key, slow, model, weight=1, priority=0)
+
+    def call() -> Awaitable[Any]:
+        return client.chat.completions.create(model=model, messages=HELLO)
+
+    # Equal weights: until the relays report averages, both get traffic.
+    await run_many(60, call, 8)
+    assert fast.calls > 0 and slow.calls > 0
+    # Relays report once a second; auth reads the averages with its health snapshot.
+    await asyncio.sleep(2.5)
+    before = slow.calls, fast.calls
+    await run_many(300, call, 8)
+    slow_share = (slow.calls - before[0]) / 300
+    # 0.25 s against a few ms: the slow channel is held at the minimum share (5%), far
+    # below the 50% its weight alone would give it; it still gets a trickle to show recovery.
+    assert slow_share < 0.2, slow_share
+    assert slow.calls > before[0] or slow_share == 0

@@ -88,7 +88,8 @@ def test_every_spec_is_a_registered_channel_type_of_the_openai_family() -> None:
     for type_id, spec in SPECS.items():
         assert spec.channel_type == type_id
         assert CHANNEL_TYPES[type_id].family == "openai"
-        assert spec.default_base_url.startswith(("https://", "http://localhost"))
+        # Azure has no default: every resource has its own endpoint.
+        assert spec.default_base_url.startswith(("https://", "http://localhost")) or type_id == 3
         assert "chat.completions" in spec.endpoints
     assert set(OpenAIProvider.channel_types) == {1, 8, *SPECS}
     assert {t for t, ct in CHANNEL_TYPES.items() if ct.family == "openai"} == {1, 8, *SPECS}
@@ -208,3 +209,87 @@ def test_moonshot_top_level_cached_tokens_count_as_cached() -> None:
     )
     usage = usage_from_answer("chat.completions", b"{}", "application/json", answer)
     assert usage.cached_tokens == 4
+
+
+def test_moonshot_usage_inside_the_finish_choice_is_found() -> None:
+    chunk = orjson.dumps(
+        {
+            "object": "chat.completion.chunk",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {},
+                    "finish_reason": "stop",
+                    "usage": {"prompt_tokens": 19, "completion_tokens": 13, "total_tokens": 32},
+                }
+            ],
+        }
+    )
+    assert usage_from_stream_event(chunk) is None
+    found = usage_from_stream_event(chunk, SPECS[25].stream_usage_path)
+    assert found is not None
+    usage, usage_only = found
+    assert (usage.prompt_tokens, usage.completion_tokens) == (19, 13) and not usage_only
+    # A chunk without choices, or with an empty list, has no usage there.
+    assert (
+        usage_from_stream_event(b'{"choices": [], "usage": null}', ("choices", "0", "usage"))
+        is None
+    )
+
+
+def _upstream(status: int, body: dict[str, Any]) -> Any:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from unigate_relay.providers.base import error_from_upstream
+
+    return error_from_upstream(status, orjson.dumps(body), CIMultiDictProxy(CIMultiDict()), ["k"])
+
+
+def test_a_400_refusing_the_key_is_the_channels_fault() -> None:
+    # xAI: {"code": ..., "error": "Incorrect API key provided: xa***Q6. ..."} with HTTP 400.
+    err = _upstream(
+        400,
+        {
+            "code": "Client specified an invalid argument",
+            "error": "Incorrect API key provided: xa***Q6. You can obtain an API key from "
+            "https://console.x.ai.",
+        },
+    )
+    assert (err.error.http_status, err.error.code) == (502, "upstream_auth_failed")
+    assert err.fatal and err.retryable
+    other = _upstream(400, {"code": "Client specified an invalid argument", "error": "bad n"})
+    assert (other.error.http_status, other.error.message, other.fatal) == (400, "bad n", False)
+
+
+def test_payment_required_disables_the_channel() -> None:
+    err = _upstream(402, {"error": {"code": 402, "message": "Insufficient credits"}})
+    assert (err.error.http_status, err.error.code, err.fatal) == (
+        502,
+        "upstream_quota_exhausted",
+        True,
+    )
+
+
+def test_mistral_422_detail_becomes_a_readable_message() -> None:
+    err = _upstream(
+        422,
+        {
+            "object": "error",
+            "message": {
+                "detail": [
+                    {
+                        "type": "extra_forbidden",
+                        "loc": ["body", "stream_options", "include_usage"],
+                        "msg": "Extra inputs are not permitted",
+                        "input": True,
+                    }
+                ]
+            },
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        },
+    )
+    assert err.error.http_status == 422
+    assert err.error.message == "stream_options.include_usage: Extra inputs are not permitted"
+    assert err.error.type == "invalid_request_error"

@@ -97,15 +97,18 @@ def chat_body(*messages: dict[str, Any], **arguments: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- tokenizer
 
 
-def test_count_tokens_is_simple_and_predictable() -> None:
+def test_count_tokens_uses_openai_o200k_encoding() -> None:
+    # Figures of OpenAI's o200k_base (gpt-4o) encoding.
     assert count_tokens("") == 0
-    assert count_tokens("   ") == 0
     assert count_tokens("Hello, world!") == 4
-    assert count_tokens("don't") == 3
-    assert count_tokens("你好世界") == 4
-    assert count_tokens("abc你好") == 3
+    assert count_tokens("don't") == 1
+    assert count_tokens("你好世界") == 2
+    assert count_tokens("<|endoftext|>") > 1  # special-token text is plain text here
     assert "".join(token_pieces("Echo: hi  there ")) == "Echo: hi  there "
     assert token_pieces("Echo: hi") == ["Echo", ":", " hi"]
+    # A character split across tokens is never split across pieces.
+    text = "测试🙂😀 emoji"
+    assert "".join(token_pieces(text)) == text
 
 
 def test_prompt_tokens_formula() -> None:
@@ -115,12 +118,21 @@ def test_prompt_tokens_formula() -> None:
             "role": "user",
             "content": [
                 {"type": "text", "text": "what is"},
-                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "https://example.com/a.png", "detail": "low"},
+                },
                 {"type": "text", "text": "this"},
             ],
         },
     ]
-    expected = 3 + (3 + count_tokens("Be brief.")) + (3 + 3 + IMAGE_PART_TOKENS)
+    # Reply priming, then per message: overhead + role + content.
+    expected = (
+        3
+        + (3 + count_tokens("system") + count_tokens("Be brief."))
+        + (3 + count_tokens("user") + count_tokens("what is") + count_tokens("this"))
+        + IMAGE_PART_TOKENS
+    )
     assert count_prompt_tokens(messages) == expected
 
 

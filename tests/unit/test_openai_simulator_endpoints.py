@@ -18,6 +18,7 @@ import pytest
 from starlette.applications import Starlette
 
 from tests.unit.test_openai_simulator import ThreadedServer, error_of
+from unigate.tokenizer.images import tiles_tokens
 from unigate_sim.openai import Fault, count_prompt_tokens, count_tokens
 
 INSTRUCT = "gpt-3.5-turbo-instruct"
@@ -667,7 +668,8 @@ def test_response_of_input_items(client: openai.OpenAI) -> None:
         {"role": "user", "content": [{"type": "text", "text": "what is this?"}]},
     ]
     assert resp.usage is not None
-    assert resp.usage.input_tokens == count_prompt_tokens(messages) + 85  # one image
+    # A remote image of unknown size is costed as 1024x1024 at high detail.
+    assert resp.usage.input_tokens == count_prompt_tokens(messages) + tiles_tokens(1024, 1024)
 
 
 def test_response_truncated_by_max_output_tokens(client: openai.OpenAI) -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from unigate_auth.routing import Ability, order_candidates
+from unigate.health import Averages
+from unigate_auth.routing import MIN_SHARE_FACTOR, Ability, health_factors, order_candidates
 
 
 def ability(cid: int, priority: int, weight: int) -> Ability:
@@ -31,3 +32,36 @@ def test_every_candidate_appears_once() -> None:
     abilities = [ability(i, i % 3, i) for i in range(1, 10)]
     order = order_candidates(abilities, random.Random(1))
     assert sorted(a.channel_id for a in order) == list(range(1, 10))
+
+
+def _first_shares(
+    abilities: list[Ability], averages: dict[int, Averages], n: int = 20_000
+) -> dict[int, float]:
+    rng = random.Random(3)
+    firsts = Counter(order_candidates(abilities, rng, averages)[0].channel_id for _ in range(n))
+    return {cid: count / n for cid, count in firsts.items()}
+
+
+def test_slow_channel_gets_proportionally_less_traffic() -> None:
+    tier = [ability(1, 0, 1), ability(2, 0, 1)]
+    # Within twice the tier's best: noise, weights unchanged.
+    near = _first_shares(tier, {1: Averages(100, 0), 2: Averages(190, 0)})
+    assert abs(near[1] - 0.5) < 0.02
+    # Eight times slower: a quarter of its weight (2x allowance / 8x), so 0.2 of the picks.
+    assert health_factors(tier, {1: Averages(100, 0), 2: Averages(800, 0)}) == {1: 1.0, 2: 0.25}
+    far = _first_shares(tier, {1: Averages(100, 0), 2: Averages(800, 0)})
+    assert abs(far[2] - 0.2) < 0.02
+
+
+def test_failing_channel_gets_less_traffic_but_never_none() -> None:
+    tier = [ability(1, 0, 1), ability(2, 0, 1), ability(3, 0, 1)]
+    factors = health_factors(
+        tier, {1: Averages(100, 0.0), 2: Averages(100, 0.5), 3: Averages(100, 1.0)}
+    )
+    assert factors == {1: 1.0, 2: 0.5, 3: MIN_SHARE_FACTOR}
+    # A channel with no averages yet, or a tier with one known channel, is left alone.
+    assert health_factors(tier, {2: Averages(900, 0.9)}) == {}
+    # Other tiers are judged on their own: the slow channel is alone in its tier.
+    mixed = [ability(1, 5, 1), ability(2, 5, 1), ability(3, 0, 1)]
+    order = order_candidates(mixed, random.Random(1), {3: Averages(10_000, 1.0)})
+    assert order[-1].channel_id == 3

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,45 +19,103 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _StatsGroupBy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatsGroupByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsGroupBy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATS_GROUP_BY_NONE: _StatsGroupBy.ValueType  # 0
+    """Only the total."""
+    STATS_GROUP_BY_DAY: _StatsGroupBy.ValueType  # 1
+    STATS_GROUP_BY_MODEL: _StatsGroupBy.ValueType  # 2
+    STATS_GROUP_BY_DAY_AND_MODEL: _StatsGroupBy.ValueType  # 3
+
+class StatsGroupBy(_StatsGroupBy, metaclass=_StatsGroupByEnumTypeWrapper): ...
+
+STATS_GROUP_BY_NONE: StatsGroupBy.ValueType  # 0
+"""Only the total."""
+STATS_GROUP_BY_DAY: StatsGroupBy.ValueType  # 1
+STATS_GROUP_BY_MODEL: StatsGroupBy.ValueType  # 2
+STATS_GROUP_BY_DAY_AND_MODEL: StatsGroupBy.ValueType  # 3
+Global___StatsGroupBy: _TypeAlias = StatsGroupBy  # noqa: Y015
+
+@_typing.final
+class LogFilter(_message.Message):
+    """Conditions on log rows; zero values mean "any". Conditions combine with AND. Names are
+    resolved through the users and tokens tables (a username is unique; a token name may match
+    several tokens), so list, export and stats select the same rows.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    END_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_NAME_FIELD_NUMBER: _builtins.int
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    start_timestamp: _builtins.int
+    """Unix seconds, both inclusive; 0 = unbounded."""
+    end_timestamp: _builtins.int
+    type: _builtins.int
+    """1 top-up, 2 consume, 3 manage, 4 system, 5 test; 0 = any."""
+    user_id: _builtins.int
+    username: _builtins.str
+    token_id: _builtins.int
+    token_name: _builtins.str
+    model_name: _builtins.str
+    channel_id: _builtins.int
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        start_timestamp: _builtins.int = ...,
+        end_timestamp: _builtins.int = ...,
+        type: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        username: _builtins.str = ...,
+        token_id: _builtins.int = ...,
+        token_name: _builtins.str = ...,
+        model_name: _builtins.str = ...,
+        channel_id: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "end_timestamp", b"end_timestamp", "model_name", b"model_name", "request_id", b"request_id", "start_timestamp", b"start_timestamp", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogFilter: _TypeAlias = LogFilter  # noqa: Y015
+
 @_typing.final
 class ListLogsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    USER_ID_FIELD_NUMBER: _builtins.int
-    TOKEN_ID_FIELD_NUMBER: _builtins.int
-    MODEL_FIELD_NUMBER: _builtins.int
-    CHANNEL_ID_FIELD_NUMBER: _builtins.int
-    TYPE_FIELD_NUMBER: _builtins.int
-    START_TIME_FIELD_NUMBER: _builtins.int
-    END_TIME_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
-    user_id: _builtins.int
-    token_id: _builtins.int
-    model: _builtins.str
-    channel_id: _builtins.int
-    type: _builtins.int
-    start_time: _builtins.int
-    """Unix seconds, inclusive; 0 = unbounded."""
-    end_time: _builtins.int
     page: _builtins.int
+    """0-based."""
     page_size: _builtins.int
+    """0 = the default (50); larger than the cap (1000) is capped."""
+    @_builtins.property
+    def filter(self) -> Global___LogFilter: ...
     def __init__(
         self,
         *,
-        user_id: _builtins.int = ...,
-        token_id: _builtins.int = ...,
-        model: _builtins.str = ...,
-        channel_id: _builtins.int = ...,
-        type: _builtins.int = ...,
-        start_time: _builtins.int = ...,
-        end_time: _builtins.int = ...,
+        filter: Global___LogFilter | None = ...,
         page: _builtins.int = ...,
         page_size: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "end_time", b"end_time", "model", b"model", "page", b"page", "page_size", b"page_size", "start_time", b"start_time", "token_id", b"token_id", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page", b"page", "page_size", b"page_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -86,6 +145,10 @@ class LogEntry(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     ESTIMATED_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     type: _builtins.int
     request_id: _builtins.str
@@ -106,6 +169,10 @@ class LogEntry(_message.Message):
     created_at: _builtins.int
     content: _builtins.str
     estimated: _builtins.bool
+    username: _builtins.str
+    endpoint: _builtins.str
+    group: _builtins.str
+    error_code: _builtins.str
     def __init__(
         self,
         *,
@@ -129,10 +196,14 @@ class LogEntry(_message.Message):
         created_at: _builtins.int = ...,
         content: _builtins.str = ...,
         estimated: _builtins.bool = ...,
+        username: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        group: _builtins.str = ...,
+        error_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_tokens", b"cached_tokens", "channel_id", b"channel_id", "completion_tokens", b"completion_tokens", "content", b"content", "created_at", b"created_at", "estimated", b"estimated", "first_token_ms", b"first_token_ms", "id", b"id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "quota", b"quota", "request_id", b"request_id", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "upstream_model", b"upstream_model", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_tokens", b"cached_tokens", "channel_id", b"channel_id", "completion_tokens", b"completion_tokens", "content", b"content", "created_at", b"created_at", "endpoint", b"endpoint", "error_code", b"error_code", "estimated", b"estimated", "first_token_ms", b"first_token_ms", "group", b"group", "id", b"id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "quota", b"quota", "request_id", b"request_id", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "upstream_model", b"upstream_model", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -144,7 +215,12 @@ class ListLogsResponse(_message.Message):
 
     LOGS_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
     total: _builtins.int
+    page: _builtins.int
+    """The page and page size actually served (after defaults and the cap)."""
+    page_size: _builtins.int
     @_builtins.property
     def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]: ...
     def __init__(
@@ -152,11 +228,185 @@ class ListLogsResponse(_message.Message):
         *,
         logs: _abc.Iterable[Global___LogEntry] | None = ...,
         total: _builtins.int = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs", b"logs", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs", b"logs", "page", b"page", "page_size", b"page_size", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListLogsResponse: _TypeAlias = ListLogsResponse  # noqa: Y015
+
+@_typing.final
+class ExportLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def filter(self) -> Global___LogFilter: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___LogFilter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportLogsRequest: _TypeAlias = ExportLogsRequest  # noqa: Y015
+
+@_typing.final
+class CsvChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """UTF-8 CSV (RFC 4180 quoting, CRLF line ends); each chunk ends at a row boundary."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CsvChunk: _TypeAlias = CsvChunk  # noqa: Y015
+
+@_typing.final
+class UsageFilter(_message.Message):
+    """The dimensions of the rollups; time is always a range, never a dimension filter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    END_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_NAME_FIELD_NUMBER: _builtins.int
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    start_timestamp: _builtins.int
+    """Unix seconds, both inclusive; 0 = unbounded. Whole UTC days inside the range are read
+    from the rollups, the partial days at its ends from the log rows, so any range is exact.
+    """
+    end_timestamp: _builtins.int
+    user_id: _builtins.int
+    username: _builtins.str
+    token_id: _builtins.int
+    token_name: _builtins.str
+    model_name: _builtins.str
+    channel_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        start_timestamp: _builtins.int = ...,
+        end_timestamp: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        username: _builtins.str = ...,
+        token_id: _builtins.int = ...,
+        token_name: _builtins.str = ...,
+        model_name: _builtins.str = ...,
+        channel_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "end_timestamp", b"end_timestamp", "model_name", b"model_name", "start_timestamp", b"start_timestamp", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageFilter: _TypeAlias = UsageFilter  # noqa: Y015
+
+@_typing.final
+class UsageStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    group_by: Global___StatsGroupBy.ValueType
+    @_builtins.property
+    def filter(self) -> Global___UsageFilter: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___UsageFilter | None = ...,
+        group_by: Global___StatsGroupBy.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "group_by", b"group_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageStatsRequest: _TypeAlias = UsageStatsRequest  # noqa: Y015
+
+@_typing.final
+class UsageStat(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    QUOTA_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """UTC day as YYYY-MM-DD when grouped by day, else empty."""
+    model_name: _builtins.str
+    """When grouped by model, else empty."""
+    requests: _builtins.int
+    prompt_tokens: _builtins.int
+    completion_tokens: _builtins.int
+    quota: _builtins.int
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        model_name: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        quota: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "day", b"day", "model_name", b"model_name", "prompt_tokens", b"prompt_tokens", "quota", b"quota", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageStat: _TypeAlias = UsageStat  # noqa: Y015
+
+@_typing.final
+class UsageStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageStat]:
+        """Ordered by day, then model."""
+
+    @_builtins.property
+    def total(self) -> Global___UsageStat:
+        """The sum of all matching usage (One API's `/api/log/stat` answers `total.quota`)."""
+
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___UsageStat] | None = ...,
+        total: Global___UsageStat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageStatsResponse: _TypeAlias = UsageStatsResponse  # noqa: Y015

@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class BillingServiceStub:
-    """Read side of the usage ledger.
+    """Read side of the usage ledger. Field names follow One API's query parameters
+    (`type`, `start_timestamp`, `end_timestamp`, `username`, `token_name`, `model_name`,
+    `channel`) so that the management REST API (`/api/log/`, `/api/log/self`, `/api/log/stat`,
+    `/api/log/self/stat`) maps its query string onto these messages field by field; the `self`
+    variants only pin `user_id`.
     """
 
     def __init__(self, channel):
@@ -40,14 +44,44 @@ class BillingServiceStub:
                 request_serializer=unigate_dot_v1_dot_billing__pb2.ListLogsRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_billing__pb2.ListLogsResponse.FromString,
                 _registered_method=True)
+        self.ExportLogs = channel.unary_stream(
+                '/unigate.v1.BillingService/ExportLogs',
+                request_serializer=unigate_dot_v1_dot_billing__pb2.ExportLogsRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_billing__pb2.CsvChunk.FromString,
+                _registered_method=True)
+        self.UsageStats = channel.unary_unary(
+                '/unigate.v1.BillingService/UsageStats',
+                request_serializer=unigate_dot_v1_dot_billing__pb2.UsageStatsRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_billing__pb2.UsageStatsResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
-    """Read side of the usage ledger.
+    """Read side of the usage ledger. Field names follow One API's query parameters
+    (`type`, `start_timestamp`, `end_timestamp`, `username`, `token_name`, `model_name`,
+    `channel`) so that the management REST API (`/api/log/`, `/api/log/self`, `/api/log/stat`,
+    `/api/log/self/stat`) maps its query string onto these messages field by field; the `self`
+    variants only pin `user_id`.
     """
 
     def ListLogs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One page of log rows, newest first, with the total count of rows matching the filter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportLogs(self, request, context):
+        """Every matching log row as CSV (a header row, then rows newest first), in chunks of whole
+        rows, so an export of any size never sits in memory on either side.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UsageStats(self, request, context):
+        """Totals of consume rows (type 2) from the daily rollups, grouped by day and/or model.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -60,6 +94,16 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=unigate_dot_v1_dot_billing__pb2.ListLogsRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_billing__pb2.ListLogsResponse.SerializeToString,
             ),
+            'ExportLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportLogs,
+                    request_deserializer=unigate_dot_v1_dot_billing__pb2.ExportLogsRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_billing__pb2.CsvChunk.SerializeToString,
+            ),
+            'UsageStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.UsageStats,
+                    request_deserializer=unigate_dot_v1_dot_billing__pb2.UsageStatsRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_billing__pb2.UsageStatsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'unigate.v1.BillingService', rpc_method_handlers)
@@ -69,7 +113,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class BillingService:
-    """Read side of the usage ledger.
+    """Read side of the usage ledger. Field names follow One API's query parameters
+    (`type`, `start_timestamp`, `end_timestamp`, `username`, `token_name`, `model_name`,
+    `channel`) so that the management REST API (`/api/log/`, `/api/log/self`, `/api/log/stat`,
+    `/api/log/self/stat`) maps its query string onto these messages field by field; the `self`
+    variants only pin `user_id`.
     """
 
     @staticmethod
@@ -89,6 +137,60 @@ class BillingService:
             '/unigate.v1.BillingService/ListLogs',
             unigate_dot_v1_dot_billing__pb2.ListLogsRequest.SerializeToString,
             unigate_dot_v1_dot_billing__pb2.ListLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/unigate.v1.BillingService/ExportLogs',
+            unigate_dot_v1_dot_billing__pb2.ExportLogsRequest.SerializeToString,
+            unigate_dot_v1_dot_billing__pb2.CsvChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UsageStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.BillingService/UsageStats',
+            unigate_dot_v1_dot_billing__pb2.UsageStatsRequest.SerializeToString,
+            unigate_dot_v1_dot_billing__pb2.UsageStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,19 +13,55 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class BillingServiceStub:
-    """Read side of the usage ledger."""
+    """Read side of the usage ledger. Field names follow One API's query parameters
+    (`type`, `start_timestamp`, `end_timestamp`, `username`, `token_name`, `model_name`,
+    `channel`) so that the management REST API (`/api/log/`, `/api/log/self`, `/api/log/stat`,
+    `/api/log/self/stat`) maps its query string onto these messages field by field; the `self`
+    variants only pin `user_id`.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListLogs: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLogsRequest, _billing_pb2.ListLogsResponse]
+    """One page of log rows, newest first, with the total count of rows matching the filter."""
+    ExportLogs: _aio.UnaryStreamMultiCallable[_billing_pb2.ExportLogsRequest, _billing_pb2.CsvChunk]
+    """Every matching log row as CSV (a header row, then rows newest first), in chunks of whole
+    rows, so an export of any size never sits in memory on either side.
+    """
+    UsageStats: _aio.UnaryUnaryMultiCallable[_billing_pb2.UsageStatsRequest, _billing_pb2.UsageStatsResponse]
+    """Totals of consume rows (type 2) from the daily rollups, grouped by day and/or model."""
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Read side of the usage ledger."""
+    """Read side of the usage ledger. Field names follow One API's query parameters
+    (`type`, `start_timestamp`, `end_timestamp`, `username`, `token_name`, `model_name`,
+    `channel`) so that the management REST API (`/api/log/`, `/api/log/self`, `/api/log/stat`,
+    `/api/log/self/stat`) maps its query string onto these messages field by field; the `self`
+    variants only pin `user_id`.
+    """
 
     @_abc_1.abstractmethod
     def ListLogs(
         self,
         request: _billing_pb2.ListLogsRequest,
         context: _aio.ServicerContext[_billing_pb2.ListLogsRequest, _abc.Awaitable[_billing_pb2.ListLogsResponse]],
-    ) -> _abc.Awaitable[_billing_pb2.ListLogsResponse]: ...
+    ) -> _abc.Awaitable[_billing_pb2.ListLogsResponse]:
+        """One page of log rows, newest first, with the total count of rows matching the filter."""
+
+    @_abc_1.abstractmethod
+    def ExportLogs(
+        self,
+        request: _billing_pb2.ExportLogsRequest,
+        context: _aio.ServicerContext[_billing_pb2.ExportLogsRequest, _abc.AsyncIterator[_billing_pb2.CsvChunk]],
+    ) -> _abc.AsyncIterator[_billing_pb2.CsvChunk]:
+        """Every matching log row as CSV (a header row, then rows newest first), in chunks of whole
+        rows, so an export of any size never sits in memory on either side.
+        """
+
+    @_abc_1.abstractmethod
+    def UsageStats(
+        self,
+        request: _billing_pb2.UsageStatsRequest,
+        context: _aio.ServicerContext[_billing_pb2.UsageStatsRequest, _abc.Awaitable[_billing_pb2.UsageStatsResponse]],
+    ) -> _abc.Awaitable[_billing_pb2.UsageStatsResponse]:
+        """Totals of consume rows (type 2) from the daily rollups, grouped by day and/or model."""
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _aio.Server) -> None: ...

@@ -29,6 +29,26 @@ class UsageEvent(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
@@ -52,6 +72,7 @@ class UsageEvent(_message.Message):
     CHANNELS_TRIED_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Bumped on incompatible change; consumers reject versions they do not know."""
     request_id: _builtins.str
@@ -81,6 +102,13 @@ class UsageEvent(_message.Message):
     def pricing(self) -> _auth_pb2.Pricing: ...
     @_builtins.property
     def channels_tried(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """W3C trace context (traceparent, tracestate) of the request that produced the event, so
+        billing's work on it joins the request's trace although the event travels in a batch.
+        Empty when the gateway is not tracing.
+        """
+
     def __init__(
         self,
         *,
@@ -107,10 +135,11 @@ class UsageEvent(_message.Message):
         channels_tried: _abc.Iterable[_builtins.int] | None = ...,
         created_at_ms: _builtins.int = ...,
         group: _builtins.str = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["pricing", b"pricing", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "channels_tried", b"channels_tried", "client_ip", b"client_ip", "created_at_ms", b"created_at_ms", "endpoint", b"endpoint", "error_code", b"error_code", "first_token_ms", b"first_token_ms", "group", b"group", "latency_ms", b"latency_ms", "model", b"model", "pricing", b"pricing", "quota", b"quota", "request_id", b"request_id", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "schema_version", b"schema_version", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "upstream_model", b"upstream_model", "usage", b"usage", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "channels_tried", b"channels_tried", "client_ip", b"client_ip", "created_at_ms", b"created_at_ms", "endpoint", b"endpoint", "error_code", b"error_code", "first_token_ms", b"first_token_ms", "group", b"group", "latency_ms", b"latency_ms", "model", b"model", "pricing", b"pricing", "quota", b"quota", "request_id", b"request_id", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "schema_version", b"schema_version", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "trace_context", b"trace_context", "upstream_model", b"upstream_model", "usage", b"usage", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -15,6 +15,7 @@ import orjson
 
 from unigate.channel_types import channel_type
 from unigate.quota import QuotaStore
+from unigate.settings import relay_for
 from unigate.v1 import relay_pb2, relay_pb2_grpc
 from unigate_auth.store import AuthStore, ChannelUnderTest
 
@@ -68,7 +69,7 @@ class ChannelTester:
     async def test(self, channel: ChannelUnderTest) -> int | None:
         """Milliseconds a minimal request took, or None if it failed."""
         ct = channel_type(channel.type)
-        stub = self._relays.get(ct.family) if ct else None
+        stub = relay_for(self._relays, ct.family) if ct else None
         if stub is None:
             return None
         body = orjson.dumps(

@@ -1,10 +1,22 @@
-"""Ordering channel candidates: priority tiers first, weighted random inside a tier."""
+"""Ordering channel candidates: priority tiers first, weighted random inside a tier, with
+traffic taken away from channels whose recent latency or error rate is far worse than their
+tier's."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import groupby
+
+from unigate.health import Averages
+
+# A channel slower than this many times its tier's fastest loses traffic in proportion.
+SLOW_FACTOR = 2.0
+# Error rates within this of the tier's best count as equally good (noise, not a trend).
+ERROR_RATE_SLACK = 0.05
+# Never starve a channel entirely: it must keep getting some calls to show it recovered.
+MIN_SHARE_FACTOR = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,16 +29,45 @@ class Ability:
     config_version: int
 
 
-def order_candidates(abilities: list[Ability], rng: random.Random | None = None) -> list[Ability]:
-    """Highest priority tier first; within a tier, a weighted random permutation
-    (weight 0 counts as 1), so the first pick follows the weights and the rest are fallbacks."""
+def health_factors(tier: list[Ability], averages: Mapping[int, Averages]) -> dict[int, float]:
+    """Each channel's weight multiplier in its tier: 1 unless its moving averages are far
+    worse than the tier's best; channels with no averages yet count as healthy."""
+    known = [averages[a.channel_id] for a in tier if a.channel_id in averages]
+    if len(known) < 2:
+        return {}
+    fastest = min((k.latency_ms for k in known if k.latency_ms > 0), default=0.0)
+    best_errors = min(k.error_rate for k in known)
+    factors: dict[int, float] = {}
+    for a in tier:
+        avg = averages.get(a.channel_id)
+        if avg is None:
+            continue
+        factor = 1.0
+        if fastest > 0 and avg.latency_ms > SLOW_FACTOR * fastest:
+            factor *= SLOW_FACTOR * fastest / avg.latency_ms
+        if avg.error_rate > best_errors + ERROR_RATE_SLACK:
+            factor *= (1 - avg.error_rate) / (1 - best_errors)
+        factors[a.channel_id] = max(factor, MIN_SHARE_FACTOR)
+    return factors
+
+
+def order_candidates(
+    abilities: list[Ability],
+    rng: random.Random | None = None,
+    averages: Mapping[int, Averages] | None = None,
+) -> list[Ability]:
+    """Highest priority tier first; within a tier, a weighted random permutation (weight 0
+    counts as 1, scaled by :func:`health_factors`), so the first pick follows the weights and
+    the rest are fallbacks."""
     rnd = rng or random
     ordered: list[Ability] = []
     by_priority = sorted(abilities, key=lambda a: -a.priority)
     for _, tier_iter in groupby(by_priority, key=lambda a: a.priority):
         tier = list(tier_iter)
+        factors = health_factors(tier, averages) if averages and len(tier) > 1 else {}
+        weights = {a.channel_id: max(a.weight, 1) * factors.get(a.channel_id, 1.0) for a in tier}
         # Efraimidis-Spirakis: sorting by u**(1/w) draws a weighted permutation.
         ordered.extend(
-            sorted(tier, key=lambda a: rnd.random() ** (1.0 / max(a.weight, 1)), reverse=True)
+            sorted(tier, key=lambda a: rnd.random() ** (1.0 / weights[a.channel_id]), reverse=True)
         )
     return ordered

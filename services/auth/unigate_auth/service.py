@@ -239,7 +239,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 "You exceeded your current quota, please top up your account."
             )
         candidates = []
-        for a in await self._healthy_first(order_candidates(abilities), now_ms):
+        snapshot = await self._health_now()
+        ordered = order_candidates(abilities, averages=snapshot.averages)
+        for a in await self._healthy_first(ordered, snapshot, now_ms):
             ct = channel_type(a.channel_type)
             if ct is None:
                 continue
@@ -283,10 +285,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self._health_snapshot = (time.monotonic(), snapshot)
         return snapshot
 
-    async def _healthy_first(self, ordered: list[Ability], now_ms: int) -> list[Ability]:
+    async def _healthy_first(
+        self, ordered: list[Ability], snapshot: HealthSnapshot, now_ms: int
+    ) -> list[Ability]:
         """Cooling channels go to the back (a last resort, never dropped); a half-open one
         goes first for the single request that wins its probe, so the probe really happens."""
-        snapshot = await self._health_now()
         if not snapshot.fails and not snapshot.cooling_until:
             return ordered
         probes: list[Ability] = []

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from unigate import telemetry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import QuotaStore, Settlement
 from unigate.v1 import events_pb2
@@ -103,13 +104,26 @@ class UsageConsumer:
             for data, reason in bad:
                 log.error("dead-lettering usage data on %s: %s", msg.subject, reason)
                 dead.append((msg.subject, data, reason))
+        traced = (
+            telemetry.ConsumeTrace(
+                self._ns.usage_subject,
+                (m.headers for m in msgs),
+                ((rid, e.trace_context) for rid, e in events.items()),
+            )
+            # An empty fetch is not a unit of work worth a trace.
+            if telemetry.tracing_enabled() and (events or dead)
+            else None
+        )
         delay = 0.2
         while True:
             try:
-                applied = await self._ledger.apply(list(events.values()), dead)
+                with telemetry.ledger_write(traced, len(events) + len(dead)):
+                    applied = await self._ledger.apply(list(events.values()), dead)
                 break
             except Exception:
                 if self._stopping.is_set():
+                    if traced is not None:
+                        traced.finish(set(), outcome="abandoned")
                     return  # unacked: redelivered to whoever consumes next
                 log.exception("ledger write failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
@@ -127,10 +141,13 @@ class UsageConsumer:
             if e.reservation_id
         ]
         try:
-            await self._quota.settle(settlements)
+            with telemetry.current(traced.batch if traced else None):
+                await self._quota.settle(settlements)
         except Exception:
             # The ledger is already right; cached balances heal when they expire.
             log.exception("could not settle %d reservations in redis", len(settlements))
         for msg in msgs:
             await msg.ack()
+        if traced is not None:
+            traced.finish(set(new))
         self.applied += len(new)

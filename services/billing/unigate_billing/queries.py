@@ -1,15 +1,80 @@
-"""The BillingService gRPC implementation: read side of the ledger."""
+"""The BillingService gRPC implementation: read side of the ledger.
+
+The RPCs are thin: filters become SQL in ``logfilter``, the export is ``logexport`` and the
+statistics are ``usage_stats``. A filter the caller got wrong is INVALID_ARGUMENT.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import grpc
 
 from unigate.v1 import billing_pb2, billing_pb2_grpc
+from unigate_billing.logexport import export_csv
+from unigate_billing.logfilter import InvalidFilter, Params, log_conditions, where_clause
+from unigate_billing.usage_stats import usage_stats
 
+DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+
+_LOG_COLUMNS = (
+    "id, type, coalesce(request_id, '') AS request_id, user_id, username, token_id, token_name,"
+    ' channel_id, model_name, upstream_model, endpoint, "group", prompt_tokens,'
+    " completion_tokens, cached_tokens, quota, latency_ms, first_token_ms, is_stream,"
+    " status_code, error_code, created_at, content, estimated"
+)
+
+
+def _entry(r: asyncpg.Record) -> billing_pb2.LogEntry:
+    return billing_pb2.LogEntry(
+        id=r["id"],
+        type=r["type"],
+        request_id=r["request_id"],
+        user_id=r["user_id"],
+        username=r["username"],
+        token_id=r["token_id"],
+        token_name=r["token_name"],
+        channel_id=r["channel_id"],
+        model=r["model_name"],
+        upstream_model=r["upstream_model"],
+        endpoint=r["endpoint"],
+        group=r["group"],
+        prompt_tokens=r["prompt_tokens"],
+        completion_tokens=r["completion_tokens"],
+        cached_tokens=r["cached_tokens"],
+        quota=r["quota"],
+        latency_ms=r["latency_ms"],
+        first_token_ms=r["first_token_ms"],
+        stream=r["is_stream"],
+        status_code=r["status_code"],
+        error_code=r["error_code"],
+        created_at=r["created_at"],
+        content=r["content"],
+        estimated=r["estimated"],
+    )
+
+
+async def list_logs(
+    pool: asyncpg.Pool, request: billing_pb2.ListLogsRequest
+) -> billing_pb2.ListLogsResponse:
+    if request.page < 0 or request.page_size < 0:
+        raise InvalidFilter("page and page_size cannot be negative")
+    p = Params()
+    clause = where_clause(log_conditions(p, request.filter))
+    size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    total = await pool.fetchval(f"SELECT count(*) FROM logs {clause}", *p.values)
+    page = Params(list(p.values))
+    rows = await pool.fetch(
+        f"SELECT {_LOG_COLUMNS} FROM logs {clause} ORDER BY id DESC"
+        f" LIMIT {page.add(size)} OFFSET {page.add(request.page * size)}",
+        *page.values,
+    )
+    return billing_pb2.ListLogsResponse(
+        total=total, page=request.page, page_size=size, logs=[_entry(r) for r in rows]
+    )
 
 
 class BillingQueries(billing_pb2_grpc.BillingServiceServicer):
@@ -19,60 +84,24 @@ class BillingQueries(billing_pb2_grpc.BillingServiceServicer):
     async def ListLogs(
         self, request: billing_pb2.ListLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> billing_pb2.ListLogsResponse:
-        where, args = [], []
-        for column, value in (
-            ("user_id", request.user_id),
-            ("token_id", request.token_id),
-            ("model_name", request.model),
-            ("channel_id", request.channel_id),
-            ("type", request.type),
-        ):
-            if value:
-                args.append(value)
-                where.append(f"{column} = ${len(args)}")
-        if request.start_time:
-            args.append(request.start_time)
-            where.append(f"created_at >= ${len(args)}")
-        if request.end_time:
-            args.append(request.end_time)
-            where.append(f"created_at <= ${len(args)}")
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        size = min(max(request.page_size or 50, 1), MAX_PAGE_SIZE)
-        offset = max(request.page, 0) * size
-        total = await self._pool.fetchval(f"SELECT count(*) FROM logs {clause}", *args)
-        rows = await self._pool.fetch(
-            "SELECT id, type, coalesce(request_id, '') AS request_id, user_id, token_id,"
-            " token_name, channel_id, model_name, upstream_model, prompt_tokens,"
-            " completion_tokens, cached_tokens, quota, latency_ms, first_token_ms, is_stream,"
-            " status_code, created_at, content, estimated"
-            f" FROM logs {clause} ORDER BY id DESC LIMIT {size} OFFSET {offset}",
-            *args,
-        )
-        return billing_pb2.ListLogsResponse(
-            total=total,
-            logs=[
-                billing_pb2.LogEntry(
-                    id=r["id"],
-                    type=r["type"],
-                    request_id=r["request_id"],
-                    user_id=r["user_id"],
-                    token_id=r["token_id"],
-                    token_name=r["token_name"],
-                    channel_id=r["channel_id"],
-                    model=r["model_name"],
-                    upstream_model=r["upstream_model"],
-                    prompt_tokens=r["prompt_tokens"],
-                    completion_tokens=r["completion_tokens"],
-                    cached_tokens=r["cached_tokens"],
-                    quota=r["quota"],
-                    latency_ms=r["latency_ms"],
-                    first_token_ms=r["first_token_ms"],
-                    stream=r["is_stream"],
-                    status_code=r["status_code"],
-                    created_at=r["created_at"],
-                    content=r["content"],
-                    estimated=r["estimated"],
-                )
-                for r in rows
-            ],
-        )
+        try:
+            return await list_logs(self._pool, request)
+        except InvalidFilter as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def ExportLogs(
+        self, request: billing_pb2.ExportLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[billing_pb2.CsvChunk]:
+        try:
+            async for data in export_csv(self._pool, request.filter):
+                yield billing_pb2.CsvChunk(data=data)
+        except InvalidFilter as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def UsageStats(
+        self, request: billing_pb2.UsageStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> billing_pb2.UsageStatsResponse:
+        try:
+            return await usage_stats(self._pool, request)
+        except InvalidFilter as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

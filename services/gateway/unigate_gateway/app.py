@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Route
 
-from unigate import bus, errors
+from unigate import bus, errors, telemetry, tokenizer
 from unigate.grpcutil import insecure_channel
 from unigate.logs import request_id_var
 from unigate.namespace import Namespace
@@ -100,6 +101,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await bus.ensure_usage_stream(js, ns)
         publisher = UsagePublisher(js, ns.usage_subject, max_buffer=settings.usage_buffer)
         publisher.start()
+        # Billing a client that left mid-stream counts tokens: build the encodings now.
+        warming = asyncio.create_task(asyncio.to_thread(tokenizer.warm_up))
         state["proxy"] = Proxy(
             auth_pb2_grpc.AuthServiceStub(auth_channel),
             {f: relay_pb2_grpc.RelayServiceStub(c) for f, c in relay_channels.items()},
@@ -114,6 +117,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
+            await warming
             await publisher.close()
             await nc.drain()
             await auth_channel.close()
@@ -133,6 +137,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     for route in ops_routes(ready):
         app.router.routes.append(route)
+    if telemetry.tracing_enabled():
+        app.add_middleware(telemetry.ServerSpanMiddleware)
 
     def proxy() -> Proxy:
         p = state["proxy"]
@@ -155,6 +161,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # The ledger's key is always ours, so a client cannot collide with another's request.
         request_id = new_request_id()
         request_id_var.set(request_id)
+        telemetry.set_request_id(request_id)
         try:
             body = await request.body()
             if len(body) > settings.max_body_bytes:

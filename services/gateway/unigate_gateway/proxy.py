@@ -11,16 +11,18 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable
+from contextvars import Token
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
 from starlette.responses import Response, StreamingResponse
 
-from unigate import errors
+from unigate import errors, telemetry
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.pricing import Price, quota_for
-from unigate.tokens import estimate_text_tokens, sse_payloads, streamed_text
+from unigate.settings import relay_for
+from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway.metrics import RETRIES
 from unigate_gateway.publisher import UsagePublisher
@@ -70,6 +72,8 @@ class CallRecord:
     first_token_ms: int = 0
     # Stream bytes sent so far: counted only if the client leaves before the relay's end.
     forwarded: list[bytes] = field(default_factory=list)
+    # The span of the current upstream attempt (only when tracing).
+    attempt: telemetry.Span | None = None
 
 
 class Proxy:
@@ -174,15 +178,43 @@ class Proxy:
             in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED),
         )
 
+    def _start_attempt(
+        self, record: CallRecord, cand: auth_pb2.ChannelCandidate
+    ) -> Token[telemetry.Context]:
+        """Start the attempt's span; returns the context the relay is called in."""
+        record.attempt, ctx = telemetry.start_attempt(
+            endpoint=record.call.endpoint,
+            type_id=cand.channel_type,
+            model=cand.upstream_model or record.call.model,
+            channel_id=cand.channel_id,
+            retry=len(record.tried) - 1,
+            request_body=record.call.body,
+        )
+        return telemetry.attach(ctx)
+
+    def _end_attempt(
+        self, record: CallRecord, last: relay_pb2.RelayError | None, response: bytes = b""
+    ) -> None:
+        if record.attempt is not None:
+            telemetry.end_genai_span(
+                record.attempt,
+                usage=record.usage,
+                error_code=(last.error.code or last.error.type or "error") if last else "",
+                retryable=last.retryable if last else None,
+                response=response,
+            )
+            record.attempt = None
+
     async def _unary(self, record: CallRecord) -> Response:
         last: relay_pb2.RelayError | None = None
         for cand in self._candidates(record):
             record.channel = cand
             record.tried.append(cand.channel_id)
-            stub = self._relays.get(cand.family)
+            stub = relay_for(self._relays, cand.family)
             if stub is None:
                 last = self._no_relay_error(cand)
                 continue
+            token = self._start_attempt(record, cand) if telemetry.tracing_enabled() else None
             try:
                 result = await stub.Call(
                     self._relay_request(record, cand), timeout=self._relay_timeout
@@ -193,6 +225,9 @@ class Proxy:
                 if not result.HasField("error"):
                     record.usage = result.usage
                     record.status = result.http_status or 200
+                    if token is not None:
+                        telemetry.detach(token)
+                        self._end_attempt(record, None, result.body)
                     return Response(
                         result.body,
                         status_code=record.status,
@@ -202,6 +237,9 @@ class Proxy:
                 last = result.error
                 if result.HasField("usage"):
                     record.usage = result.usage
+            if token is not None:
+                telemetry.detach(token)
+                self._end_attempt(record, last)
             if not last.retryable:
                 break
             RETRIES.labels(reason=last.error.code or "error").inc()
@@ -222,11 +260,15 @@ class Proxy:
         for cand in self._candidates(record):
             record.channel = cand
             record.tried.append(cand.channel_id)
-            stub = self._relays.get(cand.family)
+            stub = relay_for(self._relays, cand.family)
             if stub is None:
                 last = self._no_relay_error(cand)
                 continue
+            token = self._start_attempt(record, cand) if telemetry.tracing_enabled() else None
+            # The interceptor's task (and so the relay's client span) takes the context here.
             call = stub.Stream(self._relay_request(record, cand), timeout=self._relay_timeout)
+            if token is not None:
+                telemetry.detach(token)
             try:
                 first = await call.read()
             except grpc.aio.AioRpcError as exc:
@@ -243,12 +285,15 @@ class Proxy:
                         record.usage = first.end.usage
                 else:
                     record.status = 200
+                    if record.attempt is not None:
+                        telemetry.note_response(record.attempt, first.data)
                     return StreamingResponse(
                         self._forward(record, call, first),
                         media_type="text/event-stream",
                         headers={**SSE_HEADERS, "X-Request-Id": record.request_id},
                     )
             call.cancel()
+            self._end_attempt(record, last)
             if not last.retryable:
                 break
             RETRIES.labels(reason=last.error.code or "error").inc()
@@ -303,16 +348,22 @@ class Proxy:
                 call.cancel()
                 if not record.usage.prompt_tokens:
                     # Bill what was generated up to the moment the client left.
-                    prompt = record.call.estimated_prompt_tokens
-                    completion = estimate_text_tokens(
-                        streamed_text(sse_payloads(b"".join(record.forwarded)))
+                    model = record.channel.upstream_model if record.channel else ""
+                    record.usage = counted_usage(
+                        record.call.endpoint,
+                        record.call.body,
+                        model or record.call.model,
+                        streamed_text(sse_payloads(b"".join(record.forwarded))),
                     )
-                    record.usage = common_pb2.Usage(
-                        prompt_tokens=prompt,
-                        completion_tokens=completion,
-                        total_tokens=prompt + completion,
-                        estimated=True,
-                    )
+            if record.attempt is not None:
+                # Ends the attempt span: its outcome is the stream's, client_closed included.
+                telemetry.end_genai_span(
+                    record.attempt,
+                    usage=record.usage,
+                    error_code=record.error_code,
+                    outcome=record.error_code or "success",
+                )
+                record.attempt = None
             self._publish(record)
 
     def _publish(self, record: CallRecord) -> None:

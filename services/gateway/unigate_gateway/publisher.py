@@ -14,6 +14,7 @@ import logging
 
 from nats.js import JetStreamContext
 
+from unigate import telemetry
 from unigate.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class UsagePublisher:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._workers_n)]
 
     def publish(self, event: events_pb2.UsageEvent) -> None:
+        if telemetry.tracing_enabled():
+            # Called in the request's context: the event carries it through the batch to billing.
+            telemetry.stamp_event(event.trace_context)
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -65,12 +69,18 @@ class UsagePublisher:
             batch = self._take_batch(await self._queue.get())
             data = events_pb2.UsageBatch(events=batch).SerializeToString()
             msg_id = f"{batch[0].request_id}+{len(batch)}"
+            headers = {"Nats-Msg-Id": msg_id}
+            span = (
+                telemetry.start_publish(
+                    self._subject, (e.trace_context for e in batch), len(batch), headers
+                )
+                if telemetry.tracing_enabled()
+                else None
+            )
             delay = 0.1
             while True:
                 try:
-                    await self._js.publish(
-                        self._subject, data, timeout=5.0, headers={"Nats-Msg-Id": msg_id}
-                    )
+                    await self._js.publish(self._subject, data, timeout=5.0, headers=headers)
                     break
                 except asyncio.CancelledError:
                     raise
@@ -78,6 +88,8 @@ class UsagePublisher:
                     log.warning("usage publish failed (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+            if span is not None:
+                span.end()
             self.published += len(batch)
             for _ in batch:
                 self._queue.task_done()

@@ -1,6 +1,7 @@
 """Tells the rest of the system what the relay learned about a channel's health, off the
 response path: failures cool the channel down (shared in Redis), fatal errors ask auth to
-disable it, and a success clears the record of a channel that had failures."""
+disable it, a success clears the record of a channel that had failures, and every outcome
+feeds the channel's moving averages (batched: one Redis call per second per relay)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import grpc
 
-from unigate.health import ChannelHealth
+from unigate.health import ChannelHealth, Outcomes
 from unigate.v1 import auth_pb2, auth_pb2_grpc, relay_pb2
 from unigate_relay.providers.base import is_channel_failure
 
@@ -25,14 +26,23 @@ class HealthReporter:
         # success costs a Redis write only when there is something to clear.
         self._flagged: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: dict[int, Outcomes] = {}
 
-    def observe(self, channel_id: int, error: relay_pb2.RelayError | None) -> None:
+    def observe(
+        self, channel_id: int, error: relay_pb2.RelayError | None, latency_ms: float = 0.0
+    ) -> None:
+        """Take note of one call's outcome; ``latency_ms`` is how long the provider took to
+        answer (to its first token, for a stream)."""
         if error is None:
+            seen = self._outcomes.setdefault(channel_id, Outcomes())
+            seen.successes += 1
+            seen.latency_ms_sum += latency_ms
             if channel_id not in self._flagged:
                 return
             self._flagged.discard(channel_id)
             self._spawn(self._health.record_success(channel_id))
         elif is_channel_failure(error):
+            self._outcomes.setdefault(channel_id, Outcomes()).failures += 1
             self._flagged.add(channel_id)
             self._spawn(self._failed(channel_id, error))
 
@@ -72,4 +82,14 @@ class HealthReporter:
                 self._flagged = set((await self._health.snapshot()).fails)
             except Exception as exc:
                 log.warning("could not read channel health: %s", exc)
+            await self.flush_outcomes()
             await asyncio.sleep(interval)
+
+    async def flush_outcomes(self) -> None:
+        """Report the outcomes seen since the last flush (lost, not retried, on a Redis
+        error: the averages only steer traffic, they account for nothing)."""
+        batch, self._outcomes = self._outcomes, {}
+        try:
+            await self._health.record_outcomes(batch)
+        except Exception as exc:
+            log.warning("could not record channel outcomes: %s", exc)

@@ -9,8 +9,9 @@ from typing import Any
 import aiohttp
 import grpc
 
+from unigate import telemetry
 from unigate.logs import request_id_var
-from unigate.v1 import relay_pb2, relay_pb2_grpc
+from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.providers.base import CallContext, Provider, relay_error
@@ -85,8 +86,13 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         if isinstance(prepared, relay_pb2.RelayError):
             return relay_pb2.RelayResult(error=prepared)
         provider, ctx = prepared
-        result = await provider.call(ctx)
-        self._health.observe(request.channel_id, result.error if result.HasField("error") else None)
+        span = _upstream_span(request) if telemetry.tracing_enabled() else None
+        with telemetry.current(span):
+            result = await provider.call(ctx)
+        error = result.error if result.HasField("error") else None
+        if span is not None:
+            _end_upstream_span(span, result.usage, error, b"" if error else result.body)
+        self._health.observe(request.channel_id, error, result.upstream_ms)
         return result
 
     async def Stream(
@@ -97,10 +103,47 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=prepared))
             return
         provider, ctx = prepared
-        async for chunk in provider.stream(ctx):
-            if chunk.HasField("end"):
-                end = chunk.end
-                self._health.observe(
-                    request.channel_id, end.error if end.HasField("error") else None
-                )
-            yield chunk
+        span = _upstream_span(request) if telemetry.tracing_enabled() else None
+        first = True
+        try:
+            async for chunk in provider.stream(ctx):
+                if chunk.HasField("end"):
+                    end = chunk.end
+                    error = end.error if end.HasField("error") else None
+                    self._health.observe(request.channel_id, error, end.first_token_ms)
+                    if span is not None:
+                        _end_upstream_span(span, end.usage, error)
+                        span = None
+                elif first and span is not None:
+                    telemetry.note_response(span, chunk.data)
+                first = False
+                yield chunk
+        finally:
+            if span is not None:
+                # The gateway cancelled (its client left) before the provider finished.
+                telemetry.end_genai_span(span, usage=None, outcome="cancelled")
+
+
+def _upstream_span(request: relay_pb2.RelayRequest) -> telemetry.Span:
+    return telemetry.start_upstream(
+        endpoint=request.endpoint,
+        type_id=request.channel_type,
+        model=request.upstream_model or request.model,
+        channel_id=request.channel_id,
+        request_body=request.body,
+    )
+
+
+def _end_upstream_span(
+    span: telemetry.Span,
+    usage: common_pb2.Usage,
+    error: relay_pb2.RelayError | None,
+    body: bytes = b"",
+) -> None:
+    telemetry.end_genai_span(
+        span,
+        usage=usage,
+        error_code=(error.error.code or error.error.type or "error") if error else "",
+        retryable=error.retryable if error else None,
+        response=body,
+    )

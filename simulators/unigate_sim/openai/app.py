@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -160,10 +161,16 @@ class _Simulator:
         chat = parse_chat_request(json_payload(body), self.models)
         reply = plan_reply(chat)
         completion = Completion.new(chat.model)
+        fault: Fault | None = request.state.fault
+        no_usage = fault is not None and fault.no_usage
         if chat.stream:
-            frames = render_stream(chat, reply, completion)
+            shown = dataclasses.replace(chat, include_usage=False) if no_usage else chat
+            frames = render_stream(shown, reply, completion)
             return _stream_response(request, frames, "text/event-stream")
-        return _json_response(render_completion(chat, reply, completion))
+        answer = render_completion(chat, reply, completion)
+        if no_usage:
+            answer.pop("usage", None)
+        return _json_response(answer)
 
     async def completions(self, request: Request, body: Body) -> Response:
         legacy = parse_completion_request(json_payload(body), self.models)

@@ -271,7 +271,8 @@ def parse_chat_request(payload: JSONObject, models: Sequence[str]) -> ChatReques
     response_format = _response_format(payload, messages)
     tier = payload.get("service_tier")
     service_tier = "auto" if tier is None else as_enum(tier, "service_tier", _SERVICE_TIERS)
-    prompt_tokens = count_prompt_tokens(messages)
+    # Definitions are billed as sent, whichever of the two styles the client used.
+    prompt_tokens = count_prompt_tokens(messages, payload.get("tools") or functions or ())
     _check_context(spec, prompt_tokens, max_tokens)
     return ChatRequest(
         model=model,

@@ -19,7 +19,9 @@ class Fault:
     ``status`` > 0 answers with that status and ``body`` (and ``headers``) after ``delay``
     seconds. With ``status`` 0 the request is served normally, but only after ``delay``
     seconds (a hang, when long), and a stream stops after ``cut_after`` frames without its
-    ``[DONE]`` and/or waits ``frame_delay`` seconds before each frame.
+    ``[DONE]`` and/or waits ``frame_delay`` seconds before each frame. ``no_usage`` serves a
+    chat completion without any usage (no ``usage`` field, no usage chunk whatever
+    ``stream_options`` asked), as some OpenAI-compatible servers answer.
     """
 
     status: int = 0
@@ -28,6 +30,7 @@ class Fault:
     delay: float = 0.0
     cut_after: int | None = None
     frame_delay: float = 0.0
+    no_usage: bool = False
 
 
 @dataclass

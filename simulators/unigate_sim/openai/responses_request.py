@@ -215,7 +215,7 @@ def parse_responses_request(payload: JSONObject, models: Sequence[str]) -> Respo
         None if limit is None else as_int(limit, "max_output_tokens", MIN_OUTPUT_TOKENS)
     )
     stream, text_format = validate_options(payload)
-    input_tokens = count_prompt_tokens(messages)
+    input_tokens = count_prompt_tokens(messages, payload.get("tools") or ())
     if input_tokens > spec.context_window:
         raise bad_request(
             "Your input exceeds the context window of this model. Please adjust your input and "

@@ -1,66 +1,68 @@
 """The simulator's tokenizer, and the token counts that usage reports.
 
-Deterministic and simple on purpose, so tests can predict usage exactly.
+Text is counted with OpenAI's own o200k_base encoding (bundled with unigate, no download),
+which every model the simulator serves uses; prompts follow OpenAI's published accounting
+(:mod:`unigate.tokenizer.counting`), so a test can predict usage exactly with these functions.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any, Final
 
+import tiktoken
+
+from unigate.tokenizer import counting, encoding_for_model
 from unigate_sim.openai.json_types import JSONObject
 
-_CJK: Final = (
-    "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
-)
-# A token is one CJK character, a run of other word characters, or one symbol.
-_TOKEN_RE: Final = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])\w)+|[^\w\s]")
-
 #: Overhead of every message in the prompt, as in OpenAI's own accounting.
-TOKENS_PER_MESSAGE: Final = 3
+TOKENS_PER_MESSAGE: Final = counting.TOKENS_PER_MESSAGE
 #: Every reply is primed with ``<|start|>assistant<|message|>``.
-REPLY_PRIMING_TOKENS: Final = 3
-#: Flat cost of an image part (what a low-detail image costs on gpt-4o).
+REPLY_PRIMING_TOKENS: Final = counting.REPLY_PRIMING
+#: What a low-detail image part costs (OpenAI's flat rate).
 IMAGE_PART_TOKENS: Final = 85
+_MODEL: Final = "gpt-4o"
+
+
+def _encoding() -> tiktoken.Encoding:
+    return encoding_for_model(_MODEL)
 
 
 def count_tokens(text: str) -> int:
-    """Count tokens with the simulator's tokenizer.
-
-    Deterministic and simple on purpose, so tests can predict usage: every run of word
-    characters is one token, as is every punctuation character or symbol and every CJK
-    character; whitespace is free. ``count_tokens("Hello, world!") == 4``.
-    """
-    return len(_TOKEN_RE.findall(text))
+    """Count ``text``'s tokens as the simulated models do (o200k_base).
+    ``count_tokens("Hello, world!") == 4``."""
+    return len(_encoding().encode(text, disallowed_special=())) if text else 0
 
 
-def _token_ends(text: str) -> list[int]:
-    """Where each token of ``text`` ends."""
-    return [match.end() for match in _TOKEN_RE.finditer(text)]
+def _token_starts(text: str) -> list[int]:
+    """Where each token of ``text`` starts, merged so that no start falls inside a character
+    (a CJK character can span two tokens; a stream never splits one)."""
+    _, offsets = _encoding().decode_with_offsets(_encoding().encode(text, disallowed_special=()))
+    starts: list[int] = []
+    for offset in offsets:
+        if not starts or offset > starts[-1]:
+            starts.append(offset)
+    return starts
 
 
 def token_pieces(text: str) -> list[str]:
-    """Split ``text`` into one piece per token, each with the whitespace before it.
+    """Split ``text`` into one piece per token (tokens sharing a character go together).
 
-    The pieces join back to ``text`` exactly (trailing whitespace rides on the last piece);
-    streams send one piece per chunk, like OpenAI sends one token per chunk.
+    The pieces join back to ``text`` exactly; streams send one piece per chunk, like OpenAI
+    sends one token per chunk.
     """
-    ends = _token_ends(text)
-    if not ends:
-        return [text] if text else []
-    pieces = [text[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-    pieces[-1] += text[ends[-1] :]
-    return pieces
+    starts = _token_starts(text)
+    return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
 
 
 def truncate_tokens(text: str, limit: int) -> tuple[str, bool]:
-    """The first ``limit`` tokens of ``text``, and whether anything was cut off."""
-    ends = _token_ends(text)
-    if len(ends) <= limit:
+    """The first ``limit`` tokens of ``text`` (whole characters), and whether anything was
+    cut off."""
+    tokens = _encoding().encode(text, disallowed_special=())
+    if len(tokens) <= limit:
         return text, False
-    return text[: ends[limit - 1]], True
+    starts = _token_starts(text)
+    return text[: starts[limit]] if limit < len(starts) else text, True
 
 
 def message_text(message: JSONObject) -> str:
@@ -79,35 +81,8 @@ def message_text(message: JSONObject) -> str:
     return " ".join(texts)
 
 
-def _call_tokens(function: Any) -> int:
-    """Tokens of a function call (name and arguments) carried by a message."""
-    if not isinstance(function, dict):
-        return 0
-    name, arguments = function.get("name"), function.get("arguments")
-    return count_tokens(name if isinstance(name, str) else "") + count_tokens(
-        arguments if isinstance(arguments, str) else ""
-    )
-
-
-def _image_parts(message: JSONObject) -> int:
-    content = message.get("content")
-    if not isinstance(content, list):
-        return 0
-    return sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
-
-
-def count_prompt_tokens(messages: Iterable[JSONObject]) -> int:
-    """Prompt tokens of a chat request, as reported in ``usage.prompt_tokens``.
-
-    ``REPLY_PRIMING_TOKENS`` plus, per message, ``TOKENS_PER_MESSAGE`` +
-    ``count_tokens(message_text(m))`` + ``IMAGE_PART_TOKENS`` per image part + the tokens
-    of any tool/function calls it carries (name and arguments). Tool definitions are free.
-    """
-    total = REPLY_PRIMING_TOKENS
-    for message in messages:
-        total += TOKENS_PER_MESSAGE + count_tokens(message_text(message))
-        total += IMAGE_PART_TOKENS * _image_parts(message)
-        for call in message.get("tool_calls") or ():
-            total += _call_tokens(call.get("function"))
-        total += _call_tokens(message.get("function_call"))
-    return total
+def count_prompt_tokens(messages: Iterable[JSONObject], tools: Iterable[Any] = ()) -> int:
+    """Prompt tokens of a chat request, as reported in ``usage.prompt_tokens``: OpenAI's
+    cookbook accounting (3 per message plus its strings, 3 for the reply, tool definitions by
+    the gpt-4o formula, images by size)."""
+    return counting.chat_prompt_tokens(messages, tools, _MODEL)

@@ -111,6 +111,10 @@ _FATAL_PHRASES = (
 )
 
 
+# How a 400 says the key itself was refused (xAI: "Incorrect API key provided: xa***Q6").
+_KEY_REJECTED_PHRASES = ("incorrect api key", "invalid api key", "invalid_api_key")
+
+
 def _retry_after(headers: CIMultiDictProxy[str]) -> float:
     raw = headers.get("retry-after")
     try:
@@ -138,6 +142,19 @@ def error_from_upstream(
     """
     message, code, etype = _upstream_message(body)
     message = scrub(message or f"upstream answered HTTP {status}", secrets)
+    if status == 400 and any(p in message.lower() for p in _KEY_REJECTED_PHRASES):
+        # xAI refuses a wrong key with 400, not 401: still the channel's key, not the client.
+        status = 401
+    if status == 402:
+        # Payment Required: the account's credit is spent (OpenRouter, DeepSeek).
+        return relay_error(
+            502,
+            "The upstream provider account behind this channel has no quota left.",
+            code="upstream_quota_exhausted",
+            retryable=True,
+            upstream_status=status,
+            fatal=True,
+        )
     if status in (400, 404, 413, 422):
         return relay_error(
             status,
@@ -205,8 +222,19 @@ def _upstream_message(body: bytes) -> tuple[str, str, str]:
     if isinstance(err, str):
         return err, "", ""
     if isinstance(data, dict) and "message" in data:
+        # Mistral's 422 nests pydantic's list: {"message": {"detail": [{"loc", "msg"}]}}.
+        detail = data["message"].get("detail") if isinstance(data["message"], dict) else None
+        if isinstance(detail, list):
+            return "; ".join(_pydantic_entry(d) for d in detail), "", str(data.get("type") or "")
         return str(data["message"]), "", ""
     return "", "", ""
+
+
+def _pydantic_entry(entry: object) -> str:
+    if not isinstance(entry, dict):
+        return str(entry)
+    loc = ".".join(str(part) for part in entry.get("loc") or [] if part != "body")
+    return f"{loc}: {entry.get('msg')}" if loc else str(entry.get("msg"))
 
 
 # What a failed upstream exchange can raise (aiohttp wraps most, not timeouts).

@@ -6,6 +6,7 @@ Adding one: a module here defining ``SPEC`` and one line in ``SPECS``.
 from __future__ import annotations
 
 from unigate_relay.providers.compatible import (
+    azure,
     deepseek,
     doubao,
     groq,
@@ -27,6 +28,7 @@ from unigate_relay.providers.compatible.spec import ENDPOINT_PATHS, CompatibleSp
 SPECS: dict[int, CompatibleSpec] = {
     spec.channel_type: spec
     for spec in (
+        azure.SPEC,
         deepseek.SPEC,
         moonshot.SPEC,
         zhipu.SPEC,

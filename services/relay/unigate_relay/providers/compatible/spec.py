@@ -40,17 +40,28 @@ class CompatibleSpec:
     # Request fields the provider rejects; removed from the body before it is sent. If
     # "stream_options" is among them, the provider must report stream usage on its own.
     drop_fields: frozenset[str] = frozenset()
-    # Where a stream chunk carries usage besides the top-level "usage" (Groq: x_groq.usage).
+    # Where a stream chunk carries usage besides the top-level "usage" (Groq: x_groq.usage;
+    # a digit indexes a list, Moonshot: choices.0.usage).
     stream_usage_path: tuple[str, ...] | None = None
     default_models: tuple[str, ...] = ()
 
-    def url(self, base_url: str, endpoint: str) -> str:
+    def url(self, base_url: str, endpoint: str, model: str = "", config_json: str = "") -> str:
         """The full URL of ``endpoint`` for a channel whose base URL is ``base_url`` (empty
-        for the provider's default)."""
+        for the provider's default). ``model`` (the upstream model) and ``config_json`` (the
+        channel's per-type settings) matter only to providers that route by them (Azure)."""
         base = (base_url or self.default_base_url).rstrip("/")
         return base + self.path_prefix + ENDPOINT_PATHS[endpoint]
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """The headers that carry the channel's key."""
+        return {"Authorization": f"Bearer {api_key}"}
 
     @property
     def asks_stream_usage(self) -> bool:
         """Whether the relay may add ``stream_options.include_usage`` to stream requests."""
         return "stream_options" not in self.drop_fields
+
+    def asks_stream_usage_for(self, config_json: str) -> bool:
+        """:attr:`asks_stream_usage` for one channel, for providers where it depends on the
+        channel's settings (Azure: its API version)."""
+        return self.asks_stream_usage

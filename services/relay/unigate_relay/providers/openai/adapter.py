@@ -11,7 +11,7 @@ from typing import ClassVar
 import aiohttp
 import orjson
 
-from unigate.tokens import estimate_body_tokens, estimate_text_tokens, streamed_text
+from unigate.tokens import counted_usage, streamed_text
 from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
@@ -68,7 +68,12 @@ class OpenAIProvider(Provider):
         )
 
     def _url(self, ctx: CallContext) -> str:
-        return spec_for(ctx.channel.type).url(ctx.channel.base_url, ctx.request.endpoint)
+        return spec_for(ctx.channel.type).url(
+            ctx.channel.base_url,
+            ctx.request.endpoint,
+            ctx.request.upstream_model,
+            ctx.channel.config_json,
+        )
 
     def _headers(self, ctx: CallContext, *, form: bool) -> dict[str, str]:
         # For a rebuilt form aiohttp sets the Content-Type (with its boundary) itself.
@@ -77,7 +82,7 @@ class OpenAIProvider(Provider):
             headers.update(
                 {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
             )
-        headers["Authorization"] = f"Bearer {ctx.api_key}"
+        headers.update(spec_for(ctx.channel.type).auth_headers(ctx.api_key))
         return headers
 
     def _body(self, ctx: CallContext, *, stream: bool) -> bytes | aiohttp.FormData:
@@ -91,7 +96,7 @@ class OpenAIProvider(Provider):
             stream
             and req.endpoint in _USAGE_OPTION
             and not req.include_usage
-            and spec.asks_stream_usage
+            and spec.asks_stream_usage_for(ctx.channel.config_json)
         )
         if req.model == req.upstream_model and not wants_usage_option and not spec.drop_fields:
             # Nothing to change: pass the client's bytes through without re-encoding them.
@@ -157,7 +162,13 @@ class OpenAIProvider(Provider):
             http_status=status,
             content_type=content_type,
             body=content,
-            usage=usage_from_answer(ctx.request.endpoint, ctx.request.body, content_type, content),
+            usage=usage_from_answer(
+                ctx.request.endpoint,
+                ctx.request.body,
+                content_type,
+                content,
+                ctx.request.upstream_model,
+            ),
             upstream_ms=upstream_ms,
         )
 
@@ -203,7 +214,8 @@ class OpenAIProvider(Provider):
                         if usage_only and not include_usage:
                             continue
                     elif data != _DONE:
-                        if not first_token_ms:
+                        # Azure opens with a chunk of content filter results and no choices.
+                        if not first_token_ms and b'"choices":[]' not in data:
                             first_token_ms = int((time.perf_counter() - started) * 1000)
                         if usage is None:
                             content_events.append(data)
@@ -249,11 +261,5 @@ class OpenAIProvider(Provider):
         )
 
     def _estimate_stream_usage(self, ctx: CallContext, events: list[bytes]) -> common_pb2.Usage:
-        prompt = estimate_body_tokens(len(ctx.request.body))
-        completion = estimate_text_tokens(streamed_text(events))
-        return common_pb2.Usage(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=prompt + completion,
-            estimated=True,
-        )
+        req = ctx.request
+        return counted_usage(req.endpoint, req.body, req.upstream_model, streamed_text(events))

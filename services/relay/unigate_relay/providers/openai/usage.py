@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from unigate.tokens import estimate_body_tokens, estimate_text_tokens
+from unigate.tokens import counted_usage
 from unigate.v1 import common_pb2
 
 # An image is billed as this many units of its model's ratio (the default prices are set so
@@ -67,9 +67,10 @@ def _answer_text(data: Any) -> str:
 
 
 def usage_from_answer(
-    endpoint: str, request_body: bytes, content_type: str, answer: bytes
+    endpoint: str, request_body: bytes, content_type: str, answer: bytes, model: str = ""
 ) -> common_pb2.Usage:
-    """Usage of a non-streamed answer: the provider's own figures when it gives them."""
+    """Usage of a non-streamed answer: the provider's own figures when it gives them, else
+    counted with ``model``'s encoding."""
     if endpoint == "audio.speech":
         # Speech is priced per input character, which we know exactly.
         chars = len(str(_request_json(request_body).get("input") or ""))
@@ -83,27 +84,24 @@ def usage_from_answer(
     exact = usage_object(data.get("usage")) if isinstance(data, dict) else None
     if exact is not None:
         return exact
-    prompt = estimate_body_tokens(len(request_body))
     if endpoint == "images.generations":
         n = max(_int(_request_json(request_body).get("n")), 1)
         return common_pb2.Usage(
             completion_tokens=n * TOKENS_PER_IMAGE, total_tokens=n * TOKENS_PER_IMAGE
         )
     text = _answer_text(data) if data is not None else answer.decode(errors="replace")
-    completion = estimate_text_tokens(text)
-    return common_pb2.Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        estimated=True,
-    )
+    return counted_usage(endpoint, request_body, model, text)
 
 
 def _at(value: Any, path: tuple[str, ...]) -> Any:
     for key in path:
-        if not isinstance(value, dict):
+        if isinstance(value, list) and key.isdigit():
+            # A list index (Moonshot: "choices", "0", "usage").
+            value = value[int(key)] if int(key) < len(value) else None
+        elif isinstance(value, dict):
+            value = value.get(key)
+        else:
             return None
-        value = value.get(key)
     return value
 
 

@@ -1,0 +1,166 @@
+"""Stream time-to-first-token: what the gateway path adds before the first content chunk.
+
+The OpenAI simulator (a separate process, streaming one token per chunk) is the upstream. A
+whole stack is started on free ports with its own database and namespace, with one channel to
+the simulator. The same streamed chat request is then sent directly to the simulator and
+through the gateway, alternately, at 1 and at 8 in flight; TTFT is the time from sending the
+request to reading the first chunk that carries content. The relay forwards OpenAI-shaped
+streams as bytes, so the difference is the key check, reservation and two gRPC hops.
+
+    .venv/bin/python bench/ttft.py [--requests 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from run import delete_redis_keys, delete_stream, drop_database, machine_info, with_database
+
+from unigate import admin
+from unigate.db.migrate import ensure_database, migrate
+from unigate.devstack import Stack, StackConfig, StackPorts
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+NATS_URL = "nats://127.0.0.1:4222"
+MODEL = "gpt-4o-mini"
+BODY = {
+    "model": MODEL,
+    "stream": True,
+    "messages": [{"role": "user", "content": "Stream a sentence of about twenty tokens back."}],
+}
+RESULTS_FILE = Path(__file__).parent / "ttft-results.md"
+
+
+async def prepare(dsn: str, secret_key: str, sim_url: str, sim_key: str) -> str:
+    await ensure_database(dsn)
+    await migrate(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await admin.create_channel(
+            conn,
+            secret_key=secret_key,
+            type=1,
+            name="sim",
+            key=sim_key,
+            models=MODEL,
+            base_url=sim_url,
+        )
+        token = await admin.create_token(conn, user_id=1, name="ttft", unlimited_quota=True)
+    finally:
+        await conn.close()
+    return token.key
+
+
+async def first_token(client: httpx.AsyncClient, url: str, key: str) -> float:
+    started = time.perf_counter()
+    async with client.stream(
+        "POST", url, json=BODY, headers={"Authorization": f"Bearer {key}"}
+    ) as resp:
+        if resp.status_code != 200:
+            raise RuntimeError(f"{url}: {resp.status_code} {(await resp.aread())[:300]!r}")
+        ttft = 0.0
+        async for line in resp.aiter_lines():
+            if not ttft and line.startswith("data:") and '"content":"' in line:
+                ttft = time.perf_counter() - started
+        if not ttft:
+            raise RuntimeError(f"{url}: no content chunk")
+        return ttft
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(len(ordered) * q), len(ordered) - 1)] * 1000
+
+
+async def measure(
+    targets: dict[str, tuple[str, str]], requests: int, in_flight: int
+) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {name: [] for name in targets}
+    limits = httpx.Limits(max_connections=in_flight * 2, max_keepalive_connections=in_flight * 2)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        for url, key in targets.values():  # warm connections and caches
+            for _ in range(20):
+                await first_token(client, url, key)
+
+        async def worker(n: int) -> None:
+            for _ in range(n):
+                # Alternate targets so that both see the same machine load.
+                for name, (url, key) in targets.items():
+                    found[name].append(await first_token(client, url, key))
+
+        await asyncio.gather(*(worker(requests // in_flight) for _ in range(in_flight)))
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    suffix = secrets.token_hex(4)
+    namespace, db_name = f"bench{suffix}", f"unigate_bench_{suffix}"
+    dsn = with_database(ADMIN_DSN, db_name)
+    secret_key = secrets.token_urlsafe(32)
+    config = StackConfig(
+        sql_dsn=dsn,
+        namespace=namespace,
+        secret_key=secret_key,
+        redis_url=REDIS_URL,
+        nats_url=NATS_URL,
+        ports=StackPorts.free(),
+        simulator_key="sk-sim-" + secrets.token_hex(8),
+        log_dir=Path(tempfile.mkdtemp(prefix="unigate-ttft-")),
+    )
+    stack = Stack(config)
+    lines = [
+        "# Stream time-to-first-token",
+        "",
+        "Written by `bench/ttft.py`: the same streamed chat request sent directly to the OpenAI "
+        "simulator and through the gateway, alternately, in the same run.",
+        "",
+        *machine_info(),
+        "",
+        "| in flight | direct p50 ms | direct p99 ms | gateway p50 ms | gateway p99 ms "
+        "| added p50 ms | added p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    try:
+        key = asyncio.run(prepare(dsn, secret_key, stack.simulator_url, config.simulator_key))
+        stack.start(timeout=60)
+        targets = {
+            "direct": (stack.simulator_url + "/v1/chat/completions", config.simulator_key),
+            "gateway": (stack.gateway_url + "/v1/chat/completions", key),
+        }
+        for in_flight in (1, 8):
+            found = asyncio.run(measure(targets, args.requests, in_flight))
+            d50, d99 = percentile(found["direct"], 0.5), percentile(found["direct"], 0.99)
+            g50, g99 = percentile(found["gateway"], 0.5), percentile(found["gateway"], 0.99)
+            row = (
+                f"| {in_flight} | {d50:.2f} | {d99:.2f} | {g50:.2f} | {g99:.2f} "
+                f"| {g50 - d50:.2f} | {g99 - d99:.2f} |"
+            )
+            print(row, flush=True)
+            lines.append(row)
+    finally:
+        stack.stop()
+        asyncio.run(drop_database(ADMIN_DSN, db_name))
+        delete_redis_keys(REDIS_URL, namespace)
+        asyncio.run(delete_stream(NATS_URL, namespace))
+    RESULTS_FILE.write_text("\n".join(lines) + "\n")
+    print(f"written to {RESULTS_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

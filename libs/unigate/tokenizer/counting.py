@@ -1,0 +1,170 @@
+"""Token counts of requests and texts by OpenAI's published accounting rules.
+
+Chat prompts follow OpenAI's cookbook ("How to count tokens with tiktoken"): every message
+costs 3 tokens plus its string fields (a ``name`` one more), every reply is primed with 3, and
+tool definitions are rendered as the cookbook's gpt-4o formula counts them. Images follow the
+vision pricing guide (see :mod:`unigate.tokenizer.images`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import tiktoken
+from tiktoken.model import encoding_name_for_model
+
+from unigate.tokenizer.bundled import BUNDLED, get_encoding
+from unigate.tokenizer.images import image_part_tokens
+
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+# The cookbook's constants for gpt-4o-era tool definitions.
+_FUNC_INIT, _PROP_INIT, _PROP_KEY, _ENUM_INIT, _ENUM_ITEM, _FUNC_END = 7, 3, 3, -3, 3, 12
+
+# Models that are not OpenAI's get the newest encoding: the closest public approximation.
+_DEFAULT_ENCODING = "o200k_base"
+
+
+def encoding_for_model(model: str) -> tiktoken.Encoding:
+    """The encoding OpenAI uses for ``model`` (o200k_base for models it does not know)."""
+    try:
+        name = encoding_name_for_model(model)
+    except KeyError:
+        name = _DEFAULT_ENCODING
+    return get_encoding(name if name in BUNDLED else _DEFAULT_ENCODING)
+
+
+def count_text(text: str, model: str = "") -> int:
+    """Tokens of ``text`` for ``model``; special-token markers count as plain text."""
+    if not text:
+        return 0
+    return len(encoding_for_model(model).encode(text, disallowed_special=()))
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def _content_tokens(content: Any, enc: tiktoken.Encoding) -> int:
+    if isinstance(content, str):
+        return len(enc.encode(content, disallowed_special=()))
+    if not isinstance(content, list):
+        return 0
+    total = 0
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind in ("image_url", "input_image"):
+            total += image_part_tokens(part)
+        elif kind in ("text", "input_text", "output_text", "refusal"):
+            value = part.get(kind if kind == "refusal" else "text")
+            total += len(enc.encode(value, disallowed_special=())) if isinstance(value, str) else 0
+    return total
+
+
+def message_tokens(message: dict[str, Any], enc: tiktoken.Encoding) -> int:
+    """One chat message: its overhead, role, name, content and any tool calls it carries."""
+    total = TOKENS_PER_MESSAGE
+    for key, value in message.items():
+        if key == "content":
+            total += _content_tokens(value, enc)
+        elif key in ("tool_calls", "function_call"):
+            total += sum(len(enc.encode(s, disallowed_special=())) for s in _strings(value))
+        elif isinstance(value, str):
+            total += len(enc.encode(value, disallowed_special=()))
+            if key == "name":
+                total += TOKENS_PER_NAME
+    return total
+
+
+def _strip_period(text: str) -> str:
+    return text[:-1] if text.endswith(".") else text
+
+
+def tool_definition_tokens(tools: Iterable[Any], enc: tiktoken.Encoding) -> int:
+    """Tool (or legacy function) definitions, by the cookbook's gpt-4o formula."""
+    total = 0
+    for tool in tools:
+        if not isinstance(tool, dict):
+            continue
+        function = tool.get("function", tool)
+        if not isinstance(function, dict):
+            continue
+        total += _FUNC_INIT
+        line = f"{function.get('name', '')}:{_strip_period(str(function.get('description', '')))}"
+        total += len(enc.encode(line, disallowed_special=()))
+        parameters = function.get("parameters")
+        properties = parameters.get("properties") if isinstance(parameters, dict) else None
+        if isinstance(properties, dict) and properties:
+            total += _PROP_INIT
+            for key, prop in properties.items():
+                prop = prop if isinstance(prop, dict) else {}
+                total += _PROP_KEY
+                enum = prop.get("enum")
+                if isinstance(enum, list):
+                    total += _ENUM_INIT
+                    for item in enum:
+                        total += _ENUM_ITEM + len(enc.encode(str(item), disallowed_special=()))
+                description = _strip_period(str(prop.get("description", "")))
+                line = f"{key}:{prop.get('type', '')}:{description}"
+                total += len(enc.encode(line, disallowed_special=()))
+    return total + _FUNC_END if total else 0
+
+
+def chat_prompt_tokens(messages: Iterable[Any], tools: Iterable[Any] = (), model: str = "") -> int:
+    """Prompt tokens of a chat request as OpenAI reports them in ``usage.prompt_tokens``."""
+    enc = encoding_for_model(model)
+    total = REPLY_PRIMING
+    for message in messages:
+        if isinstance(message, dict):
+            total += message_tokens(message, enc)
+    return total + tool_definition_tokens(tools, enc)
+
+
+def _input_tokens(value: Any, enc: tiktoken.Encoding) -> int:
+    """A completions prompt / embeddings input: strings, or token arrays counted as given."""
+    if isinstance(value, str):
+        return len(enc.encode(value, disallowed_special=()))
+    if isinstance(value, list):
+        if value and all(isinstance(v, int) for v in value):
+            return len(value)
+        return sum(_input_tokens(v, enc) for v in value)
+    return 0
+
+
+def prompt_tokens(endpoint: str, body: bytes, model: str = "") -> int | None:
+    """Prompt tokens of a JSON request to ``endpoint``, or None when the body is not a JSON
+    request this module knows how to count."""
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    model = model or str(request.get("model") or "")
+    enc = encoding_for_model(model)
+    if endpoint == "chat.completions":
+        tools = request.get("tools") or request.get("functions") or ()
+        return chat_prompt_tokens(request.get("messages") or (), tools, model)
+    if endpoint == "completions":
+        return _input_tokens(request.get("prompt"), enc)
+    if endpoint in ("embeddings", "moderations"):
+        return _input_tokens(request.get("input"), enc)
+    if endpoint == "responses":
+        items = request.get("input")
+        messages = [{"role": "user", "content": items}] if isinstance(items, str) else items or []
+        if isinstance(request.get("instructions"), str):
+            messages = [{"role": "developer", "content": request["instructions"]}, *messages]
+        return chat_prompt_tokens(messages, request.get("tools") or (), model)
+    return None

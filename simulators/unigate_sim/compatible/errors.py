@@ -1,0 +1,58 @@
+"""The error bodies of the OpenAI-like providers, one builder per shape. Each builder returns
+an :data:`~unigate_sim.compatible.core.ErrorRenderer` (status and body bytes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from unigate_sim.compatible.core import ErrorKind, ErrorRenderer, ProviderError
+
+#: Simulated request id, fixed so tests can predict messages that quote it.
+REQUEST_ID = "0217000000000000000000000000000000000000sim"
+
+
+def openai_shape(
+    types: Mapping[ErrorKind, str] | None = None,
+    codes: Mapping[ErrorKind, Any] | None = None,
+    *,
+    top: Mapping[str, Any] | None = None,
+    with_param_and_code: bool = True,
+) -> ErrorRenderer:
+    """OpenAI's ``{"error": {message, type, param, code}}``, as copied by most providers;
+    ``top`` adds fields beside ``error`` (DashScope's ``request_id``)."""
+
+    def render(error: ProviderError) -> tuple[int, bytes]:
+        inner: dict[str, Any] = {
+            "message": error.message,
+            "type": (types or {}).get(error.kind, "invalid_request_error"),
+        }
+        if with_param_and_code:
+            inner["param"] = error.param
+            inner["code"] = (codes or {}).get(error.kind)
+        return error.status, orjson.dumps({"error": inner, **(top or {})})
+
+    return render
+
+
+def code_and_message(codes: Mapping[ErrorKind, str]) -> ErrorRenderer:
+    """``{"error": {"code", "message"}}`` — Zhipu's shape (string codes such as "1211")."""
+
+    def render(error: ProviderError) -> tuple[int, bytes]:
+        body = {"error": {"code": codes.get(error.kind, "1210"), "message": error.message}}
+        return error.status, orjson.dumps(body)
+
+    return render
+
+
+def plain_text_404(other: ErrorRenderer) -> ErrorRenderer:
+    """Go HTTP servers' plain-text ``404 page not found`` for unknown paths, else ``other``."""
+
+    def render(error: ProviderError) -> tuple[int, bytes]:
+        if error.kind == "invalid_url":
+            return 404, b"404 page not found"
+        return other(error)
+
+    return render

@@ -1,0 +1,38 @@
+"""Moonshot / Kimi (https://platform.moonshot.cn/docs/api/chat): paths under ``/v1``; no
+embeddings. A stream reports usage inside the choice: ``choices[0].usage`` of the chunk
+carrying ``finish_reason``, asked or not, and never a separate usage chunk (the shape
+northes/go-moonshot#17 and higress-group/higress#1568 record). Errors are
+``{"error": {"message", "type"}}``: 401 ``invalid_authentication_error`` "Invalid
+Authentication", 404 ``resource_not_found_error`` for unknown models. Only the
+``*-vision-preview`` models take images."""
+
+from __future__ import annotations
+
+from unigate_sim.compatible.core import Profile
+from unigate_sim.compatible.errors import openai_shape
+
+VISION = "moonshot-v1-8k-vision-preview"
+
+PROFILE = Profile(
+    name="moonshot",
+    prefixes=("/v1",),
+    endpoints=frozenset({"/chat/completions", "/models"}),
+    models={"/chat/completions": ("moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k", VISION)},
+    render_error=openai_shape(
+        {
+            "auth": "invalid_authentication_error",
+            "model_not_found": "resource_not_found_error",
+            "invalid_url": "resource_not_found_error",
+        },
+        with_param_and_code=False,
+    ),
+    messages={
+        "invalid_url": "url.not_found: {path}",
+        "auth": "Invalid Authentication",
+        "model_not_found": "Not found the model {model} or Permission denied",
+        "invalid_request": "{message}",
+        "image_unsupported": "Invalid request: image input is not supported by model {model}",
+    },
+    vision_models=frozenset({VISION}),
+    stream_usage="choice",
+)
