@@ -61,6 +61,7 @@ async def create_channel(
     weight: int = 1,
     model_mapping: dict[str, str] | None = None,
     config: dict[str, object] | None = None,
+    system_prompt: str = "",
 ) -> int:
     if channel_type(type) is None:
         raise AdminError(f"unknown channel type {type}")
@@ -71,8 +72,8 @@ async def create_channel(
     async with _connection(conn) as c, c.transaction():
         channel_id: int = await c.fetchval(
             'INSERT INTO channels (type, name, key_enc, base_url, models, model_mapping, "group",'
-            " priority, weight, config) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9,"
-            " $10::jsonb) RETURNING id",
+            " priority, weight, config, system_prompt) VALUES ($1, $2, $3, $4, $5, $6::jsonb,"
+            " $7, $8, $9, $10::jsonb, $11) RETURNING id",
             type,
             name,
             encrypt_secret(key, secret_key),
@@ -83,6 +84,7 @@ async def create_channel(
             priority,
             weight,
             orjson.dumps(config or {}).decode(),
+            system_prompt,
         )
         await c.executemany(
             'INSERT INTO abilities ("group", model, channel_id, enabled, priority, weight)'

@@ -61,6 +61,7 @@ async def _cmd_channel_add(settings: CommonSettings, args: argparse.Namespace) -
             weight=args.weight,
             model_mapping=orjson.loads(args.model_mapping) if args.model_mapping else None,
             config=orjson.loads(args.config) if args.config else None,
+            system_prompt=args.system_prompt,
         )
     finally:
         await conn.close()
@@ -222,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--group", default="default", help="comma-separated groups served")
     add.add_argument("--priority", type=int, default=0)
     add.add_argument("--weight", type=int, default=1)
+    add.add_argument(
+        "--system-prompt", default="", help="instructions put before every conversation"
+    )
     add.add_argument("--model-mapping", default="", help='JSON, e.g. {"gpt-4o":"gpt-4o-2024"}')
     add.add_argument(
         "--config", default="", help='per-type settings, JSON, e.g. {"api_version":"2024-10-21"}'

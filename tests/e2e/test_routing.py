@@ -20,7 +20,7 @@ from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
 from unigate.devstack import Stack
-from unigate_sim.openai import Fault, create_app
+from unigate_sim.openai import Fault, count_prompt_tokens, create_app
 
 HELLO: list[Any] = [{"role": "user", "content": "hello"}]
 SERVER_ERROR = {
@@ -330,3 +330,31 @@ async def test_slow_channel_gets_less_traffic_from_its_moving_average(
     # below the 50% its weight alone would give it; it still gets a trickle to show recovery.
     assert slow_share < 0.2, slow_share
     assert slow.calls > before[0] or slow_share == 0
+
+
+async def test_channel_system_prompt_is_prepended(
+    client: openai.AsyncOpenAI,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    providers: Callable[[], Provider],
+) -> None:
+    provider = providers()
+    model = model_name()
+    await channel(pg, secret_key, provider, model, system_prompt="Answer in French.")
+    reply = await client.chat.completions.create(
+        model=model,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "hello"},
+        ],
+    )
+    assert reply.choices[0].message.content == "Echo: hello"
+    sent = provider.app.state.calls[-1]["body"]["messages"]
+    assert sent == [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "hello"},
+    ]
+    # The provider bills the operator's prompt too, and the ledger says what it billed.
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == count_prompt_tokens(sent)

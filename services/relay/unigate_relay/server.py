@@ -15,6 +15,7 @@ from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.providers.base import CallContext, Provider, relay_error
+from unigate_relay.system_prompt import with_system_prompt
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,13 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 code="channel_config_unavailable",
                 retryable=True,
             )
+        if channel.system_prompt:
+            body = with_system_prompt(request.endpoint, request.body, channel.system_prompt)
+            if body is not request.body:
+                changed = relay_pb2.RelayRequest()
+                changed.CopyFrom(request)
+                changed.body = body
+                request = changed
         key = self._channels.next_key(channel.id)
         return provider, CallContext(request=request, channel=channel, api_key=key, http=self._http)
 

@@ -1,0 +1,46 @@
+"""A channel's ``system_prompt``: instructions the operator puts before every conversation
+sent through that channel, whatever the provider.
+
+It is prepended, never substituted: the client's own system message still follows it, as
+the client wrote it. Applied once in the relay, before the provider's adapter converts the
+request, so every family gets it in its own place (Anthropic's ``system``, Gemini's
+``systemInstruction``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def with_system_prompt(endpoint: str, body: bytes, prompt: str) -> bytes:
+    """``body`` (a JSON request to ``endpoint``) with ``prompt`` put before the client's
+    instructions; unchanged for endpoints without a conversation or a body we cannot read
+    (the provider will refuse that body on its own)."""
+    if not prompt or endpoint not in ("chat.completions", "responses", "messages"):
+        return body
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(request, dict):
+        return body
+    if endpoint == "chat.completions":
+        messages = request.get("messages")
+        if not isinstance(messages, list):
+            return body
+        request["messages"] = [{"role": "system", "content": prompt}, *messages]
+    elif endpoint == "responses":
+        request["instructions"] = _joined(prompt, request.get("instructions"))
+    else:  # Anthropic Messages: a string or a list of text blocks
+        system: Any = request.get("system")
+        if isinstance(system, list):
+            request["system"] = [{"type": "text", "text": prompt}, *system]
+        else:
+            request["system"] = _joined(prompt, system)
+    return orjson.dumps(request)
+
+
+def _joined(prompt: str, existing: Any) -> str:
+    return f"{prompt}\n\n{existing}" if isinstance(existing, str) and existing else prompt
