@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from email import policy
 from email.parser import BytesParser
 from typing import Any, Final
@@ -46,16 +46,21 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.applications import Starlette
 
+from unigate_sim.asgi_io import (
+    Receive,
+    Scope,
+    Send,
+    call_whole,
+    json_or_none,
+    read_all,
+    send_json,
+    send_whole,
+)
 from unigate_sim.openai.app import create_app
 from unigate_sim.openai.json_types import JSONObject
 from unigate_sim.openai.models import DEFAULT_MODELS
 from unigate_sim.openai.sse import DONE_FRAME, data_frame
 from unigate_sim.openai.tokens import message_text
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: The data-plane inference versions served (GA, then previews; older previews are retired).
 API_VERSIONS: Final = frozenset(
@@ -220,29 +225,29 @@ class AzureSimulator:
             return
         match = _PATH.match(scope["path"])
         if match is None or match.group(2) not in _ENDPOINTS or scope["method"] != "POST":
-            await _send_json(send, 404, _NOT_FOUND)
+            await send_json(send, 404, _NOT_FOUND)
             return
         deployment, endpoint = match.group(1), match.group(2)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         version = (query.get("api-version") or [""])[0]
         if not version:
-            await _send_json(send, 404, _NOT_FOUND)
+            await send_json(send, 404, _NOT_FOUND)
             return
         if version not in API_VERSIONS:
-            await _send_json(send, 400, _BAD_VERSION)
+            await send_json(send, 400, _BAD_VERSION)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = self._authenticate(headers)
         if refusal is not None:
-            await _send_json(send, 401, refusal)
+            await send_json(send, 401, refusal)
             return
         model = self.state.deployments.get(deployment)
         if model is None:
-            await _send_json(send, 404, _NO_DEPLOYMENT)
+            await send_json(send, 404, _NO_DEPLOYMENT)
             return
-        body = await _read_all(receive)
+        body = await read_all(receive)
         content_type = headers.get("content-type", "")
-        request = _json(body) if "json" in content_type else None
+        request = json_or_none(body) if "json" in content_type else None
         self.state.azure_calls.append(
             {
                 "method": scope["method"],
@@ -262,10 +267,10 @@ class AzureSimulator:
                         "code": None,
                     }
                 }
-                await _send_json(send, 400, error)
+                await send_json(send, 400, error)
                 return
             if endpoint in _FILTERED_ENDPOINTS and _FLAG.search(_prompt_text(endpoint, request)):
-                await _send_json(send, 400, content_filter_error())
+                await send_json(send, 400, content_filter_error())
                 return
             body = orjson.dumps({**request, "model": model})
         elif content_type.startswith("multipart/form-data"):
@@ -310,28 +315,11 @@ class AzureSimulator:
             "query_string": b"",
             "headers": inner_headers,
         }
-        sent: list[Message] = []
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return {"type": "http.disconnect"}
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def collect(message: Message) -> None:
-            sent.append(message)
-
-        await self.inner(inner_scope, replay, collect)
-        start = next(m for m in sent if m["type"] == "http.response.start")
-        answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-        status: int = start["status"]
-        out_headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        status, out_headers, answer = await call_whole(self.inner, inner_scope, body)
         out_headers.append((b"apim-request-id", str(uuid.uuid4()).encode()))
         if status == 200 and isinstance(request, dict):
             answer = _annotate(endpoint, request, answer)
-        await _send_whole(send, status, out_headers, answer)
+        await send_whole(send, status, out_headers, answer)
 
 
 def _annotate(endpoint: str, request: JSONObject, answer: bytes) -> bytes:
@@ -412,39 +400,6 @@ def _form_with_model(body: bytes, content_type: str, model: str) -> tuple[bytes,
     part('form-data; name="model"', model.encode(), None)
     out.extend(f"--{boundary}--\r\n".encode())
     return bytes(out), f"multipart/form-data; boundary={boundary}"
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-
-
-async def _read_all(receive: Receive) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(parts)
-
-
-async def _send_json(send: Send, status: int, body: Any) -> None:
-    await _send_whole(send, status, [], orjson.dumps(body))
-
-
-async def _send_whole(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-) -> None:
-    if not any(k.lower() == b"content-type" for k, _ in headers):
-        headers = [*headers, (b"content-type", b"application/json")]
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def create_azure_app(

@@ -9,20 +9,24 @@ OpenAI simulator's validation; its errors are re-worded into the provider's erro
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 from starlette.applications import Starlette
 
+from unigate_sim.asgi_io import (
+    Receive,
+    Scope,
+    Send,
+    call_whole,
+    json_or_none,
+    read_all,
+    send_whole,
+)
 from unigate_sim.openai.json_types import JSONObject
 from unigate_sim.openai.sse import DONE_FRAME, data_frame
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: The model the wrapped OpenAI simulator serves each non-chat endpoint with; the provider's
 #: own model names are swapped for it on the way in and restored on the way out.
@@ -111,7 +115,7 @@ class Profile:
         """The status and body a client receives for that refusal (for tests): parsed JSON,
         or the text of a plain-text answer."""
         status_code, body = self.render_error(self.error(kind, status, param, **names))
-        parsed = _json(body)
+        parsed = json_or_none(body)
         return status_code, parsed if parsed is not None else body.decode()
 
     @property
@@ -231,8 +235,8 @@ class CompatibleSimulator:
         if (key_error := self._key_error(scope)) is not None:
             await self._refuse(send, key_error)
             return
-        body = await _read_all(receive)
-        request = _json(body)
+        body = await read_all(receive)
+        request = json_or_none(body)
         if (refused := self._request_error(endpoint, request)) is not None:
             await self._refuse(send, refused)
             return
@@ -251,7 +255,7 @@ class CompatibleSimulator:
             return
         if status == 200 and isinstance(request, dict):
             answer = self._rewrite(endpoint, request, answer)
-        await _send_whole(send, status, headers, answer)
+        await send_whole(send, status, headers, answer)
 
     def _inner_request(self, endpoint: str, request: Any) -> JSONObject | None:
         """What the OpenAI simulator is asked: provider-only fields removed, usage always
@@ -270,19 +274,6 @@ class CompatibleSimulator:
     async def _call_inner(
         self, scope: Scope, endpoint: str, body: bytes
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        sent: list[Message] = []
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return {"type": "http.disconnect"}
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def collect(message: Message) -> None:
-            sent.append(message)
-
         headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"authorization"]
         # The key was checked here already (or is ignored, as by Ollama).
         inner_key = next(iter(self.state.api_keys), "")
@@ -294,19 +285,14 @@ class CompatibleSimulator:
             "raw_path": inner_path.encode(),
             "headers": headers,
         }
-        await self.inner(inner_scope, replay, collect)
-        start = next(m for m in sent if m["type"] == "http.response.start")
-        answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-        kept = [
-            (k, v)
-            for k, v in start["headers"]
-            if k.lower() not in (b"content-length", b"x-request-id", b"openai-version")
-        ]
-        return int(start["status"]), kept, answer
+        status, answered, answer = await call_whole(self.inner, inner_scope, body)
+        dropped = (b"x-request-id", b"openai-version")
+        kept = [(k, v) for k, v in answered if k.lower() not in dropped]
+        return status, kept, answer
 
     def _reworded(self, status: int, answer: bytes) -> ProviderError:
         """An OpenAI simulator refusal in the provider's words (kind and status kept)."""
-        error = (_json(answer) or {}).get("error") or {}
+        error = (json_or_none(answer) or {}).get("error") or {}
         message = str(error.get("message") or f"HTTP {status}")
         kind: ErrorKind = (
             "model_not_found"
@@ -351,33 +337,4 @@ class CompatibleSimulator:
         # Some servers answer a wrong path in plain text (Go's "404 page not found").
         text = not body.startswith((b"{", b"["))
         headers = [(b"content-type", b"text/plain; charset=utf-8")] if text else []
-        await _send_whole(send, status, headers, body)
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-
-
-async def _read_all(receive: Receive) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(parts)
-
-
-async def _send_whole(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-) -> None:
-    if not any(k.lower() == b"content-type" for k, _ in headers):
-        headers = [*headers, (b"content-type", b"application/json")]
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send_whole(send, status, headers, body)
