@@ -6,8 +6,9 @@ The gateway mounts these on its public app; the gRPC services serve them on thei
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,9 +18,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+#: Sets gauges read from elsewhere (Redis, JetStream) just before a scrape, so that figures
+#: costing a round trip are computed once per scrape, never per request.
+ScrapeHook = Callable[[], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+SCRAPE_HOOK_TIMEOUT = 5.0
 
 
-def ops_routes(ready: ReadyCheck) -> list[Route]:
+async def run_scrape_hooks(hooks: Sequence[ScrapeHook]) -> None:
+    """Run every hook; one that fails or hangs leaves its gauges as they were (logged)."""
+    results = await asyncio.gather(
+        *(asyncio.wait_for(h(), SCRAPE_HOOK_TIMEOUT) for h in hooks), return_exceptions=True
+    )
+    for hook, result in zip(hooks, results, strict=True):
+        if isinstance(result, BaseException):
+            log.warning("metrics hook %s failed: %r", getattr(hook, "__qualname__", hook), result)
+
+
+def ops_routes(ready: ReadyCheck, scrape: Sequence[ScrapeHook] = ()) -> list[Route]:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -32,6 +49,8 @@ def ops_routes(ready: ReadyCheck) -> list[Route]:
         )
 
     async def metrics(_: Request) -> Response:
+        if scrape:
+            await run_scrape_hooks(scrape)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return [
@@ -41,10 +60,12 @@ def ops_routes(ready: ReadyCheck) -> list[Route]:
     ]
 
 
-async def serve_ops(host: str, port: int, ready: ReadyCheck) -> uvicorn.Server:
+async def serve_ops(
+    host: str, port: int, ready: ReadyCheck, scrape: Sequence[ScrapeHook] = ()
+) -> uvicorn.Server:
     """Start the ops server in the background; returns it so it can be stopped."""
     config = uvicorn.Config(
-        Starlette(routes=ops_routes(ready)),
+        Starlette(routes=ops_routes(ready, scrape)),
         host=host,
         port=port,
         log_config=None,

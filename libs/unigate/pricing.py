@@ -55,11 +55,30 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "claude-3-7-sonnet-20250219": (_r(3.0), 5.0),
     "claude-sonnet-4-20250514": (_r(3.0), 5.0),
     "claude-opus-4-20250514": (_r(15.0), 5.0),
+    # Anthropic's list prices (output 5x input, as One API's ratios); cache reads cost 0.1x
+    # input (DEFAULT_CACHED_RATIOS); cache writes are billed as plain input.
+    "claude-3-haiku-20240307": (_r(0.25), 5.0),
+    "claude-3-opus-20240229": (_r(15.0), 5.0),
+    "claude-3-5-sonnet-20240620": (_r(3.0), 5.0),
+    "claude-opus-4-1-20250805": (_r(15.0), 5.0),
+    "claude-sonnet-4-5-20250929": (_r(3.0), 5.0),
+    "claude-haiku-4-5-20251001": (_r(1.0), 5.0),
+    "claude-opus-4-5-20251101": (_r(5.0), 5.0),
     "gemini-1.5-flash": (_r(0.075), 4.0),
     "gemini-1.5-pro": (_r(1.25), 4.0),
     "gemini-2.0-flash": (_r(0.1), 4.0),
     "gemini-2.5-flash": (_r(0.3), 8.33),
     "gemini-2.5-pro": (_r(1.25), 8.0),
+    # Gemini API list prices (USD per 1M, prompts up to 200K; thinking billed as output):
+    # 2.0 Flash-Lite 0.075/0.30, 2.5 Flash-Lite 0.10/0.40, 2.0-flash-001 as 2.0 Flash.
+    # Embeddings: gemini-embedding-001 0.15; text-embedding-004/005 (Vertex 0.025 per 1M
+    # characters, about 0.1 per 1M tokens at 4 characters a token).
+    "gemini-2.0-flash-001": (_r(0.1), 4.0),
+    "gemini-2.0-flash-lite": (_r(0.075), 4.0),
+    "gemini-2.5-flash-lite": (_r(0.1), 4.0),
+    "gemini-embedding-001": (_r(0.15), 1.0),
+    "text-embedding-004": (_r(0.1), 1.0),
+    "text-embedding-005": (_r(0.1), 1.0),
     "deepseek-chat": (_r(0.27), 4.0),
     "deepseek-reasoner": (_r(0.55), 4.0),
     "mistral-large-latest": (_r(2.0), 3.0),
@@ -88,6 +107,47 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     # StepFun 5/20 RMB; Lingyi yi-lightning 0.99 RMB (input = output).
     "step-1-8k": _rmb(5.0, 20.0),
     "yi-lightning": _rmb(0.99, 0.99),
+    # Baidu ERNIE (Qianfan list prices, RMB per 1M): 4.0 30/90, 3.5 0.8/2; Speed and Lite
+    # are free; Embedding-V1 0.5.
+    "ERNIE-4.0-8K": _rmb(30.0, 90.0),
+    "ERNIE-3.5-8K": _rmb(0.8, 2.0),
+    "ERNIE-Speed-128K": (0.0, 1.0),
+    "ERNIE-Speed-8K": (0.0, 1.0),
+    "ERNIE-Lite-8K-0308": (0.0, 1.0),
+    "Embedding-V1": _rmb(0.5, 0.5),
+    # Tencent Hunyuan (RMB per 1M): lite free, standard 0.8/2, pro 30/100, turbo 15/50,
+    # functioncall 4/8.
+    "hunyuan-lite": (0.0, 1.0),
+    "hunyuan-standard": _rmb(0.8, 2.0),
+    "hunyuan-pro": _rmb(30.0, 100.0),
+    "hunyuan-turbo": _rmb(15.0, 50.0),
+    "hunyuan-functioncall": _rmb(4.0, 8.0),
+    # iFlytek Spark: One API's ratio for every version (0.018 RMB / 1K tokens, in and out).
+    **{
+        model: (1.2858, 1.0)
+        for model in (
+            "SparkDesk",
+            "SparkDesk-v1.1",
+            "SparkDesk-v2.1",
+            "SparkDesk-v3.1",
+            "SparkDesk-v3.1-128K",
+            "SparkDesk-v3.5",
+            "SparkDesk-v3.5-32K",
+            "SparkDesk-v4.0",
+        )
+    },
+    # Cohere (USD list prices). Rerank bills 1,000 prompt units per search unit (the relay's
+    # rule), so ratio 1 is Cohere's 2 USD per 1,000 searches.
+    "command-a-03-2025": (_r(2.5), 4.0),
+    "command-r-plus-08-2024": (_r(2.5), 4.0),
+    "command-r-plus": (_r(2.5), 4.0),
+    "command-r-08-2024": (_r(0.15), 4.0),
+    "command-r": (_r(0.15), 4.0),
+    "command-r7b-12-2024": (_r(0.0375), 4.0),
+    "embed-v4.0": (_r(0.12), 1.0),
+    "embed-english-v3.0": (_r(0.1), 1.0),
+    "embed-multilingual-v3.0": (_r(0.1), 1.0),
+    "rerank-v3.5": (1.0, 1.0),
     # Moderations are free.
     "omni-moderation-latest": (0.0, 1.0),
     "text-moderation-latest": (0.0, 1.0),
@@ -102,6 +162,13 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "dall-e-2": (_r(20.0), 1.0),
     "dall-e-3": (_r(40.0), 1.0),
     "gpt-image-1": (_r(5.0), 8.0),
+}
+
+
+# Providers whose cached input is priced other than DEFAULT_CACHED_RATIO: Anthropic bills
+# prompt-cache reads at 0.1x the input price.
+DEFAULT_CACHED_RATIOS: dict[str, float] = {
+    model: 0.1 for model in DEFAULT_PRICES if model.startswith("claude-")
 }
 
 
@@ -123,7 +190,8 @@ def price_for(
     default = DEFAULT_PRICES.get(model, (DEFAULT_MODEL_RATIO, DEFAULT_COMPLETION_RATIO))
     mr = (model_ratios or {}).get(model, default[0])
     cr = (completion_ratios or {}).get(model, default[1])
-    return Price(model_ratio=mr, completion_ratio=cr, group_ratio=group_ratio)
+    cached = DEFAULT_CACHED_RATIOS.get(model, DEFAULT_CACHED_RATIO)
+    return Price(model_ratio=mr, completion_ratio=cr, group_ratio=group_ratio, cached_ratio=cached)
 
 
 def quota_for(

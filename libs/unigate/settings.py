@@ -27,6 +27,10 @@ class CommonSettings(BaseSettings):
     # Encrypts provider secrets at rest. Must be the same for auth and the admin CLI.
     secret_key: str = Field("", alias="SECRET_KEY")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    # On SIGTERM: how long calls and streams in flight may take to finish before they are cut.
+    drain_timeout: float = Field(30.0, alias="SHUTDOWN_DRAIN_TIMEOUT")
+    # Copies of the usage stream a NATS cluster keeps (set when the stream is first created).
+    usage_stream_replicas: int = Field(1, alias="USAGE_STREAM_REPLICAS")
 
     @field_validator("namespace")
     @classmethod
@@ -48,10 +52,18 @@ def relay_for(relays: Mapping[str, T], family: str) -> T | None:
 
 
 def parse_relay_addrs(text: str) -> dict[str, str]:
-    """``"openai=10.0.0.5:50061,anthropic=relay-anthropic:50061"`` as a family → address map."""
-    out = {}
+    """``"openai=10.0.0.5:50061,anthropic=relay-anthropic:50061"`` as a family → address map.
+
+    A part without ``=`` continues the address before it, so a family may name several relays
+    in gRPC's own list syntax, balanced round-robin by the client:
+    ``openai=ipv4:10.0.0.5:50061,10.0.0.6:50061``."""
+    out: dict[str, str] = {}
+    family = ""
     for part in text.split(","):
         if "=" in part:
             family, addr = part.split("=", 1)
-            out[family.strip()] = addr.strip()
+            family = family.strip()
+            out[family] = addr.strip()
+        elif family and part.strip():
+            out[family] += "," + part.strip()
     return out

@@ -37,7 +37,7 @@ def counted_usage(endpoint: str, body: bytes, model: str, completion_text: str) 
 
 def streamed_text(chunk_payloads: Iterable[bytes]) -> str:
     """The text (content and reasoning) of OpenAI stream chunks (chat, legacy completions or
-    Responses API events), given their JSON payloads."""
+    Responses API events) or Anthropic Messages events, given their JSON payloads."""
     text = []
     for data in chunk_payloads:
         try:
@@ -48,6 +48,9 @@ def streamed_text(chunk_payloads: Iterable[bytes]) -> str:
             continue
         if isinstance(parsed.get("delta"), str):  # Responses API text deltas
             text.append(parsed["delta"])
+        elif isinstance(parsed.get("delta"), dict):  # Anthropic Messages content deltas
+            delta = parsed["delta"]
+            text.extend(str(delta.get(k) or "") for k in ("text", "thinking", "partial_json"))
         for choice in parsed.get("choices") or []:
             if not isinstance(choice, dict):
                 continue

@@ -3,7 +3,15 @@
 ``python -m unigate_sim openai --host 127.0.0.1 --port 8900 --api-key sk-sim-... [--models a,b]``
 serves the OpenAI simulator until interrupted;
 ``python -m unigate_sim azure --api-key KEY [--deployments gpt-35-turbo=gpt-3.5-turbo,...]``
-serves the Azure OpenAI one (``unigate_sim.azure``).
+serves the Azure OpenAI one (``unigate_sim.azure``);
+``python -m unigate_sim anthropic --api-key KEY [--models a,b]`` Anthropic's Messages API
+(``unigate_sim.anthropic``);
+``python -m unigate_sim baidu --key AK:SK``, ``hunyuan --key SECRET_ID:SECRET_KEY`` and
+``dashscope --key KEY`` the native-protocol simulators (``unigate_sim.baidu``, …);
+``gemini --key KEY`` the Gemini API and ``vertex --key service-account.json`` Vertex AI with
+its token endpoint (``unigate_sim.gemini``);
+``cohere --api-key KEY`` Cohere's v2 API (``unigate_sim.cohere``) and
+``spark --app 'APPID|APISecret|APIKey'`` iFlytek Spark's WebSocket API (``unigate_sim.spark``).
 """
 
 from __future__ import annotations
@@ -14,8 +22,17 @@ from typing import Any
 
 import uvicorn
 
+from unigate_sim.anthropic import DEFAULT_MODELS as ANTHROPIC_MODELS
+from unigate_sim.anthropic import create_anthropic_app
 from unigate_sim.azure import DEFAULT_DEPLOYMENTS, create_azure_app
+from unigate_sim.baidu import create_baidu_app
+from unigate_sim.cohere import create_cohere_app
+from unigate_sim.dashscope import create_dashscope_app
+from unigate_sim.gemini import create_gemini_app
+from unigate_sim.gemini.vertex import vertex_app_for_key_files
+from unigate_sim.hunyuan import create_hunyuan_app
 from unigate_sim.openai import DEFAULT_MODELS, create_app
+from unigate_sim.spark import SparkApp, SparkServer, SparkSimulator
 
 
 def _comma_list(value: str) -> list[str]:
@@ -88,15 +105,122 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn's log level (warning)",
     )
+    anthropic = providers.add_parser("anthropic", help="simulate Anthropic's Messages API")
+    anthropic.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    anthropic.add_argument("--port", type=int, default=8902, help="port to listen on (8902)")
+    anthropic.add_argument(
+        "--api-key",
+        dest="api_keys",
+        action="append",
+        required=True,
+        metavar="KEY",
+        help="an API key the simulator accepts (x-api-key header); repeat for several",
+    )
+    anthropic.add_argument(
+        "--models",
+        type=_comma_list,
+        default=None,
+        help=f"comma-separated model ids to serve (default: {','.join(ANTHROPIC_MODELS)})",
+    )
+    anthropic.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (warning)",
+    )
+    for name, port, key_help in _NATIVE:
+        native = providers.add_parser(name, help=f"simulate {name}'s native API")
+        native.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+        native.add_argument("--port", type=int, default=port, help=f"port to listen on ({port})")
+        native.add_argument(
+            "--key", dest="keys", action="append", required=True, metavar="KEY", help=key_help
+        )
+        native.add_argument(
+            "--log-level",
+            default="warning",
+            choices=["critical", "error", "warning", "info", "debug"],
+            help="uvicorn's log level (warning)",
+        )
+    cohere = providers.add_parser("cohere", help="simulate Cohere's v2 API")
+    cohere.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    cohere.add_argument("--port", type=int, default=8915, help="port to listen on (8915)")
+    cohere.add_argument(
+        "--api-key",
+        dest="api_keys",
+        action="append",
+        required=True,
+        metavar="KEY",
+        help="a bearer key the simulator accepts; repeat for several",
+    )
+    cohere.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (warning)",
+    )
+    spark = providers.add_parser("spark", help="simulate iFlytek Spark's WebSocket API")
+    spark.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    spark.add_argument("--port", type=int, default=8916, help="port to listen on (8916)")
+    spark.add_argument(
+        "--app",
+        dest="apps",
+        action="append",
+        required=True,
+        type=_spark_app,
+        metavar="APPID|APISECRET|APIKEY",
+        help="an app the simulator knows (a Spark channel key); repeat for several",
+    )
     return parser
+
+
+def _spark_app(value: str) -> SparkApp:
+    """Parse a Spark channel key ``APPID|APISecret|APIKey``."""
+    parts = [part.strip() for part in value.split("|")]
+    if len(parts) != 3 or not all(parts):
+        raise argparse.ArgumentTypeError("expected APPID|APISecret|APIKey")
+    return SparkApp(*parts)
+
+
+# The native-protocol simulators: (subcommand, default port, what --key takes).
+_NATIVE = (
+    ("baidu", 8910, "an API key and secret key the token endpoint accepts, as `AK:SK`"),
+    ("hunyuan", 8911, "a SecretId and SecretKey the signature check accepts, as `ID:KEY`"),
+    ("dashscope", 8912, "an API key the simulator accepts; repeat for several"),
+    ("gemini", 8913, "a Gemini API key the simulator accepts; repeat for several"),
+    ("vertex", 8914, "a service account key file whose account may get tokens; repeatable"),
+)
+
+
+def _native_app(provider: str, keys: list[str]) -> Any:
+    """The Baidu, Hunyuan or DashScope simulator for ``--key`` values."""
+    if provider == "dashscope":
+        return create_dashscope_app(set(keys))
+    if provider == "gemini":
+        return create_gemini_app(set(keys))
+    if provider == "vertex":
+        return vertex_app_for_key_files(keys)
+    pairs = dict(key.split(":", 1) for key in keys if ":" in key)
+    if len(pairs) != len(keys):
+        raise SystemExit(f"{provider}: --key takes `ID:SECRET`")
+    return create_baidu_app(pairs) if provider == "baidu" else create_hunyuan_app(pairs)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and serve the chosen simulator until interrupted."""
     args = build_parser().parse_args(argv)
+    if args.provider == "spark":
+        # A WebSocket server of its own (the websockets library), not an ASGI app.
+        SparkServer(SparkSimulator(args.apps), args.host, args.port).serve_forever()
+        return
     app: Any = (
-        create_azure_app(set(args.api_keys), args.deployments)
+        create_cohere_app(set(args.api_keys))
+        if args.provider == "cohere"
+        else _native_app(args.provider, args.keys)
+        if args.provider in ("baidu", "hunyuan", "dashscope", "gemini", "vertex")
+        else create_azure_app(set(args.api_keys), args.deployments)
         if args.provider == "azure"
+        else create_anthropic_app(set(args.api_keys), args.models)
+        if args.provider == "anthropic"
         else create_app(set(args.api_keys), args.models)
     )
     # uvloop + httptools and no access log: the simulator also stands in for load tests,

@@ -92,9 +92,10 @@ def stack(
             ports=StackPorts.free(),
             simulator=None,
             log_dir=log_dir,
-            # Sweep quickly so the sweeper can be observed; requests here last well under 1 s.
+            # Sweep soon enough that the sweeper can be observed, yet well after any request
+            # here reports back even on a loaded machine (a cold first call can take seconds).
             extra_env={
-                "RESERVATION_TIMEOUT": "4",
+                "RESERVATION_TIMEOUT": "12",
                 "RESERVATION_SWEEP_INTERVAL": "0.5",
                 "CHANNEL_TEST_FREQUENCY": "1",
             },

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+import nats
 import openai
 import pytest
 from redis.asyncio import Redis
@@ -21,7 +22,8 @@ from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
 from unigate.devstack import Stack
 from unigate.grpcutil import insecure_channel
-from unigate.v1 import auth_pb2, auth_pb2_grpc
+from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
+from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2
 
 HELLO: list[Any] = [{"role": "user", "content": "hello"}]
 
@@ -323,7 +325,7 @@ async def test_unsettled_reservation_is_swept_at_its_reserved_amount(
     finally:
         await channel.close()
     assert decision.allowed and decision.reserved_quota > 0
-    await wait_for_rows(pg, tenant.token_id, 1, within=15)
+    await wait_for_rows(pg, tenant.token_id, 1, within=30)
     row = await pg.fetchrow("SELECT * FROM logs WHERE token_id = $1", tenant.token_id)
     assert row["request_id"] == decision.reservation_id
     assert (row["error_code"], row["quota"]) == ("settled_by_sweeper", decision.reserved_quota)
@@ -332,3 +334,65 @@ async def test_unsettled_reservation_is_swept_at_its_reserved_amount(
         == decision.reserved_quota
     )
     assert not await redis.exists(f"{namespace}:rsv:{decision.reservation_id}")
+
+    # The request's own event turns up after all (its gateway had been cut off from NATS):
+    # the ledger takes the real figures, once, and moves every charge by the difference.
+    real_quota = decision.reserved_quota // 3
+    late = events_pb2.UsageEvent(
+        schema_version=USAGE_SCHEMA_VERSION,
+        request_id=decision.reservation_id,
+        reservation_id=decision.reservation_id,
+        reserved_quota=decision.reserved_quota,
+        user_id=decision.user_id,
+        token_id=decision.token_id,
+        token_name=decision.token_name,
+        channel_id=tenant.channel_id,
+        model="gpt-4o-mini",
+        upstream_model="gpt-4o-mini",
+        endpoint="chat.completions",
+        usage=common_pb2.Usage(prompt_tokens=100, completion_tokens=50, total_tokens=150),
+        quota=real_quota,
+        status_code=200,
+        created_at_ms=row["created_at"] * 1000,
+    )
+    channel_used = await pg.fetchval(
+        "SELECT used_quota FROM channels WHERE id = $1", tenant.channel_id
+    )
+    nc = await nats.connect(stack.config.nats_url)
+    try:
+        js = nc.jetstream()
+        for _ in range(2):  # and once more: a redelivery changes nothing further
+            await js.publish(
+                Namespace(namespace).usage_subject,
+                events_pb2.UsageBatch(events=[late]).SerializeToString(),
+                headers={"Nats-Msg-Id": secrets.token_hex(8)},
+            )
+    finally:
+        await nc.close()
+    deadline = time.monotonic() + 15
+    while (await pg.fetchval("SELECT quota FROM logs WHERE id = $1", row["id"])) != real_quota:
+        assert time.monotonic() < deadline, "the late event never corrected the swept row"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # the redelivery, had it been applied, would show by now
+    fixed = await pg.fetchrow("SELECT * FROM logs WHERE id = $1", row["id"])
+    assert (fixed["error_code"], fixed["prompt_tokens"], fixed["completion_tokens"]) == (
+        "",
+        100,
+        50,
+    )
+    assert fixed["channel_id"] == tenant.channel_id and not fixed["estimated"]
+    assert await pg.fetchval("SELECT count(*) FROM logs WHERE token_id = $1", tenant.token_id) == 1
+    assert (
+        await pg.fetchval("SELECT used_quota FROM tokens WHERE id = $1", tenant.token_id)
+        == real_quota
+    )
+    assert (
+        await pg.fetchval("SELECT used_quota FROM channels WHERE id = $1", tenant.channel_id)
+        == channel_used + real_quota
+    )
+    daily = await pg.fetchrow(
+        "SELECT sum(requests) AS n, sum(quota) AS q, sum(prompt_tokens) AS p FROM usage_daily"
+        " WHERE token_id = $1",
+        tenant.token_id,
+    )
+    assert (daily["n"], daily["q"], daily["p"]) == (1, real_quota, 100)

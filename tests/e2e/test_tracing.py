@@ -261,11 +261,20 @@ def check_request_trace(
     assert len(writes) == 1
 
 
+async def served_by(pg: asyncpg.Pool, request_id: str) -> int:
+    """The channel the ledger says served the request (the session database may hold other
+    channels for the same model)."""
+    channel: int = await pg.fetchval(
+        "SELECT channel_id FROM logs WHERE request_id = $1", request_id
+    )
+    return channel
+
+
+@pytest.mark.usefixtures("channel_id")
 async def test_one_trace_per_request(
     traced_stack: Stack,
     receiver: tuple[Receiver, int],
     pg: asyncpg.Pool,
-    channel_id: int,
 ) -> None:
     rec = receiver[0]
     token = await admin.create_token(pg, user_id=1, name="tracing", unlimited_quota=True)
@@ -286,7 +295,7 @@ async def test_one_trace_per_request(
         rec,
         spans,
         rid,
-        channel_id=channel_id,
+        channel_id=await served_by(pg, rid),
         model=model,
         response_model=resp.model,
         input_tokens=resp.usage.prompt_tokens,
@@ -311,7 +320,7 @@ async def test_one_trace_per_request(
         rec,
         stream_spans,
         stream_rid,
-        channel_id=channel_id,
+        channel_id=await served_by(pg, stream_rid),
         model=model,
         response_model=chunks[0].model,
         input_tokens=usage.prompt_tokens,

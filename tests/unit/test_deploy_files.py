@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from unigate.settings import ANY_FAMILY, parse_relay_addrs, relay_for
+from unigate_relay.providers import REGISTRY
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -29,12 +32,18 @@ COMPOSE = ROOT / "docker-compose.yml"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 OTEL_CONF = ROOT / "deploy" / "otel-collector.yaml"
 PROMETHEUS_CONF = ROOT / "deploy" / "prometheus.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "unigate.json"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
 
 # The unigate services of the compose file and the Dockerfile stage each one runs.
 UNIGATE_SERVICES = {
     "migrate": "migrate",
     "auth": "auth",
     "relay-openai": "relay",
+    "relay-anthropic": "relay",
+    "relay-google": "relay",
+    "relay-others": "relay",
     "billing": "billing",
     "gateway": "gateway",
 }
@@ -176,6 +185,15 @@ def exposed_ports(service: str) -> set[int]:
     if target:
         ports |= dockerfile_exposed(target)
     return ports
+
+
+def published_port(mapping: Any) -> int:
+    """The host port of a `ports` entry ("[ip:]host:container" or the long form)."""
+    if isinstance(mapping, dict):
+        return int(mapping["published"])
+    parts = str(mapping).split("/")[0].split(":")
+    assert len(parts) >= 2, f"{mapping}: no host port (a random one would be published)"
+    return int(parts[-2])
 
 
 def has_healthcheck(service: str) -> bool:
@@ -651,16 +669,29 @@ def test_compose_addresses_point_at_services_and_their_ports() -> None:
     for name in ("gateway", "relay-openai"):
         assert host_port(compose_env(name)["AUTH_ADDR"]) == ("auth", auth_port), name
 
-    relays = dict(part.split("=", 1) for part in compose_env("gateway")["RELAY_ADDRS"].split(","))
-    assert "openai" in relays
+    relays = parse_relay_addrs(compose_env("gateway")["RELAY_ADDRS"])
+    assert compose_env("auth")["RELAY_ADDRS"] == compose_env("gateway")["RELAY_ADDRS"]
+    assert "openai" in relays and ANY_FAMILY in relays
     for family, addr in relays.items():
         host, port = host_port(addr)
         assert host in services(), f"RELAY_ADDRS {family}: no service {host}"
         assert port == host_port(effective_env(host)["RELAY_LISTEN"])[1]
         command = services()[host].get("command") or []
         providers = command[command.index("--providers") + 1] if "--providers" in command else ""
-        providers = providers or effective_env(host).get("RELAY_PROVIDERS", "")
-        assert family in providers.split(","), f"{host} does not serve {family}"
+        assert providers == effective_env(host).get("RELAY_PROVIDERS", providers), host
+        served = providers.split(",")
+        assert set(served) <= {*REGISTRY, "all"}, f"{host} serves unknown families {served}"
+        if family == ANY_FAMILY:
+            assert served == ["all"], f"the catch-all {host} must serve every family"
+        else:
+            assert family in served or served == ["all"], f"{host} does not serve {family}"
+    # Every family the relay knows, and every family a channel type names, reaches a relay.
+    from unigate.channel_types import CHANNEL_TYPES
+
+    for family in {*REGISTRY, *(t.family for t in CHANNEL_TYPES.values())}:
+        assert relay_for(relays, family) is not None, family
+    relay_services = {n for n, stage in UNIGATE_SERVICES.items() if stage == "relay"}
+    assert {host_port(a)[0] for a in relays.values()} == relay_services, "an unused relay"
 
     pg = compose_env("postgres")
     for name in ("migrate", "auth", "billing"):
@@ -701,7 +732,7 @@ def test_compose_gateway_is_replicated_behind_nginx() -> None:
     assert nginx["image"].startswith("nginx:1.27")
     assert [str(p) for p in nginx["ports"]] == ["3000:3000"]
     published = {
-        host_port(str(p))[1]
+        published_port(p)
         for name, svc in services().items()
         if name != "nginx"
         for p in svc.get("ports") or []
@@ -876,6 +907,7 @@ def test_prometheus_scrapes_every_service_on_its_ops_port() -> None:
         ops_var = OPS_PORT_VARS[UNIGATE_SERVICES[service]]
         assert scraped[service] == int(effective_env(service)[ops_var]), service
     assert scraped["auth"] == 9101 and scraped["relay-openai"] == 9102
+    assert scraped["relay-others"] == 9102
     assert scraped["billing"] == 9103 and scraped["gateway"] == 3000
 
 
@@ -910,3 +942,392 @@ def test_otel_collector_pipelines_use_defined_components() -> None:
     for extension in conf["service"].get("extensions", []):
         assert extension in conf["extensions"]
     assert re.search(r"^\s*#\s*otlp\S*:", OTEL_CONF.read_text(), re.M), "no example exporter"
+
+
+# --------------------------------------------------------------------------------------------
+# Tests: deploy/grafana (provisioning and the unigate dashboard)
+
+# Labels Prometheus adds to every series, and the bucket label of histograms.
+_TARGET_LABELS = {"instance", "job"}
+
+
+@cache
+def code_metrics() -> dict[str, tuple[str, set[str]]]:
+    """Every sample name the services export -> (its metric family, that family's labels)."""
+    import prometheus_client
+
+    import unigate.metrics
+    import unigate_auth.metrics
+    import unigate_billing.metrics
+    import unigate_gateway.metrics
+    import unigate_relay.metrics
+
+    modules = (
+        unigate.metrics,
+        unigate_auth.metrics,
+        unigate_billing.metrics,
+        unigate_gateway.metrics,
+        unigate_relay.metrics,
+    )
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+    }
+    out: dict[str, tuple[str, set[str]]] = {}
+    for module in modules:
+        for metric in vars(module).values():
+            if not isinstance(metric, prometheus_client.metrics.MetricWrapperBase):
+                continue
+            (family,) = metric.describe()
+            labels = set(metric._labelnames)
+            for suffix in suffixes[family.type]:
+                extra = {"le"} if suffix == "_bucket" else set()
+                out[family.name + suffix] = (family.name, labels | extra)
+    return out
+
+
+def dashboard_targets() -> list[tuple[str, str, str]]:
+    """(panel title, PromQL expression, legend format) of every query of the dashboard."""
+    dash = json.loads(DASHBOARD.read_text())
+    out = []
+    for panel in dash["panels"]:
+        for target in panel.get("targets", []):
+            out.append((panel["title"], target["expr"], target.get("legendFormat", "")))
+    return out
+
+
+def test_code_metrics_are_found() -> None:
+    names = code_metrics()
+    # One of each kind, from each module: the discovery itself works.
+    for name in (
+        "unigate_gateway_requests_total",
+        "unigate_gateway_request_duration_seconds_bucket",
+        "unigate_gateway_usage_buffer_events",
+        "unigate_relay_upstream_errors_total",
+        "unigate_auth_decisions_total",
+        "unigate_billing_consumer_pending_messages",
+        "unigate_channel_circuit_state",
+        "unigate_reservations_outstanding",
+    ):
+        assert name in names, name
+    assert names["unigate_gateway_requests_total"][1] == {"route", "model", "channel", "status"}
+
+
+def test_dashboard_queries_only_metrics_and_labels_the_code_exports() -> None:
+    metrics = code_metrics()
+    targets = dashboard_targets()
+    assert len(targets) >= 20
+    for title, expr, legend in targets:
+        used = set(re.findall(r"\bunigate_[a-z0-9_]+\b", expr))
+        assert used, f"{title}: queries no unigate metric"
+        unknown = used - set(metrics)
+        assert not unknown, f"{title}: {unknown} is exported by no service"
+        labels = set().union(*(metrics[m][1] for m in used)) | _TARGET_LABELS
+        grouped: set[str] = set()
+        for group in re.findall(r"\bby\s*\(([^)]*)\)", expr):
+            grouped |= {g.strip() for g in group.split(",") if g.strip()}
+        selected = set(re.findall(r"[{,]\s*([a-z_]+)\s*(?:=~|!~|!=|=)", expr))
+        assert grouped | selected <= labels, (
+            f"{title}: unknown labels {(grouped | selected) - labels}"
+        )
+        for name in re.findall(r"\{\{\s*(\w+)\s*\}\}", legend):
+            assert name in (grouped or labels), f"{title}: legend {{{{{name}}}}} is not grouped by"
+        assert expr.count("(") == expr.count(")"), f"{title}: unbalanced parentheses"
+        for m in re.findall(r"histogram_quantile\([^,]+,\s*sum by \(([^)]*)\)", expr):
+            assert "le" in {x.strip() for x in m.split(",")}, f"{title}: quantile without le"
+
+
+def test_dashboard_charts_every_metric_the_code_exports() -> None:
+    charted = {
+        metrics_family
+        for _, expr, _ in dashboard_targets()
+        for name in re.findall(r"\bunigate_[a-z0-9_]+\b", expr)
+        for metrics_family in [code_metrics()[name][0]]
+    }
+    families = {family for family, _ in code_metrics().values()}
+    assert families - charted == set(), "exported but on no panel"
+
+
+def test_grafana_provisioning_matches_compose_and_the_dashboard() -> None:
+    datasources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yaml").read_text())
+    (ds,) = datasources["datasources"]
+    assert ds["type"] == "prometheus"
+    url = urlsplit(ds["url"])
+    assert url.hostname == "prometheus" and url.port == 9090
+    assert url.port in exposed_ports("prometheus") or "127.0.0.1:9090:9090" in [
+        str(p) for p in services()["prometheus"]["ports"]
+    ]
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/unigate.yaml").read_text())
+    (provider,) = providers["providers"]
+    mounts = dict((t, s) for s, t in volume_mounts("grafana"))
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    assert mounts[provider["options"]["path"]] == "./deploy/grafana/dashboards"
+    dash = json.loads(DASHBOARD.read_text())
+    assert dash["uid"] == "unigate"
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dash["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == ds["uid"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == ds["uid"], panel["title"]
+    home = compose_env("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == provider["options"]["path"] + "/" + DASHBOARD.name
+
+
+# --------------------------------------------------------------------------------------------
+# Tests: deploy/kubernetes
+
+K8S_KINDS = {
+    "namespace.yaml": ["Namespace"],
+    "secrets.yaml": ["Secret"],
+    "config.yaml": ["ConfigMap"],
+    "migrate-job.yaml": ["Job"],
+    "auth.yaml": ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"],
+    "billing.yaml": ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"],
+    "gateway.yaml": ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"],
+    "relays.yaml": ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"] * 4,
+}
+API_VERSIONS = {
+    "Namespace": "v1",
+    "Secret": "v1",
+    "ConfigMap": "v1",
+    "Service": "v1",
+    "Job": "batch/v1",
+    "Deployment": "apps/v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
+    "PodDisruptionBudget": "policy/v1",
+}
+# Console script -> (setting naming its ops/HTTP port, setting naming its gRPC listen address).
+SERVICE_PORTS = {
+    "unigate-gateway": ("PORT", None),
+    "unigate-auth": ("AUTH_OPS_PORT", "AUTH_LISTEN"),
+    "unigate-relay": ("RELAY_OPS_PORT", "RELAY_LISTEN"),
+    "unigate-billing": ("BILLING_OPS_PORT", "BILLING_LISTEN"),
+}
+
+
+@cache
+def k8s_docs() -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        assert all(isinstance(d, dict) for d in docs), path.name
+        out[path.name] = docs
+    return out
+
+
+def k8s(kind: str) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for docs in k8s_docs().values():
+        for d in docs:
+            if d["kind"] == kind:
+                assert d["metadata"]["name"] not in found, f"two {kind}s {d['metadata']['name']}"
+                found[d["metadata"]["name"]] = d
+    return found
+
+
+def k8s_config() -> dict[str, str]:
+    data = k8s("ConfigMap")["unigate-config"]["data"]
+    assert all(isinstance(v, str) for v in data.values()), "ConfigMap values must be strings"
+    return data
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def named_ports(c: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: int(p["containerPort"]) for p in c.get("ports", [])}
+
+
+def test_k8s_manifests_parse_with_the_expected_kinds() -> None:
+    assert {name: [d["kind"] for d in docs] for name, docs in k8s_docs().items()} == K8S_KINDS
+    for docs in k8s_docs().values():
+        for d in docs:
+            assert d["apiVersion"] == API_VERSIONS[d["kind"]], d["kind"]
+            if d["kind"] != "Namespace":
+                assert d["metadata"]["namespace"] == "unigate", d["metadata"]["name"]
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(k8s_docs())
+    (image,) = kustomization["images"]
+    for name, d in {**k8s("Deployment"), **k8s("Job")}.items():
+        pod = d["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        assert c["image"].split(":")[0] == image["name"], name
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+
+
+def test_k8s_deployments_run_console_scripts_with_probes_on_real_ports() -> None:
+    from unigate.ops import ops_routes
+
+    async def ready() -> dict[str, bool]:
+        return {}
+
+    paths = {r.path for r in ops_routes(ready)}
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    config = k8s_config()
+    deployments = k8s("Deployment")
+    assert {"gateway", "auth", "billing", "relay-openai"} <= set(deployments)
+    for name, d in deployments.items():
+        c = container(d)
+        script = c["command"][0]
+        assert script in scripts and script in SERVICE_PORTS, name
+        ops_var, listen_var = SERVICE_PORTS[script]
+        ports = named_ports(c)
+        probes = {k: c[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
+        assert probes["livenessProbe"]["path"] == "/healthz", name
+        assert probes["readinessProbe"]["path"] == "/readyz", name
+        for kind, probe in probes.items():
+            assert probe["path"] in paths, f"{name} {kind}: no route {probe['path']}"
+            port = probe["port"]
+            number = ports[port] if isinstance(port, str) else int(port)
+            assert number == int(config[ops_var]), f"{name} {kind}: not the ops port"
+            assert number in ports.values(), f"{name} {kind}: port not declared"
+        annotations = d["spec"]["template"]["metadata"]["annotations"]
+        assert int(annotations["prometheus.io/port"]) == int(config[ops_var]), name
+        assert annotations["prometheus.io/path"] == "/metrics" and "/metrics" in paths
+        if listen_var:
+            assert host_port(config[listen_var]) == ("0.0.0.0", ports["grpc"]), name
+            assert config["OPS_HOST"] == "0.0.0.0"
+        else:
+            assert config["HOST"] == "0.0.0.0"
+        assert d["spec"]["selector"]["matchLabels"].items() <= (
+            d["spec"]["template"]["metadata"]["labels"].items()
+        ), name
+        assert c["resources"]["requests"]["cpu"], f"{name}: the HPA needs a CPU request"
+
+
+def test_k8s_shutdown_fits_in_the_grace_period() -> None:
+    config = k8s_config()
+    drain = float(config["SHUTDOWN_DRAIN_TIMEOUT"])
+    for name, d in k8s("Deployment").items():
+        c = container(d)
+        pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+        sleep = float(pre_stop[1]) if pre_stop[:1] == ["sleep"] else 0.0
+        needed = sleep + drain
+        if c["command"][0] == "unigate-gateway":
+            assert sleep > 0, "the gateway must outlive its removal from the endpoints"
+            needed += float(config["USAGE_FLUSH_TIMEOUT"])
+        grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        if c["command"][0] != "unigate-auth":
+            assert grace > needed, f"{name}: {grace}s < {needed}s of drain"
+
+
+def test_k8s_services_hpas_and_pdbs_select_real_deployments() -> None:
+    deployments = k8s("Deployment")
+
+    def selected(selector: dict[str, str]) -> list[str]:
+        return [
+            n
+            for n, d in deployments.items()
+            if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+
+    for name, svc in k8s("Service").items():
+        (target,) = selected(svc["spec"]["selector"])
+        ports = named_ports(container(deployments[target]))
+        for port in svc["spec"]["ports"]:
+            assert port["targetPort"] in ports, f"service {name}: no port {port['targetPort']}"
+            assert port["port"] == ports[port["targetPort"]], name
+        if "grpc" in ports:
+            # Headless, so that `dns:///` clients see (and balance over) every pod.
+            assert svc["spec"].get("clusterIP") == "None", f"{name} must be headless"
+    hpas = k8s("HorizontalPodAutoscaler")
+    for name, hpa in hpas.items():
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert (ref["kind"], ref["apiVersion"]) == ("Deployment", "apps/v1")
+        assert ref["name"] in deployments, name
+        assert 1 < hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+    relays = {n for n, d in deployments.items() if container(d)["command"][0] == "unigate-relay"}
+    assert {"gateway", "billing", *relays} <= {
+        h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()
+    }
+    covered = set()
+    for name, pdb in k8s("PodDisruptionBudget").items():
+        (target,) = selected(pdb["spec"]["selector"]["matchLabels"])
+        assert pdb["spec"]["minAvailable"] < deployments[target]["spec"]["replicas"], name
+        covered.add(target)
+    assert covered == set(deployments)
+
+
+def test_k8s_env_comes_from_the_configmap_and_secret() -> None:
+    from unigate.cli_ledger import CliSettings
+    from unigate_auth.settings import AuthSettings
+    from unigate_billing.settings import BillingSettings
+    from unigate_gateway.settings import GatewaySettings
+    from unigate_relay.settings import RelaySettings
+
+    known = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+    for cls in (GatewaySettings, AuthSettings, RelaySettings, BillingSettings, CliSettings):
+        known |= {f.alias for f in cls.model_fields.values() if f.alias}
+    assert set(k8s_config()) <= known, f"unknown settings {set(k8s_config()) - known}"
+    secret = k8s("Secret")["unigate-secrets"]["stringData"]
+    assert set(secret) == {"SECRET_KEY", "SESSION_SECRET", "SQL_DSN", "REDIS_CONN_STRING"}
+    assert set(secret) <= known
+    for name, d in {**k8s("Deployment"), **k8s("Job")}.items():
+        c = container(d)
+        assert c["envFrom"] == [{"configMapRef": {"name": "unigate-config"}}], name
+        for var in c.get("env", []):
+            ref = var["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == "unigate-secrets" and ref["key"] == var["name"] in secret
+    needs = {
+        "unigate-auth": {"SQL_DSN", "REDIS_CONN_STRING", "SECRET_KEY"},
+        "unigate-billing": {"SQL_DSN", "REDIS_CONN_STRING"},
+        "unigate-relay": {"REDIS_CONN_STRING"},
+        "unigate-gateway": {"SESSION_SECRET"},
+        "unigate": {"SQL_DSN", "SECRET_KEY"},
+    }
+    for name, d in {**k8s("Deployment"), **k8s("Job")}.items():
+        c = container(d)
+        assert {v["name"] for v in c.get("env", [])} == needs[c["command"][0]], name
+
+
+def test_k8s_addresses_point_at_headless_services_serving_each_family() -> None:
+    config = k8s_config()
+    services_ = k8s("Service")
+    deployments = k8s("Deployment")
+
+    def service_of(target: str) -> tuple[str, int]:
+        m = re.fullmatch(r"dns:///([a-z0-9-]+)\.unigate\.svc\.cluster\.local:(\d+)", target)
+        assert m, f"{target}: not a dns:/// name of a unigate Service"
+        assert m[1] in services_, f"{target}: no Service {m[1]}"
+        assert int(m[2]) in {p["port"] for p in services_[m[1]]["spec"]["ports"]}, target
+        return m[1], int(m[2])
+
+    assert service_of(config["AUTH_ADDR"]) == ("auth", host_port(config["AUTH_LISTEN"])[1])
+    assert service_of(config["BILLING_ADDR"])[0] == "billing"
+    relays = parse_relay_addrs(config["RELAY_ADDRS"])
+    assert ANY_FAMILY in relays
+    used = set()
+    for family, target in relays.items():
+        name, port = service_of(target)
+        assert port == host_port(config["RELAY_LISTEN"])[1]
+        command = container(deployments[name])["command"]
+        assert command[:2] == ["unigate-relay", "--providers"], name
+        served = command[2].split(",")
+        assert set(served) <= {*REGISTRY, "all"}, name
+        assert family in served or served == ["all"], f"{name} does not serve {family}"
+        if family == ANY_FAMILY:
+            assert served == ["all"]
+        used.add(name)
+    from unigate.channel_types import CHANNEL_TYPES
+
+    for family in {*REGISTRY, *(t.family for t in CHANNEL_TYPES.values())}:
+        assert relay_for(relays, family) is not None, family
+    relay_deployments = {
+        n for n, d in deployments.items() if container(d)["command"][0] == "unigate-relay"
+    }
+    assert used == relay_deployments
+    # The same split as docker-compose.yml.
+    compose_relays = parse_relay_addrs(compose_env("gateway")["RELAY_ADDRS"])
+    assert {f: host_port(a)[0] for f, a in compose_relays.items()} == {
+        f: service_of(t)[0] for f, t in relays.items()
+    }

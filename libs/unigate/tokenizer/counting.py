@@ -167,4 +167,13 @@ def prompt_tokens(endpoint: str, body: bytes, model: str = "") -> int | None:
         if isinstance(request.get("instructions"), str):
             messages = [{"role": "developer", "content": request["instructions"]}, *messages]
         return chat_prompt_tokens(messages, request.get("tools") or (), model)
+    if endpoint in ("messages", "messages.count_tokens"):  # Anthropic Messages: an estimate
+        system = request.get("system")
+        turns = [m for m in request.get("messages") or () if isinstance(m, dict)]
+        if system:
+            turns = [{"role": "system", "content": system}, *turns]
+        tools = sum(
+            len(enc.encode(s, disallowed_special=())) for s in _strings(request.get("tools"))
+        )
+        return chat_prompt_tokens(turns, (), model) + tools
     return None

@@ -41,6 +41,45 @@ STATS_GROUP_BY_DAY_AND_MODEL: StatsGroupBy.ValueType  # 3
 Global___StatsGroupBy: _TypeAlias = StatsGroupBy  # noqa: Y015
 
 @_typing.final
+class DeleteLogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEFORE_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    before_timestamp: _builtins.int
+    """Unix seconds; rows with created_at before it go. Must be positive."""
+    def __init__(
+        self,
+        *,
+        before_timestamp: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_timestamp", b"before_timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLogsRequest: _TypeAlias = DeleteLogsRequest  # noqa: Y015
+
+@_typing.final
+class DeleteLogsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.int
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLogsResponse: _TypeAlias = DeleteLogsResponse  # noqa: Y015
+
+@_typing.final
 class LogFilter(_message.Message):
     """Conditions on log rows; zero values mean "any". Conditions combine with AND. Names are
     resolved through the users and tokens tables (a username is unique; a token name may match

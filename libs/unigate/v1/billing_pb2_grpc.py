@@ -54,6 +54,11 @@ class BillingServiceStub:
                 request_serializer=unigate_dot_v1_dot_billing__pb2.UsageStatsRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_billing__pb2.UsageStatsResponse.FromString,
                 _registered_method=True)
+        self.DeleteLogs = channel.unary_unary(
+                '/unigate.v1.BillingService/DeleteLogs',
+                request_serializer=unigate_dot_v1_dot_billing__pb2.DeleteLogsRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_billing__pb2.DeleteLogsResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -86,6 +91,14 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteLogs(self, request, context):
+        """Delete log rows created before a time (One API's `DELETE /api/log/?target_timestamp=`).
+        Balances and the daily rollups are untouched: this forgets history, it refunds nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -103,6 +116,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.UsageStats,
                     request_deserializer=unigate_dot_v1_dot_billing__pb2.UsageStatsRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_billing__pb2.UsageStatsResponse.SerializeToString,
+            ),
+            'DeleteLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLogs,
+                    request_deserializer=unigate_dot_v1_dot_billing__pb2.DeleteLogsRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_billing__pb2.DeleteLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -191,6 +209,33 @@ class BillingService:
             '/unigate.v1.BillingService/UsageStats',
             unigate_dot_v1_dot_billing__pb2.UsageStatsRequest.SerializeToString,
             unigate_dot_v1_dot_billing__pb2.UsageStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.BillingService/DeleteLogs',
+            unigate_dot_v1_dot_billing__pb2.DeleteLogsRequest.SerializeToString,
+            unigate_dot_v1_dot_billing__pb2.DeleteLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

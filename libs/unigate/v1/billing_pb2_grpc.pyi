@@ -29,6 +29,10 @@ class BillingServiceStub:
     """
     UsageStats: _aio.UnaryUnaryMultiCallable[_billing_pb2.UsageStatsRequest, _billing_pb2.UsageStatsResponse]
     """Totals of consume rows (type 2) from the daily rollups, grouped by day and/or model."""
+    DeleteLogs: _aio.UnaryUnaryMultiCallable[_billing_pb2.DeleteLogsRequest, _billing_pb2.DeleteLogsResponse]
+    """Delete log rows created before a time (One API's `DELETE /api/log/?target_timestamp=`).
+    Balances and the daily rollups are untouched: this forgets history, it refunds nothing.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Read side of the usage ledger. Field names follow One API's query parameters
@@ -63,5 +67,15 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_billing_pb2.UsageStatsRequest, _abc.Awaitable[_billing_pb2.UsageStatsResponse]],
     ) -> _abc.Awaitable[_billing_pb2.UsageStatsResponse]:
         """Totals of consume rows (type 2) from the daily rollups, grouped by day and/or model."""
+
+    @_abc_1.abstractmethod
+    def DeleteLogs(
+        self,
+        request: _billing_pb2.DeleteLogsRequest,
+        context: _aio.ServicerContext[_billing_pb2.DeleteLogsRequest, _abc.Awaitable[_billing_pb2.DeleteLogsResponse]],
+    ) -> _abc.Awaitable[_billing_pb2.DeleteLogsResponse]:
+        """Delete log rows created before a time (One API's `DELETE /api/log/?target_timestamp=`).
+        Balances and the daily rollups are untouched: this forgets history, it refunds nothing.
+        """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _aio.Server) -> None: ...

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+from importlib.metadata import version as package_version
 
 import uvloop
 
 from unigate import bus
 from unigate.db import create_pool
+from unigate.grpc_introspection import Introspection
 from unigate.grpcutil import insecure_channel, new_server
 from unigate.health import ChannelHealth
-from unigate.logs import configure_logging
+from unigate.logs import add_log_dir_argument, configure_logging
+from unigate.metrics import circuit_state_hook
 from unigate.namespace import Namespace
 from unigate.ops import serve_ops, stop_event
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
-from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
+from unigate.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, relay_pb2_grpc
+from unigate_auth.admin.service import AdminService
+from unigate_auth.admin.sessions import LoginThrottle, Sessions, ThrottleLimits
 from unigate_auth.channel_tester import ChannelTester
 from unigate_auth.service import AuthService
 from unigate_auth.settings import AuthSettings
@@ -36,24 +42,53 @@ async def serve(settings: AuthSettings) -> None:
     async def notify(kind: str, ids: list[int]) -> None:
         await bus.publish_config_change(nc, ns, kind, ids)
 
-    service = AuthService(settings, store, quota, ChannelHealth(redis, ns), notify)
+    health = ChannelHealth(redis, ns)
+    service = AuthService(settings, store, quota, health, notify)
     await bus.subscribe_config_changes(nc, ns, service.on_config_change)
     relay_channels = {f: insecure_channel(a) for f, a in settings.relay_map().items()}
     background = [asyncio.create_task(service.flush_accessed_times())]
+    tester = ChannelTester(
+        store,
+        {f: relay_pb2_grpc.RelayServiceStub(c) for f, c in relay_channels.items()},
+        quota,
+        notify,
+        frequency_seconds=settings.channel_test_frequency,
+    )
     if settings.channel_test_frequency > 0:
-        tester = ChannelTester(
-            store,
-            {f: relay_pb2_grpc.RelayServiceStub(c) for f, c in relay_channels.items()},
-            quota,
-            notify,
-            frequency_seconds=settings.channel_test_frequency,
-        )
         background.append(asyncio.create_task(tester.run()))
 
     server = new_server()
     auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
+    admin_service = AdminService(
+        pool=pool,
+        secret_key=settings.secret_key,
+        ns=ns,
+        sessions=Sessions(redis, ns, settings.session_ttl_seconds),
+        throttle=LoginThrottle(
+            redis,
+            ns,
+            ThrottleLimits(
+                per_user=settings.login_max_failures_per_user,
+                per_ip=settings.login_max_failures_per_ip,
+                window_seconds=settings.login_failure_window_seconds,
+            ),
+        ),
+        quota=quota,
+        notify=notify,
+        tester=tester,
+        version=package_version("unigate"),
+    )
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service, server)
+    introspection = Introspection(
+        server,
+        [
+            auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+            admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+        ],
+    )
     server.add_insecure_port(settings.listen)
     await server.start()
+    await introspection.serving()
 
     async def ready() -> dict[str, bool]:
         checks = {"nats": nc.is_connected}
@@ -67,12 +102,15 @@ async def serve(settings: AuthSettings) -> None:
             checks["postgres"] = False
         return checks
 
-    ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
+    ops = await serve_ops(
+        settings.ops_host, settings.ops_port, ready, scrape=[circuit_state_hook(health)]
+    )
     log.info("auth listening on %s (ops on :%d)", settings.listen, settings.ops_port)
 
     stop = stop_event()
     await stop.wait()
     log.info("auth shutting down")
+    await introspection.stopping()
     await server.stop(grace=5)
     for task in background:
         task.cancel()
@@ -87,7 +125,10 @@ async def serve(settings: AuthSettings) -> None:
 
 def main() -> None:
     settings = AuthSettings()
-    configure_logging("auth", settings.log_level)
+    parser = argparse.ArgumentParser(prog="unigate-auth")
+    add_log_dir_argument(parser)
+    args = parser.parse_args()
+    configure_logging("auth", settings.log_level, args.log_dir)
     setup_tracing("unigate-auth")
     uvloop.run(serve(settings))
 

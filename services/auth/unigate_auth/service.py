@@ -17,9 +17,11 @@ from unigate.channel_types import channel_type
 from unigate.crypto import decrypt_secret
 from unigate.health import ChannelHealth, HealthSnapshot
 from unigate.keys import hash_api_key, mask_key
+from unigate.logs import request_id_var
 from unigate.pricing import Price, price_for, quota_for
 from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, ReserveResult
 from unigate.v1 import auth_pb2, auth_pb2_grpc
+from unigate_auth import metrics
 from unigate_auth.cache import TTLCache
 from unigate_auth.channel_tester import Notify
 from unigate_auth.ratelimit import Limits, refusal, report, windows_for
@@ -191,10 +193,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def Authorize(
         self, request: auth_pb2.AuthorizeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.AuthorizeResponse:
+        request_id_var.set(request.request_id)
         try:
-            return await self._authorize(request)
+            decision = await self._authorize(request)
         except errors.ClientFacingError as err:
-            return _deny(err)
+            decision = _deny(err)
+        metrics.decided(decision)
+        return decision
 
     async def _authorize(self, req: auth_pb2.AuthorizeRequest) -> auth_pb2.AuthorizeResponse:
         token = await self._check_key(req.api_key, req.client_ip)

@@ -20,5 +20,12 @@ class AuthSettings(CommonSettings):
     # Seconds between tests of auto-disabled channels; 0 turns the tests off.
     channel_test_frequency: float = Field(300.0, alias="CHANNEL_TEST_FREQUENCY")
 
+    # Management sessions (admin.proto): lifetime, and failed logins allowed per username and
+    # per client address within a window before logins are refused until it ends.
+    session_ttl_seconds: int = Field(7 * 24 * 3600, alias="SESSION_TTL")
+    login_max_failures_per_user: int = Field(5, alias="LOGIN_MAX_FAILURES_PER_USER")
+    login_max_failures_per_ip: int = Field(20, alias="LOGIN_MAX_FAILURES_PER_IP")
+    login_failure_window_seconds: int = Field(900, alias="LOGIN_FAILURE_WINDOW")
+
     def relay_map(self) -> dict[str, str]:
         return parse_relay_addrs(self.relay_addrs)

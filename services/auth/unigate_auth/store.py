@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 
+from unigate.channel_types import routed_type
 from unigate_auth.routing import Ability
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -109,7 +110,8 @@ class AuthStore:
 
     async def abilities(self, group: str, model: str) -> list[Ability]:
         rows = await self._pool.fetch(
-            "SELECT a.channel_id, a.priority, a.weight, c.type, c.model_mapping, c.config_version"
+            "SELECT a.channel_id, a.priority, a.weight, c.type, c.model_mapping, c.config_version,"
+            " c.config->>'protocol' AS protocol"
             " FROM abilities a JOIN channels c ON c.id = a.channel_id"
             ' WHERE a."group" = $1 AND a.model = $2 AND a.enabled AND c.status = 1',
             group,
@@ -121,7 +123,7 @@ class AuthStore:
             out.append(
                 Ability(
                     channel_id=r["channel_id"],
-                    channel_type=r["type"],
+                    channel_type=routed_type(r["type"], r["protocol"]),
                     priority=r["priority"],
                     weight=r["weight"],
                     upstream_model=str(mapping.get(model) or model),
@@ -217,7 +219,8 @@ class AuthStore:
 
     async def auto_disabled_channels(self) -> list[ChannelUnderTest]:
         rows = await self._pool.fetch(
-            "SELECT id, type, models, model_mapping, config_version FROM channels"
+            "SELECT id, type, models, model_mapping, config_version,"
+            " config->>'protocol' AS protocol FROM channels"
             " WHERE status = 3 ORDER BY id"
         )
         out = []
@@ -230,7 +233,7 @@ class AuthStore:
             out.append(
                 ChannelUnderTest(
                     id=r["id"],
-                    type=r["type"],
+                    type=routed_type(r["type"], r["protocol"]),
                     model=model,
                     upstream_model=str(mapping.get(model) or model),
                     config_version=r["config_version"],

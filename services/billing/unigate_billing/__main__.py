@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 
@@ -9,16 +10,19 @@ import uvloop
 
 from unigate import bus
 from unigate.db import create_pool
+from unigate.grpc_introspection import Introspection
 from unigate.grpcutil import new_server
-from unigate.logs import configure_logging
+from unigate.logs import add_log_dir_argument, configure_logging
+from unigate.metrics import reservations_hook
 from unigate.namespace import Namespace
 from unigate.ops import serve_ops, stop_event
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
-from unigate.v1 import billing_pb2_grpc
+from unigate.v1 import billing_pb2, billing_pb2_grpc
 from unigate_billing.consumer import UsageConsumer
 from unigate_billing.ledger import Ledger
+from unigate_billing.metrics import consumer_lag_hook
 from unigate_billing.queries import BillingQueries
 from unigate_billing.settings import BillingSettings
 from unigate_billing.sweeper import ReservationSweeper
@@ -32,7 +36,7 @@ async def serve(settings: BillingSettings) -> None:
     redis = connect_redis(settings.redis_conn_string, max_connections=16)
     nc = await bus.connect(settings.nats_url, "unigate-billing")
     js = nc.jetstream()
-    await bus.ensure_usage_stream(js, ns)
+    await bus.ensure_usage_stream(js, ns, replicas=settings.usage_stream_replicas)
     ledger, quota = Ledger(pool), QuotaStore(redis, ns)
     consumer = UsageConsumer(
         js,
@@ -53,8 +57,12 @@ async def serve(settings: BillingSettings) -> None:
 
     server = new_server()
     billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingQueries(pool), server)
+    introspection = Introspection(
+        server, [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name]
+    )
     server.add_insecure_port(settings.listen)
     await server.start()
+    await introspection.serving()
 
     async def ready() -> dict[str, bool]:
         checks = {"nats": nc.is_connected, "consumer": not consuming.done()}
@@ -64,16 +72,31 @@ async def serve(settings: BillingSettings) -> None:
             checks["postgres"] = False
         return checks
 
-    ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
+    ops = await serve_ops(
+        settings.ops_host,
+        settings.ops_port,
+        ready,
+        scrape=[consumer_lag_hook(js, ns), reservations_hook(redis, ns)],
+    )
     log.info("billing consuming %s; queries on %s", ns.usage_stream, settings.listen)
     stop = stop_event()
     await asyncio.wait(
         [asyncio.ensure_future(stop.wait()), consuming], return_when=asyncio.FIRST_COMPLETED
     )
     log.info("billing shutting down")
+    # The batch in hand is applied and acked (bounded by the drain timeout); anything fetched
+    # but unacked after that is redelivered to another billing process.
     consumer.stop()
     sweeping.cancel()
-    await asyncio.wait_for(consuming, timeout=15)
+    done, _ = await asyncio.wait([consuming], timeout=settings.drain_timeout)
+    if not done:
+        log.error(
+            "consumer did not stop within %.0fs; its batch will be redelivered",
+            settings.drain_timeout,
+        )
+        consuming.cancel()
+    await asyncio.gather(consuming, sweeping, return_exceptions=True)
+    await introspection.stopping()
     await server.stop(grace=5)
     ops.should_exit = True
     # The consumer has stopped; anything fetched but unacked is redelivered.
@@ -84,7 +107,10 @@ async def serve(settings: BillingSettings) -> None:
 
 def main() -> None:
     settings = BillingSettings()
-    configure_logging("billing", settings.log_level)
+    parser = argparse.ArgumentParser(prog="unigate-billing")
+    add_log_dir_argument(parser)
+    args = parser.parse_args()
+    configure_logging("billing", settings.log_level, args.log_dir)
     setup_tracing("unigate-billing")
     uvloop.run(serve(settings))
 

@@ -19,6 +19,7 @@ from unigate import telemetry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import QuotaStore, Settlement
 from unigate.v1 import events_pb2
+from unigate_billing import metrics
 from unigate_billing.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,10 @@ class UsageConsumer:
         delay = 0.2
         while True:
             try:
-                with telemetry.ledger_write(traced, len(events) + len(dead)):
+                with (
+                    telemetry.ledger_write(traced, len(events) + len(dead)),
+                    metrics.LEDGER_WRITE_SECONDS.time(),
+                ):
                     applied = await self._ledger.apply(list(events.values()), dead)
                 break
             except Exception:
@@ -148,6 +152,7 @@ class UsageConsumer:
             log.exception("could not settle %d reservations in redis", len(settlements))
         for msg in msgs:
             await msg.ack()
+        metrics.batch_applied(events.values(), set(new), len(dead), len(msgs))
         if traced is not None:
             traced.finish(set(new))
         self.applied += len(new)

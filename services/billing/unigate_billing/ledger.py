@@ -3,6 +3,11 @@
 A log row is inserted once per request id; only rows actually inserted charge the token,
 the user and the channel and are added to the daily rollups (``usage_daily``), all in the same
 statement, so a redelivered event changes nothing.
+
+One exception: a row the reservation sweeper wrote (``settled_by_sweeper``: the request's own
+event was late, say behind a long NATS outage) is replaced by the real event when it arrives,
+once, and the charges and rollups move by the difference in the same statement. The ledger
+then says what the provider really did, not what was reserved.
 """
 
 from __future__ import annotations
@@ -45,24 +50,58 @@ WITH ev AS (
   ON CONFLICT (request_id) DO NOTHING
   RETURNING request_id, created_at, user_id, token_id, channel_id, model_name, prompt_tokens,
             completion_tokens, quota
+), swept AS (
+  -- Rows the sweeper settled at the reserved amount, whose real event is in this batch.
+  SELECT l.id, l.request_id, l.created_at, l.user_id, l.token_id, l.channel_id, l.model_name,
+         l.prompt_tokens, l.completion_tokens, l.quota
+    FROM logs l JOIN ev e ON e.request_id = l.request_id
+   WHERE l.type = 2 AND l.error_code = 'settled_by_sweeper'
+     AND e.error_code <> 'settled_by_sweeper'
+     FOR UPDATE OF l
+), fixed AS (
+  UPDATE logs l
+     SET user_id = e.user_id, token_id = e.token_id, token_name = e.token_name,
+         channel_id = e.channel_id, channels_tried = e.channels_tried::bigint[],
+         model_name = e.model_name, upstream_model = e.upstream_model, endpoint = e.endpoint,
+         "group" = e.grp, prompt_tokens = e.prompt_tokens,
+         completion_tokens = e.completion_tokens, cached_tokens = e.cached_tokens,
+         estimated = e.estimated, quota = e.quota, model_ratio = e.model_ratio,
+         completion_ratio = e.completion_ratio, group_ratio = e.group_ratio,
+         cached_ratio = e.cached_ratio, latency_ms = e.latency_ms,
+         first_token_ms = e.first_token_ms, is_stream = e.is_stream,
+         status_code = e.status_code, error_code = e.error_code, client_ip = e.client_ip
+    FROM ev e, swept s
+   WHERE l.id = s.id AND e.request_id = s.request_id
+  RETURNING l.request_id, l.created_at, l.user_id, l.token_id, l.channel_id, l.model_name,
+            l.prompt_tokens, l.completion_tokens, l.quota
+), delta AS (
+  -- What this batch changes: new rows, corrected rows, minus what the sweeper had charged.
+  SELECT created_at, user_id, token_id, channel_id, model_name, 1 AS n, prompt_tokens,
+         completion_tokens, quota FROM ins
+  UNION ALL
+  SELECT created_at, user_id, token_id, channel_id, model_name, 1, prompt_tokens,
+         completion_tokens, quota FROM fixed
+  UNION ALL
+  SELECT created_at, user_id, token_id, channel_id, model_name, -1, -prompt_tokens,
+         -completion_tokens, -quota FROM swept
 ), tok AS (
   UPDATE tokens t
      SET used_quota = t.used_quota + s.q,
          remain_quota = CASE WHEN t.unlimited_quota THEN t.remain_quota
                              ELSE t.remain_quota - s.q END
-    FROM (SELECT token_id, sum(quota) AS q FROM ins GROUP BY token_id) s
+    FROM (SELECT token_id, sum(quota) AS q FROM delta GROUP BY token_id) s
    WHERE t.id = s.token_id
   RETURNING t.id, t.unlimited_quota
 ), usr AS (
   UPDATE users u
      SET used_quota = u.used_quota + s.q, quota = u.quota - s.q,
          request_count = u.request_count + s.n
-    FROM (SELECT user_id, sum(quota) AS q, count(*) AS n FROM ins GROUP BY user_id) s
+    FROM (SELECT user_id, sum(quota) AS q, sum(n) AS n FROM delta GROUP BY user_id) s
    WHERE u.id = s.user_id
   RETURNING u.id
 ), chn AS (
   UPDATE channels c SET used_quota = c.used_quota + s.q
-    FROM (SELECT channel_id, sum(quota) AS q FROM ins GROUP BY channel_id) s
+    FROM (SELECT channel_id, sum(quota) AS q FROM delta GROUP BY channel_id) s
    WHERE c.id = s.channel_id
   RETURNING c.id
 ), daily AS (
@@ -72,8 +111,8 @@ WITH ev AS (
   INSERT INTO usage_daily AS d (day, user_id, token_id, channel_id, model_name, requests,
                                 prompt_tokens, completion_tokens, quota)
   SELECT date '1970-01-01' + (created_at / 86400)::int AS day, user_id, token_id, channel_id,
-         model_name, count(*), sum(prompt_tokens), sum(completion_tokens), sum(quota)
-    FROM ins
+         model_name, sum(n), sum(prompt_tokens), sum(completion_tokens), sum(quota)
+    FROM delta
    GROUP BY 1, 2, 3, 4, 5
    ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT (day, user_id, token_id, channel_id, model_name) DO UPDATE

@@ -15,6 +15,7 @@ import grpc
 from unigate.v1 import billing_pb2, billing_pb2_grpc
 from unigate_billing.logexport import export_csv
 from unigate_billing.logfilter import InvalidFilter, Params, log_conditions, where_clause
+from unigate_billing.logretention import delete_logs
 from unigate_billing.usage_stats import usage_stats
 
 DEFAULT_PAGE_SIZE = 50
@@ -95,6 +96,14 @@ class BillingQueries(billing_pb2_grpc.BillingServiceServicer):
         try:
             async for data in export_csv(self._pool, request.filter):
                 yield billing_pb2.CsvChunk(data=data)
+        except InvalidFilter as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def DeleteLogs(
+        self, request: billing_pb2.DeleteLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> billing_pb2.DeleteLogsResponse:
+        try:
+            return await delete_logs(self._pool, request)
         except InvalidFilter as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 

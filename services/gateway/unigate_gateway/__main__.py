@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+
 import uvicorn
 
-from unigate.logs import configure_logging
+from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.telemetry import setup_tracing
 from unigate_gateway.app import create_app
 from unigate_gateway.settings import GatewaySettings
@@ -12,7 +14,10 @@ from unigate_gateway.settings import GatewaySettings
 
 def main() -> None:
     settings = GatewaySettings()
-    configure_logging("gateway", settings.log_level)
+    parser = argparse.ArgumentParser(prog="unigate-gateway")
+    add_log_dir_argument(parser)
+    args = parser.parse_args()
+    configure_logging("gateway", settings.log_level, args.log_dir)
     setup_tracing("unigate-gateway")
     uvicorn.run(
         create_app(settings),
@@ -25,7 +30,9 @@ def main() -> None:
         # X-Forwarded-For handling would trust 127.0.0.1 behind our back.
         proxy_headers=False,
         log_config=None,
-        timeout_graceful_shutdown=30,
+        # On SIGTERM uvicorn stops accepting, lets responses (streams too) in flight finish
+        # for up to this long, then runs the lifespan's shutdown: the usage buffer's flush.
+        timeout_graceful_shutdown=round(settings.drain_timeout),
     )
 
 

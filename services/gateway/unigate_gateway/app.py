@@ -21,14 +21,22 @@ from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes
 from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
+from unigate_gateway import metrics
 from unigate_gateway.account_routes import account_routes
+from unigate_gateway.anthropic_api import (
+    COUNT_TOKENS,
+    MESSAGES,
+    messages_key,
+    parse_count_tokens,
+    parse_messages,
+)
 from unigate_gateway.client_ip import client_ip, parse_networks
-from unigate_gateway.metrics import LATENCY, REQUESTS
+from unigate_gateway.console import console_routes
+from unigate_gateway.management import Management
 from unigate_gateway.proxy import Proxy, error_response, new_request_id
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.requests import (
     ParsedCall,
-    bearer_key,
     parse_chat,
     parse_completions,
     parse_embeddings,
@@ -84,6 +92,8 @@ RELAYED: list[tuple[str, str, Parser]] = [
     ("/v1/audio/translations", "audio.translations", _upload("audio.translations")),
     ("/v1/rerank", "rerank", _json(parse_rerank)),
     ("/v1/responses", "responses", _json(parse_responses)),
+    ("/v1/messages", MESSAGES, _json(parse_messages)),
+    ("/v1/messages/count_tokens", COUNT_TOKENS, _json(parse_count_tokens)),
 ]
 
 
@@ -98,7 +108,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         relay_channels = {f: insecure_channel(a) for f, a in settings.relay_map().items()}
         nc = await bus.connect(settings.nats_url, "unigate-gateway")
         js = nc.jetstream()
-        await bus.ensure_usage_stream(js, ns)
+        await bus.ensure_usage_stream(js, ns, replicas=settings.usage_stream_replicas)
         publisher = UsagePublisher(js, ns.usage_subject, max_buffer=settings.usage_buffer)
         publisher.start()
         # Billing a client that left mid-stream counts tokens: build the encodings now.
@@ -118,8 +128,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             await warming
-            await publisher.close()
+            await publisher.close(settings.usage_flush_timeout)
             await nc.drain()
+            await management.close()
             await auth_channel.close()
             for c in relay_channels.values():
                 await c.close()
@@ -171,7 +182,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     type="invalid_request_error",
                     code="request_too_large",
                 )
-            api_key = bearer_key(request.headers.get("authorization"))
+            api_key = messages_key(endpoint, request.headers)
             if not api_key:
                 raise errors.AuthenticationFailed(
                     "You didn't provide an API key. You need to provide your API key in an"
@@ -182,12 +193,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             call = await parse(request, body)
             response = await proxy().handle(api_key, call, ip_of(request), request_id)
         except errors.ClientFacingError as err:
-            response = error_response(err, request_id)
+            response = error_response(err, request_id, endpoint)
+            # Refused before any channel was tried: the proxy did not count it.
+            metrics.request_done(
+                endpoint, "", 0, response.status_code, time.perf_counter() - started
+            )
         response.headers["X-Request-Id"] = client_request_id
         if client_request_id != request_id:
             response.headers["X-Unigate-Request-Id"] = request_id
-        REQUESTS.labels(endpoint=endpoint, status=str(response.status_code)).inc()
-        LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return response
 
     def relay_route(path: str, endpoint: str, parse: Parser) -> Route:
@@ -202,8 +215,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         [
             *(relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED),
             *account_routes(proxy, ip_of),
+            # The web console: `/` and `/console/*` only (it routes inside the fragment).
+            *console_routes(),
         ]
     )
+    # One API's management REST API, with its own session, errors and OpenAPI document.
+    management = Management(settings, ip_of)
+    app.mount("/api", management.app)
     install_error_handlers(app)
     return app
 

@@ -24,7 +24,8 @@ from unigate.pricing import Price, quota_for
 from unigate.settings import relay_for
 from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
-from unigate_gateway.metrics import RETRIES
+from unigate_gateway import metrics
+from unigate_gateway.anthropic_api import error_frame, error_json
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
 from unigate_gateway.requests import ParsedCall
@@ -46,10 +47,11 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):012x}"
 
 
-def error_response(err: errors.ClientFacingError, request_id: str) -> Response:
+def error_response(err: errors.ClientFacingError, request_id: str, endpoint: str = "") -> Response:
+    status, body = error_json(err, endpoint)
     return Response(
-        err.json(),
-        status_code=err.status,
+        body,
+        status_code=status,
         media_type="application/json",
         headers={**err.headers, "X-Request-Id": request_id},
     )
@@ -127,8 +129,9 @@ class Proxy:
     async def handle(
         self, api_key: str, call: ParsedCall, client_ip: str, request_id: str
     ) -> Response:
+        started = time.perf_counter()
         decision = await self.authorize(api_key, call, client_ip, request_id)
-        record = CallRecord(request_id, call, client_ip, decision)
+        record = CallRecord(request_id, call, client_ip, decision, started)
         if call.stream:
             response = await self._stream(record)
         else:
@@ -242,7 +245,7 @@ class Proxy:
                 self._end_attempt(record, last)
             if not last.retryable:
                 break
-            RETRIES.labels(reason=last.error.code or "error").inc()
+            metrics.retried(last.error.code or "error")
         return self._fail(record, last)
 
     def _fail(self, record: CallRecord, last: relay_pb2.RelayError | None) -> Response:
@@ -253,7 +256,7 @@ class Proxy:
         )
         record.status = err.status
         record.error_code = err.code or err.type
-        return error_response(err, record.request_id)
+        return error_response(err, record.request_id, record.call.endpoint)
 
     async def _stream(self, record: CallRecord) -> Response:
         last: relay_pb2.RelayError | None = None
@@ -285,6 +288,7 @@ class Proxy:
                         record.usage = first.end.usage
                 else:
                     record.status = 200
+                    metrics.first_token(record.call.endpoint, time.perf_counter() - record.started)
                     if record.attempt is not None:
                         telemetry.note_response(record.attempt, first.data)
                     return StreamingResponse(
@@ -296,7 +300,7 @@ class Proxy:
             self._end_attempt(record, last)
             if not last.retryable:
                 break
-            RETRIES.labels(reason=last.error.code or "error").inc()
+            metrics.retried(last.error.code or "error")
         try:
             return self._fail(record, last)
         finally:
@@ -324,7 +328,7 @@ class Proxy:
                         err = errors.ClientFacingError.from_proto(end.error.error)
                         record.status = err.status
                         record.error_code = err.code or err.type
-                        yield b"data: " + err.json() + b"\n\n"
+                        yield error_frame(err, record.call.endpoint)
                     finished = True
                     return
                 record.forwarded.append(chunk.data)
@@ -334,11 +338,11 @@ class Proxy:
             err = errors.UpstreamError("The relay failed mid-stream.")
             log.error("relay stream failed: %s %s", exc.code(), exc.details())
             record.status, record.error_code = err.status, err.code or ""
-            yield b"data: " + err.json() + b"\n\n"
+            yield error_frame(err, record.call.endpoint)
             finished = True
         except errors.ClientFacingError as err:
             record.status, record.error_code = err.status, err.code or ""
-            yield b"data: " + err.json() + b"\n\n"
+            yield error_frame(err, record.call.endpoint)
             finished = True
         finally:
             if not finished:
@@ -377,6 +381,10 @@ class Proxy:
             u.cached_tokens,
         )
         elapsed = time.perf_counter() - record.started
+        channel_id = record.channel.channel_id if record.channel else 0
+        metrics.request_done(
+            record.call.endpoint, record.call.model, channel_id, record.status, elapsed
+        )
         self._publisher.publish(
             events_pb2.UsageEvent(
                 schema_version=USAGE_SCHEMA_VERSION,

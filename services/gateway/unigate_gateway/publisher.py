@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 
 from unigate import telemetry
 from unigate.v1 import events_pb2
+from unigate_gateway import metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class UsagePublisher:
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._workers_n)]
+        metrics.USAGE_BUFFER.set_function(lambda: self._queue.qsize())
 
     def publish(self, event: events_pb2.UsageEvent) -> None:
         if telemetry.tracing_enabled():
@@ -48,6 +50,7 @@ class UsagePublisher:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
+            metrics.USAGE_DROPPED.inc()
             # Never silently: the event is logged whole so it can be replayed by hand.
             log.error("usage buffer full; event not queued: %s", event.SerializeToString().hex())
 
@@ -85,12 +88,14 @@ class UsagePublisher:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    metrics.USAGE_PUBLISH_FAILURES.inc()
                     log.warning("usage publish failed (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
             if span is not None:
                 span.end()
             self.published += len(batch)
+            metrics.USAGE_PUBLISHED.inc(len(batch))
             for _ in batch:
                 self._queue.task_done()
 

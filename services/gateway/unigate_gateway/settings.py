@@ -19,6 +19,17 @@ class GatewaySettings(CommonSettings):
     authorize_timeout: float = Field(5.0, alias="AUTHORIZE_TIMEOUT")
     relay_timeout: float = Field(600.0, alias="RELAY_TIMEOUT")
     usage_buffer: int = Field(100_000, alias="USAGE_BUFFER_SIZE")
+    # At shutdown, after the drain: how long publishing what is still buffered may take.
+    usage_flush_timeout: float = Field(10.0, alias="USAGE_FLUSH_TIMEOUT")
+
+    # Management API (/api): billing's log queries; the session cookie's signing secret
+    # (empty: derived from SECRET_KEY), lifetime (as auth's SESSION_TTL) and Secure flag
+    # (set it behind TLS); the deadline of each admin call.
+    billing_addr: str = Field("127.0.0.1:50071", alias="BILLING_ADDR")
+    session_secret: str = Field("", alias="SESSION_SECRET")
+    session_ttl_seconds: int = Field(7 * 24 * 3600, alias="SESSION_TTL")
+    session_cookie_secure: bool = Field(False, alias="SESSION_COOKIE_SECURE")
+    management_timeout: float = Field(60.0, alias="MANAGEMENT_TIMEOUT")
 
     def relay_map(self) -> dict[str, str]:
         return parse_relay_addrs(self.relay_addrs)

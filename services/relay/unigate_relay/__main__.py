@@ -12,7 +12,7 @@ import uvloop
 from unigate import tokenizer
 from unigate.grpcutil import insecure_channel, new_server
 from unigate.health import ChannelHealth
-from unigate.logs import configure_logging
+from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.namespace import Namespace
 from unigate.ops import serve_ops, stop_event
 from unigate.redisconn import connect_redis
@@ -62,10 +62,13 @@ async def serve(settings: RelaySettings, families: list[str]) -> None:
     stop = stop_event()
     await stop.wait()
     log.info("relay draining")
-    # Lets streams in flight finish (bounded) before closing upstream connections.
-    await server.stop(grace=30)
+    # New calls are refused at once (the gateway tries another relay); calls and streams in
+    # flight get SHUTDOWN_DRAIN_TIMEOUT to finish before upstream connections are closed.
+    await server.stop(grace=settings.drain_timeout)
     ops.should_exit = True
     refreshing.cancel()
+    await asyncio.gather(refreshing, return_exceptions=True)
+    await reporter.drain()
     await warming
     await http.close()
     await redis.aclose()
@@ -80,11 +83,12 @@ def main() -> None:
         default=settings.providers,
         help="comma-separated provider families to serve, or `all` (default from RELAY_PROVIDERS)",
     )
+    add_log_dir_argument(parser)
     args = parser.parse_args()
     families = [f.strip() for f in args.providers.split(",") if f.strip()]
     if families == ["all"]:
         families = sorted(providers.REGISTRY)
-    configure_logging("relay", settings.log_level)
+    configure_logging("relay", settings.log_level, args.log_dir)
     setup_tracing("unigate-relay")
     uvloop.run(serve(settings, families))
 

@@ -85,6 +85,11 @@ class HealthReporter:
             await self.flush_outcomes()
             await asyncio.sleep(interval)
 
+    async def drain(self) -> None:
+        """At shutdown: report the last outcomes and wait for the reports under way."""
+        await self.flush_outcomes()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def flush_outcomes(self) -> None:
         """Report the outcomes seen since the last flush (lost, not retried, on a Redis
         error: the averages only steer traffic, they account for nothing)."""

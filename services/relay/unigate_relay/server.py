@@ -12,10 +12,12 @@ import grpc
 from unigate import telemetry
 from unigate.logs import request_id_var
 from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
+from unigate_relay import metrics
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 from unigate_relay.system_prompt import with_system_prompt
+from unigate_relay.translate import serving
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 code="relay_misrouted",
                 retryable=True,
             )
-        if request.endpoint not in provider.endpoints:
+        # A family without the Messages API serves it through its chat completions.
+        if (provider := serving(provider, request.endpoint)) is None:
             return relay_error(
                 400,
                 f"This model's provider does not support `{request.endpoint}`.",
@@ -95,9 +98,14 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             return relay_pb2.RelayResult(error=prepared)
         provider, ctx = prepared
         span = _upstream_span(request) if telemetry.tracing_enabled() else None
-        with telemetry.current(span):
-            result = await provider.call(ctx)
+        metrics.IN_FLIGHT.inc()
+        try:
+            with telemetry.current(span):
+                result = await provider.call(ctx)
+        finally:
+            metrics.IN_FLIGHT.dec()
         error = result.error if result.HasField("error") else None
+        metrics.upstream_done(provider.family, request.channel_id, error, result.upstream_ms)
         if span is not None:
             _end_upstream_span(span, result.usage, error, b"" if error else result.body)
         self._health.observe(request.channel_id, error, result.upstream_ms)
@@ -113,11 +121,21 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         provider, ctx = prepared
         span = _upstream_span(request) if telemetry.tracing_enabled() else None
         first = True
+        ended = False
+        metrics.IN_FLIGHT.inc()
         try:
             async for chunk in provider.stream(ctx):
                 if chunk.HasField("end"):
                     end = chunk.end
                     error = end.error if end.HasField("error") else None
+                    ended = True
+                    metrics.upstream_done(
+                        provider.family,
+                        request.channel_id,
+                        error,
+                        end.upstream_ms,
+                        end.first_token_ms,
+                    )
                     self._health.observe(request.channel_id, error, end.first_token_ms)
                     if span is not None:
                         _end_upstream_span(span, end.usage, error)
@@ -127,6 +145,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 first = False
                 yield chunk
         finally:
+            metrics.IN_FLIGHT.dec()
+            if not ended:
+                metrics.upstream_cancelled(provider.family, request.channel_id)
             if span is not None:
                 # The gateway cancelled (its client left) before the provider finished.
                 telemetry.end_genai_span(span, usage=None, outcome="cancelled")

@@ -68,6 +68,8 @@ BodyCheck = Callable[[str, JSONObject], ProviderError | None]
 #: Changes a parsed answer (non-stream) or list of stream chunks after the OpenAI simulator.
 AnswerHook = Callable[["CompatibleSimulator", JSONObject, JSONObject], JSONObject]
 StreamHook = Callable[["CompatibleSimulator", JSONObject, list[JSONObject]], list[JSONObject]]
+#: Answers a GET account route (a balance query) with its JSON body, after the key check.
+AccountHook = Callable[["CompatibleSimulator"], JSONObject]
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class Profile:
     own_fields: frozenset[str] = frozenset()
     #: SSE comment lines sent before the first chunk (OpenRouter's keep-alive).
     stream_preamble: bytes = b""
+    #: GET routes about the account, by full path (DeepSeek's ``/user/balance``, ...).
+    account: dict[str, AccountHook] = field(default_factory=dict)
 
     def error(
         self, kind: ErrorKind, status: int | None = None, param: str | None = None, **names: str
@@ -224,6 +228,13 @@ class CompatibleSimulator:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.inner(scope, receive, send)
+            return
+        account = self.profile.account.get(scope["path"])
+        if account is not None and scope["method"] == "GET":
+            if (key_error := self._key_error(scope)) is not None:
+                await self._refuse(send, key_error)
+                return
+            await send_whole(send, 200, [], orjson.dumps(account(self)))
             return
         endpoint = self._endpoint(scope["path"])
         if endpoint is None:

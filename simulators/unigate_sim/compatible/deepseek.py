@@ -89,6 +89,23 @@ def _stream(
     return out
 
 
+def _balance(sim: CompatibleSimulator) -> JSONObject:
+    """``GET /user/balance`` (api-docs.deepseek.com/api/get-user-balance): amounts are strings.
+    ``state.balance`` sets the total (default 110.00 CNY, the reference's example)."""
+    total = float(getattr(sim.state, "balance", 110.0))
+    return {
+        "is_available": total > 0,
+        "balance_infos": [
+            {
+                "currency": "CNY",
+                "total_balance": f"{total:.2f}",
+                "granted_balance": "0.00",
+                "topped_up_balance": f"{total:.2f}",
+            }
+        ],
+    }
+
+
 PROFILE = Profile(
     name="deepseek",
     prefixes=("", "/v1"),
@@ -110,4 +127,5 @@ PROFILE = Profile(
     answer_hook=_answer,
     stream_hook=_stream,
     usage_hook=_usage,
+    account={"/user/balance": _balance},
 )

@@ -8,10 +8,28 @@ Authentication", 404 ``resource_not_found_error`` for unknown models. Only the
 
 from __future__ import annotations
 
-from unigate_sim.compatible.core import Profile
+from unigate_sim.compatible.core import CompatibleSimulator, Profile
 from unigate_sim.compatible.errors import openai_shape
+from unigate_sim.openai.json_types import JSONObject
 
 VISION = "moonshot-v1-8k-vision-preview"
+
+
+def _balance(sim: CompatibleSimulator) -> JSONObject:
+    """``GET /v1/users/me/balance`` (platform.moonshot.ai/docs/api/balance); ``state.balance``
+    sets available_balance (default 49.58894, the reference's example)."""
+    available = float(getattr(sim.state, "balance", 49.58894))
+    return {
+        "code": 0,
+        "data": {
+            "available_balance": available,
+            "voucher_balance": 0.0,
+            "cash_balance": available,
+        },
+        "scode": "0x0",
+        "status": True,
+    }
+
 
 PROFILE = Profile(
     name="moonshot",
@@ -35,4 +53,5 @@ PROFILE = Profile(
     },
     vision_models=frozenset({VISION}),
     stream_usage="choice",
+    account={"/v1/users/me/balance": _balance},
 )

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import orjson
 
-from unigate_sim.compatible.core import Profile, ProviderError
+from unigate_sim.compatible.core import CompatibleSimulator, Profile, ProviderError
+from unigate_sim.openai.json_types import JSONObject
 
 
 def _render(error: ProviderError) -> tuple[int, bytes]:
     return error.status, orjson.dumps({"error": {"code": error.status, "message": error.message}})
+
+
+def _balance(sim: CompatibleSimulator) -> JSONObject:
+    """``GET /api/v1/credits`` (openrouter.ai/docs/api/api-reference/credits/get-credits):
+    purchased and used credits; ``state.balance`` sets what is left (default 74.75)."""
+    left = float(getattr(sim.state, "balance", 74.75))
+    return {"data": {"total_credits": left + 25.75, "total_usage": 25.75}}
 
 
 PROFILE = Profile(
@@ -41,4 +49,5 @@ PROFILE = Profile(
     stream_usage="always",
     stream_preamble=b": OPENROUTER PROCESSING\n\n",
     own_fields=frozenset({"provider", "transforms", "models", "route", "usage"}),
+    account={"/api/v1/credits": _balance},
 )

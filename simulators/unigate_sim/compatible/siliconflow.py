@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import orjson
 
-from unigate_sim.compatible.core import Profile, ProviderError
+from unigate_sim.compatible.core import CompatibleSimulator, Profile, ProviderError
+from unigate_sim.openai.json_types import JSONObject
 
 _CODES = {"model_not_found": 20012, "invalid_url": 20404}
 VISION = "Qwen/Qwen2-VL-72B-Instruct"
@@ -19,6 +20,30 @@ def _render(error: ProviderError) -> tuple[int, bytes]:
         return 401, b'"Invalid token"'
     body = {"code": _CODES.get(error.kind, 20015), "message": error.message, "data": None}
     return error.status, orjson.dumps(body)
+
+
+def _balance(sim: CompatibleSimulator) -> JSONObject:
+    """``GET /v1/user/info`` (docs.siliconflow.cn/cn/api-reference/userinfo/get-user-info):
+    balances are strings; ``state.balance`` sets totalBalance (default 88.88)."""
+    total = float(getattr(sim.state, "balance", 88.88))
+    return {
+        "code": 20000,
+        "message": "OK",
+        "status": True,
+        "data": {
+            "id": "userid",
+            "name": "",
+            "image": "",
+            "email": "",
+            "isAdmin": False,
+            "balance": "0.00",
+            "status": "normal",
+            "introduction": "",
+            "role": "",
+            "chargeBalance": f"{total:.2f}",
+            "totalBalance": f"{total:.2f}",
+        },
+    }
 
 
 PROFILE = Profile(
@@ -43,4 +68,5 @@ PROFILE = Profile(
     },
     statuses={"model_not_found": 400},
     vision_models=frozenset({VISION}),
+    account={"/v1/user/info": _balance},
 )

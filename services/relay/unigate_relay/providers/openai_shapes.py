@@ -65,6 +65,36 @@ def completion_body(
     )
 
 
+def completion_body_choices(
+    *,
+    id: str,
+    model: str,
+    choices: list[tuple[dict[str, Any], str | None]],
+    usage: common_pb2.Usage,
+    created: int | None = None,
+) -> bytes:
+    """A whole ``chat.completion`` with several choices (``n`` > 1): one
+    ``(assistant message, finish_reason)`` pair per choice, in index order."""
+    return orjson.dumps(
+        {
+            "id": id,
+            "object": "chat.completion",
+            "created": created or int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", **message},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+                for i, (message, finish_reason) in enumerate(choices)
+            ],
+            "usage": usage_dict(usage),
+        }
+    )
+
+
 def chunk_frame(
     *,
     id: str,
@@ -73,9 +103,11 @@ def chunk_frame(
     delta: dict[str, Any] | None = None,
     finish_reason: str | None = None,
     usage: common_pb2.Usage | None = None,
+    index: int = 0,
 ) -> bytes:
     """One ``data:`` frame of a ``chat.completion.chunk``. With ``usage`` and no ``delta`` it
-    is the usage-only chunk (empty ``choices``) that ``include_usage`` asks for."""
+    is the usage-only chunk (empty ``choices``) that ``include_usage`` asks for. ``index`` is
+    the choice's index (``n`` > 1)."""
     chunk: dict[str, Any] = {
         "id": id,
         "object": "chat.completion.chunk",
@@ -83,7 +115,9 @@ def chunk_frame(
         "model": model,
         "choices": []
         if delta is None and finish_reason is None
-        else [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason}],
+        else [
+            {"index": index, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason}
+        ],
     }
     if usage is not None:
         chunk["usage"] = usage_dict(usage)

@@ -1,0 +1,176 @@
+"""Who is calling the admin RPCs: sessions, access tokens, passwords and login throttling.
+
+Sessions live in Redis under the deployment's namespace (``<ns>:session:<id>`` → user id,
+with a per-user set so that a password change, a disable or a delete ends every session of
+that user at once). The gateway keeps only the session id, in a signed cookie. Access tokens
+(One API's ``access_token``) are stored as SHA-256 hashes in ``users.access_token_hash``:
+they are 256-bit random, so no slow hash is needed, and the lookup is by hash.
+
+Passwords are argon2id (argon2-cffi's default type, RFC 9106 parameters). Failed logins are
+counted per client address and per username in fixed windows; at the limit, logins are
+refused before any password is checked, so a locked account cannot be probed further.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from redis.asyncio import Redis
+
+from unigate.namespace import Namespace
+
+ROLE_USER, ROLE_ADMIN, ROLE_ROOT = 1, 10, 100
+STATUS_ENABLED, STATUS_DISABLED = 1, 2
+MIN_PASSWORD_LENGTH = 8
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so that the answer takes as long as for a
+# known user and does not tell which usernames exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(stored_hash: str | None, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(check)
+
+
+def hash_access_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_access_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    id: int
+    username: str
+    role: int
+    group: str
+    must_change_password: bool
+    session_id: str  # "" when the caller came with an access token
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role >= ROLE_ADMIN
+
+    @property
+    def is_root(self) -> bool:
+        return self.role >= ROLE_ROOT
+
+    def outranks(self, role: int) -> bool:
+        """May act on a user of ``role``: a higher role, or root (root manages root)."""
+        return self.is_root or self.role > role
+
+
+CALLER_COLUMNS = 'id, username, role, status, "group", must_change_password'
+
+
+class Sessions:
+    def __init__(self, redis: Redis, ns: Namespace, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ns = ns
+        self._ttl = ttl_seconds
+
+    def _key(self, session_id: str) -> str:
+        return self._ns.redis_key("session", session_id)
+
+    def _user_key(self, user_id: int) -> str:
+        return self._ns.redis_key("user-sessions", user_id)
+
+    async def create(self, user_id: int) -> str:
+        session_id = secrets.token_urlsafe(32)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._key(session_id), str(user_id), ex=self._ttl)
+            pipe.sadd(self._user_key(user_id), session_id)
+            pipe.expire(self._user_key(user_id), self._ttl)
+            await pipe.execute()
+        return session_id
+
+    async def user_of(self, session_id: str) -> int | None:
+        raw = await self._redis.get(self._key(session_id))
+        return int(raw) if raw is not None else None
+
+    async def end(self, session_id: str, user_id: int) -> None:
+        await self._redis.delete(self._key(session_id))
+        await self._redis.srem(self._user_key(user_id), session_id)
+
+    async def end_all(self, user_id: int, *, keep: str = "") -> None:
+        """End every session of a user (password changed, disabled, deleted), but ``keep``."""
+        members = await self._redis.smembers(self._user_key(user_id))
+        names = [m.decode() if isinstance(m, bytes) else m for m in members]
+        ended = [m for m in names if m != keep]
+        if ended:
+            await self._redis.delete(*(self._key(s) for s in ended))
+            await self._redis.srem(self._user_key(user_id), *ended)
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleLimits:
+    per_user: int
+    per_ip: int
+    window_seconds: int
+
+
+class LoginThrottle:
+    """Failed logins per username and per client address, in fixed windows."""
+
+    def __init__(self, redis: Redis, ns: Namespace, limits: ThrottleLimits) -> None:
+        self._redis = redis
+        self._ns = ns
+        self._limits = limits
+
+    def _keys(self, username: str, client_ip: str) -> tuple[str, str]:
+        return (
+            self._ns.redis_key("login-fail", "user", username.lower()),
+            self._ns.redis_key("login-fail", "ip", client_ip or "unknown"),
+        )
+
+    async def blocked_for(self, username: str, client_ip: str) -> int:
+        """Seconds until a login may be tried again; 0 when it may now."""
+        user_key, ip_key = self._keys(username, client_ip)
+        user_fails, ip_fails = await self._redis.mget(user_key, ip_key)
+        waits = []
+        if user_fails is not None and int(user_fails) >= self._limits.per_user:
+            waits.append(await self._redis.ttl(user_key))
+        if ip_fails is not None and int(ip_fails) >= self._limits.per_ip:
+            waits.append(await self._redis.ttl(ip_key))
+        return max([max(w, 1) for w in waits], default=0)
+
+    async def failed(self, username: str, client_ip: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key in self._keys(username, client_ip):
+                pipe.incr(key)
+                # NX: the window starts at the first failure and is not extended by later ones.
+                pipe.expire(key, self._limits.window_seconds, nx=True)
+            await pipe.execute()
+
+    async def succeeded(self, username: str) -> None:
+        await self._redis.delete(self._keys(username, "")[0])
+
+
+async def caller_by_access_token(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        f"SELECT {CALLER_COLUMNS} FROM users WHERE access_token_hash = $1",
+        hash_access_token(token),
+    )
+
+
+async def caller_by_id(pool: asyncpg.Pool, user_id: int) -> asyncpg.Record | None:
+    return await pool.fetchrow(f"SELECT {CALLER_COLUMNS} FROM users WHERE id = $1", user_id)

@@ -1,0 +1,24 @@
+"""Prometheus metrics of auth: Authorize decisions by outcome. Channel circuit states come
+from ``unigate.metrics.circuit_state_hook`` at scrape time."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+from unigate.metrics import Children
+from unigate.v1 import auth_pb2
+
+DECISIONS = Counter(
+    "unigate_auth_decisions_total",
+    "Authorize decisions: `allowed`, or the error code of the refusal",
+    ["outcome"],
+)
+_decisions = Children(DECISIONS)
+
+
+def decided(decision: auth_pb2.AuthorizeResponse) -> None:
+    if decision.allowed:
+        _decisions("allowed").inc()
+    else:
+        # Error codes are auth's own, a small fixed set.
+        _decisions(decision.error.code or decision.error.type or "denied").inc()

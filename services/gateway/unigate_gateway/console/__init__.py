@@ -1,0 +1,51 @@
+"""The web console: a single-page app served by the gateway from files in ``static/``.
+
+``/`` is the page, ``/console/*`` its assets (ES modules, vendored libraries) and the channel
+form hints. The app routes inside the URL fragment (``/#/channels``), so it never claims
+another path: ``/v1/*``, ``/api/*``, ``/dashboard/billing/*`` and the ops endpoints stay
+exactly as they are, and an unknown path is still the API's OpenAI-shaped 404.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from unigate_gateway.console.channel_forms import channel_forms
+
+STATIC = Path(__file__).parent / "static"
+
+# Everything the page loads comes from this origin; no inline script, no frames.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+        " img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none';"
+        " frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    # Always revalidated, so a new release's page is picked up at once (assets carry ETags).
+    "Cache-Control": "no-cache",
+}
+
+
+def console_routes() -> list[BaseRoute]:
+    index = STATIC / "index.html"
+    forms = channel_forms()
+
+    async def page(request: Request) -> Response:
+        return FileResponse(index, headers=_PAGE_HEADERS)
+
+    async def channel_types(request: Request) -> Response:
+        return JSONResponse(forms, headers={"Cache-Control": "no-cache"})
+
+    return [
+        Route("/", page, methods=["GET", "HEAD"]),
+        Route("/console/channel-types.json", channel_types, methods=["GET"]),
+        Mount("/console", StaticFiles(directory=STATIC), name="console"),
+    ]

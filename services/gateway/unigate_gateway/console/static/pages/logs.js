@@ -1,0 +1,137 @@
+// The usage log: filters, paging and CSV export (the whole filtered set, streamed by billing).
+
+import {
+  html,
+  useState,
+  useLoad,
+  Pager,
+  Badge,
+  ErrorNote,
+  fmtTime,
+  fmtQuota,
+  fmtNumber,
+  toLocalInput,
+  fromLocalInput,
+  ROLE_ADMIN,
+} from "../ui.js";
+import { query, getList } from "../api.js";
+import { t } from "../i18n.js";
+
+const PAGE_SIZE = 20;
+const TYPES = [
+  [0, "logs.type_all"],
+  [1, "logs.type_topup"],
+  [2, "logs.type_consume"],
+  [3, "logs.type_manage"],
+  [4, "logs.type_system"],
+  [5, "logs.type_test"],
+];
+
+function emptyFilter() {
+  const now = Math.floor(Date.now() / 1000);
+  return {
+    type: 0,
+    start: toLocalInput(now - 7 * 86400),
+    end: "",
+    username: "",
+    token_name: "",
+    model_name: "",
+    channel: "",
+    request_id: "",
+  };
+}
+
+/** The query parameters of a filter, in One API's names. */
+function params(filter, admin) {
+  const p = {
+    type: filter.type || "",
+    start_timestamp: filter.start ? fromLocalInput(filter.start) : "",
+    end_timestamp: filter.end ? fromLocalInput(filter.end) : "",
+    token_name: filter.token_name.trim(),
+    model_name: filter.model_name.trim(),
+    request_id: filter.request_id.trim(),
+  };
+  if (admin) {
+    p.username = filter.username.trim();
+    p.channel = filter.channel.trim();
+  }
+  return p;
+}
+
+export function LogsPage({ user }) {
+  const admin = user.role >= ROLE_ADMIN;
+  const [draft, setDraft] = useState(emptyFilter);
+  const [filter, setFilter] = useState(draft);
+  const [page, setPage] = useState(0);
+  const base = admin ? "/api/log/" : "/api/log/self";
+  const list = useLoad(
+    () => getList(base, { ...params(filter, admin), p: page, size: PAGE_SIZE }),
+    [page, JSON.stringify(filter)],
+  );
+  const { items, total } = list.data || { items: [], total: 0 };
+  const set = (k) => (e) => setDraft({ ...draft, [k]: e.target.value });
+  const exportUrl = `${admin ? "/api/log/export" : "/api/log/self/export"}${query(params(filter, admin))}`;
+
+  return html`<section>
+    <div class="page-head">
+      <h1>${t("nav.logs")}</h1>
+      <div class="toolbar">
+        <a class="button secondary" href=${exportUrl} download="logs.csv" data-testid="export-csv">${t("logs.export")}</a>
+      </div>
+    </div>
+    <form class="filters" data-testid="log-filters"
+      onSubmit=${(e) => { e.preventDefault(); setPage(0); setFilter(draft); }}>
+      <label>${t("logs.type")}
+        <select name="type" value=${draft.type} onChange=${(e) => setDraft({ ...draft, type: Number(e.target.value) })}>
+          ${TYPES.map(([v, k]) => html`<option value=${v}>${t(k)}</option>`)}
+        </select>
+      </label>
+      <label>${t("logs.start")}<input name="start" type="datetime-local" value=${draft.start} onInput=${set("start")} /></label>
+      <label>${t("logs.end")}<input name="end" type="datetime-local" value=${draft.end} onInput=${set("end")} /></label>
+      ${admin && html`<label>${t("login.username")}<input name="username" value=${draft.username} onInput=${set("username")} /></label>`}
+      <label>${t("logs.token")}<input name="token_name" value=${draft.token_name} onInput=${set("token_name")} /></label>
+      <label>${t("logs.model")}<input name="model_name" value=${draft.model_name} onInput=${set("model_name")} /></label>
+      ${admin && html`<label>${t("logs.channel")}<input name="channel" type="number" min="0" value=${draft.channel} onInput=${set("channel")} /></label>`}
+      <label>${t("logs.request_id")}<input name="request_id" value=${draft.request_id} onInput=${set("request_id")} /></label>
+      <div class="filter-actions">
+        <button type="submit">${t("logs.apply")}</button>
+        <button type="button" class="secondary" onClick=${() => { const f = emptyFilter(); setDraft(f); setFilter(f); setPage(0); }}>${t("logs.reset")}</button>
+      </div>
+    </form>
+    <${ErrorNote} error=${list.error} />
+    <div class="table-scroll">
+    <table data-testid="log-table">
+      <thead><tr>
+        <th>${t("logs.time")}</th><th>${t("logs.type")}</th>
+        ${admin && html`<th>${t("login.username")}</th><th>${t("logs.channel")}</th>`}
+        <th>${t("logs.token")}</th><th>${t("logs.model")}</th>
+        <th class="num">${t("logs.prompt_tokens")}</th><th class="num">${t("logs.completion_tokens")}</th>
+        <th class="num">${t("dashboard.quota")}</th><th class="num">${t("logs.latency")}</th>
+        <th>${t("common.status")}</th><th>${t("logs.detail")}</th>
+      </tr></thead>
+      <tbody>
+        ${items.map((r) => {
+          const type = TYPES.find(([v]) => v === r.type);
+          const failed = r.status_code && r.status_code >= 400;
+          return html`<tr key=${r.id} data-request-id=${r.request_id}>
+            <td>${fmtTime(r.created_at)}</td>
+            <td>${type ? t(type[1]) : r.type}</td>
+            ${admin && html`<td>${r.username}</td><td>${r.channel || "-"}</td>`}
+            <td>${r.token_name}</td>
+            <td>${r.model_name}${r.upstream_model && r.upstream_model !== r.model_name ? html` <span class="muted">→ ${r.upstream_model}</span>` : ""}</td>
+            <td class="num">${fmtNumber(r.prompt_tokens)}</td>
+            <td class="num">${fmtNumber(r.completion_tokens)}${r.estimated ? "*" : ""}</td>
+            <td class="num">${fmtQuota(r.quota)}</td>
+            <td class="num">${r.elapsed_time ? `${r.elapsed_time} ms` : "-"}${r.is_stream ? html` <${Badge} kind="info">${t("logs.stream")}</${Badge}>` : ""}</td>
+            <td>${r.type === 2 ? html`<${Badge} kind=${failed ? "error" : "ok"}>${r.status_code || "-"}</${Badge}>` : ""}</td>
+            <td class="small" title=${r.request_id}>${r.error_code || r.content || r.request_id}</td>
+          </tr>`;
+        })}
+        ${!list.loading && items.length === 0 && html`<tr><td colspan="12" class="muted">${t("common.empty")}</td></tr>`}
+      </tbody>
+    </table>
+    </div>
+    <p class="muted small">${t("logs.estimated_note")}</p>
+    <${Pager} page=${page} size=${PAGE_SIZE} total=${total} onPage=${setPage} />
+  </section>`;
+}

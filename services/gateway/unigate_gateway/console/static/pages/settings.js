@@ -1,0 +1,112 @@
+// Settings (root): One API's options — registration, pricing (model and
+// completion ratios), group ratios and group rate limits — each saved on its own.
+
+import { html, useState, useEffect, useLoad, useAction, Field, ErrorNote, toast } from "../ui.js";
+import { get, put } from "../api.js";
+import { t } from "../i18n.js";
+
+// key, kind, label key, hint key. JSON options are checked to be objects before saving.
+// (Retry times are not here: the gateway reads RETRY_TIMES from its environment, not from
+// an option, so a field here would change nothing.)
+const KNOWN = [
+  ["general", [
+    ["SystemName", "text", "settings.system_name", ""],
+    ["RegisterEnabled", "bool", "settings.register_enabled", "settings.register_hint"],
+    ["QuotaForNewUser", "number", "settings.quota_new_user", ""],
+  ]],
+  ["pricing", [
+    ["ModelRatio", "json", "settings.model_ratio", "settings.model_ratio_hint"],
+    ["CompletionRatio", "json", "settings.completion_ratio", "settings.completion_ratio_hint"],
+  ]],
+  ["groups", [
+    ["GroupRatio", "json", "settings.group_ratio", "settings.group_ratio_hint"],
+    ["GroupRateLimits", "json", "settings.group_rate_limits", "settings.group_rate_limits_hint"],
+  ]],
+];
+const KNOWN_KEYS = new Set(KNOWN.flatMap(([, opts]) => opts.map(([k]) => k)));
+
+function pretty(value) {
+  try {
+    return JSON.stringify(JSON.parse(value), null, 2);
+  } catch {
+    return value;
+  }
+}
+
+function OptionRow({ name, kind, label, hint, value, onSaved }) {
+  const [draft, setDraft] = useState(kind === "json" && value ? pretty(value) : value);
+  const [error, setError] = useState(null);
+  const [busy, run] = useAction();
+  useEffect(() => setDraft(kind === "json" && value ? pretty(value) : value), [value]);
+
+  const save = (e) => {
+    e.preventDefault();
+    setError(null);
+    let out = kind === "bool" ? String(draft === true || draft === "true") : String(draft ?? "");
+    if (kind === "json") {
+      try {
+        const v = JSON.parse(out || "{}");
+        if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error();
+        out = JSON.stringify(v);
+      } catch {
+        setError(new Error(t("settings.bad_json")));
+        return;
+      }
+    }
+    if (kind === "number" && out !== "" && !/^\d+$/.test(out)) {
+      setError(new Error(t("settings.bad_number")));
+      return;
+    }
+    run(async () => {
+      await put("/api/option/", { key: name, value: out });
+      toast(t("settings.saved", { key: name }), "success");
+      onSaved();
+    });
+  };
+
+  let input;
+  if (kind === "bool") {
+    input = html`<label class="check"><input type="checkbox" name=${name} checked=${draft === true || draft === "true"}
+      onChange=${(e) => setDraft(e.target.checked ? "true" : "false")} /> ${t("common.enabled")}</label>`;
+  } else if (kind === "json") {
+    input = html`<textarea name=${name} rows="6" class="mono" value=${draft} onInput=${(e) => setDraft(e.target.value)}></textarea>`;
+  } else {
+    input = html`<input name=${name} type=${kind === "number" ? "number" : "text"} value=${draft}
+      onInput=${(e) => setDraft(e.target.value)} />`;
+  }
+  return html`<form class="option-row" onSubmit=${save} data-option=${name}>
+    <${Field} wide label=${`${label} (${name})`} hint=${hint}>${input}</${Field}>
+    <${ErrorNote} error=${error} />
+    <button type="submit" class="secondary" disabled=${busy}>${t("common.save")}</button>
+  </form>`;
+}
+
+export function SettingsPage() {
+  const options = useLoad(() => get("/api/option/"), []);
+  const values = {};
+  const list = Array.isArray(options.data) ? options.data : (options.data && options.data.options) || [];
+  for (const o of list) values[o.key] = o.value;
+  const others = list.filter((o) => !KNOWN_KEYS.has(o.key));
+
+  return html`<section>
+    <div class="page-head"><h1>${t("nav.settings")}</h1></div>
+    <${ErrorNote} error=${options.error} />
+    ${KNOWN.map(
+      ([section, opts]) => html`<div class="card settings-section">
+        <h2>${t(`settings.section_${section}`)}</h2>
+        ${opts.map(
+          ([name, kind, label, hint]) => html`<${OptionRow} key=${name} name=${name} kind=${kind}
+            label=${t(label)} hint=${hint ? t(hint) : ""} value=${values[name] ?? ""} onSaved=${options.reload} />`,
+        )}
+      </div>`,
+    )}
+    ${others.length > 0 &&
+    html`<div class="card settings-section">
+      <h2>${t("settings.section_other")}</h2>
+      ${others.map(
+        (o) => html`<${OptionRow} key=${o.key} name=${o.key} kind="text" label=${o.key} hint="" value=${o.value}
+          onSaved=${options.reload} />`,
+      )}
+    </div>`}
+  </section>`;
+}

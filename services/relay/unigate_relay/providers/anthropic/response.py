@@ -1,0 +1,90 @@
+"""An Anthropic Messages answer as an OpenAI chat completion, and Anthropic's usage as the
+ledger's.
+
+Per Anthropic's Messages reference: ``text`` blocks join into ``content``, ``thinking`` blocks
+into ``reasoning_content``, ``tool_use`` blocks become ``tool_calls`` (``input`` serialized as
+the ``arguments`` string), ``stop_reason`` maps to ``finish_reason``. Usage: Anthropic's
+``input_tokens`` excludes the prompt-cache tokens, so the prompt is input + cache read +
+cache creation, of which the cache reads are OpenAI's ``cached_tokens``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from unigate.v1 import common_pb2
+from unigate_relay.providers.anthropic.wire import JSONObject, finish_reason
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def usage_from_anthropic(raw: Any) -> common_pb2.Usage:
+    """The ledger's usage for Anthropic's ``usage`` object."""
+    if not isinstance(raw, dict):
+        return common_pb2.Usage()
+    cache_read = _int(raw.get("cache_read_input_tokens"))
+    prompt = (
+        _int(raw.get("input_tokens")) + cache_read + _int(raw.get("cache_creation_input_tokens"))
+    )
+    completion = _int(raw.get("output_tokens"))
+    return common_pb2.Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        cached_tokens=cache_read,
+    )
+
+
+def merge_usage(into: JSONObject, raw: Any) -> None:
+    """Fold a stream event's ``usage`` into ``into``: later counts are cumulative totals and
+    replace earlier ones; fields an event leaves out (or null) keep their earlier value."""
+    if isinstance(raw, dict):
+        into.update({k: v for k, v in raw.items() if v is not None})
+
+
+def tool_call(block: JSONObject) -> JSONObject:
+    """An OpenAI tool call for a ``tool_use`` block."""
+    return {
+        "id": str(block.get("id") or ""),
+        "type": "function",
+        "function": {
+            "name": str(block.get("name") or ""),
+            "arguments": orjson.dumps(block.get("input") or {}).decode(),
+        },
+    }
+
+
+def assistant_message(content: Any) -> JSONObject:
+    """OpenAI's assistant message for the content blocks of an Anthropic answer."""
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[JSONObject] = []
+    for block in content if isinstance(content, list) else []:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "thinking" and isinstance(block.get("thinking"), str):
+            thinking.append(block["thinking"])
+        elif kind == "tool_use":
+            calls.append(tool_call(block))
+    message: JSONObject = {"content": "".join(texts) if texts or not calls else None}
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def message_to_chat(answer: JSONObject) -> tuple[JSONObject, str | None, common_pb2.Usage]:
+    """(assistant message, finish reason, usage) of an Anthropic ``message`` object."""
+    return (
+        assistant_message(answer.get("content")),
+        finish_reason(answer.get("stop_reason")),
+        usage_from_anthropic(answer.get("usage")),
+    )

@@ -1,0 +1,323 @@
+"""Baidu ERNIE (Qianfan, channel type 15): an access token exchanged from the channel's
+``APIKey|SecretKey``, one endpoint per model, ERNIE's request and answer shapes, and errors
+that come as ``error_code`` in an HTTP 200 body.
+
+Reference: https://cloud.baidu.com/doc/WENXINWORKSHOP/s/jlil56u11 (chat),
+https://cloud.baidu.com/doc/WENXINWORKSHOP/s/alj562vvu (Embedding-V1); One API's
+``relay/adaptor/baidu`` for the model table and the key format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from unigate.tokens import counted_usage
+from unigate.v1 import common_pb2, relay_pb2
+from unigate_relay.providers.baidu.convert import (
+    Unsupported,
+    chat_body,
+    embedding_body,
+    finish_reason_of,
+    tool_calls_of,
+    usage_of,
+)
+from unigate_relay.providers.baidu.errors import TOKEN_CODES, baidu_error, map_error
+from unigate_relay.providers.baidu.models import endpoint_path
+from unigate_relay.providers.baidu.stream import ChunkTranslator
+from unigate_relay.providers.baidu.token import AccessTokens, TokenError
+from unigate_relay.providers.base import (
+    UPSTREAM_ERRORS,
+    CallContext,
+    Provider,
+    error_from_exception,
+    relay_error,
+)
+from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
+from unigate_relay.sse import SSESplitter, event_data
+
+DEFAULT_BASE_URL = "https://aip.baidubce.com"
+
+
+def _bad_answer(status: int) -> relay_pb2.RelayError:
+    return relay_error(
+        502,
+        "The upstream provider returned an answer that could not be read.",
+        code="bad_upstream_response",
+        retryable=True,
+        upstream_status=status,
+    )
+
+
+def _token_error(exc: TokenError) -> relay_pb2.RelayError:
+    if exc.rejected:
+        return relay_error(
+            502,
+            "The upstream provider rejected this channel's credentials.",
+            code="upstream_auth_failed",
+            retryable=True,
+            upstream_status=401,
+            fatal=True,
+        )
+    return relay_error(
+        502, "Could not reach the upstream provider.", code="upstream_unreachable", retryable=True
+    )
+
+
+class BaiduProvider(Provider):
+    family: ClassVar[str] = "baidu"
+    channel_types: ClassVar[tuple[int, ...]] = (15,)
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat.completions", "embeddings"})
+
+    def __init__(self) -> None:
+        self.tokens = AccessTokens()
+
+    @staticmethod
+    def _host(ctx: CallContext) -> str:
+        return (ctx.channel.base_url or DEFAULT_BASE_URL).rstrip("/")
+
+    def _request(self, ctx: CallContext, *, stream: bool) -> dict[str, Any]:
+        request = orjson.loads(ctx.request.body)
+        if ctx.request.endpoint == "embeddings":
+            return embedding_body(request)
+        return chat_body(request, stream=stream)
+
+    async def _open(
+        self, ctx: CallContext, body: dict[str, Any]
+    ) -> tuple[aiohttp.ClientResponse, str]:
+        """POST ``body`` to the model's endpoint with a valid token; the response and the
+        token it was sent with. Raises TokenError or one of UPSTREAM_ERRORS."""
+        host = self._host(ctx)
+        token = await self.tokens.get(ctx.http, host, ctx.api_key, ctx.first_byte_seconds())
+        path = endpoint_path(
+            ctx.request.upstream_model, embeddings=ctx.request.endpoint == "embeddings"
+        )
+        headers = {"Content-Type": "application/json"}
+        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
+            headers.update(
+                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
+            )
+        resp = await asyncio.wait_for(
+            ctx.http.post(
+                host + path,
+                params={"access_token": token},
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=ctx.timeout(),
+            ),
+            ctx.first_byte_seconds(),
+        )
+        return resp, token
+
+    async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
+        secrets = list(ctx.channel.keys)
+        try:
+            body = self._request(ctx, stream=False)
+        except Unsupported as exc:
+            return relay_pb2.RelayResult(
+                error=relay_error(400, str(exc), type="invalid_request_error")
+            )
+        started = time.perf_counter()
+        for attempt in range(2):
+            try:
+                resp, token = await self._open(ctx, body)
+                async with resp:
+                    status, content = resp.status, await resp.read()
+            except TokenError as exc:
+                return relay_pb2.RelayResult(error=_token_error(exc))
+            except UPSTREAM_ERRORS as exc:
+                return relay_pb2.RelayResult(error=error_from_exception(exc))
+            upstream_ms = int((time.perf_counter() - started) * 1000)
+            try:
+                answer = orjson.loads(content)
+            except orjson.JSONDecodeError:
+                answer = None
+            if not isinstance(answer, dict):
+                return relay_pb2.RelayResult(error=_bad_answer(status), upstream_ms=upstream_ms)
+            failure = baidu_error(answer)
+            if failure is not None and failure[0] in TOKEN_CODES and attempt == 0:
+                # The cached token expired or was revoked early: exchange it and try again.
+                self.tokens.invalidate(self._host(ctx), ctx.api_key, token)
+                continue
+            if failure is not None:
+                return relay_pb2.RelayResult(
+                    error=map_error(*failure, secrets), upstream_ms=upstream_ms
+                )
+            if status >= 400:
+                return relay_pb2.RelayResult(error=_bad_answer(status), upstream_ms=upstream_ms)
+            if ctx.request.endpoint == "embeddings":
+                return self._embeddings_result(ctx, answer, upstream_ms)
+            return self._chat_result(ctx, answer, upstream_ms)
+        raise AssertionError("unreachable: the second attempt always returns")
+
+    def _chat_result(
+        self, ctx: CallContext, answer: dict[str, Any], upstream_ms: int
+    ) -> relay_pb2.RelayResult:
+        usage = usage_of(answer)
+        calls = tool_calls_of(answer)
+        message: dict[str, Any] = {"content": str(answer.get("result") or "") or None}
+        if calls is not None:
+            message["tool_calls"] = calls
+        elif message["content"] is None:
+            message["content"] = ""
+        return relay_pb2.RelayResult(
+            http_status=200,
+            content_type="application/json",
+            body=completion_body(
+                id=completion_id(),
+                model=ctx.request.upstream_model,
+                message=message,
+                finish_reason=finish_reason_of(answer, calls is not None),
+                usage=usage,
+                created=int(answer.get("created") or 0) or None,
+            ),
+            usage=usage,
+            upstream_ms=upstream_ms,
+        )
+
+    def _embeddings_result(
+        self, ctx: CallContext, answer: dict[str, Any], upstream_ms: int
+    ) -> relay_pb2.RelayResult:
+        usage = usage_of(answer)
+        usage = common_pb2.Usage(
+            prompt_tokens=usage.prompt_tokens, total_tokens=usage.prompt_tokens
+        )
+        data = [
+            {
+                "object": "embedding",
+                "index": int(item.get("index") or 0),
+                "embedding": item.get("embedding"),
+            }
+            for item in answer.get("data") or []
+            if isinstance(item, dict)
+        ]
+        body = {
+            "object": "list",
+            "data": data,
+            "model": ctx.request.upstream_model,
+            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+        }
+        return relay_pb2.RelayResult(
+            http_status=200,
+            content_type="application/json",
+            body=orjson.dumps(body),
+            usage=usage,
+            upstream_ms=upstream_ms,
+        )
+
+    async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
+        secrets = list(ctx.channel.keys)
+        try:
+            body = self._request(ctx, stream=True)
+        except Unsupported as exc:
+            yield relay_pb2.RelayChunk(
+                end=relay_pb2.StreamEnd(
+                    error=relay_error(400, str(exc), type="invalid_request_error")
+                )
+            )
+            return
+        started = time.perf_counter()
+        resp: aiohttp.ClientResponse | None = None
+        for attempt in range(2):
+            try:
+                resp, token = await self._open(ctx, body)
+            except TokenError as exc:
+                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=_token_error(exc)))
+                return
+            except UPSTREAM_ERRORS as exc:
+                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+                return
+            if "event-stream" in resp.headers.get("Content-Type", ""):
+                break
+            # Not a stream: Qianfan refused the request with a JSON error object.
+            try:
+                async with resp:
+                    status, content = resp.status, await resp.read()
+            except UPSTREAM_ERRORS as exc:
+                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+                return
+            try:
+                failure = baidu_error(orjson.loads(content))
+            except orjson.JSONDecodeError:
+                failure = None
+            if failure is not None and failure[0] in TOKEN_CODES and attempt == 0:
+                self.tokens.invalidate(self._host(ctx), ctx.api_key, token)
+                continue
+            error = map_error(*failure, secrets) if failure is not None else _bad_answer(status)
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
+            return
+        assert resp is not None
+        async for chunk in self._relay_stream(ctx, resp, started, secrets):
+            yield chunk
+
+    async def _relay_stream(
+        self,
+        ctx: CallContext,
+        resp: aiohttp.ClientResponse,
+        started: float,
+        secrets: list[str],
+    ) -> AsyncIterator[relay_pb2.RelayChunk]:
+        translator = ChunkTranslator(
+            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
+        )
+        first_token_ms = 0
+        error: relay_pb2.RelayError | None = None
+        splitter = SSESplitter()
+        try:
+            async for raw in resp.content.iter_any():
+                out = bytearray()
+                for event in splitter.feed(raw):
+                    data = event_data(event)
+                    if data is None:
+                        continue
+                    try:
+                        parsed = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if not isinstance(parsed, dict):
+                        continue
+                    failure = baidu_error(parsed)
+                    if failure is not None:
+                        error = map_error(*failure, secrets)
+                        break
+                    frames = translator.feed(parsed)
+                    if frames and not first_token_ms:
+                        first_token_ms = int((time.perf_counter() - started) * 1000)
+                    out += frames
+                if out:
+                    yield relay_pb2.RelayChunk(data=bytes(out))
+                if error is not None or translator.finished:
+                    break
+        except UPSTREAM_ERRORS as exc:
+            error = error_from_exception(exc)
+        finally:
+            if translator.finished:
+                resp.release()
+            else:
+                resp.close()
+        upstream_ms = int((time.perf_counter() - started) * 1000)
+        usage = translator.usage or self._estimate(ctx, translator)
+        if error is None and not translator.finished:
+            error = relay_error(
+                502,
+                "The upstream stream ended before it was complete.",
+                code="upstream_stream_truncated",
+            )
+        if error is None:
+            tail = translator.usage_frame(usage) if ctx.request.include_usage else b""
+            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
+        yield relay_pb2.RelayChunk(
+            end=relay_pb2.StreamEnd(
+                usage=usage, first_token_ms=first_token_ms, upstream_ms=upstream_ms, error=error
+            )
+        )
+
+    @staticmethod
+    def _estimate(ctx: CallContext, translator: ChunkTranslator) -> common_pb2.Usage:
+        req = ctx.request
+        return counted_usage(req.endpoint, req.body, req.upstream_model, "".join(translator.text))

@@ -1,0 +1,292 @@
+"""Cohere (channel type 35) over its v2 API: ``POST /v2/chat`` (whole or SSE stream),
+``/v2/embed`` and ``/v2/rerank`` with ``Authorization: Bearer <key>``.
+
+References: https://docs.cohere.com/reference/chat, /reference/chat-stream, /reference/embed,
+/reference/rerank, /reference/errors; One API and New API ``cohere`` adaptors (channel type,
+rerank through the gateway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from unigate.tokens import counted_usage
+from unigate.v1 import common_pb2, relay_pb2
+from unigate_relay.providers.base import (
+    UPSTREAM_ERRORS,
+    CallContext,
+    Provider,
+    error_from_exception,
+    relay_error,
+)
+from unigate_relay.providers.cohere.errors import map_error
+from unigate_relay.providers.cohere.request import (
+    Unsupported,
+    chat_body,
+    embed_body,
+    rerank_body,
+)
+from unigate_relay.providers.cohere.response import (
+    FAILED_REASONS,
+    chat_message,
+    chat_usage,
+    embeddings_body,
+    finish_reason,
+    rerank_answer,
+)
+from unigate_relay.providers.cohere.stream import EventTranslator
+from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
+from unigate_relay.sse import SSESplitter, event_data
+
+DEFAULT_BASE_URL = "https://api.cohere.com"
+_PATHS = {"chat.completions": "/v2/chat", "embeddings": "/v2/embed", "rerank": "/v2/rerank"}
+
+
+def _bad_answer(status: int) -> relay_pb2.RelayError:
+    return relay_error(
+        502,
+        "The upstream provider returned an answer that could not be read.",
+        code="bad_upstream_response",
+        retryable=True,
+        upstream_status=status,
+    )
+
+
+def _failed_generation(reason: str) -> relay_pb2.RelayError:
+    return relay_error(
+        502,
+        f"The upstream provider failed to generate an answer (finish reason {reason}).",
+        code="upstream_error",
+        retryable=True,
+        upstream_status=502,
+    )
+
+
+class CohereProvider(Provider):
+    family: ClassVar[str] = "cohere"
+    channel_types: ClassVar[tuple[int, ...]] = (35,)
+    endpoints: ClassVar[frozenset[str]] = frozenset(_PATHS)
+
+    @staticmethod
+    def _config(ctx: CallContext) -> dict[str, Any]:
+        if not ctx.channel.config_json or ctx.channel.config_json == "{}":
+            return {}
+        loaded = orjson.loads(ctx.channel.config_json)
+        return loaded if isinstance(loaded, dict) else {}
+
+    def _url(self, ctx: CallContext) -> str:
+        base = (ctx.channel.base_url or DEFAULT_BASE_URL).rstrip("/")
+        # One API's channels may hold the base with a version suffix.
+        for suffix in ("/v1", "/v2"):
+            base = base.removesuffix(suffix)
+        return base + _PATHS[ctx.request.endpoint]
+
+    def _headers(self, ctx: CallContext, *, stream: bool) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
+        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
+            headers.update(
+                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
+            )
+        headers["Authorization"] = f"Bearer {ctx.api_key}"
+        return headers
+
+    async def _post(
+        self, ctx: CallContext, body: dict[str, Any], *, stream: bool
+    ) -> aiohttp.ClientResponse:
+        # The response headers are the first byte: bound the wait for them ourselves.
+        return await asyncio.wait_for(
+            ctx.http.post(
+                self._url(ctx),
+                data=orjson.dumps(body),
+                headers=self._headers(ctx, stream=stream),
+                timeout=ctx.timeout(),
+            ),
+            ctx.first_byte_seconds(),
+        )
+
+    def _body(self, ctx: CallContext, *, stream: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the client's request, Cohere's body); raises Unsupported."""
+        request = orjson.loads(ctx.request.body)
+        model = ctx.request.upstream_model
+        endpoint = ctx.request.endpoint
+        if endpoint == "chat.completions":
+            return request, chat_body(request, model, stream=stream)
+        if endpoint == "embeddings":
+            return request, embed_body(request, model, self._config(ctx))
+        if endpoint == "rerank":
+            return request, rerank_body(request, model)[0]
+        raise Unsupported(f"Cohere does not support `{endpoint}`.")
+
+    async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
+        try:
+            request, body = self._body(ctx, stream=False)
+        except Unsupported as exc:
+            return relay_pb2.RelayResult(
+                error=relay_error(400, str(exc), type="invalid_request_error")
+            )
+        started = time.perf_counter()
+        try:
+            async with await self._post(ctx, body, stream=False) as resp:
+                status, headers, content = resp.status, resp.headers, await resp.read()
+        except UPSTREAM_ERRORS as exc:
+            return relay_pb2.RelayResult(error=error_from_exception(exc))
+        upstream_ms = int((time.perf_counter() - started) * 1000)
+        if status >= 400:
+            return relay_pb2.RelayResult(
+                error=map_error(status, content, headers, list(ctx.channel.keys)),
+                upstream_ms=upstream_ms,
+            )
+        try:
+            answer = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):
+            return relay_pb2.RelayResult(error=_bad_answer(status), upstream_ms=upstream_ms)
+        model = ctx.request.upstream_model
+        endpoint = ctx.request.endpoint
+        if endpoint == "embeddings":
+            encoding = str(request.get("encoding_format") or "float")
+            out, usage = embeddings_body(answer, model, encoding)
+            data = orjson.dumps(out)
+        elif endpoint == "rerank":
+            _, documents = rerank_body(request, model)
+            out, usage = rerank_answer(
+                answer, model, documents, bool(request.get("return_documents"))
+            )
+            data = orjson.dumps(out)
+        else:
+            reason = str(answer.get("finish_reason") or "")
+            if reason in FAILED_REASONS:
+                return relay_pb2.RelayResult(
+                    error=_failed_generation(reason), upstream_ms=upstream_ms
+                )
+            message = chat_message(answer.get("message"))
+            usage = chat_usage(answer.get("usage")) or self._estimate(ctx, message)
+            data = completion_body(
+                id=completion_id(),
+                model=model,
+                message=message,
+                finish_reason=finish_reason(reason),
+                usage=usage,
+            )
+        return relay_pb2.RelayResult(
+            http_status=200,
+            content_type="application/json",
+            body=data,
+            usage=usage,
+            upstream_ms=upstream_ms,
+        )
+
+    @staticmethod
+    def _estimate(ctx: CallContext, message: dict[str, Any]) -> common_pb2.Usage:
+        calls = "".join(
+            c["function"]["name"] + c["function"]["arguments"]
+            for c in message.get("tool_calls") or []
+        )
+        text = str(message.get("content") or "") + calls
+        req = ctx.request
+        return counted_usage(req.endpoint, req.body, req.upstream_model, text)
+
+    async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
+        if ctx.request.endpoint != "chat.completions":
+            yield relay_pb2.RelayChunk(
+                end=relay_pb2.StreamEnd(
+                    error=relay_error(
+                        400, "Only chat completions can be streamed.", type="invalid_request_error"
+                    )
+                )
+            )
+            return
+        try:
+            _, body = self._body(ctx, stream=True)
+        except Unsupported as exc:
+            yield relay_pb2.RelayChunk(
+                end=relay_pb2.StreamEnd(
+                    error=relay_error(400, str(exc), type="invalid_request_error")
+                )
+            )
+            return
+        started = time.perf_counter()
+        try:
+            resp = await self._post(ctx, body, stream=True)
+        except UPSTREAM_ERRORS as exc:
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+            return
+        if resp.status >= 400:
+            try:
+                content = await resp.read()
+            except UPSTREAM_ERRORS as exc:
+                resp.close()
+                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+                return
+            resp.release()
+            refused = map_error(resp.status, content, resp.headers, list(ctx.channel.keys))
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=refused))
+            return
+        translator = EventTranslator(
+            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
+        )
+        first_token_ms = 0
+        error: relay_pb2.RelayError | None = None
+        splitter = SSESplitter()
+        try:
+            async for raw in resp.content.iter_any():
+                out = bytearray()
+                for event in splitter.feed(raw):
+                    data = event_data(event)
+                    if data is None:
+                        continue
+                    try:
+                        parsed = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(parsed, dict):
+                        out += translator.feed(parsed)
+                if out:
+                    if not first_token_ms:
+                        first_token_ms = int((time.perf_counter() - started) * 1000)
+                    yield relay_pb2.RelayChunk(data=bytes(out))
+                if translator.finished:
+                    break
+        except UPSTREAM_ERRORS as exc:
+            error = error_from_exception(exc)
+        finally:
+            if translator.finished:
+                resp.release()
+            else:
+                resp.close()
+        upstream_ms = int((time.perf_counter() - started) * 1000)
+        if error is None and not translator.finished:
+            error = relay_error(
+                502,
+                "The upstream stream ended before it was complete.",
+                code="upstream_stream_truncated",
+            )
+        if error is None and translator.failed_reason:
+            error = _failed_generation(translator.failed_reason)
+        if error is not None and not translator.produced:
+            yield relay_pb2.RelayChunk(
+                end=relay_pb2.StreamEnd(error=error, upstream_ms=upstream_ms)
+            )
+            return
+        req = ctx.request
+        usage = translator.usage or counted_usage(
+            req.endpoint, req.body, req.upstream_model, "".join(translator.text)
+        )
+        if error is None:
+            tail = translator.usage_frame(usage) if req.include_usage else b""
+            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
+        yield relay_pb2.RelayChunk(
+            end=relay_pb2.StreamEnd(
+                usage=usage, first_token_ms=first_token_ms, upstream_ms=upstream_ms, error=error
+            )
+        )

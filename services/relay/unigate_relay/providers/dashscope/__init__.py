@@ -1,0 +1,5 @@
+"""Alibaba DashScope's native text-generation protocol (type 17 with ``protocol: native``)."""
+
+from unigate_relay.providers.dashscope.adapter import DashScopeProvider
+
+__all__ = ["DashScopeProvider"]

@@ -1,0 +1,289 @@
+"""The Gemini API (channel type 24): OpenAI chat and embeddings over ``generateContent``,
+``streamGenerateContent?alt=sse`` and ``batchEmbedContents`` with the ``x-goog-api-key``
+header (https://ai.google.dev/api). Vertex AI (``providers.vertex``) reuses all of it and
+overrides the URLs, the credentials and its embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+from multidict import CIMultiDictProxy
+
+from unigate.tokens import counted_usage
+from unigate.v1 import common_pb2, relay_pb2
+from unigate_relay.providers.base import (
+    UPSTREAM_ERRORS,
+    CallContext,
+    Provider,
+    error_from_exception,
+    relay_error,
+)
+from unigate_relay.providers.gemini.errors import google_error
+from unigate_relay.providers.gemini.request import (
+    InvalidRequest,
+    batch_embed_request,
+    chat_request,
+    embedding_inputs,
+)
+from unigate_relay.providers.gemini.response import batch_embeddings, completion, embeddings_body
+from unigate_relay.providers.gemini.stream import StreamTranslator
+from unigate_relay.providers.openai_shapes import completion_id
+from unigate_relay.sse import SSESplitter, event_data
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+DEFAULT_API_VERSION = "v1beta"
+
+
+class CredentialError(Exception):
+    """The channel's credentials could not be turned into request headers."""
+
+    def __init__(self, error: relay_pb2.RelayError) -> None:
+        super().__init__(error.error.message)
+        self.error = error
+
+
+def _bad_response(status: int) -> relay_pb2.RelayError:
+    return relay_error(
+        502,
+        "The upstream provider returned an answer that is not valid JSON.",
+        code="bad_upstream_response",
+        retryable=True,
+        upstream_status=status,
+    )
+
+
+def channel_config(ctx: CallContext) -> dict[str, Any]:
+    if not ctx.channel.config_json:
+        return {}
+    try:
+        config = orjson.loads(ctx.channel.config_json)
+    except orjson.JSONDecodeError:
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+class GeminiProvider(Provider):
+    family: ClassVar[str] = "gemini"
+    channel_types: ClassVar[tuple[int, ...]] = (24,)
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat.completions", "embeddings"})
+
+    # ---- what Vertex AI overrides -------------------------------------------------------
+
+    def model_url(self, ctx: CallContext, method: str) -> str:
+        """The URL of ``models/{model}:{method}`` for this channel (method may carry a query)."""
+        base = (ctx.channel.base_url or DEFAULT_BASE_URL).rstrip("/")
+        version = str(channel_config(ctx).get("api_version") or DEFAULT_API_VERSION)
+        return f"{base}/{version}/models/{ctx.request.upstream_model}:{method}"
+
+    async def credentials(self, ctx: CallContext) -> dict[str, str]:
+        """Headers that authenticate the call (may raise :class:`CredentialError`)."""
+        return {"x-goog-api-key": ctx.api_key}
+
+    def upstream_error(
+        self,
+        ctx: CallContext,
+        status: int,
+        body: bytes | Any,
+        headers: CIMultiDictProxy[str] | None,
+    ) -> relay_pb2.RelayError:
+        return google_error(status, body, headers, list(ctx.channel.keys))
+
+    async def embeddings(self, ctx: CallContext, body: dict[str, Any]) -> relay_pb2.RelayResult:
+        """``batchEmbedContents``: Gemini reports no token counts for it, so they are counted."""
+        payload = orjson.dumps(batch_embed_request(body, ctx.request.upstream_model))
+        outcome = await self._exchange(ctx, "batchEmbedContents", payload)
+        if isinstance(outcome, relay_pb2.RelayResult):
+            return outcome
+        data, upstream_ms = outcome
+        vectors = batch_embeddings(data)
+        if vectors is None:
+            return relay_pb2.RelayResult(error=_bad_response(200), upstream_ms=upstream_ms)
+        req = ctx.request
+        usage = counted_usage(req.endpoint, req.body, req.upstream_model, "")
+        encoding = str(body.get("encoding_format") or "float")
+        return relay_pb2.RelayResult(
+            http_status=200,
+            content_type="application/json",
+            body=embeddings_body(vectors, req.model or req.upstream_model, encoding, usage),
+            usage=usage,
+            upstream_ms=upstream_ms,
+        )
+
+    # ---- shared machinery ---------------------------------------------------------------
+
+    async def _headers(self, ctx: CallContext) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
+            extra = orjson.loads(ctx.channel.headers_json)
+            headers.update({str(k): str(v) for k, v in extra.items()})
+        headers.update(await self.credentials(ctx))
+        return headers
+
+    async def _post(self, ctx: CallContext, method: str, payload: bytes) -> aiohttp.ClientResponse:
+        url = self.model_url(ctx, method)
+        headers = await self._headers(ctx)
+        # The response headers are the first byte: bounded here as in the OpenAI adapter.
+        return await asyncio.wait_for(
+            ctx.http.post(url, data=payload, headers=headers, timeout=ctx.timeout()),
+            ctx.first_byte_seconds(),
+        )
+
+    async def _exchange(
+        self, ctx: CallContext, method: str, payload: bytes
+    ) -> tuple[Any, int] | relay_pb2.RelayResult:
+        """POST and read a JSON answer: (parsed answer, upstream ms), or the failed result."""
+        started = time.perf_counter()
+        try:
+            async with await self._post(ctx, method, payload) as resp:
+                status, headers, content = resp.status, resp.headers, await resp.read()
+        except CredentialError as exc:
+            return relay_pb2.RelayResult(error=exc.error)
+        except UPSTREAM_ERRORS as exc:
+            return relay_pb2.RelayResult(error=error_from_exception(exc))
+        upstream_ms = int((time.perf_counter() - started) * 1000)
+        if status >= 400:
+            return relay_pb2.RelayResult(
+                error=self.upstream_error(ctx, status, content, headers), upstream_ms=upstream_ms
+            )
+        try:
+            return orjson.loads(content), upstream_ms
+        except orjson.JSONDecodeError:
+            return relay_pb2.RelayResult(error=_bad_response(status), upstream_ms=upstream_ms)
+
+    def _request_body(self, ctx: CallContext) -> dict[str, Any]:
+        try:
+            body = orjson.loads(ctx.request.body)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("The request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        return body
+
+    def _counted(self, ctx: CallContext, text: str) -> common_pb2.Usage:
+        req = ctx.request
+        return counted_usage(req.endpoint, req.body, req.upstream_model, text)
+
+    def _answer_model(self, ctx: CallContext) -> str:
+        return ctx.request.upstream_model or ctx.request.model
+
+    async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
+        try:
+            body = self._request_body(ctx)
+            if ctx.request.endpoint == "embeddings":
+                embedding_inputs(body)
+                return await self.embeddings(ctx, body)
+            payload = orjson.dumps(chat_request(body))
+        except InvalidRequest as exc:
+            return relay_pb2.RelayResult(error=_invalid(exc))
+        outcome = await self._exchange(ctx, "generateContent", payload)
+        if isinstance(outcome, relay_pb2.RelayResult):
+            return outcome
+        data, upstream_ms = outcome
+        if not isinstance(data, dict):
+            return relay_pb2.RelayResult(error=_bad_response(200), upstream_ms=upstream_ms)
+        answer, usage = completion(
+            data, self._answer_model(ctx), completion_id(), lambda t: self._counted(ctx, t)
+        )
+        return relay_pb2.RelayResult(
+            http_status=200,
+            content_type="application/json",
+            body=answer,
+            usage=usage,
+            upstream_ms=upstream_ms,
+        )
+
+    async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
+        started = time.perf_counter()
+        try:
+            payload = orjson.dumps(chat_request(self._request_body(ctx)))
+        except InvalidRequest as exc:
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=_invalid(exc)))
+            return
+        translator = StreamTranslator(
+            id=completion_id(),
+            model=self._answer_model(ctx),
+            include_usage=ctx.request.include_usage,
+        )
+        try:
+            resp = await self._post(ctx, "streamGenerateContent?alt=sse", payload)
+        except CredentialError as exc:
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=exc.error))
+            return
+        except UPSTREAM_ERRORS as exc:
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+            return
+        first_token_ms = 0
+        failure: relay_pb2.RelayError | None = None
+        try:
+            if resp.status >= 400:
+                content = await resp.read()
+                error = self.upstream_error(ctx, resp.status, content, resp.headers)
+                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
+                return
+            splitter = SSESplitter()
+            async for raw in resp.content.iter_any():
+                out = bytearray()
+                for event in splitter.feed(raw):
+                    data = event_data(event)
+                    if data is None:
+                        continue
+                    try:
+                        parsed = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        failure = _bad_response(200)
+                        break
+                    for frame in translator.feed(parsed):
+                        out += frame
+                    if translator.error is not None:
+                        failure = self.upstream_error(
+                            ctx, int(translator.error.get("code") or 500), parsed, None
+                        )
+                        break
+                if translator.produced and not first_token_ms:
+                    first_token_ms = int((time.perf_counter() - started) * 1000)
+                if out:
+                    yield relay_pb2.RelayChunk(data=bytes(out))
+                if failure is not None:
+                    break
+        except UPSTREAM_ERRORS as exc:
+            failure = error_from_exception(exc)
+        finally:
+            if translator.finished and failure is None:
+                resp.release()
+            else:
+                resp.close()
+        upstream_ms = int((time.perf_counter() - started) * 1000)
+        usage = translator.usage or self._counted(ctx, "".join(translator.text))
+        if failure is None and not translator.finished:
+            failure = relay_error(
+                502,
+                "The upstream stream ended before it was complete.",
+                code="upstream_stream_truncated",
+            )
+        if failure is not None:
+            yield relay_pb2.RelayChunk(
+                end=relay_pb2.StreamEnd(
+                    error=failure,
+                    usage=usage,
+                    first_token_ms=first_token_ms,
+                    upstream_ms=upstream_ms,
+                )
+            )
+            return
+        yield relay_pb2.RelayChunk(data=b"".join(translator.closing_frames(usage)))
+        yield relay_pb2.RelayChunk(
+            end=relay_pb2.StreamEnd(
+                usage=usage, first_token_ms=first_token_ms, upstream_ms=upstream_ms
+            )
+        )
+
+
+def _invalid(exc: InvalidRequest) -> relay_pb2.RelayError:
+    err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
+    err.error.param = exc.param
+    return err

@@ -1,0 +1,5 @@
+"""Tencent Hunyuan (channel type 23): Tencent Cloud API 3.0, signed with TC3-HMAC-SHA256."""
+
+from unigate_relay.providers.hunyuan.adapter import HunyuanProvider
+
+__all__ = ["HunyuanProvider"]

@@ -1,0 +1,282 @@
+"""Tencent Hunyuan (channel type 23): ``ChatCompletions`` of Tencent Cloud API 3.0, every
+request signed with TC3-HMAC-SHA256 from the channel's ``SecretId|SecretKey`` (One API's
+``AppId|SecretId|SecretKey`` is accepted too; the AppId plays no part in API 3.0).
+
+Reference: https://cloud.tencent.com/document/api/1729/105701 (ChatCompletions),
+https://cloud.tencent.com/document/api/213/30654 (signing). The channel's config may set
+``{"region": "ap-guangzhou"}`` (sent as ``X-TC-Region``; Hunyuan does not need one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from unigate.tokens import counted_usage
+from unigate.v1 import relay_pb2
+from unigate_relay.providers.base import (
+    UPSTREAM_ERRORS,
+    CallContext,
+    Provider,
+    error_from_exception,
+    relay_error,
+)
+from unigate_relay.providers.hunyuan import signer
+from unigate_relay.providers.hunyuan.convert import (
+    Unsupported,
+    chat_body,
+    finish_reason,
+    openai_tool_calls,
+    usage_of,
+)
+from unigate_relay.providers.hunyuan.errors import map_error, stream_error, tencent_error
+from unigate_relay.providers.hunyuan.stream import ChunkTranslator
+from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
+from unigate_relay.sse import SSESplitter, event_data
+
+DEFAULT_BASE_URL = "https://hunyuan.tencentcloudapi.com"
+SERVICE = "hunyuan"
+ACTION = "ChatCompletions"
+VERSION = "2023-09-01"
+CONTENT_TYPE = "application/json"
+
+
+class BadKey(ValueError):
+    pass
+
+
+def split_key(channel_key: str) -> tuple[str, str]:
+    """(SecretId, SecretKey) from ``SecretId|SecretKey`` or ``AppId|SecretId|SecretKey``."""
+    parts = [p.strip() for p in channel_key.split("|")]
+    if len(parts) == 3:
+        parts = parts[1:]
+    if len(parts) != 2 or not all(parts):
+        raise BadKey("A Hunyuan channel key must be `SecretId|SecretKey`.")
+    return parts[0], parts[1]
+
+
+def _host(url: URL) -> str:
+    """The Host header aiohttp sends for ``url``, which is what gets signed."""
+    assert url.host is not None
+    return url.host if url.is_default_port() else f"{url.host}:{url.port}"
+
+
+def _bad_answer(status: int) -> relay_pb2.RelayError:
+    return relay_error(
+        502,
+        "The upstream provider returned an answer that could not be read.",
+        code="bad_upstream_response",
+        retryable=True,
+        upstream_status=status,
+    )
+
+
+_BAD_KEY = relay_error(
+    502,
+    "The upstream provider rejected this channel's credentials.",
+    code="upstream_auth_failed",
+    retryable=True,
+    upstream_status=401,
+    fatal=True,
+)
+
+
+class HunyuanProvider(Provider):
+    family: ClassVar[str] = "hunyuan"
+    channel_types: ClassVar[tuple[int, ...]] = (23,)
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat.completions"})
+
+    def _prepare(self, ctx: CallContext, *, stream: bool) -> tuple[str, bytes, dict[str, str]]:
+        """URL, body and signed headers. Raises Unsupported or BadKey."""
+        request = orjson.loads(ctx.request.body)
+        payload = orjson.dumps(chat_body(request, ctx.request.upstream_model, stream=stream))
+        secret_id, secret_key = split_key(ctx.api_key)
+        url = URL((ctx.channel.base_url or DEFAULT_BASE_URL).rstrip("/") + "/")
+        host = _host(url)
+        timestamp = int(time.time())
+        headers: dict[str, str] = {}
+        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
+            headers.update(
+                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
+            )
+        headers.update(
+            {
+                "Content-Type": CONTENT_TYPE,
+                "Host": host,
+                "X-TC-Action": ACTION,
+                "X-TC-Version": VERSION,
+                "X-TC-Timestamp": str(timestamp),
+                "Authorization": signer.authorization(
+                    secret_id=secret_id,
+                    secret_key=secret_key,
+                    service=SERVICE,
+                    host=host,
+                    content_type=CONTENT_TYPE,
+                    timestamp=timestamp,
+                    payload=payload,
+                ),
+            }
+        )
+        config = orjson.loads(ctx.channel.config_json) if ctx.channel.config_json else {}
+        if isinstance(config, dict) and config.get("region"):
+            headers["X-TC-Region"] = str(config["region"])
+        return str(url), payload, headers
+
+    async def _post(
+        self, ctx: CallContext, url: str, payload: bytes, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        return await asyncio.wait_for(
+            ctx.http.post(url, data=payload, headers=headers, timeout=ctx.timeout()),
+            ctx.first_byte_seconds(),
+        )
+
+    async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
+        secrets = list(ctx.channel.keys)
+        try:
+            url, payload, headers = self._prepare(ctx, stream=False)
+        except Unsupported as exc:
+            return relay_pb2.RelayResult(
+                error=relay_error(400, str(exc), type="invalid_request_error")
+            )
+        except BadKey:
+            return relay_pb2.RelayResult(error=_BAD_KEY)
+        started = time.perf_counter()
+        try:
+            async with await self._post(ctx, url, payload, headers) as resp:
+                status, content = resp.status, await resp.read()
+        except UPSTREAM_ERRORS as exc:
+            return relay_pb2.RelayResult(error=error_from_exception(exc))
+        upstream_ms = int((time.perf_counter() - started) * 1000)
+        try:
+            parsed = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            parsed = None
+        failure = tencent_error(parsed)
+        if failure is not None:
+            return relay_pb2.RelayResult(
+                error=map_error(*failure, secrets), upstream_ms=upstream_ms
+            )
+        answer = parsed.get("Response") if isinstance(parsed, dict) else None
+        if status >= 400 or not isinstance(answer, dict):
+            return relay_pb2.RelayResult(error=_bad_answer(status), upstream_ms=upstream_ms)
+        choices = [c for c in answer.get("Choices") or [] if isinstance(c, dict)]
+        choice: dict[str, Any] = choices[0] if choices else {}
+        found = choice.get("Message")
+        raw: dict[str, Any] = found if isinstance(found, dict) else {}
+        message: dict[str, Any] = {"content": str(raw.get("Content") or "")}
+        calls = openai_tool_calls(raw.get("ToolCalls"))
+        if calls:
+            message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
+            message["content"] = message["content"] or None
+        usage = usage_of(answer)
+        return relay_pb2.RelayResult(
+            http_status=200,
+            content_type="application/json",
+            body=completion_body(
+                id=completion_id(),
+                model=ctx.request.upstream_model,
+                message=message,
+                finish_reason=finish_reason(choice.get("FinishReason")) or "stop",
+                usage=usage,
+                created=int(answer.get("Created") or 0) or None,
+            ),
+            usage=usage,
+            upstream_ms=upstream_ms,
+        )
+
+    async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
+        secrets = list(ctx.channel.keys)
+        try:
+            url, payload, headers = self._prepare(ctx, stream=True)
+        except Unsupported as exc:
+            error = relay_error(400, str(exc), type="invalid_request_error")
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
+            return
+        except BadKey:
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=_BAD_KEY))
+            return
+        started = time.perf_counter()
+        try:
+            resp = await self._post(ctx, url, payload, headers)
+        except UPSTREAM_ERRORS as exc:
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+            return
+        if "event-stream" not in resp.headers.get("Content-Type", ""):
+            # A refused request is answered with the usual JSON error, not a stream.
+            try:
+                async with resp:
+                    status, content = resp.status, await resp.read()
+            except UPSTREAM_ERRORS as exc:
+                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+                return
+            try:
+                failure = tencent_error(orjson.loads(content))
+            except orjson.JSONDecodeError:
+                failure = None
+            error = map_error(*failure, secrets) if failure else _bad_answer(status)
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
+            return
+        translator = ChunkTranslator(
+            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
+        )
+        first_token_ms = 0
+        stream_failure: relay_pb2.RelayError | None = None
+        splitter = SSESplitter()
+        try:
+            async for raw in resp.content.iter_any():
+                out = bytearray()
+                for event in splitter.feed(raw):
+                    data = event_data(event)
+                    try:
+                        parsed = orjson.loads(data) if data else None
+                    except orjson.JSONDecodeError:
+                        continue
+                    if not isinstance(parsed, dict):
+                        continue
+                    failure = stream_error(parsed)
+                    if failure is not None:
+                        stream_failure = map_error(*failure, secrets)
+                        break
+                    frames = translator.feed(parsed)
+                    if frames and not first_token_ms:
+                        first_token_ms = int((time.perf_counter() - started) * 1000)
+                    out += frames
+                if out:
+                    yield relay_pb2.RelayChunk(data=bytes(out))
+                if stream_failure is not None or translator.finished:
+                    break
+        except UPSTREAM_ERRORS as exc:
+            stream_failure = error_from_exception(exc)
+        finally:
+            if translator.finished:
+                resp.release()
+            else:
+                resp.close()
+        upstream_ms = int((time.perf_counter() - started) * 1000)
+        req = ctx.request
+        usage = translator.usage or counted_usage(
+            req.endpoint, req.body, req.upstream_model, "".join(translator.text)
+        )
+        if stream_failure is None and not translator.finished:
+            stream_failure = relay_error(
+                502,
+                "The upstream stream ended before it was complete.",
+                code="upstream_stream_truncated",
+            )
+        if stream_failure is None:
+            tail = translator.usage_frame(usage) if req.include_usage else b""
+            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
+        yield relay_pb2.RelayChunk(
+            end=relay_pb2.StreamEnd(
+                usage=usage,
+                first_token_ms=first_token_ms,
+                upstream_ms=upstream_ms,
+                error=stream_failure,
+            )
+        )
