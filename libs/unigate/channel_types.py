@@ -39,6 +39,7 @@ CHANNEL_TYPES: dict[int, ChannelType] = {
         ChannelType(30, "Ollama", "openai"),
         ChannelType(31, "Lingyi Wanwu", "openai"),
         ChannelType(32, "StepFun", "openai"),
+        ChannelType(33, "AWS Bedrock Claude", "bedrock"),
         ChannelType(35, "Cohere", "cohere"),
         ChannelType(36, "DeepSeek", "openai"),
         ChannelType(39, "Together", "openai"),

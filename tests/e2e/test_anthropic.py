@@ -11,12 +11,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import secrets
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import asyncpg
@@ -27,6 +24,15 @@ import pytest
 from starlette.applications import Starlette
 
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
+from tests.e2e.provider_support import (
+    Simulator,
+    alias,
+    assert_upstream_auth_failed,
+    create_mapped_channel,
+    eventually_disabled,
+    ledger_row,
+    running,
+)
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
 from unigate.devstack import Stack
@@ -52,15 +58,13 @@ TIME: Any = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
 }
-T = TypeVar("T")
 
 
-class Claude:
+class Claude(Simulator):
     """The Anthropic simulator on its own port."""
 
     def __init__(self) -> None:
-        self.server = ThreadedServer(create_anthropic_app({CLAUDE_KEY}))
-        self.server.start()
+        super().__init__(create_anthropic_app({CLAUDE_KEY}))
 
     @property
     def app(self) -> Starlette:
@@ -75,53 +79,34 @@ class Claude:
 
 @pytest.fixture
 def claude() -> Iterator[Claude]:
-    sim = Claude()
-    yield sim
-    sim.server.stop()
-
-
-def alias(name: str) -> str:
-    return f"{name}-{secrets.token_hex(4)}"
+    yield from running(Claude())
 
 
 async def claude_channel(
     pg: asyncpg.Pool, secret_key: str, sim: Claude, model: str, key: str = CLAUDE_KEY
 ) -> int:
     """A type-14 channel on ``sim`` serving ``model`` as Claude Sonnet 4."""
-    return await admin.create_channel(
+    return await create_mapped_channel(
         pg,
-        secret_key=secret_key,
+        secret_key,
         type=ANTHROPIC,
         name="claude",
         key=key,
-        base_url=sim.server.url,
-        models=model,
-        model_mapping={model: SONNET} if model != SONNET else None,
+        base_url=sim.url,
+        models={model: SONNET},
     )
 
 
 async def openai_channel(pg: asyncpg.Pool, secret_key: str, sim: ThreadedServer, model: str) -> int:
-    return await admin.create_channel(
+    return await create_mapped_channel(
         pg,
-        secret_key=secret_key,
+        secret_key,
         type=1,
         name="openai",
         key=SIM_KEY,
         base_url=sim.url,
-        models=model,
-        model_mapping={model: "gpt-4o-mini"},
+        models={model: "gpt-4o-mini"},
     )
-
-
-async def row(pg: asyncpg.Pool, tenant: Tenant, n: int) -> asyncpg.Record:
-    """The ledger row of the tenant's ``n``-th request."""
-    await wait_for_rows(pg, tenant.token_id, n)
-    found: asyncpg.Record = await pg.fetchrow(
-        "SELECT * FROM logs WHERE token_id = $1 ORDER BY id OFFSET $2 LIMIT 1",
-        tenant.token_id,
-        n - 1,
-    )
-    return found
 
 
 def ledger_usage(record: asyncpg.Record) -> tuple[int, int, int, bool]:
@@ -150,17 +135,6 @@ def sse_events(raw: bytes) -> list[dict[str, Any]]:
         if data and data[0] != "[DONE]":
             out.append(orjson.loads(data[0]))
     return out
-
-
-async def eventually(
-    read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within: float = 10
-) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await read()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -206,7 +180,7 @@ async def test_openai_sdk_chat_and_stream_on_claude(
         {"role": "user", "content": [{"type": "text", "text": "hello claude"}]}
     ]
     assert sent["model"] == SONNET and sent["max_tokens"] == 64000
-    first = await row(pg, tenant, 1)
+    first = await ledger_row(pg, tenant, 1)
     assert answer.usage is not None
     assert ledger_usage(first) == (
         answer.usage.prompt_tokens,
@@ -230,7 +204,7 @@ async def test_openai_sdk_chat_and_stream_on_claude(
     usage = chunks[-1].usage
     assert usage is not None and not chunks[-1].choices
     assert claude.calls[-1]["body"]["stream"] is True
-    streamed = await row(pg, tenant, 2)
+    streamed = await ledger_row(pg, tenant, 2)
     assert ledger_usage(streamed) == (usage.prompt_tokens, 3, 0, False)
     assert streamed["is_stream"]
 
@@ -251,12 +225,15 @@ async def test_openai_sdk_chat_and_stream_on_claude(
     ]
     await client.chat.completions.create(model=model, messages=cached)
     written = claude.calls[-1]
+    # Each row is awaited before the next call: rows of calls in flight together may reach
+    # the ledger in either order.
+    third = await ledger_row(pg, tenant, 3)
     again = await client.chat.completions.create(model=model, messages=cached)
     assert again.usage is not None and again.usage.prompt_tokens_details is not None
     read = again.usage.prompt_tokens_details.cached_tokens
     assert read == count_tokens(long_text) + 3
     assert written["body"]["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
-    third, fourth = await row(pg, tenant, 3), await row(pg, tenant, 4)
+    fourth = await ledger_row(pg, tenant, 4)
     assert third["cached_tokens"] == 0 and fourth["cached_tokens"] == read
     assert third["prompt_tokens"] == fourth["prompt_tokens"]
     # Cache reads are billed at 0.1x: the second call costs less.
@@ -270,6 +247,7 @@ async def test_openai_sdk_tools_images_and_parallel_stream_on_claude(
     await claude_channel(pg, secret_key, claude, model)
     messages: list[Any] = [{"role": "user", "content": "What is the weather in Oslo?"}]
     called = await client.chat.completions.create(model=model, messages=messages, tools=[WEATHER])
+    await wait_for_rows(pg, tenant.token_id, 1)  # rows in call order (see above)
     choice = called.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
     tool_call = choice.message.tool_calls[0]
@@ -282,6 +260,7 @@ async def test_openai_sdk_tools_images_and_parallel_stream_on_claude(
         {"role": "tool", "tool_call_id": tool_call.id, "content": "sunny, 21 C"},
     ]
     answered = await client.chat.completions.create(model=model, messages=messages, tools=[WEATHER])
+    await wait_for_rows(pg, tenant.token_id, 2)
     assert answered.choices[0].message.content == "Echo: sunny, 21 C"
     turns = claude.calls[-1]["body"]["messages"]
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
@@ -312,6 +291,7 @@ async def test_openai_sdk_tools_images_and_parallel_stream_on_claude(
     assert [calls[i]["name"] for i in sorted(calls)] == ["get_weather", "get_time"]
     assert len({c["id"] for c in calls.values()}) == 2
     assert orjson.loads(calls[1]["arguments"]) == {}
+    await wait_for_rows(pg, tenant.token_id, 3)
 
     image: list[Any] = [
         {
@@ -334,7 +314,7 @@ async def test_openai_sdk_tools_images_and_parallel_stream_on_claude(
         "type": "image",
         "source": {"type": "url", "url": "https://example.com/cat.png"},
     }
-    logged = await row(pg, tenant, 4)
+    logged = await ledger_row(pg, tenant, 4)
     assert seen.usage is not None and logged["prompt_tokens"] == seen.usage.prompt_tokens
 
 
@@ -371,22 +351,15 @@ async def test_provider_errors_and_refused_key_on_claude(
         )
     events = sse_events(response.content)
     assert events[-1]["error"]["type"] == "overloaded_error"
-    await row(pg, tenant, 4)
+    await ledger_row(pg, tenant, 4)
 
     # The provider refusing the channel's key: 502 for the client, channel auto-disabled.
     broken_model = alias("claude-bad-key")
     broken = await claude_channel(pg, secret_key, claude, broken_model, key="sk-ant-revoked-0000")
     with pytest.raises(openai.APIStatusError) as bad_key:
         await client.chat.completions.create(model=broken_model, messages=hello)
-    assert bad_key.value.status_code == 502
-    assert bad_key.value.response.json()["error"]["code"] == "upstream_auth_failed"
-    status = await eventually(
-        lambda: pg.fetchval("SELECT status FROM channels WHERE id = $1", broken), lambda s: s == 3
-    )
-    assert status == 3
-    assert "sk-ant-revoked-0000" not in (
-        await pg.fetchval("SELECT status_reason FROM channels WHERE id = $1", broken)
-    )
+    assert_upstream_auth_failed(bad_key.value)
+    assert "sk-ant-revoked-0000" not in await eventually_disabled(pg, broken)
 
 
 async def test_anthropic_sdk_on_claude_channel_natively(
@@ -418,7 +391,7 @@ async def test_anthropic_sdk_on_claude_channel_natively(
     )
     assert first.usage.cache_creation_input_tokens and not first.usage.cache_read_input_tokens
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
-    rows = [await row(pg, tenant, 1), await row(pg, tenant, 2)]
+    rows = [await ledger_row(pg, tenant, 1), await ledger_row(pg, tenant, 2)]
     assert [ledger_usage(r) for r in rows] == [
         simulator_usage(first.usage.model_dump()),
         simulator_usage(second.usage.model_dump()),
@@ -443,7 +416,7 @@ async def test_anthropic_sdk_on_claude_channel_natively(
     assert final.stop_reason == "tool_use"
     tool_use = final.content[0]
     assert tool_use.type == "tool_use" and tool_use.name == "get_weather"
-    streamed = await row(pg, tenant, 3)
+    streamed = await ledger_row(pg, tenant, 3)
     assert ledger_usage(streamed) == simulator_usage(final.usage.model_dump())
     assert streamed["is_stream"]
 
@@ -456,7 +429,7 @@ async def test_anthropic_sdk_on_claude_channel_natively(
     counted = await claude_sdk.messages.count_tokens(model=model, messages=messages, system=system)
     assert claude.calls[-1]["path"] == "/v1/messages/count_tokens"
     assert counted.input_tokens == simulator_usage(first.usage.model_dump())[0]
-    free = await row(pg, tenant, 5)
+    free = await ledger_row(pg, tenant, 5)
     assert free["endpoint"] == "messages.count_tokens"
     assert (free["prompt_tokens"], free["completion_tokens"], free["quota"]) == (0, 0, 0)
 
@@ -485,7 +458,7 @@ async def test_anthropic_sdk_on_openai_channel(
         {"role": "user", "content": "hello from anthropic"},
     ]
     assert sent["max_tokens"] == 50 and sent["model"] == "gpt-4o-mini"
-    first = await row(pg, tenant, 1)
+    first = await ledger_row(pg, tenant, 1)
     assert ledger_usage(first) == simulator_usage(answer.usage.model_dump())
     assert first["prompt_tokens"] > 0 and first["quota"] > 0
 
@@ -514,7 +487,7 @@ async def test_anthropic_sdk_on_openai_channel(
         {"type": "image_url", "image_url": {"url": "https://example.com/sky.png"}},
         {"type": "text", "text": "weather in Oslo?"},
     ]
-    streamed = await row(pg, tenant, 2)
+    streamed = await ledger_row(pg, tenant, 2)
     assert ledger_usage(streamed) == simulator_usage(called.usage.model_dump())
     assert called.usage.input_tokens > 0
 
@@ -537,7 +510,7 @@ async def test_anthropic_sdk_on_openai_channel(
 
     counted = await claude_sdk.messages.count_tokens(model=model, messages=ask)
     assert counted.input_tokens > 0
-    free = await row(pg, tenant, 4)
+    free = await ledger_row(pg, tenant, 4)
     assert (free["prompt_tokens"], free["quota"]) == (0, 0)
 
 
@@ -619,4 +592,4 @@ async def test_anthropic_shaped_errors(
         assert frames[0].startswith("event: message_start")
         assert frames[-1].startswith("event: error\n")
         assert orjson.loads(frames[-1].split("data: ", 1)[1])["error"]["type"] == "api_error"
-    await row(pg, tenant, 4)
+    await ledger_row(pg, tenant, 4)

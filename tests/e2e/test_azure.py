@@ -12,21 +12,26 @@ import asyncpg
 import openai
 import pytest
 
-from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
-from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
+from tests.e2e.conftest import SIM_KEY, Tenant
+from tests.e2e.provider_support import (
+    Simulator,
+    alias,
+    assert_upstream_auth_failed,
+    create_mapped_channel,
+    ledger_row,
+    running,
+)
 from unigate_sim.azure import CONTENT_FILTER_MESSAGE, AzureSimulator, create_azure_app
 from unigate_sim.openai import count_tokens
 
 AZURE = 3
 
 
-class Resource:
+class Resource(Simulator):
     """One Azure OpenAI resource (the simulator) on its own port."""
 
     def __init__(self) -> None:
-        self.server = ThreadedServer(create_azure_app({SIM_KEY}))
-        self.server.start()
+        super().__init__(create_azure_app({SIM_KEY}))
 
     @property
     def app(self) -> AzureSimulator:
@@ -41,13 +46,7 @@ class Resource:
 
 @pytest.fixture
 def azure() -> Iterator[Resource]:
-    resource = Resource()
-    yield resource
-    resource.server.stop()
-
-
-def alias(name: str) -> str:
-    return f"{name}-{secrets.token_hex(4)}"
+    yield from running(Resource())
 
 
 async def azure_channel(
@@ -59,28 +58,16 @@ async def azure_channel(
     key: str = SIM_KEY,
 ) -> int:
     """A type-3 channel on ``resource`` serving ``models`` (client name → upstream model)."""
-    return await admin.create_channel(
+    return await create_mapped_channel(
         pg,
-        secret_key=secret_key,
+        secret_key,
         type=AZURE,
         name="azure",
         key=key,
-        base_url=resource.server.url,
-        models=",".join(models),
-        model_mapping={k: v for k, v in models.items() if k != v},
+        base_url=resource.url,
+        models=models,
         config=config,
     )
-
-
-async def row(pg: asyncpg.Pool, tenant: Tenant, n: int) -> asyncpg.Record:
-    """The ledger row of the tenant's ``n``-th request (the tests wait for each in turn)."""
-    await wait_for_rows(pg, tenant.token_id, n)
-    found: asyncpg.Record = await pg.fetchrow(
-        "SELECT * FROM logs WHERE token_id = $1 ORDER BY id OFFSET $2 LIMIT 1",
-        tenant.token_id,
-        n - 1,
-    )
-    return found
 
 
 HELLO: list[Any] = [{"role": "user", "content": "hello azure world"}]
@@ -100,7 +87,7 @@ async def test_chat_and_streams_with_exact_usage(
     call = azure.calls[-1]
     assert call["path"] == "/openai/deployments/gpt-35-turbo/chat/completions"
     assert call["api_version"] == "2024-10-21"
-    first = await row(pg, tenant, 1)
+    first = await ledger_row(pg, tenant, 1)
     assert (first["prompt_tokens"], first["completion_tokens"], first["estimated"]) == (
         plain.usage.prompt_tokens,
         plain.usage.completion_tokens,
@@ -119,7 +106,7 @@ async def test_chat_and_streams_with_exact_usage(
     assert all(c.usage is None for c in chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Echo: hello azure world"
-    streamed = await row(pg, tenant, 2)
+    streamed = await ledger_row(pg, tenant, 2)
     assert streamed["is_stream"] and not streamed["estimated"]
     assert streamed["prompt_tokens"] == plain.usage.prompt_tokens
     assert streamed["completion_tokens"] == count_tokens(text)
@@ -132,7 +119,7 @@ async def test_chat_and_streams_with_exact_usage(
     assert [bool(c.choices) for c in chunks].count(False) == 2
     assert chunks[0].usage is None and chunks[-1].usage is not None
     usage = chunks[-1].usage
-    third = await row(pg, tenant, 3)
+    third = await ledger_row(pg, tenant, 3)
     assert (third["prompt_tokens"], third["completion_tokens"], third["estimated"]) == (
         usage.prompt_tokens,
         usage.completion_tokens,
@@ -151,7 +138,7 @@ async def test_old_api_version_streams_without_stream_options(
     # That version refuses stream_options, so it was not sent; the tokens were counted.
     assert azure.calls[-1]["api_version"] == "2024-02-01"
     assert "stream_options" not in azure.calls[-1]["body"]
-    streamed = await row(pg, tenant, 1)
+    streamed = await ledger_row(pg, tenant, 1)
     assert streamed["estimated"] and streamed["completion_tokens"] > 0
 
 
@@ -200,7 +187,7 @@ async def test_tools_round_trip_and_image_part(
     assert seen.choices[0].message.content == "Echo: what is in this picture"
     assert azure.calls[-1]["body"]["messages"] == image
     assert seen.usage is not None
-    last = await row(pg, tenant, 3)
+    last = await ledger_row(pg, tenant, 3)
     assert last["prompt_tokens"] == seen.usage.prompt_tokens and not last["estimated"]
 
 
@@ -212,7 +199,7 @@ async def test_embeddings(
     result = await client.embeddings.create(model=model, input=["first text", "second text"])
     assert [len(d.embedding) for d in result.data] == [1536, 1536]
     assert azure.calls[-1]["path"] == "/openai/deployments/text-embedding-3-small/embeddings"
-    logged = await row(pg, tenant, 1)
+    logged = await ledger_row(pg, tenant, 1)
     assert logged["prompt_tokens"] == result.usage.prompt_tokens > 0
     assert not logged["estimated"]
 
@@ -240,7 +227,7 @@ async def test_deployment_names_from_dotted_models_and_config(
     answer = await client.chat.completions.create(model=gpt41, messages=HELLO)
     assert answer.choices[0].message.content == "Echo: hello azure world"
     assert azure.calls[-1]["deployment"] == "prod-gpt-4.1"
-    first, second = await row(pg, tenant, 1), await row(pg, tenant, 2)
+    first, second = await ledger_row(pg, tenant, 1), await ledger_row(pg, tenant, 2)
     assert first["upstream_model"] == dotted and second["upstream_model"] == "gpt-4.1"
 
 
@@ -258,7 +245,7 @@ async def test_provider_errors_are_openai_shaped(
     assert error["code"] == "content_filter"
     assert error["type"] == "invalid_request_error"
     assert error["message"] == CONTENT_FILTER_MESSAGE
-    filtered = await row(pg, tenant, 1)
+    filtered = await ledger_row(pg, tenant, 1)
     assert filtered["status_code"] == 400 and filtered["quota"] == 0
 
     # A deployment the resource does not have: Azure's 404 passes through.
@@ -273,9 +260,8 @@ async def test_provider_errors_are_openai_shaped(
     await azure_channel(pg, secret_key, azure, {wrong: "gpt-4o-mini"}, key="0" * 32)
     with pytest.raises(openai.APIStatusError) as failed:
         await client.chat.completions.create(model=wrong, messages=HELLO)
-    assert failed.value.status_code == 502
-    assert failed.value.response.json()["error"]["code"] == "upstream_auth_failed"
-    await row(pg, tenant, 3)
+    assert_upstream_auth_failed(failed.value)
+    await ledger_row(pg, tenant, 3)
 
 
 async def test_endpoints_azure_does_not_serve_are_refused_before_any_call(

@@ -5,7 +5,6 @@ errors that arrive as ``error_code`` in HTTP 200 bodies."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Iterator
@@ -15,9 +14,17 @@ import asyncpg
 import openai
 import pytest
 
-from tests.e2e.conftest import Tenant, ThreadedServer
-from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
+from tests.e2e.conftest import Tenant
+from tests.e2e.provider_support import (
+    WEATHER_TOOL,
+    Simulator,
+    alias,
+    assert_upstream_auth_failed,
+    create_mapped_channel,
+    eventually_disabled,
+    ledger_rows,
+    running,
+)
 from unigate_sim.baidu import create_baidu_app
 from unigate_sim.echo_reply import prompt_tokens
 from unigate_sim.openai import count_tokens
@@ -25,28 +32,11 @@ from unigate_sim.openai import count_tokens
 BAIDU = 15
 API_KEY = "bce-ak-" + "a" * 24
 SECRET_KEY = "bce-sk-" + "s" * 32
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
-class Qianfan:
+class Qianfan(Simulator):
     def __init__(self) -> None:
-        self.server = ThreadedServer(create_baidu_app({API_KEY: SECRET_KEY}))
-        self.server.start()
-
-    @property
-    def state(self) -> Any:
-        return self.server.server.config.app.state
+        super().__init__(create_baidu_app({API_KEY: SECRET_KEY}))
 
     @property
     def chats(self) -> list[dict[str, Any]]:
@@ -55,9 +45,7 @@ class Qianfan:
 
 @pytest.fixture
 def qianfan() -> Iterator[Qianfan]:
-    sim = Qianfan()
-    yield sim
-    sim.server.stop()
+    yield from running(Qianfan())
 
 
 async def channel(
@@ -67,28 +55,9 @@ async def channel(
     models: dict[str, str],
     key: str = f"{API_KEY}|{SECRET_KEY}",
 ) -> int:
-    return await admin.create_channel(
-        pg,
-        secret_key=secret_key,
-        type=BAIDU,
-        name="baidu",
-        key=key,
-        base_url=sim.server.url,
-        models=",".join(models),
-        model_mapping=models,
+    return await create_mapped_channel(
+        pg, secret_key, type=BAIDU, name="baidu", key=key, base_url=sim.url, models=models
     )
-
-
-def alias(name: str) -> str:
-    return f"{name}-{secrets.token_hex(4)}"
-
-
-async def rows(pg: asyncpg.Pool, tenant: Tenant, n: int) -> list[asyncpg.Record]:
-    await wait_for_rows(pg, tenant.token_id, n)
-    found: list[asyncpg.Record] = await pg.fetch(
-        "SELECT * FROM logs WHERE token_id = $1 ORDER BY id", tenant.token_id
-    )
-    return found
 
 
 async def test_chat_stream_system_prompt_and_one_token_exchange(
@@ -133,7 +102,7 @@ async def test_chat_stream_system_prompt_and_one_token_exchange(
     # Three calls, one token exchange: the token is cached and reused.
     assert len(qianfan.state.token_calls) == 1
     assert {c["query"]["access_token"] for c in qianfan.chats} == set(qianfan.state.tokens)
-    ledger = await rows(pg, tenant, 3)
+    ledger = await ledger_rows(pg, tenant, 3)
     for row in ledger:
         assert (row["prompt_tokens"], row["completion_tokens"], row["estimated"]) == (
             expected_prompt,
@@ -198,7 +167,7 @@ async def test_provider_errors_become_openai_errors(
     with pytest.raises(openai.RateLimitError) as limited:
         await client.chat.completions.create(model=model, messages=hello)
     assert "qps" in limited.value.message
-    ledger = await rows(pg, tenant, 3)
+    ledger = await ledger_rows(pg, tenant, 3)
     assert [r["status_code"] for r in ledger] == [400, 400, 429]
     assert all(r["quota"] == 0 for r in ledger)
 
@@ -240,20 +209,10 @@ async def test_wrong_secret_key_disables_the_channel(
         await client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "hi"}]
         )
-    assert failed.value.status_code == 502
-    assert failed.value.response.json()["error"]["code"] == "upstream_auth_failed"
-    assert wrong not in failed.value.response.text
+    assert_upstream_auth_failed(failed.value, wrong)
     assert qianfan.state.token_calls[-1]["client_secret"] == wrong
     assert qianfan.chats == []
-    deadline = time.monotonic() + 5
-    while True:
-        row = await pg.fetchrow(
-            "SELECT status, status_reason FROM channels WHERE id = $1", channel_id
-        )
-        if row["status"] == 3 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
-    assert row["status"] == 3 and "upstream_auth_failed" in row["status_reason"]
+    assert "upstream_auth_failed" in await eventually_disabled(pg, channel_id)
 
 
 async def test_embeddings(
@@ -267,5 +226,5 @@ async def test_embeddings(
     assert qianfan.state.calls[-1]["endpoint"] == "embedding-v1"
     tokens = count_tokens("hello") + count_tokens("ernie world")
     assert result.usage.prompt_tokens == tokens
-    (row,) = await rows(pg, tenant, 1)
+    (row,) = await ledger_rows(pg, tenant, 1)
     assert row["prompt_tokens"] == tokens and not row["estimated"]

@@ -3,9 +3,6 @@ simulator (``unigate_sim.cohere``): chat and streams, tools, embeddings, rerank,
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,9 +11,15 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import Tenant, ThreadedServer
-from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
+from tests.e2e.conftest import Tenant
+from tests.e2e.provider_support import (
+    Simulator,
+    alias,
+    create_mapped_channel,
+    eventually_disabled,
+    ledger_row,
+    running,
+)
 from unigate.devstack import Stack
 from unigate_sim.cohere import count_tokens, create_cohere_app
 
@@ -36,14 +39,9 @@ WEATHER: Any = {
 }
 
 
-class Cohere:
+class Cohere(Simulator):
     def __init__(self) -> None:
-        self.server = ThreadedServer(create_cohere_app({KEY}))
-        self.server.start()
-
-    @property
-    def state(self) -> Any:
-        return self.server.server.config.app.state
+        super().__init__(create_cohere_app({KEY}))
 
     @property
     def last(self) -> dict[str, Any]:
@@ -53,13 +51,7 @@ class Cohere:
 
 @pytest.fixture
 def cohere() -> Iterator[Cohere]:
-    sim = Cohere()
-    yield sim
-    sim.server.stop()
-
-
-def alias() -> str:
-    return f"co-{secrets.token_hex(4)}"
+    yield from running(Cohere())
 
 
 async def cohere_channel(
@@ -71,33 +63,22 @@ async def cohere_channel(
     key: str = KEY,
     **kw: Any,
 ) -> int:
-    return await admin.create_channel(
+    return await create_mapped_channel(
         pg,
-        secret_key=secret_key,
+        secret_key,
         type=COHERE,
         name="cohere",
         key=key,
-        base_url=sim.server.url,
-        models=model,
-        model_mapping={model: upstream},
+        base_url=sim.url,
+        models={model: upstream},
         **kw,
     )
-
-
-async def row(pg: asyncpg.Pool, tenant: Tenant, n: int) -> asyncpg.Record:
-    await wait_for_rows(pg, tenant.token_id, n)
-    found: asyncpg.Record = await pg.fetchrow(
-        "SELECT * FROM logs WHERE token_id = $1 ORDER BY id OFFSET $2 LIMIT 1",
-        tenant.token_id,
-        n - 1,
-    )
-    return found
 
 
 async def test_chat_stream_system_prompt_and_usage_on_tokens(
     client: openai.AsyncOpenAI, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, cohere: Cohere
 ) -> None:
-    model = alias()
+    model = alias("co")
     await cohere_channel(pg, secret_key, cohere, model, system_prompt="channel rules")
     messages: Any = [
         {"role": "system", "content": "be brief"},
@@ -114,7 +95,7 @@ async def test_chat_stream_system_prompt_and_usage_on_tokens(
         {"role": "system", "content": "be brief"},
     ]
     assert (body["p"], body["stop_sequences"], body["max_tokens"]) == (0.99, ["never"], 50)
-    first = await row(pg, tenant, 1)
+    first = await ledger_row(pg, tenant, 1)
     assert plain.usage is not None
     # Billed on Cohere's usage.tokens (system prompts and template included), not billed_units.
     assert first["prompt_tokens"] == plain.usage.prompt_tokens > count_tokens("hello cohere")
@@ -129,7 +110,7 @@ async def test_chat_stream_system_prompt_and_usage_on_tokens(
         "Echo: hello cohere"
     )
     assert chunks[-1].usage is not None
-    second = await row(pg, tenant, 2)
+    second = await ledger_row(pg, tenant, 2)
     assert (second["prompt_tokens"], second["completion_tokens"], second["estimated"]) == (
         chunks[-1].usage.prompt_tokens,
         chunks[-1].usage.completion_tokens,
@@ -144,7 +125,7 @@ async def test_chat_stream_system_prompt_and_usage_on_tokens(
 async def test_tool_call_round_trip(
     client: openai.AsyncOpenAI, pg: asyncpg.Pool, secret_key: str, cohere: Cohere
 ) -> None:
-    model = alias()
+    model = alias("co")
     await cohere_channel(pg, secret_key, cohere, model)
     asked: Any = [{"role": "user", "content": "what is the weather in Oslo"}]
     first = await client.chat.completions.create(model=model, messages=asked, tools=[WEATHER])
@@ -191,7 +172,7 @@ async def test_embeddings_and_rerank(
     cohere: Cohere,
     stack: Stack,
 ) -> None:
-    embed_model, rerank_model = alias(), alias()
+    embed_model, rerank_model = alias("co"), alias("co")
     await cohere_channel(pg, secret_key, cohere, embed_model, "embed-english-v3.0")
     await cohere_channel(pg, secret_key, cohere, rerank_model, "rerank-v3.5")
     vectors = await client.embeddings.create(model=embed_model, input=["red apple", "sky"])
@@ -199,7 +180,7 @@ async def test_embeddings_and_rerank(
     assert cohere.last["body"]["input_type"] == "search_document"
     tokens = count_tokens("red apple") + count_tokens("sky")
     assert vectors.usage.prompt_tokens == tokens
-    assert (await row(pg, tenant, 1))["prompt_tokens"] == tokens
+    assert (await ledger_row(pg, tenant, 1))["prompt_tokens"] == tokens
 
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as http:
         response = await http.post(
@@ -219,13 +200,13 @@ async def test_embeddings_and_rerank(
     assert ranked["results"][0]["document"] == {"text": "red apple pie"}
     assert "return_documents" not in cohere.last["body"]
     assert ranked["meta"]["billed_units"]["search_units"] == 1
-    assert (await row(pg, tenant, 2))["prompt_tokens"] == 1000
+    assert (await ledger_row(pg, tenant, 2))["prompt_tokens"] == 1000
 
 
 async def test_provider_errors_are_openai_errors(
     client: openai.AsyncOpenAI, pg: asyncpg.Pool, secret_key: str, cohere: Cohere
 ) -> None:
-    model = alias()
+    model = alias("co")
     await cohere_channel(pg, secret_key, cohere, model)
     with pytest.raises(openai.BadRequestError) as unknown_call:
         await client.chat.completions.create(
@@ -256,7 +237,7 @@ async def test_provider_errors_are_openai_errors(
 async def test_invalid_key_disables_the_channel(
     client: openai.AsyncOpenAI, pg: asyncpg.Pool, secret_key: str, cohere: Cohere
 ) -> None:
-    model = alias()
+    model = alias("co")
     broken = await cohere_channel(
         pg, secret_key, cohere, model, key="co-revoked-key-123", priority=10
     )
@@ -267,9 +248,5 @@ async def test_invalid_key_disables_the_channel(
     assert "".join([c.choices[0].delta.content or "" async for c in reply if c.choices]) == (
         "Echo: hello"
     )
-    deadline = time.monotonic() + 10
-    while (status := await pg.fetchval("SELECT status FROM channels WHERE id = $1", broken)) != 3:
-        assert time.monotonic() < deadline, "the channel was not disabled"
-        await asyncio.sleep(0.1)
-    reason = await pg.fetchval("SELECT status_reason FROM channels WHERE id = $1", broken)
-    assert status == 3 and "upstream_auth_failed" in reason and "co-revoked-key-123" not in reason
+    reason = await eventually_disabled(pg, broken)
+    assert "upstream_auth_failed" in reason and "co-revoked-key-123" not in reason

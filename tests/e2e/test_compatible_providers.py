@@ -6,9 +6,7 @@ provider's layout, usage placement or error mapping wrong fails here."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +15,15 @@ import asyncpg
 import openai
 import pytest
 
-from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
+from tests.e2e.conftest import SIM_KEY, Tenant
+from tests.e2e.provider_support import (
+    WEATHER_TOOL,
+    Simulator,
+    assert_upstream_auth_failed,
+    create_mapped_channel,
+    eventually_disabled,
+)
 from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
 from unigate_sim.compatible import PROFILES, CompatibleSimulator, Profile, create_compatible_app
 from unigate_sim.compatible.deepseek import reasoning_text
 from unigate_sim.openai import count_tokens
@@ -67,28 +71,15 @@ CASES = [
     Case("doubao", 40, "/api/v3"),
 ]
 BY_NAME = {case.provider: case for case in CASES}
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 IMAGE_PART: Any = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
 
 
-class Simulated:
+class Simulated(Simulator):
     """One provider simulator on its own port, and a channel to it."""
 
     def __init__(self, case: Case) -> None:
         self.case = case
-        self.server = ThreadedServer(create_compatible_app(case.provider, {SIM_KEY}))
-        self.server.start()
+        super().__init__(create_compatible_app(case.provider, {SIM_KEY}))
 
     @property
     def app(self) -> CompatibleSimulator:
@@ -108,15 +99,14 @@ class Simulated:
         self, pg: asyncpg.Pool, secret_key: str, models: dict[str, str], key: str = SIM_KEY
     ) -> int:
         """A channel of the provider's type serving fresh aliases mapped to its models."""
-        return await admin.create_channel(
+        return await create_mapped_channel(
             pg,
-            secret_key=secret_key,
+            secret_key,
             type=self.case.channel_type,
             name=f"sim-{self.case.provider}",
             key=key,
             base_url=self.base_url,
-            models=",".join(models),
-            model_mapping=models,
+            models=models,
         )
 
 
@@ -130,7 +120,7 @@ def simulated() -> Iterator[Callable[[Case], Simulated]]:
 
     yield make
     for sim in made:
-        sim.server.stop()
+        sim.stop()
 
 
 def alias(name: str) -> str:
@@ -318,19 +308,9 @@ async def test_wrong_channel_key_disables_the_channel(
     with pytest.raises(openai.APIStatusError) as failed:
         await client.chat.completions.create(model=model, messages=hello)
     # Never the client's 401 (xAI even says it with a 400): the channel's key is at fault.
-    assert failed.value.status_code == 502
-    assert failed.value.response.json()["error"]["code"] == "upstream_auth_failed"
-    assert bad_key not in failed.value.response.text
-    deadline = time.monotonic() + 5
-    while True:
-        row = await pg.fetchrow(
-            "SELECT status, status_reason FROM channels WHERE id = $1", channel_id
-        )
-        if row["status"] == 3 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
-    assert row["status"] == 3 and "upstream_auth_failed" in row["status_reason"]
-    assert bad_key not in row["status_reason"]
+    assert_upstream_auth_failed(failed.value, bad_key)
+    reason = await eventually_disabled(pg, channel_id)
+    assert "upstream_auth_failed" in reason and bad_key not in reason
 
 
 async def test_deepseek_reasoning_stream_and_cache_hits_in_the_ledger(

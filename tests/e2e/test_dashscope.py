@@ -4,9 +4,7 @@ through the gateway with the openai SDK, against the strict DashScope simulator
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,44 +12,33 @@ import asyncpg
 import openai
 import pytest
 
-from tests.e2e.conftest import Tenant, ThreadedServer
-from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
+from tests.e2e.conftest import Tenant
+from tests.e2e.provider_support import (
+    WEATHER_TOOL,
+    Simulator,
+    alias,
+    assert_upstream_auth_failed,
+    create_mapped_channel,
+    eventually_disabled,
+    ledger_rows,
+    running,
+)
 from unigate_sim.dashscope import create_dashscope_app
 from unigate_sim.echo_reply import prompt_tokens
 from unigate_sim.openai import count_tokens
 
 KEY = "sk-ds-" + "d" * 32
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 HELLO: Any = [{"role": "user", "content": "hello"}]
 
 
-class DashScope:
+class DashScope(Simulator):
     def __init__(self) -> None:
-        self.server = ThreadedServer(create_dashscope_app({KEY}))
-        self.server.start()
-
-    @property
-    def state(self) -> Any:
-        return self.server.server.config.app.state
+        super().__init__(create_dashscope_app({KEY}))
 
 
 @pytest.fixture
 def dashscope() -> Iterator[DashScope]:
-    sim = DashScope()
-    yield sim
-    sim.server.stop()
+    yield from running(DashScope())
 
 
 async def channel(
@@ -62,29 +49,16 @@ async def channel(
     key: str = KEY,
     config: dict[str, object] | None = None,
 ) -> int:
-    return await admin.create_channel(
+    return await create_mapped_channel(
         pg,
-        secret_key=secret_key,
+        secret_key,
         type=17,
         name="dashscope",
         key=key,
-        base_url=sim.server.url,
-        models=",".join(models),
-        model_mapping=models,
+        base_url=sim.url,
+        models=models,
         config={"protocol": "native"} if config is None else config,
     )
-
-
-def alias(name: str) -> str:
-    return f"{name}-{secrets.token_hex(4)}"
-
-
-async def rows(pg: asyncpg.Pool, tenant: Tenant, n: int) -> list[asyncpg.Record]:
-    await wait_for_rows(pg, tenant.token_id, n)
-    found: list[asyncpg.Record] = await pg.fetch(
-        "SELECT * FROM logs WHERE token_id = $1 ORDER BY id", tenant.token_id
-    )
-    return found
 
 
 async def test_native_chat_and_stream_with_exact_usage(
@@ -124,7 +98,7 @@ async def test_native_chat_and_stream_with_exact_usage(
     )
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
-    for row in await rows(pg, tenant, 2):
+    for row in await ledger_rows(pg, tenant, 2):
         assert (row["prompt_tokens"], row["completion_tokens"], row["estimated"]) == (
             expected_prompt,
             answer.usage.completion_tokens,
@@ -179,25 +153,15 @@ async def test_errors_and_invalid_key(
     dashscope.state.fail_next.append((429, "Throttling.RateQuota", "Requests rate limit exceeded."))
     with pytest.raises(openai.RateLimitError):
         await client.chat.completions.create(model=limited, messages=HELLO, stream=True)
-    assert [r["status_code"] for r in await rows(pg, tenant, 2)] == [400, 429]
+    assert [r["status_code"] for r in await ledger_rows(pg, tenant, 2)] == [400, 429]
 
     wrong = alias("qwen-bad")
     bad_key = "sk-ds-" + secrets.token_hex(12)
     channel_id = await channel(pg, secret_key, dashscope, {wrong: "qwen-turbo"}, key=bad_key)
     with pytest.raises(openai.APIStatusError) as failed:
         await client.chat.completions.create(model=wrong, messages=HELLO)
-    assert failed.value.status_code == 502
-    assert failed.value.response.json()["error"]["code"] == "upstream_auth_failed"
-    assert bad_key not in failed.value.response.text
-    deadline = time.monotonic() + 5
-    while True:
-        row = await pg.fetchrow(
-            "SELECT status, status_reason FROM channels WHERE id = $1", channel_id
-        )
-        if row["status"] == 3 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
-    assert row["status"] == 3 and "upstream_auth_failed" in row["status_reason"]
+    assert_upstream_auth_failed(failed.value, bad_key)
+    assert "upstream_auth_failed" in await eventually_disabled(pg, channel_id)
 
 
 async def test_plain_type_17_stays_on_the_compatible_mode(

@@ -4,10 +4,8 @@ the ledger, safety blocks, Google's errors and an invalid key disabling the chan
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +14,15 @@ import openai
 import pytest
 from starlette.applications import Starlette
 
-from tests.e2e.conftest import Tenant, ThreadedServer
-from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
+from tests.e2e.conftest import Tenant
+from tests.e2e.provider_support import (
+    Simulator,
+    assert_upstream_auth_failed,
+    create_mapped_channel,
+    eventually_disabled,
+    ledger_row,
+    running,
+)
 from unigate_sim.gemini import BLOCK_WORD, create_gemini_app, prompt_tokens
 from unigate_sim.gemini.service import SimState
 from unigate_sim.openai import count_tokens
@@ -28,12 +32,11 @@ KEY = "AIzaSy-sim-" + "g" * 28
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n not really").decode()
 
 
-class Google:
+class Google(Simulator):
     """The Gemini API simulator on its own port."""
 
     def __init__(self) -> None:
-        self.server = ThreadedServer(create_gemini_app({KEY}))
-        self.server.start()
+        super().__init__(create_gemini_app({KEY}))
 
     @property
     def app(self) -> Starlette:
@@ -52,9 +55,7 @@ class Google:
 
 @pytest.fixture
 def google() -> Iterator[Google]:
-    sim = Google()
-    yield sim
-    sim.server.stop()
+    yield from running(Google())
 
 
 async def gemini_channel(
@@ -62,28 +63,17 @@ async def gemini_channel(
 ) -> str:
     """A type-24 channel serving a fresh model name mapped to ``upstream``; returns the name."""
     name = f"gem-{secrets.token_hex(4)}"
-    await admin.create_channel(
+    await create_mapped_channel(
         pg,
-        secret_key=secret_key,
+        secret_key,
         type=GEMINI,
         name="gemini",
         key=key,
-        base_url=google.server.url,
-        models=name,
-        model_mapping={name: upstream},
+        base_url=google.url,
+        models={name: upstream},
         **extra,
     )
     return name
-
-
-async def row(pg: asyncpg.Pool, tenant: Tenant, n: int) -> asyncpg.Record:
-    await wait_for_rows(pg, tenant.token_id, n)
-    found: asyncpg.Record = await pg.fetchrow(
-        "SELECT * FROM logs WHERE token_id = $1 ORDER BY id OFFSET $2 LIMIT 1",
-        tenant.token_id,
-        n - 1,
-    )
-    return found
 
 
 async def test_chat_stream_system_prompt_and_exact_usage(
@@ -110,7 +100,7 @@ async def test_chat_stream_system_prompt_and_exact_usage(
     assert call["body"]["contents"] == [{"role": "user", "parts": [{"text": "hello gemini world"}]}]
     assert call["body"]["generationConfig"] == {"temperature": 0.2, "maxOutputTokens": 50}
     assert plain.usage is not None
-    first = await row(pg, tenant, 1)
+    first = await ledger_row(pg, tenant, 1)
     assert (first["prompt_tokens"], first["completion_tokens"], first["estimated"]) == (
         plain.usage.prompt_tokens,
         plain.usage.completion_tokens,
@@ -128,7 +118,7 @@ async def test_chat_stream_system_prompt_and_exact_usage(
     assert all(c.usage is None for c in chunks) and all(c.choices for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Echo: hello gemini world"
     assert chunks[-1].choices[0].finish_reason == "stop"
-    second = await row(pg, tenant, 2)
+    second = await ledger_row(pg, tenant, 2)
     assert second["is_stream"] and not second["estimated"]
     assert (second["prompt_tokens"], second["completion_tokens"]) == (
         first["prompt_tokens"],
@@ -140,7 +130,7 @@ async def test_chat_stream_system_prompt_and_exact_usage(
     )
     chunks = [c async for c in stream]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    third = await row(pg, tenant, 3)
+    third = await ledger_row(pg, tenant, 3)
     assert (third["prompt_tokens"], third["completion_tokens"]) == (
         chunks[-1].usage.prompt_tokens,
         chunks[-1].usage.completion_tokens,
@@ -218,7 +208,7 @@ async def test_tool_call_round_trip_and_image_part(
         "mimeType": "image/jpeg",
         "fileUri": "https://example.com/cat.jpg",
     }
-    logged = await row(pg, tenant, 4)
+    logged = await ledger_row(pg, tenant, 4)
     assert seen.usage is not None and logged["prompt_tokens"] == seen.usage.prompt_tokens
 
 
@@ -237,7 +227,7 @@ async def test_embeddings(
     ]
     floats = await client.embeddings.create(model=model, input="one", encoding_format="float")
     assert abs(sum(x * x for x in floats.data[0].embedding) - 1) < 1e-5
-    logged = await row(pg, tenant, 1)
+    logged = await ledger_row(pg, tenant, 1)
     # Gemini reports no token counts for embeddings: counted, and marked so.
     assert logged["prompt_tokens"] == result.usage.prompt_tokens > 0 and logged["estimated"]
 
@@ -254,7 +244,7 @@ async def test_safety_block_is_a_content_filter_finish(
     stream = await client.chat.completions.create(model=model, messages=messages, stream=True)
     chunks = [c async for c in stream]
     assert chunks[-1].choices[0].finish_reason == "content_filter"
-    logged = await row(pg, tenant, 2)
+    logged = await ledger_row(pg, tenant, 2)
     assert logged["prompt_tokens"] == refused.usage.prompt_tokens and not logged["estimated"]
 
 
@@ -331,15 +321,8 @@ async def test_invalid_key_disables_the_channel(
         await client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "hi"}]
         )
-    assert failed.value.status_code == 502
-    error = failed.value.response.json()["error"]
-    assert error["code"] == "upstream_auth_failed" and bad_key not in error["message"]
+    error = assert_upstream_auth_failed(failed.value)
+    assert bad_key not in error["message"]
     channel_id = await pg.fetchval("SELECT channel_id FROM abilities WHERE model = $1", model)
-    deadline = time.monotonic() + 10
-    while (
-        status := await pg.fetchval("SELECT status FROM channels WHERE id = $1", channel_id)
-    ) != 3:
-        assert time.monotonic() < deadline, f"channel status {status}"
-        await asyncio.sleep(0.05)
-    reason = await pg.fetchval("SELECT status_reason FROM channels WHERE id = $1", channel_id)
+    reason = await eventually_disabled(pg, channel_id)
     assert "upstream_auth_failed" in reason and bad_key not in reason

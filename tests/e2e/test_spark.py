@@ -3,9 +3,6 @@ WebSocket simulator (``unigate_sim.spark``) that checks every signature and fram
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +11,12 @@ import openai
 import pytest
 
 from tests.e2e.conftest import Tenant
-from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
+from tests.e2e.provider_support import (
+    alias,
+    create_mapped_channel,
+    eventually_disabled,
+    ledger_row,
+)
 from unigate_relay.providers.spark.convert import SYSTEM_ACK
 from unigate_sim.spark import SparkApp, SparkServer, SparkSimulator
 
@@ -43,10 +44,6 @@ def spark() -> Iterator[SparkServer]:
     server.stop()
 
 
-def alias() -> str:
-    return f"spark-{secrets.token_hex(4)}"
-
-
 async def spark_channel(
     pg: asyncpg.Pool,
     secret_key: str,
@@ -56,39 +53,16 @@ async def spark_channel(
     key: str = APP.channel_key,
     **kw: Any,
 ) -> int:
-    return await admin.create_channel(
+    return await create_mapped_channel(
         pg,
-        secret_key=secret_key,
+        secret_key,
         type=SPARK,
         name="spark",
         key=key,
         base_url=server.url,
-        models=model,
-        model_mapping={model: upstream},
+        models={model: upstream},
         **kw,
     )
-
-
-async def row(pg: asyncpg.Pool, tenant: Tenant, n: int) -> asyncpg.Record:
-    await wait_for_rows(pg, tenant.token_id, n)
-    found: asyncpg.Record = await pg.fetchrow(
-        "SELECT * FROM logs WHERE token_id = $1 ORDER BY id OFFSET $2 LIMIT 1",
-        tenant.token_id,
-        n - 1,
-    )
-    return found
-
-
-async def eventually_disabled(pg: asyncpg.Pool, channel_id: int) -> str:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        found = await pg.fetchrow(
-            "SELECT status, status_reason FROM channels WHERE id = $1", channel_id
-        )
-        if found["status"] == 3:
-            return str(found["status_reason"])
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"channel {channel_id} was not disabled")
 
 
 async def test_chat_stream_system_prompt_and_exact_usage(
@@ -98,7 +72,7 @@ async def test_chat_stream_system_prompt_and_exact_usage(
     secret_key: str,
     spark: SparkServer,
 ) -> None:
-    model = alias()
+    model = alias("spark")
     await spark_channel(pg, secret_key, spark, model)
     messages: Any = [
         {"role": "system", "content": "answer briefly"},
@@ -114,7 +88,7 @@ async def test_chat_stream_system_prompt_and_exact_usage(
         "role": "system",
         "content": "answer briefly",
     }
-    first = await row(pg, tenant, 1)
+    first = await ledger_row(pg, tenant, 1)
     reported = call["usage"]
     assert (first["prompt_tokens"], first["completion_tokens"], first["estimated"]) == (
         reported["prompt_tokens"],
@@ -132,7 +106,7 @@ async def test_chat_stream_system_prompt_and_exact_usage(
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) >= 3
     usage = chunks[-1].usage
     assert usage is not None and not chunks[-1].choices
-    second = await row(pg, tenant, 2)
+    second = await ledger_row(pg, tenant, 2)
     reported = spark.simulator.calls[-1]["usage"]
     assert second["is_stream"] and not second["estimated"]
     assert (
@@ -147,14 +121,14 @@ async def test_chat_stream_system_prompt_and_exact_usage(
     # Without include_usage the client gets no usage chunk, the ledger still exact usage.
     stream = await client.chat.completions.create(model=model, messages=messages, stream=True)
     assert all([c.usage is None async for c in stream])
-    third = await row(pg, tenant, 3)
+    third = await ledger_row(pg, tenant, 3)
     assert not third["estimated"] and third["completion_tokens"] == reported["completion_tokens"]
 
 
 async def test_channel_system_prompt_on_lite_is_a_user_turn(
     client: openai.AsyncOpenAI, pg: asyncpg.Pool, secret_key: str, spark: SparkServer
 ) -> None:
-    model = alias()
+    model = alias("spark")
     await spark_channel(pg, secret_key, spark, model, "SparkDesk-v1.1", system_prompt="be kind")
     reply = await client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "hi"}]
@@ -172,7 +146,7 @@ async def test_channel_system_prompt_on_lite_is_a_user_turn(
 async def test_function_call_round_trip(
     client: openai.AsyncOpenAI, pg: asyncpg.Pool, secret_key: str, spark: SparkServer
 ) -> None:
-    model = alias()
+    model = alias("spark")
     await spark_channel(pg, secret_key, spark, model, "SparkDesk-v4.0")
     asked: Any = [{"role": "user", "content": "what is the weather in Hefei"}]
     first = await client.chat.completions.create(model=model, messages=asked, tools=[WEATHER])
@@ -212,7 +186,7 @@ async def test_function_call_round_trip(
 async def test_provider_errors_are_openai_errors(
     client: openai.AsyncOpenAI, pg: asyncpg.Pool, secret_key: str, spark: SparkServer
 ) -> None:
-    model = alias()
+    model = alias("spark")
     await spark_channel(pg, secret_key, spark, model)
     hello: Any = [{"role": "user", "content": "hello"}]
 
@@ -257,7 +231,7 @@ async def test_provider_errors_are_openai_errors(
 async def test_rejected_credentials_disable_the_channel(
     client: openai.AsyncOpenAI, pg: asyncpg.Pool, secret_key: str, spark: SparkServer, key: str
 ) -> None:
-    model = alias()
+    model = alias("spark")
     broken = await spark_channel(pg, secret_key, spark, model, key=key, priority=10)
     await spark_channel(pg, secret_key, spark, model, priority=0)
     reply = await client.chat.completions.create(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +17,15 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
-from tests.e2e.conftest import Tenant, ThreadedServer
-from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
+from tests.e2e.conftest import Tenant
+from tests.e2e.provider_support import (
+    Simulator,
+    assert_upstream_auth_failed,
+    create_mapped_channel,
+    eventually_disabled,
+    ledger_row,
+    running,
+)
 from unigate_sim.gemini import (
     BLOCK_WORD,
     create_vertex_app,
@@ -36,12 +41,11 @@ PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n not really
 HELLO: list[Any] = [{"role": "user", "content": "hello vertex world"}]
 
 
-class Vertex:
+class Vertex(Simulator):
     """The Vertex AI + OAuth simulator, with one registered service account."""
 
     def __init__(self) -> None:
-        self.server = ThreadedServer(create_vertex_app())
-        self.server.start()
+        super().__init__(create_vertex_app())
         self.project = f"proj-{secrets.token_hex(3)}"
         info, account = new_service_account(self.project, self.server.url + "/token")
         register(self.app, info, account)
@@ -60,9 +64,7 @@ class Vertex:
 
 @pytest.fixture
 def vertex() -> Iterator[Vertex]:
-    sim = Vertex()
-    yield sim
-    sim.server.stop()
+    yield from running(Vertex())
 
 
 async def vertex_channel(
@@ -74,28 +76,17 @@ async def vertex_channel(
     region: str = "us-central1",
 ) -> str:
     name = f"vtx-{secrets.token_hex(4)}"
-    await admin.create_channel(
+    await create_mapped_channel(
         pg,
-        secret_key=secret_key,
+        secret_key,
         type=VERTEX,
         name="vertex",
         key=key or vertex.key,
-        base_url=vertex.server.url,
-        models=name,
-        model_mapping={name: upstream},
+        base_url=vertex.url,
+        models={name: upstream},
         config={"region": region},
     )
     return name
-
-
-async def row(pg: asyncpg.Pool, tenant: Tenant, n: int) -> asyncpg.Record:
-    await wait_for_rows(pg, tenant.token_id, n)
-    found: asyncpg.Record = await pg.fetchrow(
-        "SELECT * FROM logs WHERE token_id = $1 ORDER BY id OFFSET $2 LIMIT 1",
-        tenant.token_id,
-        n - 1,
-    )
-    return found
 
 
 async def test_chat_and_stream_with_one_token_fetch(
@@ -110,7 +101,7 @@ async def test_chat_and_stream_with_one_token_fetch(
         f"/v1/projects/{vertex.project}/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent"
     )
     assert call["body"]["systemInstruction"] == {"parts": [{"text": "be terse"}]}
-    first = await row(pg, tenant, 1)
+    first = await ledger_row(pg, tenant, 1)
     assert (first["prompt_tokens"], first["completion_tokens"], first["estimated"]) == (
         prompt_tokens(call["body"]),
         count_tokens("Echo: hello vertex world"),
@@ -128,7 +119,7 @@ async def test_chat_and_stream_with_one_token_fetch(
     assert vertex.state.calls[-1]["path"].endswith(":streamGenerateContent")
     usage = chunks[-1].usage
     assert usage is not None
-    second = await row(pg, tenant, 2)
+    second = await ledger_row(pg, tenant, 2)
     assert (second["prompt_tokens"], second["completion_tokens"]) == (
         usage.prompt_tokens,
         usage.completion_tokens,
@@ -212,7 +203,7 @@ async def test_tool_round_trip_image_and_safety(
         model=model, messages=[{"role": "user", "content": f"{BLOCK_WORD} it"}]
     )
     assert blocked.choices[0].finish_reason == "content_filter"
-    await row(pg, tenant, 4)
+    await ledger_row(pg, tenant, 4)
 
 
 async def test_embeddings_with_exact_token_counts(
@@ -231,7 +222,7 @@ async def test_embeddings_with_exact_token_counts(
     }
     expected = count_tokens("first text") + count_tokens("second text")
     assert result.usage.prompt_tokens == expected
-    logged = await row(pg, tenant, 1)
+    logged = await ledger_row(pg, tenant, 1)
     assert logged["prompt_tokens"] == expected and not logged["estimated"]
 
 
@@ -267,11 +258,58 @@ async def test_errors_and_a_foreign_key_disables_the_channel(
     )
     with pytest.raises(openai.APIStatusError) as failed:
         await client.chat.completions.create(model=rogue, messages=HELLO)
-    assert failed.value.status_code == 502
-    error = failed.value.response.json()["error"]
-    assert error["code"] == "upstream_auth_failed" and "BEGIN PRIVATE KEY" not in error["message"]
+    error = assert_upstream_auth_failed(failed.value)
+    assert "BEGIN PRIVATE KEY" not in error["message"]
     channel_id = await pg.fetchval("SELECT channel_id FROM abilities WHERE model = $1", rogue)
-    deadline = time.monotonic() + 10
-    while await pg.fetchval("SELECT status FROM channels WHERE id = $1", channel_id) != 3:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await eventually_disabled(pg, channel_id)
+
+
+async def test_claude_on_vertex(
+    client: openai.AsyncOpenAI, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, vertex: Vertex
+) -> None:
+    """Claude through Vertex's anthropic publisher: rawPredict / streamRawPredict with the
+    Messages body (``vertex-2023-10-16``, no ``model``), the same OAuth token as Gemini."""
+    model = await vertex_channel(pg, secret_key, vertex, "claude-3-5-sonnet-20241022")
+    messages: list[Any] = [{"role": "system", "content": "be terse"}, *HELLO]
+    plain = await client.chat.completions.create(model=model, messages=messages)
+    assert plain.choices[0].message.content == "Echo: hello vertex world"
+    call = vertex.state.calls[-1]
+    assert call["path"] == (
+        f"/v1/projects/{vertex.project}/locations/us-central1/publishers/anthropic/models/"
+        "claude-3-5-sonnet-v2@20241022:rawPredict"
+    )
+    assert call["body"]["anthropic_version"] == "vertex-2023-10-16"
+    assert "model" not in call["body"] and call["body"]["system"] == "be terse"
+    usage = call["usage"]
+    first = await ledger_row(pg, tenant, 1)
+    assert (first["prompt_tokens"], first["completion_tokens"], first["estimated"]) == (
+        usage["input_tokens"],
+        usage["output_tokens"],
+        False,
+    )
+
+    stream = await client.chat.completions.create(
+        model=model, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Echo: hello vertex world"
+    streamed = vertex.state.calls[-1]
+    assert streamed["path"].endswith("claude-3-5-sonnet-v2@20241022:streamRawPredict")
+    assert streamed["body"]["stream"] is True
+    second = await ledger_row(pg, tenant, 2)
+    assert (second["prompt_tokens"], second["completion_tokens"]) == (
+        streamed["usage"]["input_tokens"],
+        streamed["usage"]["output_tokens"],
+    )
+    assert vertex.app.state.token_requests == 1
+
+    # Vertex stops accepting the token: not the channel's fault (it stays enabled); the next
+    # request fetches a new token.
+    vertex.app.state.issued.clear()
+    with pytest.raises(openai.APIStatusError) as refused:
+        await client.chat.completions.create(model=model, messages=HELLO)
+    assert refused.value.response.json()["error"]["code"] == "upstream_token_refused"
+    again = await client.chat.completions.create(model=model, messages=HELLO)
+    assert again.choices[0].message.content == "Echo: hello vertex world"
+    assert vertex.app.state.token_requests == 2

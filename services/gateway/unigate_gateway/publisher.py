@@ -1,8 +1,10 @@
 """Publishing usage events to JetStream off the response path.
 
-Events wait in a bounded in-memory buffer and are published by a few workers that retry until
-JetStream acknowledges. A worker packs whatever is waiting (up to ``max_batch``) into one
-``UsageBatch`` message, so publishing costs one round trip per batch, not per request. The
+Events wait in a bounded in-memory buffer and are published by a worker that retries until
+JetStream acknowledges. It packs whatever is waiting (up to ``max_batch``) into one
+``UsageBatch`` message, so publishing costs one round trip per batch, not per request; one
+worker keeps the stream in the order the requests ended (several would race each other's
+publishes), and batching already absorbs bursts while an ack is awaited. The
 ``Nats-Msg-Id`` header, derived from the batch's request ids, lets JetStream drop a duplicate
 publish after a retry whose ack was lost; the ledger is idempotent per request id anyway.
 """
@@ -28,7 +30,7 @@ class UsagePublisher:
         subject: str,
         *,
         max_buffer: int,
-        workers: int = 4,
+        workers: int = 1,
         max_batch: int = 256,
     ) -> None:
         self._js = js

@@ -9,6 +9,8 @@ endpoint (``oauth2.googleapis.com/token``), in one app.
   most an hour apart and current. Refusals are RFC 6749 ``{"error": "invalid_grant",
   "error_description": "Invalid JWT Signature."}`` and the like (400). A success is
   ``{"access_token", "expires_in", "token_type": "Bearer"}``.
+* ``POST .../publishers/anthropic/models/{model}:rawPredict`` / ``:streamRawPredict`` — Claude
+  (``vertex_claude``), behind the same token check.
 * ``POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{method}``
   — ``generateContent``, ``streamGenerateContent`` (as the Gemini API's), ``predict`` for text
   embedding models (``predictions[].embeddings.values`` and ``statistics.token_count``). Needs
@@ -42,6 +44,7 @@ from starlette.routing import Route
 from unigate_sim.gemini.errors import GoogleError, invalid
 from unigate_sim.gemini.reply import embedding_values
 from unigate_sim.gemini.service import SimState, error_response, generate, json_body, json_response
+from unigate_sim.gemini.vertex_claude import serve_claude
 from unigate_sim.openai.tokens import count_tokens
 
 CLOUD_PLATFORM: Final = "https://www.googleapis.com/auth/cloud-platform"
@@ -284,6 +287,24 @@ async def _model_method(request: Request) -> Response:
         return error_response(error)
 
 
+async def _anthropic_method(request: Request) -> Response:
+    """Claude's publisher path (``vertex_claude``), behind the same token check."""
+    project = request.path_params["project"]
+    location = request.path_params["location"]
+    model, _, method = request.path_params["target"].partition(":")
+    resource = f"projects/{project}/locations/{location}/publishers/anthropic/models/{model}"
+
+    def authorize() -> None:
+        if _bearer_account(request).project_id != project:
+            raise GoogleError(
+                403,
+                f"Permission 'aiplatform.endpoints.predict' denied on resource "
+                f"'//aiplatform.googleapis.com/{resource}' (or it may not exist).",
+            )
+
+    return await serve_claude(request, resource, model, method, authorize)
+
+
 def create_vertex_app(models: list[str] | None = None) -> Starlette:
     """A Vertex AI + OAuth token endpoint simulator; register accounts with :func:`register`."""
     app = Starlette(
@@ -294,8 +315,14 @@ def create_vertex_app(models: list[str] | None = None) -> Starlette:
                 _model_method,
                 methods=["POST"],
             ),
+            Route(
+                "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{target:path}",
+                _anthropic_method,
+                methods=["POST"],
+            ),
         ]
     )
+    app.state.claude_prompt_cache = set()
     app.state.sim = SimState()
     app.state.models = set(models or DEFAULT_MODELS)
     app.state.accounts = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from unigate_relay.providers.anthropic import AnthropicProvider
 from unigate_relay.providers.baidu import BaiduProvider
 from unigate_relay.providers.base import Provider
+from unigate_relay.providers.bedrock import BedrockProvider
 from unigate_relay.providers.cohere import CohereProvider
 from unigate_relay.providers.dashscope import DashScopeProvider
 from unigate_relay.providers.gemini import GeminiProvider
@@ -20,6 +21,7 @@ REGISTRY: dict[str, type[Provider]] = {
     GeminiProvider.family: GeminiProvider,
     VertexProvider.family: VertexProvider,
     AnthropicProvider.family: AnthropicProvider,
+    BedrockProvider.family: BedrockProvider,
     BaiduProvider.family: BaiduProvider,
     HunyuanProvider.family: HunyuanProvider,
     DashScopeProvider.family: DashScopeProvider,

@@ -74,6 +74,95 @@ def relay_error(
     )
 
 
+def credentials_rejected(upstream_status: int = 401) -> relay_pb2.RelayError:
+    """The provider refused the channel's key: retry elsewhere and disable the channel."""
+    return relay_error(
+        502,
+        "The upstream provider rejected this channel's credentials.",
+        code="upstream_auth_failed",
+        retryable=True,
+        upstream_status=upstream_status,
+        fatal=True,
+    )
+
+
+def quota_exhausted(upstream_status: int) -> relay_pb2.RelayError:
+    """The channel's provider account has no credit or quota left: retry elsewhere and
+    disable the channel."""
+    return relay_error(
+        502,
+        "The upstream provider account behind this channel has no quota left.",
+        code="upstream_quota_exhausted",
+        retryable=True,
+        upstream_status=upstream_status,
+        fatal=True,
+    )
+
+
+def rate_limited(
+    message: str,
+    *,
+    type: str = "rate_limit_error",
+    code: str = "rate_limit_exceeded",
+    upstream_status: int = 429,
+    retry_after: float = 0.0,
+) -> relay_pb2.RelayError:
+    """The provider's rate limit for this channel: the client's 429, retried elsewhere."""
+    return relay_error(
+        429,
+        message,
+        type=type,
+        code=code,
+        retryable=True,
+        upstream_status=upstream_status,
+        retry_after=retry_after,
+    )
+
+
+def provider_failed(
+    text: str,
+    *,
+    status: int = 502,
+    upstream_status: int = 502,
+    code: str = "upstream_error",
+    retry_after: float = 0.0,
+) -> relay_pb2.RelayError:
+    """The provider's own failure (``text`` says which): retried elsewhere."""
+    return relay_error(
+        status,
+        f"The upstream provider failed: {text}",
+        code=code,
+        retryable=True,
+        upstream_status=upstream_status,
+        retry_after=retry_after,
+    )
+
+
+def unreadable_answer(upstream_status: int) -> relay_pb2.RelayError:
+    """The provider's answer (HTTP ``upstream_status``) could not be parsed or understood."""
+    return relay_error(
+        502,
+        "The upstream provider returned an answer that could not be read.",
+        code="bad_upstream_response",
+        retryable=True,
+        upstream_status=upstream_status,
+    )
+
+
+def stream_truncated() -> relay_pb2.RelayError:
+    """The provider's stream ended (or broke) before its last event."""
+    return relay_error(
+        502, "The upstream stream ended before it was complete.", code="upstream_stream_truncated"
+    )
+
+
+def upstream_unreachable() -> relay_pb2.RelayError:
+    """No answer could be had from the provider (connection, DNS, TLS...)."""
+    return relay_error(
+        502, "Could not reach the upstream provider.", code="upstream_unreachable", retryable=True
+    )
+
+
 # Codes of failures that say something about the channel's health (not the client's input,
 # not unigate's own plumbing).
 CHANNEL_FAILURE_CODES = frozenset(
@@ -147,14 +236,7 @@ def error_from_upstream(
         status = 401
     if status == 402:
         # Payment Required: the account's credit is spent (OpenRouter, DeepSeek).
-        return relay_error(
-            502,
-            "The upstream provider account behind this channel has no quota left.",
-            code="upstream_quota_exhausted",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
-        )
+        return quota_exhausted(status)
     if status in (400, 404, 413, 422):
         return relay_error(
             status,
@@ -165,22 +247,12 @@ def error_from_upstream(
         )
     fatal_words = any(p in f"{code} {message}".lower() for p in _FATAL_PHRASES)
     if status == 429 and fatal_words:
-        return relay_error(
-            502,
-            "The upstream provider account behind this channel has no quota left.",
-            code="upstream_quota_exhausted",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
-        )
+        return quota_exhausted(status)
     if status == 429:
-        return relay_error(
-            429,
+        return rate_limited(
             message,
             type=etype or "rate_limit_error",
             code=code or "rate_limit_exceeded",
-            retryable=True,
-            upstream_status=status,
             retry_after=_retry_after(headers),
         )
     if status == 403 and not fatal_words:
@@ -189,20 +261,12 @@ def error_from_upstream(
             403, message, type=etype or "permission_error", code=code, upstream_status=status
         )
     if status in (401, 403):
-        return relay_error(
-            502,
-            "The upstream provider rejected this channel's credentials.",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
-        )
-    return relay_error(
-        503 if status == 503 else 502,
-        f"The upstream provider failed: {message}",
-        code=code or "upstream_error",
-        retryable=True,
+        return credentials_rejected(status)
+    return provider_failed(
+        message,
+        status=503 if status == 503 else 502,
         upstream_status=status,
+        code=code or "upstream_error",
         retry_after=_retry_after(headers),
     )
 
@@ -246,6 +310,4 @@ def error_from_exception(exc: BaseException) -> relay_pb2.RelayError:
         return relay_error(
             504, "The upstream provider timed out.", code="upstream_timeout", retryable=True
         )
-    return relay_error(
-        502, "Could not reach the upstream provider.", code="upstream_unreachable", retryable=True
-    )
+    return upstream_unreachable()

@@ -46,6 +46,7 @@ from unigate_relay.providers.base import (
     Provider,
     error_from_exception,
     relay_error,
+    stream_truncated,
 )
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
 from unigate_relay.sse import SSESplitter, event_data
@@ -67,12 +68,6 @@ def _client_error(exc: ConversionError) -> relay_pb2.RelayError:
     err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
     err.error.param = exc.param
     return err
-
-
-def _truncated() -> relay_pb2.RelayError:
-    return relay_error(
-        502, "The upstream stream ended before it was complete.", code="upstream_stream_truncated"
-    )
 
 
 class AnthropicProvider(Provider):
@@ -237,7 +232,7 @@ class AnthropicProvider(Provider):
         if state.error is not None:
             error = stream_error(state.error, secrets)
         elif not state.finished:
-            error = _truncated()
+            error = stream_truncated()
         yield relay_pb2.RelayChunk(
             end=relay_pb2.StreamEnd(
                 usage=self._usage(ctx, state, sent),

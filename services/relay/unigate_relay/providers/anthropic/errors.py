@@ -19,7 +19,12 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from unigate.v1 import relay_pb2
-from unigate_relay.providers.base import error_from_upstream, relay_error, scrub
+from unigate_relay.providers.base import (
+    error_from_upstream,
+    quota_exhausted,
+    relay_error,
+    scrub,
+)
 
 _CREDIT_PHRASES: Final = ("credit balance is too low", "billing")
 # The status an Anthropic error type stands for, for errors that arrive inside a stream.
@@ -64,14 +69,7 @@ def anthropic_error(
             fatal=True,
         )
     if status == 402 or (status == 400 and any(p in message.lower() for p in _CREDIT_PHRASES)):
-        return relay_error(
-            502,
-            "The upstream provider account behind this channel has no quota left.",
-            code="upstream_quota_exhausted",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
-        )
+        return quota_exhausted(status)
     if status == 529 or etype == "overloaded_error":
         return relay_error(
             503,

@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
-from unigate.tokens import counted_usage
 from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.baidu.convert import (
     Unsupported,
@@ -35,38 +34,20 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    credentials_rejected,
     error_from_exception,
     relay_error,
+    unreadable_answer,
+    upstream_unreachable,
 )
-from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
-from unigate_relay.sse import SSESplitter, event_data
+from unigate_relay.providers.native_stream import relay_sse_stream
+from unigate_relay.providers.openai_shapes import completion_body, completion_id
 
 DEFAULT_BASE_URL = "https://aip.baidubce.com"
 
 
-def _bad_answer(status: int) -> relay_pb2.RelayError:
-    return relay_error(
-        502,
-        "The upstream provider returned an answer that could not be read.",
-        code="bad_upstream_response",
-        retryable=True,
-        upstream_status=status,
-    )
-
-
 def _token_error(exc: TokenError) -> relay_pb2.RelayError:
-    if exc.rejected:
-        return relay_error(
-            502,
-            "The upstream provider rejected this channel's credentials.",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=401,
-            fatal=True,
-        )
-    return relay_error(
-        502, "Could not reach the upstream provider.", code="upstream_unreachable", retryable=True
-    )
+    return credentials_rejected(401) if exc.rejected else upstream_unreachable()
 
 
 class BaiduProvider(Provider):
@@ -138,7 +119,9 @@ class BaiduProvider(Provider):
             except orjson.JSONDecodeError:
                 answer = None
             if not isinstance(answer, dict):
-                return relay_pb2.RelayResult(error=_bad_answer(status), upstream_ms=upstream_ms)
+                return relay_pb2.RelayResult(
+                    error=unreadable_answer(status), upstream_ms=upstream_ms
+                )
             failure = baidu_error(answer)
             if failure is not None and failure[0] in TOKEN_CODES and attempt == 0:
                 # The cached token expired or was revoked early: exchange it and try again.
@@ -149,7 +132,9 @@ class BaiduProvider(Provider):
                     error=map_error(*failure, secrets), upstream_ms=upstream_ms
                 )
             if status >= 400:
-                return relay_pb2.RelayResult(error=_bad_answer(status), upstream_ms=upstream_ms)
+                return relay_pb2.RelayResult(
+                    error=unreadable_answer(status), upstream_ms=upstream_ms
+                )
             if ctx.request.endpoint == "embeddings":
                 return self._embeddings_result(ctx, answer, upstream_ms)
             return self._chat_result(ctx, answer, upstream_ms)
@@ -248,76 +233,21 @@ class BaiduProvider(Provider):
             if failure is not None and failure[0] in TOKEN_CODES and attempt == 0:
                 self.tokens.invalidate(self._host(ctx), ctx.api_key, token)
                 continue
-            error = map_error(*failure, secrets) if failure is not None else _bad_answer(status)
+            error = (
+                map_error(*failure, secrets) if failure is not None else unreadable_answer(status)
+            )
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
         assert resp is not None
-        async for chunk in self._relay_stream(ctx, resp, started, secrets):
-            yield chunk
-
-    async def _relay_stream(
-        self,
-        ctx: CallContext,
-        resp: aiohttp.ClientResponse,
-        started: float,
-        secrets: list[str],
-    ) -> AsyncIterator[relay_pb2.RelayChunk]:
         translator = ChunkTranslator(
             id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
         )
-        first_token_ms = 0
-        error: relay_pb2.RelayError | None = None
-        splitter = SSESplitter()
-        try:
-            async for raw in resp.content.iter_any():
-                out = bytearray()
-                for event in splitter.feed(raw):
-                    data = event_data(event)
-                    if data is None:
-                        continue
-                    try:
-                        parsed = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if not isinstance(parsed, dict):
-                        continue
-                    failure = baidu_error(parsed)
-                    if failure is not None:
-                        error = map_error(*failure, secrets)
-                        break
-                    frames = translator.feed(parsed)
-                    if frames and not first_token_ms:
-                        first_token_ms = int((time.perf_counter() - started) * 1000)
-                    out += frames
-                if out:
-                    yield relay_pb2.RelayChunk(data=bytes(out))
-                if error is not None or translator.finished:
-                    break
-        except UPSTREAM_ERRORS as exc:
-            error = error_from_exception(exc)
-        finally:
-            if translator.finished:
-                resp.release()
-            else:
-                resp.close()
-        upstream_ms = int((time.perf_counter() - started) * 1000)
-        usage = translator.usage or self._estimate(ctx, translator)
-        if error is None and not translator.finished:
-            error = relay_error(
-                502,
-                "The upstream stream ended before it was complete.",
-                code="upstream_stream_truncated",
-            )
-        if error is None:
-            tail = translator.usage_frame(usage) if ctx.request.include_usage else b""
-            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
-        yield relay_pb2.RelayChunk(
-            end=relay_pb2.StreamEnd(
-                usage=usage, first_token_ms=first_token_ms, upstream_ms=upstream_ms, error=error
-            )
-        )
 
-    @staticmethod
-    def _estimate(ctx: CallContext, translator: ChunkTranslator) -> common_pb2.Usage:
-        req = ctx.request
-        return counted_usage(req.endpoint, req.body, req.upstream_model, "".join(translator.text))
+        def in_band_error(payload: dict[str, Any]) -> relay_pb2.RelayError | None:
+            failure = baidu_error(payload)
+            return map_error(*failure, secrets) if failure is not None else None
+
+        async for chunk in relay_sse_stream(
+            ctx, resp, started, translator, payload_error=in_band_error
+        ):
+            yield chunk

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from unigate.v1 import relay_pb2
-from unigate_relay.providers.base import relay_error, scrub
+from unigate_relay.providers.base import (
+    credentials_rejected,
+    provider_failed,
+    quota_exhausted,
+    rate_limited,
+    relay_error,
+    scrub,
+)
 
 # The access token is invalid / expired: exchange a new one and try once more.
 TOKEN_CODES = frozenset({110, 111})
@@ -46,40 +53,13 @@ def map_error(code: int, message: str, secrets: list[str]) -> relay_pb2.RelayErr
     message = scrub(message or f"Baidu error {code}", secrets)
     text = f"Baidu error {code}: {message}"
     if code in TOKEN_CODES or code in _CREDENTIAL_CODES:
-        return relay_error(
-            502,
-            "The upstream provider rejected this channel's credentials.",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=401,
-            fatal=True,
-        )
+        return credentials_rejected(401)
     if code in _ACCOUNT_CODES:
-        return relay_error(
-            502,
-            "The upstream provider account behind this channel has no quota left.",
-            code="upstream_quota_exhausted",
-            retryable=True,
-            upstream_status=403,
-            fatal=True,
-        )
+        return quota_exhausted(403)
     if code in _RATE_CODES:
-        return relay_error(
-            429,
-            text,
-            type="rate_limit_error",
-            code="rate_limit_exceeded",
-            retryable=True,
-            upstream_status=429,
-        )
+        return rate_limited(text)
     if code in _SERVER_CODES:
-        return relay_error(
-            503,
-            f"The upstream provider failed: {text}",
-            code="upstream_error",
-            retryable=True,
-            upstream_status=503,
-        )
+        return provider_failed(text, status=503, upstream_status=503)
     if code == _MODEL_PERMISSION:
         # This model is not opened for the account: another channel may have it.
         return relay_error(
@@ -100,10 +80,4 @@ def map_error(code: int, message: str, secrets: list[str]) -> relay_pb2.RelayErr
         return relay_error(
             400, text, type="invalid_request_error", code="invalid_request", upstream_status=400
         )
-    return relay_error(
-        502,
-        f"The upstream provider failed: {text}",
-        code="upstream_error",
-        retryable=True,
-        upstream_status=502,
-    )
+    return provider_failed(text)

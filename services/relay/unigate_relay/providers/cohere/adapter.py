@@ -24,6 +24,7 @@ from unigate_relay.providers.base import (
     Provider,
     error_from_exception,
     relay_error,
+    unreadable_answer,
 )
 from unigate_relay.providers.cohere.errors import map_error
 from unigate_relay.providers.cohere.request import (
@@ -41,21 +42,11 @@ from unigate_relay.providers.cohere.response import (
     rerank_answer,
 )
 from unigate_relay.providers.cohere.stream import EventTranslator
-from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
-from unigate_relay.sse import SSESplitter, event_data
+from unigate_relay.providers.native_stream import relay_sse_stream
+from unigate_relay.providers.openai_shapes import completion_body, completion_id
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 _PATHS = {"chat.completions": "/v2/chat", "embeddings": "/v2/embed", "rerank": "/v2/rerank"}
-
-
-def _bad_answer(status: int) -> relay_pb2.RelayError:
-    return relay_error(
-        502,
-        "The upstream provider returned an answer that could not be read.",
-        code="bad_upstream_response",
-        retryable=True,
-        upstream_status=status,
-    )
 
 
 def _failed_generation(reason: str) -> relay_pb2.RelayError:
@@ -150,7 +141,7 @@ class CohereProvider(Provider):
         except orjson.JSONDecodeError:
             answer = None
         if not isinstance(answer, dict):
-            return relay_pb2.RelayResult(error=_bad_answer(status), upstream_ms=upstream_ms)
+            return relay_pb2.RelayResult(error=unreadable_answer(status), upstream_ms=upstream_ms)
         model = ctx.request.upstream_model
         endpoint = ctx.request.endpoint
         if endpoint == "embeddings":
@@ -235,58 +226,18 @@ class CohereProvider(Provider):
         translator = EventTranslator(
             id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
         )
-        first_token_ms = 0
-        error: relay_pb2.RelayError | None = None
-        splitter = SSESplitter()
-        try:
-            async for raw in resp.content.iter_any():
-                out = bytearray()
-                for event in splitter.feed(raw):
-                    data = event_data(event)
-                    if data is None:
-                        continue
-                    try:
-                        parsed = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if isinstance(parsed, dict):
-                        out += translator.feed(parsed)
-                if out:
-                    if not first_token_ms:
-                        first_token_ms = int((time.perf_counter() - started) * 1000)
-                    yield relay_pb2.RelayChunk(data=bytes(out))
-                if translator.finished:
-                    break
-        except UPSTREAM_ERRORS as exc:
-            error = error_from_exception(exc)
-        finally:
-            if translator.finished:
-                resp.release()
-            else:
-                resp.close()
-        upstream_ms = int((time.perf_counter() - started) * 1000)
-        if error is None and not translator.finished:
-            error = relay_error(
-                502,
-                "The upstream stream ended before it was complete.",
-                code="upstream_stream_truncated",
-            )
-        if error is None and translator.failed_reason:
-            error = _failed_generation(translator.failed_reason)
-        if error is not None and not translator.produced:
-            yield relay_pb2.RelayChunk(
-                end=relay_pb2.StreamEnd(error=error, upstream_ms=upstream_ms)
-            )
-            return
-        req = ctx.request
-        usage = translator.usage or counted_usage(
-            req.endpoint, req.body, req.upstream_model, "".join(translator.text)
-        )
-        if error is None:
-            tail = translator.usage_frame(usage) if req.include_usage else b""
-            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
-        yield relay_pb2.RelayChunk(
-            end=relay_pb2.StreamEnd(
-                usage=usage, first_token_ms=first_token_ms, upstream_ms=upstream_ms, error=error
-            )
-        )
+
+        def failed_generation() -> relay_pb2.RelayError | None:
+            reason = translator.failed_reason
+            return _failed_generation(reason) if reason else None
+
+        # A stream that fails before its first frame ends without usage (nothing to bill).
+        async for chunk in relay_sse_stream(
+            ctx,
+            resp,
+            started,
+            translator,
+            finished_error=failed_generation,
+            usage_on_empty_failure=False,
+        ):
+            yield chunk

@@ -11,7 +11,7 @@ from __future__ import annotations
 from multidict import CIMultiDictProxy
 
 from unigate.v1 import relay_pb2
-from unigate_relay.providers.base import error_from_upstream, relay_error
+from unigate_relay.providers.base import error_from_upstream, quota_exhausted
 
 
 def map_error(
@@ -22,12 +22,5 @@ def map_error(
         # Cohere's own "invalid token" status: the same as a 401 for the channel.
         status = 401
     if status == 429 and b"/ month" in body.lower():
-        return relay_error(
-            502,
-            "The upstream provider account behind this channel has no quota left.",
-            code="upstream_quota_exhausted",
-            retryable=True,
-            upstream_status=429,
-            fatal=True,
-        )
+        return quota_exhausted(429)
     return error_from_upstream(status, body, headers, secrets)

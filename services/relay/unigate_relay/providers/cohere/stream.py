@@ -37,10 +37,8 @@ class EventTranslator:
         self.usage: common_pb2.Usage | None = None
         self.text: list[str] = []
         self._calls = -1
-        self.produced = False
 
     def _frame(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        self.produced = True
         return chunk_frame(
             id=self._id, model=self._model, created=self._created, delta=delta, finish_reason=finish
         )

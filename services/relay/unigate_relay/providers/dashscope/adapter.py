@@ -18,29 +18,26 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
-from unigate.tokens import counted_usage
-from unigate.v1 import common_pb2, relay_pb2
+from unigate.v1 import relay_pb2
 from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
     error_from_exception,
     relay_error,
+    unreadable_answer,
 )
 from unigate_relay.providers.dashscope.convert import (
     Unsupported,
     finish_reason,
+    first_choice,
     generation_body,
     usage_of,
 )
 from unigate_relay.providers.dashscope.errors import map_error, parse
-from unigate_relay.providers.openai_shapes import (
-    DONE_FRAME,
-    chunk_frame,
-    completion_body,
-    completion_id,
-)
-from unigate_relay.sse import SSESplitter, event_data
+from unigate_relay.providers.dashscope.stream import ChunkTranslator
+from unigate_relay.providers.native_stream import relay_sse_stream
+from unigate_relay.providers.openai_shapes import completion_body, completion_id
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com"
 GENERATION_PATH = "/api/v1/services/aigc/text-generation/generation"
@@ -51,13 +48,6 @@ def _event_name(event: bytes) -> str:
         if line.startswith(b"event:"):
             return line[6:].strip().decode(errors="replace")
     return "message"
-
-
-def _choice(answer: dict[str, Any]) -> dict[str, Any]:
-    output = answer.get("output")
-    choices = output.get("choices") if isinstance(output, dict) else None
-    first = choices[0] if isinstance(choices, list) and choices else None
-    return first if isinstance(first, dict) else {}
 
 
 class DashScopeProvider(Provider):
@@ -110,18 +100,9 @@ class DashScopeProvider(Provider):
             answer = orjson.loads(content)
         except orjson.JSONDecodeError:
             answer = None
-        if not isinstance(answer, dict) or not _choice(answer):
-            return relay_pb2.RelayResult(
-                error=relay_error(
-                    502,
-                    "The upstream provider returned an answer that could not be read.",
-                    code="bad_upstream_response",
-                    retryable=True,
-                    upstream_status=status,
-                ),
-                upstream_ms=upstream_ms,
-            )
-        choice = _choice(answer)
+        if not isinstance(answer, dict) or not first_choice(answer):
+            return relay_pb2.RelayResult(error=unreadable_answer(status), upstream_ms=upstream_ms)
+        choice = first_choice(answer)
         raw = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         assert isinstance(raw, dict)
         message: dict[str, Any] = {"content": raw.get("content") or ""}
@@ -147,7 +128,6 @@ class DashScopeProvider(Provider):
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         secrets = list(ctx.channel.keys)
-        req = ctx.request
         started = time.perf_counter()
         try:
             resp = await self._post(ctx, stream=True)
@@ -168,89 +148,16 @@ class DashScopeProvider(Provider):
             error = map_error(status if status >= 400 else 502, *parse(content), secrets)
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
-        id, created = completion_id(), int(time.time())
-        model = req.upstream_model
-        opened = finished = False
-        first_token_ms = 0
-        usage: common_pb2.Usage | None = None
-        text: list[str] = []
-        failure: relay_pb2.RelayError | None = None
-        splitter = SSESplitter()
-        try:
-            async for raw in resp.content.iter_any():
-                out = bytearray()
-                for event in splitter.feed(raw):
-                    data = event_data(event)
-                    if data is None:
-                        continue
-                    if _event_name(event) == "error":
-                        failure = map_error(502, *parse(data), secrets)
-                        break
-                    try:
-                        parsed = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if not isinstance(parsed, dict):
-                        continue
-                    if isinstance(parsed.get("usage"), dict):
-                        usage = usage_of(parsed)
-                    choice = _choice(parsed)
-                    message = choice.get("message")
-                    message = message if isinstance(message, dict) else {}
-                    delta: dict[str, Any] = {}
-                    if not opened:
-                        delta["role"] = "assistant"
-                        opened = True
-                    piece = str(message.get("content") or "")
-                    if piece or not message.get("tool_calls"):
-                        delta["content"] = piece
-                    if message.get("tool_calls"):
-                        delta["tool_calls"] = message["tool_calls"]
-                        text.extend(
-                            str((c.get("function") or {}).get("name") or "")
-                            + str((c.get("function") or {}).get("arguments") or "")
-                            for c in message["tool_calls"]
-                            if isinstance(c, dict)
-                        )
-                    text.append(piece)
-                    if piece or "tool_calls" in delta or "role" in delta:
-                        out += chunk_frame(id=id, model=model, created=created, delta=delta)
-                        if not first_token_ms:
-                            first_token_ms = int((time.perf_counter() - started) * 1000)
-                    finish = finish_reason(choice.get("finish_reason"))
-                    if finish is not None:
-                        finished = True
-                        out += chunk_frame(
-                            id=id, model=model, created=created, delta={}, finish_reason=finish
-                        )
-                if out:
-                    yield relay_pb2.RelayChunk(data=bytes(out))
-                if failure is not None or finished:
-                    break
-        except UPSTREAM_ERRORS as exc:
-            failure = error_from_exception(exc)
-        finally:
-            if finished:
-                resp.release()
-            else:
-                resp.close()
-        upstream_ms = int((time.perf_counter() - started) * 1000)
-        final = usage or counted_usage(req.endpoint, req.body, model, "".join(text))
-        if failure is None and not finished:
-            failure = relay_error(
-                502,
-                "The upstream stream ended before it was complete.",
-                code="upstream_stream_truncated",
-            )
-        if failure is None:
-            tail = (
-                chunk_frame(id=id, model=model, created=created, usage=final)
-                if req.include_usage
-                else b""
-            )
-            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
-        yield relay_pb2.RelayChunk(
-            end=relay_pb2.StreamEnd(
-                usage=final, first_token_ms=first_token_ms, upstream_ms=upstream_ms, error=failure
-            )
+        translator = ChunkTranslator(
+            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
         )
+
+        def error_event(event: bytes, data: bytes) -> relay_pb2.RelayError | None:
+            if _event_name(event) != "error":
+                return None
+            return map_error(502, *parse(data), secrets)
+
+        async for chunk in relay_sse_stream(
+            ctx, resp, started, translator, event_error=error_event
+        ):
+            yield chunk

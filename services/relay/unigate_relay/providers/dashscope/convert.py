@@ -86,3 +86,11 @@ def finish_reason(raw: Any) -> str | None:
     if not raw or raw == "null":
         return None
     return str(raw)
+
+
+def first_choice(answer: dict[str, Any]) -> dict[str, Any]:
+    """``output.choices[0]`` of an answer or stream event, or an empty object."""
+    output = answer.get("output")
+    choices = output.get("choices") if isinstance(output, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    return first if isinstance(first, dict) else {}

@@ -11,7 +11,14 @@ from typing import Any
 import orjson
 
 from unigate.v1 import relay_pb2
-from unigate_relay.providers.base import relay_error, scrub
+from unigate_relay.providers.base import (
+    credentials_rejected,
+    provider_failed,
+    quota_exhausted,
+    rate_limited,
+    relay_error,
+    scrub,
+)
 
 # The account cannot be used: overdue, not purchased/activated, free quota spent.
 _ACCOUNT_CODES = ("Arrearage", "AccessDenied.Unpurchased", "AllocationQuota.FreeTierOnly")
@@ -30,42 +37,17 @@ def parse(body: bytes) -> tuple[str, str]:
 def map_error(status: int, code: str, message: str, secrets: list[str]) -> relay_pb2.RelayError:
     text = scrub(f"{code}: {message}" if code else message or f"HTTP {status}", secrets)
     if code == "InvalidApiKey" or status == 401:
-        return relay_error(
-            502,
-            "The upstream provider rejected this channel's credentials.",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=401,
-            fatal=True,
-        )
+        return credentials_rejected(401)
     if code.startswith(_ACCOUNT_CODES):
-        return relay_error(
-            502,
-            "The upstream provider account behind this channel has no quota left.",
-            code="upstream_quota_exhausted",
-            retryable=True,
-            upstream_status=status or 403,
-            fatal=True,
-        )
+        return quota_exhausted(status or 403)
     if status == 429 or code.startswith("Throttling"):
-        return relay_error(
-            429,
-            text,
-            type="rate_limit_error",
-            code="rate_limit_exceeded",
-            retryable=True,
-            upstream_status=429,
-        )
+        return rate_limited(text)
     if status in (400, 404, 413, 422):
         return relay_error(
             status, text, type="invalid_request_error", code=code, upstream_status=status
         )
     if status == 403:
         return relay_error(403, text, type="permission_error", code=code, upstream_status=403)
-    return relay_error(
-        503 if status == 503 else 502,
-        f"The upstream provider failed: {text}",
-        code="upstream_error",
-        retryable=True,
-        upstream_status=status or 502,
+    return provider_failed(
+        text, status=503 if status == 503 else 502, upstream_status=status or 502
     )

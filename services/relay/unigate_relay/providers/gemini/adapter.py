@@ -22,6 +22,7 @@ from unigate_relay.providers.base import (
     Provider,
     error_from_exception,
     relay_error,
+    stream_truncated,
 )
 from unigate_relay.providers.gemini.errors import google_error
 from unigate_relay.providers.gemini.request import (
@@ -260,11 +261,7 @@ class GeminiProvider(Provider):
         upstream_ms = int((time.perf_counter() - started) * 1000)
         usage = translator.usage or self._counted(ctx, "".join(translator.text))
         if failure is None and not translator.finished:
-            failure = relay_error(
-                502,
-                "The upstream stream ended before it was complete.",
-                code="upstream_stream_truncated",
-            )
+            failure = stream_truncated()
         if failure is not None:
             yield relay_pb2.RelayChunk(
                 end=relay_pb2.StreamEnd(

@@ -24,7 +24,12 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from unigate.v1 import relay_pb2
-from unigate_relay.providers.base import error_from_upstream, relay_error, scrub
+from unigate_relay.providers.base import (
+    credentials_rejected,
+    error_from_upstream,
+    relay_error,
+    scrub,
+)
 
 
 def parse_google_error(body: bytes | Any) -> tuple[str, str, str]:
@@ -89,14 +94,7 @@ def google_error(
     message = scrub(message or f"upstream answered HTTP {status}", secrets)
     code = google_status.lower()
     if _credentials_refused(status, google_status, reason, message):
-        return relay_error(
-            502,
-            "The upstream provider rejected this channel's credentials.",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
-        )
+        return credentials_rejected(status)
     if google_status == "FAILED_PRECONDITION" or "location is not supported" in message.lower():
         return relay_error(
             502,

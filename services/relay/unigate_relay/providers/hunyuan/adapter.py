@@ -18,14 +18,15 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from unigate.tokens import counted_usage
 from unigate.v1 import relay_pb2
 from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    credentials_rejected,
     error_from_exception,
     relay_error,
+    unreadable_answer,
 )
 from unigate_relay.providers.hunyuan import signer
 from unigate_relay.providers.hunyuan.convert import (
@@ -37,8 +38,8 @@ from unigate_relay.providers.hunyuan.convert import (
 )
 from unigate_relay.providers.hunyuan.errors import map_error, stream_error, tencent_error
 from unigate_relay.providers.hunyuan.stream import ChunkTranslator
-from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
-from unigate_relay.sse import SSESplitter, event_data
+from unigate_relay.providers.native_stream import relay_sse_stream
+from unigate_relay.providers.openai_shapes import completion_body, completion_id
 
 DEFAULT_BASE_URL = "https://hunyuan.tencentcloudapi.com"
 SERVICE = "hunyuan"
@@ -65,26 +66,6 @@ def _host(url: URL) -> str:
     """The Host header aiohttp sends for ``url``, which is what gets signed."""
     assert url.host is not None
     return url.host if url.is_default_port() else f"{url.host}:{url.port}"
-
-
-def _bad_answer(status: int) -> relay_pb2.RelayError:
-    return relay_error(
-        502,
-        "The upstream provider returned an answer that could not be read.",
-        code="bad_upstream_response",
-        retryable=True,
-        upstream_status=status,
-    )
-
-
-_BAD_KEY = relay_error(
-    502,
-    "The upstream provider rejected this channel's credentials.",
-    code="upstream_auth_failed",
-    retryable=True,
-    upstream_status=401,
-    fatal=True,
-)
 
 
 class HunyuanProvider(Provider):
@@ -145,7 +126,7 @@ class HunyuanProvider(Provider):
                 error=relay_error(400, str(exc), type="invalid_request_error")
             )
         except BadKey:
-            return relay_pb2.RelayResult(error=_BAD_KEY)
+            return relay_pb2.RelayResult(error=credentials_rejected(401))
         started = time.perf_counter()
         try:
             async with await self._post(ctx, url, payload, headers) as resp:
@@ -164,7 +145,7 @@ class HunyuanProvider(Provider):
             )
         answer = parsed.get("Response") if isinstance(parsed, dict) else None
         if status >= 400 or not isinstance(answer, dict):
-            return relay_pb2.RelayResult(error=_bad_answer(status), upstream_ms=upstream_ms)
+            return relay_pb2.RelayResult(error=unreadable_answer(status), upstream_ms=upstream_ms)
         choices = [c for c in answer.get("Choices") or [] if isinstance(c, dict)]
         choice: dict[str, Any] = choices[0] if choices else {}
         found = choice.get("Message")
@@ -199,7 +180,7 @@ class HunyuanProvider(Provider):
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
         except BadKey:
-            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=_BAD_KEY))
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=credentials_rejected(401)))
             return
         started = time.perf_counter()
         try:
@@ -219,64 +200,18 @@ class HunyuanProvider(Provider):
                 failure = tencent_error(orjson.loads(content))
             except orjson.JSONDecodeError:
                 failure = None
-            error = map_error(*failure, secrets) if failure else _bad_answer(status)
+            error = map_error(*failure, secrets) if failure else unreadable_answer(status)
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
         translator = ChunkTranslator(
             id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
         )
-        first_token_ms = 0
-        stream_failure: relay_pb2.RelayError | None = None
-        splitter = SSESplitter()
-        try:
-            async for raw in resp.content.iter_any():
-                out = bytearray()
-                for event in splitter.feed(raw):
-                    data = event_data(event)
-                    try:
-                        parsed = orjson.loads(data) if data else None
-                    except orjson.JSONDecodeError:
-                        continue
-                    if not isinstance(parsed, dict):
-                        continue
-                    failure = stream_error(parsed)
-                    if failure is not None:
-                        stream_failure = map_error(*failure, secrets)
-                        break
-                    frames = translator.feed(parsed)
-                    if frames and not first_token_ms:
-                        first_token_ms = int((time.perf_counter() - started) * 1000)
-                    out += frames
-                if out:
-                    yield relay_pb2.RelayChunk(data=bytes(out))
-                if stream_failure is not None or translator.finished:
-                    break
-        except UPSTREAM_ERRORS as exc:
-            stream_failure = error_from_exception(exc)
-        finally:
-            if translator.finished:
-                resp.release()
-            else:
-                resp.close()
-        upstream_ms = int((time.perf_counter() - started) * 1000)
-        req = ctx.request
-        usage = translator.usage or counted_usage(
-            req.endpoint, req.body, req.upstream_model, "".join(translator.text)
-        )
-        if stream_failure is None and not translator.finished:
-            stream_failure = relay_error(
-                502,
-                "The upstream stream ended before it was complete.",
-                code="upstream_stream_truncated",
-            )
-        if stream_failure is None:
-            tail = translator.usage_frame(usage) if req.include_usage else b""
-            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
-        yield relay_pb2.RelayChunk(
-            end=relay_pb2.StreamEnd(
-                usage=usage,
-                first_token_ms=first_token_ms,
-                upstream_ms=upstream_ms,
-                error=stream_failure,
-            )
-        )
+
+        def in_band_error(payload: dict[str, Any]) -> relay_pb2.RelayError | None:
+            failure = stream_error(payload)
+            return map_error(*failure, secrets) if failure is not None else None
+
+        async for chunk in relay_sse_stream(
+            ctx, resp, started, translator, payload_error=in_band_error
+        ):
+            yield chunk

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from unigate.v1 import relay_pb2
-from unigate_relay.providers.base import relay_error, scrub
+from unigate_relay.providers.base import (
+    credentials_rejected,
+    provider_failed,
+    quota_exhausted,
+    rate_limited,
+    relay_error,
+    scrub,
+)
 
 # The account cannot be used: not activated, stopped for arrears, resources used up.
 _ACCOUNT_PREFIXES = (
@@ -66,42 +73,17 @@ def map_error(code: str, message: str, secrets: list[str]) -> relay_pb2.RelayErr
             upstream_status=401,
         )
     if code.startswith("AuthFailure"):
-        return relay_error(
-            502,
-            "The upstream provider rejected this channel's credentials.",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=401,
-            fatal=True,
-        )
+        return credentials_rejected(401)
     if code.startswith(_ACCOUNT_PREFIXES):
-        return relay_error(
-            502,
-            "The upstream provider account behind this channel has no quota left.",
-            code="upstream_quota_exhausted",
-            retryable=True,
-            upstream_status=403,
-            fatal=True,
-        )
+        return quota_exhausted(403)
     if code.startswith(_RATE_PREFIXES):
-        return relay_error(
-            429,
-            text,
-            type="rate_limit_error",
-            code="rate_limit_exceeded",
-            retryable=True,
-            upstream_status=429,
-        )
+        return rate_limited(text)
     if code.startswith(_CLIENT_PREFIXES):
         return relay_error(400, text, type="invalid_request_error", code=code, upstream_status=400)
     if code.startswith("ResourceNotFound"):
         return relay_error(
             404, text, type="invalid_request_error", code="model_not_found", upstream_status=404
         )
-    return relay_error(
-        503 if code.startswith("InternalError") else 502,
-        f"The upstream provider failed: {text}",
-        code="upstream_error",
-        retryable=True,
-        upstream_status=500,
+    return provider_failed(
+        text, status=503 if code.startswith("InternalError") else 502, upstream_status=500
     )

@@ -20,6 +20,7 @@ from unigate_relay.providers.base import (
     error_from_exception,
     error_from_upstream,
     relay_error,
+    stream_truncated,
 )
 from unigate_relay.providers.compatible import SPECS, CompatibleSpec
 from unigate_relay.providers.compatible.spec import ENDPOINT_PATHS
@@ -243,11 +244,7 @@ class OpenAIProvider(Provider):
         if not finished:
             yield relay_pb2.RelayChunk(
                 end=relay_pb2.StreamEnd(
-                    error=relay_error(
-                        502,
-                        "The upstream stream ended before it was complete.",
-                        code="upstream_stream_truncated",
-                    ),
+                    error=stream_truncated(),
                     usage=final_usage,
                     first_token_ms=first_token_ms,
                     upstream_ms=upstream_ms,

@@ -29,6 +29,7 @@ from unigate_relay.providers.base import (
     Provider,
     error_from_exception,
     relay_error,
+    stream_truncated,
 )
 from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
 from unigate_relay.providers.spark.auth import KeyFormatError, parse_key, signed_url
@@ -50,12 +51,6 @@ class _Failed(Exception):
 
 def _client_error(message: str) -> relay_pb2.RelayError:
     return relay_error(400, message, type="invalid_request_error")
-
-
-def _truncated() -> relay_pb2.RelayError:
-    return relay_error(
-        502, "The upstream stream ended before it was complete.", code="upstream_stream_truncated"
-    )
 
 
 def _bad_frame() -> relay_pb2.RelayError:
@@ -162,7 +157,7 @@ class SparkProvider(Provider):
                 handshake_error(exc.response.status_code, bytes(exc.response.body))
             ) from exc
         except ConnectionClosed as exc:
-            raise _Failed(_truncated()) from exc
+            raise _Failed(stream_truncated()) from exc
         except (WebSocketException, OSError, TimeoutError) as exc:
             raise _Failed(error_from_exception(exc)) from exc
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 import orjson
 
 from unigate.v1 import relay_pb2
-from unigate_relay.providers.base import relay_error, scrub
+from unigate_relay.providers.base import (
+    credentials_rejected,
+    provider_failed,
+    quota_exhausted,
+    rate_limited,
+    relay_error,
+    scrub,
+)
 
 # The app is not licensed for this service, is blacklisted, or its tokens are spent:
 # 11200 no licence / volume over the limit, 10015 appid blacklisted, 10016 appid not
@@ -31,40 +38,15 @@ _REQUEST_CODES = frozenset({10003, 10004, 10005, 10163})
 _TOO_LONG = 10907
 
 
-def _auth_failed(upstream_status: int) -> relay_pb2.RelayError:
-    return relay_error(
-        502,
-        "The upstream provider rejected this channel's credentials.",
-        code="upstream_auth_failed",
-        retryable=True,
-        upstream_status=upstream_status,
-        fatal=True,
-    )
-
-
 def map_code(code: int, message: str, secrets: list[str]) -> relay_pb2.RelayError:
     """What the client sees for an answer frame's ``header.code``."""
     text = f"Spark error {code}: {scrub(message, secrets)}"
     if code in _ACCOUNT_CODES:
-        return _auth_failed(403)
+        return credentials_rejected(403)
     if code == _DAILY_QUOTA:
-        return relay_error(
-            502,
-            "The upstream provider account behind this channel has no quota left.",
-            code="upstream_quota_exhausted",
-            retryable=True,
-            upstream_status=429,
-            fatal=True,
-        )
+        return quota_exhausted(429)
     if code in _RATE_CODES:
-        return relay_error(
-            429,
-            text,
-            type="rate_limit_error",
-            code="rate_limit_exceeded",
-            retryable=True,
-            upstream_status=429,
-        )
+        return rate_limited(text)
     if code in _CONTENT_CODES:
         return relay_error(
             400, text, type="invalid_request_error", code="content_filter", upstream_status=400
@@ -82,13 +64,7 @@ def map_code(code: int, message: str, secrets: list[str]) -> relay_pb2.RelayErro
             400, text, type="invalid_request_error", code="invalid_request", upstream_status=400
         )
     # 10000-10012, 10110, 10222 and anything unknown: iFlytek's side.
-    return relay_error(
-        502,
-        f"The upstream provider failed: {text}",
-        code="upstream_error",
-        retryable=True,
-        upstream_status=502,
-    )
+    return provider_failed(text)
 
 
 def handshake_error(status: int, body: bytes) -> relay_pb2.RelayError:
@@ -99,7 +75,7 @@ def handshake_error(status: int, body: bytes) -> relay_pb2.RelayError:
     except orjson.JSONDecodeError:
         message = body[:200].decode(errors="replace")
     if status == 401:
-        return _auth_failed(401)
+        return credentials_rejected(401)
     if status == 403 and "date" in message.lower():
         # Our clock, not the channel: the same request signed now would pass.
         return relay_error(
@@ -110,16 +86,9 @@ def handshake_error(status: int, body: bytes) -> relay_pb2.RelayError:
             upstream_status=403,
         )
     if status == 403:
-        return _auth_failed(403)
+        return credentials_rejected(403)
     if status == 429:
-        return relay_error(
-            429,
-            f"Spark refused the connection: {message or status}",
-            type="rate_limit_error",
-            code="rate_limit_exceeded",
-            retryable=True,
-            upstream_status=429,
-        )
+        return rate_limited(f"Spark refused the connection: {message or status}")
     if status == 404:
         return relay_error(
             404,

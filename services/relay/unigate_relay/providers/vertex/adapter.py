@@ -8,7 +8,8 @@ publishers/google/models/{model}:generateContent`` (``:streamGenerateContent?alt
 account key file's JSON (``credentials``). The channel config names ``region`` (default
 ``us-central1``) and ``project_id`` (default: the service account's project; One API's
 ``vertex_ai_project_id`` is read too). The request and answer bodies are Gemini's, so the
-Gemini family's conversion is reused whole. Embeddings use ``:predict`` (text embedding
+Gemini family's conversion is reused whole. Chat with a ``claude-*`` model goes to Vertex's
+Anthropic publisher instead (``claude``). Embeddings use ``:predict`` (text embedding
 models), whose answer counts each input's tokens
 (https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api).
 """
@@ -16,6 +17,7 @@ models), whose answer counts each input's tokens
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import aiohttp
@@ -27,6 +29,7 @@ from unigate_relay.providers.base import CallContext, error_from_exception, rela
 from unigate_relay.providers.gemini.adapter import CredentialError, GeminiProvider, channel_config
 from unigate_relay.providers.gemini.request import embedding_inputs
 from unigate_relay.providers.gemini.response import embeddings_body
+from unigate_relay.providers.vertex.claude import VertexClaude, is_claude
 from unigate_relay.providers.vertex.credentials import (
     CredentialsInvalid,
     ServiceAccount,
@@ -61,6 +64,17 @@ class VertexProvider(GeminiProvider):
     def __init__(self) -> None:
         self.tokens = TokenCache()
         self._accounts: dict[str, ServiceAccount] = {}
+        self.claude = VertexClaude(self)
+
+    async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
+        if ctx.request.endpoint == "chat.completions" and is_claude(ctx.request.upstream_model):
+            return await self.claude.call(ctx)
+        return await super().call(ctx)
+
+    def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
+        if ctx.request.endpoint == "chat.completions" and is_claude(ctx.request.upstream_model):
+            return self.claude.stream(ctx)
+        return super().stream(ctx)
 
     def _key_text(self, ctx: CallContext) -> str:
         # Channel keys are split into lines; a pretty-printed key file arrives in pieces.
@@ -80,7 +94,9 @@ class VertexProvider(GeminiProvider):
             self._accounts[slot] = found
         return found
 
-    def model_url(self, ctx: CallContext, method: str) -> str:
+    def model_url(
+        self, ctx: CallContext, method: str, *, publisher: str = "google", model: str = ""
+    ) -> str:
         config = channel_config(ctx)
         region = str(config.get("region") or DEFAULT_REGION)
         project = str(
@@ -96,8 +112,8 @@ class VertexProvider(GeminiProvider):
             else f"{region}-aiplatform.googleapis.com"
         )
         base = (ctx.channel.base_url or f"https://{host}").rstrip("/")
-        path = f"/v1/projects/{project}/locations/{region}/publishers/google/models/"
-        return f"{base}{path}{ctx.request.upstream_model}:{method}"
+        path = f"/v1/projects/{project}/locations/{region}/publishers/{publisher}/models/"
+        return f"{base}{path}{model or ctx.request.upstream_model}:{method}"
 
     async def credentials(self, ctx: CallContext) -> dict[str, str]:
         account = self.account(ctx)

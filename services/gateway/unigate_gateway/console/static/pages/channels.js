@@ -5,22 +5,18 @@ import {
   html,
   useState,
   useEffect,
-  useLoad,
   useAction,
   Modal,
   Field,
-  Pager,
   Badge,
-  ErrorNote,
   toast,
   fmtTime,
   fmtQuota,
-  confirmAction,
 } from "../ui.js";
-import { get, post, put, del, apiRaw, getList } from "../api.js";
+import { get, post, put, del, apiRaw } from "../api.js";
 import { t } from "../i18n.js";
+import { usePagedList, useGroups, ListHead, ListTable, ToggleButton, EditDelete, FormFooter } from "../lists.js";
 
-const PAGE_SIZE = 20;
 let typesPromise = null;
 
 /** Channel types with their form hints (served by the gateway from channel_types.py). */
@@ -181,104 +177,63 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
       <${Field} label=${t("channels.timeout_ms")} hint=${t("channels.timeout_hint")}>
         <input name="timeout_ms" type="number" min="0" value=${form.timeout_ms} onInput=${set("timeout_ms")} />
       </${Field}>
-      <div class="field-wide"><${ErrorNote} error=${error} /></div>
-      <div class="form-actions field-wide">
-        <button type="button" class="secondary" onClick=${onClose}>${t("common.cancel")}</button>
-        <button type="submit" disabled=${busy}>${t("common.save")}</button>
-      </div>
+      <${FormFooter} error=${error} busy=${busy} onClose=${onClose} />
     </form>
   </${Modal}>`;
 }
 
 export function ChannelsPage() {
-  const [page, setPage] = useState(0);
-  const [keyword, setKeyword] = useState("");
-  const [search, setSearch] = useState("");
   const [editing, setEditing] = useState(null);
   const [reason, setReason] = useState(null);
   const [types, setTypes] = useState([]);
-  const [groups, setGroups] = useState(["default"]);
-  const [busy, run] = useAction();
-  const list = useLoad(
-    () =>
-      search
-        ? getList("/api/channel/search", { keyword: search, p: page, size: PAGE_SIZE })
-        : getList("/api/channel/", { p: page, size: PAGE_SIZE }),
-    [page, search],
-  );
-  const { items, total } = list.data || { items: [], total: 0 };
+  const groups = useGroups();
+  const list = usePagedList("/api/channel/");
+  const { busy } = list;
   useEffect(() => {
     channelTypes().then(setTypes, () => setTypes([]));
-    get("/api/group/").then(
-      (g) => setGroups(Array.isArray(g) ? g : (g && g.names) || ["default"]),
-      () => {},
-    );
   }, []);
   const typeName = (id) => (types.find((x) => x.id === id) || {}).name || `#${id}`;
 
   const test = (c) =>
-    run(async () => {
+    list.act(async () => {
       const r = await apiRaw("GET", `/api/channel/test/${c.id}`);
       const ms = r.time_ms ?? (r.time !== undefined ? Math.round(r.time * 1000) : undefined);
       if (r.success) toast(t("channels.test_ok", { name: c.name, ms: ms ?? "?" }), "success");
       else toast(t("channels.test_failed", { name: c.name, message: r.message || r.status }), "error");
-      list.reload();
     });
   const testAll = () =>
-    run(async () => {
+    list.act(async () => {
       const r = await apiRaw("GET", "/api/channel/test");
       const results = Array.isArray(r.data) ? r.data : [];
       const ok = results.filter((x) => x.success).length;
       if (r.success === false) toast(r.message || String(r.status), "error");
       else toast(t("channels.test_all_done", { ok, total: results.length }), ok === results.length ? "success" : "error");
-      list.reload();
     });
   const balance = (c) =>
-    run(async () => {
+    list.act(async () => {
       const r = await apiRaw("GET", `/api/channel/update_balance/${c.id}`);
       if (r.success) toast(t("channels.balance_ok", { name: c.name, balance: r.balance }), "success");
       else toast(r.message || String(r.status), "error");
-      list.reload();
     });
-  const setStatus = (c, status) =>
-    run(async () => {
-      await put("/api/channel/", { id: c.id, status });
-      list.reload();
-    });
+  const setStatus = (c, status) => list.act(() => put("/api/channel/", { id: c.id, status }));
   const remove = (c) =>
-    confirmAction(t("channels.confirm_delete", { name: c.name })) &&
-    run(async () => {
-      await del(`/api/channel/${c.id}`);
-      list.reload();
-    });
+    list.confirmed(t("channels.confirm_delete", { name: c.name }), () => del(`/api/channel/${c.id}`));
   const openEdit = (c) =>
-    run(async () => {
+    list.run(async () => {
       setEditing(await get(`/api/channel/${c.id}`));
     });
 
   return html`<section>
-    <div class="page-head">
-      <h1>${t("nav.channels")}</h1>
-      <div class="toolbar">
-        <form onSubmit=${(e) => { e.preventDefault(); setPage(0); setSearch(keyword); }}>
-          <input type="search" placeholder=${t("common.search")} value=${keyword}
-            onInput=${(e) => setKeyword(e.target.value)} />
-        </form>
-        <button class="secondary" disabled=${busy} onClick=${testAll}>${t("channels.test_all")}</button>
-        <button data-testid="add-channel" onClick=${() => setEditing({})}>${t("channels.add")}</button>
-      </div>
-    </div>
-    <${ErrorNote} error=${list.error} />
-    <table data-testid="channel-table">
-      <thead><tr>
+    <${ListHead} title=${t("nav.channels")} list=${list}>
+      <button class="secondary" disabled=${busy} onClick=${testAll}>${t("channels.test_all")}</button>
+      <button data-testid="add-channel" onClick=${() => setEditing({})}>${t("channels.add")}</button>
+    </${ListHead}>
+    <${ListTable} list=${list} testid="channel-table" columns="9" head=${html`
         <th>ID</th><th>${t("channels.name")}</th><th>${t("channels.type")}</th><th>${t("common.status")}</th>
         <th class="num">${t("channels.response_time")}</th><th class="num">${t("channels.balance")}</th>
         <th class="num">${t("channels.used_quota")}</th><th class="num">${t("channels.priority")}</th>
-        <th>${t("common.actions")}</th>
-      </tr></thead>
-      <tbody>
-        ${items.map(
-          (c) => html`<tr key=${c.id} data-channel=${c.name}>
+        <th>${t("common.actions")}</th>`}
+      row=${(c) => html`<tr key=${c.id} data-channel=${c.name}>
             <td>${c.id}</td>
             <td>${c.name}</td>
             <td>${typeName(c.type)}</td>
@@ -297,18 +252,10 @@ export function ChannelsPage() {
             <td class="num">${c.priority}</td>
             <td class="actions">
               <button class="secondary" disabled=${busy} data-action="test" onClick=${() => test(c)}>${t("channels.test")}</button>
-              ${c.status === 1
-                ? html`<button class="secondary" data-action="disable" onClick=${() => setStatus(c, 2)}>${t("common.disable")}</button>`
-                : html`<button class="secondary" data-action="enable" onClick=${() => setStatus(c, 1)}>${t("common.enable")}</button>`}
-              <button class="secondary" data-action="edit" onClick=${() => openEdit(c)}>${t("common.edit")}</button>
-              <button class="danger" data-action="delete" onClick=${() => remove(c)}>${t("common.delete")}</button>
+              <${ToggleButton} enabled=${c.status === 1} onEnable=${() => setStatus(c, 1)} onDisable=${() => setStatus(c, 2)} />
+              <${EditDelete} onEdit=${() => openEdit(c)} onDelete=${() => remove(c)} />
             </td>
-          </tr>`,
-        )}
-        ${!list.loading && items.length === 0 && html`<tr><td colspan="9" class="muted">${t("common.empty")}</td></tr>`}
-      </tbody>
-    </table>
-    <${Pager} page=${page} size=${PAGE_SIZE} total=${total} onPage=${setPage} />
+          </tr>`} />
     ${editing &&
     html`<${ChannelForm} channel=${editing.id ? editing : null} types=${types} groups=${groups}
       onClose=${() => setEditing(null)} onSaved=${() => { setEditing(null); list.reload(); }} />`}

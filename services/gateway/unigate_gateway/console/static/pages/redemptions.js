@@ -3,22 +3,17 @@
 import {
   html,
   useState,
-  useLoad,
   useAction,
   Modal,
   Field,
-  Pager,
-  Badge,
-  ErrorNote,
   CopyButton,
   fmtTime,
   fmtQuota,
-  confirmAction,
 } from "../ui.js";
-import { post, put, del, getList } from "../api.js";
+import { post, put, del } from "../api.js";
 import { t } from "../i18n.js";
+import { usePagedList, ListHead, ListTable, StatusLabel, ToggleButton, EditDelete, FormFooter } from "../lists.js";
 
-const PAGE_SIZE = 20;
 const STATUS = { 1: ["ok", "redemptions.unused"], 2: ["muted", "status.disabled"], 3: ["info", "redemptions.used"] };
 
 function CreateForm({ onClose, onCreated }) {
@@ -49,71 +44,42 @@ function CreateForm({ onClose, onCreated }) {
       <${Field} label=${t("redemptions.count")}>
         <input name="count" type="number" min="1" max="100" required value=${form.count} onInput=${set("count")} />
       </${Field}>
-      <div class="field-wide"><${ErrorNote} error=${error} /></div>
-      <div class="form-actions field-wide">
-        <button type="button" class="secondary" onClick=${onClose}>${t("common.cancel")}</button>
-        <button type="submit" disabled=${busy}>${t("common.create")}</button>
-      </div>
+      <${FormFooter} error=${error} busy=${busy} onClose=${onClose} label=${t("common.create")} />
     </form>
   </${Modal}>`;
 }
 
 export function RedemptionsPage() {
-  const [page, setPage] = useState(0);
   const [creating, setCreating] = useState(false);
   const [codes, setCodes] = useState(null);
-  const [busy, run] = useAction();
-  const list = useLoad(() => getList("/api/redemption/", { p: page, size: PAGE_SIZE }), [page]);
-  const { items, total } = list.data || { items: [], total: 0 };
+  const list = usePagedList("/api/redemption/");
 
   const setStatus = (r, status) =>
-    run(async () => {
-      await put("/api/redemption/", { id: r.id, status }, { status_only: "true" });
-      list.reload();
-    });
+    list.act(() => put("/api/redemption/", { id: r.id, status }, { status_only: "true" }));
   const remove = (r) =>
-    confirmAction(t("redemptions.confirm_delete", { name: r.name })) &&
-    run(async () => {
-      await del(`/api/redemption/${r.id}`);
-      list.reload();
-    });
+    list.confirmed(t("redemptions.confirm_delete", { name: r.name }), () => del(`/api/redemption/${r.id}`));
 
   return html`<section>
-    <div class="page-head">
-      <h1>${t("nav.redemptions")}</h1>
-      <div class="toolbar">
-        <button data-testid="add-redemption" onClick=${() => setCreating(true)}>${t("redemptions.add")}</button>
-      </div>
-    </div>
-    <${ErrorNote} error=${list.error} />
-    <table data-testid="redemption-table">
-      <thead><tr>
+    <${ListHead} title=${t("nav.redemptions")} list=${list} noSearch>
+      <button data-testid="add-redemption" onClick=${() => setCreating(true)}>${t("redemptions.add")}</button>
+    </${ListHead}>
+    <${ListTable} list=${list} testid="redemption-table" columns="8" head=${html`
         <th>ID</th><th>${t("redemptions.name")}</th><th>${t("redemptions.code")}</th><th>${t("common.status")}</th>
         <th class="num">${t("redemptions.quota")}</th><th>${t("common.created")}</th><th>${t("redemptions.redeemed")}</th>
-        <th>${t("common.actions")}</th>
-      </tr></thead>
-      <tbody>
-        ${items.map((r) => {
-          const [kind, label] = STATUS[r.status] || ["muted", "status.unknown"];
-          return html`<tr key=${r.id}>
+        <th>${t("common.actions")}</th>`}
+      row=${(r) => html`<tr key=${r.id}>
             <td>${r.id}</td><td>${r.name}</td><td><code>${r.key}</code></td>
-            <td><${Badge} kind=${kind}>${t(label)}</${Badge}></td>
+            <td><${StatusLabel} labels=${STATUS} status=${r.status} /></td>
             <td class="num">${fmtQuota(r.quota)}</td><td>${fmtTime(r.created_time)}</td>
             <td>${r.redeemed_time ? `${fmtTime(r.redeemed_time)} (#${r.redeemed_by})` : "-"}</td>
             <td class="actions">
               ${r.status === 1 && html`<${CopyButton} text=${r.key} />`}
-              ${r.status === 1 &&
-              html`<button class="secondary" disabled=${busy} onClick=${() => setStatus(r, 2)}>${t("common.disable")}</button>`}
-              ${r.status === 2 &&
-              html`<button class="secondary" disabled=${busy} onClick=${() => setStatus(r, 1)}>${t("common.enable")}</button>`}
-              <button class="danger" disabled=${busy} onClick=${() => remove(r)}>${t("common.delete")}</button>
+              ${(r.status === 1 || r.status === 2) &&
+              html`<${ToggleButton} enabled=${r.status === 1} busy=${list.busy}
+                onEnable=${() => setStatus(r, 1)} onDisable=${() => setStatus(r, 2)} />`}
+              <${EditDelete} busy=${list.busy} onDelete=${() => remove(r)} />
             </td>
-          </tr>`;
-        })}
-        ${!list.loading && items.length === 0 && html`<tr><td colspan="8" class="muted">${t("common.empty")}</td></tr>`}
-      </tbody>
-    </table>
-    <${Pager} page=${page} size=${PAGE_SIZE} total=${total} onPage=${setPage} />
+          </tr>`} />
     ${creating &&
     html`<${CreateForm} onClose=${() => setCreating(false)}
       onCreated=${(keys) => { setCreating(false); setCodes(keys); list.reload(); }} />`}

@@ -4,25 +4,20 @@
 import {
   html,
   useState,
-  useLoad,
   useAction,
   Modal,
   Field,
-  Pager,
-  Badge,
-  ErrorNote,
   CopyButton,
   toast,
   fmtTime,
   fmtQuota,
   toLocalInput,
   fromLocalInput,
-  confirmAction,
 } from "../ui.js";
-import { get, post, put, del, getList } from "../api.js";
+import { post, put, del } from "../api.js";
 import { t } from "../i18n.js";
+import { usePagedList, ListHead, ListTable, StatusLabel, ToggleButton, EditDelete, FormFooter } from "../lists.js";
 
-const PAGE_SIZE = 20;
 const STATUS = { 1: ["ok", "status.enabled"], 2: ["muted", "status.disabled"], 3: ["warn", "tokens.expired"], 4: ["warn", "tokens.exhausted"] };
 
 function TokenForm({ token, quotaPerUnit, onClose, onSaved }) {
@@ -96,11 +91,7 @@ function TokenForm({ token, quotaPerUnit, onClose, onSaved }) {
       <${Field} label=${t("tokens.tpm")} hint=${t("tokens.zero_unlimited")}>
         <input name="tpm_limit" type="number" min="0" value=${form.tpm_limit} onInput=${set("tpm_limit")} />
       </${Field}>
-      <div class="field-wide"><${ErrorNote} error=${error} /></div>
-      <div class="form-actions field-wide">
-        <button type="button" class="secondary" onClick=${onClose}>${t("common.cancel")}</button>
-        <button type="submit" disabled=${busy}>${t("common.save")}</button>
-      </div>
+      <${FormFooter} error=${error} busy=${busy} onClose=${onClose} />
     </form>
   </${Modal}>`;
 }
@@ -119,56 +110,26 @@ function NewKey({ token, onClose }) {
 }
 
 export function TokensPage({ status }) {
-  const [page, setPage] = useState(0);
-  const [keyword, setKeyword] = useState("");
-  const [search, setSearch] = useState("");
   const [editing, setEditing] = useState(null);
   const [created, setCreated] = useState(null);
-  const [busy, run] = useAction();
-  const list = useLoad(
-    () =>
-      search
-        ? getList("/api/token/search", { keyword: search, p: page, size: PAGE_SIZE })
-        : getList("/api/token/", { p: page, size: PAGE_SIZE }),
-    [page, search],
-  );
-  const { items, total } = list.data || { items: [], total: 0 };
+  const list = usePagedList("/api/token/");
   const quotaPerUnit = (status && status.quota_per_unit) || 500000;
 
   const setStatus = (tok, s) =>
-    run(async () => {
-      await put("/api/token/", { id: tok.id, status: s }, { status_only: "true" });
-      list.reload();
-    });
+    list.act(() => put("/api/token/", { id: tok.id, status: s }, { status_only: "true" }));
   const remove = (tok) =>
-    confirmAction(t("tokens.confirm_delete", { name: tok.name })) &&
-    run(async () => {
-      await del(`/api/token/${tok.id}`);
-      list.reload();
-    });
+    list.confirmed(t("tokens.confirm_delete", { name: tok.name }), () => del(`/api/token/${tok.id}`));
 
   return html`<section>
-    <div class="page-head">
-      <h1>${t("nav.tokens")}</h1>
-      <div class="toolbar">
-        <form onSubmit=${(e) => { e.preventDefault(); setPage(0); setSearch(keyword); }}>
-          <input type="search" placeholder=${t("common.search")} value=${keyword}
-            onInput=${(e) => setKeyword(e.target.value)} />
-        </form>
-        <button data-testid="add-token" onClick=${() => setEditing({})}>${t("tokens.add")}</button>
-      </div>
-    </div>
-    <${ErrorNote} error=${list.error} />
-    <table data-testid="token-table">
-      <thead><tr>
+    <${ListHead} title=${t("nav.tokens")} list=${list}>
+      <button data-testid="add-token" onClick=${() => setEditing({})}>${t("tokens.add")}</button>
+    </${ListHead}>
+    <${ListTable} list=${list} testid="token-table" columns="9" head=${html`
         <th>${t("tokens.name")}</th><th>${t("tokens.key")}</th><th>${t("common.status")}</th>
         <th class="num">${t("tokens.used_quota")}</th><th class="num">${t("tokens.remain_quota")}</th>
         <th>${t("tokens.limits")}</th><th>${t("common.created")}</th><th>${t("tokens.expires")}</th>
-        <th>${t("common.actions")}</th>
-      </tr></thead>
-      <tbody>
-        ${items.map((tok) => {
-          const [kind, label] = STATUS[tok.status] || ["muted", "status.unknown"];
+        <th>${t("common.actions")}</th>`}
+      row=${(tok) => {
           const limits = [
             tok.models && `${t("tokens.models")}: ${tok.models}`,
             tok.subnet && `${t("tokens.subnet")}: ${tok.subnet}`,
@@ -178,25 +139,19 @@ export function TokensPage({ status }) {
           return html`<tr key=${tok.id} data-token=${tok.name}>
             <td>${tok.name}</td>
             <td><code>${tok.key}</code></td>
-            <td><${Badge} kind=${kind}>${t(label)}</${Badge}></td>
+            <td><${StatusLabel} labels=${STATUS} status=${tok.status} /></td>
             <td class="num">${fmtQuota(tok.used_quota)}</td>
             <td class="num">${tok.unlimited_quota ? t("tokens.unlimited") : fmtQuota(tok.remain_quota)}</td>
             <td class="small">${limits.length ? limits.join(" · ") : "-"}</td>
             <td>${fmtTime(tok.created_time)}</td>
             <td>${tok.expired_time > 0 ? fmtTime(tok.expired_time) : t("tokens.never")}</td>
             <td class="actions">
-              ${tok.status === 1
-                ? html`<button class="secondary" data-action="disable" disabled=${busy} onClick=${() => setStatus(tok, 2)}>${t("common.disable")}</button>`
-                : html`<button class="secondary" data-action="enable" disabled=${busy} onClick=${() => setStatus(tok, 1)}>${t("common.enable")}</button>`}
-              <button class="secondary" data-action="edit" onClick=${() => setEditing(tok)}>${t("common.edit")}</button>
-              <button class="danger" data-action="delete" onClick=${() => remove(tok)}>${t("common.delete")}</button>
+              <${ToggleButton} enabled=${tok.status === 1} busy=${list.busy}
+                onEnable=${() => setStatus(tok, 1)} onDisable=${() => setStatus(tok, 2)} />
+              <${EditDelete} onEdit=${() => setEditing(tok)} onDelete=${() => remove(tok)} />
             </td>
           </tr>`;
-        })}
-        ${!list.loading && items.length === 0 && html`<tr><td colspan="9" class="muted">${t("common.empty")}</td></tr>`}
-      </tbody>
-    </table>
-    <${Pager} page=${page} size=${PAGE_SIZE} total=${total} onPage=${setPage} />
+      }} />
     ${editing &&
     html`<${TokenForm} token=${editing.id ? editing : null} quotaPerUnit=${quotaPerUnit}
       onClose=${() => setEditing(null)}

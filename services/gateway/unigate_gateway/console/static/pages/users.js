@@ -4,25 +4,19 @@
 import {
   html,
   useState,
-  useEffect,
-  useLoad,
   useAction,
   Modal,
   Field,
-  Pager,
   Badge,
-  ErrorNote,
   toast,
   fmtQuota,
   fmtNumber,
-  confirmAction,
   ROLE_ADMIN,
   ROLE_ROOT,
 } from "../ui.js";
-import { get, post, put, getList } from "../api.js";
+import { post, put } from "../api.js";
 import { t } from "../i18n.js";
-
-const PAGE_SIZE = 20;
+import { usePagedList, useGroups, ListHead, ListTable, ToggleButton, EditDelete, FormFooter } from "../lists.js";
 
 export function roleLabel(role) {
   if (role >= ROLE_ROOT) return t("users.role_root");
@@ -106,66 +100,34 @@ function UserForm({ user, groups, onClose, onSaved }) {
         <${Field} label=${t("tokens.tpm")} hint=${t("users.limit_hint")}>
           <input name="tpm_limit" type="number" min="0" value=${form.tpm_limit} onInput=${set("tpm_limit")} />
         </${Field}>`}
-      <div class="field-wide"><${ErrorNote} error=${error} /></div>
-      <div class="form-actions field-wide">
-        <button type="button" class="secondary" onClick=${onClose}>${t("common.cancel")}</button>
-        <button type="submit" disabled=${busy}>${t("common.save")}</button>
-      </div>
+      <${FormFooter} error=${error} busy=${busy} onClose=${onClose} />
     </form>
   </${Modal}>`;
 }
 
 export function UsersPage({ user: me }) {
-  const [page, setPage] = useState(0);
-  const [keyword, setKeyword] = useState("");
-  const [search, setSearch] = useState("");
   const [editing, setEditing] = useState(null);
-  const [groups, setGroups] = useState(["default"]);
-  const [busy, run] = useAction();
-  const list = useLoad(
-    () =>
-      search
-        ? getList("/api/user/search", { keyword: search, p: page, size: PAGE_SIZE })
-        : getList("/api/user/", { p: page, size: PAGE_SIZE }),
-    [page, search],
-  );
-  const { items, total } = list.data || { items: [], total: 0 };
-  useEffect(() => {
-    get("/api/group/").then(
-      (g) => setGroups(Array.isArray(g) ? g : (g && g.names) || ["default"]),
-      () => {},
-    );
-  }, []);
+  const groups = useGroups();
+  const list = usePagedList("/api/user/");
+  const { busy } = list;
 
-  const manage = (u, action) =>
-    (action !== "delete" || confirmAction(t("users.confirm_delete", { name: u.username }))) &&
-    run(async () => {
-      await post("/api/user/manage", { username: u.username, action });
-      list.reload();
-    });
+  const manage = (u, action) => {
+    const call = () => post("/api/user/manage", { username: u.username, action });
+    return action === "delete"
+      ? list.confirmed(t("users.confirm_delete", { name: u.username }), call)
+      : list.act(call);
+  };
 
   return html`<section>
-    <div class="page-head">
-      <h1>${t("nav.users")}</h1>
-      <div class="toolbar">
-        <form onSubmit=${(e) => { e.preventDefault(); setPage(0); setSearch(keyword); }}>
-          <input type="search" placeholder=${t("common.search")} value=${keyword}
-            onInput=${(e) => setKeyword(e.target.value)} />
-        </form>
-        <button data-testid="add-user" onClick=${() => setEditing({})}>${t("users.add")}</button>
-      </div>
-    </div>
-    <${ErrorNote} error=${list.error} />
-    <table data-testid="user-table">
-      <thead><tr>
+    <${ListHead} title=${t("nav.users")} list=${list}>
+      <button data-testid="add-user" onClick=${() => setEditing({})}>${t("users.add")}</button>
+    </${ListHead}>
+    <${ListTable} list=${list} testid="user-table" columns="10" head=${html`
         <th>ID</th><th>${t("login.username")}</th><th>${t("users.display_name")}</th><th>${t("users.role")}</th>
         <th>${t("common.status")}</th><th>${t("users.group")}</th><th class="num">${t("users.quota")}</th>
         <th class="num">${t("users.used_quota")}</th><th class="num">${t("dashboard.requests")}</th>
-        <th>${t("common.actions")}</th>
-      </tr></thead>
-      <tbody>
-        ${items.map(
-          (u) => html`<tr key=${u.id} data-user=${u.username}>
+        <th>${t("common.actions")}</th>`}
+      row=${(u) => html`<tr key=${u.id} data-user=${u.username}>
             <td>${u.id}</td><td>${u.username}</td><td>${u.display_name}</td>
             <td>${roleLabel(u.role)}</td>
             <td>${u.status === 1
@@ -177,22 +139,15 @@ export function UsersPage({ user: me }) {
             <td class="num">${fmtNumber(u.request_count)}</td>
             <td class="actions">
               ${u.id !== me.id && u.role < me.role &&
-              html`${u.status === 1
-                  ? html`<button class="secondary" disabled=${busy} onClick=${() => manage(u, "disable")}>${t("common.disable")}</button>`
-                  : html`<button class="secondary" disabled=${busy} onClick=${() => manage(u, "enable")}>${t("common.enable")}</button>`}
+              html`<${ToggleButton} enabled=${u.status === 1} busy=${busy}
+                  onEnable=${() => manage(u, "enable")} onDisable=${() => manage(u, "disable")} />
                 ${me.role >= ROLE_ROOT && u.role < ROLE_ADMIN &&
                 html`<button class="secondary" disabled=${busy} onClick=${() => manage(u, "promote")}>${t("users.promote")}</button>`}
                 ${me.role >= ROLE_ROOT && u.role >= ROLE_ADMIN &&
                 html`<button class="secondary" disabled=${busy} onClick=${() => manage(u, "demote")}>${t("users.demote")}</button>`}
-                <button class="secondary" onClick=${() => setEditing(u)}>${t("common.edit")}</button>
-                <button class="danger" disabled=${busy} onClick=${() => manage(u, "delete")}>${t("common.delete")}</button>`}
+                <${EditDelete} busy=${busy} onEdit=${() => setEditing(u)} onDelete=${() => manage(u, "delete")} />`}
             </td>
-          </tr>`,
-        )}
-        ${!list.loading && items.length === 0 && html`<tr><td colspan="10" class="muted">${t("common.empty")}</td></tr>`}
-      </tbody>
-    </table>
-    <${Pager} page=${page} size=${PAGE_SIZE} total=${total} onPage=${setPage} />
+          </tr>`} />
     ${editing &&
     html`<${UserForm} user=${editing.id ? editing : null} groups=${groups}
       onClose=${() => setEditing(null)} onSaved=${() => { setEditing(null); list.reload(); }} />`}

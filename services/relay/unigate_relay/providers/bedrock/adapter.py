@@ -1,0 +1,244 @@
+"""Claude on AWS Bedrock (channel type 33).
+
+OpenAI ``chat.completions`` requests become Anthropic Messages requests (the Anthropic
+family's ``chat_to_messages``), reshaped for Bedrock (``wire.bedrock_body``), signed with
+SigV4 (``signing``) and posted to ``/model/{modelId}/invoke`` or
+``/invoke-with-response-stream`` of ``bedrock-runtime.{region}.amazonaws.com`` (the channel's
+base URL replaces that host when set; the region is the channel config's ``region``). Answers
+are Anthropic's message or its stream events inside AWS event-stream framing, translated with
+the Anthropic family's ``message_to_chat`` / ``ChatStreamTranslator``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from unigate.tokens import counted_usage, streamed_text
+from unigate.v1 import common_pb2, relay_pb2
+from unigate_relay.providers.anthropic.errors import stream_error
+from unigate_relay.providers.anthropic.request import chat_to_messages
+from unigate_relay.providers.anthropic.response import message_to_chat
+from unigate_relay.providers.anthropic.stream import ChatStreamTranslator, parse_event
+from unigate_relay.providers.anthropic.wire import ConversionError
+from unigate_relay.providers.base import (
+    UPSTREAM_ERRORS,
+    CallContext,
+    Provider,
+    error_from_exception,
+    relay_error,
+    stream_truncated,
+    unreadable_answer,
+)
+from unigate_relay.providers.bedrock.errors import http_error, stream_exception
+from unigate_relay.providers.bedrock.eventstream import (
+    EventStreamReader,
+    StreamDecodeError,
+    StreamException,
+)
+from unigate_relay.providers.bedrock.signing import KeyFormatError, credentials, signed_headers
+from unigate_relay.providers.bedrock.wire import (
+    EVENT_STREAM_TYPE,
+    bedrock_body,
+    channel_config,
+    claude_name,
+    invoke_url,
+    model_id,
+    region_of,
+)
+from unigate_relay.providers.openai_shapes import completion_body, completion_id
+from unigate_relay.sse import event_data
+
+CHAT = "chat.completions"
+
+
+def _client_error(exc: ConversionError) -> relay_pb2.RelayError:
+    err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
+    err.error.param = exc.param
+    return err
+
+
+def _bad_key(exc: KeyFormatError) -> relay_pb2.RelayError:
+    return relay_error(
+        502, str(exc), code="upstream_auth_failed", retryable=True, upstream_status=0, fatal=True
+    )
+
+
+class _Prepared:
+    """One signed invocation: where, what and how, and the Claude model it asks for."""
+
+    def __init__(self, ctx: CallContext, *, stream: bool) -> None:
+        req = ctx.request
+        try:
+            chat = orjson.loads(req.body)
+        except orjson.JSONDecodeError:
+            raise ConversionError("The request body is not valid JSON.") from None
+        if not isinstance(chat, dict):
+            raise ConversionError("The request body must be a JSON object.")
+        config = channel_config(ctx.channel.config_json)
+        region = region_of(config)
+        self.model_id = model_id(req.upstream_model, config)
+        self.model = claude_name(self.model_id)
+        self.body = orjson.dumps(bedrock_body(chat_to_messages(chat, self.model)))
+        self.url = invoke_url(ctx.channel.base_url, region, self.model_id, stream=stream)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": EVENT_STREAM_TYPE if stream else "application/json",
+        }
+        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
+            extra = orjson.loads(ctx.channel.headers_json)
+            headers.update({str(k): str(v) for k, v in extra.items()})
+        self.headers = signed_headers(
+            credentials(ctx.api_key), region, self.url, self.body, headers
+        )
+
+    async def post(self, ctx: CallContext) -> aiohttp.ClientResponse:
+        # encoded=True: the path goes byte for byte as signed (yarl would decode "%3A").
+        return await asyncio.wait_for(
+            ctx.http.post(
+                URL(self.url, encoded=True),
+                data=self.body,
+                headers=self.headers,
+                timeout=ctx.timeout(),
+            ),
+            ctx.first_byte_seconds(),
+        )
+
+
+def _prepare(ctx: CallContext, *, stream: bool) -> _Prepared | relay_pb2.RelayError:
+    try:
+        return _Prepared(ctx, stream=stream)
+    except ConversionError as exc:
+        return _client_error(exc)
+    except KeyFormatError as exc:
+        return _bad_key(exc)
+
+
+class BedrockProvider(Provider):
+    family: ClassVar[str] = "bedrock"
+    channel_types: ClassVar[tuple[int, ...]] = (33,)
+    endpoints: ClassVar[frozenset[str]] = frozenset({CHAT})
+
+    async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
+        prepared = _prepare(ctx, stream=False)
+        if isinstance(prepared, relay_pb2.RelayError):
+            return relay_pb2.RelayResult(error=prepared)
+        started = time.perf_counter()
+        try:
+            async with await prepared.post(ctx) as resp:
+                status, headers, content = resp.status, resp.headers, await resp.read()
+        except UPSTREAM_ERRORS as exc:
+            return relay_pb2.RelayResult(error=error_from_exception(exc))
+        upstream_ms = int((time.perf_counter() - started) * 1000)
+        if status >= 400:
+            error = http_error(status, content, headers, list(ctx.channel.keys))
+            return relay_pb2.RelayResult(error=error, upstream_ms=upstream_ms)
+        answer = parse_event(content)
+        if answer is None:
+            return relay_pb2.RelayResult(error=unreadable_answer(status), upstream_ms=upstream_ms)
+        message, finish, usage = message_to_chat(answer)
+        body = completion_body(
+            id=completion_id(),
+            model=ctx.request.upstream_model,
+            message=message,
+            finish_reason=finish,
+            usage=usage,
+        )
+        return relay_pb2.RelayResult(
+            http_status=status,
+            content_type="application/json",
+            body=body,
+            usage=usage,
+            upstream_ms=upstream_ms,
+        )
+
+    async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
+        prepared = _prepare(ctx, stream=True)
+        if isinstance(prepared, relay_pb2.RelayError):
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=prepared))
+            return
+        state = ChatStreamTranslator(
+            id=completion_id(),
+            model=ctx.request.upstream_model,
+            created=int(time.time()),
+            include_usage=ctx.request.include_usage,
+        )
+        secrets = list(ctx.channel.keys)
+        started = time.perf_counter()
+        first_token_ms = 0
+        sent: list[bytes] = []
+        error: relay_pb2.RelayError | None = None
+        try:
+            resp = await prepared.post(ctx)
+        except UPSTREAM_ERRORS as exc:
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+            return
+        try:
+            if resp.status >= 400:
+                refused = http_error(resp.status, await resp.read(), resp.headers, secrets)
+                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=refused))
+                return
+            reader = EventStreamReader()
+            async for raw in resp.content.iter_any():
+                out = bytearray()
+                for item in reader.feed(raw):
+                    if isinstance(item, StreamException):
+                        error = stream_exception(item.kind, item.message, secrets)
+                        break
+                    frames = state.feed(item)
+                    if state.error is not None:
+                        break
+                    if not first_token_ms and state.has_content:
+                        first_token_ms = int((time.perf_counter() - started) * 1000)
+                    out += b"".join(frames)
+                    sent.extend(frames)
+                if out:
+                    yield relay_pb2.RelayChunk(data=bytes(out))
+                if error is not None or state.error is not None:
+                    break
+        except StreamDecodeError:
+            error = unreadable_answer(resp.status)
+        except UPSTREAM_ERRORS as exc:
+            error = error_from_exception(exc)
+        finally:
+            if state.finished:
+                resp.release()
+            else:
+                resp.close()
+        if error is None and state.error is not None:
+            error = stream_error(state.error, secrets)
+        elif error is None and not state.finished:
+            error = stream_truncated()
+        yield relay_pb2.RelayChunk(
+            end=relay_pb2.StreamEnd(
+                usage=self._usage(ctx, state, sent),
+                first_token_ms=first_token_ms,
+                upstream_ms=int((time.perf_counter() - started) * 1000),
+                error=error,
+            )
+        )
+
+    @staticmethod
+    def _usage(
+        ctx: CallContext, state: ChatStreamTranslator, sent: list[bytes]
+    ) -> common_pb2.Usage:
+        """The stream's own usage, else counted from what was sent (marked estimated)."""
+        usage = state.usage()
+        if usage is not None and state.finished:
+            return usage
+        req = ctx.request
+        payloads = [d for f in sent if (d := event_data(f.strip())) is not None]
+        counted = counted_usage(req.endpoint, req.body, req.upstream_model, streamed_text(payloads))
+        if usage is not None:
+            # The prompt was reported at message_start; only the output is unknown.
+            counted.prompt_tokens = usage.prompt_tokens
+            counted.cached_tokens = usage.cached_tokens
+            counted.completion_tokens = max(counted.completion_tokens, usage.completion_tokens)
+            counted.total_tokens = counted.prompt_tokens + counted.completion_tokens
+        return counted
