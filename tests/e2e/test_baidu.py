@@ -168,7 +168,7 @@ async def test_provider_errors_become_openai_errors(
         await client.chat.completions.create(model=model, messages=hello)
     assert "qps" in limited.value.message
     ledger = await ledger_rows(pg, tenant, 3)
-    assert [r["status_code"] for r in ledger] == [400, 400, 429]
+    assert sorted(r["status_code"] for r in ledger) == [400, 400, 429]  # any arrival order
     assert all(r["quota"] == 0 for r in ledger)
 
 

@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
+from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer, broadcast_change
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
 from unigate.devstack import Stack
@@ -358,3 +358,32 @@ async def test_channel_system_prompt_is_prepended(
     # The provider bills the operator's prompt too, and the ledger says what it billed.
     assert reply.usage is not None
     assert reply.usage.prompt_tokens == count_prompt_tokens(sent)
+
+
+async def test_retry_times_option_overrides_the_gateways_setting(
+    client: openai.AsyncOpenAI,
+    pg: asyncpg.Pool,
+    stack: Stack,
+    secret_key: str,
+    providers: Callable[[], Provider],
+) -> None:
+    flaky, steady = providers(), providers()
+    model = model_name()
+    await channel(pg, secret_key, flaky, model, priority=10)
+    await channel(pg, secret_key, steady, model, priority=0)
+    flaky.app.state.fail_next.extend([(500, SERVER_ERROR)] * 10)
+    once = client.with_options(max_retries=0)
+    # The operator allows no further channel: the first failure is the answer.
+    await pg.execute(
+        "INSERT INTO options (key, value) VALUES ('RetryTimes', '0')"
+        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    )
+    await broadcast_change(stack, "option", [])
+    try:
+        with pytest.raises(openai.APIStatusError) as failed:
+            await once.chat.completions.create(model=model, messages=HELLO)
+        assert failed.value.status_code >= 500
+        assert (flaky.calls, steady.calls) == (1, 0)
+    finally:
+        await pg.execute("DELETE FROM options WHERE key = 'RetryTimes'")
+        await broadcast_change(stack, "option", [])

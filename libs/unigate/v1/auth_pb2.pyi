@@ -286,6 +286,7 @@ class AuthorizeResponse(_message.Message):
     PRICING_FIELD_NUMBER: _builtins.int
     CANDIDATES_FIELD_NUMBER: _builtins.int
     RATE_LIMITS_FIELD_NUMBER: _builtins.int
+    RETRY_TIMES_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reservation_id: _builtins.str
     reserved_quota: _builtins.int
@@ -293,6 +294,10 @@ class AuthorizeResponse(_message.Message):
     token_name: _builtins.str
     user_id: _builtins.int
     group: _builtins.str
+    retry_times: _builtins.int
+    """The RetryTimes option (further channels to try after the first fails), when set; else
+    the gateway's own RETRY_TIMES applies.
+    """
     @_builtins.property
     def error(self) -> _common_pb2.ClientError: ...
     @_builtins.property
@@ -317,12 +322,15 @@ class AuthorizeResponse(_message.Message):
         pricing: Global___Pricing | None = ...,
         candidates: _abc.Iterable[Global___ChannelCandidate] | None = ...,
         rate_limits: Global___RateLimits | None = ...,
+        retry_times: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits", "retry_times", b"retry_times"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "candidates", b"candidates", "error", b"error", "group", b"group", "pricing", b"pricing", "rate_limits", b"rate_limits", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "candidates", b"candidates", "error", b"error", "group", b"group", "pricing", b"pricing", "rate_limits", b"rate_limits", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__retry_times: _TypeAlias = _typing.Literal["retry_times"]  # noqa: Y015
+    _WhichOneofArgType__retry_times: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retry_times) -> _WhichOneofReturnType__retry_times | None: ...
 
 Global___AuthorizeResponse: _TypeAlias = AuthorizeResponse  # noqa: Y015
 

@@ -37,6 +37,8 @@ _NEGATIVE_TTL = 1.0
 # Health changes matter within a second; reading it for every request would double the
 # Redis round trips of Authorize.
 _HEALTH_TTL = 0.25
+# More would only hold a failing request open longer: every channel of a model is tried.
+_MAX_RETRY_TIMES = 10
 
 
 @dataclass(slots=True)
@@ -46,6 +48,20 @@ class Options:
     group_ratio: dict[str, float] = field(default_factory=lambda: {"default": 1.0})
     # {"vip": {"rpm": 600, "tpm": 100000}}: per-user defaults by group.
     group_rate_limits: dict[str, Limits] = field(default_factory=dict)
+    # The RetryTimes option; None leaves each gateway's RETRY_TIMES in force.
+    retry_times: int | None = None
+
+
+def _retry_times_option(raw: str | None) -> int | None:
+    """RetryTimes as One API stores it (a decimal string); unset or unusable: None."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        log.warning("option RetryTimes is not a whole number: %r; ignored", raw)
+        return None
+    return min(max(value, 0), _MAX_RETRY_TIMES)
 
 
 def _rate_limits_option(raw: str | None) -> dict[str, Limits]:
@@ -138,6 +154,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 completion_ratio=_json_option(raw.get("CompletionRatio"), "CompletionRatio"),
                 group_ratio=_json_option(raw.get("GroupRatio"), "GroupRatio") or {"default": 1.0},
                 group_rate_limits=_rate_limits_option(raw.get("GroupRateLimits")),
+                retry_times=_retry_times_option(raw.get("RetryTimes")),
             )
             self._options.put("", opts)
         return opts
@@ -276,6 +293,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             ),
             candidates=candidates,
             rate_limits=report(windows, result.counts, now_ms),
+            retry_times=opts.retry_times,
         )
 
     async def _health_now(self) -> HealthSnapshot:

@@ -144,7 +144,11 @@ class Proxy:
         return response
 
     def _candidates(self, record: CallRecord) -> list[auth_pb2.ChannelCandidate]:
-        return list(record.auth.candidates)[: 1 + max(self._retry_times, 0)]
+        # The RetryTimes option, when an operator set one, wins over this gateway's setting.
+        retries = (
+            record.auth.retry_times if record.auth.HasField("retry_times") else self._retry_times
+        )
+        return list(record.auth.candidates)[: 1 + max(retries, 0)]
 
     def _relay_request(
         self, record: CallRecord, cand: auth_pb2.ChannelCandidate

@@ -6,13 +6,12 @@ import { get, put } from "../api.js";
 import { t } from "../i18n.js";
 
 // key, kind, label key, hint key. JSON options are checked to be objects before saving.
-// (Retry times are not here: the gateway reads RETRY_TIMES from its environment, not from
-// an option, so a field here would change nothing.)
 const KNOWN = [
   ["general", [
     ["SystemName", "text", "settings.system_name", ""],
     ["RegisterEnabled", "bool", "settings.register_enabled", "settings.register_hint"],
     ["QuotaForNewUser", "number", "settings.quota_new_user", ""],
+    ["RetryTimes", "number", "settings.retry_times", "settings.retry_times_hint"],
   ]],
   ["pricing", [
     ["ModelRatio", "json", "settings.model_ratio", "settings.model_ratio_hint"],
