@@ -1,8 +1,8 @@
-"""Benchmark of auth's Authorize alone: calls/s and latency p50/p99 at 1 and 32 in flight.
+"""Benchmark of auth's Authorize alone: calls/s and latency p50/p99 at 1 and 32 in flight,
+as unary gRPC calls and multiplexed on AuthorizeMany streams (what the gateway uses).
 
 Runs a real auth process (own database, namespace and port) against the local Postgres and
-Redis, with a warm cache, and calls it over gRPC as the gateway does:
-`.venv/bin/python bench/authorize.py [--calls 5000]`.
+Redis, with a warm cache: `.venv/bin/python bench/authorize.py [--calls 5000]`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from run import (
 )
 
 from unigate.devstack import Stack, StackConfig, StackPorts
+from unigate.grpc_mux import MuxClient
 from unigate.grpcutil import insecure_channel
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 
@@ -35,24 +36,31 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-async def measure(port: int, key: str, pid: int, calls: int, concurrency: int) -> str:
+async def measure(
+    port: int, key: str, pid: int, calls: int, concurrency: int, multiplexed: bool
+) -> str:
     channel = insecure_channel(f"127.0.0.1:{port}")
     stub = auth_pb2_grpc.AuthServiceStub(channel)
+    many: MuxClient[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = MuxClient(
+        lambda requests: stub.AuthorizeMany(requests, wait_for_ready=True),
+        method="/unigate.v1.AuthService/Authorize",
+    )
     counter = iter(range(10**9))
 
     async def authorize() -> float:
         started = time.perf_counter()
-        decision = await stub.Authorize(
-            auth_pb2.AuthorizeRequest(
-                api_key=key,
-                model="gpt-4o-mini",
-                client_ip="127.0.0.1",
-                request_id=f"bench-{secrets.token_hex(4)}-{next(counter)}",
-                endpoint="chat.completions",
-                estimated_prompt_tokens=20,
-            ),
-            wait_for_ready=True,
+        request = auth_pb2.AuthorizeRequest(
+            api_key=key,
+            model="gpt-4o-mini",
+            client_ip="127.0.0.1",
+            request_id=f"bench-{secrets.token_hex(4)}-{next(counter)}",
+            endpoint="chat.completions",
+            estimated_prompt_tokens=20,
         )
+        if multiplexed:
+            decision = await many.call(request, 10.0)
+        else:
+            decision = await stub.Authorize(request, wait_for_ready=True)
         if not decision.allowed:
             raise RuntimeError(decision.error.message)
         return time.perf_counter() - started
@@ -70,12 +78,15 @@ async def measure(port: int, key: str, pid: int, calls: int, concurrency: int) -
     await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     cpu = ((cpu_seconds(pid) or 0.0) - cpu_before) / len(latencies) * 1000
+    await many.close()
     await channel.close()
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    transport = "multiplexed" if multiplexed else "unary"
     return (
-        f"| {concurrency} | {len(latencies) / elapsed:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |"
+        f"| {transport} | {concurrency} | {len(latencies) / elapsed:,.0f} | {p50:.2f} |"
+        f" {p99:.2f} | {cpu:.2f} |"
     )
 
 
@@ -102,15 +113,13 @@ def main() -> int:
         stack.start_process("auth")
         stack.wait_ready(30, ["auth"])
         pid = stack.procs["auth"].pid
-        print("| in flight | calls/s | p50 ms | p99 ms | auth CPU ms/call |")
-        print("|---:|---:|---:|---:|---:|")
-        for concurrency in (1, 32):
-            print(
-                uvloop.run(
-                    measure(stack.config.ports.auth, fixture.key, pid, args.calls, concurrency)
-                ),
-                flush=True,
-            )
+        print("| transport | in flight | calls/s | p50 ms | p99 ms | auth CPU ms/call |")
+        print("|---|---:|---:|---:|---:|---:|")
+        port = stack.config.ports.auth
+        for multiplexed in (False, True):
+            for concurrency in (1, 32):
+                row = measure(port, fixture.key, pid, args.calls, concurrency, multiplexed)
+                print(uvloop.run(row), flush=True)
     finally:
         stack.stop()
         asyncio.run(drop_database(ADMIN_DSN, db_name))

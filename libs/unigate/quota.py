@@ -8,8 +8,10 @@ Postgres is the record of every balance. Redis holds, per token and per user:
 A request may spend ``bal - rsvd``. ``reserve`` checks and books an estimate for the token and
 its user in one atomic script; ``settle`` (run by billing after the charge is committed to
 Postgres) releases the reservation exactly once and mirrors the charge into ``bal``.
-If Redis loses everything, balances are reloaded from Postgres on the next request; only
-the requests in flight at that moment escape the count.
+If Redis loses everything, balances are reloaded from Postgres on the next request; the
+reservations of the requests in flight at that moment are lost with it, but their charges
+still reach the reloaded balance (``begin_load`` / ``load_balances``), so a cached balance
+never stands higher than Postgres says.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ return result
 """
 
 _SETTLE = """
+-- KEYS: 1 reservation, 2 index, 3 token bal, 4 token rsvd, 5 user bal, 6 user rsvd,
+--       7 token load, 8 user load.  ARGV: 1 reservation id, 2 charge, 3 unlimited
 local a = redis.call('HGET', KEYS[1], 'a')
 local released = 0
 if a then
@@ -71,13 +75,33 @@ if a then
 end
 local charge = tonumber(ARGV[2])
 if charge > 0 then
-  if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then
-    redis.call('DECRBY', KEYS[3], charge)
+  -- No cached balance but a load under way: the loader may have read Postgres before this
+  -- charge was committed; it subtracts what gathers here.
+  if ARGV[3] ~= '1' then
+    if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DECRBY', KEYS[3], charge)
+    elseif redis.call('EXISTS', KEYS[7]) == 1 then redis.call('INCRBY', KEYS[7], charge) end
   end
-  if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('DECRBY', KEYS[5], charge) end
+  if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('DECRBY', KEYS[5], charge)
+  elseif redis.call('EXISTS', KEYS[8]) == 1 then redis.call('INCRBY', KEYS[8], charge) end
 end
 return released
 """
+
+_LOAD = """
+-- Pairs of (balance key, load key) with ARGV the balances read from Postgres, in order.
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local since = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+    redis.call('SET', KEYS[i], tonumber(ARGV[math.floor(i / 2) + 2]) - since, 'EX', ARGV[1])
+  end
+  redis.call('DEL', KEYS[i + 1])
+end
+return 1
+"""
+
+# How long a balance load may take (read Postgres, write Redis) before its record of the
+# charges settled meanwhile is dropped.
+LOAD_WINDOW_SECONDS = 60
 
 
 class ReserveOutcome(enum.Enum):
@@ -139,6 +163,7 @@ class QuotaStore:
         self._ns = ns
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
+        self._load = redis.register_script(_LOAD)
 
     def _token_keys(self, token_id: int) -> tuple[str, str]:
         return self._ns.redis_key("q", "t", token_id, "bal"), self._ns.redis_key(
@@ -149,6 +174,9 @@ class QuotaStore:
         return self._ns.redis_key("q", "u", user_id, "bal"), self._ns.redis_key(
             "q", "u", user_id, "rsvd"
         )
+
+    def _load_key(self, kind: str, owner_id: int) -> str:
+        return self._ns.redis_key("q", kind, owner_id, "ld")
 
     def _reservation_key(self, reservation_id: str) -> str:
         return self._ns.redis_key("rsv", reservation_id)
@@ -194,15 +222,31 @@ class QuotaStore:
             return ReserveResult(outcome, violated=raw[1] - 1, violated_count=raw[2])
         return ReserveResult(outcome, counts=tuple(raw[1:]))
 
+    async def begin_load(self, *, token_id: int | None, user_id: int) -> None:
+        """Call before reading balances from Postgres for ``load_balances``: from now on,
+        charges settled while no balance is cached are set aside for the loader, so a
+        balance read before they were committed is not cached too high."""
+        pipe = self._redis.pipeline(transaction=False)
+        if token_id is not None:
+            pipe.set(self._load_key("t", token_id), 0, nx=True, ex=LOAD_WINDOW_SECONDS)
+        pipe.set(self._load_key("u", user_id), 0, nx=True, ex=LOAD_WINDOW_SECONDS)
+        await pipe.execute()
+
     async def load_balances(
         self, *, token_id: int, token_balance: int | None, user_id: int, user_balance: int
     ) -> None:
-        """Seed cached balances read from Postgres, unless another process already did."""
-        pipe = self._redis.pipeline(transaction=False)
+        """Seed cached balances read from Postgres (after ``begin_load``), less the charges
+        settled since, unless another process already did. A charge committed before the
+        read and settled after ``begin_load`` counts twice: the cache errs low, never high,
+        and heals when it expires."""
+        keys: list[str] = []
+        args: list[int] = [BALANCE_TTL_SECONDS]
         if token_balance is not None:
-            pipe.set(self._token_keys(token_id)[0], token_balance, nx=True, ex=BALANCE_TTL_SECONDS)
-        pipe.set(self._user_keys(user_id)[0], user_balance, nx=True, ex=BALANCE_TTL_SECONDS)
-        await pipe.execute()
+            keys += [self._token_keys(token_id)[0], self._load_key("t", token_id)]
+            args.append(token_balance)
+        keys += [self._user_keys(user_id)[0], self._load_key("u", user_id)]
+        args.append(user_balance)
+        await self._load(keys=keys, args=args)
 
     async def forget_balances(self, *, token_ids: list[int], user_ids: list[int]) -> None:
         """Drop cached balances so the next request reloads them (after a top-up or edit)."""
@@ -228,6 +272,8 @@ class QuotaStore:
                     tr,
                     ub,
                     ur,
+                    self._load_key("t", s.token_id),
+                    self._load_key("u", s.user_id),
                 ],
                 args=[s.reservation_id, s.charged, "1" if s.unlimited else "0"],
                 client=pipe,

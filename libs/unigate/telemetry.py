@@ -207,6 +207,51 @@ class _UnaryStreamClientInterceptor(grpc.aio.UnaryStreamClientInterceptor):
 _pending: set[asyncio.Future[None]] = set()
 
 
+def _rpc_attributes(method: str) -> dict[str, str]:
+    service, _, rpc = method.lstrip("/").partition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
+
+
+def start_rpc_client(method: str, carrier: MutableMapping[str, str]) -> Span | None:
+    """A client span for one multiplexed call (grpc_mux), its context put in ``carrier``;
+    None when not tracing. Named like the unary twin's span, so traces look the same."""
+    if not _configured:
+        return None
+    span = tracer().start_span(method, kind=SpanKind.CLIENT, attributes=_rpc_attributes(method))
+    with trace.use_span(span, end_on_exit=False):
+        propagate.inject(carrier)
+    return span
+
+
+def end_rpc_client(span: Span | None, code: str | None) -> None:
+    """``code``: the grpc status name the failure corresponds to; None for success."""
+    if span is None:
+        return
+    if code is not None:
+        span.set_status(Status(StatusCode.ERROR, code))
+    span.end()
+
+
+def rpc_server_span(method: str, carrier: Mapping[str, str]) -> AbstractContextManager[Any]:
+    """The server span of one multiplexed call, current for the block (a no-op when not
+    tracing), child of the context the client sent in ``carrier`` (baggage included)."""
+    if not _configured:
+        return _NO_SPAN
+    return _server_span(method, extract(carrier))
+
+
+@contextlib.contextmanager
+def _server_span(method: str, parent: Context) -> Iterator[Span]:
+    token = context.attach(parent)
+    try:
+        with tracer().start_as_current_span(
+            method, kind=SpanKind.SERVER, attributes=_rpc_attributes(method)
+        ) as span:
+            yield span
+    finally:
+        context.detach(token)
+
+
 async def _end_rpc_span(span: Span, call: Any) -> None:
     try:
         code = await call.code()
@@ -234,9 +279,16 @@ def grpc_client_interceptors() -> list[grpc.aio.ClientInterceptor] | None:
 def grpc_server_interceptors() -> list[grpc.aio.ServerInterceptor] | None:
     if not _configured:
         return None
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
-    return [aio_server_interceptor()]  # type: ignore[no-untyped-call]
+    # A multiplexed stream lives as long as its client; its calls get their own spans
+    # (rpc_server_span), so the stream itself gets none.
+    not_mux = filters.negate(filters.any_of(*(filters.method_name(m) for m in MUX_METHODS)))
+    return [aio_server_interceptor(filter_=not_mux)]  # type: ignore[no-untyped-call]
+
+
+# The stream-stream methods served through grpc_mux.MuxServer.
+MUX_METHODS = ("AuthorizeMany", "CallMany")
 
 
 # --- the gateway's server span -----------------------------------------------------------

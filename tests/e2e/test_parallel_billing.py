@@ -31,6 +31,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from openai.types.chat import ChatCompletionMessageParam
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from tests.conftest import NATS_URL, PG_ADMIN_DSN, REDIS_URL
@@ -142,9 +143,33 @@ async def _remove(ns: Namespace, redis: Redis) -> None:
         await nc.close()
 
 
+async def wait_published(gateway_url: str, deadline: float) -> None:
+    """Until the gateway holds no usage event JetStream has not acknowledged (it lets events
+    gather for a few milliseconds before publishing them). A gateway that is down holds none
+    any more."""
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            try:
+                page = (await http.get(gateway_url + "/metrics")).text
+            except httpx.HTTPError:
+                return
+            [held] = [
+                s.value
+                for f in text_string_to_metric_families(page)
+                for s in f.samples
+                if s.name == "unigate_gateway_usage_buffer_events"
+            ]
+            if held == 0:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the gateway did not publish its usage events")
+
+
 async def wait_drained(env: LedgerEnv, within: float = 60.0) -> None:
-    """Until billing has acked everything in the stream (so the ledger is final)."""
+    """Until the gateway has published every event and billing has acked everything in the
+    stream (so the ledger is final)."""
     deadline = time.monotonic() + within
+    await wait_published(env.stack.gateway_url, deadline)
     info = None
     while time.monotonic() < deadline:
         try:

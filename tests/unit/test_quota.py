@@ -86,3 +86,36 @@ async def test_rate_window_refuses_past_its_limit_and_books_nothing(
         reservation_id="w5", windows=window, **{**kw, "amount": 0, "now_ms": 180_000}
     )
     assert later.counts == (1,)
+
+
+async def test_a_charge_settled_while_a_balance_loads_is_not_lost(
+    redis: Redis, namespace: str
+) -> None:
+    """Redis lost the balance; auth reads Postgres (100) just before billing commits a charge
+    of 30 there and settles it. The cached balance must come out at 70, never 100."""
+    q = QuotaStore(redis, Namespace(namespace))
+    ns = Namespace(namespace)
+    kw = dict(token_id=900005, user_id=900005, unlimited=False, now_ms=1)
+    assert (await q.reserve(reservation_id="l1", amount=1, **kw)).outcome is (
+        ReserveOutcome.NEEDS_LOAD
+    )
+    await q.begin_load(token_id=900005, user_id=900005)
+    read_from_postgres = (100, 1000)  # before the charge below was committed
+    await q.settle([Settlement("gone", 900005, 900005, charged=30, unlimited=False)])
+    await q.load_balances(
+        token_id=900005,
+        token_balance=read_from_postgres[0],
+        user_id=900005,
+        user_balance=read_from_postgres[1],
+    )
+    assert int(await redis.get(ns.redis_key("q", "t", 900005, "bal"))) == 70
+    assert int(await redis.get(ns.redis_key("q", "u", 900005, "bal"))) == 970
+    # The load's record is gone, and later charges go straight to the cached balance.
+    assert not await redis.exists(ns.redis_key("q", "t", 900005, "ld"))
+    await q.settle([Settlement("later", 900005, 900005, charged=5, unlimited=False)])
+    assert int(await redis.get(ns.redis_key("q", "t", 900005, "bal"))) == 65
+    # With nothing cached and no load under way a charge leaves nothing behind: the next
+    # load reads it from Postgres.
+    await q.settle([Settlement("x", 900006, 900006, charged=5, unlimited=False)])
+    assert not await redis.exists(ns.redis_key("q", "t", 900006, "ld"))
+    assert not await redis.exists(ns.redis_key("q", "t", 900006, "bal"))

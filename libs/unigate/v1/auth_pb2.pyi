@@ -107,6 +107,26 @@ Global___DisableChannelResponse: _TypeAlias = DisableChannelResponse  # noqa: Y0
 class AuthorizeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     API_KEY_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     CLIENT_IP_FIELD_NUMBER: _builtins.int
@@ -115,6 +135,8 @@ class AuthorizeRequest(_message.Message):
     STREAM_FIELD_NUMBER: _builtins.int
     ESTIMATED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
     model: _builtins.str
     client_ip: _builtins.str
@@ -126,6 +148,12 @@ class AuthorizeRequest(_message.Message):
     """Cheap size-based estimate made by the gateway."""
     max_tokens: _builtins.int
     """max_tokens / max_completion_tokens from the request, 0 when absent."""
+    call_id: _builtins.int
+    """AuthorizeMany only: the caller's correlation id, and the trace context (W3C
+    traceparent, baggage) that gRPC metadata carries for a unary call.
+    """
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
         self,
         *,
@@ -137,10 +165,12 @@ class AuthorizeRequest(_message.Message):
         stream: _builtins.bool = ...,
         estimated_prompt_tokens: _builtins.int = ...,
         max_tokens: _builtins.int = ...,
+        call_id: _builtins.int = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "max_tokens", b"max_tokens", "model", b"model", "request_id", b"request_id", "stream", b"stream"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "max_tokens", b"max_tokens", "model", b"model", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -287,6 +317,7 @@ class AuthorizeResponse(_message.Message):
     CANDIDATES_FIELD_NUMBER: _builtins.int
     RATE_LIMITS_FIELD_NUMBER: _builtins.int
     RETRY_TIMES_FIELD_NUMBER: _builtins.int
+    CALL_ID_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reservation_id: _builtins.str
     reserved_quota: _builtins.int
@@ -298,6 +329,8 @@ class AuthorizeResponse(_message.Message):
     """The RetryTimes option (further channels to try after the first fails), when set; else
     the gateway's own RETRY_TIMES applies.
     """
+    call_id: _builtins.int
+    """AuthorizeMany only: the request's call_id."""
     @_builtins.property
     def error(self) -> _common_pb2.ClientError: ...
     @_builtins.property
@@ -323,10 +356,11 @@ class AuthorizeResponse(_message.Message):
         candidates: _abc.Iterable[Global___ChannelCandidate] | None = ...,
         rate_limits: Global___RateLimits | None = ...,
         retry_times: _builtins.int | None = ...,
+        call_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits", "retry_times", b"retry_times"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "candidates", b"candidates", "error", b"error", "group", b"group", "pricing", b"pricing", "rate_limits", b"rate_limits", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "error", b"error", "group", b"group", "pricing", b"pricing", "rate_limits", b"rate_limits", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_times: _TypeAlias = _typing.Literal["retry_times"]  # noqa: Y015
     _WhichOneofArgType__retry_times: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times"]  # noqa: Y015

@@ -41,6 +41,11 @@ class AuthServiceStub:
                 request_serializer=unigate_dot_v1_dot_auth__pb2.AuthorizeRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_auth__pb2.AuthorizeResponse.FromString,
                 _registered_method=True)
+        self.AuthorizeMany = channel.stream_stream(
+                '/unigate.v1.AuthService/AuthorizeMany',
+                request_serializer=unigate_dot_v1_dot_auth__pb2.AuthorizeRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.AuthorizeResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/unigate.v1.AuthService/ListModels',
                 request_serializer=unigate_dot_v1_dot_auth__pb2.ListModelsRequest.SerializeToString,
@@ -70,6 +75,15 @@ class AuthServiceServicer:
 
     def Authorize(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthorizeMany(self, request_iterator, context):
+        """The gateways' hot path: many Authorize calls multiplexed over one long-lived stream
+        (see libs/unigate/grpc_mux.py). Each response echoes its request's call_id, in any
+        order; a response with call_id 0 asks the client to send no more on this stream.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -108,6 +122,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Authorize': grpc.unary_unary_rpc_method_handler(
                     servicer.Authorize,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.AuthorizeRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.AuthorizeResponse.SerializeToString,
+            ),
+            'AuthorizeMany': grpc.stream_stream_rpc_method_handler(
+                    servicer.AuthorizeMany,
                     request_deserializer=unigate_dot_v1_dot_auth__pb2.AuthorizeRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_auth__pb2.AuthorizeResponse.SerializeToString,
             ),
@@ -159,6 +178,33 @@ class AuthService:
             request,
             target,
             '/unigate.v1.AuthService/Authorize',
+            unigate_dot_v1_dot_auth__pb2.AuthorizeRequest.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.AuthorizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizeMany(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/unigate.v1.AuthService/AuthorizeMany',
             unigate_dot_v1_dot_auth__pb2.AuthorizeRequest.SerializeToString,
             unigate_dot_v1_dot_auth__pb2.AuthorizeResponse.FromString,
             options,

@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from unigate.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -21,6 +23,26 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class RelayRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
     CHANNEL_ID_FIELD_NUMBER: _builtins.int
@@ -32,6 +54,8 @@ class RelayRequest(_message.Message):
     INCLUDE_USAGE_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     endpoint: _builtins.str
     """"chat.completions", "embeddings", ..."""
@@ -48,6 +72,12 @@ class RelayRequest(_message.Message):
     """The model the client asked for (upstream_model is what the channel calls it)."""
     content_type: _builtins.str
     """The Content-Type of `body` ("" means application/json; multipart for uploads)."""
+    call_id: _builtins.int
+    """CallMany only: the caller's correlation id, and the trace context (W3C traceparent,
+    baggage) that gRPC metadata carries for a unary call.
+    """
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
         self,
         *,
@@ -62,10 +92,12 @@ class RelayRequest(_message.Message):
         include_usage: _builtins.bool = ...,
         model: _builtins.str = ...,
         content_type: _builtins.str = ...,
+        call_id: _builtins.int = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "content_type", b"content_type", "endpoint", b"endpoint", "include_usage", b"include_usage", "model", b"model", "request_id", b"request_id", "stream", b"stream", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_id", b"call_id", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "content_type", b"content_type", "endpoint", b"endpoint", "include_usage", b"include_usage", "model", b"model", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -120,10 +152,13 @@ class RelayResult(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     UPSTREAM_MS_FIELD_NUMBER: _builtins.int
+    CALL_ID_FIELD_NUMBER: _builtins.int
     http_status: _builtins.int
     content_type: _builtins.str
     body: _builtins.bytes
     upstream_ms: _builtins.int
+    call_id: _builtins.int
+    """CallMany only: the request's call_id."""
     @_builtins.property
     def error(self) -> Global___RelayError: ...
     @_builtins.property
@@ -137,10 +172,11 @@ class RelayResult(_message.Message):
         body: _builtins.bytes = ...,
         usage: _common_pb2.Usage | None = ...,
         upstream_ms: _builtins.int = ...,
+        call_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "content_type", b"content_type", "error", b"error", "http_status", b"http_status", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_id", b"call_id", "content_type", b"content_type", "error", b"error", "http_status", b"http_status", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

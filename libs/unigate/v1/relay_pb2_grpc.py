@@ -41,6 +41,11 @@ class RelayServiceStub:
                 request_serializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayResult.FromString,
                 _registered_method=True)
+        self.CallMany = channel.stream_stream(
+                '/unigate.v1.RelayService/CallMany',
+                request_serializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayResult.FromString,
+                _registered_method=True)
         self.Stream = channel.unary_stream(
                 '/unigate.v1.RelayService/Stream',
                 request_serializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
@@ -60,6 +65,15 @@ class RelayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CallMany(self, request_iterator, context):
+        """Many non-streaming calls multiplexed over one long-lived stream, the gateways' hot
+        path (see libs/unigate/grpc_mux.py): each result echoes its request's call_id, in any
+        order; a result with call_id 0 asks the client to send no more on this stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Stream(self, request, context):
         """Streaming call: SSE bytes in OpenAI's framing, then one final message.
         """
@@ -72,6 +86,11 @@ def add_RelayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Call': grpc.unary_unary_rpc_method_handler(
                     servicer.Call,
+                    request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_relay__pb2.RelayResult.SerializeToString,
+            ),
+            'CallMany': grpc.stream_stream_rpc_method_handler(
+                    servicer.CallMany,
                     request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_relay__pb2.RelayResult.SerializeToString,
             ),
@@ -108,6 +127,33 @@ class RelayService:
             request,
             target,
             '/unigate.v1.RelayService/Call',
+            unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
+            unigate_dot_v1_dot_relay__pb2.RelayResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallMany(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/unigate.v1.RelayService/CallMany',
             unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
             unigate_dot_v1_dot_relay__pb2.RelayResult.FromString,
             options,

@@ -20,6 +20,11 @@ class RelayServiceStub:
     def __init__(self, channel: _aio.Channel) -> None: ...
     Call: _aio.UnaryUnaryMultiCallable[_relay_pb2.RelayRequest, _relay_pb2.RelayResult]
     """Non-streaming call: the whole OpenAI-shaped answer at once."""
+    CallMany: _aio.StreamStreamMultiCallable[_relay_pb2.RelayRequest, _relay_pb2.RelayResult]
+    """Many non-streaming calls multiplexed over one long-lived stream, the gateways' hot
+    path (see libs/unigate/grpc_mux.py): each result echoes its request's call_id, in any
+    order; a result with call_id 0 asks the client to send no more on this stream.
+    """
     Stream: _aio.UnaryStreamMultiCallable[_relay_pb2.RelayRequest, _relay_pb2.RelayChunk]
     """Streaming call: SSE bytes in OpenAI's framing, then one final message."""
 
@@ -35,6 +40,17 @@ class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_relay_pb2.RelayRequest, _abc.Awaitable[_relay_pb2.RelayResult]],
     ) -> _abc.Awaitable[_relay_pb2.RelayResult]:
         """Non-streaming call: the whole OpenAI-shaped answer at once."""
+
+    @_abc_1.abstractmethod
+    def CallMany(
+        self,
+        request_iterator: _abc.AsyncIterator[_relay_pb2.RelayRequest],
+        context: _aio.ServicerContext[_abc.AsyncIterator[_relay_pb2.RelayRequest], _abc.AsyncIterator[_relay_pb2.RelayResult]],
+    ) -> _abc.AsyncIterator[_relay_pb2.RelayResult]:
+        """Many non-streaming calls multiplexed over one long-lived stream, the gateways' hot
+        path (see libs/unigate/grpc_mux.py): each result echoes its request's call_id, in any
+        order; a result with call_id 0 asks the client to send no more on this stream.
+        """
 
     @_abc_1.abstractmethod
     def Stream(

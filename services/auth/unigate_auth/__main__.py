@@ -111,6 +111,7 @@ async def serve(settings: AuthSettings) -> None:
     await stop.wait()
     log.info("auth shutting down")
     await introspection.stopping()
+    service.drain()
     await server.stop(grace=5)
     for task in background:
         task.cancel()

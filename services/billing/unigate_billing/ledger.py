@@ -28,11 +28,11 @@ WITH ev AS (
     $13::bigint[], $14::bool[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[],
     $19::float8[], $20::int[], $21::int[], $22::bool[], $23::int[], $24::text[], $25::text[],
     $26::text[], $27::bigint[], $28::text[]
-  ) AS e(request_id, created_at, user_id, token_id, token_name, channel_id,
+  ) WITH ORDINALITY AS e(request_id, created_at, user_id, token_id, token_name, channel_id,
          model_name, upstream_model, endpoint, grp, prompt_tokens, completion_tokens,
          cached_tokens, estimated, quota, model_ratio, completion_ratio, group_ratio,
          cached_ratio, latency_ms, first_token_ms, is_stream, status_code, error_code, client_ip,
-         reservation_id, reserved_quota, channels_tried)
+         reservation_id, reserved_quota, channels_tried, ord)
 ), ins AS (
   INSERT INTO logs (request_id, type, created_at, user_id, username, token_id, token_name,
                     channel_id, channels_tried, model_name, upstream_model, endpoint, "group",
@@ -47,6 +47,8 @@ WITH ev AS (
          e.first_token_ms, e.is_stream, e.status_code, e.error_code, e.client_ip,
          e.reservation_id, e.reserved_quota
   FROM ev e LEFT JOIN users u ON u.id = e.user_id
+  -- Log ids follow the batch, which is in the order the requests ended.
+  ORDER BY e.ord
   ON CONFLICT (request_id) DO NOTHING
   RETURNING request_id, created_at, user_id, token_id, channel_id, model_name, prompt_tokens,
             completion_tokens, quota

@@ -16,11 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unigate import bus, errors, telemetry, tokenizer
+from unigate.grpc_mux import MuxClient
 from unigate.grpcutil import insecure_channel
 from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes
-from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
+from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_gateway import metrics
 from unigate_gateway.account_routes import account_routes
 from unigate_gateway.anthropic_api import (
@@ -33,7 +34,7 @@ from unigate_gateway.anthropic_api import (
 from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
 from unigate_gateway.management import Management
-from unigate_gateway.proxy import Proxy, error_response, new_request_id
+from unigate_gateway.proxy import Proxy, RelayClient, error_response, new_request_id
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.requests import (
     ParsedCall,
@@ -109,13 +110,30 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         nc = await bus.connect(settings.nats_url, "unigate-gateway")
         js = nc.jetstream()
         await bus.ensure_usage_stream(js, ns, replicas=settings.usage_stream_replicas)
-        publisher = UsagePublisher(js, ns.usage_subject, max_buffer=settings.usage_buffer)
+        publisher = UsagePublisher(
+            js,
+            ns.usage_subject,
+            max_buffer=settings.usage_buffer,
+            linger=settings.usage_linger_ms / 1000,
+        )
         publisher.start()
         # Billing a client that left mid-stream counts tokens: build the encodings now.
         warming = asyncio.create_task(asyncio.to_thread(tokenizer.warm_up))
+        auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
+        # Opened when first used; wait_for_ready: calls made while auth (re)starts wait for it
+        # up to their timeout instead of failing at once.
+        authorizer: MuxClient[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = MuxClient(
+            lambda requests: auth.AuthorizeMany(requests, wait_for_ready=True),
+            method="/unigate.v1.AuthService/Authorize",
+            lanes=settings.grpc_mux_lanes,
+        )
+        relays = {
+            f: RelayClient.over(c, settings.grpc_mux_lanes) for f, c in relay_channels.items()
+        }
         state["proxy"] = Proxy(
-            auth_pb2_grpc.AuthServiceStub(auth_channel),
-            {f: relay_pb2_grpc.RelayServiceStub(c) for f, c in relay_channels.items()},
+            auth,
+            authorizer,
+            relays,
             publisher,
             retry_times=settings.retry_times,
             authorize_timeout=settings.authorize_timeout,
@@ -128,6 +146,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             await warming
+            await authorizer.close()
+            for relay in relays.values():
+                await relay.many.close()
             await publisher.close(settings.usage_flush_timeout)
             await nc.drain()
             await management.close()

@@ -43,7 +43,8 @@ USAGE_DROPPED = Counter(
     "Usage events not buffered because the buffer was full (logged whole for replay)",
 )
 USAGE_BUFFER = Gauge(
-    "unigate_gateway_usage_buffer_events", "Usage events waiting to be published to JetStream"
+    "unigate_gateway_usage_buffer_events",
+    "Usage events not yet acknowledged by JetStream (buffered, or in a batch being published)",
 )
 
 _requests = Children(REQUESTS)

@@ -19,6 +19,7 @@ import grpc
 from starlette.responses import Response, StreamingResponse
 
 from unigate import errors, telemetry
+from unigate.grpc_mux import MuxClient, MuxError
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.pricing import Price, quota_for
 from unigate.settings import relay_for
@@ -32,6 +33,10 @@ from unigate_gateway.requests import ParsedCall
 
 log = logging.getLogger(__name__)
 
+RELAY_CALL = "/unigate.v1.RelayService/Call"
+# A body this large goes as a call of its own: on a shared stream it would hold up every call
+# queued behind it while it is sent.
+MAX_MULTIPLEXED_BODY = 256 * 1024
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 CLIENT_CLOSED = 499
 T = TypeVar("T")
@@ -78,11 +83,26 @@ class CallRecord:
     attempt: telemetry.Span | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RelayClient:
+    """The gateway's way to one relay address: streaming calls and large bodies as gRPC calls
+    of their own, every other call multiplexed on the relay's CallMany streams."""
+
+    stub: relay_pb2_grpc.RelayServiceStub
+    many: MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult]
+
+    @classmethod
+    def over(cls, channel: grpc.aio.Channel, lanes: int) -> RelayClient:
+        stub = relay_pb2_grpc.RelayServiceStub(channel)
+        return cls(stub, MuxClient(stub.CallMany, method=RELAY_CALL, lanes=lanes))
+
+
 class Proxy:
     def __init__(
         self,
         auth: auth_pb2_grpc.AuthServiceStub,
-        relays: dict[str, relay_pb2_grpc.RelayServiceStub],
+        authorizer: MuxClient[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse],
+        relays: dict[str, RelayClient],
         publisher: UsagePublisher,
         *,
         retry_times: int,
@@ -90,6 +110,7 @@ class Proxy:
         relay_timeout: float,
     ) -> None:
         self._auth = auth
+        self._authorizer = authorizer
         self._relays = relays
         self._publisher = publisher
         self._retry_times = retry_times
@@ -100,7 +121,7 @@ class Proxy:
         self, api_key: str, call: ParsedCall, client_ip: str, request_id: str
     ) -> auth_pb2.AuthorizeResponse:
         try:
-            decision = await self._auth.Authorize(
+            decision = await self._authorizer.call(
                 auth_pb2.AuthorizeRequest(
                     api_key=api_key,
                     model=call.model,
@@ -111,11 +132,10 @@ class Proxy:
                     estimated_prompt_tokens=call.estimated_prompt_tokens,
                     max_tokens=call.max_tokens,
                 ),
-                timeout=self._authorize_timeout,
-                wait_for_ready=True,
+                self._authorize_timeout,
             )
-        except grpc.aio.AioRpcError as exc:
-            log.error("authorize failed: %s %s", exc.code(), exc.details())
+        except MuxError as exc:
+            log.error("authorize failed: %s", exc)
             raise errors.ServiceUnavailable(
                 "The gateway could not check your API key right now; please retry."
             ) from None
@@ -175,15 +195,29 @@ class Proxy:
             retryable=True,
         )
 
-    def _rpc_error(self, exc: grpc.aio.AioRpcError) -> relay_pb2.RelayError:
-        log.error("relay call failed: %s %s", exc.code(), exc.details())
+    def _rpc_error(self, exc: grpc.aio.AioRpcError | MuxError) -> relay_pb2.RelayError:
+        if isinstance(exc, MuxError):
+            log.error("relay call failed: %s", exc)
+            retryable = True
+        else:
+            log.error("relay call failed: %s %s", exc.code(), exc.details())
+            retryable = exc.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            )
         return relay_pb2.RelayError(
             error=errors.ServiceUnavailable(
                 "The relay for this channel is unavailable."
             ).to_proto(),
-            retryable=exc.code()
-            in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED),
+            retryable=retryable,
         )
+
+    async def _relay_call(
+        self, relay: RelayClient, request: relay_pb2.RelayRequest
+    ) -> relay_pb2.RelayResult:
+        if len(request.body) <= MAX_MULTIPLEXED_BODY:
+            return await relay.many.call(request, self._relay_timeout)
+        return await relay.stub.Call(request, timeout=self._relay_timeout)
 
     def _start_attempt(
         self, record: CallRecord, cand: auth_pb2.ChannelCandidate
@@ -217,16 +251,14 @@ class Proxy:
         for cand in self._candidates(record):
             record.channel = cand
             record.tried.append(cand.channel_id)
-            stub = relay_for(self._relays, cand.family)
-            if stub is None:
+            relay = relay_for(self._relays, cand.family)
+            if relay is None:
                 last = self._no_relay_error(cand)
                 continue
             token = self._start_attempt(record, cand) if telemetry.tracing_enabled() else None
             try:
-                result = await stub.Call(
-                    self._relay_request(record, cand), timeout=self._relay_timeout
-                )
-            except grpc.aio.AioRpcError as exc:
+                result = await self._relay_call(relay, self._relay_request(record, cand))
+            except (grpc.aio.AioRpcError, MuxError) as exc:
                 last = self._rpc_error(exc)
             else:
                 if not result.HasField("error"):
@@ -267,13 +299,13 @@ class Proxy:
         for cand in self._candidates(record):
             record.channel = cand
             record.tried.append(cand.channel_id)
-            stub = relay_for(self._relays, cand.family)
-            if stub is None:
+            relay = relay_for(self._relays, cand.family)
+            if relay is None:
                 last = self._no_relay_error(cand)
                 continue
             token = self._start_attempt(record, cand) if telemetry.tracing_enabled() else None
             # The interceptor's task (and so the relay's client span) takes the context here.
-            call = stub.Stream(self._relay_request(record, cand), timeout=self._relay_timeout)
+            call = relay.stub.Stream(self._relay_request(record, cand), timeout=self._relay_timeout)
             if token is not None:
                 telemetry.detach(token)
             try:

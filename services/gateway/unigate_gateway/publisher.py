@@ -2,7 +2,10 @@
 
 Events wait in a bounded in-memory buffer and are published by a worker that retries until
 JetStream acknowledges. It packs whatever is waiting (up to ``max_batch``) into one
-``UsageBatch`` message, so publishing costs one round trip per batch, not per request; one
+``UsageBatch`` message, so publishing costs one round trip per batch, not per request; it
+lingers ``linger`` seconds after the first event of a batch so that, at any load, a batch
+holds more than one event (a JetStream publish and its ack cost the gateway and billing far
+more CPU than the request they record; the events wait in memory that much longer); one
 worker keeps the stream in the order the requests ended (several would race each other's
 publishes), and batching already absorbs bursts while an ack is awaited. The
 ``Nats-Msg-Id`` header, derived from the batch's request ids, lets JetStream drop a duplicate
@@ -32,18 +35,21 @@ class UsagePublisher:
         max_buffer: int,
         workers: int = 1,
         max_batch: int = 256,
+        linger: float = 0.0,
     ) -> None:
         self._js = js
         self._subject = subject
         self._queue: asyncio.Queue[events_pb2.UsageEvent] = asyncio.Queue(max_buffer)
         self._workers_n = workers
         self._max_batch = max_batch
+        self._linger = linger
+        self._in_hand = 0
         self._workers: list[asyncio.Task[None]] = []
         self.published = 0
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._workers_n)]
-        metrics.USAGE_BUFFER.set_function(lambda: self._queue.qsize())
+        metrics.USAGE_BUFFER.set_function(lambda: self.pending)
 
     def publish(self, event: events_pb2.UsageEvent) -> None:
         if telemetry.tracing_enabled():
@@ -58,7 +64,8 @@ class UsagePublisher:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Events handed over whose batch JetStream has not acknowledged yet."""
+        return self._queue.qsize() + self._in_hand
 
     def _take_batch(self, first: events_pb2.UsageEvent) -> list[events_pb2.UsageEvent]:
         batch = [first]
@@ -71,7 +78,12 @@ class UsagePublisher:
 
     async def _work(self) -> None:
         while True:
-            batch = self._take_batch(await self._queue.get())
+            first = await self._queue.get()
+            self._in_hand += 1
+            if self._linger and self._queue.qsize() < self._max_batch:
+                await asyncio.sleep(self._linger)
+            batch = self._take_batch(first)
+            self._in_hand += len(batch) - 1
             data = events_pb2.UsageBatch(events=batch).SerializeToString()
             msg_id = f"{batch[0].request_id}+{len(batch)}"
             headers = {"Nats-Msg-Id": msg_id}
@@ -96,6 +108,7 @@ class UsagePublisher:
                     delay = min(delay * 2, 5.0)
             if span is not None:
                 span.end()
+            self._in_hand -= len(batch)
             self.published += len(batch)
             metrics.USAGE_PUBLISHED.inc(len(batch))
             for _ in batch:

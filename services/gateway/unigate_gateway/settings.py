@@ -18,6 +18,11 @@ class GatewaySettings(CommonSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, alias="MAX_REQUEST_BODY_BYTES")
     authorize_timeout: float = Field(5.0, alias="AUTHORIZE_TIMEOUT")
     relay_timeout: float = Field(600.0, alias="RELAY_TIMEOUT")
+    # Streams per auth/relay address that Authorize and non-streaming relay calls share.
+    grpc_mux_lanes: int = Field(4, ge=1, le=64, alias="GRPC_MUX_LANES")
+    # How long the usage publisher lets events gather before sending a batch: one JetStream
+    # round trip per request would cost the gateway and billing more than the request.
+    usage_linger_ms: int = Field(20, ge=0, le=1000, alias="USAGE_LINGER_MS")
     usage_buffer: int = Field(100_000, alias="USAGE_BUFFER_SIZE")
     # At shutdown, after the drain: how long publishing what is still buffered may take.
     usage_flush_timeout: float = Field(10.0, alias="USAGE_FLUSH_TIMEOUT")

@@ -62,8 +62,10 @@ async def serve(settings: RelaySettings, families: list[str]) -> None:
     stop = stop_event()
     await stop.wait()
     log.info("relay draining")
-    # New calls are refused at once (the gateway tries another relay); calls and streams in
-    # flight get SHUTDOWN_DRAIN_TIMEOUT to finish before upstream connections are closed.
+    # New calls are refused at once and gateways told to send no more on their open streams
+    # (they try another relay); calls and streams in flight get SHUTDOWN_DRAIN_TIMEOUT to
+    # finish before upstream connections are closed.
+    service.drain()
     await server.stop(grace=settings.drain_timeout)
     ops.should_exit = True
     refreshing.cancel()

@@ -34,13 +34,15 @@ class HealthReporter:
         """Take note of one call's outcome; ``latency_ms`` is how long the provider took to
         answer (to its first token, for a stream)."""
         if error is None:
+            if channel_id in self._flagged:
+                # Recovered: its averages start afresh in Redis, so the failures still
+                # waiting here for the next report must not be folded in after the reset.
+                self._flagged.discard(channel_id)
+                self._outcomes.pop(channel_id, None)
+                self._spawn(self._health.record_success(channel_id))
             seen = self._outcomes.setdefault(channel_id, Outcomes())
             seen.successes += 1
             seen.latency_ms_sum += latency_ms
-            if channel_id not in self._flagged:
-                return
-            self._flagged.discard(channel_id)
-            self._spawn(self._health.record_success(channel_id))
         elif is_channel_failure(error):
             self._outcomes.setdefault(channel_id, Outcomes()).failures += 1
             self._flagged.add(channel_id)

@@ -45,19 +45,20 @@ def upstream_done(
     family: str,
     channel_id: int,
     error: relay_pb2.RelayError | None,
-    upstream_ms: int,
-    first_token_ms: int = 0,
+    seconds: float,
+    first_token_seconds: float | None = None,
 ) -> None:
+    """One provider call ended; times measured by the relay itself (the adapters' whole
+    milliseconds read 0 for a fast provider, which would go unobserved)."""
     channel = str(channel_id)
     if error is None:
         _calls(family, channel, "ok").inc()
     else:
         _calls(family, channel, "error").inc()
         _errors(family, channel, error.error.code or error.error.type or "error").inc()
-    if upstream_ms:
-        _seconds(family, channel).observe(upstream_ms / 1000)
-    if first_token_ms:
-        _ttft(family, channel).observe(first_token_ms / 1000)
+    _seconds(family, channel).observe(seconds)
+    if first_token_seconds is not None:
+        _ttft(family, channel).observe(first_token_seconds)
 
 
 def upstream_cancelled(family: str, channel_id: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import aiohttp
 import grpc
 
 from unigate import telemetry
+from unigate.grpc_mux import MuxServer
 from unigate.logs import request_id_var
 from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay import metrics
@@ -37,6 +39,20 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         self._channels = channels
         self._http = http
         self._health = health
+        self._many: MuxServer[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxServer(
+            self.call,
+            lambda exc: relay_pb2.RelayResult(
+                error=relay_error(
+                    503,
+                    "The relay failed while handling this call.",
+                    type="unigate_error",
+                    code="relay_failed",
+                    retryable=True,
+                )
+            ),
+            relay_pb2.RelayResult,
+            method="/unigate.v1.RelayService/Call",
+        )
 
     async def _context(
         self, request: relay_pb2.RelayRequest
@@ -93,19 +109,38 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
     async def Call(
         self, request: relay_pb2.RelayRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> relay_pb2.RelayResult:
+        return await self.call(request)
+
+    async def CallMany(
+        self,
+        request_iterator: AsyncIterator[relay_pb2.RelayRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[relay_pb2.RelayResult]:
+        async for result in self._many.serve(request_iterator):
+            yield result
+
+    def drain(self) -> None:
+        """Shutting down: gateways are asked to send their next calls elsewhere."""
+        self._many.drain()
+
+    async def call(self, request: relay_pb2.RelayRequest) -> relay_pb2.RelayResult:
+        """One non-streaming call (Call, or one of CallMany's)."""
         prepared = await self._context(request)
         if isinstance(prepared, relay_pb2.RelayError):
             return relay_pb2.RelayResult(error=prepared)
         provider, ctx = prepared
         span = _upstream_span(request) if telemetry.tracing_enabled() else None
         metrics.IN_FLIGHT.inc()
+        started = time.perf_counter()
         try:
             with telemetry.current(span):
                 result = await provider.call(ctx)
         finally:
             metrics.IN_FLIGHT.dec()
         error = result.error if result.HasField("error") else None
-        metrics.upstream_done(provider.family, request.channel_id, error, result.upstream_ms)
+        metrics.upstream_done(
+            provider.family, request.channel_id, error, time.perf_counter() - started
+        )
         if span is not None:
             _end_upstream_span(span, result.usage, error, b"" if error else result.body)
         self._health.observe(request.channel_id, error, result.upstream_ms)
@@ -122,7 +157,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         span = _upstream_span(request) if telemetry.tracing_enabled() else None
         first = True
         ended = False
+        first_data: float | None = None
         metrics.IN_FLIGHT.inc()
+        started = time.perf_counter()
         try:
             async for chunk in provider.stream(ctx):
                 if chunk.HasField("end"):
@@ -133,15 +170,17 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                         provider.family,
                         request.channel_id,
                         error,
-                        end.upstream_ms,
-                        end.first_token_ms,
+                        time.perf_counter() - started,
+                        first_data,
                     )
                     self._health.observe(request.channel_id, error, end.first_token_ms)
                     if span is not None:
                         _end_upstream_span(span, end.usage, error)
                         span = None
-                elif first and span is not None:
-                    telemetry.note_response(span, chunk.data)
+                elif first:
+                    first_data = time.perf_counter() - started
+                    if span is not None:
+                        telemetry.note_response(span, chunk.data)
                 first = False
                 yield chunk
         finally:
