@@ -67,11 +67,22 @@ class MuxTimeout(MuxError):
     """No answer within the caller's timeout."""
 
 
+class _NotSent(MuxUnavailable):
+    """The stream ended before the request was handed to it: safe to send elsewhere."""
+
+
+# A request whose stream failed before sending it is sent on a fresh stream, this many times
+# at most (a relay shutting down refuses new streams while the client learns of it).
+_SENDS = 3
+
+
 class _Lane(Generic[ReqT, RespT]):
     """One open stream and the calls waiting on it."""
 
     def __init__(self, open_stream: OpenStream[ReqT], name: str) -> None:
         self.pending: dict[int, asyncio.Future[RespT]] = {}
+        # Of the pending calls, those whose request went to gRPC.
+        self.sent: set[int] = set()
         self.accepting = True
         self.opened = time.monotonic()
         self._name = name
@@ -89,6 +100,7 @@ class _Lane(Generic[ReqT, RespT]):
             return  # the reader sees the same error and fails the calls
         while (request := await self._outbox.get()) is not None:
             if request.call_id in self.pending:
+                self.sent.add(request.call_id)
                 yield request
 
     def send(self, request: ReqT) -> asyncio.Future[RespT]:
@@ -113,6 +125,7 @@ class _Lane(Generic[ReqT, RespT]):
                     self.stop_sending()
                     continue
                 future = self.pending.pop(response.call_id, None)
+                self.sent.discard(response.call_id)
                 if future is not None and not future.done():
                     future.set_result(response)
         except grpc.aio.AioRpcError as exc:
@@ -126,10 +139,12 @@ class _Lane(Generic[ReqT, RespT]):
                 log.warning(
                     "%s stream lost with %d calls in flight: %s", self._name, len(self.pending), why
                 )
-            for future in self.pending.values():
+            for call_id, future in self.pending.items():
                 if not future.done():
-                    future.set_exception(MuxUnavailable(f"{self._name}: {why}"))
+                    lost = MuxUnavailable if call_id in self.sent else _NotSent
+                    future.set_exception(lost(f"{self._name}: {why}"))
             self.pending.clear()
+            self.sent.clear()
 
 
 class MuxClient(Generic[ReqT, RespT]):
@@ -145,7 +160,7 @@ class MuxClient(Generic[ReqT, RespT]):
         *,
         method: str,
         lanes: int = 4,
-        max_age: float = 60.0,
+        max_age: float = 30.0,
     ) -> None:
         self._open = open_stream
         self._method = method
@@ -178,11 +193,9 @@ class MuxClient(Generic[ReqT, RespT]):
         Raises MuxTimeout or MuxUnavailable; never grpc's own errors."""
         request.call_id = next(self._ids)
         span = telemetry.start_rpc_client(self._method, request.trace_context)
-        lane = self._lane()
-        future = lane.send(request)
         try:
             async with asyncio.timeout(within):
-                response = await future
+                response = await self._send(request)
         except TimeoutError:
             telemetry.end_rpc_client(span, "DEADLINE_EXCEEDED")
             raise MuxTimeout(f"{self._method}: no answer within {within:g} s") from None
@@ -190,10 +203,22 @@ class MuxClient(Generic[ReqT, RespT]):
             code = "UNAVAILABLE" if isinstance(exc, MuxError) else "CANCELLED"
             telemetry.end_rpc_client(span, code)
             raise
-        finally:
-            lane.pending.pop(request.call_id, None)
         telemetry.end_rpc_client(span, None)
         return response
+
+    async def _send(self, request: ReqT) -> RespT:
+        for sends_left in range(_SENDS - 1, -1, -1):
+            lane = self._lane()
+            future = lane.send(request)
+            try:
+                return await future
+            except _NotSent:
+                if not sends_left:
+                    raise
+            finally:
+                lane.pending.pop(request.call_id, None)
+                lane.sent.discard(request.call_id)
+        raise AssertionError("unreachable")
 
     async def close(self, grace: float = 5.0) -> None:
         """Half-close every stream, let the answers in flight arrive (up to ``grace``)."""

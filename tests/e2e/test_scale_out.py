@@ -1,7 +1,8 @@
 """Scale-out acceptance: nginx (deploy/nginx.conf, with its upstream pointed at this machine)
 in front of two gateways, two relays balanced round-robin by every gateway, two billing
 processes sharing the durable consumer, and one auth, under a steady load made with the
-``openai`` SDK. Mid-load one gateway gets SIGTERM and one billing process SIGKILL.
+``openai`` SDK. Mid-load one gateway gets SIGTERM, one billing process SIGKILL, and one relay
+a rolling restart (SIGTERM, then a new process on its address).
 
 What must hold (see docs/architecture.md, "The life of one request" and the ledger rules):
 
@@ -10,6 +11,8 @@ What must hold (see docs/architecture.md, "The life of one request" and the ledg
   no stream stops half-way;
 * streams in flight on the gateway that got SIGTERM finish (its drain), and it exits after
   flushing its usage events;
+* the relay told to stop tells the gateways to move (GOAWAY on their multiplexed streams),
+  finishes what it holds and exits cleanly; its successor takes traffic again;
 * the ledger holds exactly one row per request a gateway published (every authorized
   request: each completed one, and each error a gateway answered after authorizing it), none
   for requests that never reached a gateway, and each token's used quota equals the sum of
@@ -84,6 +87,7 @@ class Process:
 
     def __init__(self, env: LedgerEnv, name: str, module: str, ready_url: str, **over: str):
         assert env.stack.config.log_dir is not None
+        self._args = (env, name, module, ready_url, over)
         self.name = name
         self.log_path = env.stack.config.log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115
@@ -109,6 +113,12 @@ class Process:
 
     def tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]
+
+    def successor(self) -> Process:
+        """The same process started again (same ports and settings), once this one exited."""
+        env, name, module, ready_url, over = self._args
+        self._log.close()
+        return Process(env, name, module, ready_url, **over)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -195,6 +205,7 @@ class Topology:
     gateway2: Process
     gateway2_url: str
     billing2: Process
+    relay2: Process
     relay_metrics: list[str]
     extras: list[Process] = field(default_factory=list)
 
@@ -286,6 +297,7 @@ async def topology(
                 gateway2,
                 gateway2_url,
                 billing2,
+                relay2,
                 relay_metrics,
                 extras,
             )
@@ -316,6 +328,21 @@ def gateway_id(headers: httpx.Headers) -> str | None:
 def prefix(request_id: str) -> str:
     """Gateway request ids are a per-process random prefix (20 hex digits) and a counter."""
     return request_id[:20]
+
+
+async def upstream_calls(metric_urls: list[str]) -> list[float]:
+    """Provider calls each relay has made, by its /metrics."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        pages = [(await http.get(url)).text for url in metric_urls]
+    return [
+        sum(
+            s.value
+            for f in text_string_to_metric_families(page)
+            for s in f.samples
+            if s.name == "unigate_relay_upstream_requests_total"
+        )
+        for page in pages
+    ]
 
 
 async def one_request(client: openai.AsyncOpenAI, i: int, stream: bool) -> Outcome:
@@ -382,8 +409,22 @@ async def test_load_survives_a_gateway_drain_and_a_billing_kill(topology: Topolo
     outcomes: list[Outcome] = [probe]
     started = 0
     sigterm_at = 0.0
-    events = {"sigterm": REQUESTS // 3, "sigkill": REQUESTS // 2}
+    events = {"sigterm": REQUESTS // 3, "sigkill": REQUESTS // 2, "relay": REQUESTS * 2 // 3}
     drain_streams: list[asyncio.Task[Outcome]] = []
+    relay_calls: list[float] = []
+    restarts: list[asyncio.Task[None]] = []
+
+    async def restart_relay2() -> None:
+        # Both relays took a share of the calls so far (gRPC round-robin in every gateway).
+        relay_calls.extend(await upstream_calls(topology.relay_metrics))
+        old = topology.relay2
+        old.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(old.proc.wait, 40)
+        assert code == 0, old.tail()
+        assert "relay draining" in old.tail()
+        topology.relay2 = old.successor()
+        topology.extras.append(topology.relay2)
+        await asyncio.to_thread(topology.relay2.wait_ready)
 
     async def stop_gateway2() -> None:
         nonlocal sigterm_at
@@ -423,6 +464,8 @@ async def test_load_survives_a_gateway_drain_and_a_billing_kill(topology: Topolo
                 await stop_gateway2()
             if i == events["sigkill"]:
                 topology.billing2.proc.kill()
+            if i == events["relay"]:
+                restarts.append(asyncio.create_task(restart_relay2()))
             try:
                 outcome = await asyncio.wait_for(
                     one_request(client, i, stream=i % 3 == 0), REQUEST_DEADLINE
@@ -434,6 +477,13 @@ async def test_load_survives_a_gateway_drain_and_a_billing_kill(topology: Topolo
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     drained = await asyncio.wait_for(asyncio.gather(*drain_streams), REQUEST_DEADLINE)
     outcomes += drained
+    await asyncio.wait_for(asyncio.gather(*restarts), REQUEST_DEADLINE)
+    assert restarts, "the relay was never restarted"
+    # The successor serves: every gateway reaches it again (a stream's call is placed afresh
+    # by round-robin each time).
+    for i in range(20):
+        outcomes.append(await one_request(client, REQUESTS + i, stream=True))
+    assert (await upstream_calls(topology.relay_metrics))[1] > 0, "the new relay got no calls"
 
     # Gateway 2 finished its streams after SIGTERM, then exited cleanly.
     assert sigterm_at and all(o.ended_at > sigterm_at for o in drained)
@@ -457,18 +507,7 @@ async def test_load_survives_a_gateway_drain_and_a_billing_kill(topology: Topolo
     served_by = {prefix(o.request_id or "") for o in ok}
     assert g2 in served_by and len(served_by) == 2, "nginx did not balance over both gateways"
     assert any(prefix(o.request_id or "") != g2 and o.ended_at > sigterm_at for o in ok)
-    # Both relays took a share of the calls.
-    async with httpx.AsyncClient(timeout=5) as http:
-        pages = [(await http.get(url)).text for url in topology.relay_metrics]
-    for url, page in zip(topology.relay_metrics, pages, strict=True):
-        families = text_string_to_metric_families(page)
-        calls = sum(
-            s.value
-            for f in families
-            for s in f.samples
-            if s.name == "unigate_relay_upstream_requests_total"
-        )
-        assert calls >= REQUESTS // 10, f"{url}: {calls} calls"
+    assert all(calls >= REQUESTS // 10 for calls in relay_calls), relay_calls
 
     # The ledger: exactly the requests the gateways published, each once.
     await wait_drained(env)

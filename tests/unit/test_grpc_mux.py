@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
+from unigate.devstack import free_port
 from unigate.grpc_mux import MuxClient, MuxServer, MuxTimeout, MuxUnavailable
 from unigate.v1 import relay_pb2, relay_pb2_grpc
 
@@ -218,3 +219,36 @@ async def test_an_old_stream_is_replaced_without_losing_its_calls() -> None:
         await asyncio.sleep(0.05)
         assert running.servicer.streams_open == 1
         await mux.close()
+
+
+async def test_a_request_never_handed_to_a_failed_stream_goes_on_a_new_one() -> None:
+    nobody = free_port()
+    async with (
+        Running() as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as live,
+        grpc.aio.insecure_channel(f"127.0.0.1:{nobody}") as dead,
+    ):
+        stubs = [relay_pb2_grpc.RelayServiceStub(dead), relay_pb2_grpc.RelayServiceStub(live)]
+        opened: list[int] = []
+
+        def open_stream(requests: AsyncIterator[relay_pb2.RelayRequest]) -> Any:
+            # The first stream goes where nothing listens (as to a relay that stopped
+            # taking streams), every later one to the server.
+            opened.append(len(opened))
+            return stubs[min(len(opened) - 1, 1)].CallMany(requests)
+
+        mux: MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxClient(
+            open_stream, method=METHOD, lanes=1
+        )
+        answer = await mux.call(request("moved", "sleep 0"), 5)
+        assert answer.body == b"moved"
+        assert len(opened) == 2 and running.servicer.handled == ["moved"]
+        await mux.close()
+
+        # Nowhere to go at all: after a few fresh streams the caller hears it.
+        stranded: MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxClient(
+            stubs[0].CallMany, method=METHOD, lanes=1
+        )
+        with pytest.raises(MuxUnavailable):
+            await stranded.call(request("nowhere", "sleep 0"), 5)
+        await stranded.close()
