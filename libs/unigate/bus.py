@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-import nats
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -22,24 +22,33 @@ DUPLICATE_WINDOW_SECONDS = 600.0
 
 
 async def connect(url: str, name: str) -> NATS:
+    client = NATS()
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected")
+        # Also called by our own drain/close at shutdown: only a lost connection is news.
+        if client.is_closed:
+            log.info("nats connection closed")
+        else:
+            log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
 
-    return await nats.connect(
+    # nats-py annotates the wait as int seconds but sleeps on any number: half a second.
+    wait: Any = 0.5
+    await client.connect(
         url,
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=wait,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    return client
 
 
 async def ensure_usage_stream(js: JetStreamContext, ns: Namespace, *, replicas: int = 1) -> None:
