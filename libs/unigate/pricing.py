@@ -1,8 +1,10 @@
 """Prices in One API's terms.
 
 Quota units: 500,000 = 1 USD. A model ratio of 1 means 0.002 USD per 1K prompt tokens, i.e. one
-quota unit per prompt token; ``completion_ratio`` multiplies the price of output tokens and
-``cached_ratio`` that of cached input tokens. The group ratio multiplies everything.
+quota unit per prompt token; ``completion_ratio`` multiplies the price of output tokens,
+``cached_ratio`` that of prompt-cache reads, and ``cache_write_5m_ratio`` /
+``cache_write_1h_ratio`` that of prompt-cache writes (5-minute and 1-hour entries). The group
+ratio multiplies everything.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ USD_PER_MTOK_AT_RATIO_1 = 2.0
 DEFAULT_MODEL_RATIO = 1.0
 DEFAULT_COMPLETION_RATIO = 1.0
 DEFAULT_CACHED_RATIO = 0.5
+# A prompt-cache write costs what plain input does unless the provider charges more for it.
+DEFAULT_CACHE_WRITE_RATIO = 1.0
 
 
 # Providers that price in RMB are converted at this rate.
@@ -56,7 +60,8 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "claude-sonnet-4-20250514": (_r(3.0), 5.0),
     "claude-opus-4-20250514": (_r(15.0), 5.0),
     # Anthropic's list prices (output 5x input, as One API's ratios); cache reads cost 0.1x
-    # input (DEFAULT_CACHED_RATIOS); cache writes are billed as plain input.
+    # input (DEFAULT_CACHED_RATIOS), cache writes 1.25x (5-minute) or 2x (1-hour)
+    # (DEFAULT_CACHE_WRITE_RATIOS).
     "claude-3-haiku-20240307": (_r(0.25), 5.0),
     "claude-3-opus-20240229": (_r(15.0), 5.0),
     "claude-3-5-sonnet-20240620": (_r(3.0), 5.0),
@@ -171,6 +176,13 @@ DEFAULT_CACHED_RATIOS: dict[str, float] = {
     model: 0.1 for model in DEFAULT_PRICES if model.startswith("claude-")
 }
 
+# Providers that charge more for a prompt-cache write than for plain input, as (5-minute,
+# 1-hour) ratios: Anthropic bills a write to the default 5-minute cache at 1.25x the input
+# price and one to the 1-hour cache at 2x ("Prompt caching", pricing).
+DEFAULT_CACHE_WRITE_RATIOS: dict[str, tuple[float, float]] = {
+    model: (1.25, 2.0) for model in DEFAULT_PRICES if model.startswith("claude-")
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Price:
@@ -178,6 +190,8 @@ class Price:
     completion_ratio: float
     group_ratio: float = 1.0
     cached_ratio: float = DEFAULT_CACHED_RATIO
+    cache_write_5m_ratio: float = DEFAULT_CACHE_WRITE_RATIO
+    cache_write_1h_ratio: float = DEFAULT_CACHE_WRITE_RATIO
 
 
 def price_for(
@@ -191,17 +205,44 @@ def price_for(
     mr = (model_ratios or {}).get(model, default[0])
     cr = (completion_ratios or {}).get(model, default[1])
     cached = DEFAULT_CACHED_RATIOS.get(model, DEFAULT_CACHED_RATIO)
-    return Price(model_ratio=mr, completion_ratio=cr, group_ratio=group_ratio, cached_ratio=cached)
+    write_5m, write_1h = DEFAULT_CACHE_WRITE_RATIOS.get(
+        model, (DEFAULT_CACHE_WRITE_RATIO, DEFAULT_CACHE_WRITE_RATIO)
+    )
+    return Price(
+        model_ratio=mr,
+        completion_ratio=cr,
+        group_ratio=group_ratio,
+        cached_ratio=cached,
+        cache_write_5m_ratio=write_5m,
+        cache_write_1h_ratio=write_1h,
+    )
 
 
 def quota_for(
-    price: Price, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+    price: Price,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_tokens: int = 0,
+    *,
+    cache_write_5m_tokens: int = 0,
+    cache_write_1h_tokens: int = 0,
 ) -> int:
-    """Cost of a call in quota units, rounded up; never 0 for a paid model that was used."""
-    cached = min(max(cached_tokens, 0), max(prompt_tokens, 0))
+    """Cost of a call in quota units, rounded up; never 0 for a paid model that was used.
+
+    Cache reads and writes are parts of ``prompt_tokens``, each billed at its own ratio
+    instead of the input price; the rest of the prompt is plain input. Reads, then 1-hour
+    writes, then 5-minute writes are bounded by what is left of the prompt, so a usage that
+    claims more than its prompt never bills more than the prompt at those prices.
+    """
+    room = max(prompt_tokens, 0)
+    cached = min(max(cached_tokens, 0), room)
+    write_1h = min(max(cache_write_1h_tokens, 0), room - cached)
+    write_5m = min(max(cache_write_5m_tokens, 0), room - cached - write_1h)
     weighted = (
-        (prompt_tokens - cached)
+        (prompt_tokens - cached - write_1h - write_5m)
         + cached * price.cached_ratio
+        + write_5m * price.cache_write_5m_ratio
+        + write_1h * price.cache_write_1h_ratio
         + completion_tokens * price.completion_ratio
     )
     quota = math.ceil(weighted * price.model_ratio * price.group_ratio - 1e-9)

@@ -6,13 +6,17 @@
   the ledger equal to the simulator's, provider errors, a refused key disabling the channel;
 * the ``anthropic`` SDK against the gateway's ``/v1/messages``: natively on an Anthropic
   channel and translated on an OpenAI channel, ``count_tokens`` (never billed), and
-  Anthropic-shaped errors of the gateway and of providers.
+  Anthropic-shaped errors of the gateway and of providers;
+* prompt-cache reads and writes billed at Claude's prices to the unit (reads 0.1x the input
+  price, 5-minute writes 1.25x, 1-hour writes 2x), streamed or not.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import anthropic
@@ -37,6 +41,7 @@ from tests.e2e.provider_support import (
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
 from unigate.devstack import Stack
+from unigate.pricing import QUOTA_PER_USD
 from unigate_sim.anthropic import StreamError, create_anthropic_app
 from unigate_sim.openai import count_tokens
 
@@ -110,23 +115,44 @@ async def openai_channel(pg: asyncpg.Pool, secret_key: str, sim: ThreadedServer,
     )
 
 
-def ledger_usage(record: asyncpg.Record) -> tuple[int, int, int, bool]:
+def ledger_usage(record: asyncpg.Record) -> tuple[int, int, int, int, bool]:
     return (
         record["prompt_tokens"],
         record["completion_tokens"],
         record["cached_tokens"],
+        record["cache_write_tokens"],
         record["estimated"],
     )
 
 
-def simulator_usage(usage: dict[str, Any]) -> tuple[int, int, int, bool]:
+def simulator_usage(usage: dict[str, Any]) -> tuple[int, int, int, int, bool]:
     """The ledger's view of Anthropic's usage: input + cache reads + cache writes."""
     prompt = (
         usage["input_tokens"]
         + usage["cache_read_input_tokens"]
         + usage["cache_creation_input_tokens"]
     )
-    return prompt, usage["output_tokens"], usage["cache_read_input_tokens"], False
+    return (
+        prompt,
+        usage["output_tokens"],
+        usage["cache_read_input_tokens"],
+        usage["cache_creation_input_tokens"],
+        False,
+    )
+
+
+def sonnet_quota(
+    *, input: int, output: int, read: int = 0, write_5m: int = 0, write_1h: int = 0
+) -> int:
+    """What Anthropic charges for these tokens of a Claude Sonnet (4, 3.7 and 3.5: 3 USD per 1M
+    input, 15 output; cache reads 0.1x input, 5-minute cache writes 1.25x, 1-hour ones 2x),
+    in quota units (500,000 = 1 USD), rounded up as the ledger rounds. Exact fractions, so it
+    checks the gateway's floating-point arithmetic rather than repeating it."""
+    # Tokens times USD per 1M tokens: millionths of a dollar.
+    micro_usd = (
+        input * 3 + output * 15 + read * Fraction(3, 10) + write_5m * Fraction(15, 4) + write_1h * 6
+    )
+    return math.ceil(micro_usd * QUOTA_PER_USD / 1_000_000)
 
 
 def sse_events(raw: bytes) -> list[dict[str, Any]]:
@@ -187,6 +213,7 @@ async def test_openai_sdk_chat_and_stream_on_claude(
         answer.usage.prompt_tokens,
         answer.usage.completion_tokens,
         0,
+        0,
         False,
     )
     assert first["upstream_model"] == SONNET and first["quota"] > 0
@@ -206,7 +233,7 @@ async def test_openai_sdk_chat_and_stream_on_claude(
     assert usage is not None and not chunks[-1].choices
     assert claude.calls[-1]["body"]["stream"] is True
     streamed = await ledger_row(pg, tenant, 2)
-    assert ledger_usage(streamed) == (usage.prompt_tokens, 3, 0, False)
+    assert ledger_usage(streamed) == (usage.prompt_tokens, 3, 0, 0, False)
     assert streamed["is_stream"]
 
     # A cache breakpoint on a long prompt part: written once, then read (cached tokens). The
@@ -236,8 +263,16 @@ async def test_openai_sdk_chat_and_stream_on_claude(
     assert written["body"]["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
     fourth = await ledger_row(pg, tenant, 4)
     assert third["cached_tokens"] == 0 and fourth["cached_tokens"] == read
+    assert third["cache_write_tokens"] == read and fourth["cache_write_tokens"] == 0
     assert third["prompt_tokens"] == fourth["prompt_tokens"]
-    # Cache reads are billed at 0.1x: the second call costs less.
+    # Priced as Claude Sonnet 4: the cache write at 1.25x the input price, the read at 0.1x.
+    rest = third["prompt_tokens"] - read
+    assert third["quota"] == sonnet_quota(
+        input=rest, output=third["completion_tokens"], write_5m=read
+    )
+    assert fourth["quota"] == sonnet_quota(
+        input=rest, output=fourth["completion_tokens"], read=read
+    )
     assert fourth["quota"] < third["quota"] and fourth["cached_ratio"] == pytest.approx(0.1)
 
 
@@ -370,15 +405,12 @@ async def test_anthropic_sdk_on_claude_channel_natively(
     secret_key: str,
     claude: Claude,
 ) -> None:
-    model = alias("native")
+    # Claude 3.7 Sonnet by its own name, so Claude's prices apply (3/15 USD, as Sonnet 4; only
+    # this test routes that name); the channel maps it to Sonnet 4.
+    model = "claude-3-7-sonnet-20250219"
     await claude_channel(pg, secret_key, claude, model)
-    system: Any = [
-        {
-            "type": "text",
-            "text": "Shared handbook text. " * 400,
-            "cache_control": {"type": "ephemeral"},
-        }
-    ]
+    handbook = "Shared handbook text. " * 400
+    system: Any = [{"type": "text", "text": handbook, "cache_control": {"type": "ephemeral"}}]
     messages: Any = [{"role": "user", "content": "hello native"}]
     first = await claude_sdk.messages.create(
         model=model, max_tokens=100, system=system, messages=messages
@@ -398,6 +430,17 @@ async def test_anthropic_sdk_on_claude_channel_natively(
         simulator_usage(second.usage.model_dump()),
     ]
     assert rows[0]["endpoint"] == "messages"
+    # The handbook is written once (a 5-minute entry: 1.25x the input price), then read (0.1x).
+    cached = count_tokens(handbook)
+    assert (rows[0]["cache_write_tokens"], rows[1]["cached_tokens"]) == (cached, cached)
+    assert [r["quota"] for r in rows] == [
+        sonnet_quota(
+            input=first.usage.input_tokens, output=first.usage.output_tokens, write_5m=cached
+        ),
+        sonnet_quota(
+            input=second.usage.input_tokens, output=second.usage.output_tokens, read=cached
+        ),
+    ]
 
     # Streamed with tools and an image: Anthropic's SSE passes through as sent.
     tools: Any = [
@@ -435,6 +478,77 @@ async def test_anthropic_sdk_on_claude_channel_natively(
     free = [r for r in (await ledger_rows(pg, tenant, 5))[3:] if r["endpoint"] != "messages"]
     assert [r["endpoint"] for r in free] == ["messages.count_tokens"]
     assert (free[0]["prompt_tokens"], free[0]["completion_tokens"], free[0]["quota"]) == (0, 0, 0)
+
+
+async def test_cache_writes_are_billed_by_lifetime(
+    claude_sdk: anthropic.AsyncAnthropic,
+    tenant: Tenant,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    claude: Claude,
+) -> None:
+    # Claude 3.5 Sonnet by its own name (3/15 USD, as Sonnet 4; only this test routes it).
+    model = "claude-3-5-sonnet-20240620"
+    await claude_channel(pg, secret_key, claude, model)
+    handbook = "Stable handbook text. " * 400
+    system: Any = [
+        {"type": "text", "text": handbook, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]
+
+    def conversation(history: str) -> Any:
+        content = [
+            {"type": "text", "text": history, "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "question"},
+        ]
+        return [{"role": "user", "content": content}]
+
+    history = "What we said so far. " * 300
+    hour = count_tokens(handbook)  # the 1-hour entry: the handbook
+    five = 3 + count_tokens(history)  # the 5-minute one beyond it: the turn so far
+    # Streamed, nothing cached yet: the handbook is written for an hour (2x the input price),
+    # the conversation for 5 minutes (1.25x). Anthropic says which is which in message_start.
+    async with claude_sdk.messages.stream(
+        model=model, max_tokens=100, system=system, messages=conversation(history)
+    ) as stream:
+        written = (await stream.get_final_message()).usage
+    assert written.cache_creation is not None
+    split = written.cache_creation
+    assert (split.ephemeral_1h_input_tokens, split.ephemeral_5m_input_tokens) == (hour, five)
+    first = await ledger_row(pg, tenant, 1)
+    assert first["is_stream"] and (first["cached_tokens"], first["cache_write_tokens"]) == (
+        0,
+        hour + five,
+    )
+    assert first["quota"] == sonnet_quota(
+        input=written.input_tokens, output=written.output_tokens, write_5m=five, write_1h=hour
+    )
+
+    # The same prompt again: all of it read, at 0.1x whatever the entries' lifetimes.
+    again = (
+        await claude_sdk.messages.create(
+            model=model, max_tokens=100, system=system, messages=conversation(history)
+        )
+    ).usage
+    second = await ledger_row(pg, tenant, 2)
+    assert (second["cached_tokens"], second["cache_write_tokens"]) == (hour + five, 0)
+    assert second["quota"] == sonnet_quota(
+        input=again.input_tokens, output=again.output_tokens, read=hour + five
+    )
+
+    # Another conversation under the same handbook: the 1-hour entry read, the rest written
+    # for 5 minutes.
+    other = "Another conversation entirely. " * 300
+    fresh = (
+        await claude_sdk.messages.create(
+            model=model, max_tokens=100, system=system, messages=conversation(other)
+        )
+    ).usage
+    third = await ledger_row(pg, tenant, 3)
+    written_5m = 3 + count_tokens(other)
+    assert (third["cached_tokens"], third["cache_write_tokens"]) == (hour, written_5m)
+    assert third["quota"] == sonnet_quota(
+        input=fresh.input_tokens, output=fresh.output_tokens, read=hour, write_5m=written_5m
+    )
 
 
 async def test_anthropic_sdk_on_openai_channel(

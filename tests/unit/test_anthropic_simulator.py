@@ -335,6 +335,61 @@ def test_usage_counts_and_deterministic_caching(client: TestClient) -> None:
     assert third["cache_creation_input_tokens"] == third["cache_read_input_tokens"] == 0
 
 
+def test_cache_writes_are_split_by_lifetime_as_anthropic_bills_them(client: TestClient) -> None:
+    handbook = "Stable handbook text. " * 300
+    history = "Conversation so far. " * 300
+    system = [
+        {"type": "text", "text": handbook, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]
+
+    def turn(text: str) -> list[dict[str, Any]]:
+        content = [
+            {"type": "text", "text": text, "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "question"},
+        ]
+        return [{"role": "user", "content": content}]
+
+    hour = count_tokens(handbook)  # the 1-hour breakpoint's prefix
+    five = hour + 3 + count_tokens(history)  # the 5-minute one's (3: the message)
+    rest = count_tokens("question")
+    first = post(client, body(system=system, messages=turn(history))).json()["usage"]
+    # Nothing read (A = 0): 1-hour writes up to the 1-hour breakpoint (B), 5-minute writes
+    # from there to the last breakpoint (C).
+    assert first["cache_creation"] == {
+        "ephemeral_5m_input_tokens": five - hour,
+        "ephemeral_1h_input_tokens": hour,
+    }
+    assert (first["cache_creation_input_tokens"], first["cache_read_input_tokens"]) == (five, 0)
+    assert first["input_tokens"] == rest
+    second = post(client, body(system=system, messages=turn(history))).json()["usage"]
+    assert (second["cache_creation_input_tokens"], second["cache_read_input_tokens"]) == (0, five)
+    assert second["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 0,
+        "ephemeral_1h_input_tokens": 0,
+    }
+    # A new conversation under the same handbook: the 1-hour entry is read, the rest written
+    # for 5 minutes; the split is in message_start of a stream too.
+    other = "Another conversation. " * 300
+    streamed = post(client, body(system=system, messages=turn(other), stream=True))
+    start = orjson.loads(streamed.text.split("data: ", 1)[1].split("\n", 1)[0])
+    usage = start["message"]["usage"]
+    assert usage["cache_read_input_tokens"] == hour
+    assert usage["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 3 + count_tokens(other),
+        "ephemeral_1h_input_tokens": 0,
+    }
+    # A 1-hour breakpoint may not follow a 5-minute one (tools, then system, then messages).
+    late = turn(history)
+    late[0]["content"][0]["cache_control"]["ttl"] = "1h"
+    early: Any = [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}]
+    error = refused(client, body(system=early, messages=late))
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith(
+        "messages.0.content.0.cache_control.ttl: a ttl='1h' cache_control block must not come "
+        "after a ttl='5m' cache_control block."
+    )
+
+
 def test_images_are_counted(client: TestClient) -> None:
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
     content = [

@@ -188,10 +188,18 @@ class Pricing(_message.Message):
     COMPLETION_RATIO_FIELD_NUMBER: _builtins.int
     GROUP_RATIO_FIELD_NUMBER: _builtins.int
     CACHED_RATIO_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_5M_RATIO_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_1H_RATIO_FIELD_NUMBER: _builtins.int
     model_ratio: _builtins.float
     completion_ratio: _builtins.float
     group_ratio: _builtins.float
     cached_ratio: _builtins.float
+    cache_write_5m_ratio: _builtins.float
+    """The price of a prompt-cache write (Usage.cache_write_5m_tokens / _1h_tokens) as a multiple
+    of the input price: Anthropic's 1.25 and 2. Unset (an auth older than these fields) means
+    1, a write billed as plain input as before, rather than proto3's 0 (a free write).
+    """
+    cache_write_1h_ratio: _builtins.float
     def __init__(
         self,
         *,
@@ -199,12 +207,21 @@ class Pricing(_message.Message):
         completion_ratio: _builtins.float = ...,
         group_ratio: _builtins.float = ...,
         cached_ratio: _builtins.float = ...,
+        cache_write_5m_ratio: _builtins.float | None = ...,
+        cache_write_1h_ratio: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_ratio", b"cached_ratio", "completion_ratio", b"completion_ratio", "group_ratio", b"group_ratio", "model_ratio", b"model_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio", "cached_ratio", b"cached_ratio", "completion_ratio", b"completion_ratio", "group_ratio", b"group_ratio", "model_ratio", b"model_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__cache_write_1h_ratio: _TypeAlias = _typing.Literal["cache_write_1h_ratio"]  # noqa: Y015
+    _WhichOneofArgType__cache_write_1h_ratio: _TypeAlias = _typing.Literal["_cache_write_1h_ratio", b"_cache_write_1h_ratio"]  # noqa: Y015
+    _WhichOneofReturnType__cache_write_5m_ratio: _TypeAlias = _typing.Literal["cache_write_5m_ratio"]  # noqa: Y015
+    _WhichOneofArgType__cache_write_5m_ratio: _TypeAlias = _typing.Literal["_cache_write_5m_ratio", b"_cache_write_5m_ratio"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cache_write_1h_ratio) -> _WhichOneofReturnType__cache_write_1h_ratio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cache_write_5m_ratio) -> _WhichOneofReturnType__cache_write_5m_ratio | None: ...
 
 Global___Pricing: _TypeAlias = Pricing  # noqa: Y015
 

@@ -188,6 +188,7 @@ class LogEntry(_message.Message):
     ENDPOINT_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
     ERROR_CODE_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     type: _builtins.int
     request_id: _builtins.str
@@ -212,6 +213,10 @@ class LogEntry(_message.Message):
     endpoint: _builtins.str
     group: _builtins.str
     error_code: _builtins.str
+    cache_write_tokens: _builtins.int
+    """Prompt tokens written to the provider's prompt cache (5-minute and 1-hour writes; part of
+    prompt_tokens).
+    """
     def __init__(
         self,
         *,
@@ -239,10 +244,11 @@ class LogEntry(_message.Message):
         endpoint: _builtins.str = ...,
         group: _builtins.str = ...,
         error_code: _builtins.str = ...,
+        cache_write_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_tokens", b"cached_tokens", "channel_id", b"channel_id", "completion_tokens", b"completion_tokens", "content", b"content", "created_at", b"created_at", "endpoint", b"endpoint", "error_code", b"error_code", "estimated", b"estimated", "first_token_ms", b"first_token_ms", "group", b"group", "id", b"id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "quota", b"quota", "request_id", b"request_id", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "upstream_model", b"upstream_model", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "channel_id", b"channel_id", "completion_tokens", b"completion_tokens", "content", b"content", "created_at", b"created_at", "endpoint", b"endpoint", "error_code", b"error_code", "estimated", b"estimated", "first_token_ms", b"first_token_ms", "group", b"group", "id", b"id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "quota", b"quota", "request_id", b"request_id", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "upstream_model", b"upstream_model", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

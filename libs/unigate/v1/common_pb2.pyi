@@ -29,11 +29,21 @@ class Usage(_message.Message):
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
     CACHED_TOKENS_FIELD_NUMBER: _builtins.int
     ESTIMATED_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_5M_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_1H_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     completion_tokens: _builtins.int
     total_tokens: _builtins.int
     cached_tokens: _builtins.int
+    """Prompt tokens read from the provider's prompt cache (included in prompt_tokens)."""
     estimated: _builtins.bool
+    cache_write_5m_tokens: _builtins.int
+    """Prompt tokens written to the provider's prompt cache (Anthropic's
+    cache_creation_input_tokens), by the entry's lifetime: the default 5-minute cache and
+    the 1-hour one. Both are included in prompt_tokens; they are counted apart because
+    providers charge more for a write than for plain input.
+    """
+    cache_write_1h_tokens: _builtins.int
     def __init__(
         self,
         *,
@@ -42,10 +52,12 @@ class Usage(_message.Message):
         total_tokens: _builtins.int = ...,
         cached_tokens: _builtins.int = ...,
         estimated: _builtins.bool = ...,
+        cache_write_5m_tokens: _builtins.int = ...,
+        cache_write_1h_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_1h_tokens", b"cache_write_1h_tokens", "cache_write_5m_tokens", b"cache_write_5m_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

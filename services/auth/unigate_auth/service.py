@@ -316,6 +316,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 completion_ratio=price.completion_ratio,
                 group_ratio=price.group_ratio,
                 cached_ratio=price.cached_ratio,
+                cache_write_5m_ratio=price.cache_write_5m_ratio,
+                cache_write_1h_ratio=price.cache_write_1h_ratio,
             ),
             candidates=candidates,
             rate_limits=report(windows, result.counts, now_ms),

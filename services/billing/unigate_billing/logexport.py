@@ -39,6 +39,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("prompt_tokens", "prompt_tokens"),
     ("completion_tokens", "completion_tokens"),
     ("cached_tokens", "cached_tokens"),
+    ("cache_write_tokens", "cache_write_tokens"),
     ("estimated", "estimated"),
     ("quota", "quota"),
     ("latency_ms", "latency_ms"),

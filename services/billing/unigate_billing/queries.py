@@ -24,8 +24,8 @@ MAX_PAGE_SIZE = 1000
 _LOG_COLUMNS = (
     "id, type, coalesce(request_id, '') AS request_id, user_id, username, token_id, token_name,"
     ' channel_id, model_name, upstream_model, endpoint, "group", prompt_tokens,'
-    " completion_tokens, cached_tokens, quota, latency_ms, first_token_ms, is_stream,"
-    " status_code, error_code, created_at, content, estimated"
+    " completion_tokens, cached_tokens, cache_write_tokens, quota, latency_ms, first_token_ms,"
+    " is_stream, status_code, error_code, created_at, content, estimated"
 )
 
 
@@ -46,6 +46,7 @@ def _entry(r: asyncpg.Record) -> billing_pb2.LogEntry:
         prompt_tokens=r["prompt_tokens"],
         completion_tokens=r["completion_tokens"],
         cached_tokens=r["cached_tokens"],
+        cache_write_tokens=r["cache_write_tokens"],
         quota=r["quota"],
         latency_ms=r["latency_ms"],
         first_token_ms=r["first_token_ms"],

@@ -21,12 +21,12 @@ from starlette.responses import Response, StreamingResponse
 from unigate import errors, telemetry
 from unigate.grpc_mux import MuxClient, MuxError
 from unigate.namespace import USAGE_SCHEMA_VERSION
-from unigate.pricing import Price, quota_for
 from unigate.settings import relay_for
 from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway import metrics
 from unigate_gateway.anthropic_api import error_frame, error_json
+from unigate_gateway.charge import quota_of
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
 from unigate_gateway.requests import ParsedCall
@@ -410,12 +410,7 @@ class Proxy:
         auth = record.auth
         p = auth.pricing
         u = record.usage
-        quota = quota_for(
-            Price(p.model_ratio, p.completion_ratio, p.group_ratio, p.cached_ratio),
-            u.prompt_tokens,
-            u.completion_tokens,
-            u.cached_tokens,
-        )
+        quota = quota_of(p, u)
         elapsed = time.perf_counter() - record.started
         channel_id = record.channel.channel_id if record.channel else 0
         metrics.request_done(

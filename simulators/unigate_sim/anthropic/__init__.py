@@ -10,7 +10,8 @@ Answers are predictable (``reply``): ``"Echo: "`` + the last user turn's text or
 a tool call when ``tool_choice`` forces one or the user mentions the weather (one call per
 tool when the user asks for "all tools"); a signed thinking block first when ``thinking`` is
 enabled. Usage (``usage``) counts text with the OpenAI simulator's tokenizer and caches
-prompt prefixes deterministically: a ``cache_control`` prefix is written the first time and
+prompt prefixes deterministically: a ``cache_control`` prefix is written the first time (a
+5-minute or, with ``"ttl": "1h"``, a 1-hour entry, reported apart in ``cache_creation``) and
 read every later time.
 
 ``create_anthropic_app`` returns a Starlette app whose ``state`` tests inspect and steer:

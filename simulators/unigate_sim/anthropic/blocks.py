@@ -90,6 +90,15 @@ def cache_control(obj: JSONObject, path: str) -> bool:
     return True
 
 
+def cache_ttl(obj: JSONObject) -> str | None:
+    """The lifetime of a checked block's cache entry: ``"1h"``, or ``"5m"`` (also when
+    ``ttl`` is left out, the default); None if the block is no breakpoint."""
+    control = obj.get("cache_control")
+    if control is None:
+        return None
+    return "1h" if control.get("ttl") == "1h" else "5m"
+
+
 def _check_text(block: JSONObject, path: str) -> None:
     text = as_string(required(block, "text", path), f"{path}.text")
     if not text:

@@ -26,8 +26,8 @@ def usage_object(prompt: InputUsage, output_tokens: int) -> JSONObject:
         "cache_creation_input_tokens": prompt.cache_creation_input_tokens,
         "cache_read_input_tokens": prompt.cache_read_input_tokens,
         "cache_creation": {
-            "ephemeral_5m_input_tokens": prompt.cache_creation_input_tokens,
-            "ephemeral_1h_input_tokens": 0,
+            "ephemeral_5m_input_tokens": prompt.ephemeral_5m_input_tokens,
+            "ephemeral_1h_input_tokens": prompt.ephemeral_1h_input_tokens,
         },
         "output_tokens": output_tokens,
         "service_tier": "standard",

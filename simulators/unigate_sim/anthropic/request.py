@@ -8,6 +8,8 @@ assistant turn just before it, and every ``tool_use`` followed by a turn is answ
 tools have a name and an object ``input_schema``; extended thinking needs a model that
 thinks, a budget of at least 1,024 below ``max_tokens``, no forced tool choice, temperature 1
 and top_p of at least 0.95, and a signed thinking block leading a final tool-using turn.
+Cache breakpoints with the 1-hour lifetime come before any with the 5-minute one, in the
+order tools → system → messages ("Prompt caching", mixing TTLs).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from unigate_sim.anthropic.blocks import (
     as_string,
     blocks_of,
     cache_control,
+    cache_ttl,
     no_extra,
     required,
 )
@@ -211,6 +214,27 @@ def _tools(value: Any) -> list[JSONObject]:
     return tools
 
 
+def _check_ttl_order(
+    tools: list[JSONObject], system: list[JSONObject], turns: list[JSONObject]
+) -> None:
+    """No 1-hour breakpoint after a 5-minute one: Anthropic reads the prompt as tools, system,
+    messages, and a longer-lived entry must not depend on a shorter-lived prefix."""
+    blocks = [(f"tools.{i}", tool) for i, tool in enumerate(tools)]
+    blocks += [(f"system.{i}", block) for i, block in enumerate(system)]
+    for i, turn in enumerate(turns):
+        blocks += [(f"messages.{i}.content.{k}", b) for k, b in enumerate(turn["content"])]
+    seen_5m = False
+    for path, block in blocks:
+        ttl = cache_ttl(block)
+        if ttl == "1h" and seen_5m:
+            raise invalid(
+                f"{path}.cache_control.ttl: a ttl='1h' cache_control block must not come after "
+                "a ttl='5m' cache_control block. Note that blocks are processed in the "
+                "following order: `tools`, `system`, `messages`."
+            )
+        seen_5m = seen_5m or ttl == "5m"
+
+
 def _tool_choice(value: Any, tools: Sequence[JSONObject]) -> JSONObject:
     if value is None:
         return {"type": "auto"}
@@ -321,6 +345,7 @@ def parse_messages_request(
     max_tokens = 0 if counting else _max_tokens(body, spec, model)
     system = _system(body.get("system"))
     tools = _tools(body.get("tools"))
+    _check_ttl_order(tools, system, turns)
     choice = _tool_choice(body.get("tool_choice"), tools)
     budget = _thinking(body, spec, model, max_tokens)
     if budget:

@@ -10,7 +10,10 @@ Caching follows Anthropic's "Prompt caching": the prompt is read in the order to
 → messages; each block with ``cache_control`` ends a cacheable prefix (if it is at least the
 model's minimum). A prefix seen before (same model, same content) is a cache read; the part
 of the last breakpoint's prefix beyond the longest read is written (cache creation) and
-remembered. The rest is ``input_tokens``.
+remembered. The rest is ``input_tokens``. Writes are split by lifetime as Anthropic bills
+them ("Mixing different TTLs"): A is the longest read prefix, B the last 1-hour breakpoint
+beyond A (else A), C the last breakpoint; B - A are 1-hour writes, C - B 5-minute ones.
+Entries never expire here.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Final
 
 import orjson
 
+from unigate_sim.anthropic.blocks import cache_ttl
 from unigate_sim.anthropic.request import MessagesRequest
 from unigate_sim.openai.json_types import JSONObject
 from unigate_sim.openai.tokens import count_tokens
@@ -74,20 +78,21 @@ class _Piece:
 
     tokens: int
     content: Any
-    breakpoint: bool
+    # The lifetime of the cache entry this piece ends ("5m", "1h"); None: no breakpoint.
+    ttl: str | None
 
 
 def _pieces(request: MessagesRequest) -> Iterator[_Piece]:
     if request.tools:
-        yield _Piece(TOOLS_SYSTEM_TOKENS, "tools", False)
+        yield _Piece(TOOLS_SYSTEM_TOKENS, "tools", None)
     for tool in request.tools:
-        yield _Piece(tool_tokens(tool), tool, "cache_control" in tool)
+        yield _Piece(tool_tokens(tool), tool, cache_ttl(tool))
     for block in request.system:
-        yield _Piece(block_tokens(block), block, "cache_control" in block)
+        yield _Piece(block_tokens(block), block, cache_ttl(block))
     for message in request.messages:
-        yield _Piece(TOKENS_PER_MESSAGE, message["role"], False)
+        yield _Piece(TOKENS_PER_MESSAGE, message["role"], None)
         for block in message["content"]:
-            yield _Piece(block_tokens(block), block, "cache_control" in block)
+            yield _Piece(block_tokens(block), block, cache_ttl(block))
 
 
 def input_tokens(request: MessagesRequest) -> int:
@@ -100,23 +105,29 @@ class InputUsage:
     """The prompt's split into uncached input, cache writes and cache reads."""
 
     input_tokens: int
+    # Every write, 1-hour ones included (Anthropic's cache_creation_input_tokens).
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
+    ephemeral_1h_input_tokens: int = 0
+
+    @property
+    def ephemeral_5m_input_tokens(self) -> int:
+        return self.cache_creation_input_tokens - self.ephemeral_1h_input_tokens
 
 
 def cached_input(request: MessagesRequest, cache: set[str]) -> InputUsage:
     """The prompt's usage against ``cache`` (the prefixes seen so far), updating it."""
     total = 0
     digest = hashlib.sha256(request.model.encode())
-    breakpoints: list[tuple[int, str]] = []
+    # (prefix tokens, prefix key, lifetime) of each breakpoint long enough to cache.
+    breakpoints: list[tuple[int, str, str]] = []
     for piece in _pieces(request):
         total += piece.tokens
         digest.update(orjson.dumps(piece.content, option=orjson.OPT_SORT_KEYS))
-        if piece.breakpoint and total >= request.spec.min_cache_tokens:
-            breakpoints.append((total, digest.copy().hexdigest()))
-    read = max((tokens for tokens, key in breakpoints if key in cache), default=0)
-    created = 0
-    if breakpoints and breakpoints[-1][1] not in cache:
-        created = breakpoints[-1][0] - read
-    cache.update(key for _, key in breakpoints)
-    return InputUsage(total - read - created, created, read)
+        if piece.ttl is not None and total >= request.spec.min_cache_tokens:
+            breakpoints.append((total, digest.copy().hexdigest(), piece.ttl))
+    read = max((tokens for tokens, key, _ in breakpoints if key in cache), default=0)
+    hour = max((t for t, _, ttl in breakpoints if ttl == "1h" and t > read), default=read)
+    last = max(breakpoints[-1][0], read) if breakpoints else 0
+    cache.update(key for _, key, _ in breakpoints)
+    return InputUsage(total - last, last - read, read, hour - read)

@@ -44,6 +44,7 @@ def log_json(e: billing_pb2.LogEntry) -> dict[str, Any]:
         "prompt_tokens": e.prompt_tokens,
         "completion_tokens": e.completion_tokens,
         "cached_tokens": e.cached_tokens,
+        "cache_write_tokens": e.cache_write_tokens,
         "elapsed_time": e.latency_ms,
         "first_token_ms": e.first_token_ms,
         "is_stream": e.stream,

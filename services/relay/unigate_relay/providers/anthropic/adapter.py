@@ -30,6 +30,7 @@ from unigate_relay.providers.anthropic.stream import (
     ChatStreamTranslator,
     StreamState,
     parse_event,
+    with_reported_prompt,
 )
 from unigate_relay.providers.anthropic.wire import (
     API_VERSION,
@@ -255,9 +256,5 @@ class AnthropicProvider(Provider):
                 payloads.append(data)
         counted = counted_usage(req.endpoint, req.body, req.upstream_model, streamed_text(payloads))
         if usage is not None:
-            # Anthropic reported the prompt at message_start; only the output is unknown.
-            counted.prompt_tokens = usage.prompt_tokens
-            counted.cached_tokens = usage.cached_tokens
-            counted.completion_tokens = max(counted.completion_tokens, usage.completion_tokens)
-            counted.total_tokens = counted.prompt_tokens + counted.completion_tokens
+            with_reported_prompt(counted, usage)
         return counted

@@ -5,7 +5,9 @@ Per Anthropic's Messages reference: ``text`` blocks join into ``content``, ``thi
 into ``reasoning_content``, ``tool_use`` blocks become ``tool_calls`` (``input`` serialized as
 the ``arguments`` string), ``stop_reason`` maps to ``finish_reason``. Usage: Anthropic's
 ``input_tokens`` excludes the prompt-cache tokens, so the prompt is input + cache read +
-cache creation, of which the cache reads are OpenAI's ``cached_tokens``.
+cache creation, of which the cache reads are OpenAI's ``cached_tokens`` and the cache
+creation the ledger's cache writes, split by the entry's lifetime (Anthropic bills a 1-hour
+write above a 5-minute one).
 """
 
 from __future__ import annotations
@@ -22,20 +24,40 @@ def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
+def cache_writes(raw: JSONObject) -> tuple[int, int]:
+    """(5-minute, 1-hour) prompt-cache writes of Anthropic's ``usage``.
+
+    ``cache_creation_input_tokens`` is every write; the ``cache_creation`` breakdown
+    (``ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``) says how many were
+    1-hour. Without the breakdown every write is a 5-minute one (the default lifetime, and the
+    only one before the 1-hour cache existed); without the total, the breakdown's sum is it.
+    A total beyond the breakdown's sum is counted as 5-minute writes, the cheaper reading.
+    """
+    split = raw.get("cache_creation")
+    split = split if isinstance(split, dict) else {}
+    five = max(_int(split.get("ephemeral_5m_input_tokens")), 0)
+    hour = max(_int(split.get("ephemeral_1h_input_tokens")), 0)
+    reported = raw.get("cache_creation_input_tokens")
+    total = max(_int(reported), 0) if reported is not None else five + hour
+    hour = min(hour, total)
+    return total - hour, hour
+
+
 def usage_from_anthropic(raw: Any) -> common_pb2.Usage:
     """The ledger's usage for Anthropic's ``usage`` object."""
     if not isinstance(raw, dict):
         return common_pb2.Usage()
     cache_read = _int(raw.get("cache_read_input_tokens"))
-    prompt = (
-        _int(raw.get("input_tokens")) + cache_read + _int(raw.get("cache_creation_input_tokens"))
-    )
+    write_5m, write_1h = cache_writes(raw)
+    prompt = _int(raw.get("input_tokens")) + cache_read + write_5m + write_1h
     completion = _int(raw.get("output_tokens"))
     return common_pb2.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=prompt + completion,
         cached_tokens=cache_read,
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=write_1h,
     )
 
 

@@ -62,6 +62,18 @@ class StreamState:
         return usage_from_anthropic(self.raw_usage) if self.raw_usage else None
 
 
+def with_reported_prompt(counted: common_pb2.Usage, reported: common_pb2.Usage) -> None:
+    """Fill ``counted`` (what an unfinished stream is billed, counted locally) with the prompt
+    Anthropic reported at ``message_start`` (its size, cache reads and cache writes): only the
+    output is unknown."""
+    counted.prompt_tokens = reported.prompt_tokens
+    counted.cached_tokens = reported.cached_tokens
+    counted.cache_write_5m_tokens = reported.cache_write_5m_tokens
+    counted.cache_write_1h_tokens = reported.cache_write_1h_tokens
+    counted.completion_tokens = max(counted.completion_tokens, reported.completion_tokens)
+    counted.total_tokens = counted.prompt_tokens + counted.completion_tokens
+
+
 class ChatStreamTranslator(StreamState):
     """Anthropic events in, OpenAI ``chat.completion.chunk`` frames out.
 

@@ -25,7 +25,11 @@ from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.anthropic.errors import stream_error
 from unigate_relay.providers.anthropic.request import chat_to_messages
 from unigate_relay.providers.anthropic.response import message_to_chat
-from unigate_relay.providers.anthropic.stream import ChatStreamTranslator, parse_event
+from unigate_relay.providers.anthropic.stream import (
+    ChatStreamTranslator,
+    parse_event,
+    with_reported_prompt,
+)
 from unigate_relay.providers.anthropic.wire import ConversionError
 from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
@@ -236,9 +240,5 @@ class BedrockProvider(Provider):
         payloads = [d for f in sent if (d := event_data(f.strip())) is not None]
         counted = counted_usage(req.endpoint, req.body, req.upstream_model, streamed_text(payloads))
         if usage is not None:
-            # The prompt was reported at message_start; only the output is unknown.
-            counted.prompt_tokens = usage.prompt_tokens
-            counted.cached_tokens = usage.cached_tokens
-            counted.completion_tokens = max(counted.completion_tokens, usage.completion_tokens)
-            counted.total_tokens = counted.prompt_tokens + counted.completion_tokens
+            with_reported_prompt(counted, usage)
         return counted
