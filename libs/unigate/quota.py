@@ -74,7 +74,8 @@ if a then
   released = 1
 end
 local charge = tonumber(ARGV[2])
-if charge > 0 then
+-- Negative for a correction that charged less than the sweeper had.
+if charge ~= 0 then
   -- No cached balance but a load under way: the loader may have read Postgres before this
   -- charge was committed; it subtracts what gathers here.
   if ARGV[3] ~= '1' then
@@ -140,7 +141,8 @@ class Settlement:
     reservation_id: str
     token_id: int
     user_id: int
-    # Cost newly committed to Postgres for this request; 0 when the event was a duplicate.
+    # Cost newly committed to Postgres for this request (for a row the sweeper had charged at
+    # the reserved amount: the difference, possibly negative); 0 for a duplicate.
     charged: int
     unlimited: bool
 

@@ -358,6 +358,11 @@ async def test_unsettled_reservation_is_swept_at_its_reserved_amount(
     channel_used = await pg.fetchval(
         "SELECT used_quota FROM channels WHERE id = $1", tenant.channel_id
     )
+    # The owner's cached balance (the key is unlimited, so the user's balance is what limits
+    # it), which the sweeper charged the whole reservation.
+    user_balance = f"{namespace}:q:u:{decision.user_id}:bal"
+    cached_before = await redis.get(user_balance)
+    assert cached_before is not None
     nc = await nats.connect(stack.config.nats_url)
     try:
         js = nc.jetstream()
@@ -381,6 +386,10 @@ async def test_unsettled_reservation_is_swept_at_its_reserved_amount(
         50,
     )
     assert fixed["channel_id"] == tenant.channel_id and not fixed["estimated"]
+    # The cached balance gets back what the sweeper charged beyond the real cost, once.
+    assert int(await redis.get(user_balance) or 0) == int(cached_before) + (
+        decision.reserved_quota - real_quota
+    )
     assert await pg.fetchval("SELECT count(*) FROM logs WHERE token_id = $1", tenant.token_id) == 1
     assert (
         await pg.fetchval("SELECT used_quota FROM tokens WHERE id = $1", tenant.token_id)

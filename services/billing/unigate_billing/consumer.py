@@ -132,14 +132,15 @@ class UsageConsumer:
                 log.exception("ledger write failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        new = {a.request_id: a for a in applied}
+        changed = {a.request_id: a for a in applied}
+        new = {rid for rid, a in changed.items() if not a.corrected}
         settlements = [
             Settlement(
                 reservation_id=e.reservation_id,
                 token_id=e.token_id,
                 user_id=e.user_id,
-                charged=e.quota if rid in new else 0,
-                unlimited=new[rid].unlimited if rid in new else False,
+                charged=changed[rid].charged if rid in changed else 0,
+                unlimited=changed[rid].unlimited if rid in changed else False,
             )
             for rid, e in events.items()
             if e.reservation_id
@@ -152,7 +153,7 @@ class UsageConsumer:
             log.exception("could not settle %d reservations in redis", len(settlements))
         for msg in msgs:
             await msg.ack()
-        metrics.batch_applied(events.values(), set(new), len(dead), len(msgs))
+        metrics.batch_applied(events.values(), new, len(dead), len(msgs))
         if traced is not None:
             traced.finish(set(new))
         self.applied += len(new)

@@ -123,15 +123,30 @@ WITH ev AS (
          completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,
          quota = d.quota + EXCLUDED.quota
 )
-SELECT ins.request_id, coalesce(tok.unlimited_quota, false) AS unlimited
+-- What to mirror into the cached balances in Redis: each new row's charge, and for each
+-- corrected row the difference from what the sweeper had charged.
+SELECT ins.request_id, coalesce(tok.unlimited_quota, false) AS unlimited, ins.quota AS charged,
+       false AS corrected
   FROM ins LEFT JOIN tok ON tok.id = ins.token_id
+UNION ALL
+SELECT f.request_id, coalesce(tok.unlimited_quota, false), f.quota - s.quota, true
+  FROM fixed f JOIN swept s ON s.request_id = f.request_id LEFT JOIN tok ON tok.id = f.token_id
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
+    """An event that changed the ledger: a new row, or a correction of a row the reservation
+    sweeper had written (``charged`` is then the difference, possibly negative)."""
+
     request_id: str
     unlimited: bool
+    charged: int = 0
+    corrected: bool = False
+
+
+def _applied(row: asyncpg.Record) -> Applied:
+    return Applied(row["request_id"], row["unlimited"], row["charged"], row["corrected"])
 
 
 def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
@@ -190,13 +205,13 @@ class Ledger:
             if not dead:
                 # One statement is one transaction already: save BEGIN and COMMIT round trips.
                 rows = await conn.fetch(_APPLY, *_columns(events)) if events else []
-                return [Applied(r["request_id"], r["unlimited"]) for r in rows]
+                return [_applied(r) for r in rows]
             async with conn.transaction():
                 rows = await conn.fetch(_APPLY, *_columns(events)) if events else []
                 await conn.executemany(
                     "INSERT INTO dead_letters (subject, data, reason) VALUES ($1, $2, $3)", dead
                 )
-        return [Applied(r["request_id"], r["unlimited"]) for r in rows]
+        return [_applied(r) for r in rows]
 
     async def quotas(self, request_ids: list[str]) -> dict[str, int]:
         """What the ledger charged for these requests (those it has rows for)."""
