@@ -263,6 +263,8 @@ async def test_console_flow(
     text = await log_row.inner_text()
     assert username in text and token_name in text and "gpt-4o-mini" in text
     assert str(usage.prompt_tokens) in text and str(usage.completion_tokens) in text
+    # No prompt-cache reads or writes in this call: no cache line under its prompt tokens.
+    assert await log_row.get_by_test_id("cache-tokens").count() == 0
     await shot("logs")
     href = await page.get_by_test_id("export-csv").get_attribute("href")
     assert href and "request_id=" + request_id in href

@@ -119,7 +119,7 @@ export function LogsPage({ user }) {
             ${admin && html`<td>${r.username}</td><td>${r.channel || "-"}</td>`}
             <td>${r.token_name}</td>
             <td>${r.model_name}${r.upstream_model && r.upstream_model !== r.model_name ? html` <span class="muted">→ ${r.upstream_model}</span>` : ""}</td>
-            <td class="num">${fmtNumber(r.prompt_tokens)}</td>
+            <td class="num">${fmtNumber(r.prompt_tokens)}${r.cached_tokens || r.cache_write_tokens ? html`<div class="muted small" data-testid="cache-tokens">${t("logs.cache_tokens", { read: fmtNumber(r.cached_tokens || 0), write: fmtNumber(r.cache_write_tokens || 0) })}</div>` : ""}</td>
             <td class="num">${fmtNumber(r.completion_tokens)}${r.estimated ? "*" : ""}</td>
             <td class="num">${fmtQuota(r.quota)}</td>
             <td class="num">${r.elapsed_time ? `${r.elapsed_time} ms` : "-"}${r.is_stream ? html` <${Badge} kind="info">${t("logs.stream")}</${Badge}>` : ""}</td>
