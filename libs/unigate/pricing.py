@@ -170,15 +170,27 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 }
 
 
-# Providers whose cached input is priced other than DEFAULT_CACHED_RATIO: Anthropic bills
-# prompt-cache reads at 0.1x the input price.
+# Models whose cached input is priced other than DEFAULT_CACHED_RATIO (list prices, cached
+# input / input): Anthropic bills prompt-cache reads at 0.1x; OpenAI's GPT-4.1 family and
+# o4-mini at 0.25x (gpt-4o, o1 and o3-mini keep 0.5x); DeepSeek 0.07 of 0.27 (chat) and 0.14
+# of 0.55 (reasoner) USD per 1M; Gemini's implicit caching at 0.25x. The CacheRatio option
+# overrides any of them per model.
 DEFAULT_CACHED_RATIOS: dict[str, float] = {
-    model: 0.1 for model in DEFAULT_PRICES if model.startswith("claude-")
+    **{model: 0.1 for model in DEFAULT_PRICES if model.startswith("claude-")},
+    **{model: 0.25 for model in ("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini")},
+    "deepseek-chat": 0.07 / 0.27,
+    "deepseek-reasoner": 0.14 / 0.55,
+    **{
+        model: 0.25
+        for model in DEFAULT_PRICES
+        if model.startswith("gemini-") and "embedding" not in model
+    },
 }
 
 # Providers that charge more for a prompt-cache write than for plain input, as (5-minute,
 # 1-hour) ratios: Anthropic bills a write to the default 5-minute cache at 1.25x the input
-# price and one to the 1-hour cache at 2x ("Prompt caching", pricing).
+# price and one to the 1-hour cache at 2x ("Prompt caching", pricing). The CreateCacheRatio
+# option overrides the 5-minute ratio per model.
 DEFAULT_CACHE_WRITE_RATIOS: dict[str, tuple[float, float]] = {
     model: (1.25, 2.0) for model in DEFAULT_PRICES if model.startswith("claude-")
 }
@@ -199,15 +211,21 @@ def price_for(
     group_ratio: float = 1.0,
     model_ratios: dict[str, float] | None = None,
     completion_ratios: dict[str, float] | None = None,
+    cached_ratios: dict[str, float] | None = None,
+    cache_write_ratios: dict[str, float] | None = None,
 ) -> Price:
-    """The price of ``model`` from operator overrides, else the defaults, else ratio 1."""
+    """The price of ``model`` from operator overrides (the ModelRatio, CompletionRatio,
+    CacheRatio and CreateCacheRatio options, by model), else the defaults, else ratio 1."""
     default = DEFAULT_PRICES.get(model, (DEFAULT_MODEL_RATIO, DEFAULT_COMPLETION_RATIO))
     mr = (model_ratios or {}).get(model, default[0])
     cr = (completion_ratios or {}).get(model, default[1])
-    cached = DEFAULT_CACHED_RATIOS.get(model, DEFAULT_CACHED_RATIO)
+    cached = (cached_ratios or {}).get(
+        model, DEFAULT_CACHED_RATIOS.get(model, DEFAULT_CACHED_RATIO)
+    )
     write_5m, write_1h = DEFAULT_CACHE_WRITE_RATIOS.get(
         model, (DEFAULT_CACHE_WRITE_RATIO, DEFAULT_CACHE_WRITE_RATIO)
     )
+    write_5m = (cache_write_ratios or {}).get(model, write_5m)
     return Price(
         model_ratio=mr,
         completion_ratio=cr,

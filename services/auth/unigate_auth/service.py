@@ -48,6 +48,9 @@ _MAX_RETRY_TIMES = 10
 class Options:
     model_ratio: dict[str, float] = field(default_factory=dict)
     completion_ratio: dict[str, float] = field(default_factory=dict)
+    # New API's names: prompt-cache reads and (5-minute) writes, as multiples of the input price.
+    cache_ratio: dict[str, float] = field(default_factory=dict)
+    create_cache_ratio: dict[str, float] = field(default_factory=dict)
     group_ratio: dict[str, float] = field(default_factory=lambda: {"default": 1.0})
     # {"vip": {"rpm": 600, "tpm": 100000}}: per-user defaults by group.
     group_rate_limits: dict[str, Limits] = field(default_factory=dict)
@@ -163,6 +166,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             opts = Options(
                 model_ratio=_json_option(raw.get("ModelRatio"), "ModelRatio"),
                 completion_ratio=_json_option(raw.get("CompletionRatio"), "CompletionRatio"),
+                cache_ratio=_json_option(raw.get("CacheRatio"), "CacheRatio"),
+                create_cache_ratio=_json_option(raw.get("CreateCacheRatio"), "CreateCacheRatio"),
                 group_ratio=_json_option(raw.get("GroupRatio"), "GroupRatio") or {"default": 1.0},
                 group_rate_limits=_rate_limits_option(raw.get("GroupRateLimits")),
                 retry_times=_retry_times_option(raw.get("RetryTimes")),
@@ -259,7 +264,14 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             )
         opts = await self._options_now()
         group_ratio = opts.group_ratio.get(token.group, 1.0)
-        price = price_for(model, group_ratio, opts.model_ratio, opts.completion_ratio)
+        price = price_for(
+            model,
+            group_ratio,
+            opts.model_ratio,
+            opts.completion_ratio,
+            opts.cache_ratio,
+            opts.create_cache_ratio,
+        )
         amount = self._estimate(price, req)
         now_ms = int(time.time() * 1000)
         user_limits = opts.group_rate_limits.get(token.group, Limits())

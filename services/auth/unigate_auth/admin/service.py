@@ -78,7 +78,16 @@ _USERNAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _MAX_NAME = 64
 # Options whose values are credentials (One API hides keys ending in Token or Secret).
 _SECRET_OPTION = re.compile(r"(secret|token|password|key)$", re.IGNORECASE)
-_JSON_OPTIONS = frozenset({"ModelRatio", "CompletionRatio", "GroupRatio", "GroupRateLimits"})
+_JSON_OPTIONS = frozenset(
+    {
+        "ModelRatio",
+        "CompletionRatio",
+        "CacheRatio",
+        "CreateCacheRatio",
+        "GroupRatio",
+        "GroupRateLimits",
+    }
+)
 _TEST_CONCURRENCY = 4
 # Channel list orders a client may ask for (never interpolated from the request itself).
 _CHANNEL_ORDERS = {

@@ -16,6 +16,8 @@ const KNOWN = [
   ["pricing", [
     ["ModelRatio", "json", "settings.model_ratio", "settings.model_ratio_hint"],
     ["CompletionRatio", "json", "settings.completion_ratio", "settings.completion_ratio_hint"],
+    ["CacheRatio", "json", "settings.cache_ratio", "settings.cache_ratio_hint"],
+    ["CreateCacheRatio", "json", "settings.create_cache_ratio", "settings.create_cache_ratio_hint"],
   ]],
   ["groups", [
     ["GroupRatio", "json", "settings.group_ratio", "settings.group_ratio_hint"],
