@@ -1,19 +1,30 @@
 """A strict simulator of Azure OpenAI's data-plane inference API, built on the OpenAI one.
 
-:func:`create_azure_app` wraps :func:`unigate_sim.openai.create_app`. It serves only Azure's
-layout, ``/openai/deployments/{deployment}/{endpoint}?api-version={version}`` for chat
-completions, completions, embeddings, image generations and the three audio endpoints, and
-checks a request the way Azure does, in this order:
+:func:`create_azure_app` wraps :func:`unigate_sim.openai.create_app`. It serves Azure's two
+layouts and nothing else:
 
-* any other path, or no ``api-version``: 404 ``{"error": {"code": "404", "message":
-  "Resource not found"}}``; a version not in :data:`API_VERSIONS`: 400 ``BadRequest`` "API
-  version not supported";
+* classic: ``/openai/deployments/{deployment}/{endpoint}?api-version={version}`` for chat
+  completions, completions, embeddings, image generations and the three audio endpoints, and
+  the Responses API at ``/openai/responses?api-version={version}`` (deployment in the body's
+  ``model``; preview versions from :data:`RESPONSES_SINCE` only);
+* v1: ``/openai/v1/{endpoint}`` for all of those plus ``/openai/v1/responses``, the deployment
+  in the body's ``model`` (JSON, or the multipart form's ``model`` field), and no
+  ``api-version`` (or one of :data:`V1_API_VERSIONS`).
+
+It checks a request the way Azure does, in this order:
+
+* any other path, or no ``api-version`` on the classic layout: 404 ``{"error": {"code":
+  "404", "message": "Resource not found"}}``; a version not in :data:`API_VERSIONS` (classic),
+  a version that predates the Responses API on ``/openai/responses``, or a dated version on
+  v1: 400 ``BadRequest`` "API version not supported";
 * the key must come in the ``api-key`` header: no key is a 401, a wrong key is Azure's 401
   "Access denied due to invalid subscription key or wrong API endpoint", and a key sent as
   ``Authorization: Bearer`` is read as an Entra ID token and refused (401);
-* an unknown deployment is a 404 ``DeploymentNotFound``. The deployment decides the model:
-  the body's ``model`` is ignored (JSON) or replaced (multipart) before the OpenAI simulator
-  serves the request, which then validates the body as OpenAI does;
+* an unknown deployment (in the path, or named by the body's ``model`` outside the deployment
+  paths) is a 404 ``DeploymentNotFound``; no ``model`` there is a 400. The deployment decides
+  the model: the body's ``model`` is replaced by the deployment's model (JSON and multipart)
+  before the OpenAI simulator serves the request, which then validates the body as OpenAI
+  does (the Responses API with the OpenAI simulator's own implementation and usage);
 * ``stream_options`` is refused (400, "Unrecognized request argument supplied") on versions
   older than :data:`STREAM_OPTIONS_SINCE`, as Azure did before it supported the option;
 * a chat or legacy completion prompt that contains the word "kill" (the OpenAI simulator's
@@ -28,7 +39,8 @@ empty), and every choice of a content chunk is annotated.
 ``api_keys``) plus ``deployments`` (name → model, mutable; any model the OpenAI
 simulator knows) and ``azure_calls``: one
 ``{"method", "path", "deployment", "api_version", "body"}`` per request that passed the
-checks above, ``body`` being the parsed JSON as sent (None otherwise). Streams are rendered
+checks above, ``api_version`` being "" when none was sent and ``body`` the parsed JSON as
+sent (None otherwise). Streams are rendered
 whole and then sent, so faults that pace or cut a stream are not supported here.
 """
 
@@ -82,6 +94,10 @@ API_VERSIONS: Final = frozenset(
 )
 #: The first version (by date) that accepts ``stream_options``.
 STREAM_OPTIONS_SINCE: Final = "2024-09-01"
+#: The first version (by date) serving ``/openai/responses`` (previews only).
+RESPONSES_SINCE: Final = "2025-03-01"
+#: What the v1 layout accepts as ``api-version`` besides none (its preview opt-in values).
+V1_API_VERSIONS: Final = frozenset({"preview", "latest"})
 
 #: Deployment name → the model it serves. Azure names GPT-3.5 without its dot.
 DEFAULT_DEPLOYMENTS: Final[Mapping[str, str]] = {
@@ -104,9 +120,14 @@ _ENDPOINTS: Final = {
     "/audio/speech": "/v1/audio/speech",
     "/audio/transcriptions": "/v1/audio/transcriptions",
     "/audio/translations": "/v1/audio/translations",
+    "/responses": "/v1/responses",
 }
+# Under /openai/deployments/{deployment} (the Responses API is not there).
+_DEPLOYMENT_ENDPOINTS: Final = frozenset(_ENDPOINTS) - {"/responses"}
 _FILTERED_ENDPOINTS: Final = frozenset({"/chat/completions", "/completions"})
 _PATH = re.compile(r"^/openai/deployments/([^/]+)(/.+)$")
+_V1_PREFIX: Final = "/openai/v1"
+_CLASSIC_RESPONSES: Final = "/openai/responses"
 _FLAG = re.compile(r"\bkill\b", re.IGNORECASE)
 
 _NOT_FOUND: Final = {"error": {"code": "404", "message": "Resource not found"}}
@@ -131,6 +152,14 @@ _BAD_TOKEN: Final = {
         "code": "401",
         "message": "Unauthorized. Access token is missing, invalid, audience is incorrect "
         "(https://cognitiveservices.azure.com), or have expired.",
+    }
+}
+_NO_MODEL: Final = {
+    "error": {
+        "message": "Missing required parameter: 'model'.",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "missing_required_parameter",
     }
 }
 _NO_DEPLOYMENT: Final = {
@@ -208,6 +237,49 @@ def _version_date(version: str) -> str:
     return version[:10]
 
 
+def _route(path: str) -> tuple[str | None, str] | None:
+    """(deployment named in the path or None, endpoint) of a path Azure serves, else None."""
+    if path.startswith(_V1_PREFIX + "/"):
+        endpoint = path[len(_V1_PREFIX) :]
+        return (None, endpoint) if endpoint in _ENDPOINTS else None
+    if path == _CLASSIC_RESPONSES:
+        return None, "/responses"
+    match = _PATH.match(path)
+    if match is None or match.group(2) not in _DEPLOYMENT_ENDPOINTS:
+        return None
+    return match.group(1), match.group(2)
+
+
+def _version_serves(version: str, *, v1: bool, endpoint: str) -> bool:
+    if v1:
+        # The v1 API takes no dated version: none, or its preview opt-in.
+        return not version or version in V1_API_VERSIONS
+    if version not in API_VERSIONS:
+        return False
+    if endpoint == "/responses":
+        return "preview" in version and _version_date(version) >= RESPONSES_SINCE
+    return True
+
+
+def _body_model(request: Any, body: bytes, content_type: str) -> str:
+    """The ``model`` a JSON body or multipart form names ("" when none)."""
+    if isinstance(request, dict):
+        model = request.get("model")
+        return model if isinstance(model, str) else ""
+    if not content_type.startswith("multipart/form-data"):
+        return ""
+    message = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        return ""
+    for item in message.iter_parts():
+        if item.get_param("name", header="content-disposition") == "model":
+            payload = item.get_payload(decode=True)
+            return payload.decode().strip() if isinstance(payload, bytes) else ""
+    return ""
+
+
 class AzureSimulator:
     """ASGI app: Azure's paths, checks and annotations around an OpenAI simulator."""
 
@@ -223,17 +295,18 @@ class AzureSimulator:
             # Lifespan, and the generated images' URLs (Azure's blob storage stand-in).
             await self.inner(scope, receive, send)
             return
-        match = _PATH.match(scope["path"])
-        if match is None or match.group(2) not in _ENDPOINTS or scope["method"] != "POST":
+        route = _route(scope["path"]) if scope["method"] == "POST" else None
+        if route is None:
             await send_json(send, 404, _NOT_FOUND)
             return
-        deployment, endpoint = match.group(1), match.group(2)
+        deployment, endpoint = route
+        v1 = scope["path"].startswith(_V1_PREFIX + "/")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         version = (query.get("api-version") or [""])[0]
-        if not version:
+        if not v1 and not version:
             await send_json(send, 404, _NOT_FOUND)
             return
-        if version not in API_VERSIONS:
+        if not _version_serves(version, v1=v1, endpoint=endpoint):
             await send_json(send, 400, _BAD_VERSION)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -241,13 +314,25 @@ class AzureSimulator:
         if refusal is not None:
             await send_json(send, 401, refusal)
             return
+        body = b""
+        content_type = headers.get("content-type", "")
+        request: Any = None
+        if deployment is None:
+            # Outside the deployment paths the body names the deployment.
+            body = await read_all(receive)
+            request = json_or_none(body) if "json" in content_type else None
+            named = _body_model(request, body, content_type)
+            if not named:
+                await send_json(send, 400, _NO_MODEL)
+                return
+            deployment = named
         model = self.state.deployments.get(deployment)
         if model is None:
             await send_json(send, 404, _NO_DEPLOYMENT)
             return
-        body = await read_all(receive)
-        content_type = headers.get("content-type", "")
-        request = json_or_none(body) if "json" in content_type else None
+        if route[0] is not None:
+            body = await read_all(receive)
+            request = json_or_none(body) if "json" in content_type else None
         self.state.azure_calls.append(
             {
                 "method": scope["method"],
@@ -258,7 +343,11 @@ class AzureSimulator:
             }
         )
         if isinstance(request, dict):
-            if "stream_options" in request and _version_date(version) < STREAM_OPTIONS_SINCE:
+            if (
+                "stream_options" in request
+                and not v1
+                and _version_date(version) < STREAM_OPTIONS_SINCE
+            ):
                 error = {
                     "error": {
                         "message": "Unrecognized request argument supplied: stream_options",

@@ -1,6 +1,7 @@
 """Azure OpenAI channels (type 3) through the gateway with the openai SDK, against the strict
-Azure simulator (``unigate_sim.azure``): deployment URLs with ``api-version``, the ``api-key``
-header, content filter annotations and Azure's errors."""
+Azure simulator (``unigate_sim.azure``): deployment URLs with ``api-version`` and the v1
+layout, the Responses API on both, the ``api-key`` header, content filter annotations and
+Azure's errors."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.e2e.provider_support import (
     ledger_row,
     running,
 )
+from unigate_relay.providers.compatible.azure import RESPONSES_API_VERSION
 from unigate_sim.azure import CONTENT_FILTER_MESSAGE, AzureSimulator, create_azure_app
 from unigate_sim.openai import count_tokens
 
@@ -262,6 +264,126 @@ async def test_provider_errors_are_openai_shaped(
         await client.chat.completions.create(model=wrong, messages=HELLO)
     assert_upstream_auth_failed(failed.value)
     await ledger_row(pg, tenant, 3)
+
+
+V1_LAYOUT: dict[str, object] = {"api_layout": "v1"}
+
+
+async def assert_responses_usage(
+    client: openai.AsyncOpenAI, pg: asyncpg.Pool, tenant: Tenant, model: str, first_row: int
+) -> None:
+    """A Responses API answer and stream through the gateway, each with exact ledger usage."""
+    answer = await client.responses.create(model=model, input="answer me, azure")
+    assert answer.output_text == "Echo: answer me, azure"
+    assert answer.usage is not None
+    plain = await ledger_row(pg, tenant, first_row)
+    assert (
+        plain["prompt_tokens"],
+        plain["completion_tokens"],
+        plain["cached_tokens"],
+        plain["estimated"],
+    ) == (
+        answer.usage.input_tokens,
+        answer.usage.output_tokens,
+        answer.usage.input_tokens_details.cached_tokens,
+        False,
+    )
+    events = [
+        e
+        async for e in await client.responses.create(
+            model=model, input="stream, azure", stream=True
+        )
+    ]
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "Echo: stream, azure"
+    final = events[-1]
+    assert final.type == "response.completed" and final.response.usage is not None
+    usage = final.response.usage
+    streamed = await ledger_row(pg, tenant, first_row + 1)
+    assert streamed["is_stream"] and streamed["status_code"] == 200
+    assert (
+        streamed["prompt_tokens"],
+        streamed["completion_tokens"],
+        streamed["cached_tokens"],
+        streamed["estimated"],
+    ) == (usage.input_tokens, usage.output_tokens, usage.input_tokens_details.cached_tokens, False)
+
+
+async def test_v1_layout_chat_and_responses_with_exact_usage(
+    client: openai.AsyncOpenAI, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, azure: Resource
+) -> None:
+    model, gpt41 = alias("az-v1"), alias("az-v1-41")
+    azure.app.state.deployments["prod-gpt-4.1"] = "gpt-4o"
+    await azure_channel(
+        pg,
+        secret_key,
+        azure,
+        {model: "gpt-3.5-turbo", gpt41: "gpt-4.1"},
+        {**V1_LAYOUT, "deployments": {"gpt-4.1": "prod-gpt-4.1"}},
+    )
+
+    plain = await client.chat.completions.create(model=model, messages=HELLO)
+    assert plain.choices[0].message.content == "Echo: hello azure world"
+    assert plain.usage is not None
+    call = azure.calls[-1]
+    # OpenAI's paths under /openai/v1, no api-version, the deployment (dots dropped) as model.
+    assert (call["path"], call["api_version"]) == ("/openai/v1/chat/completions", "")
+    assert call["deployment"] == call["body"]["model"] == "gpt-35-turbo"
+    first = await ledger_row(pg, tenant, 1)
+    assert (first["prompt_tokens"], first["completion_tokens"], first["estimated"]) == (
+        plain.usage.prompt_tokens,
+        plain.usage.completion_tokens,
+        False,
+    )
+    assert first["upstream_model"] == "gpt-3.5-turbo"
+
+    stream = await client.chat.completions.create(model=gpt41, messages=HELLO, stream=True)
+    chunks = [c async for c in stream]
+    assert azure.calls[-1]["body"]["model"] == "prod-gpt-4.1"
+    assert azure.calls[-1]["body"]["stream_options"] == {"include_usage": True}
+    assert all(c.usage is None for c in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Echo: hello azure world"
+    streamed = await ledger_row(pg, tenant, 2)
+    assert streamed["is_stream"] and not streamed["estimated"]
+    assert streamed["prompt_tokens"] == plain.usage.prompt_tokens
+    assert streamed["completion_tokens"] == count_tokens(text)
+    assert streamed["upstream_model"] == "gpt-4.1"
+
+    await assert_responses_usage(client, pg, tenant, gpt41, 3)
+    call = azure.calls[-1]
+    assert (call["path"], call["api_version"]) == ("/openai/v1/responses", "")
+    assert call["body"]["model"] == "prod-gpt-4.1"
+
+
+async def test_v1_layout_unknown_deployment_is_azures_404(
+    client: openai.AsyncOpenAI, secret_key: str, pg: asyncpg.Pool, azure: Resource
+) -> None:
+    missing = alias("az-v1-missing")
+    await azure_channel(pg, secret_key, azure, {missing: "gpt-5-nonexistent"}, V1_LAYOUT)
+    with pytest.raises(openai.NotFoundError) as not_found:
+        await client.responses.create(model=missing, input="hello")
+    assert not_found.value.response.json()["error"]["code"] == "DeploymentNotFound"
+
+
+async def test_responses_on_the_classic_layout(
+    client: openai.AsyncOpenAI, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, azure: Resource
+) -> None:
+    model = alias("az-resp")
+    # The channel's GA version has no Responses API: that endpoint gets the preview default.
+    await azure_channel(pg, secret_key, azure, {model: "gpt-4o"})
+    await assert_responses_usage(client, pg, tenant, model, 1)
+    call = azure.calls[-1]
+    assert (call["path"], call["api_version"]) == ("/openai/responses", RESPONSES_API_VERSION)
+    assert call["deployment"] == call["body"]["model"] == "gpt-4o"
+    # Chat on the same channel still goes to its deployment with the channel's version.
+    await client.chat.completions.create(model=model, messages=HELLO)
+    chat = azure.calls[-1]
+    assert (chat["path"], chat["api_version"]) == (
+        "/openai/deployments/gpt-4o/chat/completions",
+        "2024-10-21",
+    )
 
 
 async def test_endpoints_azure_does_not_serve_are_refused_before_any_call(

@@ -234,3 +234,157 @@ def test_images_are_annotated_and_their_urls_served(raw: httpx.Client) -> None:
     assert item["prompt_filter_results"]["jailbreak"] == {"filtered": False, "detected": False}
     image = raw.get(item["url"])
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+
+
+# The v1 layout: OpenAI's own paths under /openai/v1, the deployment in the body's model.
+V1_CHAT = "/openai/v1/chat/completions"
+
+
+@pytest.fixture
+def v1_sdk(azure_server: ThreadedServer, sim: AzureSimulator) -> Iterator[openai.OpenAI]:
+    # The plain OpenAI client on the v1 base URL; the key in api-key, as the relay sends it.
+    with openai.OpenAI(
+        base_url=f"{azure_server.url}/openai/v1/",
+        api_key="unused",
+        default_headers={"api-key": KEY},
+        max_retries=0,
+    ) as client:
+        yield client
+
+
+def test_v1_chat_names_the_deployment_in_the_body(
+    v1_sdk: openai.OpenAI, sim: AzureSimulator
+) -> None:
+    resp = v1_sdk.chat.completions.create(
+        model="gpt-35-turbo", messages=[{"role": "user", "content": "hello v1"}]
+    )
+    assert resp.choices[0].message.content == "Echo: hello v1"
+    assert (resp.model_extra or {})["prompt_filter_results"] == prompt_filter_results()
+    assert sim.state.calls[-1]["model"] == "gpt-3.5-turbo"
+    call = sim.state.azure_calls[-1]
+    assert (call["path"], call["deployment"], call["api_version"]) == (V1_CHAT, "gpt-35-turbo", "")
+    # A stream takes stream_options (no version to predate it) and opens with the annotation.
+    chunks = list(
+        v1_sdk.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "stream v1"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices == [] and chunks[-1].usage is not None
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage.completion_tokens == count_tokens(text)
+
+
+def test_v1_transcription_form_names_the_deployment(
+    v1_sdk: openai.OpenAI, sim: AzureSimulator
+) -> None:
+    transcript = v1_sdk.audio.transcriptions.create(
+        model="whisper", file=("clip.wav", b"RIFF0000WAVE", "audio/wav")
+    )
+    assert transcript.text.startswith("Transcribed")
+    assert sim.state.calls[-1]["body"]["model"] == "whisper-1"
+    assert sim.state.azure_calls[-1]["deployment"] == "whisper"
+
+
+def _check_responses(sdk_responses: Any, sim: AzureSimulator, deployment: str) -> None:
+    answer = sdk_responses.create(model=deployment, input="answer azure")
+    assert answer.output_text == "Echo: answer azure"
+    assert answer.usage.input_tokens > 0 and answer.usage.output_tokens > 0
+    assert answer.usage.input_tokens_details.cached_tokens == 0
+    assert sim.state.calls[-1]["model"] == "gpt-4o"
+    events = list(sdk_responses.create(model=deployment, input="stream azure", stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "Echo: stream azure"
+    assert events[-1].response.usage.output_tokens == answer.usage.output_tokens
+    assert sim.state.azure_calls[-1]["deployment"] == deployment
+
+
+def test_responses_on_v1(v1_sdk: openai.OpenAI, sim: AzureSimulator) -> None:
+    _check_responses(v1_sdk.responses, sim, "gpt-4o")
+    assert sim.state.azure_calls[-1]["path"] == "/openai/v1/responses"
+
+
+def test_responses_on_the_classic_layout(azure_server: ThreadedServer, sim: AzureSimulator) -> None:
+    # AzureOpenAI posts responses to /openai/responses?api-version=…, deployment in the body.
+    with openai.AzureOpenAI(
+        azure_endpoint=azure_server.url,
+        api_key=KEY,
+        api_version="2025-04-01-preview",
+        max_retries=0,
+    ) as client:
+        _check_responses(client.responses, sim, "gpt-4o")
+    call = sim.state.azure_calls[-1]
+    assert (call["path"], call["api_version"]) == ("/openai/responses", "2025-04-01-preview")
+
+
+RESPONSE = {"model": "gpt-4o", "input": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status", "code", "message"),
+    [
+        # v1 takes no dated version.
+        (
+            f"{V1_CHAT}?api-version={VERSION}",
+            {**HELLO, "model": "gpt-4o"},
+            None,
+            400,
+            "BadRequest",
+            "API version",
+        ),
+        # The key as a bearer token is an Entra ID token there too.
+        (V1_CHAT, {**HELLO, "model": "gpt-4o"}, {"Authorization": f"Bearer {KEY}"}, 401, "401", ""),
+        # A deployment the resource does not have, named in the body.
+        (V1_CHAT, {**HELLO, "model": "gpt-3.5-turbo"}, None, 404, "DeploymentNotFound", "The API"),
+        # No model at all: there is no deployment to serve it.
+        (V1_CHAT, HELLO, None, 400, "missing_required_parameter", "Missing required"),
+        # An endpoint Azure does not serve.
+        ("/openai/v1/moderations", {"input": "x", "model": "gpt-4o"}, None, 404, "404", ""),
+        # The classic Responses API: a version is required, and one that has it.
+        ("/openai/responses", RESPONSE, None, 404, "404", "Resource not found"),
+        (f"/openai/responses?api-version={VERSION}", RESPONSE, None, 400, "BadRequest", "API"),
+        (
+            "/openai/responses?api-version=2025-01-01-preview",
+            RESPONSE,
+            None,
+            400,
+            "BadRequest",
+            "API version",
+        ),
+        # ... and it is not served under a deployment.
+        (
+            "/openai/deployments/gpt-4o/responses?api-version=2025-04-01-preview",
+            RESPONSE,
+            None,
+            404,
+            "404",
+            "",
+        ),
+    ],
+)
+def test_v1_and_responses_refusals(
+    raw: httpx.Client,
+    sim: AzureSimulator,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None,
+    status: int,
+    code: str,
+    message: str,
+) -> None:
+    resp = raw.post(path, json=body, headers=headers if headers is not None else {"api-key": KEY})
+    assert resp.status_code == status
+    error = resp.json()["error"]
+    assert error["code"] == code
+    assert error["message"].startswith(message)
+    assert sim.state.calls == []
+
+
+def test_v1_accepts_the_preview_opt_in(raw: httpx.Client, sim: AzureSimulator) -> None:
+    for query in ("", "?api-version=preview"):
+        resp = raw.post(f"/openai/v1/responses{query}", json=RESPONSE, headers={"api-key": KEY})
+        assert resp.status_code == 200
+        assert resp.json()["usage"]["input_tokens"] > 0

@@ -52,6 +52,11 @@ class CompatibleSpec:
         base = (base_url or self.default_base_url).rstrip("/")
         return base + self.path_prefix + ENDPOINT_PATHS[endpoint]
 
+    def body_model(self, endpoint: str, model: str, config_json: str) -> str:
+        """The ``model`` the request body must carry (``model`` is the upstream model): itself,
+        except for providers that route by a name of their own there (Azure's deployment)."""
+        return model
+
     def auth_headers(self, api_key: str) -> dict[str, str]:
         """The headers that carry the channel's key."""
         return {"Authorization": f"Bearer {api_key}"}

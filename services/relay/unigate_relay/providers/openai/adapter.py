@@ -88,22 +88,23 @@ class OpenAIProvider(Provider):
 
     def _body(self, ctx: CallContext, *, stream: bool) -> bytes | aiohttp.FormData:
         req = ctx.request
-        if req.content_type.startswith("multipart/"):
-            if req.model == req.upstream_model:
-                return req.body
-            return with_model(req.body, req.content_type, req.upstream_model)
         spec = spec_for(ctx.channel.type)
+        model = spec.body_model(req.endpoint, req.upstream_model, ctx.channel.config_json)
+        if req.content_type.startswith("multipart/"):
+            if req.model == model:
+                return req.body
+            return with_model(req.body, req.content_type, model)
         wants_usage_option = (
             stream
             and req.endpoint in _USAGE_OPTION
             and not req.include_usage
             and spec.asks_stream_usage_for(ctx.channel.config_json)
         )
-        if req.model == req.upstream_model and not wants_usage_option and not spec.drop_fields:
+        if req.model == model and not wants_usage_option and not spec.drop_fields:
             # Nothing to change: pass the client's bytes through without re-encoding them.
             return req.body
         body = orjson.loads(req.body)
-        body["model"] = req.upstream_model
+        body["model"] = model
         for field in spec.drop_fields:
             body.pop(field, None)
         if wants_usage_option:
