@@ -120,6 +120,9 @@ async def test_every_service_counts_what_it_did(
     )
     scraper = Scraper(stack)
     before = await scraper.all()
+    index = QuotaStore(redis, Namespace(stack.config.namespace)).reservation_index
+    # Reservations open before this test's calls (an earlier test's, or none).
+    baseline = await redis.zcard(index)
     channel = str(own_channel)
     messages: Any = [{"role": "user", "content": "count me"}]
 
@@ -147,14 +150,21 @@ async def test_every_service_counts_what_it_did(
         prompt += usage[0].prompt_tokens
         completion += usage[0].completion_tokens
 
+    # The calls so far are settled first: billing settles a reservation once the call's usage
+    # event (held back a few milliseconds by the gateway, to batch) is in the ledger.
+    async def settled() -> bool:
+        return bool(await redis.zcard(index) <= baseline)
+
+    await eventually(settled)
+    quiet = await redis.zcard(index)
+
     # While a slow call is in flight its reservation is open, and billing's scrape reads it
     # from Redis at that moment.
     sim_app.state.faults.append(Fault(delay=2.0))
     slow = asyncio.create_task(client.chat.completions.create(model=MODEL, messages=messages))
-    index = QuotaStore(redis, Namespace(stack.config.namespace)).reservation_index
 
     async def reserved() -> bool:
-        return bool(await redis.zcard(index))
+        return bool(await redis.zcard(index) > quiet)
 
     await eventually(reserved)
     # Equal to what Redis holds at that moment (one, unless an earlier test left another).

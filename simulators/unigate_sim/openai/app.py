@@ -35,6 +35,7 @@ from unigate_sim.openai.images import parse_image_request, render_images, served
 from unigate_sim.openai.json_types import JSONObject
 from unigate_sim.openai.models import DEFAULT_MODELS, model_object
 from unigate_sim.openai.moderations import parse_moderation_request, render_moderation
+from unigate_sim.openai.prompt_cache import PromptCache, prompt_token_ids
 from unigate_sim.openai.request_body import Body, json_payload, read_body
 from unigate_sim.openai.rerank import parse_rerank_request, render_rerank
 from unigate_sim.openai.responses_render import (
@@ -115,6 +116,7 @@ class _Simulator:
 
     def __init__(self, models: tuple[str, ...]) -> None:
         self.models = models
+        self.prompt_cache = PromptCache()
 
     def routes(self) -> list[Route]:
         return [
@@ -159,6 +161,8 @@ class _Simulator:
 
     async def chat_completions(self, request: Request, body: Body) -> Response:
         chat = parse_chat_request(json_payload(body), self.models)
+        read = self.prompt_cache.read_and_write(prompt_token_ids(chat.messages, chat.tools))
+        chat = dataclasses.replace(chat, cached_tokens=min(read, chat.prompt_tokens))
         reply = plan_reply(chat)
         completion = Completion.new(chat.model)
         fault: Fault | None = request.state.fault

@@ -92,6 +92,9 @@ class ChatRequest:
     logprobs: bool
     top_logprobs: int
     service_tier: str
+    # Of the prompt, the tokens read from the prompt cache (set by the simulator, which
+    # holds the cache).
+    cached_tokens: int = 0
 
 
 def stream_flags(obj: JSONObject) -> tuple[bool, bool]:

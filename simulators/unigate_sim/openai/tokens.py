@@ -28,6 +28,11 @@ def _encoding() -> tiktoken.Encoding:
     return encoding_for_model(_MODEL)
 
 
+def encode(text: str) -> list[int]:
+    """``text``'s token ids (o200k_base)."""
+    return _encoding().encode(text, disallowed_special=()) if text else []
+
+
 def count_tokens(text: str) -> int:
     """Count ``text``'s tokens as the simulated models do (o200k_base).
     ``count_tokens("Hello, world!") == 4``."""
