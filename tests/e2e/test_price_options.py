@@ -32,10 +32,30 @@ async def set_ratio(root: Api, key: str, model: str, value: float) -> None:
     await root.ok("PUT", "/option/", json={"key": key, "value": orjson.dumps(ratios).decode()})
 
 
-def quota(
-    ratio: Fraction, prompt: int, hit: int, completion: int, cache: Fraction, out: Fraction
-) -> int:
-    return math.ceil(((prompt - hit) + hit * cache + completion * out) * ratio)
+async def assert_billed(
+    pg: asyncpg.Pool,
+    tenant: Tenant,
+    calls: list[tuple[int, int, int]],
+    *,
+    ratio: Fraction,
+    cache: Fraction,
+    out: Fraction,
+) -> list[asyncpg.Record]:
+    """The tenant's ledger rows are these calls' (prompt, completion, cached tokens), fewest
+    cached first, each charged exactly: plain input at ``ratio``, cached input at ``cache``
+    times that, output at ``out`` times that, rounded up. Returns the rows."""
+    await wait_for_rows(pg, tenant.token_id, len(calls))
+    rows: list[asyncpg.Record] = await pg.fetch(
+        "SELECT * FROM logs WHERE token_id = $1 ORDER BY cached_tokens", tenant.token_id
+    )
+    assert [(r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"]) for r in rows] == (
+        calls
+    )
+    assert [r["quota"] for r in rows] == [
+        math.ceil(((prompt - hit) + hit * cache + completion * out) * ratio)
+        for prompt, completion, hit in calls
+    ]
+    return rows
 
 
 async def test_price_options_price_the_next_call(
@@ -69,21 +89,17 @@ async def test_price_options_price_the_next_call(
     hit = (second.usage.model_extra or {})["prompt_cache_hit_tokens"]
     assert hit > 0
 
-    await wait_for_rows(pg, tenant.token_id, 2)
-    rows = await pg.fetch(
-        "SELECT prompt_tokens, completion_tokens, cached_tokens, quota, model_ratio,"
-        " completion_ratio, cached_ratio FROM logs WHERE token_id = $1 ORDER BY cached_tokens",
-        tenant.token_id,
+    rows = await assert_billed(
+        pg,
+        tenant,
+        [
+            (first.usage.prompt_tokens, first.usage.completion_tokens, 0),
+            (second.usage.prompt_tokens, second.usage.completion_tokens, hit),
+        ],
+        ratio=Fraction(5, 2),
+        cache=Fraction(1, 5),
+        out=Fraction(3),
     )
-    ratio, cache, out = Fraction(5, 2), Fraction(1, 5), Fraction(3)
-    expected = [
-        (first.usage.prompt_tokens, first.usage.completion_tokens, 0),
-        (second.usage.prompt_tokens, second.usage.completion_tokens, hit),
-    ]
-    assert [(r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"]) for r in rows] == (
-        expected
-    )
-    assert [r["quota"] for r in rows] == [quota(ratio, p, h, c, cache, out) for p, c, h in expected]
     assert {(r["model_ratio"], r["completion_ratio"], r["cached_ratio"]) for r in rows} == {
         (2.5, 3.0, 0.2)
     }
@@ -121,19 +137,15 @@ async def test_openai_cache_reads_are_billed_at_the_cache_ratio(
     read = second.usage.prompt_tokens_details.cached_tokens or 0
     assert read >= 1024  # OpenAI's automatic caching of a long prompt's repeated beginning
 
-    await wait_for_rows(pg, tenant.token_id, 2)
-    rows = await pg.fetch(
-        "SELECT prompt_tokens, completion_tokens, cached_tokens, quota FROM logs"
-        " WHERE token_id = $1 ORDER BY cached_tokens",
-        tenant.token_id,
+    await assert_billed(
+        pg,
+        tenant,
+        [
+            (first.usage.prompt_tokens, first.usage.completion_tokens, 0),
+            (second.usage.prompt_tokens, second.usage.completion_tokens, read),
+        ],
+        ratio=Fraction(3, 2),
+        cache=Fraction(1, 4),
+        # The alias has no built-in price: its completion ratio is the default, 1.
+        out=Fraction(1),
     )
-    # The alias has no built-in price: its completion ratio is the default, 1.
-    ratio, cache, out = Fraction(3, 2), Fraction(1, 4), Fraction(1)
-    expected = [
-        (first.usage.prompt_tokens, first.usage.completion_tokens, 0),
-        (second.usage.prompt_tokens, second.usage.completion_tokens, read),
-    ]
-    assert [(r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"]) for r in rows] == (
-        expected
-    )
-    assert [r["quota"] for r in rows] == [quota(ratio, p, h, c, cache, out) for p, c, h in expected]
