@@ -28,7 +28,7 @@ from run import (
 )
 
 from unigate.devstack import Stack, StackConfig, StackPorts
-from unigate.grpc_mux import MuxClient
+from unigate.grpc_mux import AUTHORIZE, MuxClient
 from unigate.grpcutil import insecure_channel
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 
@@ -43,7 +43,7 @@ async def measure(
     stub = auth_pb2_grpc.AuthServiceStub(channel)
     many: MuxClient[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = MuxClient(
         lambda requests: stub.AuthorizeMany(requests, wait_for_ready=True),
-        method="/unigate.v1.AuthService/Authorize",
+        method=AUTHORIZE,
     )
     counter = iter(range(10**9))
 

@@ -32,6 +32,11 @@ from unigate import telemetry
 
 log = logging.getLogger(__name__)
 
+# The unary methods the multiplexed ones (AuthorizeMany, CallMany) carry: the names their
+# calls' spans and logs go by, on both ends.
+AUTHORIZE = "/unigate.v1.AuthService/Authorize"
+RELAY_CALL = "/unigate.v1.RelayService/Call"
+
 GOAWAY_CALL_ID = 0
 
 

@@ -16,7 +16,7 @@ import orjson
 from unigate import errors
 from unigate.channel_types import channel_type
 from unigate.crypto import decrypt_secret
-from unigate.grpc_mux import MuxServer
+from unigate.grpc_mux import AUTHORIZE, MuxServer
 from unigate.health import ChannelHealth, HealthSnapshot
 from unigate.keys import hash_api_key, mask_key
 from unigate.logs import request_id_var
@@ -126,7 +126,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 errors.ServiceUnavailable("The key could not be checked right now; please retry.")
             ),
             auth_pb2.AuthorizeResponse,
-            method="/unigate.v1.AuthService/Authorize",
+            method=AUTHORIZE,
         )
 
     # ---- cache invalidation -------------------------------------------------------------

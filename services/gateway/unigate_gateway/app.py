@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unigate import bus, errors, telemetry, tokenizer
-from unigate.grpc_mux import MuxClient
+from unigate.grpc_mux import AUTHORIZE, MuxClient
 from unigate.grpcutil import insecure_channel
 from unigate.logs import request_id_var
 from unigate.namespace import Namespace
@@ -124,7 +124,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # up to their timeout instead of failing at once.
         authorizer: MuxClient[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = MuxClient(
             lambda requests: auth.AuthorizeMany(requests, wait_for_ready=True),
-            method="/unigate.v1.AuthService/Authorize",
+            method=AUTHORIZE,
             lanes=settings.grpc_mux_lanes,
         )
         relays = {

@@ -19,7 +19,7 @@ import grpc
 from starlette.responses import Response, StreamingResponse
 
 from unigate import errors, telemetry
-from unigate.grpc_mux import MuxClient, MuxError
+from unigate.grpc_mux import RELAY_CALL, MuxClient, MuxError
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.settings import relay_for
 from unigate.tokens import counted_usage, sse_payloads, streamed_text
@@ -33,7 +33,6 @@ from unigate_gateway.requests import ParsedCall
 
 log = logging.getLogger(__name__)
 
-RELAY_CALL = "/unigate.v1.RelayService/Call"
 # A body this large goes as a call of its own: on a shared stream it would hold up every call
 # queued behind it while it is sent.
 MAX_MULTIPLEXED_BODY = 256 * 1024

@@ -11,7 +11,7 @@ import aiohttp
 import grpc
 
 from unigate import telemetry
-from unigate.grpc_mux import MuxServer
+from unigate.grpc_mux import RELAY_CALL, MuxServer
 from unigate.logs import request_id_var
 from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay import metrics
@@ -51,7 +51,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 )
             ),
             relay_pb2.RelayResult,
-            method="/unigate.v1.RelayService/Call",
+            method=RELAY_CALL,
         )
 
     async def _context(
