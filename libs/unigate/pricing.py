@@ -141,8 +141,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
             "SparkDesk-v4.0",
         )
     },
-    # Cohere (USD list prices). Rerank bills 1,000 prompt units per search unit (the relay's
-    # rule), so ratio 1 is Cohere's 2 USD per 1,000 searches.
+    # Cohere (USD list prices). Rerank is priced per search unit (unit_prices).
     "command-a-03-2025": (_r(2.5), 4.0),
     "command-r-plus-08-2024": (_r(2.5), 4.0),
     "command-r-plus": (_r(2.5), 4.0),
@@ -152,21 +151,25 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "embed-v4.0": (_r(0.12), 1.0),
     "embed-english-v3.0": (_r(0.1), 1.0),
     "embed-multilingual-v3.0": (_r(0.1), 1.0),
-    "rerank-v3.5": (1.0, 1.0),
     # Moderations are free.
     "omni-moderation-latest": (0.0, 1.0),
     "text-moderation-latest": (0.0, 1.0),
-    # Speech: one "token" per input character.
-    "tts-1": (_r(15.0), 1.0),
-    "tts-1-hd": (_r(30.0), 1.0),
-    "gpt-4o-mini-tts": (_r(0.6), 20.0),
-    "whisper-1": (_r(6.0), 1.0),
+    # Speech (tts-1, tts-1-hd, gpt-4o-mini-tts), whisper-1, DALL-E and Cohere rerank are
+    # priced per character, second, image and search unit (unit_prices). The models below
+    # report token usage and are billed as their provider bills it: gpt-4o-transcribe 2.50
+    # USD per 1M text in, 6 per 1M audio in (DEFAULT_AUDIO_RATIOS), 10 out; the mini 1.25 /
+    # 3 / 5; gpt-image-1 5 per 1M text in, 40 per 1M image out.
+    "gpt-4o-transcribe": (_r(2.5), 4.0),
     "gpt-4o-mini-transcribe": (_r(1.25), 4.0),
-    # Images: one image is billed as 1,000 completion "tokens" (see the relay's usage rules),
-    # so these ratios give the list price of a standard 1024x1024 image.
-    "dall-e-2": (_r(20.0), 1.0),
-    "dall-e-3": (_r(40.0), 1.0),
     "gpt-image-1": (_r(5.0), 8.0),
+}
+
+# Audio input tokens (Usage.audio_tokens, part of the prompt) as a multiple of the input
+# price, where the provider prices them apart; the AudioRatio option overrides them.
+DEFAULT_AUDIO_RATIO = 1.0
+DEFAULT_AUDIO_RATIOS: dict[str, float] = {
+    "gpt-4o-transcribe": 6.0 / 2.5,
+    "gpt-4o-mini-transcribe": 3.0 / 1.25,
 }
 
 
@@ -204,6 +207,7 @@ class Price:
     cached_ratio: float = DEFAULT_CACHED_RATIO
     cache_write_5m_ratio: float = DEFAULT_CACHE_WRITE_RATIO
     cache_write_1h_ratio: float = DEFAULT_CACHE_WRITE_RATIO
+    audio_ratio: float = DEFAULT_AUDIO_RATIO
 
 
 def price_for(
@@ -213,9 +217,11 @@ def price_for(
     completion_ratios: dict[str, float] | None = None,
     cached_ratios: dict[str, float] | None = None,
     cache_write_ratios: dict[str, float] | None = None,
+    audio_ratios: dict[str, float] | None = None,
 ) -> Price:
     """The price of ``model`` from operator overrides (the ModelRatio, CompletionRatio,
-    CacheRatio and CreateCacheRatio options, by model), else the defaults, else ratio 1."""
+    CacheRatio, CreateCacheRatio and AudioRatio options, by model), else the defaults, else
+    ratio 1."""
     default = DEFAULT_PRICES.get(model, (DEFAULT_MODEL_RATIO, DEFAULT_COMPLETION_RATIO))
     mr = (model_ratios or {}).get(model, default[0])
     cr = (completion_ratios or {}).get(model, default[1])
@@ -233,6 +239,9 @@ def price_for(
         cached_ratio=cached,
         cache_write_5m_ratio=write_5m,
         cache_write_1h_ratio=write_1h,
+        audio_ratio=(audio_ratios or {}).get(
+            model, DEFAULT_AUDIO_RATIOS.get(model, DEFAULT_AUDIO_RATIO)
+        ),
     )
 
 
@@ -244,20 +253,24 @@ def quota_for(
     *,
     cache_write_5m_tokens: int = 0,
     cache_write_1h_tokens: int = 0,
+    audio_tokens: int = 0,
 ) -> int:
     """Cost of a call in quota units, rounded up; never 0 for a paid model that was used.
 
     Cache reads and writes are parts of ``prompt_tokens``, each billed at its own ratio
     instead of the input price; the rest of the prompt is plain input. Reads, then 1-hour
     writes, then 5-minute writes are bounded by what is left of the prompt, so a usage that
-    claims more than its prompt never bills more than the prompt at those prices.
+    claims more than its prompt never bills more than the prompt at those prices. Audio
+    input tokens, the rest of the prompt, are billed at the audio ratio.
     """
     room = max(prompt_tokens, 0)
     cached = min(max(cached_tokens, 0), room)
     write_1h = min(max(cache_write_1h_tokens, 0), room - cached)
     write_5m = min(max(cache_write_5m_tokens, 0), room - cached - write_1h)
+    audio = min(max(audio_tokens, 0), room - cached - write_1h - write_5m)
     weighted = (
-        (prompt_tokens - cached - write_1h - write_5m)
+        (prompt_tokens - cached - write_1h - write_5m - audio)
+        + audio * price.audio_ratio
         + cached * price.cached_ratio
         + write_5m * price.cache_write_5m_ratio
         + write_1h * price.cache_write_1h_ratio

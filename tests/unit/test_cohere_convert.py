@@ -272,4 +272,4 @@ def test_rerank() -> None:
     }
     out, usage = rerank_answer(answer, "rerank-v3.5", documents, True)
     assert out["results"] == [{"index": 1, "relevance_score": 0.9, "document": {"text": "b"}}]
-    assert usage.prompt_tokens == 2000
+    assert (usage.unit, usage.quantity, usage.prompt_tokens) == ("search_unit", 2, 0)

@@ -137,6 +137,8 @@ class AuthorizeRequest(_message.Message):
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     CALL_ID_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    PRICE_VARIANT_FIELD_NUMBER: _builtins.int
+    ESTIMATED_UNITS_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
     model: _builtins.str
     client_ip: _builtins.str
@@ -152,6 +154,13 @@ class AuthorizeRequest(_message.Message):
     """AuthorizeMany only: the caller's correlation id, and the trace context (W3C
     traceparent, baggage) that gRPC metadata carries for a unary call.
     """
+    price_variant: _builtins.str
+    """Calls priced per unit other than tokens: the price's variant (images: "<size>/<quality>",
+    e.g. "1024x1024/hd"; "" otherwise) and the gateway's estimate of the quantity (seconds of
+    the uploaded audio, characters of speech input, images, search units), which sizes the
+    reservation.
+    """
+    estimated_units: _builtins.int
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -167,10 +176,12 @@ class AuthorizeRequest(_message.Message):
         max_tokens: _builtins.int = ...,
         call_id: _builtins.int = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        price_variant: _builtins.str = ...,
+        estimated_units: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "max_tokens", b"max_tokens", "model", b"model", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "estimated_units", b"estimated_units", "max_tokens", b"max_tokens", "model", b"model", "price_variant", b"price_variant", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -190,6 +201,9 @@ class Pricing(_message.Message):
     CACHED_RATIO_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_5M_RATIO_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_1H_RATIO_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
+    AUDIO_RATIO_FIELD_NUMBER: _builtins.int
     model_ratio: _builtins.float
     completion_ratio: _builtins.float
     group_ratio: _builtins.float
@@ -200,6 +214,15 @@ class Pricing(_message.Message):
     1, a write billed as plain input as before, rather than proto3's 0 (a free write).
     """
     cache_write_1h_ratio: _builtins.float
+    unit: _builtins.str
+    """The model's price per unit other than tokens (see Usage.unit), when it is priced so:
+    the unit and USD per unit as an exact fraction ("1/10000" is 0.006 USD a minute of
+    audio). A call whose usage reports this unit costs quantity x unit_price x 500,000
+    quota units x group_ratio, rounded up once; any other usage is priced by its tokens.
+    """
+    unit_price: _builtins.str
+    audio_ratio: _builtins.float
+    """Audio input tokens (Usage.audio_tokens) as a multiple of the input price; unset is 1."""
     def __init__(
         self,
         *,
@@ -209,15 +232,22 @@ class Pricing(_message.Message):
         cached_ratio: _builtins.float = ...,
         cache_write_5m_ratio: _builtins.float | None = ...,
         cache_write_1h_ratio: _builtins.float | None = ...,
+        unit: _builtins.str = ...,
+        unit_price: _builtins.str = ...,
+        audio_ratio: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_audio_ratio", b"_audio_ratio", "_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "audio_ratio", b"audio_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio", "cached_ratio", b"cached_ratio", "completion_ratio", b"completion_ratio", "group_ratio", b"group_ratio", "model_ratio", b"model_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audio_ratio", b"_audio_ratio", "_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "audio_ratio", b"audio_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio", "cached_ratio", b"cached_ratio", "completion_ratio", b"completion_ratio", "group_ratio", b"group_ratio", "model_ratio", b"model_ratio", "unit", b"unit", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__audio_ratio: _TypeAlias = _typing.Literal["audio_ratio"]  # noqa: Y015
+    _WhichOneofArgType__audio_ratio: _TypeAlias = _typing.Literal["_audio_ratio", b"_audio_ratio"]  # noqa: Y015
     _WhichOneofReturnType__cache_write_1h_ratio: _TypeAlias = _typing.Literal["cache_write_1h_ratio"]  # noqa: Y015
     _WhichOneofArgType__cache_write_1h_ratio: _TypeAlias = _typing.Literal["_cache_write_1h_ratio", b"_cache_write_1h_ratio"]  # noqa: Y015
     _WhichOneofReturnType__cache_write_5m_ratio: _TypeAlias = _typing.Literal["cache_write_5m_ratio"]  # noqa: Y015
     _WhichOneofArgType__cache_write_5m_ratio: _TypeAlias = _typing.Literal["_cache_write_5m_ratio", b"_cache_write_5m_ratio"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__audio_ratio) -> _WhichOneofReturnType__audio_ratio | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cache_write_1h_ratio) -> _WhichOneofReturnType__cache_write_1h_ratio | None: ...
     @_typing.overload

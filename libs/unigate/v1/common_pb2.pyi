@@ -31,6 +31,9 @@ class Usage(_message.Message):
     ESTIMATED_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_5M_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_1H_TOKENS_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    AUDIO_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     completion_tokens: _builtins.int
     total_tokens: _builtins.int
@@ -44,6 +47,18 @@ class Usage(_message.Message):
     providers charge more for a write than for plain input.
     """
     cache_write_1h_tokens: _builtins.int
+    unit: _builtins.str
+    """A call billed in a unit other than tokens, in the provider's own unit: "second" (of
+    audio transcribed or translated), "character" (of speech input), "image" (generated),
+    "search_unit" (Cohere rerank: one query over up to 100 documents); "" when tokens.
+    `quantity` is how many of them. Auth's Pricing says whether the model is priced per
+    this unit; when it is not, the token fields price the call.
+    """
+    quantity: _builtins.int
+    audio_tokens: _builtins.int
+    """Prompt tokens that were audio (gpt-4o-transcribe's input_token_details.audio_tokens):
+    part of prompt_tokens, priced at Pricing.audio_ratio times the input price.
+    """
     def __init__(
         self,
         *,
@@ -54,10 +69,13 @@ class Usage(_message.Message):
         estimated: _builtins.bool = ...,
         cache_write_5m_tokens: _builtins.int = ...,
         cache_write_1h_tokens: _builtins.int = ...,
+        unit: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        audio_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_1h_tokens", b"cache_write_1h_tokens", "cache_write_5m_tokens", b"cache_write_5m_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_tokens", b"audio_tokens", "cache_write_1h_tokens", b"cache_write_1h_tokens", "cache_write_5m_tokens", b"cache_write_5m_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "quantity", b"quantity", "total_tokens", b"total_tokens", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

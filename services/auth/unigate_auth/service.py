@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import grpc
@@ -22,6 +23,7 @@ from unigate.keys import hash_api_key, mask_key
 from unigate.logs import request_id_var
 from unigate.pricing import Price, price_for, quota_for
 from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, ReserveResult
+from unigate.unit_prices import UnitPrice, parse_unit_prices, unit_price_for, unit_quota
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_auth import metrics
 from unigate_auth.cache import TTLCache
@@ -51,6 +53,10 @@ class Options:
     # New API's names: prompt-cache reads and (5-minute) writes, as multiples of the input price.
     cache_ratio: dict[str, float] = field(default_factory=dict)
     create_cache_ratio: dict[str, float] = field(default_factory=dict)
+    # Audio input tokens as multiples of the input price (New API's AudioRatio), and prices
+    # per unit other than tokens (seconds, characters, images, search units).
+    audio_ratio: dict[str, float] = field(default_factory=dict)
+    unit_price: dict[str, UnitPrice] = field(default_factory=dict)
     group_ratio: dict[str, float] = field(default_factory=lambda: {"default": 1.0})
     # {"vip": {"rpm": 600, "tpm": 100000}}: per-user defaults by group.
     group_rate_limits: dict[str, Limits] = field(default_factory=dict)
@@ -92,6 +98,14 @@ def _json_option(raw: str | None, name: str) -> dict[str, float]:
         return {str(k): float(v) for k, v in value.items()}
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         log.error("option %s is not a JSON object of numbers; ignoring it", name)
+        return {}
+
+
+def _unit_price_option(raw: str | None) -> dict[str, UnitPrice]:
+    try:
+        return parse_unit_prices(raw)
+    except ValueError as exc:
+        log.error("option UnitPrice ignored: %s", exc)
         return {}
 
 
@@ -168,6 +182,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 completion_ratio=_json_option(raw.get("CompletionRatio"), "CompletionRatio"),
                 cache_ratio=_json_option(raw.get("CacheRatio"), "CacheRatio"),
                 create_cache_ratio=_json_option(raw.get("CreateCacheRatio"), "CreateCacheRatio"),
+                audio_ratio=_json_option(raw.get("AudioRatio"), "AudioRatio"),
+                unit_price=_unit_price_option(raw.get("UnitPrice")),
                 group_ratio=_json_option(raw.get("GroupRatio"), "GroupRatio") or {"default": 1.0},
                 group_rate_limits=_rate_limits_option(raw.get("GroupRateLimits")),
                 retry_times=_retry_times_option(raw.get("RetryTimes")),
@@ -271,8 +287,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             opts.completion_ratio,
             opts.cache_ratio,
             opts.create_cache_ratio,
+            opts.audio_ratio,
         )
-        amount = self._estimate(price, req)
+        unit = unit_price_for(model, req.endpoint, req.price_variant, opts.unit_price)
+        amount = self._estimate(price, req, unit)
         now_ms = int(time.time() * 1000)
         user_limits = opts.group_rate_limits.get(token.group, Limits())
         windows = windows_for(
@@ -330,6 +348,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 cached_ratio=price.cached_ratio,
                 cache_write_5m_ratio=price.cache_write_5m_ratio,
                 cache_write_1h_ratio=price.cache_write_1h_ratio,
+                audio_ratio=price.audio_ratio,
+                unit=unit[0] if unit else "",
+                unit_price=str(unit[1]) if unit else "",
             ),
             candidates=candidates,
             rate_limits=report(windows, result.counts, now_ms),
@@ -370,7 +391,16 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 back.append(a)
         return probes + front + back
 
-    def _estimate(self, price: Price, req: auth_pb2.AuthorizeRequest) -> int:
+    def _estimate(
+        self,
+        price: Price,
+        req: auth_pb2.AuthorizeRequest,
+        unit: tuple[str, Fraction] | None = None,
+    ) -> int:
+        if unit is not None and req.estimated_units > 0:
+            # Priced per unit: the gateway counted the units (seconds of the upload,
+            # characters, images, search units), so reserve what they cost.
+            return unit_quota(req.estimated_units, unit[1], price.group_ratio)
         completion = req.max_tokens or self._settings.default_completion_reserve
         completion = min(max(completion, 0), self._settings.max_completion_reserve)
         return quota_for(price, max(req.estimated_prompt_tokens, 1), completion)

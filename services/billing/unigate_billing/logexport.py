@@ -40,6 +40,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("completion_tokens", "completion_tokens"),
     ("cached_tokens", "cached_tokens"),
     ("cache_write_tokens", "cache_write_tokens"),
+    ("unit", "unit"),
+    ("quantity", "quantity"),
     ("estimated", "estimated"),
     ("quota", "quota"),
     ("latency_ms", "latency_ms"),

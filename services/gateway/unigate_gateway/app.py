@@ -11,11 +11,13 @@ from contextlib import asynccontextmanager
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Route
 
 from unigate import bus, errors, telemetry, tokenizer
+from unigate.audio_duration import audio_seconds
 from unigate.grpc_mux import AUTHORIZE, MuxClient
 from unigate.grpcutil import insecure_channel
 from unigate.logs import request_id_var
@@ -38,6 +40,7 @@ from unigate_gateway.proxy import Proxy, RelayClient, error_response, new_reques
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.requests import (
     ParsedCall,
+    check_single_fields,
     parse_chat,
     parse_completions,
     parse_embeddings,
@@ -74,9 +77,17 @@ def _upload(endpoint: str) -> Parser:
             form = await request.form()
         except Exception as exc:  # python-multipart's errors have no common base
             raise errors.InvalidRequest(f"Could not parse the multipart body: {exc}") from None
-        if form.get("file") is None:
+        check_single_fields(name for name, _ in form.multi_items())
+        upload = form.get("file")
+        if upload is None:
             raise errors.InvalidRequest("Missing required parameter: 'file'.", param="file")
-        return upload_call(endpoint, body, content_type, form.get("model"))
+        # The reservation is priced on the audio's play time, read off the thread.
+        seconds = (
+            await asyncio.to_thread(audio_seconds, await upload.read())
+            if isinstance(upload, UploadFile)
+            else None
+        )
+        return upload_call(endpoint, body, content_type, form.get("model"), seconds)
 
     return parse_upload
 

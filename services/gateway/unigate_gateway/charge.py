@@ -3,7 +3,10 @@ authorized the call (so a price change mid-request does not apply to it)."""
 
 from __future__ import annotations
 
-from unigate.pricing import DEFAULT_CACHE_WRITE_RATIO, Price, quota_for
+from fractions import Fraction
+
+from unigate.pricing import DEFAULT_AUDIO_RATIO, DEFAULT_CACHE_WRITE_RATIO, Price, quota_for
+from unigate.unit_prices import unit_quota
 from unigate.v1 import auth_pb2, common_pb2
 
 
@@ -26,11 +29,15 @@ def price_of(p: auth_pb2.Pricing) -> Price:
             if p.HasField("cache_write_1h_ratio")
             else DEFAULT_CACHE_WRITE_RATIO
         ),
+        audio_ratio=p.audio_ratio if p.HasField("audio_ratio") else DEFAULT_AUDIO_RATIO,
     )
 
 
 def quota_of(p: auth_pb2.Pricing, u: common_pb2.Usage) -> int:
-    """The call's cost in quota units."""
+    """The call's cost in quota units: per unit when the usage is in the unit the model is
+    priced in (seconds, characters, images, search units), else per token."""
+    if p.unit and u.unit == p.unit:
+        return unit_quota(u.quantity, Fraction(p.unit_price), p.group_ratio)
     return quota_for(
         price_of(p),
         u.prompt_tokens,
@@ -38,4 +45,5 @@ def quota_of(p: auth_pb2.Pricing, u: common_pb2.Usage) -> int:
         u.cached_tokens,
         cache_write_5m_tokens=u.cache_write_5m_tokens,
         cache_write_1h_tokens=u.cache_write_1h_tokens,
+        audio_tokens=u.audio_tokens,
     )

@@ -130,6 +130,8 @@ class Proxy:
                     stream=call.stream,
                     estimated_prompt_tokens=call.estimated_prompt_tokens,
                     max_tokens=call.max_tokens,
+                    estimated_units=call.estimated_units,
+                    price_variant=call.price_variant,
                 ),
                 self._authorize_timeout,
             )

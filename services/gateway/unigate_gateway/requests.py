@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import orjson
 
+from unigate.audio_duration import billed_seconds
 from unigate.errors import InvalidRequest
 from unigate.tokens import estimate_body_tokens
+from unigate.unit_prices import image_variant
+
+# What a JSON call will be billed in units other than tokens: (estimated units, variant).
+Units = Callable[[dict[str, Any]], tuple[int, str]]
+# Cohere bills one search unit per query over up to this many documents.
+DOCUMENTS_PER_SEARCH_UNIT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +34,11 @@ class ParsedCall:
     estimated_prompt_tokens: int
     # Of ``body``; "" for JSON.
     content_type: str = ""
+    # Calls priced per unit other than tokens: the gateway's count of units (seconds of the
+    # uploaded audio, characters, images, search units) and the price's variant (an image's
+    # "<size>/<quality>"), for auth to price the reservation.
+    estimated_units: int = 0
+    price_variant: str = ""
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
@@ -104,6 +119,7 @@ def _json_call(
     streams: bool = False,
     usage_option: bool = False,
     max_tokens_field: str = "max_tokens",
+    units: Units | None = None,
 ) -> ParsedCall:
     """The checks every JSON endpoint shares: an object, a model (or its default), the
     required fields, and the stream flags where the endpoint can stream."""
@@ -116,6 +132,7 @@ def _json_call(
     stream, include_usage = (
         _stream_flags(data, usage_option=usage_option) if streams else (False, False)
     )
+    estimated_units, variant = units(data) if units is not None else (0, "")
     return ParsedCall(
         endpoint=endpoint,
         body=body,
@@ -124,6 +141,8 @@ def _json_call(
         include_usage=include_usage,
         max_tokens=_int_field(data, max_tokens_field),
         estimated_prompt_tokens=estimate_body_tokens(len(body)),
+        estimated_units=estimated_units,
+        price_variant=variant,
     )
 
 
@@ -135,16 +154,35 @@ def parse_moderations(body: bytes) -> ParsedCall:
     return _json_call("moderations", body, ("input",), default_model="omni-moderation-latest")
 
 
+def _image_units(data: dict[str, Any]) -> tuple[int, str]:
+    n = data.get("n")
+    count = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    return count, image_variant(data.get("size"), data.get("quality"))
+
+
+def _speech_units(data: dict[str, Any]) -> tuple[int, str]:
+    text = data.get("input")
+    return (len(text) if isinstance(text, str) else 0), ""
+
+
+def _rerank_units(data: dict[str, Any]) -> tuple[int, str]:
+    documents = data.get("documents")
+    count = len(documents) if isinstance(documents, list) else 0
+    return max(math.ceil(count / DOCUMENTS_PER_SEARCH_UNIT), 1), ""
+
+
 def parse_images(body: bytes) -> ParsedCall:
-    return _json_call("images.generations", body, ("prompt",), default_model="dall-e-2")
+    return _json_call(
+        "images.generations", body, ("prompt",), default_model="dall-e-2", units=_image_units
+    )
 
 
 def parse_speech(body: bytes) -> ParsedCall:
-    return _json_call("audio.speech", body, ("input", "voice"))
+    return _json_call("audio.speech", body, ("input", "voice"), units=_speech_units)
 
 
 def parse_rerank(body: bytes) -> ParsedCall:
-    return _json_call("rerank", body, ("query", "documents"))
+    return _json_call("rerank", body, ("query", "documents"), units=_rerank_units)
 
 
 def parse_responses(body: bytes) -> ParsedCall:
@@ -153,8 +191,27 @@ def parse_responses(body: bytes) -> ParsedCall:
     )
 
 
-def upload_call(endpoint: str, body: bytes, content_type: str, model: object) -> ParsedCall:
-    """A multipart audio upload, already parsed for its ``model`` field."""
+def check_single_fields(names: Iterable[str]) -> None:
+    """A multipart form sends each field once, but for arrays (``timestamp_granularities[]``,
+    ``include[]``). A repeated one is refused: the provider reads the first ``model`` while a
+    form parser keeps the last, so a second one could slip past the key's model allowlist and
+    be priced as another model."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen and not name.endswith("[]"):
+            raise InvalidRequest(
+                f"Duplicate parameter: '{name}'. Each form field may be sent only once.",
+                param=name,
+                code="duplicate_parameter",
+            )
+        seen.add(name)
+
+
+def upload_call(
+    endpoint: str, body: bytes, content_type: str, model: object, seconds: Fraction | None
+) -> ParsedCall:
+    """A multipart audio upload, already parsed for its ``model`` field, with the play time
+    of its file (None when it could not be read)."""
     if not isinstance(model, str) or not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
     return ParsedCall(
@@ -167,6 +224,7 @@ def upload_call(endpoint: str, body: bytes, content_type: str, model: object) ->
         # The upload's size says nothing about its tokens; the answer will.
         estimated_prompt_tokens=1,
         content_type=content_type,
+        estimated_units=billed_seconds(seconds) if seconds is not None else 0,
     )
 
 

@@ -26,7 +26,7 @@ import grpc
 import orjson
 from google.protobuf import empty_pb2
 
-from unigate import admin
+from unigate import admin, unit_prices
 from unigate.channel_types import channel_type
 from unigate.crypto import encrypt_secret
 from unigate.namespace import Namespace
@@ -84,6 +84,8 @@ _JSON_OPTIONS = frozenset(
         "CompletionRatio",
         "CacheRatio",
         "CreateCacheRatio",
+        "AudioRatio",
+        "UnitPrice",
         "GroupRatio",
         "GroupRateLimits",
     }
@@ -1050,12 +1052,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     async def _get_options(self, caller: Caller, _: Empty) -> admin_pb2.OptionList:
         rows = await self._pool.fetch("SELECT key, value FROM options ORDER BY key")
+        options = {r["key"]: r["value"] for r in rows if not _SECRET_OPTION.search(r["key"])}
+        # The unit price table is shown as in force (One API shows its built-in ModelRatio so).
+        options.setdefault("UnitPrice", unit_prices.defaults_json())
         return admin_pb2.OptionList(
-            options=[
-                admin_pb2.OptionEntry(key=r["key"], value=r["value"])
-                for r in rows
-                if not _SECRET_OPTION.search(r["key"])
-            ]
+            options=[admin_pb2.OptionEntry(key=k, value=v) for k, v in sorted(options.items())]
         )
 
     async def UpdateOption(self, request: admin_pb2.OptionEntry, context: Context) -> Any:
@@ -1066,6 +1067,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             raise _invalid("an option needs a key of at most 128 characters")
         if req.key in _JSON_OPTIONS:
             records.json_object(req.value, req.key)
+        if req.key == "UnitPrice":
+            try:
+                unit_prices.parse_unit_prices(req.value)
+            except ValueError as exc:
+                raise _invalid(str(exc)) from None
         await self._pool.execute(
             "INSERT INTO options (key, value) VALUES ($1, $2)"
             " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

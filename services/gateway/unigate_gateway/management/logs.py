@@ -45,6 +45,10 @@ def log_json(e: billing_pb2.LogEntry) -> dict[str, Any]:
         "completion_tokens": e.completion_tokens,
         "cached_tokens": e.cached_tokens,
         "cache_write_tokens": e.cache_write_tokens,
+        # Calls billed in another unit than tokens: "second", "character", "image" or
+        # "search_unit", and how many.
+        "unit": e.unit,
+        "quantity": e.quantity,
         "elapsed_time": e.latency_ms,
         "first_token_ms": e.first_token_ms,
         "is_stream": e.stream,

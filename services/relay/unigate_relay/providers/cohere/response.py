@@ -4,9 +4,8 @@ Chat usage is billed on ``usage.tokens`` (what the model read and wrote, the fig
 usage also means) rather than ``usage.billed_units`` (what Cohere invoices, which leaves out
 the prompt template and can differ): prices are per token of the model, and the ``tokens``
 are what a client's own count of the conversation approaches. Embeddings and rerank report
-only ``meta.billed_units``: ``input_tokens`` for embed, ``search_units`` for rerank, one
-search unit billed as 1,000 prompt units (so rerank-v3.5 at ratio 1 costs Cohere's 2 USD per
-1,000 searches).
+only ``meta.billed_units``: ``input_tokens`` for embed, ``search_units`` for rerank (priced
+per search unit in the price table, ``unigate.unit_prices``).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import base64
 import struct
 from typing import Any
 
+from unigate import unit_prices
 from unigate.v1 import common_pb2
 
 FINISH_REASONS = {
@@ -25,7 +25,6 @@ FINISH_REASONS = {
 }
 # Finish reasons that mean the generation failed rather than ended.
 FAILED_REASONS = frozenset({"ERROR", "TIMEOUT"})
-UNITS_PER_SEARCH = 1000
 
 
 def _int(value: Any) -> int:
@@ -128,8 +127,6 @@ def rerank_answer(
     found = answer.get("meta")
     meta: dict[str, Any] = found if isinstance(found, dict) else {}
     units = _int((meta.get("billed_units") or {}).get("search_units"))
-    usage = common_pb2.Usage(
-        prompt_tokens=units * UNITS_PER_SEARCH, total_tokens=units * UNITS_PER_SEARCH
-    )
+    usage = common_pb2.Usage(unit=unit_prices.SEARCH_UNIT, quantity=units)
     body = {"id": answer.get("id") or "", "model": model, "results": results, "meta": meta}
     return body, usage

@@ -170,6 +170,7 @@ class OpenAIProvider(Provider):
                 content_type,
                 content,
                 ctx.request.upstream_model,
+                request_content_type=ctx.request.content_type,
             ),
             upstream_ms=upstream_ms,
         )

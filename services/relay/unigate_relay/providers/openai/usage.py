@@ -3,16 +3,18 @@ reports none (rows counted this way are marked estimated in the ledger)."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import orjson
 
+from unigate import unit_prices
+from unigate.audio_duration import audio_seconds, billed_seconds
 from unigate.tokens import counted_usage
 from unigate.v1 import common_pb2
+from unigate_relay.providers.openai.multipart import uploaded_file
 
-# An image is billed as this many units of its model's ratio (the default prices are set so
-# that it comes to the provider's per-image list price).
-TOKENS_PER_IMAGE = 1000
+_AUDIO_UPLOADS = ("audio.transcriptions", "audio.translations")
 
 
 def _int(value: Any) -> int:
@@ -21,9 +23,18 @@ def _int(value: Any) -> int:
 
 def usage_object(raw: Any) -> common_pb2.Usage | None:
     """OpenAI's usage in either naming: chat (prompt/completion) or Responses/images
-    (input/output tokens)."""
+    (input/output tokens); a whisper-1 transcription's ``{"type": "duration", "seconds": N}``
+    is N seconds of audio."""
     if not isinstance(raw, dict):
         return None
+    if raw.get("type") == "duration":
+        seconds = raw.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            return None
+        # OpenAI reports whole seconds; a fraction is billed as the next whole second.
+        return common_pb2.Usage(
+            unit=unit_prices.SECOND, quantity=billed_seconds(Fraction(repr(seconds)))
+        )
     prompt = _int(raw.get("prompt_tokens")) or _int(raw.get("input_tokens"))
     completion = _int(raw.get("completion_tokens")) or _int(raw.get("output_tokens"))
     details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
@@ -33,11 +44,15 @@ def usage_object(raw: Any) -> common_pb2.Usage | None:
     cached = cached or _int(raw.get("prompt_cache_hit_tokens")) or _int(raw.get("cached_tokens"))
     if not prompt and not completion and _int(raw.get("total_tokens")):
         prompt = _int(raw.get("total_tokens"))  # rerank and embeddings report only a total
+    # gpt-4o-transcribe: the audio part of the input, priced above text input.
+    audio_details = raw.get("input_token_details") or details
+    audio = _int(audio_details.get("audio_tokens")) if isinstance(audio_details, dict) else 0
     return common_pb2.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=_int(raw.get("total_tokens")) or prompt + completion,
         cached_tokens=cached,
+        audio_tokens=min(audio, prompt),
     )
 
 
@@ -66,15 +81,41 @@ def _answer_text(data: Any) -> str:
     return "".join(text)
 
 
+def _search_units(data: Any) -> int:
+    """Cohere's billed search units (``meta.billed_units.search_units``) of a rerank answer."""
+    billed = _at(data, ("meta", "billed_units", "search_units"))
+    return _int(billed)
+
+
+def _uploaded_seconds(request_body: bytes, request_content_type: str) -> common_pb2.Usage:
+    """The seconds of the uploaded audio, for a provider that did not say what it billed:
+    read from the file (never from its size), and marked estimated since it is our count."""
+    data = uploaded_file(request_body, request_content_type) if request_content_type else None
+    seconds = audio_seconds(data) if data is not None else None
+    return common_pb2.Usage(
+        unit=unit_prices.SECOND,
+        quantity=billed_seconds(seconds) if seconds is not None else 0,
+        estimated=True,
+    )
+
+
 def usage_from_answer(
-    endpoint: str, request_body: bytes, content_type: str, answer: bytes, model: str = ""
+    endpoint: str,
+    request_body: bytes,
+    content_type: str,
+    answer: bytes,
+    model: str = "",
+    *,
+    request_content_type: str = "",
 ) -> common_pb2.Usage:
-    """Usage of a non-streamed answer: the provider's own figures when it gives them, else
-    counted with ``model``'s encoding."""
+    """Usage of a non-streamed answer in the provider's own units: its reported figures
+    when it gives them (tokens, seconds, search units), else what it bills by (characters of
+    speech input, images delivered, seconds of the uploaded audio), else tokens counted with
+    ``model``'s encoding."""
     if endpoint == "audio.speech":
         # Speech is priced per input character, which we know exactly.
         chars = len(str(_request_json(request_body).get("input") or ""))
-        return common_pb2.Usage(prompt_tokens=chars, total_tokens=chars)
+        return common_pb2.Usage(unit=unit_prices.CHARACTER, quantity=chars)
     data: Any = None
     if "json" in content_type:
         try:
@@ -82,13 +123,22 @@ def usage_from_answer(
         except orjson.JSONDecodeError:
             data = None
     exact = usage_object(data.get("usage")) if isinstance(data, dict) else None
+    if endpoint == "rerank" and (units := _search_units(data)):
+        # Cohere bills search units; the price table says whether this model is priced so.
+        found = exact or common_pb2.Usage()
+        found.unit, found.quantity = unit_prices.SEARCH_UNIT, units
+        return found
     if exact is not None:
         return exact
     if endpoint == "images.generations":
-        n = max(_int(_request_json(request_body).get("n")), 1)
-        return common_pb2.Usage(
-            completion_tokens=n * TOKENS_PER_IMAGE, total_tokens=n * TOKENS_PER_IMAGE
-        )
+        images = data.get("data") if isinstance(data, dict) else None
+        if isinstance(images, list):
+            n = len(images)  # what was delivered
+        else:
+            n = _int(_request_json(request_body).get("n")) or 1
+        return common_pb2.Usage(unit=unit_prices.IMAGE, quantity=n)
+    if endpoint in _AUDIO_UPLOADS:
+        return _uploaded_seconds(request_body, request_content_type)
     text = _answer_text(data) if data is not None else answer.decode(errors="replace")
     return counted_usage(endpoint, request_body, model, text)
 

@@ -17,6 +17,14 @@ import {
 import { query, getList } from "../api.js";
 import { t } from "../i18n.js";
 
+// Calls billed in another unit than tokens show it under the tokens (the ledger's unit).
+const UNIT_KEYS = {
+  second: "logs.unit_second",
+  character: "logs.unit_character",
+  image: "logs.unit_image",
+  search_unit: "logs.unit_search_unit",
+};
+
 const PAGE_SIZE = 20;
 const TYPES = [
   [0, "logs.type_all"],
@@ -120,7 +128,7 @@ export function LogsPage({ user }) {
             <td>${r.token_name}</td>
             <td>${r.model_name}${r.upstream_model && r.upstream_model !== r.model_name ? html` <span class="muted">→ ${r.upstream_model}</span>` : ""}</td>
             <td class="num">${fmtNumber(r.prompt_tokens)}${r.cached_tokens || r.cache_write_tokens ? html`<div class="muted small" data-testid="cache-tokens">${t("logs.cache_tokens", { read: fmtNumber(r.cached_tokens || 0), write: fmtNumber(r.cache_write_tokens || 0) })}</div>` : ""}</td>
-            <td class="num">${fmtNumber(r.completion_tokens)}${r.estimated ? "*" : ""}</td>
+            <td class="num">${fmtNumber(r.completion_tokens)}${r.estimated ? "*" : ""}${UNIT_KEYS[r.unit] ? html`<div class="muted small" data-testid="units">${t(UNIT_KEYS[r.unit], { n: fmtNumber(r.quantity || 0) })}</div>` : ""}</td>
             <td class="num">${fmtQuota(r.quota)}</td>
             <td class="num">${r.elapsed_time ? `${r.elapsed_time} ms` : "-"}${r.is_stream ? html` <${Badge} kind="info">${t("logs.stream")}</${Badge}>` : ""}</td>
             <td>${r.type === 2 ? html`<${Badge} kind=${failed ? "error" : "ok"}>${r.status_code || "-"}</${Badge}>` : ""}</td>

@@ -18,6 +18,8 @@ const KNOWN = [
     ["CompletionRatio", "json", "settings.completion_ratio", "settings.completion_ratio_hint"],
     ["CacheRatio", "json", "settings.cache_ratio", "settings.cache_ratio_hint"],
     ["CreateCacheRatio", "json", "settings.create_cache_ratio", "settings.create_cache_ratio_hint"],
+    ["AudioRatio", "json", "settings.audio_ratio", "settings.audio_ratio_hint"],
+    ["UnitPrice", "json", "settings.unit_price", "settings.unit_price_hint"],
   ]],
   ["groups", [
     ["GroupRatio", "json", "settings.group_ratio", "settings.group_ratio_hint"],
