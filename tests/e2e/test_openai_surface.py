@@ -94,7 +94,7 @@ async def test_images(sdk: openai.AsyncOpenAI, pg: asyncpg.Pool, tenant: Tenant)
     image = await sdk.images.generate(model="dall-e-3", prompt="a red square", n=1)
     assert image.data and (image.data[0].url or image.data[0].b64_json)
     row = await only_row(pg, tenant)
-    assert row["completion_tokens"] == 1000 and row["estimated"] is False
+    assert (row["unit"], row["quantity"], row["estimated"]) == ("image", 1, False)
     assert row["quota"] == 20_000  # 0.04 USD
 
 
@@ -106,7 +106,7 @@ async def test_speech_download(sdk: openai.AsyncOpenAI, pg: asyncpg.Pool, tenant
     audio = speech.read()
     assert audio[:4] == b"RIFF" and speech.response.headers["content-type"] == "audio/wav"
     row = await only_row(pg, tenant)
-    assert row["prompt_tokens"] == len(text)
+    assert (row["unit"], row["quantity"]) == ("character", len(text))
 
 
 async def test_transcription_and_translation_uploads(
@@ -151,7 +151,7 @@ async def test_rerank(sdk: openai.AsyncOpenAI, pg: asyncpg.Pool, tenant: Tenant)
     assert isinstance(result, dict)
     assert result["results"][0]["index"] == 1
     row = await only_row(pg, tenant)
-    assert row["prompt_tokens"] > 0
+    assert (row["unit"], row["quantity"], row["quota"]) == ("search_unit", 1, 1_000)
 
 
 async def test_responses_stream_and_not(
