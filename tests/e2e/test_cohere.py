@@ -200,7 +200,9 @@ async def test_embeddings_and_rerank(
     assert ranked["results"][0]["document"] == {"text": "red apple pie"}
     assert "return_documents" not in cohere.last["body"]
     assert ranked["meta"]["billed_units"]["search_units"] == 1
-    assert (await ledger_row(pg, tenant, 2))["prompt_tokens"] == 1000
+    # Priced per search unit (an alias with no price of its own: rerank-v3.5's 0.002 USD).
+    row = await ledger_row(pg, tenant, 2)
+    assert (row["unit"], row["quantity"], row["quota"]) == ("search_unit", 1, 1_000)
 
 
 async def test_provider_errors_are_openai_errors(

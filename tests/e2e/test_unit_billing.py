@@ -19,15 +19,17 @@ import httpx
 import openai
 import orjson
 import pytest
+from playwright.async_api import Browser, expect
 
 from tests.audio_files import encoded_file, wav_file
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
-from tests.e2e.test_management_api import Api, apis, root
+from tests.e2e.test_console import CHROMIUM, _wait_for_log_row, browser
+from tests.e2e.test_management_api import ROOT_PASSWORD, Api, apis, root
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
 from unigate.devstack import Stack
 
-__all__ = ["apis", "root"]  # fixtures used here
+__all__ = ["apis", "browser", "root"]  # fixtures used here
 
 QUOTA_PER_USD = 500_000
 # OpenAI's and Cohere's list prices, in USD per unit.
@@ -308,3 +310,47 @@ async def test_a_repeated_model_field_is_refused_before_anyone_sees_it(
     assert len(sim_app.state.calls) == calls_before + 1
     await wait_for_rows(pg, token.id, 1)
     assert await pg.fetchval("SELECT count(*) FROM logs WHERE token_id = $1", token.id) == 1
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing")
+async def test_the_console_shows_units_and_edits_their_prices(
+    sdk: openai.AsyncOpenAI,
+    pg: asyncpg.Pool,
+    tenant: Tenant,
+    stack: Stack,
+    browser: Browser,
+    root: Api,
+) -> None:
+    await sdk.audio.speech.create(model="tts-1", voice="alloy", input="twelve chars")
+    (row,) = await rows_of(pg, tenant, 1)
+    shown = {o["key"]: o["value"] for o in await root.ok("GET", "/option/")}["UnitPrice"]
+    context = await browser.new_context(locale="en-US")
+    try:
+        page = await context.new_page()
+        await page.goto(stack.gateway_url + "/")
+        await page.fill('input[name="username"]', "root")
+        await page.fill('input[name="password"]', ROOT_PASSWORD)
+        await page.click('button[type="submit"]')
+        await expect(page.locator("nav.sidebar")).to_be_visible()
+        # The log view: the call's characters under its tokens.
+        await page.click('nav a[data-nav="logs"]')
+        log_row = await _wait_for_log_row(page, row["request_id"])
+        await expect(log_row.get_by_test_id("units")).to_have_text("12 characters")
+        # The settings: the price table in force, edited and saved like any price option.
+        await page.click('nav a[data-nav="settings"]')
+        option = page.locator('[data-option="UnitPrice"]')
+        editor = option.locator("textarea")
+        await expect(editor).to_contain_text('"whisper-1"')
+        table = orjson.loads(await editor.input_value())
+        table["tts-1"] = {"unit": "character", "usd": "0.00002"}
+        await editor.fill(orjson.dumps(table).decode())
+        await option.locator('button[type="submit"]').click()
+        await expect(page.locator(".toast-success").last).to_be_visible()
+        stored = {o["key"]: o["value"] for o in await root.ok("GET", "/option/")}["UnitPrice"]
+        assert orjson.loads(stored)["tts-1"] == {"unit": "character", "usd": "0.00002"}
+        await sdk.audio.speech.create(model="tts-1", voice="alloy", input="twelve chars")
+        second = (await rows_of(pg, tenant, 2))[1]
+        assert billed(second)[:3] == ("character", 12, quota(12 * Fraction("0.00002")))
+    finally:
+        await context.close()
+        await root.ok("PUT", "/option/", json={"key": "UnitPrice", "value": shown})
