@@ -4,6 +4,7 @@ forwarded as bytes, peeking only for usage."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -160,18 +161,23 @@ class OpenAIProvider(Provider):
                     ),
                     upstream_ms=upstream_ms,
                 )
+        measure = functools.partial(
+            usage_from_answer,
+            ctx.request.endpoint,
+            ctx.request.body,
+            content_type,
+            content,
+            ctx.request.upstream_model,
+            request_content_type=ctx.request.content_type,
+        )
+        # An upload's usage may mean demuxing its audio (up to 25 MB): off the event loop.
+        upload = ctx.request.content_type.startswith("multipart/")
+        usage = await asyncio.to_thread(measure) if upload else measure()
         return relay_pb2.RelayResult(
             http_status=status,
             content_type=content_type,
             body=content,
-            usage=usage_from_answer(
-                ctx.request.endpoint,
-                ctx.request.body,
-                content_type,
-                content,
-                ctx.request.upstream_model,
-                request_content_type=ctx.request.content_type,
-            ),
+            usage=usage,
             upstream_ms=upstream_ms,
         )
 
