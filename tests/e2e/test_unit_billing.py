@@ -119,6 +119,7 @@ async def test_whisper_is_billed_the_seconds_it_reports(
     assert cost == 250
     # Reserved on the file's seconds, charged on the provider's.
     assert billed(first) == ("second", 5, cost, cost) and not first["estimated"]
+    assert Fraction(first["unit_price"]) == WHISPER_PER_SECOND
     assert billed(second) == ("second", 5, cost, cost) and second["estimated"]
     assert (first["prompt_tokens"], first["completion_tokens"]) == (0, 0)
 
