@@ -81,7 +81,7 @@ def _upload(endpoint: str) -> Parser:
         upload = form.get("file")
         if upload is None:
             raise errors.InvalidRequest("Missing required parameter: 'file'.", param="file")
-        # The reservation is priced on the audio's play time, read off the thread.
+        # The reservation is priced on the audio's play time, read in a worker thread.
         seconds = (
             await asyncio.to_thread(audio_seconds, await upload.read())
             if isinstance(upload, UploadFile)
