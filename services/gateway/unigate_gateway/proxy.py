@@ -19,6 +19,7 @@ import grpc
 from starlette.responses import Response, StreamingResponse
 
 from unigate import errors, telemetry
+from unigate.charge import quota_of
 from unigate.grpc_mux import RELAY_CALL, MuxClient, MuxError
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.settings import relay_for
@@ -26,7 +27,6 @@ from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway import metrics
 from unigate_gateway.anthropic_api import error_frame, error_json
-from unigate_gateway.charge import quota_of
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
 from unigate_gateway.requests import ParsedCall
