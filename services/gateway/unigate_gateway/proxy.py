@@ -107,8 +107,11 @@ class Proxy:
         retry_times: int,
         authorize_timeout: float,
         relay_timeout: float,
+        gateway_id: str = "",
     ) -> None:
         self._auth = auth
+        # Sent with every Authorize: the reservation names the gateway that holds it.
+        self._gateway_id = gateway_id
         self._authorizer = authorizer
         self._relays = relays
         self._publisher = publisher
@@ -130,6 +133,7 @@ class Proxy:
                     stream=call.stream,
                     estimated_prompt_tokens=call.estimated_prompt_tokens,
                     max_tokens=call.max_tokens,
+                    gateway_id=self._gateway_id,
                 ),
                 self._authorize_timeout,
             )
@@ -184,6 +188,7 @@ class Proxy:
             include_usage=record.call.include_usage,
             model=record.call.model,
             content_type=record.call.content_type,
+            reservation_id=record.auth.reservation_id,
         )
 
     def _no_relay_error(self, cand: auth_pb2.ChannelCandidate) -> relay_pb2.RelayError:
