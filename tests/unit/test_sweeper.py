@@ -6,20 +6,26 @@ corrects the row without a second charge."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import shutil
+import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from unigate import admin
 from unigate.charge import quota_of
+from unigate.devstack import free_port
 from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
-from unigate.quota import QuotaStore, ReserveOutcome
+from unigate.quota import QuotaStore, RelayUsageNote, ReserveOutcome
 from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2
 from unigate_billing.ledger import Ledger
 from unigate_billing.sweeper import RECOVERED_CODE, SWEPT_CODE, ReservationSweeper
@@ -223,3 +229,47 @@ async def test_heartbeat_expires(env: Env) -> None:
     assert await env.gateways.alive({"gw-brief", "gw-never"}) == {"gw-brief"}
     await asyncio.sleep(0.3)
     assert await env.gateways.alive({"gw-brief"}) == set()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[int]:
+    """A redis-server of this test's own (the test flushes its scripts); yields its port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+async def private_redis(redis_server: int) -> AsyncIterator[Redis]:
+    client = Redis(port=redis_server)
+    for _ in range(100):
+        with contextlib.suppress(RedisError):
+            if await client.ping():
+                break
+        await asyncio.sleep(0.05)
+    yield client
+    await client.aclose()
+
+
+async def test_relay_records_survive_a_server_that_lost_its_scripts(private_redis: Redis) -> None:
+    ns = Namespace("scripts")
+    quota = QuotaStore(private_redis, ns)
+    await quota.load_balances(token_id=1, token_balance=10**6, user_id=1, user_balance=10**6)
+    for rid in ("a", "b"):
+        await quota.reserve(
+            reservation_id=rid, token_id=1, user_id=1, amount=5, unlimited=False, now_ms=1
+        )
+    await private_redis.script_flush()
+    await quota.note_relay_usage(
+        [RelayUsageNote("a", b"rec-a", True), RelayUsageNote("b", b"rec-b", False)]
+    )
+    assert await private_redis.hget(ns.redis_key("rsv", "a"), "ru") == b"rec-a"
+    assert await private_redis.hget(ns.redis_key("rsv", "b"), "ru") == b"rec-b"

@@ -102,11 +102,12 @@ class UsageRecorder:
             await self._wake.wait()
             if self._linger and not self._closing and len(self._pending) < self._max_batch:
                 await asyncio.sleep(self._linger)
-            await self._flush()
+            await self.flush()
             if self._closing and not self._pending:
                 return
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
+        """Write up to one batch of what is queued now (one round trip)."""
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         if not self._pending:
             self._wake.clear()
