@@ -187,6 +187,18 @@ async def test_dead_gateway_is_swept_at_relay_usage_or_reservation(env: Env) -> 
     row = await env.row(dead_unknown)
     assert row is not None and (row["error_code"], row["quota"]) == ("", real)
     assert await env.used() == before + 3 * real + AMOUNT
+    # So does a row recovered from the relay's record (the same usage: nothing moves).
+    late.request_id = late.reservation_id = dead_known
+    late.latency_ms = 77
+    applied = await env.ledger.apply([late])
+    assert [(a.request_id, a.charged, a.corrected) for a in applied] == [(dead_known, 0, True)]
+    row = await env.row(dead_known)
+    assert row is not None and (row["error_code"], row["quota"], row["latency_ms"]) == (
+        "",
+        real,
+        77,
+    )
+    assert await env.used() == before + 3 * real + AMOUNT
     assert (
         await env.pg.fetchval(
             "SELECT count(*) FROM logs WHERE request_id = ANY($1::text[])",
