@@ -267,6 +267,8 @@ async def private_redis(redis_server: int) -> AsyncIterator[Redis]:
             if await client.ping():
                 break
         await asyncio.sleep(0.05)
+    else:
+        raise RuntimeError(f"the private redis-server on port {redis_server} never answered")
     yield client
     await client.aclose()
 

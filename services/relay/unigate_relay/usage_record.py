@@ -23,6 +23,9 @@ from unigate.v1 import common_pb2, events_pb2, relay_pb2
 
 log = logging.getLogger(__name__)
 
+# After a failed write, the writer waits this long before the next (the queue is bounded).
+_RETRY_PAUSE = 1.0
+
 
 def _has_usage(u: common_pb2.Usage) -> bool:
     return bool(u.prompt_tokens or u.completion_tokens or u.total_tokens)
@@ -41,6 +44,7 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.written = 0
+        self.dropped = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._work())
@@ -90,7 +94,7 @@ class UsageRecorder:
         if not request.reservation_id:  # a gateway older than these records
             return
         if len(self._pending) >= self._max_pending:
-            log.warning("relay usage records backed up; dropping one")
+            self.dropped += 1  # Redis is away: reported by the writer, not once per call
             return
         self._pending.append(
             RelayUsageNote(request.reservation_id, record.SerializeToString(), replaces)
@@ -117,7 +121,14 @@ class UsageRecorder:
             await self._quota.note_relay_usage(batch)
             self.written += len(batch)
         except Exception as exc:  # a backup record: never worth holding up the relay for
-            log.warning("could not record %d relay usage records: %s", len(batch), exc)
+            log.warning(
+                "could not record %d relay usage records (%d dropped before): %s",
+                len(batch),
+                self.dropped,
+                exc,
+            )
+            if not self._closing:
+                await asyncio.sleep(_RETRY_PAUSE)  # not a busy loop while Redis is away
 
     async def close(self, grace: float = 5.0) -> None:
         """Write what is queued (for up to ``grace`` seconds), then stop."""
