@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from unigate.charge import price_of, quota_of
 from unigate.v1 import auth_pb2, common_pb2
-from unigate_gateway.charge import price_of, quota_of
 
 USAGE = common_pb2.Usage(
     prompt_tokens=1000, cached_tokens=200, cache_write_5m_tokens=400, cache_write_1h_tokens=100

@@ -1282,7 +1282,7 @@ def test_k8s_env_comes_from_the_configmap_and_secret() -> None:
         "unigate-auth": {"SQL_DSN", "REDIS_CONN_STRING", "SECRET_KEY"},
         "unigate-billing": {"SQL_DSN", "REDIS_CONN_STRING"},
         "unigate-relay": {"REDIS_CONN_STRING"},
-        "unigate-gateway": {"SESSION_SECRET"},
+        "unigate-gateway": {"SESSION_SECRET", "REDIS_CONN_STRING"},
         "unigate": {"SQL_DSN", "SECRET_KEY"},
     }
     for name, d in {**k8s("Deployment"), **k8s("Job")}.items():

@@ -139,6 +139,7 @@ class AuthorizeRequest(_message.Message):
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     PRICE_VARIANT_FIELD_NUMBER: _builtins.int
     ESTIMATED_UNITS_FIELD_NUMBER: _builtins.int
+    GATEWAY_ID_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
     model: _builtins.str
     client_ip: _builtins.str
@@ -161,6 +162,11 @@ class AuthorizeRequest(_message.Message):
     reservation.
     """
     estimated_units: _builtins.int
+    gateway_id: _builtins.str
+    """The instance id of the gateway that will hold the reservation (it announces itself with
+    a heartbeat in Redis): a reservation whose gateway went silent is swept within a minute.
+    Empty: only the reservation timeout sweeps it.
+    """
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -178,10 +184,11 @@ class AuthorizeRequest(_message.Message):
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         price_variant: _builtins.str = ...,
         estimated_units: _builtins.int = ...,
+        gateway_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "estimated_units", b"estimated_units", "max_tokens", b"max_tokens", "model", b"model", "price_variant", b"price_variant", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "estimated_units", b"estimated_units", "gateway_id", b"gateway_id", "max_tokens", b"max_tokens", "model", b"model", "price_variant", b"price_variant", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

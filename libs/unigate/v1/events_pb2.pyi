@@ -169,3 +169,99 @@ class UsageBatch(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UsageBatch: _TypeAlias = UsageBatch  # noqa: Y015
+
+@_typing.final
+class ReservationContext(_message.Message):
+    """What auth stores with a reservation (serialized in its Redis hash), so that billing's
+    sweeper can write a whole ledger row, priced as the request would have been, for a request
+    whose gateway died before publishing its UsageEvent.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_NAME_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    PRICING_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    token_name: _builtins.str
+    group: _builtins.str
+    model: _builtins.str
+    endpoint: _builtins.str
+    stream: _builtins.bool
+    client_ip: _builtins.str
+    @_builtins.property
+    def pricing(self) -> _auth_pb2.Pricing: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        token_name: _builtins.str = ...,
+        group: _builtins.str = ...,
+        model: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        stream: _builtins.bool = ...,
+        client_ip: _builtins.str = ...,
+        pricing: _auth_pb2.Pricing | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pricing", b"pricing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "endpoint", b"endpoint", "group", b"group", "model", b"model", "pricing", b"pricing", "request_id", b"request_id", "stream", b"stream", "token_name", b"token_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReservationContext: _TypeAlias = ReservationContext  # noqa: Y015
+
+@_typing.final
+class RelayUsage(_message.Message):
+    """What a relay records next to the reservation when a provider call ends (serialized in the
+    reservation's Redis hash): the provider's usage, so that the sweeper bills an orphaned
+    reservation at what the provider reported instead of the reserved amount.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    UPSTREAM_MODEL_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    FIRST_TOKEN_MS_FIELD_NUMBER: _builtins.int
+    UPSTREAM_MS_FIELD_NUMBER: _builtins.int
+    INCOMPLETE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    channel_id: _builtins.int
+    upstream_model: _builtins.str
+    status_code: _builtins.int
+    """The HTTP status the call ended with (200, or the provider error's)."""
+    first_token_ms: _builtins.int
+    upstream_ms: _builtins.int
+    incomplete: _builtins.bool
+    """The call never ended (a stream cancelled because its gateway went away): its usage is
+    unknown, and the reservation is charged.
+    """
+    @_builtins.property
+    def usage(self) -> _common_pb2.Usage: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        channel_id: _builtins.int = ...,
+        upstream_model: _builtins.str = ...,
+        usage: _common_pb2.Usage | None = ...,
+        status_code: _builtins.int = ...,
+        first_token_ms: _builtins.int = ...,
+        upstream_ms: _builtins.int = ...,
+        incomplete: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "first_token_ms", b"first_token_ms", "incomplete", b"incomplete", "request_id", b"request_id", "status_code", b"status_code", "upstream_model", b"upstream_model", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayUsage: _TypeAlias = RelayUsage  # noqa: Y015

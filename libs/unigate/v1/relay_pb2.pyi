@@ -56,6 +56,7 @@ class RelayRequest(_message.Message):
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     CALL_ID_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     endpoint: _builtins.str
     """"chat.completions", "embeddings", ..."""
@@ -76,6 +77,10 @@ class RelayRequest(_message.Message):
     """CallMany only: the caller's correlation id, and the trace context (W3C traceparent,
     baggage) that gRPC metadata carries for a unary call.
     """
+    reservation_id: _builtins.str
+    """The quota reservation the call is made under: the relay records the provider's usage
+    next to it, so a request whose gateway dies before publishing is billed at that usage.
+    """
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -94,10 +99,11 @@ class RelayRequest(_message.Message):
         content_type: _builtins.str = ...,
         call_id: _builtins.int = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        reservation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_id", b"call_id", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "content_type", b"content_type", "endpoint", b"endpoint", "include_usage", b"include_usage", "model", b"model", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_id", b"call_id", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "content_type", b"content_type", "endpoint", b"endpoint", "include_usage", b"include_usage", "model", b"model", "request_id", b"request_id", "reservation_id", b"reservation_id", "stream", b"stream", "trace_context", b"trace_context", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

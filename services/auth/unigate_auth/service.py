@@ -29,6 +29,7 @@ from unigate_auth import metrics
 from unigate_auth.cache import TTLCache
 from unigate_auth.channel_tester import Notify
 from unigate_auth.ratelimit import Limits, refusal, report, windows_for
+from unigate_auth.reservation_context import reservation_context
 from unigate_auth.routing import Ability, order_candidates
 from unigate_auth.settings import AuthSettings
 from unigate_auth.store import AuthStore, TokenRecord
@@ -302,7 +303,20 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             ),
             req.estimated_prompt_tokens + req.max_tokens,
         )
-        result = await self._reserve(token, req.request_id, amount, now_ms, windows)
+        pricing = auth_pb2.Pricing(
+            model_ratio=price.model_ratio,
+            completion_ratio=price.completion_ratio,
+            group_ratio=price.group_ratio,
+            cached_ratio=price.cached_ratio,
+            cache_write_5m_ratio=price.cache_write_5m_ratio,
+            cache_write_1h_ratio=price.cache_write_1h_ratio,
+            audio_ratio=price.audio_ratio,
+            unit=unit[0] if unit else "",
+            unit_price=str(unit[1]) if unit else "",
+        )
+        result = await self._reserve(
+            token, req, amount, now_ms, windows, reservation_context(req, token, pricing)
+        )
         if result.outcome is ReserveOutcome.RATE_LIMITED:
             err, limits = refusal(windows, result.violated, result.violated_count, now_ms)
             return auth_pb2.AuthorizeResponse(
@@ -341,17 +355,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             token_name=token.name,
             user_id=token.user_id,
             group=token.group,
-            pricing=auth_pb2.Pricing(
-                model_ratio=price.model_ratio,
-                completion_ratio=price.completion_ratio,
-                group_ratio=price.group_ratio,
-                cached_ratio=price.cached_ratio,
-                cache_write_5m_ratio=price.cache_write_5m_ratio,
-                cache_write_1h_ratio=price.cache_write_1h_ratio,
-                audio_ratio=price.audio_ratio,
-                unit=unit[0] if unit else "",
-                unit_price=str(unit[1]) if unit else "",
-            ),
+            pricing=pricing,
             candidates=candidates,
             rate_limits=report(windows, result.counts, now_ms),
             retry_times=opts.retry_times,
@@ -408,11 +412,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def _reserve(
         self,
         token: TokenRecord,
-        reservation_id: str,
+        req: auth_pb2.AuthorizeRequest,
         amount: int,
         now_ms: int,
         windows: tuple[RateWindow, ...],
+        context: bytes,
     ) -> ReserveResult:
+        reservation_id = req.request_id
         if not reservation_id:
             raise errors.InvalidRequest("missing request id")
         for _ in range(2):
@@ -424,6 +430,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 unlimited=token.unlimited_quota,
                 now_ms=now_ms,
                 windows=windows,
+                gateway_id=req.gateway_id,
+                context=context,
             )
             if result.outcome is not ReserveOutcome.NEEDS_LOAD:
                 return result

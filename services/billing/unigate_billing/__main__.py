@@ -10,6 +10,7 @@ import uvloop
 
 from unigate import bus
 from unigate.db import create_pool
+from unigate.gateways import GatewayRegistry
 from unigate.grpc_introspection import Introspection
 from unigate.grpcutil import new_server
 from unigate.logs import add_log_dir_argument, configure_logging
@@ -50,6 +51,7 @@ async def serve(settings: BillingSettings) -> None:
     sweeper = ReservationSweeper(
         ledger,
         quota,
+        GatewayRegistry(redis, ns),
         timeout_seconds=settings.reservation_timeout_seconds,
         interval_seconds=settings.sweep_interval_seconds,
     )

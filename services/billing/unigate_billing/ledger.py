@@ -4,7 +4,8 @@ A log row is inserted once per request id; only rows actually inserted charge th
 the user and the channel and are added to the daily rollups (``usage_daily``), all in the same
 statement, so a redelivered event changes nothing.
 
-One exception: a row the reservation sweeper wrote (``settled_by_sweeper``: the request's own
+One exception: a row the reservation sweeper wrote (``settled_by_sweeper`` at the reserved
+amount, or ``settled_from_relay_usage`` at the usage the relay recorded: the request's own
 event was late, say behind a long NATS outage) is replaced by the real event when it arrives,
 once, and the charges and rollups move by the difference in the same statement. The ledger
 then says what the provider really did, not what was reserved.
@@ -60,8 +61,8 @@ WITH ev AS (
   SELECT l.id, l.request_id, l.created_at, l.user_id, l.token_id, l.channel_id, l.model_name,
          l.prompt_tokens, l.completion_tokens, l.quota
     FROM logs l JOIN ev e ON e.request_id = l.request_id
-   WHERE l.type = 2 AND l.error_code = 'settled_by_sweeper'
-     AND e.error_code <> 'settled_by_sweeper'
+   WHERE l.type = 2 AND l.error_code IN ('settled_by_sweeper', 'settled_from_relay_usage')
+     AND e.error_code NOT IN ('settled_by_sweeper', 'settled_from_relay_usage')
      FOR UPDATE OF l
 ), fixed AS (
   UPDATE logs l

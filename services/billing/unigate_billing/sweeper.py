@@ -1,8 +1,21 @@
-"""Settles reservations whose request never reported back (its gateway died, its event was
-lost) at the reserved amount, through the same ledger path as real usage.
+"""Settles reservations whose request will never report back, through the same ledger path as
+real usage.
 
-The synthetic event carries the request id, so if the real event turns up later it is a
-duplicate and changes nothing; the log row says ``settled_by_sweeper``.
+Two ways a reservation is orphaned:
+
+* its gateway died (SIGKILL, OOM, a lost machine) before publishing the request's usage
+  event. Gateways keep a heartbeat in Redis (``unigate.gateways``) and each reservation names
+  its gateway, so a reservation whose gateway's heartbeat expired is settled at the next sweep
+  (within a minute of the death, not after the timeout). A living gateway's reservations are
+  left alone however old, up to the timeout: a long stream is still running.
+* the timeout passed (``RESERVATION_TIMEOUT``): its event was lost otherwise, or its gateway
+  never said who it was.
+
+Either way the row is written at the provider's usage when the relay recorded it next to the
+reservation (``settled_from_relay_usage``), priced with what auth captured at reservation
+time, and at the reserved amount only when nothing is known (``settled_by_sweeper``, usage
+marked estimated). The synthetic event carries the request's own id, so a real event that
+turns up later replaces the row once (the ledger's correction path) and never adds a second.
 """
 
 from __future__ import annotations
@@ -11,7 +24,12 @@ import asyncio
 import logging
 import os
 import time
+from typing import TypeVar
 
+from google.protobuf.message import DecodeError
+
+from unigate.charge import quota_of
+from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.quota import OpenReservation, QuotaStore, Settlement
 from unigate.v1 import common_pb2, events_pb2
@@ -19,13 +37,37 @@ from unigate_billing.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
+#: Charged the reservation: nothing was known about the request's usage.
 SWEPT_CODE = "settled_by_sweeper"
+#: Charged the provider's usage as the relay recorded it: the gateway never published.
+RECOVERED_CODE = "settled_from_relay_usage"
+
+# Open reservations read per round trip, and at most per sweep (the oldest first; the rest
+# wait for the next sweep).
+_PAGE = 500
+_MAX_SCAN = 20_000
 
 
-def _event(r: OpenReservation) -> events_pb2.UsageEvent:
-    return events_pb2.UsageEvent(
+M = TypeVar("M", events_pb2.ReservationContext, events_pb2.RelayUsage)
+
+
+def _parsed(kind: type[M], raw: bytes) -> M | None:
+    if not raw:
+        return None
+    try:
+        return kind.FromString(raw)
+    except DecodeError:
+        log.error("unreadable %s in a reservation; settling without it", kind.__name__)
+        return None
+
+
+def orphan_event(r: OpenReservation) -> events_pb2.UsageEvent:
+    """The usage event the gateway would have published, from what Redis still knows."""
+    ctx = _parsed(events_pb2.ReservationContext, r.context)
+    used = _parsed(events_pb2.RelayUsage, r.relay_usage)
+    event = events_pb2.UsageEvent(
         schema_version=USAGE_SCHEMA_VERSION,
-        request_id=r.reservation_id,
+        request_id=(ctx.request_id if ctx else "") or r.reservation_id,
         reservation_id=r.reservation_id,
         reserved_quota=r.amount,
         user_id=r.user_id,
@@ -35,15 +77,41 @@ def _event(r: OpenReservation) -> events_pb2.UsageEvent:
         error_code=SWEPT_CODE,
         created_at_ms=r.created_ms,
     )
+    if ctx is not None:
+        event.token_name, event.group, event.client_ip = ctx.token_name, ctx.group, ctx.client_ip
+        event.model, event.endpoint, event.stream = ctx.model, ctx.endpoint, ctx.stream
+        event.pricing.CopyFrom(ctx.pricing)
+    if used is not None:
+        event.channel_id, event.upstream_model = used.channel_id, used.upstream_model
+        event.channels_tried.append(used.channel_id)
+        if not used.incomplete and ctx is not None and ctx.HasField("pricing"):
+            event.usage.CopyFrom(used.usage)
+            event.quota = quota_of(ctx.pricing, used.usage)
+            event.status_code = used.status_code
+            event.first_token_ms = used.first_token_ms
+            event.latency_ms = used.upstream_ms
+            event.error_code = RECOVERED_CODE
+    return event
 
 
 class ReservationSweeper:
     def __init__(
-        self, ledger: Ledger, quota: QuotaStore, *, timeout_seconds: float, interval_seconds: float
+        self,
+        ledger: Ledger,
+        quota: QuotaStore,
+        gateways: GatewayRegistry,
+        *,
+        timeout_seconds: float,
+        interval_seconds: float,
+        dead_gateway_grace_seconds: float = 5.0,
     ) -> None:
         self._ledger = ledger
         self._quota = quota
+        self._gateways = gateways
         self._timeout_ms = int(timeout_seconds * 1000)
+        # A dead gateway's reservations younger than this wait for the next sweep (clock skew
+        # between auth, which stamps reservations, and billing).
+        self._grace_ms = int(min(dead_gateway_grace_seconds, timeout_seconds) * 1000)
         self._interval = interval_seconds
         self._owner = f"{os.uname().nodename}:{os.getpid()}"
         self.swept = 0
@@ -58,35 +126,68 @@ class ReservationSweeper:
             except Exception:
                 log.exception("reservation sweep failed; will retry")
 
+    async def orphans(self, now_ms: int) -> list[OpenReservation]:
+        """Open reservations of dead gateways, and any past the timeout (oldest first)."""
+        scanned: list[OpenReservation] = []
+        while len(scanned) < _MAX_SCAN:
+            page = await self._quota.stale_reservations(
+                now_ms - self._grace_ms, limit=_PAGE, offset=len(scanned)
+            )
+            scanned += page
+            if len(page) < _PAGE:
+                break
+        expired_before = now_ms - self._timeout_ms
+        young = [r for r in scanned if r.created_ms > expired_before]
+        alive = await self._gateways.alive({r.gateway_id for r in young if r.gateway_id})
+        return [
+            r
+            for r in scanned
+            if r.created_ms <= expired_before or (r.gateway_id and r.gateway_id not in alive)
+        ]
+
     async def sweep_once(self) -> int:
-        stale = await self._quota.stale_reservations(int(time.time() * 1000) - self._timeout_ms)
-        if not stale:
+        now_ms = int(time.time() * 1000)
+        orphans = await self.orphans(now_ms)
+        if not orphans:
             return 0
-        applied = {a.request_id: a for a in await self._ledger.apply([_event(r) for r in stale])}
+        events = {r.reservation_id: orphan_event(r) for r in orphans}
+        applied = {a.request_id: a for a in await self._ledger.apply(list(events.values()))}
         # Where a row already exists (billed, but its settlement never reached Redis), settle
         # with what was actually charged.
         billed = await self._ledger.quotas(
-            [r.reservation_id for r in stale if r.reservation_id not in applied]
+            [e.request_id for e in events.values() if e.request_id not in applied]
         )
+
+        def charged(r: OpenReservation) -> int:
+            rid = events[r.reservation_id].request_id
+            return applied[rid].charged if rid in applied else billed.get(rid, 0)
+
         await self._quota.settle(
             [
                 Settlement(
                     reservation_id=r.reservation_id,
                     token_id=r.token_id,
                     user_id=r.user_id,
-                    charged=r.amount
-                    if r.reservation_id in applied
-                    else billed.get(r.reservation_id, 0),
+                    charged=charged(r),
                     unlimited=r.unlimited,
                 )
-                for r in stale
+                for r in orphans
             ]
         )
-        late = len(stale) - len(applied)
+        new = [events[r.reservation_id] for r in orphans]
+        new = [e for e in new if e.request_id in applied]
+        recovered = sum(e.error_code == RECOVERED_CODE for e in new)
+        dead = sum(r.created_ms > now_ms - self._timeout_ms for r in orphans)
         log.warning(
-            "settled %d stale reservations at their reserved amount (%d were already billed)",
-            len(applied),
-            late,
+            "settled %d orphaned reservations (%d of dead gateways, %d timed out): %d at the "
+            "provider's usage the relay recorded, %d at their reserved amount; %d were billed "
+            "already",
+            len(new),
+            dead,
+            len(orphans) - dead,
+            recovered,
+            len(new) - recovered,
+            len(orphans) - len(new),
         )
-        self.swept += len(applied)
-        return len(applied)
+        self.swept += len(new)
+        return len(new)

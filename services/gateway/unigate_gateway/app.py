@@ -18,11 +18,13 @@ from starlette.routing import Route
 
 from unigate import bus, errors, telemetry, tokenizer
 from unigate.audio_duration import audio_seconds
+from unigate.gateways import GatewayRegistry, new_gateway_id
 from unigate.grpc_mux import AUTHORIZE, MuxClient
 from unigate.grpcutil import insecure_channel
 from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes
+from unigate.redisconn import connect_redis
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_gateway import metrics
 from unigate_gateway.account_routes import account_routes
@@ -128,6 +130,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             linger=settings.usage_linger_ms / 1000,
         )
         publisher.start()
+        # Announced before the first request: a reservation never names a silent gateway.
+        redis = connect_redis(settings.redis_conn_string, max_connections=2)
+        gateways, gateway_id = GatewayRegistry(redis, ns), new_gateway_id()
+        try:
+            await gateways.beat(gateway_id, settings.heartbeat_ttl)
+        except Exception as exc:  # serve anyway; a silent gateway's rows are corrected later
+            log.error("gateway heartbeat failed: %s", exc)
+        beating = asyncio.create_task(gateways.beat_forever(gateway_id, settings.heartbeat_ttl))
         # Billing a client that left mid-stream counts tokens: build the encodings now.
         warming = asyncio.create_task(asyncio.to_thread(tokenizer.warm_up))
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
@@ -149,6 +159,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             retry_times=settings.retry_times,
             authorize_timeout=settings.authorize_timeout,
             relay_timeout=settings.relay_timeout,
+            gateway_id=gateway_id,
         )
         state["nats"] = nc
         state["auth_channel"] = auth_channel
@@ -162,6 +173,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 await relay.many.close()
             await publisher.close(settings.usage_flush_timeout)
             await nc.drain()
+            # The heartbeat stops only now, its reservations all published, and then simply
+            # expires: whatever is still unsettled is swept within a minute.
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+            await redis.aclose()
             await management.close()
             await auth_channel.close()
             for c in relay_channels.values():

@@ -19,6 +19,7 @@ import grpc
 from starlette.responses import Response, StreamingResponse
 
 from unigate import errors, telemetry
+from unigate.charge import quota_of
 from unigate.grpc_mux import RELAY_CALL, MuxClient, MuxError
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.settings import relay_for
@@ -26,7 +27,6 @@ from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway import metrics
 from unigate_gateway.anthropic_api import error_frame, error_json
-from unigate_gateway.charge import quota_of
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
 from unigate_gateway.requests import ParsedCall
@@ -107,8 +107,11 @@ class Proxy:
         retry_times: int,
         authorize_timeout: float,
         relay_timeout: float,
+        gateway_id: str = "",
     ) -> None:
         self._auth = auth
+        # Sent with every Authorize: the reservation names the gateway that holds it.
+        self._gateway_id = gateway_id
         self._authorizer = authorizer
         self._relays = relays
         self._publisher = publisher
@@ -132,6 +135,7 @@ class Proxy:
                     max_tokens=call.max_tokens,
                     estimated_units=call.estimated_units,
                     price_variant=call.price_variant,
+                    gateway_id=self._gateway_id,
                 ),
                 self._authorize_timeout,
             )
@@ -186,6 +190,7 @@ class Proxy:
             include_usage=record.call.include_usage,
             model=record.call.model,
             content_type=record.call.content_type,
+            reservation_id=record.auth.reservation_id,
         )
 
     def _no_relay_error(self, cand: auth_pb2.ChannelCandidate) -> relay_pb2.RelayError:

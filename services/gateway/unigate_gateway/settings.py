@@ -26,6 +26,9 @@ class GatewaySettings(CommonSettings):
     usage_buffer: int = Field(100_000, alias="USAGE_BUFFER_SIZE")
     # At shutdown, after the drain: how long publishing what is still buffered may take.
     usage_flush_timeout: float = Field(10.0, alias="USAGE_FLUSH_TIMEOUT")
+    # The gateway's heartbeat in Redis expires this long after its last renewal (renewed four
+    # times as often): billing settles a silent gateway's reservations soon after.
+    heartbeat_ttl: float = Field(10.0, gt=0, le=30, alias="GATEWAY_HEARTBEAT_TTL")
 
     # Management API (/api): billing's log queries; the session cookie's signing secret
     # (empty: derived from SECRET_KEY), lifetime (as auth's SESSION_TTL) and Secure flag

@@ -15,6 +15,7 @@ from unigate.health import ChannelHealth
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.namespace import Namespace
 from unigate.ops import serve_ops, stop_event
+from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
 from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
@@ -23,6 +24,7 @@ from unigate_relay.channels import ChannelConfigs
 from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.server import RelayService
 from unigate_relay.settings import RelaySettings
+from unigate_relay.usage_record import UsageRecorder
 
 log = logging.getLogger("unigate_relay")
 
@@ -47,7 +49,13 @@ async def serve(settings: RelaySettings, families: list[str]) -> None:
     redis = connect_redis(settings.redis_conn_string, max_connections=16)
     reporter = HealthReporter(ChannelHealth(redis, Namespace(settings.namespace)), auth)
     refreshing = asyncio.create_task(reporter.refresh_forever())
-    service = RelayService(adapters, ChannelConfigs(auth), http, reporter)
+    recorder = UsageRecorder(
+        QuotaStore(redis, Namespace(settings.namespace)),
+        linger=settings.usage_record_linger_ms / 1000,
+        max_pending=settings.usage_record_buffer,
+    )
+    recorder.start()
+    service = RelayService(adapters, ChannelConfigs(auth), http, reporter, recorder)
     server = new_server()
     relay_pb2_grpc.add_RelayServiceServicer_to_server(service, server)
     server.add_insecure_port(settings.listen)
@@ -71,6 +79,7 @@ async def serve(settings: RelaySettings, families: list[str]) -> None:
     refreshing.cancel()
     await asyncio.gather(refreshing, return_exceptions=True)
     await reporter.drain()
+    await recorder.close()
     await warming
     await http.close()
     await redis.aclose()

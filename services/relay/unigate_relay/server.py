@@ -20,6 +20,7 @@ from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 from unigate_relay.system_prompt import with_system_prompt
 from unigate_relay.translate import serving
+from unigate_relay.usage_record import UsageRecorder
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         channels: ChannelConfigs,
         http: aiohttp.ClientSession,
         health: HealthReporter,
+        usage: UsageRecorder,
     ) -> None:
         self._by_type: dict[int, Provider] = {}
         for provider in providers:
@@ -39,6 +41,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         self._channels = channels
         self._http = http
         self._health = health
+        self._usage = usage
         self._many: MuxServer[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxServer(
             self.call,
             lambda exc: relay_pb2.RelayResult(
@@ -144,6 +147,12 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         if span is not None:
             _end_upstream_span(span, result.usage, error, b"" if error else result.body)
         self._health.observe(request.channel_id, error, result.upstream_ms)
+        self._usage.ended(
+            request,
+            result.usage,
+            status=error.error.http_status if error else result.http_status or 200,
+            upstream_ms=result.upstream_ms,
+        )
         return result
 
     async def Stream(
@@ -174,6 +183,14 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                         first_data,
                     )
                     self._health.observe(request.channel_id, error, end.first_token_ms)
+                    # Recorded before the end goes out: the client may have every byte already.
+                    self._usage.ended(
+                        request,
+                        end.usage,
+                        status=error.error.http_status if error else 200,
+                        first_token_ms=end.first_token_ms,
+                        upstream_ms=end.upstream_ms,
+                    )
                     if span is not None:
                         _end_upstream_span(span, end.usage, error)
                         span = None
@@ -187,6 +204,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             metrics.IN_FLIGHT.dec()
             if not ended:
                 metrics.upstream_cancelled(provider.family, request.channel_id)
+                self._usage.broken_off(request)
             if span is not None:
                 # The gateway cancelled (its client left) before the provider finished.
                 telemetry.end_genai_span(span, usage=None, outcome="cancelled")

@@ -16,3 +16,7 @@ class RelaySettings(CommonSettings):
     # Time allowed for the first byte and between stream chunks.
     read_timeout: float = Field(300.0, alias="UPSTREAM_READ_TIMEOUT")
     max_connections: int = Field(1000, alias="UPSTREAM_MAX_CONNECTIONS")
+    # The relay's record of each call's usage (next to its reservation, for a gateway that dies
+    # before publishing) is written in batches gathered this long: one Redis round trip each.
+    usage_record_linger_ms: int = Field(20, ge=0, le=1000, alias="USAGE_RECORD_LINGER_MS")
+    usage_record_buffer: int = Field(100_000, alias="USAGE_RECORD_BUFFER_SIZE")

@@ -1,0 +1,289 @@
+"""The reservation sweeper against the real Redis and Postgres: a dead gateway's reservations
+are settled at once (at the provider's usage when its relay recorded it, else the
+reservation), a living gateway's are left alone until the timeout, and a late real event
+corrects the row without a second charge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from unigate import admin
+from unigate.charge import quota_of
+from unigate.devstack import free_port
+from unigate.gateways import GatewayRegistry
+from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
+from unigate.quota import QuotaStore, RelayUsageNote, ReserveOutcome
+from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2
+from unigate_billing.ledger import Ledger
+from unigate_billing.sweeper import RECOVERED_CODE, SWEPT_CODE, ReservationSweeper
+from unigate_relay.usage_record import UsageRecorder
+
+PRICING = auth_pb2.Pricing(model_ratio=0.075, completion_ratio=4, group_ratio=1, cached_ratio=0.5)
+AMOUNT = 156
+CHANNEL = 7
+
+
+@dataclass
+class Env:
+    quota: QuotaStore
+    gateways: GatewayRegistry
+    ledger: Ledger
+    pg: asyncpg.Pool
+    redis: Redis
+    ns: Namespace
+    token_id: int
+    user_id: int
+
+    def sweeper(self, timeout: float = 900.0) -> ReservationSweeper:
+        return ReservationSweeper(
+            self.ledger,
+            self.quota,
+            self.gateways,
+            timeout_seconds=timeout,
+            interval_seconds=1,
+            dead_gateway_grace_seconds=0,
+        )
+
+    async def reserve(self, gateway_id: str, age_s: float = 120.0) -> str:
+        rid = "req-" + secrets.token_hex(6)
+        context = events_pb2.ReservationContext(
+            request_id=rid,
+            token_name="sweeper-test",
+            model="gpt-4o-mini",
+            endpoint="chat.completions",
+            pricing=PRICING,
+        ).SerializeToString()
+        result = await self.quota.reserve(
+            reservation_id=rid,
+            token_id=self.token_id,
+            user_id=self.user_id,
+            amount=AMOUNT,
+            unlimited=False,
+            now_ms=int((time.time() - age_s) * 1000),
+            gateway_id=gateway_id,
+            context=context,
+        )
+        assert result.outcome is ReserveOutcome.RESERVED
+        return rid
+
+    async def row(self, rid: str) -> asyncpg.Record | None:
+        return await self.pg.fetchrow("SELECT * FROM logs WHERE request_id = $1", rid)
+
+    async def used(self) -> int:
+        used: int = await self.pg.fetchval(
+            "SELECT used_quota FROM tokens WHERE id = $1", self.token_id
+        )
+        return used
+
+
+@pytest.fixture
+async def env(redis: Redis, namespace: str, pg: asyncpg.Pool) -> AsyncIterator[Env]:
+    # A namespace of its own: the sweeper scans every open reservation of its namespace.
+    ns = Namespace(f"{namespace}sw{secrets.token_hex(3)}")
+    token = await admin.create_token(pg, user_id=1, name="sweeper-test", remain_quota=10**6)
+    quota = QuotaStore(redis, ns)
+    await quota.load_balances(token_id=token.id, token_balance=10**6, user_id=1, user_balance=10**9)
+    yield Env(quota, GatewayRegistry(redis, ns), Ledger(pg), pg, redis, ns, token.id, 1)
+    keys = [k async for k in redis.scan_iter(match=f"{ns.name}:*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+
+
+def relay_request(rid: str) -> relay_pb2.RelayRequest:
+    return relay_pb2.RelayRequest(
+        request_id=rid, reservation_id=rid, channel_id=CHANNEL, upstream_model="gpt-4o-mini"
+    )
+
+
+async def record(env: Env, *calls: tuple[str, common_pb2.Usage | None, int]) -> None:
+    """What the relay does as calls end: (reservation, usage or None if broken off, status)."""
+    recorder = UsageRecorder(env.quota, linger=0.005, max_pending=1000)
+    recorder.start()
+    for rid, usage, status in calls:
+        if usage is None:
+            recorder.broken_off(relay_request(rid))
+        else:
+            recorder.ended(relay_request(rid), usage, status=status, upstream_ms=42)
+    await recorder.close()
+    assert recorder.written == len(calls)
+
+
+USAGE = common_pb2.Usage(prompt_tokens=7, completion_tokens=5, total_tokens=12)
+
+
+async def test_dead_gateway_is_swept_at_relay_usage_or_reservation(env: Env) -> None:
+    await env.gateways.beat("gw-alive", 30)
+    alive = await env.reserve("gw-alive")
+    dead_known = await env.reserve("gw-dead")
+    dead_unknown = await env.reserve("gw-dead")
+    dead_broken = await env.reserve("gw-dead")
+    dead_failed_then_used = await env.reserve("gw-dead")
+    await record(
+        env,
+        (alive, USAGE, 200),
+        (dead_known, USAGE, 200),
+        (dead_broken, common_pb2.Usage(), 502),  # a first attempt failed, using nothing
+        (dead_broken, None, 0),  # the retry's stream was cut off with its gateway
+        (dead_failed_then_used, USAGE, 200),
+        (dead_failed_then_used, common_pb2.Usage(), 502),  # out of order: must not hide it
+    )
+    before = await env.used()
+
+    assert await env.sweeper().sweep_once() == 4
+
+    # The living gateway's reservation is untouched, however old.
+    assert await env.row(alive) is None
+    real = quota_of(PRICING, USAGE)
+    assert real < AMOUNT
+    for rid in (dead_known, dead_failed_then_used):
+        row = await env.row(rid)
+        assert row is not None
+        assert (row["error_code"], row["quota"], row["status_code"]) == (RECOVERED_CODE, real, 200)
+        assert (row["prompt_tokens"], row["completion_tokens"], row["estimated"]) == (7, 5, False)
+        assert (row["channel_id"], row["model_name"], row["latency_ms"]) == (
+            CHANNEL,
+            "gpt-4o-mini",
+            42,
+        )
+        assert row["model_ratio"] == PRICING.model_ratio and row["reserved_quota"] == AMOUNT
+    for rid in (dead_unknown, dead_broken):
+        row = await env.row(rid)
+        assert row is not None
+        assert (row["error_code"], row["quota"], row["estimated"]) == (SWEPT_CODE, AMOUNT, True)
+    assert await env.used() == before + 2 * real + 2 * AMOUNT
+    open_ids = {r.reservation_id for r in await env.quota.stale_reservations(10**15)}
+    assert open_ids == {alive}
+
+    # The gateway's own event arrives after all (it was only cut off): the row takes it, once.
+    late = events_pb2.UsageEvent(
+        schema_version=USAGE_SCHEMA_VERSION,
+        request_id=dead_unknown,
+        reservation_id=dead_unknown,
+        reserved_quota=AMOUNT,
+        user_id=env.user_id,
+        token_id=env.token_id,
+        model="gpt-4o-mini",
+        usage=USAGE,
+        pricing=PRICING,
+        quota=real,
+        status_code=200,
+        created_at_ms=int(time.time() * 1000),
+    )
+    for _ in range(2):
+        await env.ledger.apply([late])
+    row = await env.row(dead_unknown)
+    assert row is not None and (row["error_code"], row["quota"]) == ("", real)
+    assert await env.used() == before + 3 * real + AMOUNT
+    # So does a row recovered from the relay's record (the same usage: nothing moves).
+    late.request_id = late.reservation_id = dead_known
+    late.latency_ms = 77
+    applied = await env.ledger.apply([late])
+    assert [(a.request_id, a.charged, a.corrected) for a in applied] == [(dead_known, 0, True)]
+    row = await env.row(dead_known)
+    assert row is not None and (row["error_code"], row["quota"], row["latency_ms"]) == (
+        "",
+        real,
+        77,
+    )
+    assert await env.used() == before + 3 * real + AMOUNT
+    assert (
+        await env.pg.fetchval(
+            "SELECT count(*) FROM logs WHERE request_id = ANY($1::text[])",
+            [alive, dead_known, dead_unknown, dead_broken, dead_failed_then_used],
+        )
+        == 4
+    )
+
+    # Sweeping again changes nothing while the gateway lives; once its heartbeat is gone, its
+    # reservation goes at the next sweep.
+    assert await env.sweeper().sweep_once() == 0
+    await env.redis.delete(env.ns.redis_key("gw", "gw-alive"))
+    assert await env.sweeper().sweep_once() == 1
+    row = await env.row(alive)
+    assert row is not None and (row["error_code"], row["quota"]) == (RECOVERED_CODE, real)
+
+
+async def test_living_gateway_reservation_waits_for_the_timeout(env: Env) -> None:
+    await env.gateways.beat("gw-slow", 30)
+    slow = await env.reserve("gw-slow", age_s=50)
+    anonymous = await env.reserve("", age_s=50)  # an older gateway that names none
+    assert await env.sweeper(timeout=60).sweep_once() == 0
+    assert await env.row(slow) is None and await env.row(anonymous) is None
+    # Past the timeout both go, at the reservation: nothing is known of them.
+    assert await env.sweeper(timeout=40).sweep_once() == 2
+    for rid in (slow, anonymous):
+        row = await env.row(rid)
+        assert row is not None and (row["error_code"], row["quota"]) == (SWEPT_CODE, AMOUNT)
+
+
+async def test_relay_record_never_revives_a_settled_reservation(env: Env) -> None:
+    rid = await env.reserve("gw-x")
+    assert await env.sweeper().sweep_once() == 1  # gw-x never beat: dead
+    await record(env, (rid, USAGE, 200))
+    assert not await env.redis.exists(env.ns.redis_key("rsv", rid))
+
+
+async def test_heartbeat_expires(env: Env) -> None:
+    await env.gateways.beat("gw-brief", 0.2)
+    assert await env.gateways.alive({"gw-brief", "gw-never"}) == {"gw-brief"}
+    await asyncio.sleep(0.3)
+    assert await env.gateways.alive({"gw-brief"}) == set()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[int]:
+    """A redis-server of this test's own (the test flushes its scripts); yields its port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+async def private_redis(redis_server: int) -> AsyncIterator[Redis]:
+    client = Redis(port=redis_server)
+    for _ in range(100):
+        with contextlib.suppress(RedisError):
+            if await client.ping():
+                break
+        await asyncio.sleep(0.05)
+    else:
+        raise RuntimeError(f"the private redis-server on port {redis_server} never answered")
+    yield client
+    await client.aclose()
+
+
+async def test_relay_records_survive_a_server_that_lost_its_scripts(private_redis: Redis) -> None:
+    ns = Namespace("scripts")
+    quota = QuotaStore(private_redis, ns)
+    await quota.load_balances(token_id=1, token_balance=10**6, user_id=1, user_balance=10**6)
+    for rid in ("a", "b"):
+        await quota.reserve(
+            reservation_id=rid, token_id=1, user_id=1, amount=5, unlimited=False, now_ms=1
+        )
+    await private_redis.script_flush()
+    await quota.note_relay_usage(
+        [RelayUsageNote("a", b"rec-a", True), RelayUsageNote("b", b"rec-b", False)]
+    )
+    assert await private_redis.hget(ns.redis_key("rsv", "a"), "ru") == b"rec-a"
+    assert await private_redis.hget(ns.redis_key("rsv", "b"), "ru") == b"rec-b"
