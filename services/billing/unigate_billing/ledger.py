@@ -27,25 +27,27 @@ WITH ev AS (
     $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[],
     $13::bigint[], $14::bool[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[],
     $19::float8[], $20::int[], $21::int[], $22::bool[], $23::int[], $24::text[], $25::text[],
-    $26::text[], $27::bigint[], $28::text[], $29::bigint[]
+    $26::text[], $27::bigint[], $28::text[], $29::bigint[], $30::text[]
   ) WITH ORDINALITY AS e(request_id, created_at, user_id, token_id, token_name, channel_id,
          model_name, upstream_model, endpoint, grp, prompt_tokens, completion_tokens,
          cached_tokens, estimated, quota, model_ratio, completion_ratio, group_ratio,
          cached_ratio, latency_ms, first_token_ms, is_stream, status_code, error_code, client_ip,
-         reservation_id, reserved_quota, channels_tried, cache_write_tokens, ord)
+         reservation_id, reserved_quota, channels_tried, cache_write_tokens,
+         client_request_id, ord)
 ), ins AS (
   INSERT INTO logs (request_id, type, created_at, user_id, username, token_id, token_name,
                     channel_id, channels_tried, model_name, upstream_model, endpoint, "group",
                     prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
                     estimated, quota, model_ratio, completion_ratio, group_ratio, cached_ratio,
                     latency_ms, first_token_ms, is_stream, status_code, error_code, client_ip,
-                    reservation_id, reserved_quota)
+                    reservation_id, reserved_quota, client_request_id)
   SELECT e.request_id, 2, e.created_at, e.user_id, coalesce(u.username, ''), e.token_id,
          e.token_name, e.channel_id, e.channels_tried::bigint[], e.model_name, e.upstream_model,
          e.endpoint, e.grp, e.prompt_tokens, e.completion_tokens, e.cached_tokens,
          e.cache_write_tokens, e.estimated, e.quota, e.model_ratio, e.completion_ratio,
          e.group_ratio, e.cached_ratio, e.latency_ms, e.first_token_ms, e.is_stream,
-         e.status_code, e.error_code, e.client_ip, e.reservation_id, e.reserved_quota
+         e.status_code, e.error_code, e.client_ip, e.reservation_id, e.reserved_quota,
+         e.client_request_id
   FROM ev e LEFT JOIN users u ON u.id = e.user_id
   -- Log ids follow the batch, which is in the order the requests ended.
   ORDER BY e.ord
@@ -71,7 +73,8 @@ WITH ev AS (
          model_ratio = e.model_ratio, completion_ratio = e.completion_ratio,
          group_ratio = e.group_ratio, cached_ratio = e.cached_ratio, latency_ms = e.latency_ms,
          first_token_ms = e.first_token_ms, is_stream = e.is_stream,
-         status_code = e.status_code, error_code = e.error_code, client_ip = e.client_ip
+         status_code = e.status_code, error_code = e.error_code, client_ip = e.client_ip,
+         client_request_id = e.client_request_id
     FROM ev e, swept s
    WHERE l.id = s.id AND e.request_id = s.request_id
   RETURNING l.request_id, l.created_at, l.user_id, l.token_id, l.channel_id, l.model_name,
@@ -150,7 +153,7 @@ def _applied(row: asyncpg.Record) -> Applied:
 
 
 def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
-    cols: list[list[object]] = [[] for _ in range(29)]
+    cols: list[list[object]] = [[] for _ in range(30)]
     for e in events:
         u = e.usage
         p = e.pricing
@@ -185,6 +188,7 @@ def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
             "{" + ",".join(str(c) for c in e.channels_tried) + "}",
             # One column for both lifetimes: the quota already says what they cost.
             u.cache_write_5m_tokens + u.cache_write_1h_tokens,
+            e.client_request_id,
         )
         for col, value in zip(cols, row, strict=True):
             col.append(value)

@@ -25,7 +25,7 @@ _LOG_COLUMNS = (
     "id, type, coalesce(request_id, '') AS request_id, user_id, username, token_id, token_name,"
     ' channel_id, model_name, upstream_model, endpoint, "group", prompt_tokens,'
     " completion_tokens, cached_tokens, cache_write_tokens, quota, latency_ms, first_token_ms,"
-    " is_stream, status_code, error_code, created_at, content, estimated"
+    " is_stream, status_code, error_code, created_at, content, estimated, client_request_id"
 )
 
 
@@ -56,6 +56,7 @@ def _entry(r: asyncpg.Record) -> billing_pb2.LogEntry:
         created_at=r["created_at"],
         content=r["content"],
         estimated=r["estimated"],
+        client_request_id=r["client_request_id"],
     )
 
 

@@ -204,6 +204,7 @@ class OpenAIProvider(Provider):
             splitter = SSESplitter()
             async for raw in resp.content.iter_any():
                 out = bytearray()
+                reported: common_pb2.Usage | None = None
                 for event in splitter.feed(raw):
                     data = event_data(event)
                     if data is None:
@@ -213,6 +214,7 @@ class OpenAIProvider(Provider):
                     found = usage_from_stream_event(data, usage_path) if data != _DONE else None
                     if found is not None:
                         usage, usage_only = found
+                        reported = usage
                         if usage_only and not include_usage:
                             continue
                     elif data != _DONE:
@@ -223,6 +225,10 @@ class OpenAIProvider(Provider):
                             content_events.append(data)
                     out += event
                     out += b"\n\n"
+                if reported is not None:
+                    # Before the chunk that carried it (and may have been dropped): see
+                    # RelayChunk.usage.
+                    yield relay_pb2.RelayChunk(usage=reported)
                 if out:
                     yield relay_pb2.RelayChunk(data=bytes(out))
         except UPSTREAM_ERRORS as exc:
