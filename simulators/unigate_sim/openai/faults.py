@@ -21,7 +21,9 @@ class Fault:
     seconds (a hang, when long), and a stream stops after ``cut_after`` frames without its
     ``[DONE]`` and/or waits ``frame_delay`` seconds before each frame. ``no_usage`` serves a
     chat completion without any usage (no ``usage`` field, no usage chunk whatever
-    ``stream_options`` asked), as some OpenAI-compatible servers answer.
+    ``stream_options`` asked), as some OpenAI-compatible servers answer. ``stall_before_last``
+    sends a stream's every frame but its last (``[DONE]``) and then hangs until the client
+    leaves: the usage has been reported, the stream never ends.
     """
 
     status: int = 0
@@ -31,6 +33,7 @@ class Fault:
     cut_after: int | None = None
     frame_delay: float = 0.0
     no_usage: bool = False
+    stall_before_last: bool = False
 
 
 @dataclass
@@ -53,6 +56,9 @@ async def paced_frames(
             if fault is not None and fault.cut_after is not None and sent >= fault.cut_after:
                 how = "cut"
                 return
+            if fault is not None and fault.stall_before_last and sent == len(frames) - 1:
+                how = "stalled"
+                await asyncio.Event().wait()
             if fault is not None and fault.frame_delay:
                 await asyncio.sleep(fault.frame_delay)
             yield frame
