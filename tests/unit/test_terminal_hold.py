@@ -233,3 +233,24 @@ async def test_relay_stream_sends_usage_before_the_terminal_frame(
     end = out[3].end
     assert end.tail == b"".join(frames[terminal:]) and end.usage == USAGE
     assert not end.HasField("error") and health.seen == [None]
+
+
+# ---- the provider's usage, reported ahead of the end ----------------------------------------
+
+
+def test_anthropic_stream_reports_its_final_usage_once_at_message_delta() -> None:
+    state = ChatStreamTranslator(id="c", model="m", created=1, include_usage=False)
+    events = orjson.loads(b"[" + b",".join(_payloads(anthropic_frames("hi"))) + b"]")
+    reports = []
+    for event in events:
+        state.feed(event)
+        reports.append(state.report_usage())
+    # Nothing before message_delta (the output is not known yet), then once, then never again.
+    assert reports[:4] == [None] * 4 and reports[5] is None
+    final = reports[4]
+    assert final is not None and (final.prompt_tokens, final.completion_tokens) == (7, 5)
+    # A stream cut after message_delta (no message_stop) keeps that usage.
+    cut = ChatStreamTranslator(id="c", model="m", created=1, include_usage=False)
+    for event in events[:5]:
+        cut.feed(event)
+    assert not cut.finished and cut.final_usage() == final

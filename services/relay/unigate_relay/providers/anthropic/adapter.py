@@ -194,14 +194,11 @@ class AnthropicProvider(Provider):
             splitter = SSESplitter()
             async for raw in resp.content.iter_any():
                 out = bytearray()
-                reported = False
                 for frame in splitter.feed(raw):
                     data = event_data(frame)
                     event = parse_event(data) if data is not None else None
                     if event is None:
                         continue
-                    # message_delta carries the final usage; only message_stop follows it.
-                    reported = reported or event.get("type") == "message_delta"
                     if isinstance(state, ChatStreamTranslator):
                         frames = state.feed(event)
                     else:
@@ -214,7 +211,7 @@ class AnthropicProvider(Provider):
                     for f in frames:
                         out += f
                         sent.append(f)
-                if reported and state.error is None and (usage := state.usage()) is not None:
+                if (usage := state.report_usage()) is not None:
                     yield relay_pb2.RelayChunk(usage=usage)
                 if out:
                     yield relay_pb2.RelayChunk(data=bytes(out))
@@ -250,10 +247,9 @@ class AnthropicProvider(Provider):
 
     def _usage(self, ctx: CallContext, state: StreamState, sent: list[bytes]) -> common_pb2.Usage:
         """The stream's own usage, else counted from what was sent (marked estimated)."""
+        if (final := state.final_usage()) is not None:
+            return final
         usage = state.usage()
-        # The final usage came with message_delta; a stream cut after it still has it.
-        if usage is not None and (state.finished or state.stop_reason is not None):
-            return usage
         req = ctx.request
         payloads: list[bytes] = []
         for frame in sent:
