@@ -23,6 +23,7 @@ import anthropic
 import asyncpg
 import httpx
 import openai
+import orjson
 import pytest
 from langchain_openai import ChatOpenAI
 from starlette.applications import Starlette
@@ -379,3 +380,64 @@ async def test_relay_killed_after_the_usage_chunk_bills_the_provider_usage(
     row = (await rows_by_client_id(pg, [cid]))[cid]
     assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, completion)
     assert not row["estimated"] and row["status_code"] == 502 and row["quota"] > 0
+
+
+async def test_responses_api_streams_billed_at_provider_usage(
+    stack: Stack,
+    tenant: Tenant,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    simulator: ThreadedServer,
+    sim_app: Starlette,
+) -> None:
+    model = alias("gpt-4o-mini")
+    await create_mapped_channel(
+        pg,
+        secret_key,
+        type=1,
+        name="openai",
+        key=SIM_KEY,
+        base_url=simulator.url,
+        models={model: "gpt-4o-mini"},
+    )
+    c = Clients(stack, tenant.key)
+
+    async def sdk(cid: str) -> Usage:
+        async with c.openai_async() as client:
+            stream = await client.responses.create(
+                model=model, input=PROMPT, stream=True, extra_headers=rid(cid)
+            )
+            events = [event async for event in stream]
+        last = events[-1]
+        assert last.type == "response.completed" and last.response.usage is not None
+        return last.response.usage.input_tokens, last.response.usage.output_tokens
+
+    async def raw_closing_at_completed(cid: str) -> Usage:
+        headers = {"Authorization": f"Bearer {c.key}", **rid(cid)}
+        body = {"model": model, "input": PROMPT, "stream": True}
+        async with (
+            httpx.AsyncClient(timeout=60) as http,
+            http.stream("POST", c.v1 + "/responses", json=body, headers=headers) as resp,
+        ):
+            async for line in resp.aiter_lines():
+                if line.startswith("data: ") and '"type":"response.completed"' in line:
+                    usage = orjson.loads(line[6:])["response"]["usage"]
+                    return usage["input_tokens"], usage["output_tokens"]
+        raise AssertionError("no response.completed")
+
+    calls = [
+        (f"responses-{i}-{secrets.token_hex(6)}", (sdk, raw_closing_at_completed)[i % 2])
+        for i in range(20)
+    ]
+    seen = await asyncio.gather(*(kind(cid) for cid, kind in calls))
+    rows = await rows_by_client_id(pg, [cid for cid, _ in calls])
+    got = [
+        (
+            rows[cid]["status_code"],
+            rows[cid]["estimated"],
+            rows[cid]["prompt_tokens"],
+            rows[cid]["completion_tokens"],
+        )
+        for cid, _ in calls
+    ]
+    assert got == [(200, False, *usage) for usage in seen]
