@@ -384,19 +384,21 @@ class Proxy:
                     record.usage, reported = chunk.usage, True
                 elif kind == "end":
                     end = chunk.end
-                    record.usage, reported = end.usage, True
+                    # The end's usage is the last word; an end without any (a failure that
+                    # produced nothing) keeps what was reported ahead.
+                    if end.HasField("usage") or not reported:
+                        record.usage, reported = end.usage, True
                     record.first_token_ms = end.first_token_ms
                     finished = True
                     if end.tail:
                         # Recorded above, so a client that leaves at this frame changes nothing.
                         terminated = True
                         yield end.tail
-                    elif end.HasField("error"):
+                    elif end.HasField("error") and not terminated:
                         err = errors.ClientFacingError.from_proto(end.error.error)
                         record.status = err.status
                         record.error_code = err.code or err.type
-                        if not terminated:
-                            yield error_frame(err, record.call.endpoint)
+                        yield error_frame(err, record.call.endpoint)
                     return
                 else:
                     record.forwarded.append(chunk.data)
@@ -407,11 +409,11 @@ class Proxy:
         except grpc.aio.AioRpcError as exc:
             err = errors.UpstreamError("The relay failed mid-stream.")
             log.error("relay stream failed: %s %s", exc.code(), exc.details())
-            finished = self._broken(record, err, reported)
+            finished = self._broken(record, err, reported, terminated)
             if not terminated:
                 yield error_frame(err, record.call.endpoint)
         except errors.ClientFacingError as err:
-            finished = self._broken(record, err, reported)
+            finished = self._broken(record, err, reported, terminated)
             if not terminated:
                 yield error_frame(err, record.call.endpoint)
         finally:
@@ -433,10 +435,14 @@ class Proxy:
                 record.attempt = None
             self._publish(record)
 
-    def _broken(self, record: CallRecord, err: errors.ClientFacingError, reported: bool) -> bool:
+    def _broken(
+        self, record: CallRecord, err: errors.ClientFacingError, reported: bool, terminated: bool
+    ) -> bool:
         """The relay's stream broke after the first byte: the row says what the client saw
-        (an error), with the provider's usage if it had come, else what was sent, estimated."""
-        record.status, record.error_code = err.status, err.code or ""
+        (an error, unless it already had the terminal frame), with the provider's usage if
+        it had come, else what was sent, estimated."""
+        if not terminated:
+            record.status, record.error_code = err.status, err.code or ""
         if not reported:
             self._estimate(record)
         return True
