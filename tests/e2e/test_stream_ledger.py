@@ -441,3 +441,47 @@ async def test_responses_api_streams_billed_at_provider_usage(
         for cid, _ in calls
     ]
     assert got == [(200, False, *usage) for usage in seen]
+
+
+async def test_a_response_held_open_after_its_last_event_still_ends_at_once(
+    stack: Stack,
+    tenant: Tenant,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    simulator: ThreadedServer,
+    sim_app: Starlette,
+    claude: Claude,
+) -> None:
+    """The terminal frame waits for the stream's end; a provider that sends its last event
+    but keeps the response open must not hold it back (nor the row's usage)."""
+    model = alias("gpt-4o-mini")
+    await create_mapped_channel(
+        pg,
+        secret_key,
+        type=1,
+        name="openai",
+        key=SIM_KEY,
+        base_url=simulator.url,
+        models={model: "gpt-4o-mini"},
+    )
+    claude_model = alias("claude-sonnet-4")
+    await claude_channel(pg, secret_key, claude, claude_model)
+    c = Clients(stack, tenant.key)
+    chat_usage, _ = await reference_usage(c, model)
+    _, messages_usage = await reference_usage(c, claude_model)
+    sim_app.state.faults.append(Fault(stall_after_last=True))
+    claude.app.state.faults.append(Fault(stall_after_last=True))
+    started = time.monotonic()
+    chat_cid, messages_cid = f"open-chat-{secrets.token_hex(6)}", f"open-msg-{secrets.token_hex(6)}"
+    await asyncio.gather(
+        sdk_async(c, model, chat_cid), anthropic_raw_events(c, claude_model, messages_cid)
+    )
+    # Ended within the relay's drain bound, not at a timeout (the gateway's is minutes).
+    assert time.monotonic() - started < 5
+    assert not sim_app.state.faults and not claude.app.state.faults  # both were held open
+    rows = await rows_by_client_id(pg, [chat_cid, messages_cid])
+    fields = ("status_code", "estimated", "prompt_tokens", "completion_tokens")
+    assert [tuple(rows[cid][f] for f in fields) for cid in (chat_cid, messages_cid)] == [
+        (200, False, *chat_usage),
+        (200, False, *messages_usage),
+    ]

@@ -23,7 +23,8 @@ class Fault:
     chat completion without any usage (no ``usage`` field, no usage chunk whatever
     ``stream_options`` asked), as some OpenAI-compatible servers answer. ``stall_before_last``
     sends a stream's every frame but its last (``[DONE]``) and then hangs until the client
-    leaves: the usage has been reported, the stream never ends.
+    leaves: the usage has been reported, the stream never ends. ``stall_after_last`` sends
+    every frame and then holds the response open without ending it.
     """
 
     status: int = 0
@@ -34,6 +35,7 @@ class Fault:
     frame_delay: float = 0.0
     no_usage: bool = False
     stall_before_last: bool = False
+    stall_after_last: bool = False
 
 
 @dataclass
@@ -64,5 +66,7 @@ async def paced_frames(
             yield frame
             sent += 1
         how = "complete"
+        if fault is not None and fault.stall_after_last:
+            await asyncio.Event().wait()
     finally:
         endings.append(StreamEnding(how, sent, time.monotonic()))

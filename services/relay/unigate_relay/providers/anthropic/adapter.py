@@ -45,6 +45,7 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    drained,
     error_from_exception,
     relay_error,
     stream_truncated,
@@ -180,6 +181,7 @@ class AnthropicProvider(Provider):
         started = time.perf_counter()
         first_token_ms = 0
         sent: list[bytes] = []
+        reusable = False
         try:
             resp = await self._post(ctx, body)
         except UPSTREAM_ERRORS as exc:
@@ -217,6 +219,11 @@ class AnthropicProvider(Provider):
                     yield relay_pb2.RelayChunk(data=bytes(out))
                 if state.error is not None:
                     break
+                if state.finished:
+                    # After message_stop nothing follows: end now, even if the response
+                    # stays open (the client's terminal frame waits for this end).
+                    reusable = await drained(resp)
+                    break
         except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(
                 end=relay_pb2.StreamEnd(
@@ -227,7 +234,7 @@ class AnthropicProvider(Provider):
             )
             return
         finally:
-            if state.finished:
+            if reusable:
                 resp.release()
             else:
                 resp.close()

@@ -17,6 +17,7 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    drained,
     error_from_exception,
     error_from_upstream,
     relay_error,
@@ -179,7 +180,7 @@ class OpenAIProvider(Provider):
         first_token_ms = 0
         usage: common_pb2.Usage | None = None
         content_events: list[bytes] = []
-        finished = False
+        finished = reusable = False
         include_usage = ctx.request.include_usage
         usage_path = spec_for(ctx.channel.type).stream_usage_path
         if (unsupported := self._unsupported(ctx)) is not None:
@@ -231,6 +232,11 @@ class OpenAIProvider(Provider):
                     yield relay_pb2.RelayChunk(usage=reported)
                 if out:
                     yield relay_pb2.RelayChunk(data=bytes(out))
+                if finished:
+                    # Nothing follows the last event: end now, even if the provider holds
+                    # the response open (the client's terminal frame waits for this end).
+                    reusable = await drained(resp)
+                    break
         except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(
                 end=relay_pb2.StreamEnd(
@@ -242,7 +248,7 @@ class OpenAIProvider(Provider):
             return
         finally:
             # A stream not read to its end (client gone, error) must not go back to the pool.
-            if finished:
+            if reusable:
                 resp.release()
             else:
                 resp.close()
