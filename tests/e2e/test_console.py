@@ -254,7 +254,7 @@ async def test_console_flow(
     )
     completion = raw.parse()
     assert completion.usage is not None
-    request_id = raw.headers.get("x-unigate-request-id") or raw.headers["x-request-id"]
+    request_id = raw.headers["x-request-id"]
     usage = completion.usage
 
     # --- the call in the logs page and its CSV export ----------------------------------------

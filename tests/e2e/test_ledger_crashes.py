@@ -355,7 +355,7 @@ async def drive(env: LedgerEnv, key: str, load: Load) -> None:
             async with http.post("/v1/chat/completions", json=body) as resp:
                 await resp.read()
                 # The ledger's key: the gateway's own request id (we send no X-Request-Id).
-                return resp.status, resp.headers.get("X-Unigate-Request-Id"), stream
+                return resp.status, resp.headers.get("X-Request-Id"), stream
 
         async def worker(w: int) -> None:
             i = w

@@ -64,7 +64,7 @@ async def _call(key: str, base_url: str, model: str, stream: bool) -> str:
             assert [c async for c in raw.parse()]  # type: ignore[union-attr]
         else:
             assert raw.parse().choices[0].message.content  # type: ignore[union-attr]
-        return raw.headers["x-unigate-request-id"]
+        return raw.headers["x-request-id"]
 
 
 async def _publish_synthetic(w: World) -> None:

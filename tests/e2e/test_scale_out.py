@@ -322,7 +322,7 @@ class Outcome:
 
 
 def gateway_id(headers: httpx.Headers) -> str | None:
-    return headers.get("x-unigate-request-id") or headers.get("x-request-id")
+    return headers.get("x-request-id")
 
 
 def prefix(request_id: str) -> str:

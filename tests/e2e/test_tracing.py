@@ -288,7 +288,7 @@ async def test_one_trace_per_request(
         model=model, messages=[{"role": "user", "content": prompt}]
     )
     resp = raw.parse()
-    rid = raw.headers.get("x-unigate-request-id") or raw.headers["x-request-id"]
+    rid = raw.headers["x-request-id"]
     assert resp.usage is not None
     spans = await trace_of(rec, rid)
     check_request_trace(
@@ -308,9 +308,7 @@ async def test_one_trace_per_request(
         stream=True,
         stream_options={"include_usage": True},
     ) as streamed:
-        stream_rid = (
-            streamed.headers.get("x-unigate-request-id") or streamed.headers["x-request-id"]
-        )
+        stream_rid = streamed.headers["x-request-id"]
         chunks = [c async for c in await streamed.parse()]
     usage = chunks[-1].usage
     assert usage is not None

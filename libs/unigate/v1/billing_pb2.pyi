@@ -110,6 +110,7 @@ class LogFilter(_message.Message):
     model_name: _builtins.str
     channel_id: _builtins.int
     request_id: _builtins.str
+    """Matches the row's own request id or the id its client sent."""
     def __init__(
         self,
         *,
@@ -191,6 +192,7 @@ class LogEntry(_message.Message):
     CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
     UNIT_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     type: _builtins.int
     request_id: _builtins.str
@@ -224,6 +226,8 @@ class LogEntry(_message.Message):
     "search_unit") and how many; "" and 0 for token-priced calls.
     """
     quantity: _builtins.int
+    client_request_id: _builtins.str
+    """The id the client sent with its request (X-Request-Id / X-Client-Request-Id), "" if none."""
     def __init__(
         self,
         *,
@@ -254,10 +258,11 @@ class LogEntry(_message.Message):
         cache_write_tokens: _builtins.int = ...,
         unit: _builtins.str = ...,
         quantity: _builtins.int = ...,
+        client_request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "channel_id", b"channel_id", "completion_tokens", b"completion_tokens", "content", b"content", "created_at", b"created_at", "endpoint", b"endpoint", "error_code", b"error_code", "estimated", b"estimated", "first_token_ms", b"first_token_ms", "group", b"group", "id", b"id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "quantity", b"quantity", "quota", b"quota", "request_id", b"request_id", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "unit", b"unit", "upstream_model", b"upstream_model", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "channel_id", b"channel_id", "client_request_id", b"client_request_id", "completion_tokens", b"completion_tokens", "content", b"content", "created_at", b"created_at", "endpoint", b"endpoint", "error_code", b"error_code", "estimated", b"estimated", "first_token_ms", b"first_token_ms", "group", b"group", "id", b"id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "quantity", b"quantity", "quota", b"quota", "request_id", b"request_id", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "unit", b"unit", "upstream_model", b"upstream_model", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from unigate.v1 import auth_pb2 as unigate_dot_v1_dot_auth__pb2
 from unigate.v1 import common_pb2 as unigate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17unigate/v1/events.proto\x12\nunigate.v1\x1a\x15unigate/v1/auth.proto\x1a\x17unigate/v1/common.proto\"\xef\x04\n\nUsageEvent\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x16\n\x0ereservation_id\x18\x03 \x01(\t\x12\x16\n\x0ereserved_quota\x18\x04 \x01(\x03\x12\x0f\n\x07user_id\x18\x05 \x01(\x03\x12\x10\n\x08token_id\x18\x06 \x01(\x03\x12\x12\n\ntoken_name\x18\x07 \x01(\t\x12\x12\n\nchannel_id\x18\x08 \x01(\x03\x12\r\n\x05model\x18\t \x01(\t\x12\x16\n\x0eupstream_model\x18\n \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x0b \x01(\t\x12 \n\x05usage\x18\x0c \x01(\x0b\x32\x11.unigate.v1.Usage\x12$\n\x07pricing\x18\r \x01(\x0b\x32\x13.unigate.v1.Pricing\x12\r\n\x05quota\x18\x0e \x01(\x03\x12\x0e\n\x06stream\x18\x0f \x01(\x08\x12\x13\n\x0bstatus_code\x18\x10 \x01(\x05\x12\x12\n\nerror_code\x18\x11 \x01(\t\x12\x12\n\nlatency_ms\x18\x12 \x01(\r\x12\x16\n\x0e\x66irst_token_ms\x18\x13 \x01(\r\x12\x11\n\tclient_ip\x18\x14 \x01(\t\x12\x16\n\x0e\x63hannels_tried\x18\x15 \x03(\x03\x12\x15\n\rcreated_at_ms\x18\x16 \x01(\x03\x12\r\n\x05group\x18\x17 \x01(\t\x12?\n\rtrace_context\x18\x18 \x03(\x0b\x32(.unigate.v1.UsageEvent.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\nUsageBatch\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.unigate.v1.UsageEvent\"\xb5\x01\n\x12ReservationContext\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ntoken_name\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x05 \x01(\t\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x11\n\tclient_ip\x18\x07 \x01(\t\x12$\n\x07pricing\x18\x08 \x01(\x0b\x32\x13.unigate.v1.Pricing\"\xc4\x01\n\nRelayUsage\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\x03\x12\x16\n\x0eupstream_model\x18\x03 \x01(\t\x12 \n\x05usage\x18\x04 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x13\n\x0bstatus_code\x18\x05 \x01(\x05\x12\x16\n\x0e\x66irst_token_ms\x18\x06 \x01(\r\x12\x13\n\x0bupstream_ms\x18\x07 \x01(\r\x12\x12\n\nincomplete\x18\x08 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17unigate/v1/events.proto\x12\nunigate.v1\x1a\x15unigate/v1/auth.proto\x1a\x17unigate/v1/common.proto\"\x8a\x05\n\nUsageEvent\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x16\n\x0ereservation_id\x18\x03 \x01(\t\x12\x16\n\x0ereserved_quota\x18\x04 \x01(\x03\x12\x0f\n\x07user_id\x18\x05 \x01(\x03\x12\x10\n\x08token_id\x18\x06 \x01(\x03\x12\x12\n\ntoken_name\x18\x07 \x01(\t\x12\x12\n\nchannel_id\x18\x08 \x01(\x03\x12\r\n\x05model\x18\t \x01(\t\x12\x16\n\x0eupstream_model\x18\n \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x0b \x01(\t\x12 \n\x05usage\x18\x0c \x01(\x0b\x32\x11.unigate.v1.Usage\x12$\n\x07pricing\x18\r \x01(\x0b\x32\x13.unigate.v1.Pricing\x12\r\n\x05quota\x18\x0e \x01(\x03\x12\x0e\n\x06stream\x18\x0f \x01(\x08\x12\x13\n\x0bstatus_code\x18\x10 \x01(\x05\x12\x12\n\nerror_code\x18\x11 \x01(\t\x12\x12\n\nlatency_ms\x18\x12 \x01(\r\x12\x16\n\x0e\x66irst_token_ms\x18\x13 \x01(\r\x12\x11\n\tclient_ip\x18\x14 \x01(\t\x12\x16\n\x0e\x63hannels_tried\x18\x15 \x03(\x03\x12\x15\n\rcreated_at_ms\x18\x16 \x01(\x03\x12\r\n\x05group\x18\x17 \x01(\t\x12?\n\rtrace_context\x18\x18 \x03(\x0b\x32(.unigate.v1.UsageEvent.TraceContextEntry\x12\x19\n\x11\x63lient_request_id\x18\x19 \x01(\t\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\nUsageBatch\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.unigate.v1.UsageEvent\"\xb5\x01\n\x12ReservationContext\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ntoken_name\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x05 \x01(\t\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x11\n\tclient_ip\x18\x07 \x01(\t\x12$\n\x07pricing\x18\x08 \x01(\x0b\x32\x13.unigate.v1.Pricing\"\xc4\x01\n\nRelayUsage\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\x03\x12\x16\n\x0eupstream_model\x18\x03 \x01(\t\x12 \n\x05usage\x18\x04 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x13\n\x0bstatus_code\x18\x05 \x01(\x05\x12\x16\n\x0e\x66irst_token_ms\x18\x06 \x01(\r\x12\x13\n\x0bupstream_ms\x18\x07 \x01(\r\x12\x12\n\nincomplete\x18\x08 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,13 +36,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGEEVENT_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_USAGEEVENT_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_USAGEEVENT']._serialized_start=88
-  _globals['_USAGEEVENT']._serialized_end=711
-  _globals['_USAGEEVENT_TRACECONTEXTENTRY']._serialized_start=660
-  _globals['_USAGEEVENT_TRACECONTEXTENTRY']._serialized_end=711
-  _globals['_USAGEBATCH']._serialized_start=713
-  _globals['_USAGEBATCH']._serialized_end=765
-  _globals['_RESERVATIONCONTEXT']._serialized_start=768
-  _globals['_RESERVATIONCONTEXT']._serialized_end=949
-  _globals['_RELAYUSAGE']._serialized_start=952
-  _globals['_RELAYUSAGE']._serialized_end=1148
+  _globals['_USAGEEVENT']._serialized_end=738
+  _globals['_USAGEEVENT_TRACECONTEXTENTRY']._serialized_start=687
+  _globals['_USAGEEVENT_TRACECONTEXTENTRY']._serialized_end=738
+  _globals['_USAGEBATCH']._serialized_start=740
+  _globals['_USAGEBATCH']._serialized_end=792
+  _globals['_RESERVATIONCONTEXT']._serialized_start=795
+  _globals['_RESERVATIONCONTEXT']._serialized_end=976
+  _globals['_RELAYUSAGE']._serialized_start=979
+  _globals['_RELAYUSAGE']._serialized_end=1175
 # @@protoc_insertion_point(module_scope)

@@ -73,6 +73,7 @@ class UsageEvent(_message.Message):
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Bumped on incompatible change; consumers reject versions they do not know."""
     request_id: _builtins.str
@@ -96,6 +97,11 @@ class UsageEvent(_message.Message):
     client_ip: _builtins.str
     created_at_ms: _builtins.int
     group: _builtins.str
+    client_request_id: _builtins.str
+    """The id the client sent with its request (`X-Request-Id`, else OpenAI's
+    `X-Client-Request-Id`), kept beside ours; "" when it sent none. Never a key: clients
+    choose it, so two may collide.
+    """
     @_builtins.property
     def usage(self) -> _common_pb2.Usage: ...
     @_builtins.property
@@ -136,10 +142,11 @@ class UsageEvent(_message.Message):
         created_at_ms: _builtins.int = ...,
         group: _builtins.str = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        client_request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["pricing", b"pricing", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "channels_tried", b"channels_tried", "client_ip", b"client_ip", "created_at_ms", b"created_at_ms", "endpoint", b"endpoint", "error_code", b"error_code", "first_token_ms", b"first_token_ms", "group", b"group", "latency_ms", b"latency_ms", "model", b"model", "pricing", b"pricing", "quota", b"quota", "request_id", b"request_id", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "schema_version", b"schema_version", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "trace_context", b"trace_context", "upstream_model", b"upstream_model", "usage", b"usage", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "channels_tried", b"channels_tried", "client_ip", b"client_ip", "client_request_id", b"client_request_id", "created_at_ms", b"created_at_ms", "endpoint", b"endpoint", "error_code", b"error_code", "first_token_ms", b"first_token_ms", "group", b"group", "latency_ms", b"latency_ms", "model", b"model", "pricing", b"pricing", "quota", b"quota", "request_id", b"request_id", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "schema_version", b"schema_version", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "trace_context", b"trace_context", "upstream_model", b"upstream_model", "usage", b"usage", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

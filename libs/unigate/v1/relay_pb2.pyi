@@ -196,8 +196,16 @@ class StreamEnd(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     FIRST_TOKEN_MS_FIELD_NUMBER: _builtins.int
     UPSTREAM_MS_FIELD_NUMBER: _builtins.int
+    TAIL_FIELD_NUMBER: _builtins.int
     first_token_ms: _builtins.int
     upstream_ms: _builtins.int
+    tail: _builtins.bytes
+    """The stream's terminal frame (`data: [DONE]`, Anthropic's `message_stop`, the Responses
+    API's `response.completed`/`.incomplete`/`.failed` event) and anything after it, held
+    back by the relay so that the gateway has the usage above before the client can see the
+    stream end (a client may close the response as soon as it reads that frame). Empty when
+    the stream ended without one (an error).
+    """
     @_builtins.property
     def error(self) -> Global___RelayError: ...
     @_builtins.property
@@ -209,10 +217,11 @@ class StreamEnd(_message.Message):
         usage: _common_pb2.Usage | None = ...,
         first_token_ms: _builtins.int = ...,
         upstream_ms: _builtins.int = ...,
+        tail: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "first_token_ms", b"first_token_ms", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "first_token_ms", b"first_token_ms", "tail", b"tail", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -224,21 +233,31 @@ class RelayChunk(_message.Message):
 
     DATA_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
     """Bytes ready to forward to the client (whole SSE events)."""
     @_builtins.property
     def end(self) -> Global___StreamEnd: ...
+    @_builtins.property
+    def usage(self) -> _common_pb2.Usage:
+        """The provider's final usage, sent as soon as the relay has it, before the data that
+        carried it (which may be stripped: a client that did not ask for the usage chunk).
+        If the stream is cut after this (relay gone, client gone), the gateway bills it
+        instead of an estimate. The StreamEnd's usage, when it comes, is still the last word.
+        """
+
     def __init__(
         self,
         *,
         data: _builtins.bytes = ...,
         end: Global___StreamEnd | None = ...,
+        usage: _common_pb2.Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "end", b"end", "kind", b"kind"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "end", b"end", "kind", b"kind", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "end", b"end", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "end", b"end", "kind", b"kind", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["data", "end"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["data", "end", "usage"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

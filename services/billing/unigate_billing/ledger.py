@@ -29,27 +29,28 @@ WITH ev AS (
     $13::bigint[], $14::bool[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[],
     $19::float8[], $20::int[], $21::int[], $22::bool[], $23::int[], $24::text[], $25::text[],
     $26::text[], $27::bigint[], $28::text[], $29::bigint[], $30::text[], $31::bigint[],
-    $32::text[]
+    $32::text[], $33::text[]
   ) WITH ORDINALITY AS e(request_id, created_at, user_id, token_id, token_name, channel_id,
          model_name, upstream_model, endpoint, grp, prompt_tokens, completion_tokens,
          cached_tokens, estimated, quota, model_ratio, completion_ratio, group_ratio,
          cached_ratio, latency_ms, first_token_ms, is_stream, status_code, error_code, client_ip,
          reservation_id, reserved_quota, channels_tried, cache_write_tokens, unit, quantity,
-         unit_price, ord)
+         unit_price, client_request_id, ord)
 ), ins AS (
   INSERT INTO logs (request_id, type, created_at, user_id, username, token_id, token_name,
                     channel_id, channels_tried, model_name, upstream_model, endpoint, "group",
                     prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens,
                     estimated, quota, model_ratio, completion_ratio, group_ratio, cached_ratio,
                     latency_ms, first_token_ms, is_stream, status_code, error_code, client_ip,
-                    reservation_id, reserved_quota, unit, quantity, unit_price)
+                    reservation_id, reserved_quota, unit, quantity, unit_price,
+                    client_request_id)
   SELECT e.request_id, 2, e.created_at, e.user_id, coalesce(u.username, ''), e.token_id,
          e.token_name, e.channel_id, e.channels_tried::bigint[], e.model_name, e.upstream_model,
          e.endpoint, e.grp, e.prompt_tokens, e.completion_tokens, e.cached_tokens,
          e.cache_write_tokens, e.estimated, e.quota, e.model_ratio, e.completion_ratio,
          e.group_ratio, e.cached_ratio, e.latency_ms, e.first_token_ms, e.is_stream,
          e.status_code, e.error_code, e.client_ip, e.reservation_id, e.reserved_quota, e.unit,
-         e.quantity, e.unit_price
+         e.quantity, e.unit_price, e.client_request_id
   FROM ev e LEFT JOIN users u ON u.id = e.user_id
   -- Log ids follow the batch, which is in the order the requests ended.
   ORDER BY e.ord
@@ -76,7 +77,8 @@ WITH ev AS (
          group_ratio = e.group_ratio, cached_ratio = e.cached_ratio, latency_ms = e.latency_ms,
          first_token_ms = e.first_token_ms, is_stream = e.is_stream,
          status_code = e.status_code, error_code = e.error_code, client_ip = e.client_ip,
-         unit = e.unit, quantity = e.quantity, unit_price = e.unit_price
+         unit = e.unit, quantity = e.quantity, unit_price = e.unit_price,
+         client_request_id = e.client_request_id
     FROM ev e, swept s
    WHERE l.id = s.id AND e.request_id = s.request_id
   RETURNING l.request_id, l.created_at, l.user_id, l.token_id, l.channel_id, l.model_name,
@@ -155,7 +157,7 @@ def _applied(row: asyncpg.Record) -> Applied:
 
 
 def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
-    cols: list[list[object]] = [[] for _ in range(32)]
+    cols: list[list[object]] = [[] for _ in range(33)]
     for e in events:
         u = e.usage
         p = e.pricing
@@ -194,6 +196,7 @@ def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
             u.quantity,
             # The price in force when the usage is in the model's unit (what priced it).
             p.unit_price if u.unit and u.unit == p.unit else "",
+            e.client_request_id,
         )
         for col, value in zip(cols, row, strict=True):
             col.append(value)

@@ -27,6 +27,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("created_at", "created_at"),
     ("type", "type"),
     ("request_id", "coalesce(request_id, '')"),
+    ("client_request_id", "client_request_id"),
     ("user_id", "user_id"),
     ("username", "username"),
     ("token_id", "token_id"),

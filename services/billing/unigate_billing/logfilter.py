@@ -82,7 +82,9 @@ def log_conditions(p: Params, f: billing_pb2.LogFilter) -> list[str]:
     if f.type:
         where.append(f"type = {p.add(f.type)}")
     if f.request_id:
-        where.append(f"request_id = {p.add(f.request_id)}")
+        # Ours (what the client was told in x-request-id) or the id the client sent.
+        rid = p.add(f.request_id)
+        where.append(f"(request_id = {rid} OR client_request_id = {rid})")
     if f.start_timestamp:
         where.append(f"created_at >= {p.add(f.start_timestamp)}")
     if f.end_timestamp:

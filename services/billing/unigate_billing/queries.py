@@ -25,7 +25,8 @@ _LOG_COLUMNS = (
     "id, type, coalesce(request_id, '') AS request_id, user_id, username, token_id, token_name,"
     ' channel_id, model_name, upstream_model, endpoint, "group", prompt_tokens,'
     " completion_tokens, cached_tokens, cache_write_tokens, quota, latency_ms, first_token_ms,"
-    " is_stream, status_code, error_code, created_at, content, estimated, unit, quantity"
+    " is_stream, status_code, error_code, created_at, content, estimated, unit, quantity,"
+    " client_request_id"
 )
 
 
@@ -58,6 +59,7 @@ def _entry(r: asyncpg.Record) -> billing_pb2.LogEntry:
         estimated=r["estimated"],
         unit=r["unit"],
         quantity=r["quantity"],
+        client_request_id=r["client_request_id"],
     )
 
 

@@ -61,6 +61,15 @@ def messages_key(endpoint: str, headers: Headers) -> str:
     return key
 
 
+def request_id_headers(endpoint: str, request_id: str) -> dict[str, str]:
+    """The headers that tell a client the id of its request (its ledger row): OpenAI's
+    ``x-request-id`` everywhere, and Anthropic's ``request-id`` on the Messages routes, where
+    Anthropic's SDK reads it."""
+    if is_messages(endpoint):
+        return {"X-Request-Id": request_id, "Request-Id": request_id}
+    return {"X-Request-Id": request_id}
+
+
 def anthropic_error(err: errors.ClientFacingError) -> tuple[int, dict[str, Any]]:
     """(HTTP status, Anthropic error body) for an error of the gateway or a provider."""
     status = err.status

@@ -34,6 +34,7 @@ from unigate_gateway.anthropic_api import (
     messages_key,
     parse_count_tokens,
     parse_messages,
+    request_id_headers,
 )
 from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
@@ -204,11 +205,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         assert isinstance(p, Proxy)
         return p
 
-    def request_id_of(request: Request) -> str:
-        rid = request.headers.get("x-request-id")
-        if rid and len(rid) <= 128 and rid.isprintable():
-            return rid
-        return new_request_id()
+    def client_request_id_of(request: Request) -> str:
+        """The id the client gave its request (``X-Request-Id``, else OpenAI's
+        ``X-Client-Request-Id``), kept in the ledger beside ours; "" if none or unusable."""
+        for header in ("x-request-id", "x-client-request-id"):
+            rid = request.headers.get(header)
+            if rid and len(rid) <= 128 and rid.isprintable():
+                return rid
+        return ""
 
     def ip_of(request: Request) -> str:
         peer = request.client.host if request.client else ""
@@ -216,8 +220,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     async def relayed(request: Request, endpoint: str, parse: Parser) -> Response:
         started = time.perf_counter()
-        client_request_id = request_id_of(request)
-        # The ledger's key is always ours, so a client cannot collide with another's request.
+        client_request_id = client_request_id_of(request)
+        # The ledger's key is always ours, so a client cannot collide with another's request;
+        # it is the id the client is told (x-request-id), and the client's own is recorded.
         request_id = new_request_id()
         request_id_var.set(request_id)
         telemetry.set_request_id(request_id)
@@ -239,16 +244,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     code="missing_api_key",
                 )
             call = await parse(request, body)
-            response = await proxy().handle(api_key, call, ip_of(request), request_id)
+            response = await proxy().handle(
+                api_key, call, ip_of(request), request_id, client_request_id
+            )
         except errors.ClientFacingError as err:
             response = error_response(err, request_id, endpoint)
             # Refused before any channel was tried: the proxy did not count it.
             metrics.request_done(
                 endpoint, "", 0, response.status_code, time.perf_counter() - started
             )
-        response.headers["X-Request-Id"] = client_request_id
-        if client_request_id != request_id:
-            response.headers["X-Unigate-Request-Id"] = request_id
+        response.headers.update(request_id_headers(endpoint, request_id))
+        if client_request_id:
+            response.headers["X-Client-Request-Id"] = client_request_id
         return response
 
     def relay_route(path: str, endpoint: str, parse: Parser) -> Route:

@@ -23,6 +23,7 @@ from unigate.charge import quota_of
 from unigate.grpc_mux import RELAY_CALL, MuxClient, MuxError
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.settings import relay_for
+from unigate.terminal_frames import terminal_at
 from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway import metrics
@@ -80,6 +81,8 @@ class CallRecord:
     forwarded: list[bytes] = field(default_factory=list)
     # The span of the current upstream attempt (only when tracing).
     attempt: telemetry.Span | None = None
+    # The id the client sent (X-Request-Id / X-Client-Request-Id), recorded beside ours.
+    client_request_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +155,17 @@ class Proxy:
         return decision
 
     async def handle(
-        self, api_key: str, call: ParsedCall, client_ip: str, request_id: str
+        self,
+        api_key: str,
+        call: ParsedCall,
+        client_ip: str,
+        request_id: str,
+        client_request_id: str = "",
     ) -> Response:
         started = time.perf_counter()
         decision = await self.authorize(api_key, call, client_ip, request_id)
         record = CallRecord(request_id, call, client_ip, decision, started)
+        record.client_request_id = client_request_id
         if call.stream:
             response = await self._stream(record)
         else:
@@ -316,6 +325,11 @@ class Proxy:
                 telemetry.detach(token)
             try:
                 first = await call.read()
+                # Usage reported ahead of any data commits nothing: failover is still open.
+                reported = False
+                while isinstance(first, relay_pb2.RelayChunk) and first.HasField("usage"):
+                    record.usage, reported = first.usage, True
+                    first = await call.read()
             except grpc.aio.AioRpcError as exc:
                 last = self._rpc_error(exc)
             else:
@@ -334,7 +348,7 @@ class Proxy:
                     if record.attempt is not None:
                         telemetry.note_response(record.attempt, first.data)
                     return StreamingResponse(
-                        self._forward(record, call, first),
+                        self._forward(record, call, first, reported),
                         media_type="text/event-stream",
                         headers={**SSE_HEADERS, "X-Request-Id": record.request_id},
                     )
@@ -353,54 +367,70 @@ class Proxy:
         record: CallRecord,
         call: grpc.aio.UnaryStreamCall[relay_pb2.RelayRequest, relay_pb2.RelayChunk],
         first: relay_pb2.RelayChunk,
+        reported: bool,
     ) -> AsyncIterator[bytes]:
         """Pass the relay's SSE bytes to the client; after the first byte, errors become an
-        error event in the stream (never a retry)."""
+        error event in the stream (never a retry).
+
+        The relay holds the stream's terminal frame (``[DONE]``, ``message_stop``, the
+        Responses API's final event) back and sends it in its ``StreamEnd``, after the usage:
+        the record is complete before the client can read the end, so a client that closes
+        the response right there (as the SDKs do) is billed the provider's usage, status 200.
+        Nothing is ever sent after a terminal frame."""
         chunk: relay_pb2.RelayChunk | object = first
         finished = False
+        # `reported`: whether record.usage is the provider's own (sent ahead of the end).
+        # Whether the client has been sent its terminal frame: nothing may follow it.
+        terminated = False
         try:
             while True:
                 if not isinstance(chunk, relay_pb2.RelayChunk):  # grpc.aio.EOF
                     raise errors.UpstreamError("The relay ended the stream early.")
-                if chunk.HasField("end"):
+                kind = chunk.WhichOneof("kind")
+                if kind == "usage":
+                    record.usage, reported = chunk.usage, True
+                elif kind == "end":
                     end = chunk.end
-                    record.usage = end.usage
+                    # The end's usage is the last word; an end without any (a failure that
+                    # produced nothing) keeps what was reported ahead.
+                    if end.HasField("usage") or not reported:
+                        record.usage, reported = end.usage, True
                     record.first_token_ms = end.first_token_ms
-                    if end.HasField("error"):
+                    finished = True
+                    if end.tail:
+                        # Recorded above, so a client that leaves at this frame changes nothing.
+                        terminated = True
+                        yield end.tail
+                    elif end.HasField("error") and not terminated:
                         err = errors.ClientFacingError.from_proto(end.error.error)
                         record.status = err.status
                         record.error_code = err.code or err.type
                         yield error_frame(err, record.call.endpoint)
-                    finished = True
                     return
-                record.forwarded.append(chunk.data)
-                yield chunk.data
+                else:
+                    record.forwarded.append(chunk.data)
+                    # A relay that does not hold the frame back (mid-upgrade) may pass it here.
+                    terminated = terminated or terminal_at(record.call.endpoint, chunk.data) >= 0
+                    yield chunk.data
                 chunk = await call.read()
         except grpc.aio.AioRpcError as exc:
             err = errors.UpstreamError("The relay failed mid-stream.")
             log.error("relay stream failed: %s %s", exc.code(), exc.details())
-            record.status, record.error_code = err.status, err.code or ""
-            yield error_frame(err, record.call.endpoint)
-            finished = True
+            finished = self._broken(record, err, reported, terminated)
+            if not terminated:
+                yield error_frame(err, record.call.endpoint)
         except errors.ClientFacingError as err:
-            record.status, record.error_code = err.status, err.code or ""
-            yield error_frame(err, record.call.endpoint)
-            finished = True
+            finished = self._broken(record, err, reported, terminated)
+            if not terminated:
+                yield error_frame(err, record.call.endpoint)
         finally:
             if not finished:
                 # The client went away: stop the upstream call now.
                 record.status = CLIENT_CLOSED
                 record.error_code = "client_closed"
                 call.cancel()
-                if not record.usage.prompt_tokens:
-                    # Bill what was generated up to the moment the client left.
-                    model = record.channel.upstream_model if record.channel else ""
-                    record.usage = counted_usage(
-                        record.call.endpoint,
-                        record.call.body,
-                        model or record.call.model,
-                        streamed_text(sse_payloads(b"".join(record.forwarded))),
-                    )
+                if not reported:
+                    self._estimate(record)
             if record.attempt is not None:
                 # Ends the attempt span: its outcome is the stream's, client_closed included.
                 telemetry.end_genai_span(
@@ -411,6 +441,28 @@ class Proxy:
                 )
                 record.attempt = None
             self._publish(record)
+
+    def _broken(
+        self, record: CallRecord, err: errors.ClientFacingError, reported: bool, terminated: bool
+    ) -> bool:
+        """The relay's stream broke after the first byte: the row says what the client saw
+        (an error, unless it already had the terminal frame), with the provider's usage if
+        it had come, else what was sent, estimated."""
+        if not terminated:
+            record.status, record.error_code = err.status, err.code or ""
+        if not reported:
+            self._estimate(record)
+        return True
+
+    def _estimate(self, record: CallRecord) -> None:
+        """Bill what was generated up to the moment the stream broke off, counted locally."""
+        model = record.channel.upstream_model if record.channel else ""
+        record.usage = counted_usage(
+            record.call.endpoint,
+            record.call.body,
+            model or record.call.model,
+            streamed_text(sse_payloads(b"".join(record.forwarded))),
+        )
 
     def _publish(self, record: CallRecord) -> None:
         auth = record.auth
@@ -447,6 +499,7 @@ class Proxy:
                 client_ip=record.client_ip,
                 channels_tried=record.tried,
                 created_at_ms=int(time.time() * 1000),
+                client_request_id=record.client_request_id,
             )
         )
 

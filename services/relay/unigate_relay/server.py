@@ -13,6 +13,7 @@ import grpc
 from unigate import telemetry
 from unigate.grpc_mux import RELAY_CALL, MuxServer
 from unigate.logs import request_id_var
+from unigate.terminal_frames import terminal_at
 from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay import metrics
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
@@ -167,12 +168,14 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         first = True
         ended = False
         first_data: float | None = None
+        held = TerminalHold(request.endpoint)
         metrics.IN_FLIGHT.inc()
         started = time.perf_counter()
         try:
             async for chunk in provider.stream(ctx):
                 if chunk.HasField("end"):
                     end = chunk.end
+                    held.close(end)
                     error = end.error if end.HasField("error") else None
                     ended = True
                     metrics.upstream_done(
@@ -194,11 +197,14 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                     if span is not None:
                         _end_upstream_span(span, end.usage, error)
                         span = None
-                elif first:
-                    first_data = time.perf_counter() - started
-                    if span is not None:
-                        telemetry.note_response(span, chunk.data)
-                first = False
+                elif chunk.HasField("data"):
+                    if first:
+                        first_data = time.perf_counter() - started
+                        if span is not None:
+                            telemetry.note_response(span, chunk.data)
+                        first = False
+                    if not (chunk := held.split(chunk)).data:
+                        continue
                 yield chunk
         finally:
             metrics.IN_FLIGHT.dec()
@@ -208,6 +214,44 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             if span is not None:
                 # The gateway cancelled (its client left) before the provider finished.
                 telemetry.end_genai_span(span, usage=None, outcome="cancelled")
+
+
+class TerminalHold:
+    """Holds back the frame that ends a stream for its client (``[DONE]``, ``message_stop``,
+    the Responses API's final event) and everything after it, and puts them in the
+    ``StreamEnd``: the gateway then has the usage before the client can see the end, so a
+    client that closes at that frame (every SDK does) is never billed an estimate. Frames
+    before it pass at once, so the time to first token is unchanged. One place for every
+    adapter, present and future."""
+
+    __slots__ = ("_endpoint", "_tail")
+
+    def __init__(self, endpoint: str) -> None:
+        self._endpoint = endpoint
+        self._tail = bytearray()
+
+    def split(self, chunk: relay_pb2.RelayChunk) -> relay_pb2.RelayChunk:
+        """The part of a data chunk to send now (its data empty when all of it is held)."""
+        if self._tail:
+            self._tail += chunk.data
+            return relay_pb2.RelayChunk(data=b"")
+        at = terminal_at(self._endpoint, chunk.data)
+        if at < 0:
+            return chunk
+        self._tail += chunk.data[at:]
+        return relay_pb2.RelayChunk(data=chunk.data[:at])
+
+    def close(self, end: relay_pb2.StreamEnd) -> None:
+        """Put the held frames into the stream's ``end``. A stream whose terminal frame came
+        is complete for its client, so a failure after it (the provider's connection reset
+        while the relay read it to its end) is logged, not reported: the gateway must send
+        nothing after that frame."""
+        if not self._tail:
+            return
+        end.tail = bytes(self._tail)
+        if end.HasField("error"):
+            log.warning("stream failed after its last frame (ignored): %s", end.error.error.message)
+            end.ClearField("error")
 
 
 def _upstream_span(request: relay_pb2.RelayRequest) -> telemetry.Span:

@@ -21,7 +21,10 @@ class Fault:
     seconds (a hang, when long), and a stream stops after ``cut_after`` frames without its
     ``[DONE]`` and/or waits ``frame_delay`` seconds before each frame. ``no_usage`` serves a
     chat completion without any usage (no ``usage`` field, no usage chunk whatever
-    ``stream_options`` asked), as some OpenAI-compatible servers answer.
+    ``stream_options`` asked), as some OpenAI-compatible servers answer. ``stall_before_last``
+    sends a stream's every frame but its last (``[DONE]``) and then hangs until the client
+    leaves: the usage has been reported, the stream never ends. ``stall_after_last`` sends
+    every frame and then holds the response open without ending it.
     """
 
     status: int = 0
@@ -31,6 +34,8 @@ class Fault:
     cut_after: int | None = None
     frame_delay: float = 0.0
     no_usage: bool = False
+    stall_before_last: bool = False
+    stall_after_last: bool = False
 
 
 @dataclass
@@ -53,10 +58,15 @@ async def paced_frames(
             if fault is not None and fault.cut_after is not None and sent >= fault.cut_after:
                 how = "cut"
                 return
+            if fault is not None and fault.stall_before_last and sent == len(frames) - 1:
+                how = "stalled"
+                await asyncio.Event().wait()
             if fault is not None and fault.frame_delay:
                 await asyncio.sleep(fault.frame_delay)
             yield frame
             sent += 1
         how = "complete"
+        if fault is not None and fault.stall_after_last:
+            await asyncio.Event().wait()
     finally:
         endings.append(StreamEnding(how, sent, time.monotonic()))

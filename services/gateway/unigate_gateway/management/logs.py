@@ -56,6 +56,7 @@ def log_json(e: billing_pb2.LogEntry) -> dict[str, Any]:
         "error_code": e.error_code,
         "estimated": e.estimated,
         "request_id": e.request_id,
+        "client_request_id": e.client_request_id,
         "endpoint": e.endpoint,
         "group": e.group,
         "content": e.content,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -303,6 +304,20 @@ def _pydantic_entry(entry: object) -> str:
 
 # What a failed upstream exchange can raise (aiohttp wraps most, not timeouts).
 UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+# How long a stream whose last event came may take to end its response. Providers end it at
+# once (the connection then goes back to the pool); one that holds it open would otherwise
+# hold back the client's terminal frame, which the relay sends only with the stream's end.
+DRAIN_SECONDS = 0.5
+
+
+async def drained(resp: aiohttp.ClientResponse) -> bool:
+    """Read what is left of a finished stream's response (nothing, normally); whether it
+    ended in time, so that the connection can be reused."""
+    try:
+        await asyncio.wait_for(resp.content.read(), DRAIN_SECONDS)
+    except UPSTREAM_ERRORS:
+        return False
+    return True
 
 
 def error_from_exception(exc: BaseException) -> relay_pb2.RelayError:

@@ -123,6 +123,9 @@ class MessagesOverChat(Provider):
                 # gateway ends the stream with an Anthropic error event.
                 yield chunk
                 return
+            if chunk.HasField("usage"):
+                yield chunk
+                continue
             out = b""
             for frame in splitter.feed(chunk.data):
                 data = event_data(frame)

@@ -45,6 +45,7 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    drained,
     error_from_exception,
     relay_error,
     stream_truncated,
@@ -180,6 +181,7 @@ class AnthropicProvider(Provider):
         started = time.perf_counter()
         first_token_ms = 0
         sent: list[bytes] = []
+        reusable = False
         try:
             resp = await self._post(ctx, body)
         except UPSTREAM_ERRORS as exc:
@@ -211,9 +213,16 @@ class AnthropicProvider(Provider):
                     for f in frames:
                         out += f
                         sent.append(f)
+                if (usage := state.report_usage()) is not None:
+                    yield relay_pb2.RelayChunk(usage=usage)
                 if out:
                     yield relay_pb2.RelayChunk(data=bytes(out))
                 if state.error is not None:
+                    break
+                if state.finished:
+                    # After message_stop nothing follows: end now, even if the response
+                    # stays open (the client's terminal frame waits for this end).
+                    reusable = await drained(resp)
                     break
         except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(
@@ -225,7 +234,7 @@ class AnthropicProvider(Provider):
             )
             return
         finally:
-            if state.finished:
+            if reusable:
                 resp.release()
             else:
                 resp.close()
@@ -245,9 +254,9 @@ class AnthropicProvider(Provider):
 
     def _usage(self, ctx: CallContext, state: StreamState, sent: list[bytes]) -> common_pb2.Usage:
         """The stream's own usage, else counted from what was sent (marked estimated)."""
+        if (final := state.final_usage()) is not None:
+            return final
         usage = state.usage()
-        if usage is not None and state.finished:
-            return usage
         req = ctx.request
         payloads: list[bytes] = []
         for frame in sent:

@@ -37,6 +37,7 @@ class StreamState:
         self.finished = False
         self.error: JSONObject | None = None
         self.has_content = False
+        self._usage_reported = False
 
     def observe(self, event: JSONObject) -> None:
         kind = event.get("type")
@@ -60,6 +61,21 @@ class StreamState:
     def usage(self) -> common_pb2.Usage | None:
         """The usage reported so far (None if the stream carried none)."""
         return usage_from_anthropic(self.raw_usage) if self.raw_usage else None
+
+    def final_usage(self) -> common_pb2.Usage | None:
+        """The stream's final usage, once ``message_delta`` brought it (only ``message_stop``
+        follows), so that a stream cut after it is still billed at it; else None."""
+        if self.error is not None or not (self.finished or self.stop_reason is not None):
+            return None
+        return self.usage()
+
+    def report_usage(self) -> common_pb2.Usage | None:
+        """The final usage the first time it is known, for the relay to report ahead of the
+        stream's end (``RelayChunk.usage``); None before and after."""
+        if self._usage_reported or (usage := self.final_usage()) is None:
+            return None
+        self._usage_reported = True
+        return usage
 
 
 def with_reported_prompt(counted: common_pb2.Usage, reported: common_pb2.Usage) -> None:

@@ -202,6 +202,8 @@ class BedrockProvider(Provider):
                         first_token_ms = int((time.perf_counter() - started) * 1000)
                     out += b"".join(frames)
                     sent.extend(frames)
+                if (usage := state.report_usage()) is not None:
+                    yield relay_pb2.RelayChunk(usage=usage)
                 if out:
                     yield relay_pb2.RelayChunk(data=bytes(out))
                 if error is not None or state.error is not None:
@@ -233,9 +235,9 @@ class BedrockProvider(Provider):
         ctx: CallContext, state: ChatStreamTranslator, sent: list[bytes]
     ) -> common_pb2.Usage:
         """The stream's own usage, else counted from what was sent (marked estimated)."""
+        if (final := state.final_usage()) is not None:
+            return final
         usage = state.usage()
-        if usage is not None and state.finished:
-            return usage
         req = ctx.request
         payloads = [d for f in sent if (d := event_data(f.strip())) is not None]
         counted = counted_usage(req.endpoint, req.body, req.upstream_model, streamed_text(payloads))

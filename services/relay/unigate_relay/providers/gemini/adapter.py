@@ -227,6 +227,7 @@ class GeminiProvider(Provider):
                 yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
                 return
             splitter = SSESplitter()
+            reported = False
             async for raw in resp.content.iter_any():
                 out = bytearray()
                 for event in splitter.feed(raw):
@@ -247,6 +248,10 @@ class GeminiProvider(Provider):
                         break
                 if translator.produced and not first_token_ms:
                     first_token_ms = int((time.perf_counter() - started) * 1000)
+                if translator.finished and translator.usage and failure is None and not reported:
+                    # Gemini's usage is cumulative: the finishing chunk's is the final one.
+                    reported = True
+                    yield relay_pb2.RelayChunk(usage=translator.usage)
                 if out:
                     yield relay_pb2.RelayChunk(data=bytes(out))
                 if failure is not None:

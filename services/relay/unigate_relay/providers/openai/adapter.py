@@ -18,6 +18,7 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    drained,
     error_from_exception,
     error_from_upstream,
     relay_error,
@@ -186,7 +187,7 @@ class OpenAIProvider(Provider):
         first_token_ms = 0
         usage: common_pb2.Usage | None = None
         content_events: list[bytes] = []
-        finished = False
+        finished = reusable = False
         include_usage = ctx.request.include_usage
         usage_path = spec_for(ctx.channel.type).stream_usage_path
         if (unsupported := self._unsupported(ctx)) is not None:
@@ -211,6 +212,7 @@ class OpenAIProvider(Provider):
             splitter = SSESplitter()
             async for raw in resp.content.iter_any():
                 out = bytearray()
+                reported: common_pb2.Usage | None = None
                 for event in splitter.feed(raw):
                     data = event_data(event)
                     if data is None:
@@ -220,6 +222,7 @@ class OpenAIProvider(Provider):
                     found = usage_from_stream_event(data, usage_path) if data != _DONE else None
                     if found is not None:
                         usage, usage_only = found
+                        reported = usage
                         if usage_only and not include_usage:
                             continue
                     elif data != _DONE:
@@ -230,8 +233,17 @@ class OpenAIProvider(Provider):
                             content_events.append(data)
                     out += event
                     out += b"\n\n"
+                if reported is not None:
+                    # Before the chunk that carried it (and may have been dropped): see
+                    # RelayChunk.usage.
+                    yield relay_pb2.RelayChunk(usage=reported)
                 if out:
                     yield relay_pb2.RelayChunk(data=bytes(out))
+                if finished:
+                    # Nothing follows the last event: end now, even if the provider holds
+                    # the response open (the client's terminal frame waits for this end).
+                    reusable = await drained(resp)
+                    break
         except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(
                 end=relay_pb2.StreamEnd(
@@ -243,7 +255,7 @@ class OpenAIProvider(Provider):
             return
         finally:
             # A stream not read to its end (client gone, error) must not go back to the pool.
-            if finished:
+            if reusable:
                 resp.release()
             else:
                 resp.close()
