@@ -11,6 +11,7 @@ import pytest
 
 from tests.audio_files import FORMATS, encoded_file
 from unigate.audio_duration import audio_seconds
+from unigate.charge import quota_of
 from unigate.errors import InvalidRequest
 from unigate.unit_prices import (
     DEFAULT_UNIT_PRICES,
@@ -21,7 +22,6 @@ from unigate.unit_prices import (
     unit_quota,
 )
 from unigate.v1 import auth_pb2, common_pb2
-from unigate_gateway.charge import quota_of
 from unigate_gateway.requests import check_single_fields, parse_images, parse_rerank, parse_speech
 from unigate_relay.providers.openai.usage import usage_from_answer, usage_object
 
