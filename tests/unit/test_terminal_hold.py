@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from unigate.terminal_frames import terminal_at
-from unigate.v1 import auth_pb2, common_pb2, relay_pb2
+from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2
 from unigate_relay.channels import ChannelConfigs
 from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.providers.anthropic.stream import ChatStreamTranslator
@@ -24,6 +24,7 @@ from unigate_relay.providers.base import CallContext, Provider, stream_truncated
 from unigate_relay.providers.openai_shapes import DONE_FRAME, chunk_frame
 from unigate_relay.server import RelayService, TerminalHold
 from unigate_relay.translate.stream import MessagesStreamWriter, event_frame
+from unigate_relay.usage_record import UsageRecorder
 
 USAGE = common_pb2.Usage(prompt_tokens=7, completion_tokens=5, total_tokens=12)
 
@@ -223,8 +224,12 @@ async def test_relay_stream_sends_usage_before_the_terminal_frame(
         relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(usage=USAGE, error=stream_truncated())),
     ]
     health = Outcomes()
-    service = RelayService([Scripted()], OneChannel(), None, health)  # type: ignore[arg-type]
-    request = relay_pb2.RelayRequest(endpoint=endpoint, channel_id=3, channel_type=1, stream=True)
+    # Never started: the records queue in memory, where the test reads them.
+    usage = UsageRecorder(None, max_pending=8)  # type: ignore[arg-type]
+    service = RelayService([Scripted()], OneChannel(), None, health, usage)  # type: ignore[arg-type]
+    request = relay_pb2.RelayRequest(
+        endpoint=endpoint, channel_id=3, channel_type=1, stream=True, reservation_id="r1"
+    )
     out = [c async for c in service.Stream(request, None)]  # type: ignore[arg-type]
     kinds = [c.WhichOneof("kind") for c in out]
     assert kinds == ["data", "usage", "data", "end"]
@@ -233,6 +238,10 @@ async def test_relay_stream_sends_usage_before_the_terminal_frame(
     end = out[3].end
     assert end.tail == b"".join(frames[terminal:]) and end.usage == USAGE
     assert not end.HasField("error") and health.seen == [None]
+    # The relay's own record of the call (for a gateway that dies now) has the same usage.
+    (note,) = usage._pending
+    assert note.reservation_id == "r1"
+    assert events_pb2.RelayUsage.FromString(note.record).usage == USAGE
 
 
 # ---- the provider's usage, reported ahead of the end ----------------------------------------
