@@ -15,7 +15,7 @@ import nats
 import orjson
 
 from unigate import admin, bus, cli_ledger
-from unigate.db import create_pool
+from unigate.db import bound_namespace, create_pool
 from unigate.db.migrate import ensure_database, migrate
 from unigate.namespace import Namespace
 from unigate.quota import QuotaStore
@@ -113,7 +113,10 @@ async def _cmd_redemption_redeem(settings: CommonSettings, args: argparse.Namesp
     try:
         user_id = await admin.user_id_by_name(pool, args.user)
         amount = await redeem(
-            pool, args.code, user_id, quota=QuotaStore(redis, Namespace(settings.namespace))
+            pool,
+            args.code,
+            user_id,
+            quota=QuotaStore(redis, await bound_namespace(pool, settings.namespace)),
         )
     finally:
         await redis.aclose()

@@ -17,9 +17,8 @@ import grpc
 from pydantic import Field
 
 from unigate import admin
-from unigate.db import create_pool
+from unigate.db import bound_namespace, create_pool
 from unigate.grpcutil import insecure_channel
-from unigate.namespace import Namespace
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.settings import CommonSettings
@@ -215,7 +214,7 @@ async def _adjust(
             actor_id=await admin.user_id_by_name(pool, args.by),
             add=args.add,
             set_to=args.set,
-            quota=QuotaStore(redis, Namespace(settings.namespace)),
+            quota=QuotaStore(redis, await bound_namespace(pool, settings.namespace)),
         )
     finally:
         await redis.aclose()

@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import NATS_URL, PG_ADMIN_DSN, REDIS_URL
 from unigate import admin
+from unigate.db import bound_namespace
 from unigate.db.migrate import ensure_database, migrate
 from unigate.devstack import Stack, StackConfig, StackPorts, free_port
 from unigate.namespace import Namespace
@@ -103,6 +104,8 @@ async def ledger_env(log_dir: Path, **extra_env: str) -> AsyncIterator[LedgerEnv
         await migrate(dsn, root_password="test-root-password")
         pg = await asyncpg.create_pool(dsn, min_size=1, max_size=8)
         assert pg is not None
+        # Quota keys carry the database's identity, as the services build them.
+        ns = await bound_namespace(pg, name)
         channel_id = await admin.create_channel(
             pg,
             secret_key=stack.config.secret_key,
@@ -131,7 +134,7 @@ async def _remove(ns: Namespace, redis: Redis) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "unigate_{ns.name}" WITH (FORCE)')
     finally:
         await conn.close()
-    keys = [k async for k in redis.scan_iter(match=ns.redis_key("*"), count=1000)]
+    keys = [k async for k in redis.scan_iter(match=ns.unbound.redis_key("*"), count=1000)]
     if keys:
         await redis.delete(*keys)
     await redis.aclose()

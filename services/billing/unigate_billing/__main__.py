@@ -9,12 +9,11 @@ import logging
 import uvloop
 
 from unigate import bus
-from unigate.db import create_pool
+from unigate.db import bound_namespace, create_pool
 from unigate.grpc_introspection import Introspection
 from unigate.grpcutil import new_server
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.metrics import reservations_hook
-from unigate.namespace import Namespace
 from unigate.ops import serve_ops, stop_event
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
@@ -31,8 +30,9 @@ log = logging.getLogger("unigate_billing")
 
 
 async def serve(settings: BillingSettings) -> None:
-    ns = Namespace(settings.namespace)
     pool = await create_pool(settings.sql_dsn, min_size=2, max_size=8)
+    # Hot state in Redis is bound to this database (read once: after a restore, restart).
+    ns = await bound_namespace(pool, settings.namespace)
     redis = connect_redis(settings.redis_conn_string, max_connections=16)
     nc = await bus.connect(settings.nats_url, "unigate-billing")
     js = nc.jetstream()

@@ -141,6 +141,7 @@ class UsageConsumer:
                 user_id=e.user_id,
                 charged=changed[rid].charged if rid in changed else 0,
                 unlimited=changed[rid].unlimited if rid in changed else False,
+                xid=changed[rid].xid if rid in changed else 0,
             )
             for rid, e in events.items()
             if e.reservation_id

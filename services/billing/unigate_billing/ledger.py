@@ -124,12 +124,14 @@ WITH ev AS (
          quota = d.quota + EXCLUDED.quota
 )
 -- What to mirror into the cached balances in Redis: each new row's charge, and for each
--- corrected row the difference from what the sweeper had charged.
+-- corrected row the difference from what the sweeper had charged; and this transaction's id,
+-- so that a balance load in Redis knows whether its read saw these charges (unigate.quota).
 SELECT ins.request_id, coalesce(tok.unlimited_quota, false) AS unlimited, ins.quota AS charged,
-       false AS corrected
+       false AS corrected, pg_current_xact_id()::text::bigint AS xid
   FROM ins LEFT JOIN tok ON tok.id = ins.token_id
 UNION ALL
-SELECT f.request_id, coalesce(tok.unlimited_quota, false), f.quota - s.quota, true
+SELECT f.request_id, coalesce(tok.unlimited_quota, false), f.quota - s.quota, true,
+       pg_current_xact_id()::text::bigint
   FROM fixed f JOIN swept s ON s.request_id = f.request_id LEFT JOIN tok ON tok.id = f.token_id
 """
 
@@ -143,10 +145,14 @@ class Applied:
     unlimited: bool
     charged: int = 0
     corrected: bool = False
+    # The Postgres transaction that committed it.
+    xid: int = 0
 
 
 def _applied(row: asyncpg.Record) -> Applied:
-    return Applied(row["request_id"], row["unlimited"], row["charged"], row["corrected"])
+    return Applied(
+        row["request_id"], row["unlimited"], row["charged"], row["corrected"], row["xid"]
+    )
 
 
 def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:

@@ -78,6 +78,7 @@ class ReservationSweeper:
                     if r.reservation_id in applied
                     else billed.get(r.reservation_id, 0),
                     unlimited=r.unlimited,
+                    xid=applied[r.reservation_id].xid if r.reservation_id in applied else 0,
                 )
                 for r in stale
             ]
