@@ -77,19 +77,26 @@ class LedgerEnv:
 
 
 @contextlib.asynccontextmanager
-async def ledger_env(log_dir: Path, **extra_env: str) -> AsyncIterator[LedgerEnv]:
+async def ledger_env(
+    log_dir: Path,
+    *,
+    pg_admin_dsn: str = PG_ADMIN_DSN,
+    redis_url: str = REDIS_URL,
+    **extra_env: str,
+) -> AsyncIterator[LedgerEnv]:
     """Create, start, and afterwards remove everything: the database (dropped WITH (FORCE)),
-    the namespace's Redis keys and its JetStream stream."""
+    the namespace's Redis keys and its JetStream stream. A test that stops Postgres or Redis
+    passes servers of its own (``tests/e2e/own_servers.py``)."""
     name = "t" + secrets.token_hex(5)
     ns = Namespace(name)
-    dsn = urlunsplit(urlsplit(PG_ADMIN_DSN)._replace(path=f"/unigate_{name}"))
+    dsn = urlunsplit(urlsplit(pg_admin_dsn)._replace(path=f"/unigate_{name}"))
     await ensure_database(dsn)
     stack = Stack(
         StackConfig(
             sql_dsn=dsn,
             namespace=name,
             secret_key=secrets.token_urlsafe(32),
-            redis_url=REDIS_URL,
+            redis_url=redis_url,
             nats_url=NATS_URL,
             ports=StackPorts.free(),
             simulator_key="sk-sim-" + secrets.token_hex(20),
@@ -97,7 +104,7 @@ async def ledger_env(log_dir: Path, **extra_env: str) -> AsyncIterator[LedgerEnv
             extra_env=extra_env,
         )
     )
-    redis = connect_redis(REDIS_URL, max_connections=8)
+    redis = connect_redis(redis_url, max_connections=8)
     pg: asyncpg.Pool | None = None
     nc: NATS | None = None
     try:
@@ -125,11 +132,11 @@ async def ledger_env(log_dir: Path, **extra_env: str) -> AsyncIterator[LedgerEnv
             await nc.close()
         if pg is not None:
             await pg.close()
-        await _remove(ns, redis)
+        await _remove(ns, redis, pg_admin_dsn)
 
 
-async def _remove(ns: Namespace, redis: Redis) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
+async def _remove(ns: Namespace, redis: Redis, pg_admin_dsn: str) -> None:
+    conn = await asyncpg.connect(pg_admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "unigate_{ns.name}" WITH (FORCE)')
     finally:

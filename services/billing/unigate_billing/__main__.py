@@ -19,6 +19,7 @@ from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
 from unigate.v1 import billing_pb2, billing_pb2_grpc
+from unigate_billing.audit import Auditor
 from unigate_billing.consumer import UsageConsumer
 from unigate_billing.ledger import Ledger
 from unigate_billing.metrics import consumer_lag_hook
@@ -56,7 +57,9 @@ async def serve(settings: BillingSettings) -> None:
     sweeping = asyncio.create_task(sweeper.run())
 
     server = new_server()
-    billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingQueries(pool), server)
+    billing_pb2_grpc.add_BillingServiceServicer_to_server(
+        BillingQueries(pool, Auditor(pool, redis, ns)), server
+    )
     introspection = Introspection(
         server, [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name]
     )
