@@ -69,10 +69,30 @@ end
 return result
 """
 
-_SETTLE = """
+# Whether a committed transaction (by id) is in a snapshot "xmin:xmax:running,ids"; an empty
+# snapshot or an unknown transaction (id 0) is taken as not seen.
+_SEEN = """
+local function seen(snap, xid)
+  if not snap or snap == '' or xid == '0' then return false end
+  local xmin, xmax, running = string.match(snap, '^(%d+):(%d+):(.*)$')
+  local x = tonumber(xid)
+  if x < tonumber(xmin) then return true end
+  if x >= tonumber(xmax) then return false end
+  for r in string.gmatch(running, '%d+') do
+    if r == xid then return false end
+  end
+  return true
+end
+"""
+
+_SETTLE = (
+    _SEEN
+    + """
 -- KEYS: 1 reservation, 2 index, 3 token bal, 4 token rsvd, 5 user bal, 6 user rsvd,
---       7 token load, 8 user load, 9 token refresh, 10 user refresh.
--- ARGV: 1 reservation id, 2 charge, 3 unlimited, 4 id of the transaction that committed it
+--       7 token load, 8 user load, 9 token refresh, 10 user refresh, 11 token snapshot,
+--       12 user snapshot.
+-- ARGV: 1 reservation id, 2 charge, 3 unlimited, 4 id of the transaction that committed it,
+--       5 '1': mirror the charge only if the reservation was still open (a late settlement)
 local a = redis.call('HGET', KEYS[1], 'a')
 local released = 0
 if a then
@@ -84,51 +104,50 @@ if a then
 end
 local charge = tonumber(ARGV[2])
 -- Negative for a correction that charged less than the sweeper had.
-if charge ~= 0 then
-  -- A load or refresh under way may have read Postgres before this charge was committed:
-  -- it is recorded by transaction, and the loader subtracts it unless its snapshot saw it.
-  local function mirror(bal, ld, rf)
-    if redis.call('EXISTS', bal) == 1 then redis.call('DECRBY', bal, charge) end
+if charge ~= 0 and (ARGV[5] ~= '1' or released == 1) then
+  -- A cached balance read from Postgres after this charge was committed holds it already
+  -- (its snapshot says so). A load or refresh under way may have read Postgres before: the
+  -- charge is recorded by transaction, and the loader subtracts it unless its read saw it.
+  local function mirror(bal, ld, rf, sn)
+    if redis.call('EXISTS', bal) == 1 and not seen(redis.call('GET', sn), ARGV[4]) then
+      redis.call('DECRBY', bal, charge)
+    end
     if redis.call('EXISTS', ld) == 1 then redis.call('HINCRBY', ld, ARGV[4], charge) end
     if redis.call('EXISTS', rf) == 1 then redis.call('HINCRBY', rf, ARGV[4], charge) end
   end
-  if ARGV[3] ~= '1' then mirror(KEYS[3], KEYS[7], KEYS[9]) end
-  mirror(KEYS[5], KEYS[8], KEYS[10])
+  if ARGV[3] ~= '1' then mirror(KEYS[3], KEYS[7], KEYS[9], KEYS[11]) end
+  mirror(KEYS[5], KEYS[8], KEYS[10], KEYS[12])
 end
 return released
 """
+)
 
-_LOAD = """
--- Pairs of (balance key, record of charges settled since the load began, by transaction id).
--- ARGV: 1 ttl, 2 mode ('load': only where nothing is cached; 'refresh': only where a balance
--- is cached and the record, owned by this refresh, still exists), 3 snapshot xmin, 4 xmax
--- (0: no snapshot, every recorded charge is subtracted), 5 number of in-progress xids,
--- 6.. those xids, then the balances read from Postgres, in order of the pairs.
-local nxip = tonumber(ARGV[5])
-local xmin, xmax = tonumber(ARGV[3]), tonumber(ARGV[4])
-local running = {}
-for j = 1, nxip do running[ARGV[5 + j]] = true end
-local function seen(xid)
-  local x = tonumber(xid)
-  if xmax == 0 or x == 0 then return false end
-  return x < xmin or (x < xmax and not running[xid])
-end
-for i = 1, #KEYS, 2 do
+_LOAD = (
+    _SEEN
+    + """
+-- Triples of (balance, record of charges settled since the load began by transaction id,
+-- the snapshot the balance was read under). ARGV: 1 ttl, 2 mode ('load': only where nothing
+-- is cached; 'refresh': only where a balance is cached and the record, owned by this
+-- refresh, still exists), 3 snapshot ('' if unknown: every recorded charge is subtracted),
+-- 4.. the balances read from Postgres, in order of the triples.
+for i = 1, #KEYS, 3 do
   local cached = redis.call('EXISTS', KEYS[i]) == 1
   local recorded = redis.call('EXISTS', KEYS[i + 1]) == 1
   if (ARGV[2] == 'load' and not cached) or (ARGV[2] == 'refresh' and cached and recorded) then
     local since = 0
     local rec = redis.call('HGETALL', KEYS[i + 1])
     for j = 1, #rec, 2 do
-      if not seen(rec[j]) then since = since + tonumber(rec[j + 1]) end
+      if not seen(ARGV[3], rec[j]) then since = since + tonumber(rec[j + 1]) end
     end
-    local balance = tonumber(ARGV[5 + nxip + math.floor(i / 2) + 1])
-    redis.call('SET', KEYS[i], balance - since, 'EX', ARGV[1])
+    redis.call('SET', KEYS[i], tonumber(ARGV[4 + (i - 1) / 3]) - since, 'EX', ARGV[1])
+    if ARGV[3] == '' then redis.call('DEL', KEYS[i + 2])
+    else redis.call('SET', KEYS[i + 2], ARGV[3], 'EX', ARGV[1]) end
   end
   redis.call('DEL', KEYS[i + 1])
 end
 return 1
 """
+)
 
 # How long a balance load may take (read Postgres, write Redis) before its record of the
 # charges settled meanwhile is dropped.
@@ -144,6 +163,9 @@ class Snapshot:
     xmin: int
     xmax: int
     running: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.running))}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +221,9 @@ class Settlement:
     unlimited: bool
     # The Postgres transaction that committed the charge (0: unknown), for exact loads.
     xid: int = 0
+    # A late settlement of a charge committed earlier (a redelivery, the sweeper): mirror it
+    # into the cached balance only if its reservation was still open, i.e. never settled.
+    only_if_open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +266,9 @@ class QuotaStore:
 
     def _refresh_key(self, kind: str, owner_id: int) -> str:
         return self._ns.redis_key("q", kind, owner_id, "rf")
+
+    def _snapshot_key(self, kind: str, owner_id: int) -> str:
+        return self._ns.redis_key("q", kind, owner_id, "sn")
 
     @property
     def _intact_key(self) -> str:
@@ -363,18 +391,22 @@ class QuotaStore:
         collector = self._load_key if mode == "load" else self._refresh_key
         keys: list[str] = []
         values: list[int] = []
+        owners: list[tuple[str, int, int]] = []
         if read.token_balance is not None:
-            keys += [self._token_keys(read.token_id)[0], collector("t", read.token_id)]
-            values.append(read.token_balance)
+            owners.append(("t", read.token_id, read.token_balance))
         if user:
-            keys += [self._user_keys(read.user_id)[0], collector("u", read.user_id)]
-            values.append(read.user_balance)
+            owners.append(("u", read.user_id, read.user_balance))
+        for kind, owner, balance in owners:
+            keys += [
+                (self._token_keys if kind == "t" else self._user_keys)(owner)[0],
+                collector(kind, owner),
+                self._snapshot_key(kind, owner),
+            ]
+            values.append(balance)
         if not keys:
             return
-        snap = read.snapshot or Snapshot(0, 0)
-        args: list[str | int] = [self.balance_ttl, mode, snap.xmin, snap.xmax, len(snap.running)]
-        args += [*snap.running, *values]
-        await self._load(keys=keys, args=args)
+        snap = "" if read.snapshot is None else str(read.snapshot)
+        await self._load(keys=keys, args=[self.balance_ttl, mode, snap, *values])
 
     async def forget_balances(self, *, token_ids: list[int], user_ids: list[int]) -> None:
         """Drop cached balances so the next request reloads them (after a top-up or edit)."""
@@ -404,8 +436,16 @@ class QuotaStore:
                     self._load_key("u", s.user_id),
                     self._refresh_key("t", s.token_id),
                     self._refresh_key("u", s.user_id),
+                    self._snapshot_key("t", s.token_id),
+                    self._snapshot_key("u", s.user_id),
                 ],
-                args=[s.reservation_id, s.charged, "1" if s.unlimited else "0", s.xid],
+                args=[
+                    s.reservation_id,
+                    s.charged,
+                    "1" if s.unlimited else "0",
+                    s.xid,
+                    "1" if s.only_if_open else "0",
+                ],
                 client=pipe,
             )
         return sum(int(r) for r in await pipe.execute())

@@ -31,8 +31,8 @@ from tests.e2e.own_servers import OwnPostgres, OwnRedis
 from tests.e2e.test_parallel_billing import (
     MODEL,
     LedgerEnv,
+    assert_audit_clean,
     ledger_env,
-    run_cli,
     stream_events,
     wait_drained,
     wait_published,
@@ -131,11 +131,6 @@ class Load:
             await asyncio.sleep(0.05)
 
 
-def audit_is_clean(env: LedgerEnv) -> None:
-    done = run_cli(env, "audit")
-    assert done.stdout.startswith("no drift ("), done.stdout
-
-
 async def assert_ledger_exact(env: LedgerEnv, token_id: int, answers: list[Answer]) -> int:
     """Every request served has its row, every row was published and answered, and the key's
     balances equal its ledger. Returns what the ledger charged."""
@@ -214,7 +209,7 @@ async def test_no_double_spend_while_billing_is_stopped_and_redis_is_flushed(
         assert charged <= budget, f"charged {charged} on a budget of {budget}"
         remain = await env.pg.fetchval("SELECT remain_quota FROM tokens WHERE id = $1", token.id)
         assert remain == budget - charged >= 0
-        audit_is_clean(env)
+        assert_audit_clean(env)
 
 
 # ---- hot state bound to its database ---------------------------------------------------------
@@ -266,7 +261,7 @@ async def test_a_recreated_database_never_meets_the_old_cache(
         assert (refused.status, refused.code) == (403, "insufficient_quota")
         assert (await ask(http, rich_now.key)).status == 200
         await wait_drained(env)
-        audit_is_clean(env)
+        assert_audit_clean(env)
 
 
 # ---- graceful degradation: Postgres down ---------------------------------------------------
@@ -310,7 +305,7 @@ async def test_known_keys_are_served_through_a_postgres_outage(
         assert len({a.request_id for a in answers}) == len(answers)
         remain = await env.pg.fetchval("SELECT remain_quota FROM tokens WHERE id = $1", token.id)
         assert remain == budget - charged
-        audit_is_clean(env)
+        assert_audit_clean(env)
 
 
 # ---- graceful degradation: Redis down --------------------------------------------------------
@@ -368,4 +363,4 @@ async def test_a_redis_outage_fails_closed_or_spends_only_its_budget(
         answers = await redis_outage(env, own_redis, token.key, 5)
         assert [a.status for a in answers] == [200] * 4 + [503]
         await wait_drained(env)
-        audit_is_clean(env)
+        assert_audit_clean(env)

@@ -259,6 +259,13 @@ def run_cli(env: LedgerEnv, *args: str, ok: bool = True) -> subprocess.Completed
     return done
 
 
+def assert_audit_clean(env: LedgerEnv) -> None:
+    """``unigate audit`` over everything: no drift between the ledger, the balances, the
+    rollups and Redis."""
+    done = run_cli(env, "audit")
+    assert done.stdout.startswith("no drift ("), done.stdout
+
+
 class DeliveryTap:
     """Counts, per billing process (per pull inbox), the usage messages JetStream delivered to
     it for the first time."""
@@ -427,6 +434,7 @@ async def test_two_billing_processes_bill_every_request_once(
     assert all(deliveries.first.values()), f"first deliveries by process: {deliveries.first}"
     info = await env.js.consumer_info(env.ns.usage_stream, env.ns.billing_consumer)
     assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert_audit_clean(env)
 
 
 async def test_redelivered_events_change_neither_ledger_nor_rollups(env: LedgerEnv) -> None:
@@ -454,3 +462,70 @@ async def test_redelivered_events_change_neither_ledger_nor_rollups(env: LedgerE
     assert await env.pg.fetch("SELECT * FROM usage_daily ORDER BY 1, 2, 3, 4, 5") == before_daily
     assert await env.pg.fetch("SELECT id, quota, used_quota FROM users ORDER BY id") == before_users
     await assert_rollups_match_ledger(env.pg)
+    assert_audit_clean(env)
+
+
+async def test_audit_finds_each_drift_and_its_size(env: LedgerEnv) -> None:
+    token = await env.new_token(remain_quota=10**8, unlimited=False)
+    async with openai.AsyncOpenAI(
+        api_key=token.key, base_url=env.base_url, max_retries=0, timeout=60
+    ) as c:
+        for i in range(3):
+            await c.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": f"audited {i}"}]
+            )
+    await wait_drained(env)
+    assert_audit_clean(env)
+    remain, used = await env.pg.fetchrow(
+        "SELECT remain_quota, used_quota FROM tokens WHERE id = $1", token.id
+    )
+    day = await env.pg.fetchrow(
+        "SELECT day, user_id, channel_id, model_name, quota FROM usage_daily WHERE token_id = $1",
+        token.id,
+    )
+    # Behind the ledger's back: a balance edited in Postgres (Redis still caches the old one),
+    # a used quota bumped, a rollup changed.
+    await env.pg.execute(
+        "UPDATE tokens SET remain_quota = remain_quota - 1234, used_quota = used_quota + 77"
+        " WHERE id = $1",
+        token.id,
+    )
+    await env.pg.execute(
+        "UPDATE usage_daily SET quota = quota + 5 WHERE token_id = $1 AND day = $2",
+        token.id,
+        day["day"],
+    )
+    try:
+        done = run_cli(env, "audit", ok=False)
+        assert done.returncode == 1, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines, done.stderr
+        assert lines[0] == "check\tsubject\texpected\tactual\tsize"
+        rollup = (
+            f"{day['day']} user {day['user_id']} token {token.id} channel {day['channel_id']}"
+            f" {day['model_name']}"
+        )
+        q = day["quota"]
+        expected = {
+            f"redis.token_balance\ttoken {token.id}\t{remain - 1234}\t{remain}\t+1234",
+            f"token.used_quota\ttoken {token.id}\t{used + 5}\t{used + 77}\t+72",
+            f"usage_daily.quota\t{rollup}\t{q}\t{q + 5}\t+5",
+        }
+        assert expected <= set(lines[1:]), lines
+        # And the rollup's change shows in the user's and the channel's used quota too.
+        others = sorted(line.split("\t")[0] for line in set(lines[1:]) - expected)
+        assert others == ["channel.used_quota", "user.used_quota"], lines
+        assert done.stderr.startswith("5 drift(s) in ")
+    finally:
+        await env.pg.execute(
+            "UPDATE tokens SET remain_quota = $2, used_quota = $3 WHERE id = $1",
+            token.id,
+            remain,
+            used,
+        )
+        await env.pg.execute(
+            "UPDATE usage_daily SET quota = quota - 5 WHERE token_id = $1 AND day = $2",
+            token.id,
+            day["day"],
+        )
+    assert_audit_clean(env)

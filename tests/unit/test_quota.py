@@ -160,6 +160,14 @@ async def test_a_load_subtracts_exactly_the_charges_its_snapshot_did_not_see(
     )
     assert await _balance(redis, ns, "t", 900010) == 88
     assert await _balance(redis, ns, "u", 900010) == 988
+    # A charge the read saw, settled only now (billing was slow, or redelivered it), is in the
+    # balance already; a later one is not.
+    await q.settle([_charge("s0", 900010, 11, 90), _charge("s4", 900010, 3, 260)])
+    assert await _balance(redis, ns, "t", 900010) == 85
+    # A late settlement of a reservation settled before (or lost) mirrors nothing.
+    late = Settlement("s4", 900010, 900010, charged=3, unlimited=False, xid=0, only_if_open=True)
+    await q.settle([late])
+    assert await _balance(redis, ns, "t", 900010) == 85
 
 
 async def test_a_refresh_replaces_a_cached_balance_exactly_and_yields_to_a_top_up(

@@ -102,8 +102,9 @@ class Auditor:
             WITH l AS (
               SELECT date '1970-01-01' + (created_at / 86400)::int AS day, user_id, token_id,
                      channel_id, model_name, count(*) AS requests,
-                     sum(prompt_tokens) AS prompt_tokens,
-                     sum(completion_tokens) AS completion_tokens, sum(quota) AS quota
+                     sum(prompt_tokens)::bigint AS prompt_tokens,
+                     sum(completion_tokens)::bigint AS completion_tokens,
+                     sum(quota)::bigint AS quota
                 FROM logs
                WHERE type = 2
                  AND ($1::date IS NULL OR created_at >= extract(epoch FROM $1::date)::bigint)

@@ -219,11 +219,22 @@ class Ledger:
                 )
         return [_applied(r) for r in rows]
 
-    async def quotas(self, request_ids: list[str]) -> dict[str, int]:
-        """What the ledger charged for these requests (those it has rows for)."""
+    async def committed(self, request_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """What the ledger charged for these requests (those it has rows for), and the id of
+        the transaction that last wrote each row (its ``xmin`` widened to the 64-bit id
+        ``pg_current_xact_id`` speaks, which the cached balances' snapshots are in)."""
         if not request_ids:
             return {}
         rows = await self._pool.fetch(
-            "SELECT request_id, quota FROM logs WHERE request_id = ANY($1::text[])", request_ids
+            "SELECT request_id, quota, xmin::text::bigint AS xid32,"
+            " pg_current_xact_id()::text::bigint AS now FROM logs"
+            " WHERE request_id = ANY($1::text[])",
+            request_ids,
         )
-        return {r["request_id"]: r["quota"] for r in rows}
+        out = {}
+        for r in rows:
+            xid = (r["now"] >> 32 << 32) | r["xid32"]
+            if xid > r["now"]:
+                xid -= 1 << 32  # written before the 32-bit counter last wrapped
+            out[r["request_id"]] = (r["quota"], xid)
+        return out

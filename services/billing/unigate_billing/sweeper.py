@@ -65,7 +65,7 @@ class ReservationSweeper:
         applied = {a.request_id: a for a in await self._ledger.apply([_event(r) for r in stale])}
         # Where a row already exists (billed, but its settlement never reached Redis), settle
         # with what was actually charged.
-        billed = await self._ledger.quotas(
+        billed = await self._ledger.committed(
             [r.reservation_id for r in stale if r.reservation_id not in applied]
         )
         await self._quota.settle(
@@ -76,9 +76,12 @@ class ReservationSweeper:
                     user_id=r.user_id,
                     charged=r.amount
                     if r.reservation_id in applied
-                    else billed.get(r.reservation_id, 0),
+                    else billed.get(r.reservation_id, (0, 0))[0],
                     unlimited=r.unlimited,
-                    xid=applied[r.reservation_id].xid if r.reservation_id in applied else 0,
+                    xid=applied[r.reservation_id].xid
+                    if r.reservation_id in applied
+                    else billed.get(r.reservation_id, (0, 0))[1],
+                    only_if_open=r.reservation_id not in applied,
                 )
                 for r in stale
             ]
