@@ -371,6 +371,13 @@ class QuotaStore:
         owned = [bool(r) for r in (await pipe.execute())[::2]]
         return (owned[0] if token_id is not None else False), owned[-1]
 
+    async def abandon_refresh(self, *, token_id: int | None, user_id: int | None) -> None:
+        """Give up a refresh begun (its read failed), so the next one need not wait."""
+        keys = [] if token_id is None else [self._refresh_key("t", token_id)]
+        keys += [] if user_id is None else [self._refresh_key("u", user_id)]
+        if keys:
+            await self._redis.delete(*keys)
+
     async def refresh_balances(self, read: Balances, *, token: bool, user: bool) -> None:
         """Replace cached balances with ``read`` (after ``begin_refresh``, for those it
         owns) less the charges settled since that the read did not see, and re-arm their TTL.

@@ -17,6 +17,7 @@ use, and what Authorize does while Redis cannot be reached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -95,6 +96,7 @@ class BalanceKeeper:
         task.add_done_callback(self._refreshing.discard)
 
     async def _refresh(self, token: TokenRecord) -> None:
+        owned = (False, False)
         try:
             owned = await self._quota.begin_refresh(
                 token_id=None if token.unlimited_quota else token.id, user_id=token.user_id
@@ -103,12 +105,20 @@ class BalanceKeeper:
                 return  # another process is refreshing these balances
             read = await self._store.balances(token.id)
             if read is None:
-                return
+                return  # the key is gone
             await self._quota.refresh_balances(read, token=owned[0], user=owned[1])
+            owned = (False, False)  # done: the script removed its records
         except Exception as exc:
             # Postgres (or Redis) unreachable: the cached balances keep serving until their
             # lifetime (STALE_IF_ERROR) runs out.
             log.warning("could not refresh the balances of key %d: %r", token.id, exc)
+        finally:
+            if any(owned):
+                with contextlib.suppress(Exception):
+                    await self._quota.abandon_refresh(
+                        token_id=token.id if owned[0] else None,
+                        user_id=token.user_id if owned[1] else None,
+                    )
 
     # ---- Redis outage -------------------------------------------------------------------
     def outage_reserve(self, token_id: int, amount: int, exc: BaseException) -> ReserveResult:
