@@ -15,7 +15,7 @@ import nats
 import orjson
 
 from unigate import admin, bus, cli_ledger
-from unigate.db import create_pool
+from unigate.db import bound_namespace, create_pool, install_id, rotate_install_id
 from unigate.db.migrate import ensure_database, migrate
 from unigate.namespace import Namespace
 from unigate.quota import QuotaStore
@@ -113,7 +113,10 @@ async def _cmd_redemption_redeem(settings: CommonSettings, args: argparse.Namesp
     try:
         user_id = await admin.user_id_by_name(pool, args.user)
         amount = await redeem(
-            pool, args.code, user_id, quota=QuotaStore(redis, Namespace(settings.namespace))
+            pool,
+            args.code,
+            user_id,
+            quota=QuotaStore(redis, await bound_namespace(pool, settings.namespace)),
         )
     finally:
         await redis.aclose()
@@ -151,6 +154,18 @@ async def _cmd_deadletter_replay(settings: CommonSettings, args: argparse.Namesp
     finally:
         await pool.close()
     print(f"replayed {len(ids)} dead letter(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
+
+
+async def _cmd_install(settings: CommonSettings, args: argparse.Namespace) -> None:
+    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
+    try:
+        if args.action == "rotate":
+            print(await rotate_install_id(pool))
+            print("restart auth and billing to use it", file=sys.stderr)
+        else:
+            print(await install_id(pool))
+    finally:
+        await pool.close()
 
 
 def _cmd_dev(args: argparse.Namespace) -> None:
@@ -268,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument(
         "--id", type=int, default=None, help="only this one (even if replayed before)"
     )
+    install = sub.add_parser(
+        "install", help="this database's identity, which Redis keys of hot state carry"
+    ).add_subparsers(dest="action", required=True)
+    install.add_parser("show", help="print it")
+    install.add_parser(
+        "rotate", help="give the database a new one (after restoring a physical backup)"
+    )
     cli_ledger.add_commands(sub)
     return parser
 
@@ -286,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
         ("redemption", "redeem"): _cmd_redemption_redeem,
         ("deadletter", "list"): _cmd_deadletter_list,
         ("deadletter", "replay"): _cmd_deadletter_replay,
+        ("install", "show"): _cmd_install,
+        ("install", "rotate"): _cmd_install,
         **cli_ledger.HANDLERS,
     }
     handler = handlers[(args.command, getattr(args, "action", None))]

@@ -17,9 +17,8 @@ import grpc
 from pydantic import Field
 
 from unigate import admin
-from unigate.db import create_pool
+from unigate.db import bound_namespace, create_pool
 from unigate.grpcutil import insecure_channel
-from unigate.namespace import Namespace
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.settings import CommonSettings
@@ -200,6 +199,31 @@ async def cmd_logs_stats(settings: CommonSettings, args: argparse.Namespace) -> 
         )
 
 
+async def cmd_audit(settings: CommonSettings, args: argparse.Namespace) -> None:
+    """Every drift on stdout, one per line with its size; exit status 1 if there is any."""
+    channel = insecure_channel(_billing_addr(settings))
+    stub = billing_pb2_grpc.BillingServiceStub(channel)
+    try:
+        resp = await stub.Audit(
+            billing_pb2.AuditRequest(start_timestamp=args.start, end_timestamp=args.end),
+            timeout=RPC_TIMEOUT,
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise _rpc_error(settings, exc) from None
+    finally:
+        await channel.close()
+    if not resp.drifts:
+        print(f"no drift ({resp.compared} comparisons)")
+        return
+    print("check\tsubject\texpected\tactual\tsize")
+    for d in resp.drifts:
+        print(
+            f"{d.check}\t{_cell(d.subject)}\t{d.expected}\t{d.actual}\t{d.actual - d.expected:+d}"
+        )
+    print(f"{len(resp.drifts)} drift(s) in {resp.compared} comparisons", file=sys.stderr)
+    sys.exit(1)
+
+
 async def _adjust(
     settings: CommonSettings, args: argparse.Namespace, target: str, target_id: int
 ) -> None:
@@ -215,7 +239,7 @@ async def _adjust(
             actor_id=await admin.user_id_by_name(pool, args.by),
             add=args.add,
             set_to=args.set,
-            quota=QuotaStore(redis, Namespace(settings.namespace)),
+            quota=QuotaStore(redis, await bound_namespace(pool, settings.namespace)),
         )
     finally:
         await redis.aclose()
@@ -270,10 +294,19 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_usage_filters(st)
     st.add_argument("--by", choices=list(GROUP_BY), default="total")
 
+    audit = sub.add_parser(
+        "audit",
+        help="reconcile the ledger with balances and rollups, and Redis with Postgres;"
+        " prints every drift with its size, exits 1 if there is any",
+    )
+    audit.add_argument("--start", type=timestamp, default=0, help="unix seconds or ISO date/time")
+    audit.add_argument("--end", type=timestamp, default=0, help="inclusive; unix or ISO")
+
 
 HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("user", "quota"): cmd_user_quota,
     ("token", "quota"): cmd_token_quota,
     ("logs", "list"): cmd_logs_list,
     ("logs", "stats"): cmd_logs_stats,
+    ("audit", None): cmd_audit,
 }

@@ -109,6 +109,8 @@ class HealthSnapshot:
 class ChannelHealth:
     def __init__(self, redis: Redis, ns: Namespace) -> None:
         self._redis = redis
+        # Relays (no database) write these, so they are not bound to one (see Namespace).
+        ns = ns.unbound
         self._ns = ns
         self._fails_key = ns.redis_key("health", "fails")
         self._cooling_key = ns.redis_key("health", "cooling")

@@ -1,7 +1,10 @@
 """Names of the Redis keys, NATS subjects and JetStream streams of one deployment.
 
 Everything is prefixed by the namespace (``UNIGATE_NAMESPACE``), so test runs and
-deployments sharing one Redis and one NATS never see each other.
+deployments sharing one Redis and one NATS never see each other. Services that own hot state
+(auth, billing, the admin CLI) also carry the identity of the database they serve
+(``install``, read by ``unigate.db.bound_namespace``) in every Redis key, so state loaded from
+one database is never read on behalf of another (a recreated or restored one).
 """
 
 from __future__ import annotations
@@ -14,6 +17,16 @@ USAGE_SCHEMA_VERSION = 1
 @dataclass(frozen=True, slots=True)
 class Namespace:
     name: str
+    # The database's identity (``unigate.db.install_id``); "" for processes without a
+    # database (relays), whose keys are shared ones (``unbound``).
+    install: str = ""
+
+    @property
+    def unbound(self) -> Namespace:
+        """The same namespace without the database's identity: for the few keys written by
+        processes that have no database (channel health, written by relays), which hold
+        observations that heal on their own rather than balances."""
+        return Namespace(self.name)
 
     # --- NATS ---
     @property
@@ -39,4 +52,6 @@ class Namespace:
 
     # --- Redis ---
     def redis_key(self, *parts: str | int) -> str:
-        return ":".join([self.name, *map(str, parts)])
+        """The one place Redis keys are built: ``<namespace>[:<install>]:<parts>``."""
+        prefix = [self.name, self.install] if self.install else [self.name]
+        return ":".join([*prefix, *map(str, parts)])

@@ -12,12 +12,20 @@ If Redis loses everything, balances are reloaded from Postgres on the next reque
 reservations of the requests in flight at that moment are lost with it, but their charges
 still reach the reloaded balance (``begin_load`` / ``load_balances``), so a cached balance
 never stands higher than Postgres says.
+
+Loads and refreshes are exact: while one is under way, each settled charge is recorded with the
+id of the Postgres transaction that committed it, and the loader reads the balances together
+with its statement's snapshot (``Snapshot``), so exactly the charges its read did not see are
+subtracted. A refresh (``begin_refresh`` / ``refresh_balances``) re-reads a balance that is
+still cached, so drift heals and the balance's TTL (the bound on serving it while Postgres is
+unreachable) is re-armed; a balance's reservations stay in Redis meanwhile.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -64,9 +72,30 @@ end
 return result
 """
 
-_SETTLE = """
+# Whether a committed transaction (by id) is in a snapshot "xmin:xmax:running,ids"; an empty
+# snapshot or an unknown transaction (id 0) is taken as not seen.
+_SEEN = """
+local function seen(snap, xid)
+  if not snap or snap == '' or xid == '0' then return false end
+  local xmin, xmax, running = string.match(snap, '^(%d+):(%d+):(.*)$')
+  local x = tonumber(xid)
+  if x < tonumber(xmin) then return true end
+  if x >= tonumber(xmax) then return false end
+  for r in string.gmatch(running, '%d+') do
+    if r == xid then return false end
+  end
+  return true
+end
+"""
+
+_SETTLE = (
+    _SEEN
+    + """
 -- KEYS: 1 reservation, 2 index, 3 token bal, 4 token rsvd, 5 user bal, 6 user rsvd,
---       7 token load, 8 user load.  ARGV: 1 reservation id, 2 charge, 3 unlimited
+--       7 token load, 8 user load, 9 token refresh, 10 user refresh, 11 token snapshot,
+--       12 user snapshot.
+-- ARGV: 1 reservation id, 2 charge, 3 unlimited, 4 id of the transaction that committed it,
+--       5 '1': mirror the charge only if the reservation was still open (a late settlement)
 local a = redis.call('HGET', KEYS[1], 'a')
 local released = 0
 if a then
@@ -78,18 +107,23 @@ if a then
 end
 local charge = tonumber(ARGV[2])
 -- Negative for a correction that charged less than the sweeper had.
-if charge ~= 0 then
-  -- No cached balance but a load under way: the loader may have read Postgres before this
-  -- charge was committed; it subtracts what gathers here.
-  if ARGV[3] ~= '1' then
-    if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('DECRBY', KEYS[3], charge)
-    elseif redis.call('EXISTS', KEYS[7]) == 1 then redis.call('INCRBY', KEYS[7], charge) end
+if charge ~= 0 and (ARGV[5] ~= '1' or released == 1) then
+  -- A cached balance read from Postgres after this charge was committed holds it already
+  -- (its snapshot says so). A load or refresh under way may have read Postgres before: the
+  -- charge is recorded by transaction, and the loader subtracts it unless its read saw it.
+  local function mirror(bal, ld, rf, sn)
+    if redis.call('EXISTS', bal) == 1 and not seen(redis.call('GET', sn), ARGV[4]) then
+      redis.call('DECRBY', bal, charge)
+    end
+    if redis.call('EXISTS', ld) == 1 then redis.call('HINCRBY', ld, ARGV[4], charge) end
+    if redis.call('EXISTS', rf) == 1 then redis.call('HINCRBY', rf, ARGV[4], charge) end
   end
-  if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('DECRBY', KEYS[5], charge)
-  elseif redis.call('EXISTS', KEYS[8]) == 1 then redis.call('INCRBY', KEYS[8], charge) end
+  if ARGV[3] ~= '1' then mirror(KEYS[3], KEYS[7], KEYS[9], KEYS[11]) end
+  mirror(KEYS[5], KEYS[8], KEYS[10], KEYS[12])
 end
 return released
 """
+)
 
 # A relay's record of a finished provider call, kept in the reservation's hash (so settling,
 # which deletes the hash, drops it too). Never recreates a settled reservation; a failed call
@@ -104,21 +138,61 @@ end
 return 0
 """
 
-_LOAD = """
--- Pairs of (balance key, load key) with ARGV the balances read from Postgres, in order.
-for i = 1, #KEYS, 2 do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    local since = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
-    redis.call('SET', KEYS[i], tonumber(ARGV[math.floor(i / 2) + 2]) - since, 'EX', ARGV[1])
+_LOAD = (
+    _SEEN
+    + """
+-- Triples of (balance, record of charges settled since the load began by transaction id,
+-- the snapshot the balance was read under). ARGV: 1 ttl, 2 mode ('load': only where nothing
+-- is cached; 'refresh': only where a balance is cached and the record, owned by this
+-- refresh, still exists), 3 snapshot ('' if unknown: every recorded charge is subtracted),
+-- 4.. the balances read from Postgres, in order of the triples.
+for i = 1, #KEYS, 3 do
+  local cached = redis.call('EXISTS', KEYS[i]) == 1
+  local recorded = redis.call('EXISTS', KEYS[i + 1]) == 1
+  if (ARGV[2] == 'load' and not cached) or (ARGV[2] == 'refresh' and cached and recorded) then
+    local since = 0
+    local rec = redis.call('HGETALL', KEYS[i + 1])
+    for j = 1, #rec, 2 do
+      if not seen(ARGV[3], rec[j]) then since = since + tonumber(rec[j + 1]) end
+    end
+    redis.call('SET', KEYS[i], tonumber(ARGV[4 + (i - 1) / 3]) - since, 'EX', ARGV[1])
+    if ARGV[3] == '' then redis.call('DEL', KEYS[i + 2])
+    else redis.call('SET', KEYS[i + 2], ARGV[3], 'EX', ARGV[1]) end
   end
   redis.call('DEL', KEYS[i + 1])
 end
 return 1
 """
+)
 
 # How long a balance load may take (read Postgres, write Redis) before its record of the
 # charges settled meanwhile is dropped.
 LOAD_WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The Postgres snapshot a balance was read under (``pg_current_snapshot()`` in the same
+    statement): a committed transaction is in the read iff its id < xmin, or < xmax and not
+    in ``running``."""
+
+    xmin: int
+    xmax: int
+    running: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.running))}"
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    """Balances read from Postgres for a load or refresh, with the read's snapshot."""
+
+    token_id: int
+    token_balance: int | None  # None: an unlimited key, whose balance is not kept
+    user_id: int
+    user_balance: int
+    snapshot: Snapshot | None = None
 
 
 class ReserveOutcome(enum.Enum):
@@ -161,6 +235,11 @@ class Settlement:
     # the reserved amount: the difference, possibly negative); 0 for a duplicate.
     charged: int
     unlimited: bool
+    # The Postgres transaction that committed the charge (0: unknown), for exact loads.
+    xid: int = 0
+    # A late settlement of a charge committed earlier (a redelivery, the sweeper): mirror it
+    # into the cached balance only if its reservation was still open, i.e. never settled.
+    only_if_open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +264,21 @@ class RelayUsageNote:
     record: bytes
     # False for a failed call without usage: it only fills an empty slot.
     replaces: bool
+    # The install the reservation's keys are bound to (the relay itself has no database).
+    install: str = ""
 
 
 class QuotaStore:
     """Reserve and settle quota; the key layout is a contract between auth and billing."""
 
-    def __init__(self, redis: Redis, ns: Namespace) -> None:
+    def __init__(
+        self, redis: Redis, ns: Namespace, *, balance_ttl: int = BALANCE_TTL_SECONDS
+    ) -> None:
         self._redis = redis
         self._ns = ns
+        # How long a cached balance lives without a load or refresh: also how long it keeps
+        # serving while Postgres cannot be read (stale-if-error).
+        self.balance_ttl = balance_ttl
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
         self._load = redis.register_script(_LOAD)
@@ -211,8 +297,32 @@ class QuotaStore:
     def _load_key(self, kind: str, owner_id: int) -> str:
         return self._ns.redis_key("q", kind, owner_id, "ld")
 
+    def _refresh_key(self, kind: str, owner_id: int) -> str:
+        return self._ns.redis_key("q", kind, owner_id, "rf")
+
+    def _snapshot_key(self, kind: str, owner_id: int) -> str:
+        return self._ns.redis_key("q", kind, owner_id, "sn")
+
+    @property
+    def _intact_key(self) -> str:
+        return self._ns.redis_key("q", "intact")
+
+    async def state_intact(self) -> bool:
+        """False when Redis lost its state (flushed, restarted empty) since ``mark_intact``:
+        then reservations of requests still unbilled are gone too, and a balance read from
+        Postgres may not be trusted until billing has applied the backlog."""
+        return bool(await self._redis.exists(self._intact_key))
+
+    async def mark_intact(self) -> None:
+        await self._redis.set(self._intact_key, int(time.time()))
+
     def _reservation_key(self, reservation_id: str) -> str:
         return self._ns.redis_key("rsv", reservation_id)
+
+    @property
+    def install(self) -> str:
+        """The database identity this store's keys are bound to ("" when unbound)."""
+        return self._ns.install
 
     @property
     def reservation_index(self) -> str:
@@ -263,32 +373,94 @@ class QuotaStore:
         charges settled while no balance is cached are set aside for the loader, so a
         balance read before they were committed is not cached too high."""
         pipe = self._redis.pipeline(transaction=False)
+        keys = [self._load_key("u", user_id)]
         if token_id is not None:
-            pipe.set(self._load_key("t", token_id), 0, nx=True, ex=LOAD_WINDOW_SECONDS)
-        pipe.set(self._load_key("u", user_id), 0, nx=True, ex=LOAD_WINDOW_SECONDS)
+            keys.append(self._load_key("t", token_id))
+        for key in keys:
+            # A hash of charges by transaction id; field "0" only makes it exist.
+            pipe.hsetnx(key, "0", 0)
+            pipe.expire(key, LOAD_WINDOW_SECONDS)
         await pipe.execute()
 
     async def load_balances(
-        self, *, token_id: int, token_balance: int | None, user_id: int, user_balance: int
+        self,
+        *,
+        token_id: int,
+        token_balance: int | None,
+        user_id: int,
+        user_balance: int,
+        snapshot: Snapshot | None = None,
     ) -> None:
         """Seed cached balances read from Postgres (after ``begin_load``), less the charges
-        settled since, unless another process already did. A charge committed before the
-        read and settled after ``begin_load`` counts twice: the cache errs low, never high,
-        and heals when it expires."""
+        settled since that the read did not see, unless another process already did. Without
+        a snapshot every charge settled since ``begin_load`` is subtracted: one committed
+        before the read counts twice, so the cache errs low, never high."""
+        await self._write_balances(
+            "load", Balances(token_id, token_balance, user_id, user_balance, snapshot)
+        )
+
+    async def begin_refresh(self, *, token_id: int | None, user_id: int) -> tuple[bool, bool]:
+        """Start recording charges for a refresh of cached balances; returns whether this
+        caller owns the token's and the user's refresh (another refresh may be under way)."""
+        pipe = self._redis.pipeline(transaction=False)
+        keys = [self._refresh_key("u", user_id)]
+        if token_id is not None:
+            keys.insert(0, self._refresh_key("t", token_id))
+        for key in keys:
+            pipe.hsetnx(key, "0", 0)
+            pipe.expire(key, LOAD_WINDOW_SECONDS)
+        owned = [bool(r) for r in (await pipe.execute())[::2]]
+        return (owned[0] if token_id is not None else False), owned[-1]
+
+    async def abandon_refresh(self, *, token_id: int | None, user_id: int | None) -> None:
+        """Give up a refresh begun (its read failed), so the next one need not wait."""
+        keys = [] if token_id is None else [self._refresh_key("t", token_id)]
+        keys += [] if user_id is None else [self._refresh_key("u", user_id)]
+        if keys:
+            await self._redis.delete(*keys)
+
+    async def refresh_balances(self, read: Balances, *, token: bool, user: bool) -> None:
+        """Replace cached balances with ``read`` (after ``begin_refresh``, for those it
+        owns) less the charges settled since that the read did not see, and re-arm their TTL.
+        A balance dropped meanwhile (a top-up, an admin edit) is left for the next load."""
+        await self._write_balances(
+            "refresh",
+            Balances(
+                read.token_id,
+                read.token_balance if token else None,
+                read.user_id,
+                read.user_balance,
+                read.snapshot,
+            ),
+            user=user,
+        )
+
+    async def _write_balances(self, mode: str, read: Balances, *, user: bool = True) -> None:
+        collector = self._load_key if mode == "load" else self._refresh_key
         keys: list[str] = []
-        args: list[int] = [BALANCE_TTL_SECONDS]
-        if token_balance is not None:
-            keys += [self._token_keys(token_id)[0], self._load_key("t", token_id)]
-            args.append(token_balance)
-        keys += [self._user_keys(user_id)[0], self._load_key("u", user_id)]
-        args.append(user_balance)
-        await self._load(keys=keys, args=args)
+        values: list[int] = []
+        owners: list[tuple[str, int, int]] = []
+        if read.token_balance is not None:
+            owners.append(("t", read.token_id, read.token_balance))
+        if user:
+            owners.append(("u", read.user_id, read.user_balance))
+        for kind, owner, balance in owners:
+            keys += [
+                (self._token_keys if kind == "t" else self._user_keys)(owner)[0],
+                collector(kind, owner),
+                self._snapshot_key(kind, owner),
+            ]
+            values.append(balance)
+        if not keys:
+            return
+        snap = "" if read.snapshot is None else str(read.snapshot)
+        await self._load(keys=keys, args=[self.balance_ttl, mode, snap, *values])
 
     async def forget_balances(self, *, token_ids: list[int], user_ids: list[int]) -> None:
         """Drop cached balances so the next request reloads them (after a top-up or edit)."""
-        keys = [self._token_keys(t)[0] for t in token_ids] + [
-            self._user_keys(u)[0] for u in user_ids
-        ]
+        # Refreshes under way are called off too: they may have read the old balance.
+        keys = [k for t in token_ids for k in (self._token_keys(t)[0], self._refresh_key("t", t))]
+        keys += [k for u in user_ids for k in (self._user_keys(u)[0], self._refresh_key("u", u))]
         if keys:
             await self._redis.delete(*keys)
 
@@ -310,8 +482,18 @@ class QuotaStore:
                     ur,
                     self._load_key("t", s.token_id),
                     self._load_key("u", s.user_id),
+                    self._refresh_key("t", s.token_id),
+                    self._refresh_key("u", s.user_id),
+                    self._snapshot_key("t", s.token_id),
+                    self._snapshot_key("u", s.user_id),
                 ],
-                args=[s.reservation_id, s.charged, "1" if s.unlimited else "0"],
+                args=[
+                    s.reservation_id,
+                    s.charged,
+                    "1" if s.unlimited else "0",
+                    s.xid,
+                    "1" if s.only_if_open else "0",
+                ],
                 client=pipe,
             )
         return sum(int(r) for r in await pipe.execute())
@@ -331,7 +513,7 @@ class QuotaStore:
                     "EVALSHA",
                     self._note_usage.sha,
                     1,
-                    self._reservation_key(n.reservation_id),
+                    replace(self._ns, install=n.install).redis_key("rsv", n.reservation_id),
                     n.record,
                     "1" if n.replaces else "0",
                 )

@@ -34,6 +34,7 @@ from tests.conftest import NATS_URL, PG_ADMIN_DSN
 from tests.e2e.test_parallel_billing import (
     MODEL,
     LedgerEnv,
+    assert_audit_clean,
     assert_rollups_match_ledger,
     ledger_env,
     run_cli,
@@ -194,6 +195,7 @@ async def test_dead_letters_replay_into_the_ledger_once(env: LedgerEnv) -> None:
         "no dead letter with id"
         in run_cli(env, "deadletter", "replay", "--id", "999999", ok=False).stderr
     )
+    assert_audit_clean(env)
 
 
 # ---- crashes and outages --------------------------------------------------------------------
@@ -492,3 +494,5 @@ async def test_ledger_is_exact_through_crashes_and_outages(env: LedgerEnv) -> No
     ]
     assert [int(v or 0) for v in await env.redis.mget(quota_keys)] == [0, 0]
     assert await env.redis.zcard(env.ns.redis_key("rsv", "index")) == 0
+    # And the audit agrees: ledger, balances, rollups and Redis, with no drift anywhere.
+    assert_audit_clean(env)

@@ -150,6 +150,7 @@ async def test_openapi_document_lists_the_routes(stack: Stack) -> None:
         "/log/self/stat": {"get"},
         "/log/export": {"get"},
         "/log/self/export": {"get"},
+        "/audit": {"get"},
         "/option/": {"get", "put"},
         "/group/": {"get"},
         "/status": {"get"},
@@ -351,6 +352,13 @@ async def test_an_admin_cannot_edit_options_promote_or_act_on_root(
     worker = await new_user(stack, root, apis)
     peer = await new_user(stack, root, apis, role="admin")
     assert (await boss.raw("GET", "/option/")).status_code == 403
+    # The audit is root's: it reads every balance, and each finding names its size.
+    assert (await boss.raw("GET", "/audit")).status_code == 403
+    audit = await root.ok("GET", "/audit")
+    assert audit["compared"] > 0
+    for drift in audit["drifts"]:
+        assert drift["size"] == drift["actual"] - drift["expected"] != 0
+    assert (await root.raw("GET", "/audit", params={"start": -1})).status_code == 400
     r = await boss.raw("PUT", "/option/", json={"key": "SystemName", "value": "x"})
     assert r.status_code == 403
     for action in ("promote", "demote"):

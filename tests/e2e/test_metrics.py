@@ -24,8 +24,8 @@ from starlette.applications import Starlette
 
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer, broadcast_change
 from unigate import admin
+from unigate.db import bound_namespace
 from unigate.devstack import Stack
-from unigate.namespace import Namespace
 from unigate.quota import QuotaStore
 from unigate_sim.openai.faults import Fault
 
@@ -120,7 +120,7 @@ async def test_every_service_counts_what_it_did(
     )
     scraper = Scraper(stack)
     before = await scraper.all()
-    index = QuotaStore(redis, Namespace(stack.config.namespace)).reservation_index
+    index = QuotaStore(redis, await bound_namespace(pg, stack.config.namespace)).reservation_index
     # Reservations open before this test's calls (an earlier test's, or none).
     baseline = await redis.zcard(index)
     channel = str(own_channel)

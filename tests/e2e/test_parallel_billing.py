@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import NATS_URL, PG_ADMIN_DSN, REDIS_URL
 from unigate import admin
+from unigate.db import bound_namespace
 from unigate.db.migrate import ensure_database, migrate
 from unigate.devstack import Stack, StackConfig, StackPorts, free_port
 from unigate.namespace import Namespace
@@ -76,19 +77,26 @@ class LedgerEnv:
 
 
 @contextlib.asynccontextmanager
-async def ledger_env(log_dir: Path, **extra_env: str) -> AsyncIterator[LedgerEnv]:
+async def ledger_env(
+    log_dir: Path,
+    *,
+    pg_admin_dsn: str = PG_ADMIN_DSN,
+    redis_url: str = REDIS_URL,
+    **extra_env: str,
+) -> AsyncIterator[LedgerEnv]:
     """Create, start, and afterwards remove everything: the database (dropped WITH (FORCE)),
-    the namespace's Redis keys and its JetStream stream."""
+    the namespace's Redis keys and its JetStream stream. A test that stops Postgres or Redis
+    passes servers of its own (``tests/e2e/own_servers.py``)."""
     name = "t" + secrets.token_hex(5)
     ns = Namespace(name)
-    dsn = urlunsplit(urlsplit(PG_ADMIN_DSN)._replace(path=f"/unigate_{name}"))
+    dsn = urlunsplit(urlsplit(pg_admin_dsn)._replace(path=f"/unigate_{name}"))
     await ensure_database(dsn)
     stack = Stack(
         StackConfig(
             sql_dsn=dsn,
             namespace=name,
             secret_key=secrets.token_urlsafe(32),
-            redis_url=REDIS_URL,
+            redis_url=redis_url,
             nats_url=NATS_URL,
             ports=StackPorts.free(),
             simulator_key="sk-sim-" + secrets.token_hex(20),
@@ -96,13 +104,15 @@ async def ledger_env(log_dir: Path, **extra_env: str) -> AsyncIterator[LedgerEnv
             extra_env=extra_env,
         )
     )
-    redis = connect_redis(REDIS_URL, max_connections=8)
+    redis = connect_redis(redis_url, max_connections=8)
     pg: asyncpg.Pool | None = None
     nc: NATS | None = None
     try:
         await migrate(dsn, root_password="test-root-password")
         pg = await asyncpg.create_pool(dsn, min_size=1, max_size=8)
         assert pg is not None
+        # Quota keys carry the database's identity, as the services build them.
+        ns = await bound_namespace(pg, name)
         channel_id = await admin.create_channel(
             pg,
             secret_key=stack.config.secret_key,
@@ -122,16 +132,16 @@ async def ledger_env(log_dir: Path, **extra_env: str) -> AsyncIterator[LedgerEnv
             await nc.close()
         if pg is not None:
             await pg.close()
-        await _remove(ns, redis)
+        await _remove(ns, redis, pg_admin_dsn)
 
 
-async def _remove(ns: Namespace, redis: Redis) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
+async def _remove(ns: Namespace, redis: Redis, pg_admin_dsn: str) -> None:
+    conn = await asyncpg.connect(pg_admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "unigate_{ns.name}" WITH (FORCE)')
     finally:
         await conn.close()
-    keys = [k async for k in redis.scan_iter(match=ns.redis_key("*"), count=1000)]
+    keys = [k async for k in redis.scan_iter(match=ns.unbound.redis_key("*"), count=1000)]
     if keys:
         await redis.delete(*keys)
     await redis.aclose()
@@ -247,6 +257,13 @@ def run_cli(env: LedgerEnv, *args: str, ok: bool = True) -> subprocess.Completed
     )
     assert (done.returncode == 0) == ok, done.stderr
     return done
+
+
+def assert_audit_clean(env: LedgerEnv) -> None:
+    """``unigate audit`` over everything: no drift between the ledger, the balances, the
+    rollups and Redis."""
+    done = run_cli(env, "audit")
+    assert done.stdout.startswith("no drift ("), done.stdout
 
 
 class DeliveryTap:
@@ -417,6 +434,7 @@ async def test_two_billing_processes_bill_every_request_once(
     assert all(deliveries.first.values()), f"first deliveries by process: {deliveries.first}"
     info = await env.js.consumer_info(env.ns.usage_stream, env.ns.billing_consumer)
     assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert_audit_clean(env)
 
 
 async def test_redelivered_events_change_neither_ledger_nor_rollups(env: LedgerEnv) -> None:
@@ -444,3 +462,70 @@ async def test_redelivered_events_change_neither_ledger_nor_rollups(env: LedgerE
     assert await env.pg.fetch("SELECT * FROM usage_daily ORDER BY 1, 2, 3, 4, 5") == before_daily
     assert await env.pg.fetch("SELECT id, quota, used_quota FROM users ORDER BY id") == before_users
     await assert_rollups_match_ledger(env.pg)
+    assert_audit_clean(env)
+
+
+async def test_audit_finds_each_drift_and_its_size(env: LedgerEnv) -> None:
+    token = await env.new_token(remain_quota=10**8, unlimited=False)
+    async with openai.AsyncOpenAI(
+        api_key=token.key, base_url=env.base_url, max_retries=0, timeout=60
+    ) as c:
+        for i in range(3):
+            await c.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": f"audited {i}"}]
+            )
+    await wait_drained(env)
+    assert_audit_clean(env)
+    remain, used = await env.pg.fetchrow(
+        "SELECT remain_quota, used_quota FROM tokens WHERE id = $1", token.id
+    )
+    day = await env.pg.fetchrow(
+        "SELECT day, user_id, channel_id, model_name, quota FROM usage_daily WHERE token_id = $1",
+        token.id,
+    )
+    # Behind the ledger's back: a balance edited in Postgres (Redis still caches the old one),
+    # a used quota bumped, a rollup changed.
+    await env.pg.execute(
+        "UPDATE tokens SET remain_quota = remain_quota - 1234, used_quota = used_quota + 77"
+        " WHERE id = $1",
+        token.id,
+    )
+    await env.pg.execute(
+        "UPDATE usage_daily SET quota = quota + 5 WHERE token_id = $1 AND day = $2",
+        token.id,
+        day["day"],
+    )
+    try:
+        done = run_cli(env, "audit", ok=False)
+        assert done.returncode == 1, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines, done.stderr
+        assert lines[0] == "check\tsubject\texpected\tactual\tsize"
+        rollup = (
+            f"{day['day']} user {day['user_id']} token {token.id} channel {day['channel_id']}"
+            f" {day['model_name']}"
+        )
+        q = day["quota"]
+        expected = {
+            f"redis.token_balance\ttoken {token.id}\t{remain - 1234}\t{remain}\t+1234",
+            f"token.used_quota\ttoken {token.id}\t{used + 5}\t{used + 77}\t+72",
+            f"usage_daily.quota\t{rollup}\t{q}\t{q + 5}\t+5",
+        }
+        assert expected <= set(lines[1:]), lines
+        # And the rollup's change shows in the user's and the channel's used quota too.
+        others = sorted(line.split("\t")[0] for line in set(lines[1:]) - expected)
+        assert others == ["channel.used_quota", "user.used_quota"], lines
+        assert done.stderr.startswith("5 drift(s) in ")
+    finally:
+        await env.pg.execute(
+            "UPDATE tokens SET remain_quota = $2, used_quota = $3 WHERE id = $1",
+            token.id,
+            remain,
+            used,
+        )
+        await env.pg.execute(
+            "UPDATE usage_daily SET quota = quota - 5 WHERE token_id = $1 AND day = $2",
+            token.id,
+            day["day"],
+        )
+    assert_audit_clean(env)

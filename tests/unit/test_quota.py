@@ -8,7 +8,14 @@ import asyncio
 from redis.asyncio import Redis
 
 from unigate.namespace import Namespace
-from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, Settlement
+from unigate.quota import (
+    Balances,
+    QuotaStore,
+    RateWindow,
+    ReserveOutcome,
+    Settlement,
+    Snapshot,
+)
 
 
 async def test_reserve_needs_load_then_books_both_balances(redis: Redis, namespace: str) -> None:
@@ -119,3 +126,69 @@ async def test_a_charge_settled_while_a_balance_loads_is_not_lost(
     await q.settle([Settlement("x", 900006, 900006, charged=5, unlimited=False)])
     assert not await redis.exists(ns.redis_key("q", "t", 900006, "ld"))
     assert not await redis.exists(ns.redis_key("q", "t", 900006, "bal"))
+
+
+def _charge(rid: str, owner: int, charged: int, xid: int) -> Settlement:
+    return Settlement(rid, owner, owner, charged=charged, unlimited=False, xid=xid)
+
+
+async def _balance(redis: Redis, ns: Namespace, kind: str, owner: int) -> int:
+    return int(await redis.get(ns.redis_key("q", kind, owner, "bal")))
+
+
+async def test_a_load_subtracts_exactly_the_charges_its_snapshot_did_not_see(
+    redis: Redis, namespace: str
+) -> None:
+    """Postgres read under snapshot xmin 150, xmax 210, 200 running: a charge committed by
+    transaction 100 is in the read, those of 200 (running then) and 250 (later) are not."""
+    ns = Namespace(namespace)
+    q = QuotaStore(redis, ns)
+    await q.begin_load(token_id=900010, user_id=900010)
+    await q.settle(
+        [
+            _charge("s1", 900010, 30, 100),
+            _charge("s2", 900010, 7, 200),
+            _charge("s3", 900010, 5, 250),
+        ]
+    )
+    await q.load_balances(
+        token_id=900010,
+        token_balance=100,
+        user_id=900010,
+        user_balance=1000,
+        snapshot=Snapshot(xmin=150, xmax=210, running=(200,)),
+    )
+    assert await _balance(redis, ns, "t", 900010) == 88
+    assert await _balance(redis, ns, "u", 900010) == 988
+    # A charge the read saw, settled only now (billing was slow, or redelivered it), is in the
+    # balance already; a later one is not.
+    await q.settle([_charge("s0", 900010, 11, 90), _charge("s4", 900010, 3, 260)])
+    assert await _balance(redis, ns, "t", 900010) == 85
+    # A late settlement of a reservation settled before (or lost) mirrors nothing.
+    late = Settlement("s4", 900010, 900010, charged=3, unlimited=False, xid=0, only_if_open=True)
+    await q.settle([late])
+    assert await _balance(redis, ns, "t", 900010) == 85
+
+
+async def test_a_refresh_replaces_a_cached_balance_exactly_and_yields_to_a_top_up(
+    redis: Redis, namespace: str
+) -> None:
+    ns = Namespace(namespace)
+    q = QuotaStore(redis, ns, balance_ttl=600)
+    await q.load_balances(token_id=900011, token_balance=50, user_id=900011, user_balance=500)
+    assert await q.begin_refresh(token_id=900011, user_id=900011) == (True, True)
+    # A second refresh meanwhile (another auth process) does not own it.
+    assert await q.begin_refresh(token_id=900011, user_id=900011) == (False, False)
+    await q.settle([_charge("r1", 900011, 10, 300), _charge("r2", 900011, 4, 400)])
+    assert await _balance(redis, ns, "t", 900011) == 36
+    # Postgres said 62 (drifted up: say a refund the cache missed), having seen 300, not 400.
+    read = Balances(900011, 62, 900011, 700, Snapshot(xmin=350, xmax=350))
+    await q.refresh_balances(read, token=True, user=True)
+    assert await _balance(redis, ns, "t", 900011) == 58
+    assert await _balance(redis, ns, "u", 900011) == 696
+    assert 590 < await redis.ttl(ns.redis_key("q", "t", 900011, "bal")) <= 600
+    # A top-up drops the balance while a refresh is under way: the refresh writes nothing.
+    assert await q.begin_refresh(token_id=900011, user_id=900011) == (True, True)
+    await q.forget_balances(token_ids=[900011], user_ids=[])
+    await q.refresh_balances(read, token=True, user=True)
+    assert not await redis.exists(ns.redis_key("q", "t", 900011, "bal"))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 import asyncpg
+
+from unigate.namespace import Namespace
 
 log = logging.getLogger(__name__)
 
@@ -29,3 +32,29 @@ async def create_pool(
             log.warning("postgres not reachable (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+async def install_id(db: asyncpg.Pool | asyncpg.Connection) -> str:
+    """This database's identity, as Redis keys carry it: the install row's random UUID
+    (migration 0010) and the database's OID, hashed short. A dropped and recreated database
+    has a new row and a new OID; one restored with pg_restore into a new database a new OID;
+    a physical restore keeps both, and the operator rotates the row (``unigate install
+    rotate``)."""
+    row = await db.fetchrow(
+        "SELECT i.id::text AS id, d.oid::bigint AS oid FROM install i, pg_database d"
+        " WHERE d.datname = current_database()"
+    )
+    if row is None:
+        raise RuntimeError("the install row is missing: run the migrations (unigate migrate)")
+    return hashlib.sha256(f"{row['id']}:{row['oid']}".encode()).hexdigest()[:12]
+
+
+async def bound_namespace(db: asyncpg.Pool | asyncpg.Connection, name: str) -> Namespace:
+    """The namespace ``name`` bound to this database (see ``Namespace.install``)."""
+    return Namespace(name, await install_id(db))
+
+
+async def rotate_install_id(db: asyncpg.Pool | asyncpg.Connection) -> str:
+    """A new identity for this database (after restoring a physical backup); returns it."""
+    await db.execute("UPDATE install SET id = gen_random_uuid()")
+    return await install_id(db)

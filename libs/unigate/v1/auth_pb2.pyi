@@ -372,6 +372,7 @@ class AuthorizeResponse(_message.Message):
     RATE_LIMITS_FIELD_NUMBER: _builtins.int
     RETRY_TIMES_FIELD_NUMBER: _builtins.int
     CALL_ID_FIELD_NUMBER: _builtins.int
+    INSTALL_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reservation_id: _builtins.str
     reserved_quota: _builtins.int
@@ -385,6 +386,11 @@ class AuthorizeResponse(_message.Message):
     """
     call_id: _builtins.int
     """AuthorizeMany only: the request's call_id."""
+    install: _builtins.str
+    """The identity of the database the reservation's Redis keys are bound to
+    (unigate.namespace.Namespace.install): a relay with no database of its own writes its
+    usage record next to the reservation under it.
+    """
     @_builtins.property
     def error(self) -> _common_pb2.ClientError: ...
     @_builtins.property
@@ -411,10 +417,11 @@ class AuthorizeResponse(_message.Message):
         rate_limits: Global___RateLimits | None = ...,
         retry_times: _builtins.int | None = ...,
         call_id: _builtins.int = ...,
+        install: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits", "retry_times", b"retry_times"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "error", b"error", "group", b"group", "pricing", b"pricing", "rate_limits", b"rate_limits", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "error", b"error", "group", b"group", "install", b"install", "pricing", b"pricing", "rate_limits", b"rate_limits", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_times: _TypeAlias = _typing.Literal["retry_times"]  # noqa: Y015
     _WhichOneofArgType__retry_times: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times"]  # noqa: Y015

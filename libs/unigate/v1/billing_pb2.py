@@ -24,39 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18unigate/v1/billing.proto\x12\nunigate.v1\"-\n\x11\x44\x65leteLogsRequest\x12\x18\n\x10\x62\x65\x66ore_timestamp\x18\x01 \x01(\x03\"%\n\x12\x44\x65leteLogsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\"\xce\x01\n\tLogFilter\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x03\x12\x15\n\rend_timestamp\x18\x02 \x01(\x03\x12\x0c\n\x04type\x18\x03 \x01(\x05\x12\x0f\n\x07user_id\x18\x04 \x01(\x03\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x10\n\x08token_id\x18\x06 \x01(\x03\x12\x12\n\ntoken_name\x18\x07 \x01(\t\x12\x12\n\nmodel_name\x18\x08 \x01(\t\x12\x12\n\nchannel_id\x18\t \x01(\x03\x12\x12\n\nrequest_id\x18\n \x01(\t\"Y\n\x0fListLogsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.unigate.v1.LogFilter\x12\x0c\n\x04page\x18\x02 \x01(\x05\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"\xa9\x04\n\x08LogEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\x03\x12\x10\n\x08token_id\x18\x05 \x01(\x03\x12\x12\n\ntoken_name\x18\x06 \x01(\t\x12\x12\n\nchannel_id\x18\x07 \x01(\x03\x12\r\n\x05model\x18\x08 \x01(\t\x12\x16\n\x0eupstream_model\x18\t \x01(\t\x12\x15\n\rprompt_tokens\x18\n \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x0b \x01(\x03\x12\x15\n\rcached_tokens\x18\x0c \x01(\x03\x12\r\n\x05quota\x18\r \x01(\x03\x12\x12\n\nlatency_ms\x18\x0e \x01(\r\x12\x16\n\x0e\x66irst_token_ms\x18\x0f \x01(\r\x12\x0e\n\x06stream\x18\x10 \x01(\x08\x12\x13\n\x0bstatus_code\x18\x11 \x01(\x05\x12\x12\n\ncreated_at\x18\x12 \x01(\x03\x12\x0f\n\x07\x63ontent\x18\x13 \x01(\t\x12\x11\n\testimated\x18\x14 \x01(\x08\x12\x10\n\x08username\x18\x15 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x16 \x01(\t\x12\r\n\x05group\x18\x17 \x01(\t\x12\x12\n\nerror_code\x18\x18 \x01(\t\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x19 \x01(\x03\x12\x0c\n\x04unit\x18\x1a \x01(\t\x12\x10\n\x08quantity\x18\x1b \x01(\x03\x12\x19\n\x11\x63lient_request_id\x18\x1c \x01(\t\"f\n\x10ListLogsResponse\x12\"\n\x04logs\x18\x01 \x03(\x0b\x32\x14.unigate.v1.LogEntry\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\":\n\x11\x45xportLogsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.unigate.v1.LogFilter\"\x18\n\x08\x43svChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xae\x01\n\x0bUsageFilter\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x03\x12\x15\n\rend_timestamp\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\x03\x12\x12\n\ntoken_name\x18\x06 \x01(\t\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x12\n\nchannel_id\x18\x08 \x01(\x03\"h\n\x11UsageStatsRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.unigate.v1.UsageFilter\x12*\n\x08group_by\x18\x02 \x01(\x0e\x32\x18.unigate.v1.StatsGroupBy\"\x7f\n\tUsageStat\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x10\n\x08requests\x18\x03 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x04 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x03\x12\r\n\x05quota\x18\x06 \x01(\x03\"_\n\x12UsageStatsResponse\x12#\n\x04rows\x18\x01 \x03(\x0b\x32\x15.unigate.v1.UsageStat\x12$\n\x05total\x18\x02 \x01(\x0b\x32\x15.unigate.v1.UsageStat*{\n\x0cStatsGroupBy\x12\x17\n\x13STATS_GROUP_BY_NONE\x10\x00\x12\x16\n\x12STATS_GROUP_BY_DAY\x10\x01\x12\x18\n\x14STATS_GROUP_BY_MODEL\x10\x02\x12 \n\x1cSTATS_GROUP_BY_DAY_AND_MODEL\x10\x03\x32\xb6\x02\n\x0e\x42illingService\x12\x45\n\x08ListLogs\x12\x1b.unigate.v1.ListLogsRequest\x1a\x1c.unigate.v1.ListLogsResponse\x12\x43\n\nExportLogs\x12\x1d.unigate.v1.ExportLogsRequest\x1a\x14.unigate.v1.CsvChunk0\x01\x12K\n\nUsageStats\x12\x1d.unigate.v1.UsageStatsRequest\x1a\x1e.unigate.v1.UsageStatsResponse\x12K\n\nDeleteLogs\x12\x1d.unigate.v1.DeleteLogsRequest\x1a\x1e.unigate.v1.DeleteLogsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18unigate/v1/billing.proto\x12\nunigate.v1\">\n\x0c\x41uditRequest\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x03\x12\x15\n\rend_timestamp\x18\x02 \x01(\x03\"I\n\x05\x44rift\x12\r\n\x05\x63heck\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x10\n\x08\x65xpected\x18\x03 \x01(\x03\x12\x0e\n\x06\x61\x63tual\x18\x04 \x01(\x03\"D\n\rAuditResponse\x12!\n\x06\x64rifts\x18\x01 \x03(\x0b\x32\x11.unigate.v1.Drift\x12\x10\n\x08\x63ompared\x18\x02 \x01(\x03\"-\n\x11\x44\x65leteLogsRequest\x12\x18\n\x10\x62\x65\x66ore_timestamp\x18\x01 \x01(\x03\"%\n\x12\x44\x65leteLogsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\"\xce\x01\n\tLogFilter\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x03\x12\x15\n\rend_timestamp\x18\x02 \x01(\x03\x12\x0c\n\x04type\x18\x03 \x01(\x05\x12\x0f\n\x07user_id\x18\x04 \x01(\x03\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x10\n\x08token_id\x18\x06 \x01(\x03\x12\x12\n\ntoken_name\x18\x07 \x01(\t\x12\x12\n\nmodel_name\x18\x08 \x01(\t\x12\x12\n\nchannel_id\x18\t \x01(\x03\x12\x12\n\nrequest_id\x18\n \x01(\t\"Y\n\x0fListLogsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.unigate.v1.LogFilter\x12\x0c\n\x04page\x18\x02 \x01(\x05\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"\xa9\x04\n\x08LogEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\x03\x12\x10\n\x08token_id\x18\x05 \x01(\x03\x12\x12\n\ntoken_name\x18\x06 \x01(\t\x12\x12\n\nchannel_id\x18\x07 \x01(\x03\x12\r\n\x05model\x18\x08 \x01(\t\x12\x16\n\x0eupstream_model\x18\t \x01(\t\x12\x15\n\rprompt_tokens\x18\n \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x0b \x01(\x03\x12\x15\n\rcached_tokens\x18\x0c \x01(\x03\x12\r\n\x05quota\x18\r \x01(\x03\x12\x12\n\nlatency_ms\x18\x0e \x01(\r\x12\x16\n\x0e\x66irst_token_ms\x18\x0f \x01(\r\x12\x0e\n\x06stream\x18\x10 \x01(\x08\x12\x13\n\x0bstatus_code\x18\x11 \x01(\x05\x12\x12\n\ncreated_at\x18\x12 \x01(\x03\x12\x0f\n\x07\x63ontent\x18\x13 \x01(\t\x12\x11\n\testimated\x18\x14 \x01(\x08\x12\x10\n\x08username\x18\x15 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x16 \x01(\t\x12\r\n\x05group\x18\x17 \x01(\t\x12\x12\n\nerror_code\x18\x18 \x01(\t\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x19 \x01(\x03\x12\x0c\n\x04unit\x18\x1a \x01(\t\x12\x10\n\x08quantity\x18\x1b \x01(\x03\x12\x19\n\x11\x63lient_request_id\x18\x1c \x01(\t\"f\n\x10ListLogsResponse\x12\"\n\x04logs\x18\x01 \x03(\x0b\x32\x14.unigate.v1.LogEntry\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\":\n\x11\x45xportLogsRequest\x12%\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x15.unigate.v1.LogFilter\"\x18\n\x08\x43svChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xae\x01\n\x0bUsageFilter\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x03\x12\x15\n\rend_timestamp\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\x03\x12\x12\n\ntoken_name\x18\x06 \x01(\t\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x12\n\nchannel_id\x18\x08 \x01(\x03\"h\n\x11UsageStatsRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.unigate.v1.UsageFilter\x12*\n\x08group_by\x18\x02 \x01(\x0e\x32\x18.unigate.v1.StatsGroupBy\"\x7f\n\tUsageStat\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x10\n\x08requests\x18\x03 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x04 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x03\x12\r\n\x05quota\x18\x06 \x01(\x03\"_\n\x12UsageStatsResponse\x12#\n\x04rows\x18\x01 \x03(\x0b\x32\x15.unigate.v1.UsageStat\x12$\n\x05total\x18\x02 \x01(\x0b\x32\x15.unigate.v1.UsageStat*{\n\x0cStatsGroupBy\x12\x17\n\x13STATS_GROUP_BY_NONE\x10\x00\x12\x16\n\x12STATS_GROUP_BY_DAY\x10\x01\x12\x18\n\x14STATS_GROUP_BY_MODEL\x10\x02\x12 \n\x1cSTATS_GROUP_BY_DAY_AND_MODEL\x10\x03\x32\xf4\x02\n\x0e\x42illingService\x12\x45\n\x08ListLogs\x12\x1b.unigate.v1.ListLogsRequest\x1a\x1c.unigate.v1.ListLogsResponse\x12\x43\n\nExportLogs\x12\x1d.unigate.v1.ExportLogsRequest\x1a\x14.unigate.v1.CsvChunk0\x01\x12K\n\nUsageStats\x12\x1d.unigate.v1.UsageStatsRequest\x1a\x1e.unigate.v1.UsageStatsResponse\x12K\n\nDeleteLogs\x12\x1d.unigate.v1.DeleteLogsRequest\x1a\x1e.unigate.v1.DeleteLogsResponse\x12<\n\x05\x41udit\x12\x18.unigate.v1.AuditRequest\x1a\x19.unigate.v1.AuditResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'unigate.v1.billing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATSGROUPBY']._serialized_start=1681
-  _globals['_STATSGROUPBY']._serialized_end=1804
-  _globals['_DELETELOGSREQUEST']._serialized_start=40
-  _globals['_DELETELOGSREQUEST']._serialized_end=85
-  _globals['_DELETELOGSRESPONSE']._serialized_start=87
-  _globals['_DELETELOGSRESPONSE']._serialized_end=124
-  _globals['_LOGFILTER']._serialized_start=127
-  _globals['_LOGFILTER']._serialized_end=333
-  _globals['_LISTLOGSREQUEST']._serialized_start=335
-  _globals['_LISTLOGSREQUEST']._serialized_end=424
-  _globals['_LOGENTRY']._serialized_start=427
-  _globals['_LOGENTRY']._serialized_end=980
-  _globals['_LISTLOGSRESPONSE']._serialized_start=982
-  _globals['_LISTLOGSRESPONSE']._serialized_end=1084
-  _globals['_EXPORTLOGSREQUEST']._serialized_start=1086
-  _globals['_EXPORTLOGSREQUEST']._serialized_end=1144
-  _globals['_CSVCHUNK']._serialized_start=1146
-  _globals['_CSVCHUNK']._serialized_end=1170
-  _globals['_USAGEFILTER']._serialized_start=1173
-  _globals['_USAGEFILTER']._serialized_end=1347
-  _globals['_USAGESTATSREQUEST']._serialized_start=1349
-  _globals['_USAGESTATSREQUEST']._serialized_end=1453
-  _globals['_USAGESTAT']._serialized_start=1455
-  _globals['_USAGESTAT']._serialized_end=1582
-  _globals['_USAGESTATSRESPONSE']._serialized_start=1584
-  _globals['_USAGESTATSRESPONSE']._serialized_end=1679
-  _globals['_BILLINGSERVICE']._serialized_start=1807
-  _globals['_BILLINGSERVICE']._serialized_end=2117
+  _globals['_STATSGROUPBY']._serialized_start=1890
+  _globals['_STATSGROUPBY']._serialized_end=2013
+  _globals['_AUDITREQUEST']._serialized_start=40
+  _globals['_AUDITREQUEST']._serialized_end=102
+  _globals['_DRIFT']._serialized_start=104
+  _globals['_DRIFT']._serialized_end=177
+  _globals['_AUDITRESPONSE']._serialized_start=179
+  _globals['_AUDITRESPONSE']._serialized_end=247
+  _globals['_DELETELOGSREQUEST']._serialized_start=249
+  _globals['_DELETELOGSREQUEST']._serialized_end=294
+  _globals['_DELETELOGSRESPONSE']._serialized_start=296
+  _globals['_DELETELOGSRESPONSE']._serialized_end=333
+  _globals['_LOGFILTER']._serialized_start=336
+  _globals['_LOGFILTER']._serialized_end=542
+  _globals['_LISTLOGSREQUEST']._serialized_start=544
+  _globals['_LISTLOGSREQUEST']._serialized_end=633
+  _globals['_LOGENTRY']._serialized_start=636
+  _globals['_LOGENTRY']._serialized_end=1189
+  _globals['_LISTLOGSRESPONSE']._serialized_start=1191
+  _globals['_LISTLOGSRESPONSE']._serialized_end=1293
+  _globals['_EXPORTLOGSREQUEST']._serialized_start=1295
+  _globals['_EXPORTLOGSREQUEST']._serialized_end=1353
+  _globals['_CSVCHUNK']._serialized_start=1355
+  _globals['_CSVCHUNK']._serialized_end=1379
+  _globals['_USAGEFILTER']._serialized_start=1382
+  _globals['_USAGEFILTER']._serialized_end=1556
+  _globals['_USAGESTATSREQUEST']._serialized_start=1558
+  _globals['_USAGESTATSREQUEST']._serialized_end=1662
+  _globals['_USAGESTAT']._serialized_start=1664
+  _globals['_USAGESTAT']._serialized_end=1791
+  _globals['_USAGESTATSRESPONSE']._serialized_start=1793
+  _globals['_USAGESTATSRESPONSE']._serialized_end=1888
+  _globals['_BILLINGSERVICE']._serialized_start=2016
+  _globals['_BILLINGSERVICE']._serialized_end=2388
 # @@protoc_insertion_point(module_scope)

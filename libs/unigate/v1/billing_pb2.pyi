@@ -41,6 +41,87 @@ STATS_GROUP_BY_DAY_AND_MODEL: StatsGroupBy.ValueType  # 3
 Global___StatsGroupBy: _TypeAlias = StatsGroupBy  # noqa: Y015
 
 @_typing.final
+class AuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    END_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    start_timestamp: _builtins.int
+    """Unix seconds, both inclusive; 0 = unbounded. The rollups of the UTC days they touch are
+    compared with the log rows, and the keys, users and channels used on those days have
+    their all-time used quota compared with the rollups.
+    """
+    end_timestamp: _builtins.int
+    def __init__(
+        self,
+        *,
+        start_timestamp: _builtins.int = ...,
+        end_timestamp: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_timestamp", b"end_timestamp", "start_timestamp", b"start_timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditRequest: _TypeAlias = AuditRequest  # noqa: Y015
+
+@_typing.final
+class Drift(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    ACTUAL_FIELD_NUMBER: _builtins.int
+    check: _builtins.str
+    """What was compared, e.g. "token.used_quota", "usage_daily.quota", "redis.token_balance"."""
+    subject: _builtins.str
+    """Whose: "token 12", "user 1", "channel 3", "2026-12-06 user 1 token 12 channel 3 gpt-4o"."""
+    expected: _builtins.int
+    """What the ledger (or Postgres, for Redis checks) says, and what was found."""
+    actual: _builtins.int
+    def __init__(
+        self,
+        *,
+        check: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        expected: _builtins.int = ...,
+        actual: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "check", b"check", "expected", b"expected", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Drift: _TypeAlias = Drift  # noqa: Y015
+
+@_typing.final
+class AuditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRIFTS_FIELD_NUMBER: _builtins.int
+    COMPARED_FIELD_NUMBER: _builtins.int
+    compared: _builtins.int
+    """How many comparisons were made (each check × subject)."""
+    @_builtins.property
+    def drifts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Drift]: ...
+    def __init__(
+        self,
+        *,
+        drifts: _abc.Iterable[Global___Drift] | None = ...,
+        compared: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compared", b"compared", "drifts", b"drifts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditResponse: _TypeAlias = AuditResponse  # noqa: Y015
+
+@_typing.final
 class DeleteLogsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -59,6 +59,11 @@ class BillingServiceStub:
                 request_serializer=unigate_dot_v1_dot_billing__pb2.DeleteLogsRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_billing__pb2.DeleteLogsResponse.FromString,
                 _registered_method=True)
+        self.Audit = channel.unary_unary(
+                '/unigate.v1.BillingService/Audit',
+                request_serializer=unigate_dot_v1_dot_billing__pb2.AuditRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_billing__pb2.AuditResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -99,6 +104,14 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Audit(self, request, context):
+        """Reconcile the ledger with the balances and rollups, and Redis with Postgres; every
+        difference found is a drift (`unigate audit`, `GET /api/audit` for root).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +134,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.DeleteLogs,
                     request_deserializer=unigate_dot_v1_dot_billing__pb2.DeleteLogsRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_billing__pb2.DeleteLogsResponse.SerializeToString,
+            ),
+            'Audit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Audit,
+                    request_deserializer=unigate_dot_v1_dot_billing__pb2.AuditRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_billing__pb2.AuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -236,6 +254,33 @@ class BillingService:
             '/unigate.v1.BillingService/DeleteLogs',
             unigate_dot_v1_dot_billing__pb2.DeleteLogsRequest.SerializeToString,
             unigate_dot_v1_dot_billing__pb2.DeleteLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Audit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.BillingService/Audit',
+            unigate_dot_v1_dot_billing__pb2.AuditRequest.SerializeToString,
+            unigate_dot_v1_dot_billing__pb2.AuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,6 +33,10 @@ class BillingServiceStub:
     """Delete log rows created before a time (One API's `DELETE /api/log/?target_timestamp=`).
     Balances and the daily rollups are untouched: this forgets history, it refunds nothing.
     """
+    Audit: _aio.UnaryUnaryMultiCallable[_billing_pb2.AuditRequest, _billing_pb2.AuditResponse]
+    """Reconcile the ledger with the balances and rollups, and Redis with Postgres; every
+    difference found is a drift (`unigate audit`, `GET /api/audit` for root).
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Read side of the usage ledger. Field names follow One API's query parameters
@@ -76,6 +80,16 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.Awaitable[_billing_pb2.DeleteLogsResponse]:
         """Delete log rows created before a time (One API's `DELETE /api/log/?target_timestamp=`).
         Balances and the daily rollups are untouched: this forgets history, it refunds nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def Audit(
+        self,
+        request: _billing_pb2.AuditRequest,
+        context: _aio.ServicerContext[_billing_pb2.AuditRequest, _abc.Awaitable[_billing_pb2.AuditResponse]],
+    ) -> _abc.Awaitable[_billing_pb2.AuditResponse]:
+        """Reconcile the ledger with the balances and rollups, and Redis with Postgres; every
+        difference found is a drift (`unigate audit`, `GET /api/audit` for root).
         """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _aio.Server) -> None: ...

@@ -10,13 +10,12 @@ from importlib.metadata import version as package_version
 import uvloop
 
 from unigate import bus
-from unigate.db import create_pool
+from unigate.db import bound_namespace, create_pool
 from unigate.grpc_introspection import Introspection
 from unigate.grpcutil import insecure_channel, new_server
 from unigate.health import ChannelHealth
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.metrics import circuit_state_hook
-from unigate.namespace import Namespace
 from unigate.ops import serve_ops, stop_event
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
@@ -24,6 +23,7 @@ from unigate.telemetry import setup_tracing
 from unigate.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, relay_pb2_grpc
 from unigate_auth.admin.service import AdminService
 from unigate_auth.admin.sessions import LoginThrottle, Sessions, ThrottleLimits
+from unigate_auth.backlog import Backlog
 from unigate_auth.channel_tester import ChannelTester
 from unigate_auth.service import AuthService
 from unigate_auth.settings import AuthSettings
@@ -33,17 +33,21 @@ log = logging.getLogger("unigate_auth")
 
 
 async def serve(settings: AuthSettings) -> None:
-    ns = Namespace(settings.namespace)
     pool = await create_pool(settings.sql_dsn, min_size=2, max_size=10)
+    # Hot state in Redis is bound to this database (read once: after a restore, restart).
+    ns = await bound_namespace(pool, settings.namespace)
     redis = connect_redis(settings.redis_conn_string, max_connections=64)
     nc = await bus.connect(settings.nats_url, "unigate-auth")
-    store, quota = AuthStore(pool), QuotaStore(redis, ns)
+    store = AuthStore(pool)
+    # Cached balances outlive a Postgres outage this long (stale-if-error, see balances.py).
+    quota = QuotaStore(redis, ns, balance_ttl=int(settings.stale_if_error_seconds))
+    backlog = Backlog(nc.jetstream(), ns, settings.reload_backlog_wait_seconds)
 
     async def notify(kind: str, ids: list[int]) -> None:
         await bus.publish_config_change(nc, ns, kind, ids)
 
     health = ChannelHealth(redis, ns)
-    service = AuthService(settings, store, quota, health, notify)
+    service = AuthService(settings, store, quota, health, notify, backlog)
     await bus.subscribe_config_changes(nc, ns, service.on_config_change)
     relay_channels = {f: insecure_channel(a) for f, a in settings.relay_map().items()}
     background = [asyncio.create_task(service.flush_accessed_times())]

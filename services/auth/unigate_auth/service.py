@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import orjson
+from redis.exceptions import RedisError
 
 from unigate import errors
 from unigate.channel_types import channel_type
@@ -26,6 +27,8 @@ from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, ReserveResult
 from unigate.unit_prices import UnitPrice, parse_unit_prices, unit_price_for, unit_quota
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_auth import metrics
+from unigate_auth.backlog import Backlog
+from unigate_auth.balances import BalanceKeeper
 from unigate_auth.cache import TTLCache
 from unigate_auth.channel_tester import Notify
 from unigate_auth.ratelimit import Limits, refusal, report, windows_for
@@ -122,6 +125,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         quota: QuotaStore,
         health: ChannelHealth,
         notify: Notify,
+        backlog: Backlog,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -129,12 +133,18 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self._health = health
         self._notify = notify
         self._health_snapshot: tuple[float, HealthSnapshot] | None = None
-        self._tokens: TTLCache[bytes, TokenRecord | None] = TTLCache(settings.cache_ttl_seconds)
-        self._abilities: TTLCache[tuple[str, str], list[Ability]] = TTLCache(
-            settings.cache_ttl_seconds
+        stale = settings.stale_if_error_seconds
+        self._tokens: TTLCache[bytes, TokenRecord | None] = TTLCache(
+            settings.cache_ttl_seconds, stale_seconds=stale
         )
-        self._options: TTLCache[str, Options] = TTLCache(settings.cache_ttl_seconds)
+        self._abilities: TTLCache[tuple[str, str], list[Ability]] = TTLCache(
+            settings.cache_ttl_seconds, stale_seconds=stale
+        )
+        self._options: TTLCache[str, Options] = TTLCache(
+            settings.cache_ttl_seconds, stale_seconds=stale
+        )
         self._touched: set[int] = set()
+        self._balances = BalanceKeeper(settings, store, quota, backlog)
         self._many: MuxServer[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = MuxServer(
             self.decide,
             lambda exc: _deny(
@@ -167,18 +177,16 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     # ---- lookups ------------------------------------------------------------------------
     async def _token(self, api_key: str) -> TokenRecord | None:
         key_hash = hash_api_key(api_key)
-        cached = self._tokens.get(key_hash)
-        if cached is not None:
-            return cached
-        record = await self._store.token_by_hash(key_hash)
-        self._tokens.put(key_hash, record, None if record else _NEGATIVE_TTL)
-        return record
+        return await self._tokens.get_or_load(
+            key_hash,
+            lambda: self._store.token_by_hash(key_hash),
+            lambda record: None if record else _NEGATIVE_TTL,
+        )
 
     async def _options_now(self) -> Options:
-        opts = self._options.get("")
-        if opts is None:
+        async def load() -> Options:
             raw = await self._store.options()
-            opts = Options(
+            return Options(
                 model_ratio=_json_option(raw.get("ModelRatio"), "ModelRatio"),
                 completion_ratio=_json_option(raw.get("CompletionRatio"), "CompletionRatio"),
                 cache_ratio=_json_option(raw.get("CacheRatio"), "CacheRatio"),
@@ -189,16 +197,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 group_rate_limits=_rate_limits_option(raw.get("GroupRateLimits")),
                 retry_times=_retry_times_option(raw.get("RetryTimes")),
             )
-            self._options.put("", opts)
-        return opts
+
+        return await self._options.get_or_load("", load)
 
     async def _abilities_for(self, group: str, model: str) -> list[Ability]:
-        key = (group, model)
-        found = self._abilities.get(key)
-        if found is None:
-            found = await self._store.abilities(group, model)
-            self._abilities.put(key, found)
-        return found
+        return await self._abilities.get_or_load(
+            (group, model), lambda: self._store.abilities(group, model)
+        )
 
     async def _check_key(self, api_key: str, client_ip: str) -> TokenRecord:
         """The token behind ``api_key`` if it may be used at all from ``client_ip``."""
@@ -350,6 +355,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.AuthorizeResponse(
             allowed=True,
             reservation_id=req.request_id,
+            install=self._quota.install,
             reserved_quota=amount,
             token_id=token.id,
             token_name=token.name,
@@ -422,32 +428,26 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         if not reservation_id:
             raise errors.InvalidRequest("missing request id")
         for _ in range(2):
-            result = await self._quota.reserve(
-                reservation_id=reservation_id,
-                token_id=token.id,
-                user_id=token.user_id,
-                amount=amount,
-                unlimited=token.unlimited_quota,
-                now_ms=now_ms,
-                windows=windows,
-                gateway_id=req.gateway_id,
-                context=context,
-            )
+            try:
+                result = await self._quota.reserve(
+                    reservation_id=reservation_id,
+                    token_id=token.id,
+                    user_id=token.user_id,
+                    amount=amount,
+                    unlimited=token.unlimited_quota,
+                    now_ms=now_ms,
+                    windows=windows,
+                    gateway_id=req.gateway_id,
+                    context=context,
+                )
+            except (RedisError, OSError) as exc:
+                return self._balances.outage_reserve(token.id, amount, exc)
+            self._balances.redis_back()
             if result.outcome is not ReserveOutcome.NEEDS_LOAD:
+                if result.outcome is ReserveOutcome.RESERVED:
+                    self._balances.refresh_soon(token)
                 return result
-            await self._quota.begin_load(
-                token_id=None if token.unlimited_quota else token.id, user_id=token.user_id
-            )
-            balances = await self._store.balances(token.id)
-            if balances is None:
-                raise errors.AuthenticationFailed("This API key no longer exists.")
-            token_balance, user_id, user_balance = balances
-            await self._quota.load_balances(
-                token_id=token.id,
-                token_balance=None if token.unlimited_quota else token_balance,
-                user_id=user_id,
-                user_balance=user_balance,
-            )
+            await self._balances.load(token)
         raise errors.ServiceUnavailable("quota store is not consistent; retry")
 
     async def ListModels(

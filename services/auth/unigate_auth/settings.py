@@ -12,6 +12,19 @@ class AuthSettings(CommonSettings):
     # In-process caches of keys, users and channels; NATS invalidation makes changes visible
     # at once, the TTL bounds staleness should a broadcast be missed.
     cache_ttl_seconds: float = Field(5.0, alias="AUTH_CACHE_TTL")
+    # Stale-if-error: while Postgres cannot be read, keys, users, routes and options already
+    # cached keep serving for this long after they were last read, and cached balances in
+    # Redis live this long after their last load or refresh (so they outlive an outage).
+    stale_if_error_seconds: float = Field(600.0, alias="STALE_IF_ERROR")
+    # How often a key in use has its cached balances re-read from Postgres (in the background),
+    # healing drift and re-arming their lifetime.
+    balance_refresh_seconds: float = Field(60.0, alias="BALANCE_REFRESH")
+    # After Redis lost its state, how long a request waits for billing to apply the usage
+    # published before (the balance in Postgres lacks it until then) before it is refused 503.
+    reload_backlog_wait_seconds: float = Field(3.0, alias="RELOAD_BACKLOG_WAIT")
+    # While Redis cannot be reached: 0 refuses every request (503, fail closed); N lets each
+    # key spend up to N quota units per auth process, unreserved, billed as usual.
+    redis_outage_budget: int = Field(0, alias="REDIS_OUTAGE_BUDGET")
     # Reservation when the request names no max_tokens (prompt estimate is added).
     default_completion_reserve: int = Field(512, alias="DEFAULT_COMPLETION_RESERVE")
     max_completion_reserve: int = Field(32_768, alias="MAX_COMPLETION_RESERVE")

@@ -9,6 +9,7 @@ import asyncpg
 import orjson
 
 from unigate.channel_types import routed_type
+from unigate.quota import Balances, Snapshot
 from unigate_auth.routing import Ability
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -99,14 +100,27 @@ class AuthStore:
             user_tpm_limit=row["user_tpm_limit"],
         )
 
-    async def balances(self, token_id: int) -> tuple[int, int, int] | None:
-        """(token remain_quota, user id, user quota) as recorded in Postgres."""
+    async def balances(self, token_id: int) -> Balances | None:
+        """The token's and its user's balances as recorded in Postgres, with the snapshot
+        they were read under (the statement's own), so that a load into Redis can tell which
+        charges settled meanwhile the read saw."""
         row = await self._pool.fetchrow(
-            "SELECT t.remain_quota, t.user_id, u.quota FROM tokens t"
-            " JOIN users u ON u.id = t.user_id WHERE t.id = $1",
+            "SELECT t.remain_quota, t.user_id, u.quota,"
+            " pg_snapshot_xmin(s)::text::bigint AS xmin, pg_snapshot_xmax(s)::text::bigint AS xmax,"
+            " ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) x) AS running"
+            " FROM tokens t JOIN users u ON u.id = t.user_id, pg_current_snapshot() s"
+            " WHERE t.id = $1",
             token_id,
         )
-        return None if row is None else (row["remain_quota"], row["user_id"], row["quota"])
+        if row is None:
+            return None
+        return Balances(
+            token_id=token_id,
+            token_balance=row["remain_quota"],
+            user_id=row["user_id"],
+            user_balance=row["quota"],
+            snapshot=Snapshot(row["xmin"], row["xmax"], tuple(row["running"])),
+        )
 
     async def abilities(self, group: str, model: str) -> list[Ability]:
         rows = await self._pool.fetch(

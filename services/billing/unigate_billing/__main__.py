@@ -9,18 +9,18 @@ import logging
 import uvloop
 
 from unigate import bus
-from unigate.db import create_pool
+from unigate.db import bound_namespace, create_pool
 from unigate.gateways import GatewayRegistry
 from unigate.grpc_introspection import Introspection
 from unigate.grpcutil import new_server
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.metrics import reservations_hook
-from unigate.namespace import Namespace
 from unigate.ops import serve_ops, stop_event
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.telemetry import setup_tracing
 from unigate.v1 import billing_pb2, billing_pb2_grpc
+from unigate_billing.audit import Auditor
 from unigate_billing.consumer import UsageConsumer
 from unigate_billing.ledger import Ledger
 from unigate_billing.metrics import consumer_lag_hook
@@ -32,8 +32,9 @@ log = logging.getLogger("unigate_billing")
 
 
 async def serve(settings: BillingSettings) -> None:
-    ns = Namespace(settings.namespace)
     pool = await create_pool(settings.sql_dsn, min_size=2, max_size=8)
+    # Hot state in Redis is bound to this database (read once: after a restore, restart).
+    ns = await bound_namespace(pool, settings.namespace)
     redis = connect_redis(settings.redis_conn_string, max_connections=16)
     nc = await bus.connect(settings.nats_url, "unigate-billing")
     js = nc.jetstream()
@@ -51,14 +52,17 @@ async def serve(settings: BillingSettings) -> None:
     sweeper = ReservationSweeper(
         ledger,
         quota,
-        GatewayRegistry(redis, ns),
+        # Liveness of gateway processes is not state of the database: gateways have none.
+        GatewayRegistry(redis, ns.unbound),
         timeout_seconds=settings.reservation_timeout_seconds,
         interval_seconds=settings.sweep_interval_seconds,
     )
     sweeping = asyncio.create_task(sweeper.run())
 
     server = new_server()
-    billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingQueries(pool), server)
+    billing_pb2_grpc.add_BillingServiceServicer_to_server(
+        BillingQueries(pool, Auditor(pool, redis, ns)), server
+    )
     introspection = Introspection(
         server, [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name]
     )

@@ -20,7 +20,7 @@ from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import QuotaStore, Settlement
 from unigate.v1 import events_pb2
 from unigate_billing import metrics
-from unigate_billing.ledger import Ledger
+from unigate_billing.ledger import Applied, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,34 @@ class UsageConsumer:
                 continue
             await self._handle(msgs)
 
+    async def _settlements(
+        self, events: dict[str, events_pb2.UsageEvent], changed: dict[str, Applied]
+    ) -> list[Settlement]:
+        """What to settle in Redis. An event the ledger had already (a redelivery) settles
+        with the charge committed then, mirrored only if its reservation is still open: the
+        delivery before may have been cut off between the ledger and Redis."""
+        again = [rid for rid, e in events.items() if e.reservation_id and rid not in changed]
+        earlier = await self._ledger.committed(again) if again else {}
+        out = []
+        for rid, e in events.items():
+            if not e.reservation_id:
+                continue
+            a = changed.get(rid)
+            charged, xid = (a.charged, a.xid) if a else earlier.get(rid, (0, 0))
+            out.append(
+                Settlement(
+                    reservation_id=e.reservation_id,
+                    token_id=e.token_id,
+                    user_id=e.user_id,
+                    charged=charged,
+                    # An unlimited key has no cached token balance to mirror into anyway.
+                    unlimited=a.unlimited if a else False,
+                    xid=xid,
+                    only_if_open=a is None,
+                )
+            )
+        return out
+
     async def _handle(self, msgs: list[Msg]) -> None:
         events: dict[str, events_pb2.UsageEvent] = {}
         dead: list[tuple[str, bytes, str]] = []
@@ -134,23 +162,12 @@ class UsageConsumer:
                 delay = min(delay * 2, 5.0)
         changed = {a.request_id: a for a in applied}
         new = {rid for rid, a in changed.items() if not a.corrected}
-        settlements = [
-            Settlement(
-                reservation_id=e.reservation_id,
-                token_id=e.token_id,
-                user_id=e.user_id,
-                charged=changed[rid].charged if rid in changed else 0,
-                unlimited=changed[rid].unlimited if rid in changed else False,
-            )
-            for rid, e in events.items()
-            if e.reservation_id
-        ]
         try:
             with telemetry.current(traced.batch if traced else None):
-                await self._quota.settle(settlements)
+                await self._quota.settle(await self._settlements(events, changed))
         except Exception:
             # The ledger is already right; cached balances heal when they expire.
-            log.exception("could not settle %d reservations in redis", len(settlements))
+            log.exception("could not settle %d events' reservations in redis", len(events))
         for msg in msgs:
             await msg.ack()
         metrics.batch_applied(events.values(), new, len(dead), len(msgs))

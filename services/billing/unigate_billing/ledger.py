@@ -131,12 +131,14 @@ WITH ev AS (
          quota = d.quota + EXCLUDED.quota
 )
 -- What to mirror into the cached balances in Redis: each new row's charge, and for each
--- corrected row the difference from what the sweeper had charged.
+-- corrected row the difference from what the sweeper had charged; and this transaction's id,
+-- so that a balance load in Redis knows whether its read saw these charges (unigate.quota).
 SELECT ins.request_id, coalesce(tok.unlimited_quota, false) AS unlimited, ins.quota AS charged,
-       false AS corrected
+       false AS corrected, pg_current_xact_id()::text::bigint AS xid
   FROM ins LEFT JOIN tok ON tok.id = ins.token_id
 UNION ALL
-SELECT f.request_id, coalesce(tok.unlimited_quota, false), f.quota - s.quota, true
+SELECT f.request_id, coalesce(tok.unlimited_quota, false), f.quota - s.quota, true,
+       pg_current_xact_id()::text::bigint
   FROM fixed f JOIN swept s ON s.request_id = f.request_id LEFT JOIN tok ON tok.id = f.token_id
 """
 
@@ -150,10 +152,14 @@ class Applied:
     unlimited: bool
     charged: int = 0
     corrected: bool = False
+    # The Postgres transaction that committed it.
+    xid: int = 0
 
 
 def _applied(row: asyncpg.Record) -> Applied:
-    return Applied(row["request_id"], row["unlimited"], row["charged"], row["corrected"])
+    return Applied(
+        row["request_id"], row["unlimited"], row["charged"], row["corrected"], row["xid"]
+    )
 
 
 def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
@@ -225,11 +231,22 @@ class Ledger:
                 )
         return [_applied(r) for r in rows]
 
-    async def quotas(self, request_ids: list[str]) -> dict[str, int]:
-        """What the ledger charged for these requests (those it has rows for)."""
+    async def committed(self, request_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """What the ledger charged for these requests (those it has rows for), and the id of
+        the transaction that last wrote each row (its ``xmin`` widened to the 64-bit id
+        ``pg_current_xact_id`` speaks, which the cached balances' snapshots are in)."""
         if not request_ids:
             return {}
         rows = await self._pool.fetch(
-            "SELECT request_id, quota FROM logs WHERE request_id = ANY($1::text[])", request_ids
+            "SELECT request_id, quota, xmin::text::bigint AS xid32,"
+            " pg_current_xact_id()::text::bigint AS now FROM logs"
+            " WHERE request_id = ANY($1::text[])",
+            request_ids,
         )
-        return {r["request_id"]: r["quota"] for r in rows}
+        out = {}
+        for r in rows:
+            xid = (r["now"] >> 32 << 32) | r["xid32"]
+            if xid > r["now"]:
+                xid -= 1 << 32  # written before the 32-bit counter last wrapped
+            out[r["request_id"]] = (r["quota"], xid)
+        return out

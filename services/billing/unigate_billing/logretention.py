@@ -8,9 +8,12 @@ consumer keeps inserting.
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 
 from unigate.v1 import billing_pb2
+from unigate_billing.audit import DELETE_NOTE
 from unigate_billing.logfilter import InvalidFilter
 
 BATCH_ROWS = 10_000
@@ -31,4 +34,12 @@ async def delete_logs(
         count = int(status.rsplit(" ", 1)[-1])
         deleted += count
         if count < BATCH_ROWS:
-            return billing_pb2.DeleteLogsResponse(deleted=deleted)
+            break
+    # A system row says where the log rows stop being complete, so that the audit compares
+    # the rollups with the rows only where both are whole (unigate_billing.audit).
+    await pool.execute(
+        "INSERT INTO logs (type, created_at, content) VALUES (4, $1, $2)",
+        int(time.time()),
+        DELETE_NOTE.format(n=deleted, before=request.before_timestamp),
+    )
+    return billing_pb2.DeleteLogsResponse(deleted=deleted)

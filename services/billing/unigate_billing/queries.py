@@ -13,6 +13,7 @@ import asyncpg
 import grpc
 
 from unigate.v1 import billing_pb2, billing_pb2_grpc
+from unigate_billing.audit import Auditor
 from unigate_billing.logexport import export_csv
 from unigate_billing.logfilter import InvalidFilter, Params, log_conditions, where_clause
 from unigate_billing.logretention import delete_logs
@@ -84,8 +85,19 @@ async def list_logs(
 
 
 class BillingQueries(billing_pb2_grpc.BillingServiceServicer):
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, auditor: Auditor | None = None) -> None:
         self._pool = pool
+        self._auditor = auditor
+
+    async def Audit(
+        self, request: billing_pb2.AuditRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> billing_pb2.AuditResponse:
+        if self._auditor is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this billing cannot audit")
+            raise AssertionError("unreachable")
+        if request.start_timestamp < 0 or request.end_timestamp < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "timestamps cannot be negative")
+        return await self._auditor.audit(request)
 
     async def ListLogs(
         self, request: billing_pb2.ListLogsRequest, context: grpc.aio.ServicerContext[Any, Any]

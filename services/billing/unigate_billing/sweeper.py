@@ -154,26 +154,28 @@ class ReservationSweeper:
         applied = {a.request_id: a for a in await self._ledger.apply(list(events.values()))}
         # Where a row already exists (billed, but its settlement never reached Redis), settle
         # with what was actually charged.
-        billed = await self._ledger.quotas(
+        billed = await self._ledger.committed(
             [e.request_id for e in events.values() if e.request_id not in applied]
         )
 
-        def charged(r: OpenReservation) -> int:
+        settlements = []
+        for r in orphans:
             rid = events[r.reservation_id].request_id
-            return applied[rid].charged if rid in applied else billed.get(rid, 0)
-
-        await self._quota.settle(
-            [
+            done = applied.get(rid)
+            charged, xid = (done.charged, done.xid) if done else billed.get(rid, (0, 0))
+            settlements.append(
                 Settlement(
                     reservation_id=r.reservation_id,
                     token_id=r.token_id,
                     user_id=r.user_id,
-                    charged=charged(r),
+                    charged=charged,
                     unlimited=r.unlimited,
+                    xid=xid,
+                    # Billed already: settle only what is still open, with what was charged.
+                    only_if_open=done is None,
                 )
-                for r in orphans
-            ]
-        )
+            )
+        await self._quota.settle(settlements)
         new = [events[r.reservation_id] for r in orphans]
         new = [e for e in new if e.request_id in applied]
         recovered = sum(e.error_code == RECOVERED_CODE for e in new)

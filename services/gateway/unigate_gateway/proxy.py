@@ -200,6 +200,7 @@ class Proxy:
             model=record.call.model,
             content_type=record.call.content_type,
             reservation_id=record.auth.reservation_id,
+            install=record.auth.install,
         )
 
     def _no_relay_error(self, cand: auth_pb2.ChannelCandidate) -> relay_pb2.RelayError:

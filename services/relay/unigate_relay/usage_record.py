@@ -97,7 +97,9 @@ class UsageRecorder:
             self.dropped += 1  # Redis is away: reported by the writer, not once per call
             return
         self._pending.append(
-            RelayUsageNote(request.reservation_id, record.SerializeToString(), replaces)
+            RelayUsageNote(
+                request.reservation_id, record.SerializeToString(), replaces, request.install
+            )
         )
         self._wake.set()
 

@@ -16,6 +16,7 @@ from google.protobuf import empty_pb2
 from unigate.v1 import billing_pb2
 from unigate_gateway.management.base import (
     ROLE_ADMIN,
+    ROLE_ROOT,
     ApiError,
     Caller,
     Reader,
@@ -215,6 +216,27 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
             billing_pb2.DeleteLogsRequest(before_timestamp=target_timestamp), timeout=s.timeout
         )
         return envelope(answer.deleted)
+
+    @router.get("/audit", tags=["logs"], summary="Reconcile ledger, balances and Redis (root)")
+    async def audit(caller: Reader, start: int = 0, end: int = 0) -> dict[str, Any]:
+        s = stubs()
+        await require_role(s, caller, ROLE_ROOT)
+        if start < 0 or end < 0:
+            raise ApiError(400, "start and end are unix seconds (0: unbounded)")
+        answer = await s.billing.Audit(
+            billing_pb2.AuditRequest(start_timestamp=start, end_timestamp=end), timeout=s.timeout
+        )
+        drifts = [
+            {
+                "check": d.check,
+                "subject": d.subject,
+                "expected": d.expected,
+                "actual": d.actual,
+                "size": d.actual - d.expected,
+            }
+            for d in answer.drifts
+        ]
+        return envelope({"drifts": drifts, "compared": answer.compared})
 
     @router.get("/log/self", tags=["logs"], summary="The caller's own log rows")
     async def own_logs(caller: Reader, q: Filters, p: int = 0, size: int = 0) -> dict[str, Any]:
