@@ -78,7 +78,7 @@ async def ask(http: aiohttp.ClientSession, key: str, text: str = "hello") -> Ans
     ) as resp:
         data = await resp.json(content_type=None)
         code = "" if resp.status < 300 else str(data["error"]["code"])
-        return Answer(resp.status, resp.headers.get("X-Unigate-Request-Id", ""), code)
+        return Answer(resp.status, resp.headers["x-request-id"], code)
 
 
 def session(env: LedgerEnv) -> aiohttp.ClientSession:

@@ -138,11 +138,7 @@ async def one(http: httpx.AsyncClient, url: str, key: str, model: str, stream: b
             json=body,
             headers={"Authorization": f"Bearer {key}"},
         ) as resp:
-            # The ledger's id (which the gateway names apart while it differs from the one it
-            # echoes as x-request-id).
-            out.request_id = resp.headers.get(
-                "x-unigate-request-id", resp.headers.get("x-request-id", "")
-            )
+            out.request_id = resp.headers["x-request-id"]  # the ledger's id
             if resp.status_code != 200:
                 out.error = f"status {resp.status_code}"
                 return out
@@ -200,7 +196,7 @@ async def open_reservations(env: LedgerEnv, token_id: int) -> dict[str, bool]:
     }
     pipe = env.redis.pipeline(transaction=False)
     for g in mine.values():
-        pipe.exists(env.ns.redis_key("gw", g))
+        pipe.exists(env.ns.unbound.redis_key("gw", g))
     alive = await pipe.execute()
     return {rid: bool(a) for rid, a in zip(mine, alive, strict=True)}
 
