@@ -14,13 +14,17 @@ nginx is not always in front of the gateway, so the gateway protects itself:
   and cut at the limit with the same 413.
 
 Both answer in the shape the route's clients expect and close the connection (the rest of
-the body is never read).
+the body is never read). The close lingers as nginx's does (:class:`LingeringTransport`):
+the answer is followed by a FIN, and what the client still sends is read and dropped for a
+moment, so that it reads the 413 instead of a reset from a socket closed on unread data.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httptools
 import orjson
@@ -160,6 +164,88 @@ _HEAD_REFUSALS = {
 }
 
 
+# After a closing answer: how long, and how many bytes, the client's leftovers are drained.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 64 * 1024 * 1024
+
+
+class LingeringTransport(asyncio.Transport):
+    """The connection's transport, whose ``close`` half-closes (FIN after what is buffered)
+    and drains what the client still sends for a moment before the real close."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._t = transport
+        self._loop = loop
+        self.lingering = False
+        self._drained = 0
+
+    def close(self) -> None:
+        if self.lingering or self._t.is_closing():
+            return
+        if not self._t.can_write_eof():
+            self._t.close()
+            return
+        self.lingering = True
+        self._t.write_eof()
+        self._t.resume_reading()
+        self._loop.call_later(LINGER_SECONDS, self._t.close)
+
+    def close_now(self) -> None:
+        self._t.close()
+
+    def drain(self, size: int) -> None:
+        """Leftover bytes read while lingering: dropped, up to LINGER_BYTES."""
+        self._drained += size
+        if self._drained > LINGER_BYTES:
+            self._t.close()
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._t.is_closing()
+
+    def abort(self) -> None:
+        self._t.abort()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.lingering:
+            self._t.write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        if not self.lingering:
+            self._t.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._t.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._t.can_write_eof()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._t.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        if not self.lingering:
+            self._t.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._t.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._t.is_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._t.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._t.get_write_buffer_size()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._t.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._t.get_protocol()
+
+
 class EdgeHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with limits on each request's head (see the module
     docstring). Subclassed per configuration by :func:`http_protocol`."""
@@ -177,7 +263,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     # A head is "in progress" from the connection's (or the previous message's) end until
     # its headers are complete; the timer and the byte count cover exactly that time.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._lingering = LingeringTransport(transport, self.loop)
+        super().connection_made(self._lingering)
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -185,6 +272,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering.lingering:
+            self._lingering.drain(len(data))
+            return
         if self._refused:
             return
         if self._in_head:
@@ -193,6 +283,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().data_received(data)
         if not self._refused and self._in_head and self._head_bytes > self.LIMITS.max_bytes:
             self._refuse(431, "Request headers too large.")
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        if self._lingering.lingering:  # the server is stopping: no more leftovers to drain
+            self._lingering.close_now()
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a refusal of ours stops the parser with an error: answered
