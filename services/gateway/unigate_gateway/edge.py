@@ -346,7 +346,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._refused = True
         self._disarm_head_timer()
         reason, code = _HEAD_REFUSALS[status]
-        body = refusal_body("", status, message, code)
+        # The request line comes first: its path (when read) picks the answer's shape.
+        path = getattr(self, "url", b"").split(b"?", 1)[0].decode("latin-1")
+        body = refusal_body(path, status, message, code)
         head = b"HTTP/1.1 %d %s\r\n" % (status, reason)
         self.transport.write(
             head
