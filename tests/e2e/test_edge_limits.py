@@ -11,10 +11,13 @@ import socket
 import time
 from collections.abc import Callable
 
+import asyncpg
 import httpx
 import orjson
 
-from tests.e2e.conftest import ExtraGateway
+from tests.e2e.conftest import SIM_KEY, ExtraGateway, Tenant, ThreadedServer
+from tests.e2e.provider_support import alias, create_mapped_channel
+from tests.e2e.test_openai_surface import wav_bytes
 from unigate.devstack import Stack
 
 
@@ -164,6 +167,52 @@ def test_a_64kb_bearer_token_is_a_clean_401_on_v1_and_api(stack: Stack) -> None:
             assert r.status_code == status, r.text
             assert "grpc" not in r.text.lower()
             assert r.json()["success"] is False  # One API's envelope, the 431 too
+
+
+async def test_each_route_family_has_its_own_body_limit(
+    extra_gateway: Callable[..., ExtraGateway],
+    pg: asyncpg.Pool,
+    secret_key: str,
+    simulator: ThreadedServer,
+    tenant: Tenant,
+) -> None:
+    """/v1 JSON small, uploads larger, /api smallest: an upload over the JSON limit but
+    under its own goes through to the provider."""
+    gw = extra_gateway(
+        MAX_REQUEST_BODY_BYTES="8192", MAX_UPLOAD_BODY_BYTES="1048576", MAX_API_BODY_BYTES="2048"
+    )
+    model = alias("whisper-edge")
+    await create_mapped_channel(
+        pg,
+        secret_key,
+        type=1,
+        name="uploads",
+        key=SIM_KEY,
+        base_url=simulator.url,
+        models={model: "whisper-1"},
+    )
+    big_chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 9000}]}
+    headers = {"Authorization": f"Bearer {tenant.key}", "x-api-key": tenant.key}
+    async with httpx.AsyncClient(base_url=gw.url, headers=headers, timeout=60) as http:
+        r = await http.post("/v1/chat/completions", json=big_chat)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+        r = await http.post("/v1/messages", json={**big_chat, "max_tokens": 5})
+        assert r.status_code == 413
+        assert r.json() == {
+            "type": "error",
+            "error": {"type": "request_too_large", "message": r.json()["error"]["message"]},
+        }
+        r = await http.post("/api/user/login", json={"username": "u" * 3000, "password": "p"})
+        assert r.status_code == 413 and r.json()["success"] is False
+        audio = wav_bytes(1.0)  # 32 KB: nearly four times the JSON limit
+        assert len(audio) > 3 * 8192
+        r = await http.post(
+            "/v1/audio/transcriptions",
+            data={"model": model},
+            files={"file": ("edge.wav", audio, "audio/wav")},
+        )
+        assert r.status_code == 200, r.text
+        assert "edge.wav" in r.json()["text"]
 
 
 def test_slow_head_gets_408_and_silent_connection_is_closed(

@@ -206,14 +206,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         request_id_var.set(request_id)
         telemetry.set_request_id(request_id)
         try:
+            # Bounded by the route's limit before it was read (edge.BodyLimit).
             body = await request.body()
-            if len(body) > settings.max_body_bytes:
-                raise errors.ClientFacingError(
-                    "Request body too large.",
-                    status=413,
-                    type="invalid_request_error",
-                    code="request_too_large",
-                )
             api_key = messages_key(endpoint, request.headers)
             if not api_key:
                 raise errors.AuthenticationFailed(

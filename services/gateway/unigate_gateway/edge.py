@@ -34,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 # Audio uploads (multipart): the routes allowed the largest bodies.
 UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
 API_PREFIX = "/api"
+ANTHROPIC_PREFIX = "/v1/messages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +54,14 @@ class BodyLimits:
 
 
 def refusal_body(path: str, status: int, message: str, code: str) -> bytes:
-    """A refusal in the route's own shape: One API's envelope on ``/api``, OpenAI's error
-    object elsewhere (the Anthropic SDK reads ``error.message`` and ``error.type`` too)."""
+    """A refusal in the route's own shape: One API's envelope on ``/api``, Anthropic's error
+    on its Messages routes (its own ``request_too_large`` type for a 413), OpenAI's error
+    object elsewhere."""
     if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
         return orjson.dumps({"success": False, "message": message, "data": None})
+    if path.startswith(ANTHROPIC_PREFIX):
+        etype = "request_too_large" if status == 413 else "invalid_request_error"
+        return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
     return orjson.dumps(
         {
             "error": {
