@@ -49,10 +49,14 @@ MODEL = "gpt-4o-mini"
 
 
 class FuzzStack:
-    def __init__(self, stack: Stack, access_token: str, api_key: str) -> None:
+    def __init__(
+        self, stack: Stack, access_token: str, api_key: str, pool: asyncpg.Pool, secret_key: str
+    ) -> None:
         self.stack = stack
         self.access_token = access_token
         self.api_key = api_key
+        self.pool = pool
+        self.secret_key = secret_key
 
     @property
     def api_url(self) -> str:
@@ -100,7 +104,7 @@ async def fuzz_stack(
             r = await http.post("/user/login", json={"username": name, "password": ADMIN_PASSWORD})
             assert r.status_code == 200, r.text
             access = (await http.get("/user/token")).json()["data"]
-        yield FuzzStack(stack, access, token.key)
+        yield FuzzStack(stack, access, token.key, pool, secret_key)
     finally:
         await pool.close()
         stack.stop()
@@ -158,12 +162,16 @@ def test_management_api_never_answers_5xx(
         database=None,
     )
     def one(case: Any) -> None:
-        case.call_and_validate(
+        response = case.call_and_validate(
             base_url=fuzz_stack.api_url,
             headers={"Authorization": f"Bearer {fuzz_stack.access_token}"},
             checks=[not_a_server_error],
             timeout=30,
         )
+        if label == "GET /user/token" and response.status_code == 200:
+            # A new access token replaces the old one: go on with the new one, so that the
+            # operations fuzzed after this one still get past authentication.
+            fuzz_stack.access_token = response.json()["data"]
 
     one()
 
@@ -273,19 +281,39 @@ def test_v1_never_answers_5xx(path: str, v1_client: httpx.Client) -> None:
     one()
 
 
-def test_every_service_still_answers(fuzz_stack: FuzzStack) -> None:
-    """After the fuzzing: no process died and every one is ready."""
+async def test_every_service_still_answers(fuzz_stack: FuzzStack) -> None:
+    """After the fuzzing: no process died, every one is ready, and a call through a fresh
+    channel and key is served (the fuzzer may have changed or deleted the earlier ones)."""
     stack = fuzz_stack.stack
     for name, proc in stack.procs.items():
         assert proc.poll() is None, f"{name} exited"
-    for name, url in stack.ready_urls().items():
-        if name == "simulator":
-            continue
-        assert httpx.get(url, timeout=10).status_code == 200, name
-    r = httpx.post(
-        stack.gateway_url + "/v1/chat/completions",
-        headers={"Authorization": f"Bearer {fuzz_stack.api_key}"},
-        json={"model": MODEL, "messages": [{"role": "user", "content": "still there?"}]},
-        timeout=60,
-    )
-    assert r.status_code == 200, r.text
+    async with httpx.AsyncClient(timeout=60) as http:
+        for name, url in stack.ready_urls().items():
+            if name != "simulator":
+                assert (await http.get(url)).status_code == 200, name
+        model = "after-fuzz-" + secrets.token_hex(4)
+        await admin.create_channel(
+            fuzz_stack.pool,
+            secret_key=fuzz_stack.secret_key,
+            type=1,
+            name="after-fuzz",
+            key=SIM_KEY,
+            base_url=stack.simulator_url,
+            models=model,
+            model_mapping={model: MODEL},
+        )
+        token = await admin.create_token(
+            fuzz_stack.pool, user_id=1, name="after-fuzz", unlimited_quota=True
+        )
+        r = await http.post(
+            stack.gateway_url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {token.key}"},
+            json={"model": model, "messages": [{"role": "user", "content": "still there?"}]},
+        )
+        assert r.status_code == 200, r.text
+        # And the fuzzing ran authenticated to the end: the admin's token still works.
+        me = await http.get(
+            fuzz_stack.api_url + "/user/self",
+            headers={"Authorization": f"Bearer {fuzz_stack.access_token}"},
+        )
+        assert me.status_code == 200 and me.json()["data"]["role"] == 10, me.text

@@ -6,6 +6,7 @@ import pytest
 
 from unigate.urls import base_url_problem
 from unigate_billing.logexport import _csv_value
+from unigate_billing.usage_stats import split_range
 from unigate_gateway.edge import BodyLimits
 from unigate_relay.providers.base import scrub
 
@@ -85,3 +86,17 @@ def test_body_limits_by_route() -> None:
     assert limits.for_path("/v1/audio/transcriptions") == 3
     assert limits.for_path("/v1/audio/translations") == 3
     assert limits.for_path("/v1/chat/completions") == limits.for_path("/v1/messages") == 2
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(0, 2**63 - 1), (440311300511, 2**63 - 2), (2**63 - 1, 0), (-(2**63), -(2**63)), (0, -5)],
+)
+def test_usage_ranges_beyond_any_date_split_without_overflow(start: int, end: int) -> None:
+    split = split_range(start, end)
+    for day in (split.first_day, split.last_day):
+        assert day is None or day.year <= 9999
+
+
+def test_an_end_beyond_any_date_is_unbounded() -> None:
+    assert split_range(86400, 2**63 - 1) == split_range(86400, 0)
