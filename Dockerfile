@@ -79,9 +79,12 @@ ENTRYPOINT ["unigate-billing"]
 
 # The gateway serves /healthz /readyz /metrics on its public port.
 FROM base AS gateway
+# The public port, and the ops port (/metrics, /healthz, /readyz) that clients never reach.
 ENV HOST=0.0.0.0 \
-    PORT=3000
-EXPOSE 3000
+    PORT=3000 \
+    OPS_HOST=0.0.0.0 \
+    GATEWAY_OPS_PORT=9100
+EXPOSE 3000 9100
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3000'), timeout=2)"]
+  CMD ["python", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/healthz' % os.environ.get('GATEWAY_OPS_PORT', '9100'), timeout=2)"]
 ENTRYPOINT ["unigate-gateway"]

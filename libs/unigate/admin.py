@@ -16,6 +16,7 @@ from unigate.channel_types import channel_type
 from unigate.crypto import encrypt_secret
 from unigate.keys import display_prefix, generate_api_key, hash_api_key
 from unigate.quota import QuotaStore
+from unigate.urls import base_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ async def create_channel(
 ) -> int:
     if channel_type(type) is None:
         raise AdminError(f"unknown channel type {type}")
+    if problem := base_url_problem(base_url):
+        raise AdminError(problem)
     model_list = _split(models)
     if not model_list:
         raise AdminError("a channel needs at least one model")

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
 
@@ -35,10 +35,11 @@ class StackPorts:
     relay_ops: int = 9102
     billing_ops: int = 9103
     simulator: int = 8900
+    gateway_ops: int = 9100
 
     @classmethod
     def free(cls) -> StackPorts:
-        return cls(*(free_port() for _ in range(8)))
+        return cls(*(free_port() for _ in fields(cls)))
 
 
 @dataclass
@@ -66,6 +67,7 @@ class StackConfig:
                 "UNIGATE_NAMESPACE": self.namespace,
                 "SECRET_KEY": self.secret_key,
                 "PORT": str(p.gateway),
+                "GATEWAY_OPS_PORT": str(p.gateway_ops),
                 "HOST": "127.0.0.1",
                 "AUTH_LISTEN": f"127.0.0.1:{p.auth}",
                 "AUTH_ADDR": f"127.0.0.1:{p.auth}",

@@ -148,7 +148,13 @@ class ExtraGateway:
 
     def __init__(self, stack: Stack, **env: str) -> None:
         self.port = free_port()
-        full_env = {**stack.config.env(), "PORT": str(self.port), **env}
+        self.ops_port = free_port()
+        full_env = {
+            **stack.config.env(),
+            "PORT": str(self.port),
+            "GATEWAY_OPS_PORT": str(self.ops_port),
+            **env,
+        }
         assert stack.config.log_dir is not None
         self._log = open(stack.config.log_dir / f"gateway-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -59,7 +59,7 @@ class Scraper:
     def __init__(self, stack: Stack) -> None:
         p = stack.config.ports
         self.urls = {
-            "gateway": f"{stack.gateway_url}/metrics",
+            "gateway": f"http://127.0.0.1:{p.gateway_ops}/metrics",
             "auth": f"http://127.0.0.1:{p.auth_ops}/metrics",
             "relay": f"http://127.0.0.1:{p.relay_ops}/metrics",
             "billing": f"http://127.0.0.1:{p.billing_ops}/metrics",

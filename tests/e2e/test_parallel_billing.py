@@ -153,14 +153,14 @@ async def _remove(ns: Namespace, redis: Redis, pg_admin_dsn: str) -> None:
         await nc.close()
 
 
-async def wait_published(gateway_url: str, deadline: float) -> None:
+async def wait_published(gateway_metrics: str, deadline: float) -> None:
     """Until the gateway holds no usage event JetStream has not acknowledged (it lets events
     gather for a few milliseconds before publishing them). A gateway that is down holds none
     any more."""
     async with httpx.AsyncClient(timeout=2) as http:
         while time.monotonic() < deadline:
             try:
-                page = (await http.get(gateway_url + "/metrics")).text
+                page = (await http.get(gateway_metrics + "/metrics")).text
             except httpx.HTTPError:
                 return
             [held] = [
@@ -179,7 +179,7 @@ async def wait_drained(env: LedgerEnv, within: float = 60.0) -> None:
     """Until the gateway has published every event and billing has acked everything in the
     stream (so the ledger is final)."""
     deadline = time.monotonic() + within
-    await wait_published(env.stack.gateway_url, deadline)
+    await wait_published(f"http://127.0.0.1:{env.stack.config.ports.gateway_ops}", deadline)
     info = None
     while time.monotonic() < deadline:
         try:

@@ -273,7 +273,12 @@ async def topology(
         )
         gateway2_url = f"http://127.0.0.1:{gateway_port}"
         gateway2 = Process(
-            env, "gateway-2", "unigate_gateway", f"{gateway2_url}/readyz", PORT=str(gateway_port)
+            env,
+            "gateway-2",
+            "unigate_gateway",
+            f"{gateway2_url}/readyz",
+            PORT=str(gateway_port),
+            GATEWAY_OPS_PORT=str(free_port()),
         )
         extras = [relay2, billing2, gateway2]
         nginx: Nginx | None = None

@@ -60,7 +60,7 @@ OPS_PORT_VARS = {
     "auth": "AUTH_OPS_PORT",
     "relay": "RELAY_OPS_PORT",
     "billing": "BILLING_OPS_PORT",
-    "gateway": "PORT",
+    "gateway": "GATEWAY_OPS_PORT",
 }
 DEPENDS_ON_CONDITIONS = {
     "service_started",
@@ -450,6 +450,7 @@ def test_dockerfile_migrate_stage_has_no_healthcheck() -> None:
         ("billing", "BILLING_LISTEN"),
         ("billing", "OPS_HOST"),
         ("gateway", "HOST"),
+        ("gateway", "OPS_HOST"),
     ],
 )
 def test_dockerfile_services_listen_on_all_interfaces(stage: str, var: str) -> None:
@@ -712,8 +713,8 @@ def test_compose_addresses_point_at_services_and_their_ports() -> None:
 def test_compose_services_listen_where_they_expose(service: str) -> None:
     env = effective_env(service)
     listen_vars = [v for v in ("AUTH_LISTEN", "RELAY_LISTEN", "BILLING_LISTEN") if v in env]
+    assert env.get("OPS_HOST") == "0.0.0.0", f"{service}: ops server unreachable"
     if service != "gateway":
-        assert env.get("OPS_HOST") == "0.0.0.0", f"{service}: ops server unreachable"
         assert len(listen_vars) == 1
     for var in listen_vars:
         host, port = host_port(env[var])
@@ -833,7 +834,22 @@ def test_nginx_limits_match_the_gateway() -> None:
     location = nginx_root_location()
     body = size_bytes(one(server, "client_max_body_size")[0][0])
     assert body == 32 * 1024 * 1024
-    assert body >= fields["max_body_bytes"].default, "nginx would refuse bodies the gateway takes"
+    assert body == fields["max_body_bytes"].default, "nginx and the gateway disagree"
+    # Per route, as the gateway's BodyLimits: /api and the audio uploads.
+    nested = {tuple(args): children for args, children in find(location, "location")}
+    for route, setting in (
+        (("/api/",), "max_api_body_bytes"),
+        (("~", "^/v1/audio/(transcriptions|translations)$"), "max_upload_body_bytes"),
+    ):
+        limit = size_bytes(one(nested[route], "client_max_body_size")[0][0])
+        assert limit == fields[setting].default, route
+        assert one(nested[route], "proxy_pass")[0] == one(location, "proxy_pass")[0], route
+    assert one(nested[("=", "/metrics")], "return")[0] == ["404"]
+    # Request heads: no longer a line, and no slower, than the gateway takes them.
+    _, size = one(server, "large_client_header_buffers")[0]
+    assert size_bytes(size) <= fields["max_header_bytes"].default
+    timeout = seconds(one(server, "client_header_timeout")[0][0])
+    assert timeout <= fields["header_read_timeout"].default
     read_timeout = seconds(one(location, "proxy_read_timeout")[0][0])
     assert read_timeout == 600
     assert read_timeout >= fields["relay_timeout"].default
@@ -908,7 +924,9 @@ def test_prometheus_scrapes_every_service_on_its_ops_port() -> None:
         assert scraped[service] == int(effective_env(service)[ops_var]), service
     assert scraped["auth"] == 9101 and scraped["relay-openai"] == 9102
     assert scraped["relay-others"] == 9102
-    assert scraped["billing"] == 9103 and scraped["gateway"] == 3000
+    assert scraped["billing"] == 9103 and scraped["gateway"] == 9100
+    # Never the public port, where nginx (and the gateway itself) answer /metrics with 404.
+    assert scraped["gateway"] != int(effective_env("gateway")["PORT"])
 
 
 def test_prometheus_discovers_each_gateway_replica() -> None:
@@ -916,7 +934,7 @@ def test_prometheus_discovers_each_gateway_replica() -> None:
     (job,) = [
         j
         for j in conf["scrape_configs"]
-        if ("gateway", 3000) in prometheus_targets()[j["job_name"]]
+        if ("gateway", 9100) in prometheus_targets()[j["job_name"]]
     ]
     assert services()["gateway"]["deploy"]["replicas"] > 1
     assert job.get("dns_sd_configs"), "a static target reaches one replica at random"
@@ -1102,7 +1120,7 @@ API_VERSIONS = {
 }
 # Console script -> (setting naming its ops/HTTP port, setting naming its gRPC listen address).
 SERVICE_PORTS = {
-    "unigate-gateway": ("PORT", None),
+    "unigate-gateway": ("GATEWAY_OPS_PORT", None),
     "unigate-auth": ("AUTH_OPS_PORT", "AUTH_LISTEN"),
     "unigate-relay": ("RELAY_OPS_PORT", "RELAY_LISTEN"),
     "unigate-billing": ("BILLING_OPS_PORT", "BILLING_LISTEN"),

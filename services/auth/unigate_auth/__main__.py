@@ -75,6 +75,8 @@ async def serve(settings: AuthSettings) -> None:
                 per_user=settings.login_max_failures_per_user,
                 per_ip=settings.login_max_failures_per_ip,
                 window_seconds=settings.login_failure_window_seconds,
+                account_slowdown_after=settings.login_account_slowdown_after,
+                max_delay_seconds=settings.login_max_delay_seconds,
             ),
         ),
         quota=quota,

@@ -36,9 +36,13 @@ class AuthSettings(CommonSettings):
     # Management sessions (admin.proto): lifetime, and failed logins allowed per username and
     # per client address within a window before logins are refused until it ends.
     session_ttl_seconds: int = Field(7 * 24 * 3600, alias="SESSION_TTL")
+    # Failed logins: per account from one address, and per address, before that address is
+    # refused (429); per account from anywhere, before each try is slowed (never refused).
     login_max_failures_per_user: int = Field(5, alias="LOGIN_MAX_FAILURES_PER_USER")
     login_max_failures_per_ip: int = Field(20, alias="LOGIN_MAX_FAILURES_PER_IP")
     login_failure_window_seconds: int = Field(900, alias="LOGIN_FAILURE_WINDOW")
+    login_account_slowdown_after: int = Field(10, ge=0, alias="LOGIN_ACCOUNT_SLOWDOWN_AFTER")
+    login_max_delay_seconds: float = Field(5.0, ge=0, alias="LOGIN_MAX_DELAY")
 
     def relay_map(self) -> dict[str, str]:
         return parse_relay_addrs(self.relay_addrs)

@@ -54,9 +54,20 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# A cell a spreadsheet would read as a formula (OWASP's CSV injection rule): = + - @, and
+# tab and carriage return, which some applications skip before looking for one.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value: object) -> object:
     # Booleans as 0/1 rather than Python's True/False: neutral for spreadsheets and parsers.
-    return int(value) if isinstance(value, bool) else value
+    if isinstance(value, bool):
+        return int(value)
+    # Text (usernames, key and model names, content) is the users': a leading quote makes
+    # the spreadsheet show it as text instead of running it. Numbers are never text here.
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _time(created_at: int) -> str:

@@ -34,8 +34,20 @@ class Split:
     partial: tuple[tuple[int, int], ...]
 
 
+# The first second of the last day a date can name (9999-12-30): beyond it no day is a date,
+# and no row lies there.
+_MAX_SECOND = ((dt.date.max - _EPOCH).days - 1) * DAY_SECONDS
+
+
 def split_range(start: int, end: int) -> Split:
-    """``start``/``end`` are inclusive unix seconds, 0 = unbounded."""
+    """``start``/``end`` are inclusive unix seconds, 0 = unbounded. Bounds no day can hold
+    (a client's ``end_timestamp`` of 2^63 - 1) mean unbounded for an end, and a range of
+    log rows only (which matches none) for a start past the last date or a negative end."""
+    start = max(start, 0)  # nothing predates the epoch
+    if end >= _MAX_SECOND:
+        end = 0
+    if end < 0 or start >= _MAX_SECOND:
+        return Split(False, None, None, ((start, end),))
     first = -(-start // DAY_SECONDS) if start else None  # the first day starting at or after
     last = (end + 1) // DAY_SECONDS - 1 if end else None  # the last day ending at or before
     if first is not None and last is not None and first > last:

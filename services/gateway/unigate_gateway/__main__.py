@@ -9,6 +9,7 @@ import uvicorn
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.telemetry import setup_tracing
 from unigate_gateway.app import create_app
+from unigate_gateway.edge import HeadLimits, http_protocol
 from unigate_gateway.settings import GatewaySettings
 
 
@@ -24,7 +25,16 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools with limits on each request's head (size, header count, read time).
+        http=http_protocol(
+            HeadLimits(
+                max_bytes=settings.max_header_bytes,
+                max_count=settings.max_header_count,
+                read_timeout=settings.header_read_timeout,
+            )
+        ),
+        timeout_keep_alive=settings.keep_alive_timeout,
+        limit_concurrency=settings.max_connections,
         access_log=False,
         # The gateway resolves the client IP itself (TRUSTED_PROXIES); uvicorn's own
         # X-Forwarded-For handling would trust 127.0.0.1 behind our back.

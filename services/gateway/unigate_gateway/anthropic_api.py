@@ -28,7 +28,12 @@ from starlette.datastructures import Headers
 from unigate import errors
 from unigate.errors import InvalidRequest
 from unigate.tokens import estimate_body_tokens
-from unigate_gateway.requests import ParsedCall, bearer_key
+from unigate_gateway.requests import (
+    MAX_TOKENS_LIMIT,
+    ParsedCall,
+    bearer_key,
+    check_model_name,
+)
 
 MESSAGES: Final = "messages"
 COUNT_TOKENS: Final = "messages.count_tokens"
@@ -122,6 +127,7 @@ def _check(data: dict[str, Any], *, needs_max_tokens: bool) -> tuple[str, int]:
         raise InvalidRequest("model: Field required", param="model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: Input should be a valid string", param="model")
+    check_model_name(model, "model")
     max_tokens = data.get("max_tokens")
     if max_tokens is None and needs_max_tokens:
         raise InvalidRequest("max_tokens: Field required", param="max_tokens")
@@ -130,6 +136,11 @@ def _check(data: dict[str, Any], *, needs_max_tokens: bool) -> tuple[str, int]:
     ):
         raise InvalidRequest(
             "max_tokens: Input should be an integer greater than or equal to 1",
+            param="max_tokens",
+        )
+    if max_tokens is not None and max_tokens > MAX_TOKENS_LIMIT:
+        raise InvalidRequest(
+            f"max_tokens: Input should be less than or equal to {MAX_TOKENS_LIMIT}",
             param="max_tokens",
         )
     messages = data.get("messages")

@@ -1,4 +1,5 @@
-"""The gateway's HTTP application: OpenAI-compatible routes plus /healthz, /readyz, /metrics."""
+"""The gateway's HTTP application: OpenAI-compatible routes plus /healthz and /readyz; /metrics
+(and /healthz, /readyz again) on the ops port only."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -23,7 +25,7 @@ from unigate.grpc_mux import AUTHORIZE, MuxClient
 from unigate.grpcutil import insecure_channel
 from unigate.logs import request_id_var
 from unigate.namespace import Namespace
-from unigate.ops import ops_routes
+from unigate.ops import ops_routes, serve_ops
 from unigate.redisconn import connect_redis
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_gateway import metrics
@@ -38,6 +40,7 @@ from unigate_gateway.anthropic_api import (
 )
 from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
+from unigate_gateway.edge import BodyLimit, BodyLimits
 from unigate_gateway.management import Management
 from unigate_gateway.proxy import Proxy, RelayClient, error_response, new_request_id
 from unigate_gateway.publisher import UsagePublisher
@@ -55,11 +58,15 @@ from unigate_gateway.requests import (
     upload_call,
 )
 from unigate_gateway.settings import GatewaySettings
+from unigate_gateway.slash_redirect import relative_slash_redirects
 
 log = logging.getLogger(__name__)
 
 
 Parser = Callable[[Request, bytes], Awaitable[ParsedCall]]
+
+# Longer than any key unigate issues ("sk-" + 48) with room for One API's "key-channel" form.
+MAX_API_KEY_LENGTH = 256
 
 
 def _json(parse: Callable[[bytes], ParsedCall]) -> Parser:
@@ -164,10 +171,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         state["nats"] = nc
         state["auth_channel"] = auth_channel
+        ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
         log.info("gateway listening on %s:%d", settings.host, settings.port)
         try:
             yield
         finally:
+            ops.should_exit = True
             await warming
             await authorizer.close()
             for relay in relays.values():
@@ -195,8 +204,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(
         title="unigate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
+    # Health for load balancers on the public port; /metrics only on the ops port.
     for route in ops_routes(ready):
-        app.router.routes.append(route)
+        if isinstance(route, Route) and route.path != "/metrics":
+            app.router.routes.append(route)
     if telemetry.tracing_enabled():
         app.add_middleware(telemetry.ServerSpanMiddleware)
 
@@ -227,14 +238,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         request_id_var.set(request_id)
         telemetry.set_request_id(request_id)
         try:
+            # Bounded by the route's limit before it was read (edge.BodyLimit).
             body = await request.body()
-            if len(body) > settings.max_body_bytes:
-                raise errors.ClientFacingError(
-                    "Request body too large.",
-                    status=413,
-                    type="invalid_request_error",
-                    code="request_too_large",
-                )
             api_key = messages_key(endpoint, request.headers)
             if not api_key:
                 raise errors.AuthenticationFailed(
@@ -243,6 +248,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     " (i.e. Authorization: Bearer YOUR_KEY).",
                     code="missing_api_key",
                 )
+            if len(api_key) > MAX_API_KEY_LENGTH or not api_key.isprintable():
+                # No key of ours looks like this: refused here, never sent on to auth.
+                raise errors.AuthenticationFailed("Incorrect API key provided.")
             call = await parse(request, body)
             response = await proxy().handle(
                 api_key, call, ip_of(request), request_id, client_request_id
@@ -277,7 +285,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # One API's management REST API, with its own session, errors and OpenAPI document.
     management = Management(settings, ip_of)
     app.mount("/api", management.app)
+    relative_slash_redirects(app.router)
+    relative_slash_redirects(management.app.router)
     install_error_handlers(app)
+    # Outermost: a body over its route's limit is refused before anything reads it.
+    app.add_middleware(
+        BodyLimit,
+        limits=BodyLimits(
+            api=settings.max_api_body_bytes,
+            upload=settings.max_upload_body_bytes,
+            relay=settings.max_body_bytes,
+        ),
+    )
     return app
 
 
@@ -302,7 +321,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(errors.InvalidRequest(str(exc)), new_request_id())
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
+        if not isinstance(exc, ClientDisconnect):  # a client gone, or a body cut at its limit
+            log.exception("unhandled error on %s", request.url.path)
         return error_response(
             errors.ClientFacingError("The server had an error while processing your request."),
             new_request_id(),

@@ -20,6 +20,12 @@ Units = Callable[[dict[str, Any]], tuple[int, str]]
 # Cohere bills one search unit per query over up to this many documents.
 DOCUMENTS_PER_SEARCH_UNIT = 100
 
+# The largest token limit a request may ask for (OpenAI's own bound on these integers); what
+# auth reserves quota for must stay far inside int64.
+MAX_TOKENS_LIMIT = 2**31 - 1
+# Longer than any provider's model id (Bedrock ARNs, fine-tune names included).
+MAX_MODEL_LENGTH = 512
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedCall:
@@ -65,7 +71,20 @@ def _model(data: dict[str, Any]) -> str:
             f"Invalid type for 'model': expected a string, but got {type(model).__name__}.",
             param="model",
         )
+    check_model_name(model, "Invalid 'model'")
     return model
+
+
+def check_model_name(model: str, prefix: str) -> None:
+    """A model name fits what routing stores and looks up (text without NUL, bounded)."""
+    if len(model) > MAX_MODEL_LENGTH:
+        raise InvalidRequest(
+            f"{prefix}: string too long. Expected a string with maximum length"
+            f" {MAX_MODEL_LENGTH}, but got a string with length {len(model)} instead.",
+            param="model",
+        )
+    if "\x00" in model:
+        raise InvalidRequest(f"{prefix}: must not contain NUL characters.", param="model")
 
 
 def _int_field(data: dict[str, Any], name: str) -> int:
@@ -78,6 +97,12 @@ def _int_field(data: dict[str, Any], name: str) -> int:
         raise InvalidRequest(
             f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got"
             f" {value} instead.",
+            param=name,
+        )
+    if value > MAX_TOKENS_LIMIT:
+        raise InvalidRequest(
+            f"Invalid '{name}': integer above maximum value. Expected a value <="
+            f" {MAX_TOKENS_LIMIT}, but got {value} instead.",
             param=name,
         )
     return value
@@ -214,6 +239,7 @@ def upload_call(
     of its file (None when it could not be read)."""
     if not isinstance(model, str) or not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    check_model_name(model, "Invalid 'model'")
     return ParsedCall(
         endpoint=endpoint,
         body=body,

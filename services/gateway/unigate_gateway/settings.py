@@ -15,7 +15,25 @@ class GatewaySettings(CommonSettings):
     trusted_proxies: str = Field("127.0.0.1/32,::1/128", alias="TRUSTED_PROXIES")
     # How many further channels to try after the first fails (before any byte was sent).
     retry_times: int = Field(2, alias="RETRY_TIMES")
-    max_body_bytes: int = Field(32 * 1024 * 1024, alias="MAX_REQUEST_BODY_BYTES")
+    # Body limits by route family (edge.BodyLimits): the relayed JSON endpoints, the audio
+    # uploads (multipart), and the management API. Refused by Content-Length before a byte
+    # is read, or cut at the limit while reading.
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, alias="MAX_REQUEST_BODY_BYTES")
+    max_upload_body_bytes: int = Field(64 * 1024 * 1024, ge=1, alias="MAX_UPLOAD_BODY_BYTES")
+    max_api_body_bytes: int = Field(1024 * 1024, ge=1, alias="MAX_API_BODY_BYTES")
+    # A request's head (request line + headers): its size and header count (431 beyond), and
+    # how long it may take to arrive (408, or a silent close for a connection sending nothing).
+    max_header_bytes: int = Field(16 * 1024, ge=1024, alias="MAX_HEADER_BYTES")
+    max_header_count: int = Field(100, ge=8, alias="MAX_HEADER_COUNT")
+    header_read_timeout: float = Field(10.0, ge=0, alias="HEADER_READ_TIMEOUT")
+    # Idle time before a keep-alive connection is closed. Keep it above the keepalive_timeout
+    # of a proxy's upstream connections (deploy/nginx.conf: 4 s), so the proxy closes first.
+    keep_alive_timeout: int = Field(5, ge=1, alias="KEEP_ALIVE_TIMEOUT")
+    # Open connections (and requests in flight) beyond which new requests are answered 503.
+    max_connections: int = Field(10_000, ge=1, alias="MAX_CONNECTIONS")
+    # /metrics (and again /healthz, /readyz) on their own port, never the public one.
+    ops_host: str = Field("127.0.0.1", alias="OPS_HOST")
+    ops_port: int = Field(9100, alias="GATEWAY_OPS_PORT")
     authorize_timeout: float = Field(5.0, alias="AUTHORIZE_TIMEOUT")
     relay_timeout: float = Field(600.0, alias="RELAY_TIMEOUT")
     # Streams per auth/relay address that Authorize and non-streaming relay calls share.

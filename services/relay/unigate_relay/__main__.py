@@ -22,6 +22,7 @@ from unigate.v1 import auth_pb2_grpc, relay_pb2_grpc
 from unigate_relay import providers
 from unigate_relay.channels import ChannelConfigs
 from unigate_relay.health_reporter import HealthReporter
+from unigate_relay.redirects import same_origin_redirects
 from unigate_relay.server import RelayService
 from unigate_relay.settings import RelaySettings
 from unigate_relay.usage_record import UsageRecorder
@@ -44,6 +45,8 @@ async def serve(settings: RelaySettings, families: list[str]) -> None:
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         ),
         auto_decompress=True,
+        # Redirects only within the channel's origin: credentials never cross to another.
+        middlewares=(same_origin_redirects,),
     )
     auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
     redis = connect_redis(settings.redis_conn_string, max_connections=16)

@@ -14,6 +14,7 @@ from unigate import telemetry
 from unigate.grpc_mux import RELAY_CALL, MuxServer
 from unigate.logs import request_id_var
 from unigate.terminal_frames import terminal_at
+from unigate.urls import base_url_problem
 from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay import metrics
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
@@ -98,6 +99,15 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 "Channel configuration is unavailable.",
                 type="unigate_error",
                 code="channel_config_unavailable",
+                retryable=True,
+            )
+        if problem := base_url_problem(channel.base_url):
+            # Stored before base URLs were checked: this channel fails, another may serve.
+            return relay_error(
+                502,
+                f"The channel is misconfigured: {problem}.",
+                type="unigate_error",
+                code="channel_misconfigured",
                 retryable=True,
             )
         if channel.system_prompt:

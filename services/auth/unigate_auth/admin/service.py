@@ -32,6 +32,7 @@ from unigate.crypto import encrypt_secret
 from unigate.namespace import Namespace
 from unigate.pricing import QUOTA_PER_USD
 from unigate.quota import QuotaStore
+from unigate.urls import base_url_problem
 from unigate.v1 import admin_pb2, admin_pb2_grpc
 from unigate_auth.admin import records
 from unigate_auth.admin.balances import READERS, BalanceUnavailable, read_balance
@@ -232,6 +233,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, "a record with that name exists")
         if isinstance(exc, admin.AdminError | ValueError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if isinstance(exc, asyncpg.DataError):
+            # A value Postgres cannot hold (a NUL byte, a number out of its column's range):
+            # the caller's input, whatever door it came through.
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "a value is out of range or not storable"
+            )
         raise exc
 
     async def _broadcast(self, kind: str, ids: list[int]) -> None:
@@ -258,6 +265,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"too many failed logins; try again in {wait} seconds",
             )
+        if delay := await self._throttle.delay_for(req.username):
+            await asyncio.sleep(delay)
         row = await self._pool.fetchrow(
             f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1", req.username
         )
@@ -267,7 +276,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         assert row is not None
         if row["status"] != STATUS_ENABLED:
             raise _denied("this user is disabled")
-        await self._throttle.succeeded(req.username)
+        await self._throttle.succeeded(req.username, req.client_ip)
         session_id = await self._sessions.create(row["id"])
         return admin_pb2.LoginResponse(
             user=records.user_message(row),
@@ -286,10 +295,21 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def Register(self, request: admin_pb2.RegisterRequest, context: Context) -> Any:
         return await self._public(context, self._register, request)
 
+    async def _username_free(self, username: str, user_id: int = 0) -> None:
+        """Usernames differ by more than case ("Root" is root): ALREADY_EXISTS otherwise."""
+        _check_username(username)
+        taken = await self._pool.fetchval(
+            "SELECT 1 FROM users WHERE lower(username) = lower($1) AND id <> $2",
+            username,
+            user_id,
+        )
+        if taken:
+            raise Failure(grpc.StatusCode.ALREADY_EXISTS, "that username is taken")
+
     async def _register(self, req: admin_pb2.RegisterRequest) -> admin_pb2.User:
         if (await self._option("RegisterEnabled") or "").lower() != "true":
             raise _denied("registration is turned off (option RegisterEnabled)")
-        _check_username(req.username)
+        await self._username_free(req.username)
         _check_password(req.password)
         try:
             quota = int(await self._option("QuotaForNewUser") or 0)
@@ -331,9 +351,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             _check_password(req.password)
             if req.password == req.original_password:
                 raise _invalid("the new password must differ from the current one")
+            # A new password ends every other session and the access token: whoever had
+            # the old password may have made either.
             await self._pool.execute(
                 "UPDATE users SET password_hash = $2, must_change_password = FALSE,"
-                " updated_time = $3 WHERE id = $1",
+                " access_token_hash = NULL, updated_time = $3 WHERE id = $1",
                 caller.id,
                 await hash_password(req.password),
                 int(time.time()),
@@ -429,7 +451,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return await self._call(context, "CreateUser", ROLE_ADMIN, self._create_user, request)
 
     async def _create_user(self, caller: Caller, req: admin_pb2.UserInput) -> admin_pb2.User:
-        _check_username(req.username)
+        await self._username_free(req.username)
         _check_password(req.password)
         user_id = await admin.create_user(
             self._pool,
@@ -463,7 +485,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         row = await self._target_user(caller, "id = $1", req.id)
         sets: dict[str, object] = {}
         if req.HasField("username"):
-            _check_username(req.username)
+            await self._username_free(req.username, req.id)
             sets["username"] = req.username
         if req.HasField("display_name"):
             sets["display_name"] = _check_name(req.display_name, "display")
@@ -479,6 +501,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if req.HasField("password"):
             _check_password(req.password)
             sets["password_hash"] = await hash_password(req.password)
+            sets["access_token_hash"] = None  # a reset ends the access token too
         if sets:
             sets["updated_time"] = int(time.time())
             columns = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(sets))
@@ -783,6 +806,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             sets["status_reason"] = ""
             sets["status_time"] = int(time.time())
         if req.HasField("base_url"):
+            if problem := base_url_problem(req.base_url.strip()):
+                raise _invalid(problem)
             sets["base_url"] = req.base_url.strip()
         if req.HasField("models"):
             models = records.split_list(req.models)

@@ -7,8 +7,10 @@ that user at once). The gateway keeps only the session id, in a signed cookie. A
 they are 256-bit random, so no slow hash is needed, and the lookup is by hash.
 
 Passwords are argon2id (argon2-cffi's default type, RFC 9106 parameters). Failed logins are
-counted per client address and per username in fixed windows; at the limit, logins are
-refused before any password is checked, so a locked account cannot be probed further.
+counted in fixed windows per account and client address, per address, and per account
+(usernames case-folded and hashed into the keys). At the first two limits that address is
+refused before any password is checked; past the per-account ceiling every try of the
+account, from anywhere, is slowed (never refused), so that no one can lock the owner out.
 """
 
 from __future__ import annotations
@@ -123,35 +125,61 @@ class Sessions:
 
 @dataclass(frozen=True, slots=True)
 class ThrottleLimits:
+    # Failures on one account from one address before that address is refused for it.
     per_user: int
+    # Failures from one address, on any accounts, before that address is refused.
     per_ip: int
     window_seconds: int
+    # Failures on one account from anywhere beyond which each try of it waits (doubling up
+    # to max_delay) before its password is checked. Slowed, never refused: an attacker
+    # cannot lock the real owner out from everywhere.
+    account_slowdown_after: int = 10
+    max_delay_seconds: float = 5.0
+
+
+def _account(username: str) -> str:
+    """A fixed-size key part for a username: case folded (as usernames are unique by), so
+    "Root" and "root" are throttled together, and hashed, so a 20 MB name is 32 bytes."""
+    return hashlib.sha256(username.lower().encode()).hexdigest()[:32]
 
 
 class LoginThrottle:
-    """Failed logins per username and per client address, in fixed windows."""
+    """Failed logins per account and address, per address, and per account, in fixed
+    windows (module docstring)."""
 
     def __init__(self, redis: Redis, ns: Namespace, limits: ThrottleLimits) -> None:
         self._redis = redis
         self._ns = ns
         self._limits = limits
 
-    def _keys(self, username: str, client_ip: str) -> tuple[str, str]:
+    def _keys(self, username: str, client_ip: str) -> tuple[str, str, str]:
+        """(account + address, address, account)."""
+        account = _account(username)
+        address = (client_ip or "unknown")[:64]
         return (
-            self._ns.redis_key("login-fail", "user", username.lower()),
-            self._ns.redis_key("login-fail", "ip", client_ip or "unknown"),
+            self._ns.redis_key("login-fail", "account-ip", account, address),
+            self._ns.redis_key("login-fail", "ip", address),
+            self._ns.redis_key("login-fail", "account", account),
         )
 
     async def blocked_for(self, username: str, client_ip: str) -> int:
-        """Seconds until a login may be tried again; 0 when it may now."""
-        user_key, ip_key = self._keys(username, client_ip)
-        user_fails, ip_fails = await self._redis.mget(user_key, ip_key)
+        """Seconds until this address may try this account again; 0 when it may now."""
+        pair_key, ip_key, _ = self._keys(username, client_ip)
+        pair_fails, ip_fails = await self._redis.mget(pair_key, ip_key)
         waits = []
-        if user_fails is not None and int(user_fails) >= self._limits.per_user:
-            waits.append(await self._redis.ttl(user_key))
+        if pair_fails is not None and int(pair_fails) >= self._limits.per_user:
+            waits.append(await self._redis.ttl(pair_key))
         if ip_fails is not None and int(ip_fails) >= self._limits.per_ip:
             waits.append(await self._redis.ttl(ip_key))
         return max([max(w, 1) for w in waits], default=0)
+
+    async def delay_for(self, username: str) -> float:
+        """How long a try of this account waits before its password is checked."""
+        raw = await self._redis.get(self._keys(username, "")[2])
+        over = (int(raw) if raw is not None else 0) - self._limits.account_slowdown_after
+        if over < 0:
+            return 0.0
+        return float(min(self._limits.max_delay_seconds, 0.25 * 2 ** min(over, 16)))
 
     async def failed(self, username: str, client_ip: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -161,8 +189,8 @@ class LoginThrottle:
                 pipe.expire(key, self._limits.window_seconds, nx=True)
             await pipe.execute()
 
-    async def succeeded(self, username: str) -> None:
-        await self._redis.delete(self._keys(username, "")[0])
+    async def succeeded(self, username: str, client_ip: str) -> None:
+        await self._redis.delete(self._keys(username, client_ip)[0])
 
 
 async def caller_by_access_token(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:

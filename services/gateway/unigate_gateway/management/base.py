@@ -37,6 +37,7 @@ SESSION_METADATA = "x-unigate-session"
 ACCESS_TOKEN_METADATA = "x-unigate-access-token"
 CSRF_HEADER = "x-csrf-token"
 ROLE_ADMIN, ROLE_ROOT = 10, 100
+MAX_ACCESS_TOKEN_LENGTH = 256
 
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -107,6 +108,9 @@ def _credentials(request: Request, *, write: bool) -> Caller:
         token = rest.strip() if scheme.lower() == "bearer" else header
         if not token:
             raise ApiError(401, "empty access token")
+        if len(token) > MAX_ACCESS_TOKEN_LENGTH or not token.isprintable():
+            # Not one of ours (43 characters); gRPC metadata would refuse it anyway.
+            raise ApiError(401, "invalid access token")
         return Caller(((ACCESS_TOKEN_METADATA, token),), via_cookie=False)
     session_id = request.session.get("sid")
     if not isinstance(session_id, str) or not session_id:

@@ -1,6 +1,6 @@
 """Request bodies of the management API (One API's JSON field names). Fields a client leaves
 out stay unset, so an update changes only what it names; unknown fields (One API's console
-sends whole records back) are ignored."""
+sends whole records back) are ignored. Every field is bounded (management/limits.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,18 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, field_validator
+
+from unigate_gateway.management.limits import (
+    TEXT_LENGTH,
+    Email,
+    Int32,
+    Int64,
+    Name,
+    Password,
+    Text,
+    Url,
+    Username,
+)
 
 
 class Body(BaseModel):
@@ -19,57 +31,57 @@ class Body(BaseModel):
 
 
 class LoginBody(Body):
-    username: str
-    password: str
+    username: Username
+    password: Password
 
 
 class RegisterBody(Body):
-    username: str
-    password: str
-    display_name: str = ""
-    email: str = ""
+    username: Username
+    password: Password
+    display_name: Name = ""
+    email: Email = ""
 
 
 class SelfBody(Body):
-    display_name: str | None = None
-    email: str | None = None
-    password: str | None = None
-    original_password: str = ""
+    display_name: Name | None = None
+    email: Email | None = None
+    password: Password | None = None
+    original_password: Password = ""
 
 
 class TopUpBody(Body):
-    key: str
+    key: Name
 
 
 class UserBody(Body):
-    id: int = 0
-    username: str | None = None
-    password: str | None = None
-    display_name: str | None = None
-    email: str | None = None
-    group: str | None = None
-    quota: int | None = None
-    rpm_limit: int | None = None
-    tpm_limit: int | None = None
+    id: Int64 = 0
+    username: Username | None = None
+    password: Password | None = None
+    display_name: Name | None = None
+    email: Email | None = None
+    group: Name | None = None
+    quota: Int64 | None = None
+    rpm_limit: Int32 | None = None
+    tpm_limit: Int32 | None = None
 
 
 class ManageBody(Body):
-    username: str
-    action: str
+    username: Username
+    action: Name
 
 
 class TokenBody(Body):
-    id: int = 0
-    user_id: int = 0
-    name: str | None = None
-    status: int | None = None
-    expired_time: int | None = None
-    remain_quota: int | None = None
+    id: Int64 = 0
+    user_id: Int64 = 0
+    name: Name | None = None
+    status: Int32 | None = None
+    expired_time: Int64 | None = None
+    remain_quota: Int64 | None = None
     unlimited_quota: bool | None = None
-    models: str | None = None
-    subnet: str | None = None
-    rpm_limit: int | None = None
-    tpm_limit: int | None = None
+    models: Text | None = None
+    subnet: Text | None = None
+    rpm_limit: Int32 | None = None
+    tpm_limit: Int32 | None = None
 
 
 def _json_text(value: object) -> object:
@@ -80,40 +92,55 @@ def _json_text(value: object) -> object:
 
 
 class ChannelBody(Body):
-    id: int = 0
-    type: int | None = None
-    name: str | None = None
-    key: str | None = None
-    status: int | None = None
-    base_url: str | None = None
-    models: str | None = None
-    group: str | None = None
-    model_mapping: str | None = None
-    priority: int | None = None
-    weight: int | None = None
-    config: str | None = None
-    system_prompt: str | None = None
-    timeout_ms: int | None = None
+    id: Int64 = 0
+    type: Int32 | None = None
+    name: Name | None = None
+    key: Text | None = None
+    status: Int32 | None = None
+    base_url: Url | None = None
+    models: Text | None = None
+    group: Text | None = None
+    model_mapping: Text | None = None
+    priority: Int64 | None = None
+    weight: Int32 | None = None
+    config: Text | None = None
+    system_prompt: Text | None = None
+    timeout_ms: Int32 | None = None
 
     _as_text = field_validator("model_mapping", "config", mode="before")(_json_text)
 
 
 class RedemptionBody(Body):
-    id: int = 0
-    name: str | None = None
-    quota: int | None = None
-    status: int | None = None
-    count: int = 1
+    id: Int64 = 0
+    name: Name | None = None
+    quota: Int64 | None = None
+    status: Int32 | None = None
+    count: Int32 = 1
 
 
 class OptionBody(Body):
-    key: str
+    key: Name
     value: Any
 
+    @field_validator("value")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        try:
+            text = _option_text(value)
+        except TypeError:  # orjson: an integer beyond 64 bits
+            raise ValueError("an option value must be storable as JSON text") from None
+        if len(text) > TEXT_LENGTH or "\x00" in text:
+            raise ValueError(f"an option value is at most {TEXT_LENGTH} characters, without NUL")
+        return value
+
     def text(self) -> str:
-        """Option values are stored as text; booleans as One API writes them."""
-        if isinstance(self.value, bool):
-            return "true" if self.value else "false"
-        if isinstance(self.value, str):
-            return self.value
-        return orjson.dumps(self.value).decode()
+        return _option_text(self.value)
+
+
+def _option_text(value: Any) -> str:
+    """Option values are stored as text; booleans as One API writes them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()

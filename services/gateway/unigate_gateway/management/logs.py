@@ -25,6 +25,14 @@ from unigate_gateway.management.base import (
     envelope,
     require_role,
 )
+from unigate_gateway.management.limits import (
+    INT64_MAX,
+    Int32Query,
+    Int64Query,
+    Page,
+    Size,
+    TextQuery,
+)
 
 
 def log_json(e: billing_pb2.LogEntry) -> dict[str, Any]:
@@ -69,14 +77,14 @@ class LogQuery:
 
     def __init__(
         self,
-        type: int = 0,
-        start_timestamp: int = 0,
-        end_timestamp: int = 0,
-        username: str = "",
-        token_name: str = "",
-        model_name: str = "",
-        channel: int = 0,
-        request_id: str = "",
+        type: Int32Query = 0,
+        start_timestamp: Int64Query = 0,
+        end_timestamp: Int64Query = 0,
+        username: TextQuery = "",
+        token_name: TextQuery = "",
+        model_name: TextQuery = "",
+        channel: Int64Query = 0,
+        request_id: TextQuery = "",
     ) -> None:
         self.type = type
         self.start_timestamp = start_timestamp
@@ -146,7 +154,9 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         )
         return envelope([log_json(e) for e in answer.logs], total=answer.total)
 
-    async def stat(caller: Caller, own: bool, q: LogQuery, group_by: str = "") -> dict[str, Any]:
+    async def stat(
+        caller: Caller, own: bool, q: LogQuery, group_by: TextQuery = ""
+    ) -> dict[str, Any]:
         # `group_by` (day, model, day_model; unigate's, for the console's charts) adds `rows`.
         if group_by not in _GROUP_BY:
             raise ApiError(400, "group_by must be one of: day, model, day_model")
@@ -203,12 +213,12 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         )
 
     @router.get("/log/", tags=["logs"], summary="Log rows (admin), newest first")
-    async def all_logs(caller: Reader, q: Filters, p: int = 0, size: int = 0) -> dict[str, Any]:
+    async def all_logs(caller: Reader, q: Filters, p: Page = 0, size: Size = 0) -> dict[str, Any]:
         return await listed(caller, False, q, p, size)
 
     @router.delete("/log/", tags=["logs"], summary="Delete rows older than target_timestamp")
     async def delete_logs(
-        caller: Writer, target_timestamp: Annotated[int, Query(gt=0)]
+        caller: Writer, target_timestamp: Annotated[int, Query(gt=0, le=INT64_MAX)]
     ) -> dict[str, Any]:
         s = stubs()
         await require_role(s, caller, ROLE_ADMIN)
@@ -239,15 +249,15 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         return envelope({"drifts": drifts, "compared": answer.compared})
 
     @router.get("/log/self", tags=["logs"], summary="The caller's own log rows")
-    async def own_logs(caller: Reader, q: Filters, p: int = 0, size: int = 0) -> dict[str, Any]:
+    async def own_logs(caller: Reader, q: Filters, p: Page = 0, size: Size = 0) -> dict[str, Any]:
         return await listed(caller, True, q, p, size)
 
     @router.get("/log/stat", tags=["logs"], summary="Usage totals (admin)")
-    async def all_stat(caller: Reader, q: Filters, group_by: str = "") -> dict[str, Any]:
+    async def all_stat(caller: Reader, q: Filters, group_by: TextQuery = "") -> dict[str, Any]:
         return await stat(caller, False, q, group_by)
 
     @router.get("/log/self/stat", tags=["logs"], summary="The caller's usage totals")
-    async def own_stat(caller: Reader, q: Filters, group_by: str = "") -> dict[str, Any]:
+    async def own_stat(caller: Reader, q: Filters, group_by: TextQuery = "") -> dict[str, Any]:
         return await stat(caller, True, q, group_by)
 
     @router.get("/log/export", tags=["logs"], summary="Log rows as CSV (admin)")

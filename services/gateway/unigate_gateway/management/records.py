@@ -27,9 +27,12 @@ from unigate_gateway.management.bodies import (
     TokenBody,
     UserBody,
 )
+from unigate_gateway.management.limits import Int64Query, Page, RecordId, Size, TextQuery
 
 
-def _page(p: int, size: int, keyword: str = "", user_id: int = 0) -> admin_pb2.ListRequest:
+def _page(
+    p: int, size: int, keyword: TextQuery = "", user_id: Int64Query = 0
+) -> admin_pb2.ListRequest:
     return admin_pb2.ListRequest(page=p, size=size, keyword=keyword, user_id=user_id)
 
 
@@ -47,13 +50,13 @@ def records_router(stubs: StubsGetter) -> APIRouter:
 
     # ---- users ----
     @router.get("/user/", tags=["users"], summary="List users (admin)")
-    async def list_users(caller: Reader, p: int = 0, size: int = 0) -> dict[str, Any]:
+    async def list_users(caller: Reader, p: Page = 0, size: Size = 0) -> dict[str, Any]:
         answer = await call("ListUsers", _page(p, size), caller)
         return _listed(answer.users, answer.total)
 
     @router.get("/user/search", tags=["users"], summary="Search users (admin)")
     async def search_users(
-        caller: Reader, keyword: str = "", p: int = 0, size: int = 0
+        caller: Reader, keyword: TextQuery = "", p: Page = 0, size: Size = 0
     ) -> dict[str, Any]:
         answer = await call("ListUsers", _page(p, size, keyword), caller)
         return _listed(answer.users, answer.total)
@@ -64,7 +67,7 @@ def records_router(stubs: StubsGetter) -> APIRouter:
         return envelope({"role": user.role, "status": user.status})
 
     @router.get("/user/{user_id}", tags=["users"], summary="One user (admin)")
-    async def get_user(caller: Reader, user_id: int) -> dict[str, Any]:
+    async def get_user(caller: Reader, user_id: RecordId) -> dict[str, Any]:
         return envelope(fields(await call("GetUser", admin_pb2.IdRequest(id=user_id), caller)))
 
     @router.post("/user/", tags=["users"], summary="Create a user (admin)")
@@ -78,27 +81,31 @@ def records_router(stubs: StubsGetter) -> APIRouter:
         return envelope(fields(user))
 
     @router.delete("/user/{user_id}", tags=["users"], summary="Delete a user (admin)")
-    async def delete_user(caller: Writer, user_id: int) -> dict[str, Any]:
+    async def delete_user(caller: Writer, user_id: RecordId) -> dict[str, Any]:
         await call("DeleteUser", admin_pb2.IdRequest(id=user_id), caller)
         return envelope()
 
     # ---- API keys ----
     @router.get("/token/", tags=["tokens"], summary="The caller's API keys (masked)")
     async def list_tokens(
-        caller: Reader, p: int = 0, size: int = 0, user_id: int = 0
+        caller: Reader, p: Page = 0, size: Size = 0, user_id: Int64Query = 0
     ) -> dict[str, Any]:
         answer = await call("ListTokens", _page(p, size, user_id=user_id), caller)
         return _listed(answer.tokens, answer.total)
 
     @router.get("/token/search", tags=["tokens"], summary="Search the caller's API keys")
     async def search_tokens(
-        caller: Reader, keyword: str = "", p: int = 0, size: int = 0, user_id: int = 0
+        caller: Reader,
+        keyword: TextQuery = "",
+        p: Page = 0,
+        size: Size = 0,
+        user_id: Int64Query = 0,
     ) -> dict[str, Any]:
         answer = await call("ListTokens", _page(p, size, keyword, user_id), caller)
         return _listed(answer.tokens, answer.total)
 
     @router.get("/token/{token_id}", tags=["tokens"], summary="One API key (masked)")
-    async def get_token(caller: Reader, token_id: int) -> dict[str, Any]:
+    async def get_token(caller: Reader, token_id: RecordId) -> dict[str, Any]:
         return envelope(fields(await call("GetToken", admin_pb2.IdRequest(id=token_id), caller)))
 
     @router.post("/token/", tags=["tokens"], summary="Create an API key; the full key shows once")
@@ -112,14 +119,14 @@ def records_router(stubs: StubsGetter) -> APIRouter:
         return envelope(fields(token))
 
     @router.delete("/token/{token_id}", tags=["tokens"], summary="Delete an API key")
-    async def delete_token(caller: Writer, token_id: int) -> dict[str, Any]:
+    async def delete_token(caller: Writer, token_id: RecordId) -> dict[str, Any]:
         await call("DeleteToken", admin_pb2.IdRequest(id=token_id), caller)
         return envelope()
 
     # ---- channels ----
     @router.get("/channel/", tags=["channels"], summary="List channels (admin; keys masked)")
     async def list_channels(
-        caller: Reader, p: int = 0, size: int = 0, order: str = ""
+        caller: Reader, p: Page = 0, size: Size = 0, order: TextQuery = ""
     ) -> dict[str, Any]:
         request = _page(p, size)
         request.order = order
@@ -128,7 +135,7 @@ def records_router(stubs: StubsGetter) -> APIRouter:
 
     @router.get("/channel/search", tags=["channels"], summary="Search channels (admin)")
     async def search_channels(
-        caller: Reader, keyword: str = "", p: int = 0, size: int = 0
+        caller: Reader, keyword: TextQuery = "", p: Page = 0, size: Size = 0
     ) -> dict[str, Any]:
         answer = await call("ListChannels", _page(p, size, keyword), caller)
         return _listed(answer.channels, answer.total)
@@ -145,7 +152,9 @@ def records_router(stubs: StubsGetter) -> APIRouter:
         return envelope([fields(r) for r in answer.results])
 
     @router.get("/channel/test/{channel_id}", tags=["channels"], summary="Test one channel")
-    async def test_channel(caller: Reader, channel_id: int, model: str = "") -> dict[str, Any]:
+    async def test_channel(
+        caller: Reader, channel_id: RecordId, model: TextQuery = ""
+    ) -> dict[str, Any]:
         result = await call(
             "TestChannel", admin_pb2.ChannelTestRequest(id=channel_id, model=model), caller
         )
@@ -167,7 +176,7 @@ def records_router(stubs: StubsGetter) -> APIRouter:
         tags=["channels"],
         summary="Read one channel's provider balance",
     )
-    async def update_balance(caller: Reader, channel_id: int) -> dict[str, Any]:
+    async def update_balance(caller: Reader, channel_id: RecordId) -> dict[str, Any]:
         answer = await call("UpdateChannelBalance", admin_pb2.IdRequest(id=channel_id), caller)
         return {**envelope(fields(answer)), "balance": answer.balance}
 
@@ -177,7 +186,7 @@ def records_router(stubs: StubsGetter) -> APIRouter:
         return envelope(answer.count)
 
     @router.get("/channel/{channel_id}", tags=["channels"], summary="One channel (key masked)")
-    async def get_channel(caller: Reader, channel_id: int) -> dict[str, Any]:
+    async def get_channel(caller: Reader, channel_id: RecordId) -> dict[str, Any]:
         return envelope(
             fields(await call("GetChannel", admin_pb2.IdRequest(id=channel_id), caller))
         )
@@ -193,25 +202,25 @@ def records_router(stubs: StubsGetter) -> APIRouter:
         return envelope(fields(channel))
 
     @router.delete("/channel/{channel_id}", tags=["channels"], summary="Delete a channel")
-    async def delete_channel(caller: Writer, channel_id: int) -> dict[str, Any]:
+    async def delete_channel(caller: Writer, channel_id: RecordId) -> dict[str, Any]:
         await call("DeleteChannel", admin_pb2.IdRequest(id=channel_id), caller)
         return envelope()
 
     # ---- redemption codes ----
     @router.get("/redemption/", tags=["redemptions"], summary="List codes (admin)")
-    async def list_redemptions(caller: Reader, p: int = 0, size: int = 0) -> dict[str, Any]:
+    async def list_redemptions(caller: Reader, p: Page = 0, size: Size = 0) -> dict[str, Any]:
         answer = await call("ListRedemptions", _page(p, size), caller)
         return _listed(answer.redemptions, answer.total)
 
     @router.get("/redemption/search", tags=["redemptions"], summary="Search codes (admin)")
     async def search_redemptions(
-        caller: Reader, keyword: str = "", p: int = 0, size: int = 0
+        caller: Reader, keyword: TextQuery = "", p: Page = 0, size: Size = 0
     ) -> dict[str, Any]:
         answer = await call("ListRedemptions", _page(p, size, keyword), caller)
         return _listed(answer.redemptions, answer.total)
 
     @router.get("/redemption/{redemption_id}", tags=["redemptions"], summary="One code")
-    async def get_redemption(caller: Reader, redemption_id: int) -> dict[str, Any]:
+    async def get_redemption(caller: Reader, redemption_id: RecordId) -> dict[str, Any]:
         answer = await call("GetRedemption", admin_pb2.IdRequest(id=redemption_id), caller)
         return envelope(fields(answer))
 
@@ -231,7 +240,7 @@ def records_router(stubs: StubsGetter) -> APIRouter:
         return envelope(fields(answer))
 
     @router.delete("/redemption/{redemption_id}", tags=["redemptions"], summary="Delete a code")
-    async def delete_redemption(caller: Writer, redemption_id: int) -> dict[str, Any]:
+    async def delete_redemption(caller: Writer, redemption_id: RecordId) -> dict[str, Any]:
         await call("DeleteRedemption", admin_pb2.IdRequest(id=redemption_id), caller)
         return envelope()
 

@@ -13,6 +13,7 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from unigate.v1 import auth_pb2, common_pb2, relay_pb2
+from unigate_relay.redirects import CrossOriginRedirect
 
 
 @dataclass(slots=True)
@@ -213,12 +214,33 @@ def _retry_after(headers: CIMultiDictProxy[str]) -> float:
         return 0.0
 
 
+# Secrets shorter than this are masked only whole; longer ones also by any run of this many
+# of their characters (a provider echoing "sk-...abcd1234efgh" or a key cut in two).
+SCRUB_FRAGMENT = 12
+_MIN_SECRET = 6
+
+
 def scrub(text: str, secrets: list[str]) -> str:
-    """Remove channel secrets from text that may reach a client or a log."""
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, "***")
-    return text
+    """Remove channel secrets from text that may reach a client or a log: each secret in
+    any letter case, and any fragment of ``SCRUB_FRAGMENT`` or more of its characters."""
+    # Lower case character by character, so positions in `folded` are positions in `text`.
+    folded = "".join(c if len(low := c.lower()) != 1 else low for c in text)
+    masked = bytearray(len(text))  # 1 where a character belongs to a secret
+    for secret in {s.lower() for s in secrets if s and len(s) >= _MIN_SECRET}:
+        size = min(len(secret), SCRUB_FRAGMENT)
+        pieces = {secret[i : i + size] for i in range(len(secret) - size + 1)}
+        for start in range(len(folded) - size + 1):
+            if folded[start : start + size] in pieces:
+                masked[start : start + size] = b"\x01" * size
+    if not any(masked):
+        return text
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if not masked[i]:
+            out.append(ch)
+        elif i == 0 or not masked[i - 1]:
+            out.append("***")
+    return "".join(out)
 
 
 def error_from_upstream(
@@ -324,5 +346,12 @@ def error_from_exception(exc: BaseException) -> relay_pb2.RelayError:
     if isinstance(exc, TimeoutError):
         return relay_error(
             504, "The upstream provider timed out.", code="upstream_timeout", retryable=True
+        )
+    if isinstance(exc, CrossOriginRedirect):
+        return relay_error(
+            502,
+            "The upstream provider redirected to another origin; the redirect was not followed.",
+            code="upstream_redirect",
+            retryable=True,
         )
     return upstream_unreachable()
