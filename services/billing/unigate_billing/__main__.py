@@ -11,7 +11,7 @@ import uvloop
 from unigate import bus
 from unigate.db import create_pool
 from unigate.grpc_introspection import Introspection
-from unigate.grpcutil import new_server
+from unigate.grpcutil import listen, new_server
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.metrics import reservations_hook
 from unigate.namespace import Namespace
@@ -55,12 +55,13 @@ async def serve(settings: BillingSettings) -> None:
     )
     sweeping = asyncio.create_task(sweeper.run())
 
-    server = new_server()
+    tls = settings.tls_files("billing")
+    server = new_server(tls)
     billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingQueries(pool), server)
     introspection = Introspection(
         server, [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name]
     )
-    server.add_insecure_port(settings.listen)
+    listen(server, settings.listen, tls)
     await server.start()
     await introspection.serving()
 
