@@ -217,6 +217,14 @@ def write_certificates(
     return written
 
 
+def drop_old_cas(directory: Path | str) -> Path:
+    """Keep only the signing CA in the bundle: the end of a CA rotation."""
+    path = Path(directory) / CA_FILE
+    first = x509.load_pem_x509_certificates(path.read_bytes())[0]
+    _write(path, cert_pem(first), secret=False)
+    return path
+
+
 def has_certificates(directory: Path | str, identities: Iterable[str] = IDENTITIES) -> bool:
     """Whether ``directory`` holds the CA and each identity's certificate and key."""
     d = Path(directory)

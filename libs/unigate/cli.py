@@ -158,6 +158,9 @@ async def _cmd_deadletter_replay(settings: CommonSettings, args: argparse.Namesp
 
 def _cmd_certs(args: argparse.Namespace) -> None:
     hostnames = [h.strip() for part in args.hostname for h in part.split(",") if h.strip()]
+    if args.drop_old_ca:
+        print(certs.drop_old_cas(args.out))
+        return
     identities = args.identity or list(certs.IDENTITIES)
     if args.if_missing and certs.has_certificates(args.out, identities):
         print(f"{args.out}: certificates present, nothing written")
@@ -259,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--days", type=int, default=365, help="validity of the certificates")
     cert.add_argument(
         "--new-ca", action="store_true", help="replace the CA too (every certificate must follow)"
+    )
+    cert.add_argument(
+        "--drop-old-ca",
+        action="store_true",
+        help="only trust the current CA from now on (after --new-ca, once every process has"
+        " the new files); writes nothing else",
     )
     cert.add_argument(
         "--if-missing",

@@ -14,13 +14,13 @@ the services, the CLI, the benchmark and the tests all use it.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 
 import grpc
 
 from unigate import telemetry
 from unigate.certs import TlsFiles, key_matches
+from unigate.reloading_channel import ReloadingChannel, file_stamp
 from unigate.rpc_acl import CallerCheck
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,30 @@ def _client_security(
     ]
 
 
-def client_channel(target: str, tls: TlsFiles | None, server: str) -> grpc.aio.Channel:
-    """A channel to the unigate service ``server`` ("auth", "relay", "billing") at
-    ``target``, presenting the identity in ``tls``.
-
-    The server's certificate must carry the DNS name ``server`` — whatever address was
-    dialled (an IP, a list of relays, a ``dns:///`` name), so one service's certificate
-    cannot pass for another's. The files are read here: a client picks up a rotated
-    certificate when its channel is opened again (a process restart; the CLI per command)."""
+def _aio_channel(target: str, tls: TlsFiles | None, server: str) -> grpc.aio.Channel:
     credentials, options = _client_security(tls, server)
     # Interceptors only when tracing: grpc.aio's interceptor path costs CPU on every call.
     interceptors = telemetry.grpc_client_interceptors()
     if credentials is None:
         return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
     return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+
+
+def client_channel(
+    target: str, tls: TlsFiles | None, server: str, *, recheck_files_every: float = 5.0
+) -> grpc.aio.Channel:
+    """A channel to the unigate service ``server`` ("auth", "relay", "billing") at
+    ``target``, presenting the identity in ``tls``.
+
+    The server's certificate must carry the DNS name ``server`` — whatever address was
+    dialled (an IP, a list of relays, a ``dns:///`` name), so one service's certificate
+    cannot pass for another's. When the files change (rotation), new calls go over a new
+    connection made from them (``reloading_channel``)."""
+    if tls is None:
+        return _aio_channel(target, None, server)
+    return ReloadingChannel(
+        lambda files: _aio_channel(target, files, server), tls, recheck_every=recheck_files_every
+    )
 
 
 def blocking_client_channel(target: str, tls: TlsFiles | None, server: str) -> grpc.Channel:
@@ -117,15 +127,11 @@ class _ReloadingCertificates:
 
     def __init__(self, files: TlsFiles) -> None:
         self._files = files
-        self._stamp = self._stat()
+        self._stamp = file_stamp(self._files)
         config = self._load()
         if config is None:
             raise ValueError(f"{files.cert} does not belong to the key {files.key}")
         self.initial = config
-
-    def _stat(self) -> tuple[tuple[int, int], ...]:
-        paths = (self._files.ca, self._files.cert, self._files.key)
-        return tuple((s.st_mtime_ns, s.st_size) for s in map(os.stat, paths))
 
     def _load(self) -> grpc.ServerCertificateConfiguration | None:
         ca, cert, key = self._files.read()
@@ -135,7 +141,7 @@ class _ReloadingCertificates:
 
     def __call__(self) -> grpc.ServerCertificateConfiguration | None:
         try:
-            stamp = self._stat()
+            stamp = file_stamp(self._files)
             if stamp == self._stamp:
                 return None
             config = self._load()

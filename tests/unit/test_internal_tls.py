@@ -19,6 +19,7 @@ from unigate import certs
 from unigate.certs import TlsFiles
 from unigate.cli import main as cli_main
 from unigate.grpcutil import client_channel, listen, new_server
+from unigate.reloading_channel import ReloadingChannel
 from unigate.settings import CommonSettings
 
 
@@ -63,6 +64,9 @@ def test_unigate_certs_makes_a_ca_and_one_certificate_per_identity(tmp_path: Pat
     x509.load_pem_x509_certificate((tmp_path / "auth.pem").read_bytes()).verify_directly_issued_by(
         bundle[0]
     )
+    # The end of the CA rotation: the old CA is trusted no more.
+    cli_main(["certs", "--out", str(tmp_path), "--drop-old-ca"])
+    assert x509.load_pem_x509_certificates((tmp_path / "ca.pem").read_bytes()) == bundle[:1]
 
 
 def test_settings_find_the_files_or_say_how_to_make_them(
@@ -164,5 +168,44 @@ async def test_the_client_checks_which_service_it_reached(
                 health_pb2.HealthCheckRequest(), timeout=5
             )
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await channel.close()
+
+
+async def test_a_client_channel_follows_its_rotated_files(
+    served: tuple[HealthServer, Path], tmp_path: Path
+) -> None:
+    """The server and its clients move to a new CA; a client's long-lived channel takes its
+    new files at its next call (no restart), over a new connection, and calls keep working."""
+    running, live = served
+    client = tmp_path / "client"
+    shutil.copytree(live, client)
+    old_client = tmp_path / "old-client"
+    shutil.copytree(live, old_client)
+    files = TlsFiles.in_dir(client, "gateway")
+    channel = client_channel(f"127.0.0.1:{running.port}", files, "auth", recheck_files_every=0.0)
+    assert isinstance(channel, ReloadingChannel)
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert channel.generation == 0
+        new = tmp_path / "new"
+        certs.write_certificates(new)
+        # The server first trusts both CAs (the bundle `unigate certs --new-ca` writes) and
+        # presents the new CA's certificate ...
+        both = (new / "ca.pem").read_bytes() + (live / "ca.pem").read_bytes()
+        (live / "ca.pem.new").write_bytes(both)
+        (live / "ca.pem.new").replace(live / "ca.pem")
+        _copy(new, live, "auth-key.pem", "auth.pem")
+        # ... the client moves to the new CA's files, its trust included ...
+        _copy(new, client, "gateway-key.pem", "gateway.pem", "ca.pem")
+        # ... and its next call goes over a new connection made from them.
+        await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert channel.generation == 1
+        # The server drops the old CA: the channel still works, old files no longer do.
+        _copy(new, live, "ca.pem")
+        await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        old_files = TlsFiles.in_dir(old_client, "gateway")
+        assert await _check(running.port, old_files) == grpc.StatusCode.UNAVAILABLE
     finally:
         await channel.close()
