@@ -34,9 +34,10 @@ _OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
-    # Reconnect fast after a peer restarts; the default backoff starts at 1 s.
+    # Reconnect fast after a peer restarts; the default backoff starts at 1 s. Not
+    # grpc.min_reconnect_backoff_ms: gRPC takes it as the connection attempt's timeout too,
+    # and 100 ms for TCP plus a TLS handshake fails connections on a loaded machine.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 # Clients spread calls over every address a target resolves to (several relays in a list,
@@ -50,10 +51,13 @@ def _client_security(
     if tls is None:
         return None, _CLIENT_OPTIONS
     ca, cert, key = tls.read()
-    # The server's certificate must name the service dialled, whatever the address.
     return grpc.ssl_channel_credentials(ca, key, cert), [
         *_CLIENT_OPTIONS,
+        # The server's certificate must name the service dialled, whatever the address.
         ("grpc.ssl_target_name_override", server),
+        # Connections of this channel only: never one of another channel made from other
+        # (say, pre-rotation) credentials, which gRPC's process-wide pool could hand over.
+        ("grpc.use_local_subchannel_pool", 1),
     ]
 
 
@@ -115,7 +119,14 @@ def listen(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> int:
     plaintext. Returns the port."""
     if tls is None:
         return server.add_insecure_port(address)
-    return server.add_secure_port(address, server_credentials(tls))
+    port = server.add_secure_port(address, server_credentials(tls))
+    log.info(
+        "gRPC on %s: mutual TLS (certificate %s, clients of CA %s, checked per RPC)",
+        address,
+        tls.cert,
+        tls.ca,
+    )
+    return port
 
 
 class _ReloadingCertificates:

@@ -98,17 +98,18 @@ def caller_identity(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     return uri[len(SPIFFE_PREFIX) :] if uri.startswith(SPIFFE_PREFIX) else None
 
 
-async def _refuse_unless_allowed(
+def _refusal(
     context: grpc.aio.ServicerContext[Any, Any], method: str, allowed: frozenset[str]
-) -> None:
+) -> tuple[grpc.StatusCode, str] | None:
     identity = caller_identity(context)
     if identity in allowed:
-        return
+        return None
     if identity is None:
-        await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED, "no unigate service identity in the client certificate"
+        return (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "no unigate service identity in the client certificate",
         )
-    await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call {method}")
+    return grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call {method}"
 
 
 Behavior = Callable[..., Any]
@@ -125,14 +126,18 @@ def _guard(behavior: Behavior, method: str, allowed: frozenset[str]) -> Behavior
         async def stream(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            await _refuse_unless_allowed(context, method, allowed)
+            refused = _refusal(context, method, allowed)
+            if refused is not None:
+                await context.abort(*refused)
             async for item in behavior(request, context):
                 yield item
 
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await _refuse_unless_allowed(context, method, allowed)
+        refused = _refusal(context, method, allowed)
+        if refused is not None:
+            await context.abort(*refused)
         result = behavior(request, context)
         return await result if isinstance(result, Awaitable) else result
 

@@ -7,6 +7,7 @@ table lists get the handler's own answer. Then the attacks of issue 16, one by o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -105,13 +106,22 @@ class Outcome:
         )
 
 
-async def _one(rpc: Rpc, channel: grpc.aio.Channel) -> Outcome:
-    """Call ``rpc`` with an empty request; the first answer (or the error) is the outcome."""
+async def _one(rpc: Rpc, channel: grpc.aio.Channel, send: bool = True) -> Outcome:
+    """Call ``rpc`` with an empty request; the first answer (or the error) is the outcome.
+
+    A client-streaming call sends its request only if ``send``; otherwise it opens the stream
+    and waits, as a caller probing for a handler would. (A message written while the server
+    refuses the call races its status, and grpc.aio then reports INTERNAL instead.) If the
+    server let such a call through, its handler would wait for the request and the outcome
+    would be DEADLINE_EXCEEDED, not the refusal."""
     method = getattr(rpc.stub(channel), rpc.name)
     request = rpc.request()
 
     async def requests() -> AsyncIterator[Message]:
-        yield request
+        if send:
+            yield request
+        # Keep the stream open until the call ends (the caller cancels it).
+        await asyncio.Event().wait()
 
     try:
         if rpc.client_streaming:
@@ -172,14 +182,16 @@ def _credentials(files: TlsFiles, ca: Path) -> grpc.ChannelCredentials:
 
 
 async def _each(
-    stack: Stack, open_channel: Callable[[str], grpc.aio.Channel]
+    stack: Stack,
+    open_channel: Callable[[str], grpc.aio.Channel],
+    send: Callable[[Rpc], bool] = lambda rpc: False,
 ) -> dict[Rpc, Outcome]:
     outcomes = {}
     for server in SERVED:
         channel = open_channel(server)
         try:
             for rpc in (r for r in RPCS if r.server == server):
-                outcomes[rpc] = await _one(rpc, channel)
+                outcomes[rpc] = await _one(rpc, channel, send(rpc))
         finally:
             await channel.close()
     return outcomes
@@ -232,7 +244,9 @@ async def test_each_identity_reaches_exactly_the_rpcs_the_table_gives_it(
     files = foreign.get(identity) or stack.tls_files(identity)
     assert files is not None
     outcomes = await _each(
-        stack, lambda server: client_channel(stack.grpc_address(server), files, server)
+        stack,
+        lambda server: client_channel(stack.grpc_address(server), files, server),
+        send=lambda rpc: identity in ALLOWED[rpc.path],
     )
     assert len(outcomes) == len(RPCS)
     for rpc, outcome in outcomes.items():
