@@ -38,7 +38,10 @@ RUN pip install --no-cache-dir . \
 # Services run unprivileged; nothing writes to the image's file system.
 RUN groupadd --system --gid 10001 unigate \
  && useradd --system --uid 10001 --gid unigate --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin unigate
+      --shell /usr/sbin/nologin unigate \
+ && install -d -o unigate -g unigate -m 0750 /certs
+# /certs: the internal mTLS files (TLS_DIR), from a volume or Secret; the directory belongs to
+# the service user so that a new named volume mounted on it does too (`unigate certs` writes).
 WORKDIR /app
 USER unigate:unigate
 

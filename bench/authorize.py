@@ -1,5 +1,7 @@
 """Benchmark of auth's Authorize alone: calls/s and latency p50/p99 at 1 and 32 in flight,
-as unary gRPC calls and multiplexed on AuthorizeMany streams (what the gateway uses).
+as unary gRPC calls and multiplexed on AuthorizeMany streams (what the gateway uses), with
+internal mutual TLS (as deployed) and without it (auth restarted with INTERNAL_TLS=off on the
+same port), in the same run, so the cost of mTLS reads off the table.
 
 Runs a real auth process (own database, namespace and port) against the local Postgres and
 Redis, with a warm cache: `.venv/bin/python bench/authorize.py [--calls 5000]`.
@@ -27,9 +29,10 @@ from run import (
     with_database,
 )
 
+from unigate.certs import TlsFiles
 from unigate.devstack import Stack, StackConfig, StackPorts
 from unigate.grpc_mux import AUTHORIZE, MuxClient
-from unigate.grpcutil import insecure_channel
+from unigate.grpcutil import client_channel
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -37,9 +40,16 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 async def measure(
-    port: int, key: str, pid: int, calls: int, concurrency: int, multiplexed: bool
+    port: int,
+    tls: TlsFiles | None,
+    key: str,
+    pid: int,
+    calls: int,
+    concurrency: int,
+    multiplexed: bool,
 ) -> str:
-    channel = insecure_channel(f"127.0.0.1:{port}")
+    # As the gateway, the one caller auth lets Authorize.
+    channel = client_channel(f"127.0.0.1:{port}", tls, "auth")
     stub = auth_pb2_grpc.AuthServiceStub(channel)
     many: MuxClient[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = MuxClient(
         lambda requests: stub.AuthorizeMany(requests, wait_for_ready=True),
@@ -85,8 +95,8 @@ async def measure(
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
     transport = "multiplexed" if multiplexed else "unary"
     return (
-        f"| {transport} | {concurrency} | {len(latencies) / elapsed:,.0f} | {p50:.2f} |"
-        f" {p99:.2f} | {cpu:.2f} |"
+        f"| {'on' if tls else 'off'} | {transport} | {concurrency}"
+        f" | {len(latencies) / elapsed:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |"
     )
 
 
@@ -110,16 +120,20 @@ def main() -> int:
         )
     )
     try:
-        stack.start_process("auth")
-        stack.wait_ready(30, ["auth"])
-        pid = stack.procs["auth"].pid
-        print("| transport | in flight | calls/s | p50 ms | p99 ms | auth CPU ms/call |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| mTLS | transport | in flight | calls/s | p50 ms | p99 ms | auth CPU ms/call |")
+        print("|---|---|---:|---:|---:|---:|---:|")
         port = stack.config.ports.auth
-        for multiplexed in (False, True):
-            for concurrency in (1, 32):
-                row = measure(port, fixture.key, pid, args.calls, concurrency, multiplexed)
-                print(uvloop.run(row), flush=True)
+        for internal_tls in (True, False):
+            stack.config.extra_env["INTERNAL_TLS"] = "on" if internal_tls else "off"
+            stack.start_process("auth")
+            stack.wait_ready(30, ["auth"])
+            pid = stack.procs["auth"].pid
+            tls = stack.tls_files("gateway") if internal_tls else None
+            for multiplexed in (False, True):
+                for concurrency in (1, 32):
+                    row = measure(port, tls, fixture.key, pid, args.calls, concurrency, multiplexed)
+                    print(uvloop.run(row), flush=True)
+            stack.stop_process("auth")
     finally:
         stack.stop()
         asyncio.run(drop_database(ADMIN_DSN, db_name))

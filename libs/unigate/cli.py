@@ -14,7 +14,7 @@ import asyncpg
 import nats
 import orjson
 
-from unigate import admin, bus, cli_ledger
+from unigate import admin, bus, certs, cli_ledger
 from unigate.db import bound_namespace, create_pool, install_id, rotate_install_id
 from unigate.db.migrate import ensure_database, migrate
 from unigate.namespace import Namespace
@@ -23,6 +23,9 @@ from unigate.redisconn import connect_redis
 from unigate.settings import CommonSettings
 
 DEV_ENV_FILE = Path(".env")
+# `make dev`'s internal CA and certificates (git-ignored), named in .env as TLS_DIR so the
+# CLI run from the repository reaches billing as the operator.
+DEV_CERTS_DIR = Path(".certs")
 
 
 async def _notify(settings: CommonSettings, kind: str, ids: list[int]) -> None:
@@ -168,12 +171,38 @@ async def _cmd_install(settings: CommonSettings, args: argparse.Namespace) -> No
         await pool.close()
 
 
+def _cmd_certs(args: argparse.Namespace) -> None:
+    hostnames = [h.strip() for part in args.hostname for h in part.split(",") if h.strip()]
+    if args.drop_old_ca:
+        print(certs.drop_old_cas(args.out))
+        return
+    identities = args.identity or list(certs.IDENTITIES)
+    if args.if_missing and certs.has_certificates(args.out, identities):
+        print(f"{args.out}: certificates present, nothing written")
+        return
+    written = certs.write_certificates(
+        args.out, identities, hostnames, days=args.days, new_ca_too=args.new_ca
+    )
+    for path in written:
+        print(path)
+
+
+def _dev_env_file() -> None:
+    """.env with a SECRET_KEY and TLS_DIR, added to what is there."""
+    text = DEV_ENV_FILE.read_text() if DEV_ENV_FILE.exists() else ""
+    lines = text.splitlines()
+    if not any(line.startswith("SECRET_KEY=") for line in lines):
+        lines.append(f"SECRET_KEY={secrets.token_urlsafe(32)}")
+        print(f"wrote a new SECRET_KEY to {DEV_ENV_FILE}")
+    if not any(line.startswith("TLS_DIR=") for line in lines):
+        lines.append(f"TLS_DIR={DEV_CERTS_DIR.resolve()}")
+    DEV_ENV_FILE.write_text("\n".join(lines) + "\n")
+
+
 def _cmd_dev(args: argparse.Namespace) -> None:
     from unigate.devstack import Stack, StackConfig
 
-    if not DEV_ENV_FILE.exists():
-        DEV_ENV_FILE.write_text(f"SECRET_KEY={secrets.token_urlsafe(32)}\n")
-        print(f"wrote {DEV_ENV_FILE} with a new SECRET_KEY")
+    _dev_env_file()
     settings = CommonSettings(_env_file=DEV_ENV_FILE)
     asyncio.run(_cmd_migrate(settings, args))
     stack = Stack(
@@ -183,6 +212,8 @@ def _cmd_dev(args: argparse.Namespace) -> None:
             secret_key=settings.secret_key,
             redis_url=settings.redis_conn_string,
             nats_url=settings.nats_url,
+            internal_tls=settings.internal_tls,
+            tls_dir=Path(settings.tls_dir) if settings.tls_dir else None,
         )
     )
     stop = False
@@ -202,6 +233,7 @@ def _cmd_dev(args: argparse.Namespace) -> None:
             f"  auth gRPC                        127.0.0.1:{p.auth}   (ops :{p.auth_ops})\n"
             f"  relay gRPC [openai]              127.0.0.1:{p.relay}  (ops :{p.relay_ops})\n"
             f"  billing gRPC                     127.0.0.1:{p.billing}  (ops :{p.billing_ops})\n"
+            f"  internal mTLS certificates       {stack.config.tls_dir or 'OFF (INTERNAL_TLS)'}\n"
             f"  OpenAI simulator (fake upstream) {stack.simulator_url}"
             f"  key {stack.config.simulator_key}\n"
             "Create a channel and a key as README.md shows. Ctrl-C stops everything.\n",
@@ -223,6 +255,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="create the database if needed and apply migrations")
     sub.add_parser("dev", help="migrate and run the whole stack locally (foreground)")
+    cert = sub.add_parser(
+        "certs",
+        help="make the internal CA (unless OUT has one) and a certificate per service identity;"
+        " run again to rotate the certificates",
+    )
+    cert.add_argument("--out", required=True, type=Path, help="directory to write the files to")
+    cert.add_argument(
+        "--hostname",
+        action="append",
+        default=[],
+        help="extra DNS name or IP for every certificate (repeatable or comma-separated);"
+        " localhost, 127.0.0.1 and the identity's own name are always in",
+    )
+    cert.add_argument(
+        "--identity",
+        action="append",
+        choices=certs.IDENTITIES,
+        help="only this identity (repeatable); default: all",
+    )
+    cert.add_argument("--days", type=int, default=365, help="validity of the certificates")
+    cert.add_argument(
+        "--new-ca", action="store_true", help="replace the CA too (every certificate must follow)"
+    )
+    cert.add_argument(
+        "--drop-old-ca",
+        action="store_true",
+        help="only trust the current CA from now on (after --new-ca, once every process has"
+        " the new files); writes nothing else",
+    )
+    cert.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="write nothing if the CA and every certificate asked for are there (a deploy job)",
+    )
 
     channel = sub.add_parser("channel", help="manage channels").add_subparsers(
         dest="action", required=True
@@ -298,6 +364,9 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "dev":
         _cmd_dev(args)
+        return
+    if args.command == "certs":
+        _cmd_certs(args)
         return
     settings = cli_ledger.CliSettings(_env_file=DEV_ENV_FILE if DEV_ENV_FILE.exists() else None)
     handlers = {

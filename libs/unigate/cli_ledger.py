@@ -18,7 +18,7 @@ from pydantic import Field
 
 from unigate import admin
 from unigate.db import bound_namespace, create_pool
-from unigate.grpcutil import insecure_channel
+from unigate.grpcutil import client_channel
 from unigate.quota import QuotaStore
 from unigate.redisconn import connect_redis
 from unigate.settings import CommonSettings
@@ -113,6 +113,11 @@ def _billing_addr(settings: CommonSettings) -> str:
     return (settings if isinstance(settings, CliSettings) else CliSettings()).billing_addr
 
 
+def _billing_channel(settings: CommonSettings) -> grpc.aio.Channel:
+    # The operator's identity: billing lets it read the ledger, not delete it.
+    return client_channel(_billing_addr(settings), settings.tls_files("admin"), "billing")
+
+
 def _rpc_error(settings: CommonSettings, exc: grpc.aio.AioRpcError) -> admin.AdminError:
     return admin.AdminError(
         f"billing at {_billing_addr(settings)}: {exc.code().name}: {exc.details()}"
@@ -142,7 +147,7 @@ async def _export(
 
 
 async def cmd_logs_list(settings: CommonSettings, args: argparse.Namespace) -> None:
-    channel = insecure_channel(_billing_addr(settings))
+    channel = _billing_channel(settings)
     stub = billing_pb2_grpc.BillingServiceStub(channel)
     try:
         f = _log_filter(args)
@@ -176,7 +181,7 @@ async def cmd_logs_list(settings: CommonSettings, args: argparse.Namespace) -> N
 
 
 async def cmd_logs_stats(settings: CommonSettings, args: argparse.Namespace) -> None:
-    channel = insecure_channel(_billing_addr(settings))
+    channel = _billing_channel(settings)
     stub = billing_pb2_grpc.BillingServiceStub(channel)
     try:
         resp = await stub.UsageStats(
@@ -201,7 +206,7 @@ async def cmd_logs_stats(settings: CommonSettings, args: argparse.Namespace) -> 
 
 async def cmd_audit(settings: CommonSettings, args: argparse.Namespace) -> None:
     """Every drift on stdout, one per line with its size; exit status 1 if there is any."""
-    channel = insecure_channel(_billing_addr(settings))
+    channel = _billing_channel(settings)
     stub = billing_pb2_grpc.BillingServiceStub(channel)
     try:
         resp = await stub.Audit(

@@ -11,12 +11,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
 
+import grpc
 import httpx
+
+from unigate.certs import TlsFiles, ensure_certificates
+from unigate.grpcutil import client_channel
 
 
 def free_port() -> int:
@@ -55,6 +60,10 @@ class StackConfig:
     simulator: str | None = "openai"
     log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Internal mutual TLS, on as in production. The certificates are made at start-up in
+    # `tls_dir` (a new temporary directory if None) unless they are there already.
+    internal_tls: bool = True
+    tls_dir: Path | None = None
 
     def env(self) -> dict[str, str]:
         p = self.ports
@@ -79,8 +88,11 @@ class StackConfig:
                 "BILLING_ADDR": f"127.0.0.1:{p.billing}",
                 "BILLING_OPS_PORT": str(p.billing_ops),
                 "PYTHONUNBUFFERED": "1",
+                "INTERNAL_TLS": "on" if self.internal_tls else "off",
             }
         )
+        if self.internal_tls and self.tls_dir is not None:
+            env["TLS_DIR"] = str(self.tls_dir)
         env.update(self.extra_env)
         return env
 
@@ -90,6 +102,10 @@ class Stack:
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
+        if config.internal_tls:
+            if config.tls_dir is None:
+                config.tls_dir = Path(tempfile.mkdtemp(prefix="unigate-certs-"))
+            ensure_certificates(config.tls_dir)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
 
@@ -100,6 +116,22 @@ class Stack:
     @property
     def simulator_url(self) -> str:
         return f"http://127.0.0.1:{self.config.ports.simulator}"
+
+    def tls_files(self, identity: str = "admin") -> TlsFiles | None:
+        """The certificate files of ``identity`` in this stack (None with internal TLS off)."""
+        if self.config.tls_dir is None or not self.config.internal_tls:
+            return None
+        return TlsFiles.in_dir(self.config.tls_dir, identity)
+
+    def client_channel(self, service: str, identity: str = "admin") -> grpc.aio.Channel:
+        """A gRPC channel to this stack's ``service`` ("auth", "relay", "billing") as
+        ``identity`` (``grpcutil.client_channel`` with this stack's address and files)."""
+        return client_channel(self.grpc_address(service), self.tls_files(identity), service)
+
+    def grpc_address(self, service: str) -> str:
+        p = self.config.ports
+        port = {"auth": p.auth, "relay": p.relay, "billing": p.billing}[service]
+        return f"127.0.0.1:{port}"
 
     def _commands(self) -> dict[str, list[str]]:
         py = sys.executable

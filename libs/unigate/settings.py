@@ -5,12 +5,18 @@ Names follow One API where it has one (`SQL_DSN`, `REDIS_CONN_STRING`, `SESSION_
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TypeVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from unigate.certs import CA_FILE, TlsFiles
+
+log = logging.getLogger(__name__)
 
 
 class CommonSettings(BaseSettings):
@@ -31,6 +37,43 @@ class CommonSettings(BaseSettings):
     drain_timeout: float = Field(30.0, alias="SHUTDOWN_DRAIN_TIMEOUT")
     # Copies of the usage stream a NATS cluster keeps (set when the stream is first created).
     usage_stream_replicas: int = Field(1, alias="USAGE_STREAM_REPLICAS")
+
+    # Mutual TLS on every internal gRPC hop (docs/security.md). Off only for local
+    # experiments: then anyone who reaches a port may call anything, and every process says so.
+    internal_tls: bool = Field(True, alias="INTERNAL_TLS")
+    # A directory made by `unigate certs` (ca.pem, <identity>.pem, <identity>-key.pem); the
+    # three files below, when set, name them one by one instead.
+    tls_dir: str = Field("", alias="TLS_DIR")
+    tls_ca_file: str = Field("", alias="TLS_CA_FILE")
+    tls_cert_file: str = Field("", alias="TLS_CERT_FILE")
+    tls_key_file: str = Field("", alias="TLS_KEY_FILE")
+
+    def tls_files(self, identity: str) -> TlsFiles | None:
+        """This process's internal TLS files as ``identity`` ("gateway", "auth", "relay",
+        "billing", "admin"), or None when INTERNAL_TLS is off."""
+        if not self.internal_tls:
+            log.warning(
+                "INTERNAL_TLS is off: internal gRPC is PLAINTEXT and UNAUTHENTICATED; anyone "
+                "who can reach a port may read provider keys, spend quota and delete the "
+                "ledger. For local experiments only."
+            )
+            return None
+        default = TlsFiles.in_dir(self.tls_dir, identity) if self.tls_dir else None
+        paths = {
+            "TLS_CA_FILE": self.tls_ca_file or (default and default.ca),
+            "TLS_CERT_FILE": self.tls_cert_file or (default and default.cert),
+            "TLS_KEY_FILE": self.tls_key_file or (default and default.key),
+        }
+        missing = [name for name, path in paths.items() if not path or not Path(path).is_file()]
+        if missing:
+            raise RuntimeError(
+                f"internal TLS ({identity}): no file for {', '.join(missing)}. Make the "
+                f"certificates with `unigate certs --out DIR` and set TLS_DIR=DIR (or "
+                f"TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE); INTERNAL_TLS=off turns internal "
+                f"TLS off for local experiments. Looked for {CA_FILE} etc. in "
+                f"{self.tls_dir or '(TLS_DIR unset)'}."
+            )
+        return TlsFiles(*(Path(str(p)) for p in paths.values()))
 
     @field_validator("namespace")
     @classmethod

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from unigate import admin
 from unigate.bus import publish_config_change
+from unigate.certs import write_certificates
 from unigate.devstack import Stack, StackConfig, StackPorts, free_port
 from unigate.namespace import Namespace
 from unigate_sim.openai import create_app
@@ -76,11 +77,21 @@ def sim_app(simulator: ThreadedServer) -> Iterator[Starlette]:
 
 
 @pytest.fixture(scope="session")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This session's internal CA and certificates (the stack runs with mutual TLS, as in
+    production); ``stack.client_channel(service, identity)`` opens a channel with them."""
+    path = tmp_path_factory.mktemp("internal-tls")
+    write_certificates(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def stack(
     database: str,
     namespace: str,
     secret_key: str,
     log_dir: Path,
+    tls_dir: Path,
     redis: Redis,
     nats_cleanup: None,
 ) -> Iterator[Stack]:
@@ -92,6 +103,7 @@ def stack(
             ports=StackPorts.free(),
             simulator=None,
             log_dir=log_dir,
+            tls_dir=tls_dir,
             # Sweep soon enough that the sweeper can be observed, yet well after any request
             # here reports back even on a loaded machine (a cold first call can take seconds).
             extra_env={

@@ -22,7 +22,6 @@ from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
 from unigate.db import bound_namespace
 from unigate.devstack import Stack
-from unigate.grpcutil import insecure_channel
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2
 
@@ -309,7 +308,8 @@ async def test_unsettled_reservation_is_swept_at_its_reserved_amount(
     stack: Stack, pg: asyncpg.Pool, redis: Redis, namespace: str, tenant: Tenant
 ) -> None:
     # Authorize directly, as a gateway that then dies would: no usage event ever follows.
-    channel = insecure_channel(f"127.0.0.1:{stack.config.ports.auth}")
+    # As the gateway: only it may Authorize.
+    channel = stack.client_channel("auth", "gateway")
     try:
         decision = await auth_pb2_grpc.AuthServiceStub(channel).Authorize(
             auth_pb2.AuthorizeRequest(

@@ -26,7 +26,6 @@ import pytest
 
 from tests.e2e.test_parallel_billing import MODEL, LedgerEnv, ledger_env, run_cli, wait_drained
 from unigate import admin, bus
-from unigate.grpcutil import insecure_channel
 from unigate.quota import QuotaStore
 from unigate.v1 import billing_pb2, billing_pb2_grpc, common_pb2, events_pb2
 
@@ -127,7 +126,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
                 unlimited_quota=unlimited,
             )
             tokens[name], keys[name] = token.id, token.key
-        channel = insecure_channel(f"127.0.0.1:{env.stack.config.ports.billing}")
+        channel = env.stack.client_channel("billing", "admin")
         w = World(
             env=env,
             stub=billing_pb2_grpc.BillingServiceStub(channel),

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from tests.e2e.conftest import ThreadedServer
 from tests.e2e.test_management_api import ROOT_PASSWORD, Api
 from unigate.devstack import Stack
+from unigate.grpcutil import blocking_client_channel
 from unigate_sim.compatible import create_compatible_app
 
 # Channel type, simulator profile, default balance of the simulator (its reference example).
@@ -47,8 +48,8 @@ async def root(stack: Stack) -> AsyncIterator[Api]:
 def test_reflection_lists_the_services_and_health_says_serving(
     stack: Stack, service: str, expected: set[str]
 ) -> None:
-    port = getattr(stack.config.ports, service)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    tls = stack.tls_files("admin")
+    with blocking_client_channel(stack.grpc_address(service), tls, service) as channel:
         db = ProtoReflectionDescriptorDatabase(channel)
         services = set(db.get_services())
         assert expected | {"grpc.health.v1.Health"} <= services
@@ -73,7 +74,8 @@ def test_admin_rpcs_refuse_a_call_without_credentials(stack: Stack) -> None:
 
     from unigate.v1 import admin_pb2, admin_pb2_grpc
 
-    with grpc.insecure_channel(f"127.0.0.1:{stack.config.ports.auth}") as channel:
+    tls = stack.tls_files("admin")
+    with blocking_client_channel(stack.grpc_address("auth"), tls, "auth") as channel:
         stub = admin_pb2_grpc.AdminServiceStub(channel)
         with pytest.raises(grpc.RpcError) as err:
             stub.ListUsers(admin_pb2.ListRequest(), timeout=5)

@@ -554,7 +554,10 @@ def test_compose_depends_on_existing_services_with_valid_conditions() -> None:
 
 
 def test_compose_startup_order() -> None:
-    assert depends_on("migrate") == {"postgres": "service_healthy"}
+    assert depends_on("migrate") == {
+        "postgres": "service_healthy",
+        "certs": "service_completed_successfully",
+    }
     assert services()["migrate"]["restart"] == "no"
     for name in ("auth", "billing", "gateway"):
         assert depends_on(name).get("migrate") == "service_completed_successfully", name
@@ -1107,6 +1110,7 @@ K8S_KINDS = {
     "billing.yaml": ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"],
     "gateway.yaml": ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"],
     "relays.yaml": ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"] * 4,
+    "network-policies.yaml": ["NetworkPolicy"] * 5,
 }
 API_VERSIONS = {
     "Namespace": "v1",
@@ -1117,6 +1121,7 @@ API_VERSIONS = {
     "Deployment": "apps/v1",
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "PodDisruptionBudget": "policy/v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
 }
 # Console script -> (setting naming its ops/HTTP port, setting naming its gRPC listen address).
 SERVICE_PORTS = {
@@ -1349,3 +1354,149 @@ def test_k8s_addresses_point_at_headless_services_serving_each_family() -> None:
     assert {f: host_port(a)[0] for f, a in compose_relays.items()} == {
         f: service_of(t)[0] for f, t in relays.items()
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Internal mutual TLS: compose and Kubernetes give every service its certificates, and the
+# Kubernetes network policies allow the same call graph as the servers' per-RPC table.
+
+# The identity each entry point presents (what it passes to settings.tls_files).
+SCRIPT_IDENTITY = {
+    "unigate-gateway": "gateway",
+    "unigate-auth": "auth",
+    "unigate-relay": "relay",
+    "unigate-billing": "billing",
+    "unigate": "admin",
+}
+STAGE_IDENTITY = {"migrate": "admin", "auth": "auth", "relay": "relay", "billing": "billing"}
+STAGE_IDENTITY["gateway"] = "gateway"
+
+
+def test_compose_makes_the_certificates_once_and_mounts_them_in_every_service() -> None:
+    from unigate.certs import IDENTITIES, TlsFiles
+
+    certs = services()["certs"]
+    assert build_target("certs") == "migrate"  # the image whose entry point is `unigate`
+    command = [str(c) for c in certs["command"]]
+    assert command[0] == "certs" and "--if-missing" in command, command
+    out = command[command.index("--out") + 1]
+    assert certs.get("restart") == "no"
+    (volume,) = [src for src, target in volume_mounts("certs") if target == out]
+    raw_mounts = {str(v) for v in certs["volumes"]}
+    assert f"{volume}:{out}" in raw_mounts, "certs must write its volume"
+    from unigate.cli import build_parser
+
+    args = build_parser().parse_args(command)
+    assert sorted(args.identity or IDENTITIES) == sorted(IDENTITIES)
+    for name, stage in UNIGATE_SERVICES.items():
+        env = effective_env(name)
+        assert env.get("INTERNAL_TLS", "on").lower() not in ("off", "false", "0", "no"), name
+        tls_dir = env["TLS_DIR"]
+        assert f"{volume}:{tls_dir}:ro" in {str(v) for v in services()[name]["volumes"]}, name
+        assert depends_on(name)["certs"] == "service_completed_successfully", name
+        # What the service will look for is what `unigate certs` writes.
+        files = TlsFiles.in_dir(tls_dir, STAGE_IDENTITY[stage])
+        assert {files.ca.name, files.cert.name, files.key.name} == {
+            "ca.pem",
+            f"{STAGE_IDENTITY[stage]}.pem",
+            f"{STAGE_IDENTITY[stage]}-key.pem",
+        }
+        # Internal ports stay on the compose network.
+        assert "ports" not in services()[name], f"{name} publishes a port"
+    # The image makes /certs the service user's, so a new named volume there is writable.
+    assert any("/certs" in line and "unigate" in line for line in stage_instructions("base", "RUN"))
+
+
+def test_k8s_pods_mount_only_their_identity_certificates() -> None:
+    from unigate.certs import IDENTITIES, TlsFiles
+
+    config = k8s_config()
+    assert "INTERNAL_TLS" not in config or config["INTERNAL_TLS"].lower() in ("on", "true", "1")
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    generated = {g["name"]: g for g in kustomization["secretGenerator"]}
+    assert set(generated) == {f"unigate-tls-{i}" for i in IDENTITIES}
+    for identity in IDENTITIES:
+        gen = generated[f"unigate-tls-{identity}"]
+        assert gen["namespace"] == "unigate"
+        files = TlsFiles.in_dir("certs", identity)
+        assert gen["files"] == [str(files.ca), str(files.cert), str(files.key)], identity
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "deploy/kubernetes/certs/" in ignored, "keys must never be committed"
+    for name, d in k8s("Deployment").items():
+        pod = d["spec"]["template"]["spec"]
+        c = container(d)
+        identity = SCRIPT_IDENTITY[c["command"][0]]
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        assert volume["secret"]["secretName"] == f"unigate-tls-{identity}", name
+        assert volume["secret"]["defaultMode"] == 0o440, name
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"], name
+        (mount,) = [m for m in c["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount["mountPath"] == config["TLS_DIR"] and mount["readOnly"] is True, name
+
+
+def _selected_names(selector: dict[str, Any]) -> set[str]:
+    """The app.kubernetes.io/name values a pod selector (labels or `In` expressions) picks."""
+    names = set()
+    if "app.kubernetes.io/name" in selector.get("matchLabels", {}):
+        names.add(selector["matchLabels"]["app.kubernetes.io/name"])
+    for expr in selector.get("matchExpressions", []):
+        assert expr["key"] == "app.kubernetes.io/name" and expr["operator"] == "In", expr
+        names |= set(expr["values"])
+    return names
+
+
+def test_k8s_network_policies_allow_exactly_the_calls_the_rpc_table_allows() -> None:
+    from unigate.rpc_acl import ALLOWED, SERVED, method_names
+
+    policies = k8s("NetworkPolicy")
+    deny = policies["default-deny-ingress"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    deployments = k8s("Deployment")
+    identity_of = {n: SCRIPT_IDENTITY[container(d)["command"][0]] for n, d in deployments.items()}
+    identity_of["unigate-admin"] = "admin"  # the operator's pod (README.md)
+    config = k8s_config()
+    grpc_port = {
+        "auth": host_port(config["AUTH_LISTEN"])[1],
+        "relay": host_port(config["RELAY_LISTEN"])[1],
+        "billing": host_port(config["BILLING_LISTEN"])[1],
+    }
+    ops_ports = {int(config[v]) for v in ("AUTH_OPS_PORT", "RELAY_OPS_PORT", "BILLING_OPS_PORT")}
+    # (caller identity, server identity) pairs over the gRPC port, from the policies.
+    allowed_pairs: set[tuple[str, str]] = set()
+    covered: set[str] = set()
+    for name, policy in policies.items():
+        spec = policy["spec"]
+        if name == "default-deny-ingress":
+            continue
+        assert spec["policyTypes"] == ["Ingress"], name
+        targets = _selected_names(spec["podSelector"])
+        assert targets <= set(deployments), name
+        covered |= targets
+        servers = {identity_of[t] for t in targets}
+        for rule in spec["ingress"]:
+            ports = {int(p["port"]) for p in rule["ports"]}
+            for peer in rule["from"]:
+                if "namespaceSelector" in peer:
+                    # Other namespaces: the ingress controller (HTTP) and Prometheus (ops) only.
+                    allowed_ns = peer["namespaceSelector"]["matchLabels"][
+                        "kubernetes.io/metadata.name"
+                    ]
+                    assert allowed_ns in ("monitoring", "ingress-nginx"), name
+                    assert not ports & set(grpc_port.values()), f"{name}: gRPC open to {allowed_ns}"
+                    continue
+                assert set(peer) == {"podSelector"}, f"{name}: peers are pods of this namespace"
+                for caller in _selected_names(peer["podSelector"]):
+                    for server in servers:
+                        assert ports == {grpc_port[server]}, name
+                        allowed_pairs.add((identity_of[caller], server))
+            assert ports <= {*grpc_port.values(), *ops_ports, int(config["PORT"])}, name
+    assert covered == set(deployments), "a Deployment with no ingress policy accepts nothing"
+    # The table, minus health and reflection (any identity; not worth a connection).
+    expected = {
+        (caller, server)
+        for server, served in SERVED.items()
+        for file, service in served
+        for path in method_names(file, service)
+        for caller in ALLOWED[path]
+    }
+    assert allowed_pairs == expected

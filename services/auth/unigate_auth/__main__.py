@@ -12,7 +12,7 @@ import uvloop
 from unigate import bus
 from unigate.db import bound_namespace, create_pool
 from unigate.grpc_introspection import Introspection
-from unigate.grpcutil import insecure_channel, new_server
+from unigate.grpcutil import client_channel, listen, new_server
 from unigate.health import ChannelHealth
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.metrics import circuit_state_hook
@@ -33,6 +33,7 @@ log = logging.getLogger("unigate_auth")
 
 
 async def serve(settings: AuthSettings) -> None:
+    tls = settings.tls_files("auth")
     pool = await create_pool(settings.sql_dsn, min_size=2, max_size=10)
     # Hot state in Redis is bound to this database (read once: after a restore, restart).
     ns = await bound_namespace(pool, settings.namespace)
@@ -49,7 +50,7 @@ async def serve(settings: AuthSettings) -> None:
     health = ChannelHealth(redis, ns)
     service = AuthService(settings, store, quota, health, notify, backlog)
     await bus.subscribe_config_changes(nc, ns, service.on_config_change)
-    relay_channels = {f: insecure_channel(a) for f, a in settings.relay_map().items()}
+    relay_channels = {f: client_channel(a, tls, "relay") for f, a in settings.relay_map().items()}
     background = [asyncio.create_task(service.flush_accessed_times())]
     tester = ChannelTester(
         store,
@@ -61,7 +62,7 @@ async def serve(settings: AuthSettings) -> None:
     if settings.channel_test_frequency > 0:
         background.append(asyncio.create_task(tester.run()))
 
-    server = new_server()
+    server = new_server(tls)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
     admin_service = AdminService(
         pool=pool,
@@ -92,7 +93,7 @@ async def serve(settings: AuthSettings) -> None:
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
         ],
     )
-    server.add_insecure_port(settings.listen)
+    listen(server, settings.listen, tls)
     await server.start()
     await introspection.serving()
 

@@ -12,7 +12,7 @@ from unigate import bus
 from unigate.db import bound_namespace, create_pool
 from unigate.gateways import GatewayRegistry
 from unigate.grpc_introspection import Introspection
-from unigate.grpcutil import new_server
+from unigate.grpcutil import listen, new_server
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.metrics import reservations_hook
 from unigate.ops import serve_ops, stop_event
@@ -59,14 +59,15 @@ async def serve(settings: BillingSettings) -> None:
     )
     sweeping = asyncio.create_task(sweeper.run())
 
-    server = new_server()
+    tls = settings.tls_files("billing")
+    server = new_server(tls)
     billing_pb2_grpc.add_BillingServiceServicer_to_server(
         BillingQueries(pool, Auditor(pool, redis, ns)), server
     )
     introspection = Introspection(
         server, [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name]
     )
-    server.add_insecure_port(settings.listen)
+    listen(server, settings.listen, tls)
     await server.start()
     await introspection.serving()
 

@@ -22,7 +22,7 @@ from unigate import bus, errors, telemetry, tokenizer
 from unigate.audio_duration import audio_seconds
 from unigate.gateways import GatewayRegistry, new_gateway_id
 from unigate.grpc_mux import AUTHORIZE, MuxClient
-from unigate.grpcutil import insecure_channel
+from unigate.grpcutil import client_channel
 from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes, serve_ops
@@ -126,8 +126,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        auth_channel = insecure_channel(settings.auth_addr)
-        relay_channels = {f: insecure_channel(a) for f, a in settings.relay_map().items()}
+        tls = settings.tls_files("gateway")
+        auth_channel = client_channel(settings.auth_addr, tls, "auth")
+        relay_channels = {
+            f: client_channel(a, tls, "relay") for f, a in settings.relay_map().items()
+        }
         nc = await bus.connect(settings.nats_url, "unigate-gateway")
         js = nc.jetstream()
         await bus.ensure_usage_stream(js, ns, replicas=settings.usage_stream_replicas)

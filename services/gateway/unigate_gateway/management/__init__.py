@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
 
-from unigate.grpcutil import insecure_channel
+from unigate.grpcutil import client_channel
 from unigate.v1 import admin_pb2_grpc, billing_pb2_grpc
 from unigate_gateway.management.account import account_router
 from unigate_gateway.management.base import ApiError, ClientIp, Stubs, failure, grpc_failure
@@ -61,8 +61,9 @@ class Management:
 
     def stubs(self) -> Stubs:
         if self._stubs is None:
-            auth = insecure_channel(self._settings.auth_addr)
-            billing = insecure_channel(self._settings.billing_addr)
+            tls = self._settings.tls_files("gateway")
+            auth = client_channel(self._settings.auth_addr, tls, "auth")
+            billing = client_channel(self._settings.billing_addr, tls, "billing")
             self._channels = [auth, billing]
             self._stubs = Stubs(
                 admin=admin_pb2_grpc.AdminServiceStub(auth),
