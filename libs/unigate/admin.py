@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 from argon2 import PasswordHasher
 
-from unigate.channel_types import channel_type
+from unigate.channel_types import channel_type, speaks_websocket
 from unigate.crypto import encrypt_secret
 from unigate.keys import display_prefix, generate_api_key, hash_api_key
 from unigate.quota import QuotaStore
@@ -66,7 +66,7 @@ async def create_channel(
 ) -> int:
     if channel_type(type) is None:
         raise AdminError(f"unknown channel type {type}")
-    if problem := base_url_problem(base_url):
+    if problem := base_url_problem(base_url, websocket=speaks_websocket(type)):
         raise AdminError(problem)
     model_list = _split(models)
     if not model_list:

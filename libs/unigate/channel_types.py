@@ -16,6 +16,8 @@ class ChannelType:
     id: int
     name: str
     family: str
+    # Its provider is called over WebSocket (its base URL may be ws:// or wss://).
+    websocket: bool = False
 
 
 CHANNEL_TYPES: dict[int, ChannelType] = {
@@ -28,7 +30,7 @@ CHANNEL_TYPES: dict[int, ChannelType] = {
         ChannelType(15, "Baidu ERNIE (Qianfan)", "baidu"),
         ChannelType(16, "Zhipu GLM v4", "openai"),
         ChannelType(17, "Qwen (DashScope compatible mode)", "openai"),
-        ChannelType(18, "iFlytek Spark", "spark"),
+        ChannelType(18, "iFlytek Spark", "spark", websocket=True),
         ChannelType(19, "360 Zhinao", "openai"),
         ChannelType(20, "OpenRouter", "openai"),
         ChannelType(23, "Tencent Hunyuan", "hunyuan"),
@@ -66,3 +68,9 @@ PROTOCOL_VARIANTS: dict[tuple[int, str], int] = {(17, "native"): 1017}
 def routed_type(type_id: int, protocol: str | None) -> int:
     """The type a channel is routed by: its own, or the variant its config's protocol picks."""
     return PROTOCOL_VARIANTS.get((type_id, protocol or ""), type_id)
+
+
+def speaks_websocket(type_id: int) -> bool:
+    """Whether channels of this type call their provider over WebSocket."""
+    ct = CHANNEL_TYPES.get(type_id)
+    return ct is not None and ct.websocket

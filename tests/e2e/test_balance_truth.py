@@ -183,7 +183,8 @@ async def test_no_double_spend_while_billing_is_stopped_and_redis_is_flushed(
                 answers.append(await ask(http, token.key))
             # Redis loses everything. (Events a gateway has not published yet at that moment
             # escape, as any request in flight does: wait for them, see docs/architecture.md.)
-            await wait_published(env.stack.gateway_url, time.monotonic() + 10)
+            ops = f"http://127.0.0.1:{env.stack.config.ports.gateway_ops}"
+            await wait_published(ops, time.monotonic() + 10)
             own_redis.flush()
 
         for _ in range(10):

@@ -11,6 +11,7 @@ import aiohttp
 import grpc
 
 from unigate import telemetry
+from unigate.channel_types import speaks_websocket
 from unigate.grpc_mux import RELAY_CALL, MuxServer
 from unigate.logs import request_id_var
 from unigate.terminal_frames import terminal_at
@@ -101,7 +102,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 code="channel_config_unavailable",
                 retryable=True,
             )
-        if problem := base_url_problem(channel.base_url):
+        if problem := base_url_problem(channel.base_url, websocket=speaks_websocket(channel.type)):
             # Stored before base URLs were checked: this channel fails, another may serve.
             return relay_error(
                 502,

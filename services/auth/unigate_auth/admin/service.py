@@ -27,7 +27,7 @@ import orjson
 from google.protobuf import empty_pb2
 
 from unigate import admin, unit_prices
-from unigate.channel_types import channel_type
+from unigate.channel_types import channel_type, speaks_websocket
 from unigate.crypto import encrypt_secret
 from unigate.namespace import Namespace
 from unigate.pricing import QUOTA_PER_USD
@@ -806,8 +806,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             sets["status_reason"] = ""
             sets["status_time"] = int(time.time())
         if req.HasField("base_url"):
-            if problem := base_url_problem(req.base_url.strip()):
-                raise _invalid(problem)
+            # Its scheme is checked against the channel's type below, once the type is known.
             sets["base_url"] = req.base_url.strip()
         if req.HasField("models"):
             models = records.split_list(req.models)
@@ -838,10 +837,17 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             columns = "".join(f", {c} = ${i + 2}{casts.get(c, '')}" for i, c in enumerate(sets))
             row = await conn.fetchrow(
                 f"UPDATE channels SET config_version = config_version + 1{columns}"
-                ' WHERE id = $1 RETURNING models, "group", priority, weight, status',
+                ' WHERE id = $1 RETURNING models, "group", priority, weight, status, type,'
+                " base_url",
                 req.id,
                 *sets.values(),
             )
+            if ("base_url" in sets or "type" in sets) and (
+                problem := base_url_problem(
+                    row["base_url"], websocket=speaks_websocket(row["type"])
+                )
+            ):
+                raise _invalid(problem)  # rolls the update back
             # Abilities are derived from the channel (One API's rule): rebuilt on every change.
             await conn.execute("DELETE FROM abilities WHERE channel_id = $1", req.id)
             await conn.executemany(
