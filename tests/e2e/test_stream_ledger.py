@@ -248,6 +248,21 @@ async def reference_usage(c: Clients, model: str) -> tuple[Usage, Usage]:
     )
 
 
+async def until_the_gateway_reaches_the_relay(c: Clients, model: str, within: float = 15) -> None:
+    """After a relay restart: the gateway's channel to it reconnects after its backoff (up to
+    2 s); calls made meanwhile fail fast with 503 (retryable). Wait that out."""
+    deadline = time.monotonic() + within
+    async with c.openai_async() as client:
+        while True:
+            try:
+                await client.chat.completions.create(model=model, messages=messages())
+                return
+            except openai.InternalServerError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+
 async def rows_by_client_id(
     pg: asyncpg.Pool, cids: list[str], within: float = 30.0
 ) -> dict[str, asyncpg.Record]:
@@ -373,6 +388,7 @@ async def test_relay_killed_after_the_usage_chunk_bills_the_provider_usage(
     finally:
         stack.start_process("relay")
         await asyncio.to_thread(stack.wait_ready, 30.0, ["relay"])
+        await until_the_gateway_reaches_the_relay(c, model)
     # The client saw the stream cut (an error event, never a [DONE] or anything after one).
     assert b"[DONE]" not in received
     assert received.rstrip().endswith(b"}") and b'"error":' in received.split(b"\n\n")[-2]
