@@ -6,7 +6,8 @@ Postgres is the record of every balance. Redis holds, per token and per user:
 * ``rsvd`` — the sum of reservations not yet settled.
 
 A request may spend ``bal - rsvd``. ``reserve`` checks and books an estimate for the token and
-its user in one atomic script; ``settle`` (run by billing after the charge is committed to
+its user in one atomic script (lowered to what is left when the caller allows it, so that the
+last units of a balance are spendable); ``settle`` (run by billing after the charge is committed to
 Postgres) releases the reservation exactly once and mirrors the charge into ``bal``.
 If Redis loses everything, balances are reloaded from Postgres on the next request; the
 reservations of the requests in flight at that moment are lost with it, but their charges
@@ -39,7 +40,8 @@ _RESERVE = """
 --       7.. rate-limit windows
 -- ARGV: 1 amount, 2 unlimited, 3 reservation id, 4 token id, 5 user id, 6 now ms,
 --       7 n windows, 8..7+n limits, 8+n..7+2n increments, 8+2n window ttl seconds,
---       9+2n gateway id, 10+2n context (a serialized ReservationContext)
+--       9+2n gateway id, 10+2n context (a serialized ReservationContext),
+--       11+2n least amount worth reserving (the amount is lowered to what is left, not below)
 local n = tonumber(ARGV[7])
 local counts = {}
 for i = 1, n do
@@ -52,22 +54,25 @@ local tb = redis.call('GET', KEYS[1])
 local ub = redis.call('GET', KEYS[3])
 if ((not unlimited) and not tb) or not ub then return {-1} end
 local amount = tonumber(ARGV[1])
+local least = tonumber(ARGV[11 + 2 * n])
+local uleft = tonumber(ub) - tonumber(redis.call('GET', KEYS[4]) or '0')
 if not unlimited then
   local left = tonumber(tb) - tonumber(redis.call('GET', KEYS[2]) or '0')
-  if left <= 0 or left < amount then return {-2} end
+  if left <= 0 or left < least then return {-2} end
+  if left < uleft then uleft = left end
 end
-local uleft = tonumber(ub) - tonumber(redis.call('GET', KEYS[4]) or '0')
-if uleft <= 0 or uleft < amount then return {-3} end
+if uleft <= 0 or uleft < least then return {-3} end
+if uleft < amount then amount = uleft end
 if not unlimited then redis.call('INCRBY', KEYS[2], amount) end
 redis.call('INCRBY', KEYS[4], amount)
 redis.call('HSET', KEYS[5], 'a', amount, 'ul', ARGV[2], 't', ARGV[4], 'u', ARGV[5], 'ts', ARGV[6],
            'g', ARGV[9 + 2 * n], 'x', ARGV[10 + 2 * n])
 redis.call('ZADD', KEYS[6], ARGV[6], ARGV[3])
-local result = {1}
+local result = {1, amount, uleft}
 for i = 1, n do
   local v = redis.call('INCRBY', KEYS[6 + i], ARGV[7 + n + i])
   if v == tonumber(ARGV[7 + n + i]) then redis.call('EXPIRE', KEYS[6 + i], ARGV[8 + 2 * n]) end
-  result[i + 1] = v
+  result[i + 3] = v
 end
 return result
 """
@@ -136,6 +141,18 @@ if ARGV[2] == '1' or redis.call('HEXISTS', KEYS[1], 'ru') == 0 then
   return 1
 end
 return 0
+"""
+
+_LOWER = """
+-- KEYS: 1 reservation, 2 token rsvd, 3 user rsvd.  ARGV: 1 real cost, 2 token id, 3 user id
+local a = tonumber(redis.call('HGET', KEYS[1], 'a') or '-1')
+local cost = tonumber(ARGV[1])
+if a < 0 or cost >= a or redis.call('HGET', KEYS[1], 't') ~= ARGV[2]
+   or redis.call('HGET', KEYS[1], 'u') ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], 'a', cost)
+if redis.call('HGET', KEYS[1], 'ul') ~= '1' then redis.call('DECRBY', KEYS[2], a - cost) end
+redis.call('DECRBY', KEYS[3], a - cost)
+return a - cost
 """
 
 _LOAD = (
@@ -224,6 +241,10 @@ class ReserveResult:
     # The window that refused the request (when rate limited) and its count.
     violated: int = -1
     violated_count: int = 0
+    # What was reserved (when reserved): the amount asked, or less if less was left; and
+    # what was left to reserve from (the smaller of the token's and the user's balances).
+    amount: int = 0
+    left: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +304,7 @@ class QuotaStore:
         self._settle = redis.register_script(_SETTLE)
         self._load = redis.register_script(_LOAD)
         self._note_usage = redis.register_script(_NOTE_USAGE)
+        self._lower = redis.register_script(_LOWER)
 
     def _token_keys(self, token_id: int) -> tuple[str, str]:
         return self._ns.redis_key("q", "t", token_id, "bal"), self._ns.redis_key(
@@ -343,8 +365,11 @@ class QuotaStore:
         windows: tuple[RateWindow, ...] = (),
         gateway_id: str = "",
         context: bytes = b"",
+        least: int | None = None,
     ) -> ReserveResult:
-        """Check the rate windows and both balances, then book all of them, atomically."""
+        """Check the rate windows and both balances, then book all of them, atomically.
+        With ``least`` below ``amount``, a balance between the two is reserved whole (the
+        request is then bounded to what it covers); below ``least`` the request is refused."""
         tb, tr = self._token_keys(token_id)
         ub, ur = self._user_keys(user_id)
         keys = [tb, tr, ub, ur, self._reservation_key(reservation_id), self.reservation_index]
@@ -362,11 +387,24 @@ class QuotaStore:
         args += [w.cost for w in windows]
         args.append(RATE_WINDOW_SECONDS + 5)
         args += [gateway_id, context]
+        args.append(amount if least is None else min(least, amount))
         raw = [int(x) for x in await self._reserve(keys=keys, args=args)]
         outcome = ReserveOutcome(raw[0])
         if outcome is ReserveOutcome.RATE_LIMITED:
             return ReserveResult(outcome, violated=raw[1] - 1, violated_count=raw[2])
-        return ReserveResult(outcome, counts=tuple(raw[1:]))
+        if outcome is ReserveOutcome.RESERVED:
+            return ReserveResult(outcome, counts=tuple(raw[3:]), amount=raw[1], left=raw[2])
+        return ReserveResult(outcome)
+
+    async def lower(self, *, reservation_id: str, token_id: int, user_id: int, cost: int) -> int:
+        """Lower an open reservation to its request's real cost (known before billing settles
+        it), giving the rest back to the balances; returns the units given back."""
+        keys = [
+            self._reservation_key(reservation_id),
+            self._token_keys(token_id)[1],
+            self._user_keys(user_id)[1],
+        ]
+        return int(await self._lower(keys=keys, args=[max(cost, 0), token_id, user_id]))
 
     async def begin_load(self, *, token_id: int | None, user_id: int) -> None:
         """Call before reading balances from Postgres for ``load_balances``: from now on,

@@ -65,6 +65,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _auth("AuthorizeMany"): frozenset({GATEWAY}),
     _auth("ListModels"): frozenset({GATEWAY}),
     _auth("GetKeyInfo"): frozenset({GATEWAY}),
+    # A finished request's real cost, lowering its reservation at once (the gateway's proxy).
+    _auth("Release"): frozenset({GATEWAY}),
     _auth("GetChannel"): frozenset({RELAY}),
     _auth("DisableChannel"): frozenset({RELAY}),
     **_every(admin_pb2.DESCRIPTOR, "AdminService", {GATEWAY, ADMIN}),

@@ -1,4 +1,4 @@
-"""Token estimates: a cheap upper bound for reservations, and offline counts (OpenAI's own
+"""Token estimates: a cheap upper bound for some reservations, and offline counts (OpenAI's own
 encodings, :mod:`unigate.tokenizer`) for calls whose provider reports no usage. The ledger
 marks rows counted this way as estimated.
 """
@@ -14,8 +14,8 @@ from unigate.v1 import common_pb2
 
 
 def estimate_body_tokens(body_size: int) -> int:
-    """Upper bound of a JSON request's prompt tokens from its size alone: what a reservation
-    holds before the call (no tokenizer on the hot path)."""
+    """Upper bound of a JSON request's prompt tokens from its size alone: what the reservation
+    of a request that does not generate text holds (generating ones are counted)."""
     return max(body_size // 3, 1)
 
 

@@ -221,7 +221,8 @@ async def test_a_recreated_database_never_meets_the_old_cache(
 ) -> None:
     async with ledger_env(tmp_path_factory.mktemp("recreate")) as env, session(env) as http:
         rich = await env.new_token(remain_quota=500_000, unlimited=False)
-        poor = await env.new_token(remain_quota=1, unlimited=False)
+        # Nothing left: a balance of 1 would pay for one cheap request (bounded to it).
+        poor = await env.new_token(remain_quota=0, unlimited=False)
         assert (await ask(http, rich.key)).status == 200
         refused = await ask(http, poor.key)
         assert (refused.status, refused.code) == (403, "insufficient_quota")
@@ -252,7 +253,7 @@ async def test_a_recreated_database_never_meets_the_old_cache(
             models=MODEL,
         )
         # Same ids as before, opposite balances; Redis still holds the old ones.
-        poor_now = await env.new_token(remain_quota=1, unlimited=False)
+        poor_now = await env.new_token(remain_quota=0, unlimited=False)
         rich_now = await env.new_token(remain_quota=500_000, unlimited=False)
         assert (poor_now.id, rich_now.id) == (rich.id, poor.id)
         assert await install_id(pool) != old_install

@@ -192,3 +192,57 @@ async def test_a_refresh_replaces_a_cached_balance_exactly_and_yields_to_a_top_u
     await q.forget_balances(token_ids=[900011], user_ids=[])
     await q.refresh_balances(read, token=True, user=True)
     assert not await redis.exists(ns.redis_key("q", "t", 900011, "bal"))
+
+
+async def test_reservation_takes_what_is_left_down_to_its_least(
+    redis: Redis, namespace: str
+) -> None:
+    q = QuotaStore(redis, Namespace(namespace))
+    await q.load_balances(token_id=900110, token_balance=10, user_id=900110, user_balance=7)
+    kw = dict(token_id=900110, user_id=900110, unlimited=False, now_ms=1)
+    # The user has 7 of the 10 asked: 7 are reserved, the smaller balance wins.
+    first = await q.reserve(reservation_id="s1", amount=10, least=2, **kw)
+    assert (first.outcome, first.amount) == (ReserveOutcome.RESERVED, 7)
+    # Nothing left: refused, however little is asked.
+    refused = await q.reserve(reservation_id="s2", amount=10, least=1, **kw)
+    assert refused.outcome is ReserveOutcome.USER_EXHAUSTED
+    await q.settle([Settlement("s1", 900110, 900110, charged=5, unlimited=False)])
+    # 2 left of both: a request whose least is 2 is served with exactly 2; one needing 3 not.
+    assert (await q.reserve(reservation_id="s3", amount=9, least=3, **kw)).outcome is (
+        ReserveOutcome.USER_EXHAUSTED
+    )
+    last = await q.reserve(reservation_id="s4", amount=9, least=2, **kw)
+    assert (last.outcome, last.amount) == (ReserveOutcome.RESERVED, 2)
+    # Without ``least`` the amount is needed whole, as before.
+    await q.settle([Settlement("s4", 900110, 900110, charged=0, unlimited=False)])
+    assert (await q.reserve(reservation_id="s5", amount=3, **kw)).outcome is (
+        ReserveOutcome.USER_EXHAUSTED
+    )
+    whole = await q.reserve(reservation_id="s6", amount=2, **kw)
+    assert (whole.outcome, whole.amount) == (ReserveOutcome.RESERVED, 2)
+
+
+async def test_lowering_a_reservation_to_its_real_cost(redis: Redis, namespace: str) -> None:
+    q = QuotaStore(redis, Namespace(namespace))
+    await q.load_balances(token_id=900111, token_balance=100, user_id=900111, user_balance=10**6)
+    kw = dict(token_id=900111, user_id=900111, unlimited=False, now_ms=1)
+    assert (await q.reserve(reservation_id="d1", amount=100, least=5, **kw)).amount == 100
+    refused = await q.reserve(reservation_id="d2", amount=100, least=5, **kw)
+    assert refused.outcome is ReserveOutcome.TOKEN_EXHAUSTED
+    # The request cost 7: 93 are free again at once, before billing settles it.
+    lower = dict(reservation_id="d1", token_id=900111, user_id=900111)
+    assert await q.lower(**lower, cost=7) == 93
+    assert await q.lower(**lower, cost=9) == 0  # never raised again
+    assert (await q.reserve(reservation_id="d2", amount=100, least=5, **kw)).amount == 93
+    # Settling releases what is still reserved (7) and charges the 7: nothing is left over.
+    await q.settle([Settlement("d1", 900111, 900111, charged=7, unlimited=False)])
+    assert await q.lower(**lower, cost=0) == 0  # settled: nothing to lower
+    await q.settle([Settlement("d2", 900111, 900111, charged=93, unlimited=False)])
+    assert (await q.reserve(reservation_id="d3", amount=1, least=1, **kw)).outcome is (
+        ReserveOutcome.TOKEN_EXHAUSTED
+    )
+    # Only for the reservation's own token and user.
+    await q.load_balances(token_id=900112, token_balance=10, user_id=900112, user_balance=10)
+    other = dict(token_id=900112, user_id=900112, unlimited=False, now_ms=1)
+    await q.reserve(reservation_id="d4", amount=10, **other)
+    assert await q.lower(reservation_id="d4", token_id=900111, user_id=900112, cost=0) == 0

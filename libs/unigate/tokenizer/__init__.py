@@ -6,6 +6,11 @@ this way are marked estimated in the ledger.
 """
 
 from unigate.tokenizer.bundled import warm_up
-from unigate.tokenizer.counting import count_text, encoding_for_model, prompt_tokens
+from unigate.tokenizer.counting import (
+    count_text,
+    encoding_for_model,
+    prompt_tokens,
+    request_prompt_tokens,
+)
 
-__all__ = ["count_text", "encoding_for_model", "prompt_tokens", "warm_up"]
+__all__ = ["count_text", "encoding_for_model", "prompt_tokens", "request_prompt_tokens", "warm_up"]

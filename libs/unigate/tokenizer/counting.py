@@ -8,6 +8,7 @@ vision pricing guide (see :mod:`unigate.tokenizer.images`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,8 +29,10 @@ _FUNC_INIT, _PROP_INIT, _PROP_KEY, _ENUM_INIT, _ENUM_ITEM, _FUNC_END = 7, 3, 3, 
 _DEFAULT_ENCODING = "o200k_base"
 
 
+@functools.lru_cache(maxsize=1024)
 def encoding_for_model(model: str) -> tiktoken.Encoding:
-    """The encoding OpenAI uses for ``model`` (o200k_base for models it does not know)."""
+    """The encoding OpenAI uses for ``model`` (o200k_base for models it does not know);
+    remembered per model name, as admission counts every prompt with it."""
     try:
         name = encoding_name_for_model(model)
     except KeyError:
@@ -152,6 +155,11 @@ def prompt_tokens(endpoint: str, body: bytes, model: str = "") -> int | None:
         return None
     if not isinstance(request, dict):
         return None
+    return request_prompt_tokens(endpoint, request, model)
+
+
+def request_prompt_tokens(endpoint: str, request: dict[str, Any], model: str = "") -> int | None:
+    """:func:`prompt_tokens` of a request already parsed."""
     model = model or str(request.get("model") or "")
     enc = encoding_for_model(model)
     if endpoint == "chat.completions":

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from unigate.v1 import common_pb2 as unigate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15unigate/v1/auth.proto\x12\nunigate.v1\x1a\x17unigate/v1/common.proto\"\xc8\x01\n\x07KeyInfo\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x17\n\x0funlimited_quota\x18\x03 \x01(\x08\x12\x14\n\x0cremain_quota\x18\x04 \x01(\x03\x12\x12\n\nused_quota\x18\x05 \x01(\x03\x12\x12\n\nuser_quota\x18\x06 \x01(\x03\x12\x17\n\x0fuser_used_quota\x18\x07 \x01(\x03\x12\x14\n\x0c\x65xpired_time\x18\x08 \x01(\x03\";\n\x15\x44isableChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"*\n\x16\x44isableChannelResponse\x12\x10\n\x08\x64isabled\x18\x01 \x01(\x08\"\x81\x03\n\x10\x41uthorizeRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x05 \x01(\t\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x1f\n\x17\x65stimated_prompt_tokens\x18\x07 \x01(\x03\x12\x12\n\nmax_tokens\x18\x08 \x01(\x03\x12\x0f\n\x07\x63\x61ll_id\x18\t \x01(\x04\x12\x45\n\rtrace_context\x18\n \x03(\x0b\x32..unigate.v1.AuthorizeRequest.TraceContextEntry\x12\x15\n\rprice_variant\x18\x0b \x01(\t\x12\x17\n\x0f\x65stimated_units\x18\x0c \x01(\x03\x12\x12\n\ngateway_id\x18\r \x01(\t\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa7\x02\n\x07Pricing\x12\x13\n\x0bmodel_ratio\x18\x01 \x01(\x01\x12\x18\n\x10\x63ompletion_ratio\x18\x02 \x01(\x01\x12\x13\n\x0bgroup_ratio\x18\x03 \x01(\x01\x12\x14\n\x0c\x63\x61\x63hed_ratio\x18\x04 \x01(\x01\x12!\n\x14\x63\x61\x63he_write_5m_ratio\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12!\n\x14\x63\x61\x63he_write_1h_ratio\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04unit\x18\x07 \x01(\t\x12\x12\n\nunit_price\x18\x08 \x01(\t\x12\x18\n\x0b\x61udio_ratio\x18\t \x01(\x01H\x02\x88\x01\x01\x42\x17\n\x15_cache_write_5m_ratioB\x17\n\x15_cache_write_1h_ratioB\x0e\n\x0c_audio_ratio\"\x8e\x01\n\x10\x43hannelCandidate\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63hannel_type\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\x12\x16\n\x0eupstream_model\x18\x04 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x05 \x01(\x03\x12\x10\n\x08priority\x18\x06 \x01(\x03\"D\n\x0eRateLimitState\x12\r\n\x05limit\x18\x01 \x01(\x03\x12\x11\n\tremaining\x18\x02 \x01(\x03\x12\x10\n\x08reset_ms\x18\x03 \x01(\x03\"\x83\x01\n\nRateLimits\x12,\n\x08requests\x18\x01 \x01(\x0b\x32\x1a.unigate.v1.RateLimitState\x12*\n\x06tokens\x18\x02 \x01(\x0b\x32\x1a.unigate.v1.RateLimitState\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\x03\"\x93\x03\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x16\n\x0ereservation_id\x18\x03 \x01(\t\x12\x16\n\x0ereserved_quota\x18\x04 \x01(\x03\x12\x10\n\x08token_id\x18\x05 \x01(\x03\x12\x12\n\ntoken_name\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\x03\x12\r\n\x05group\x18\x08 \x01(\t\x12$\n\x07pricing\x18\t \x01(\x0b\x32\x13.unigate.v1.Pricing\x12\x30\n\ncandidates\x18\n \x03(\x0b\x32\x1c.unigate.v1.ChannelCandidate\x12+\n\x0brate_limits\x18\x0b \x01(\x0b\x32\x16.unigate.v1.RateLimits\x12\x18\n\x0bretry_times\x18\x0c \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07\x63\x61ll_id\x18\r \x01(\x04\x12\x0f\n\x07install\x18\x1e \x01(\tB\x0e\n\x0c_retry_times\"7\n\x11ListModelsRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x11\n\tclient_ip\x18\x02 \x01(\t\"]\n\x12ListModelsResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x0e\n\x06models\x18\x03 \x03(\t\"\'\n\x11GetChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\"\xbf\x01\n\x07\x43hannel\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\x05\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x04 \x01(\t\x12\x0c\n\x04keys\x18\x05 \x03(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x14\n\x0cheaders_json\x18\x07 \x01(\t\x12\x12\n\ntimeout_ms\x18\x08 \x01(\x05\x12\x16\n\x0e\x63onfig_version\x18\t \x01(\x03\x12\x15\n\rsystem_prompt\x18\n \x01(\t2\xd3\x03\n\x0b\x41uthService\x12H\n\tAuthorize\x12\x1c.unigate.v1.AuthorizeRequest\x1a\x1d.unigate.v1.AuthorizeResponse\x12P\n\rAuthorizeMany\x12\x1c.unigate.v1.AuthorizeRequest\x1a\x1d.unigate.v1.AuthorizeResponse(\x01\x30\x01\x12K\n\nListModels\x12\x1d.unigate.v1.ListModelsRequest\x1a\x1e.unigate.v1.ListModelsResponse\x12@\n\nGetChannel\x12\x1d.unigate.v1.GetChannelRequest\x1a\x13.unigate.v1.Channel\x12W\n\x0e\x44isableChannel\x12!.unigate.v1.DisableChannelRequest\x1a\".unigate.v1.DisableChannelResponse\x12@\n\nGetKeyInfo\x12\x1d.unigate.v1.ListModelsRequest\x1a\x13.unigate.v1.KeyInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15unigate/v1/auth.proto\x12\nunigate.v1\x1a\x17unigate/v1/common.proto\"Z\n\x0eReleaseRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12\r\n\x05quota\x18\x04 \x01(\x03\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x03\"\xc8\x01\n\x07KeyInfo\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x17\n\x0funlimited_quota\x18\x03 \x01(\x08\x12\x14\n\x0cremain_quota\x18\x04 \x01(\x03\x12\x12\n\nused_quota\x18\x05 \x01(\x03\x12\x12\n\nuser_quota\x18\x06 \x01(\x03\x12\x17\n\x0fuser_used_quota\x18\x07 \x01(\x03\x12\x14\n\x0c\x65xpired_time\x18\x08 \x01(\x03\";\n\x15\x44isableChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"*\n\x16\x44isableChannelResponse\x12\x10\n\x08\x64isabled\x18\x01 \x01(\x08\"\x9c\x03\n\x10\x41uthorizeRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x05 \x01(\t\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x1f\n\x17\x65stimated_prompt_tokens\x18\x07 \x01(\x03\x12\x12\n\nmax_tokens\x18\x08 \x01(\x03\x12\x0f\n\x07\x63\x61ll_id\x18\t \x01(\x04\x12\x45\n\rtrace_context\x18\n \x03(\x0b\x32..unigate.v1.AuthorizeRequest.TraceContextEntry\x12\x15\n\rprice_variant\x18\x0b \x01(\t\x12\x17\n\x0f\x65stimated_units\x18\x0c \x01(\x03\x12\x12\n\ngateway_id\x18\r \x01(\t\x12\x19\n\x11long_cache_writes\x18\x14 \x01(\x08\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa7\x02\n\x07Pricing\x12\x13\n\x0bmodel_ratio\x18\x01 \x01(\x01\x12\x18\n\x10\x63ompletion_ratio\x18\x02 \x01(\x01\x12\x13\n\x0bgroup_ratio\x18\x03 \x01(\x01\x12\x14\n\x0c\x63\x61\x63hed_ratio\x18\x04 \x01(\x01\x12!\n\x14\x63\x61\x63he_write_5m_ratio\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12!\n\x14\x63\x61\x63he_write_1h_ratio\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04unit\x18\x07 \x01(\t\x12\x12\n\nunit_price\x18\x08 \x01(\t\x12\x18\n\x0b\x61udio_ratio\x18\t \x01(\x01H\x02\x88\x01\x01\x42\x17\n\x15_cache_write_5m_ratioB\x17\n\x15_cache_write_1h_ratioB\x0e\n\x0c_audio_ratio\"\x8e\x01\n\x10\x43hannelCandidate\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63hannel_type\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\x12\x16\n\x0eupstream_model\x18\x04 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x05 \x01(\x03\x12\x10\n\x08priority\x18\x06 \x01(\x03\"D\n\x0eRateLimitState\x12\r\n\x05limit\x18\x01 \x01(\x03\x12\x11\n\tremaining\x18\x02 \x01(\x03\x12\x10\n\x08reset_ms\x18\x03 \x01(\x03\"\x83\x01\n\nRateLimits\x12,\n\x08requests\x18\x01 \x01(\x0b\x32\x1a.unigate.v1.RateLimitState\x12*\n\x06tokens\x18\x02 \x01(\x0b\x32\x1a.unigate.v1.RateLimitState\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\x03\"\xc5\x03\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x16\n\x0ereservation_id\x18\x03 \x01(\t\x12\x16\n\x0ereserved_quota\x18\x04 \x01(\x03\x12\x10\n\x08token_id\x18\x05 \x01(\x03\x12\x12\n\ntoken_name\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\x03\x12\r\n\x05group\x18\x08 \x01(\t\x12$\n\x07pricing\x18\t \x01(\x0b\x32\x13.unigate.v1.Pricing\x12\x30\n\ncandidates\x18\n \x03(\x0b\x32\x1c.unigate.v1.ChannelCandidate\x12+\n\x0brate_limits\x18\x0b \x01(\x0b\x32\x16.unigate.v1.RateLimits\x12\x18\n\x0bretry_times\x18\x0c \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07\x63\x61ll_id\x18\r \x01(\x04\x12\x0f\n\x07install\x18\x1e \x01(\t\x12\x19\n\x11max_output_tokens\x18\x14 \x01(\x03\x12\x15\n\rrelease_early\x18\x15 \x01(\x08\x42\x0e\n\x0c_retry_times\"7\n\x11ListModelsRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12\x11\n\tclient_ip\x18\x02 \x01(\t\"]\n\x12ListModelsResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x0e\n\x06models\x18\x03 \x03(\t\"\'\n\x11GetChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\"\xbf\x01\n\x07\x43hannel\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\x05\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x04 \x01(\t\x12\x0c\n\x04keys\x18\x05 \x03(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x14\n\x0cheaders_json\x18\x07 \x01(\t\x12\x12\n\ntimeout_ms\x18\x08 \x01(\x05\x12\x16\n\x0e\x63onfig_version\x18\t \x01(\x03\x12\x15\n\rsystem_prompt\x18\n \x01(\t2\x97\x04\n\x0b\x41uthService\x12H\n\tAuthorize\x12\x1c.unigate.v1.AuthorizeRequest\x1a\x1d.unigate.v1.AuthorizeResponse\x12P\n\rAuthorizeMany\x12\x1c.unigate.v1.AuthorizeRequest\x1a\x1d.unigate.v1.AuthorizeResponse(\x01\x30\x01\x12K\n\nListModels\x12\x1d.unigate.v1.ListModelsRequest\x1a\x1e.unigate.v1.ListModelsResponse\x12@\n\nGetChannel\x12\x1d.unigate.v1.GetChannelRequest\x1a\x13.unigate.v1.Channel\x12W\n\x0e\x44isableChannel\x12!.unigate.v1.DisableChannelRequest\x1a\".unigate.v1.DisableChannelResponse\x12@\n\nGetKeyInfo\x12\x1d.unigate.v1.ListModelsRequest\x1a\x13.unigate.v1.KeyInfo\x12\x42\n\x07Release\x12\x1a.unigate.v1.ReleaseRequest\x1a\x1b.unigate.v1.ReleaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,34 +34,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUTHORIZEREQUEST_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_AUTHORIZEREQUEST_TRACECONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_KEYINFO']._serialized_start=63
-  _globals['_KEYINFO']._serialized_end=263
-  _globals['_DISABLECHANNELREQUEST']._serialized_start=265
-  _globals['_DISABLECHANNELREQUEST']._serialized_end=324
-  _globals['_DISABLECHANNELRESPONSE']._serialized_start=326
-  _globals['_DISABLECHANNELRESPONSE']._serialized_end=368
-  _globals['_AUTHORIZEREQUEST']._serialized_start=371
-  _globals['_AUTHORIZEREQUEST']._serialized_end=756
-  _globals['_AUTHORIZEREQUEST_TRACECONTEXTENTRY']._serialized_start=705
-  _globals['_AUTHORIZEREQUEST_TRACECONTEXTENTRY']._serialized_end=756
-  _globals['_PRICING']._serialized_start=759
-  _globals['_PRICING']._serialized_end=1054
-  _globals['_CHANNELCANDIDATE']._serialized_start=1057
-  _globals['_CHANNELCANDIDATE']._serialized_end=1199
-  _globals['_RATELIMITSTATE']._serialized_start=1201
-  _globals['_RATELIMITSTATE']._serialized_end=1269
-  _globals['_RATELIMITS']._serialized_start=1272
-  _globals['_RATELIMITS']._serialized_end=1403
-  _globals['_AUTHORIZERESPONSE']._serialized_start=1406
-  _globals['_AUTHORIZERESPONSE']._serialized_end=1809
-  _globals['_LISTMODELSREQUEST']._serialized_start=1811
-  _globals['_LISTMODELSREQUEST']._serialized_end=1866
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1868
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1961
-  _globals['_GETCHANNELREQUEST']._serialized_start=1963
-  _globals['_GETCHANNELREQUEST']._serialized_end=2002
-  _globals['_CHANNEL']._serialized_start=2005
-  _globals['_CHANNEL']._serialized_end=2196
-  _globals['_AUTHSERVICE']._serialized_start=2199
-  _globals['_AUTHSERVICE']._serialized_end=2666
+  _globals['_RELEASEREQUEST']._serialized_start=62
+  _globals['_RELEASEREQUEST']._serialized_end=152
+  _globals['_RELEASERESPONSE']._serialized_start=154
+  _globals['_RELEASERESPONSE']._serialized_end=189
+  _globals['_KEYINFO']._serialized_start=192
+  _globals['_KEYINFO']._serialized_end=392
+  _globals['_DISABLECHANNELREQUEST']._serialized_start=394
+  _globals['_DISABLECHANNELREQUEST']._serialized_end=453
+  _globals['_DISABLECHANNELRESPONSE']._serialized_start=455
+  _globals['_DISABLECHANNELRESPONSE']._serialized_end=497
+  _globals['_AUTHORIZEREQUEST']._serialized_start=500
+  _globals['_AUTHORIZEREQUEST']._serialized_end=912
+  _globals['_AUTHORIZEREQUEST_TRACECONTEXTENTRY']._serialized_start=861
+  _globals['_AUTHORIZEREQUEST_TRACECONTEXTENTRY']._serialized_end=912
+  _globals['_PRICING']._serialized_start=915
+  _globals['_PRICING']._serialized_end=1210
+  _globals['_CHANNELCANDIDATE']._serialized_start=1213
+  _globals['_CHANNELCANDIDATE']._serialized_end=1355
+  _globals['_RATELIMITSTATE']._serialized_start=1357
+  _globals['_RATELIMITSTATE']._serialized_end=1425
+  _globals['_RATELIMITS']._serialized_start=1428
+  _globals['_RATELIMITS']._serialized_end=1559
+  _globals['_AUTHORIZERESPONSE']._serialized_start=1562
+  _globals['_AUTHORIZERESPONSE']._serialized_end=2015
+  _globals['_LISTMODELSREQUEST']._serialized_start=2017
+  _globals['_LISTMODELSREQUEST']._serialized_end=2072
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2074
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2167
+  _globals['_GETCHANNELREQUEST']._serialized_start=2169
+  _globals['_GETCHANNELREQUEST']._serialized_end=2208
+  _globals['_CHANNEL']._serialized_start=2211
+  _globals['_CHANNEL']._serialized_end=2402
+  _globals['_AUTHSERVICE']._serialized_start=2405
+  _globals['_AUTHSERVICE']._serialized_end=2940
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,55 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ReleaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    QUOTA_FIELD_NUMBER: _builtins.int
+    reservation_id: _builtins.str
+    token_id: _builtins.int
+    user_id: _builtins.int
+    quota: _builtins.int
+    """The request's real cost in quota units (what its usage event charges)."""
+    def __init__(
+        self,
+        *,
+        reservation_id: _builtins.str = ...,
+        token_id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        quota: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota", b"quota", "reservation_id", b"reservation_id", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseRequest: _TypeAlias = ReleaseRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_FIELD_NUMBER: _builtins.int
+    released: _builtins.int
+    """Quota units given back to the balances (0: settled already, or nothing to give back)."""
+    def __init__(
+        self,
+        *,
+        released: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["released", b"released"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseResponse: _TypeAlias = ReleaseResponse  # noqa: Y015
+
+@_typing.final
 class KeyInfo(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -140,6 +189,7 @@ class AuthorizeRequest(_message.Message):
     PRICE_VARIANT_FIELD_NUMBER: _builtins.int
     ESTIMATED_UNITS_FIELD_NUMBER: _builtins.int
     GATEWAY_ID_FIELD_NUMBER: _builtins.int
+    LONG_CACHE_WRITES_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
     model: _builtins.str
     client_ip: _builtins.str
@@ -167,6 +217,10 @@ class AuthorizeRequest(_message.Message):
     a heartbeat in Redis): a reservation whose gateway went silent is swept within a minute.
     Empty: only the reservation timeout sweeps it.
     """
+    long_cache_writes: _builtins.bool
+    """The body asks for 1-hour prompt-cache entries (Anthropic's cache_control ttl "1h"):
+    the reservation prices the prompt at that write price.
+    """
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -185,10 +239,11 @@ class AuthorizeRequest(_message.Message):
         price_variant: _builtins.str = ...,
         estimated_units: _builtins.int = ...,
         gateway_id: _builtins.str = ...,
+        long_cache_writes: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "estimated_units", b"estimated_units", "gateway_id", b"gateway_id", "max_tokens", b"max_tokens", "model", b"model", "price_variant", b"price_variant", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "estimated_units", b"estimated_units", "gateway_id", b"gateway_id", "long_cache_writes", b"long_cache_writes", "max_tokens", b"max_tokens", "model", b"model", "price_variant", b"price_variant", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -373,6 +428,8 @@ class AuthorizeResponse(_message.Message):
     RETRY_TIMES_FIELD_NUMBER: _builtins.int
     CALL_ID_FIELD_NUMBER: _builtins.int
     INSTALL_FIELD_NUMBER: _builtins.int
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    RELEASE_EARLY_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reservation_id: _builtins.str
     reserved_quota: _builtins.int
@@ -390,6 +447,14 @@ class AuthorizeResponse(_message.Message):
     """The identity of the database the reservation's Redis keys are bound to
     (unigate.namespace.Namespace.install): a relay with no database of its own writes its
     usage record next to the reservation under it.
+    """
+    max_output_tokens: _builtins.int
+    """Generating endpoints: the most output tokens the request may be sent upstream with (the
+    client's own limit when affordable, else what the reservation covers); 0 = no bound.
+    """
+    release_early: _builtins.bool
+    """The balance limited this reservation: report the real cost with Release as soon as it
+    is known, rather than leave the rest held until billing settles.
     """
     @_builtins.property
     def error(self) -> _common_pb2.ClientError: ...
@@ -418,10 +483,12 @@ class AuthorizeResponse(_message.Message):
         retry_times: _builtins.int | None = ...,
         call_id: _builtins.int = ...,
         install: _builtins.str = ...,
+        max_output_tokens: _builtins.int = ...,
+        release_early: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits", "retry_times", b"retry_times"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "error", b"error", "group", b"group", "install", b"install", "pricing", b"pricing", "rate_limits", b"rate_limits", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "error", b"error", "group", b"group", "install", b"install", "max_output_tokens", b"max_output_tokens", "pricing", b"pricing", "rate_limits", b"rate_limits", "release_early", b"release_early", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_times: _TypeAlias = _typing.Literal["retry_times"]  # noqa: Y015
     _WhichOneofArgType__retry_times: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times"]  # noqa: Y015

@@ -66,6 +66,11 @@ class AuthServiceStub:
                 request_serializer=unigate_dot_v1_dot_auth__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_auth__pb2.KeyInfo.FromString,
                 _registered_method=True)
+        self.Release = channel.unary_unary(
+                '/unigate.v1.AuthService/Release',
+                request_serializer=unigate_dot_v1_dot_auth__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.ReleaseResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -117,6 +122,15 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Release(self, request, context):
+        """A finished request's real cost, for a reservation the balance limited
+        (AuthorizeResponse.release_early): the reservation is lowered to it at once, so the rest
+        of the balance can be spent before billing settles the request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +163,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetKeyInfo,
                     request_deserializer=unigate_dot_v1_dot_auth__pb2.ListModelsRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_auth__pb2.KeyInfo.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.ReleaseRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.ReleaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -315,6 +334,33 @@ class AuthService:
             '/unigate.v1.AuthService/GetKeyInfo',
             unigate_dot_v1_dot_auth__pb2.ListModelsRequest.SerializeToString,
             unigate_dot_v1_dot_auth__pb2.KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AuthService/Release',
+            unigate_dot_v1_dot_auth__pb2.ReleaseRequest.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.ReleaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,11 @@ class AuthServiceStub:
     """
     GetKeyInfo: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListModelsRequest, _auth_pb2.KeyInfo]
     """Balances of a key and its owner, for One API's /dashboard/billing/* endpoints."""
+    Release: _aio.UnaryUnaryMultiCallable[_auth_pb2.ReleaseRequest, _auth_pb2.ReleaseResponse]
+    """A finished request's real cost, for a reservation the balance limited
+    (AuthorizeResponse.release_early): the reservation is lowered to it at once, so the rest
+    of the balance can be spent before billing settles the request.
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """The auth service decides, once per request, whether a key may make a call,
@@ -91,5 +96,16 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_auth_pb2.ListModelsRequest, _abc.Awaitable[_auth_pb2.KeyInfo]],
     ) -> _abc.Awaitable[_auth_pb2.KeyInfo]:
         """Balances of a key and its owner, for One API's /dashboard/billing/* endpoints."""
+
+    @_abc_1.abstractmethod
+    def Release(
+        self,
+        request: _auth_pb2.ReleaseRequest,
+        context: _aio.ServicerContext[_auth_pb2.ReleaseRequest, _abc.Awaitable[_auth_pb2.ReleaseResponse]],
+    ) -> _abc.Awaitable[_auth_pb2.ReleaseResponse]:
+        """A finished request's real cost, for a reservation the balance limited
+        (AuthorizeResponse.release_early): the reservation is lowered to it at once, so the rest
+        of the balance can be spent before billing settles the request.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _aio.Server) -> None: ...

@@ -138,7 +138,7 @@ class BalanceKeeper:
             spent + amount,
             budget,
         )
-        return ReserveResult(ReserveOutcome.RESERVED)
+        return ReserveResult(ReserveOutcome.RESERVED, amount=amount)
 
     def redis_back(self) -> None:
         """Redis answered: the outage budget is spent no more. What it granted is billed as

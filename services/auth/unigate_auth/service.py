@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import grpc
@@ -22,11 +21,11 @@ from unigate.grpc_mux import AUTHORIZE, MuxServer
 from unigate.health import ChannelHealth, HealthSnapshot
 from unigate.keys import hash_api_key, mask_key
 from unigate.logs import request_id_var
-from unigate.pricing import Price, price_for, quota_for
+from unigate.pricing import price_for
 from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, ReserveResult
 from unigate.unit_prices import UnitPrice, parse_unit_prices, unit_price_for, unit_quota
 from unigate.v1 import auth_pb2, auth_pb2_grpc
-from unigate_auth import metrics
+from unigate_auth import metrics, reservation
 from unigate_auth.backlog import Backlog
 from unigate_auth.balances import BalanceKeeper
 from unigate_auth.cache import TTLCache
@@ -66,18 +65,26 @@ class Options:
     group_rate_limits: dict[str, Limits] = field(default_factory=dict)
     # The RetryTimes option; None leaves each gateway's RETRY_TIMES in force.
     retry_times: int | None = None
+    # The MaxOutputTokens option: per-request output ceiling; None leaves
+    # MAX_COMPLETION_RESERVE in force.
+    max_output_tokens: int | None = None
 
 
-def _retry_times_option(raw: str | None) -> int | None:
-    """RetryTimes as One API stores it (a decimal string); unset or unusable: None."""
+def _int_option(raw: str | None, name: str, low: int, high: int) -> int | None:
+    """A whole-number option as One API stores it (a decimal string), within [low, high];
+    unset or unusable: None."""
     if raw is None or not raw.strip():
         return None
     try:
         value = int(raw)
     except ValueError:
-        log.warning("option RetryTimes is not a whole number: %r; ignored", raw)
+        log.warning("option %s is not a whole number: %r; ignored", name, raw)
         return None
-    return min(max(value, 0), _MAX_RETRY_TIMES)
+    return min(max(value, low), high)
+
+
+def _retry_times_option(raw: str | None) -> int | None:
+    return _int_option(raw, "RetryTimes", 0, _MAX_RETRY_TIMES)
 
 
 def _rate_limits_option(raw: str | None) -> dict[str, Limits]:
@@ -196,6 +203,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 group_ratio=_json_option(raw.get("GroupRatio"), "GroupRatio") or {"default": 1.0},
                 group_rate_limits=_rate_limits_option(raw.get("GroupRateLimits")),
                 retry_times=_retry_times_option(raw.get("RetryTimes")),
+                max_output_tokens=_int_option(
+                    raw.get("MaxOutputTokens"), "MaxOutputTokens", 1, 10_000_000
+                ),
             )
 
         return await self._options.get_or_load("", load)
@@ -296,7 +306,19 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             opts.audio_ratio,
         )
         unit = unit_price_for(model, req.endpoint, req.price_variant, opts.unit_price)
-        amount = self._estimate(price, req, unit)
+        if unit is not None and req.estimated_units > 0:
+            # Priced per unit: the gateway counted the units (seconds of the upload,
+            # characters, images, search units), so reserve what they cost.
+            amount = unit_quota(req.estimated_units, unit[1], price.group_ratio)
+            want = reservation.Plan(amount, amount)
+        else:
+            want = reservation.plan(
+                price,
+                req,
+                ceiling=opts.max_output_tokens or self._settings.max_completion_reserve,
+                default_completion=self._settings.default_completion_reserve,
+                upstream_models=[a.upstream_model for a in abilities],
+            )
         now_ms = int(time.time() * 1000)
         user_limits = opts.group_rate_limits.get(token.group, Limits())
         windows = windows_for(
@@ -320,7 +342,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             unit_price=str(unit[1]) if unit else "",
         )
         result = await self._reserve(
-            token, req, amount, now_ms, windows, reservation_context(req, token, pricing)
+            token, req, want, now_ms, windows, reservation_context(req, token, pricing)
         )
         if result.outcome is ReserveOutcome.RATE_LIMITED:
             err, limits = refusal(windows, result.violated, result.violated_count, now_ms)
@@ -356,7 +378,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             allowed=True,
             reservation_id=req.request_id,
             install=self._quota.install,
-            reserved_quota=amount,
+            reserved_quota=result.amount,
+            max_output_tokens=want.bound(price, result.amount),
+            release_early=reservation.release_early(want, result.amount, result.left),
             token_id=token.id,
             token_name=token.name,
             user_id=token.user_id,
@@ -401,25 +425,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 back.append(a)
         return probes + front + back
 
-    def _estimate(
-        self,
-        price: Price,
-        req: auth_pb2.AuthorizeRequest,
-        unit: tuple[str, Fraction] | None = None,
-    ) -> int:
-        if unit is not None and req.estimated_units > 0:
-            # Priced per unit: the gateway counted the units (seconds of the upload,
-            # characters, images, search units), so reserve what they cost.
-            return unit_quota(req.estimated_units, unit[1], price.group_ratio)
-        completion = req.max_tokens or self._settings.default_completion_reserve
-        completion = min(max(completion, 0), self._settings.max_completion_reserve)
-        return quota_for(price, max(req.estimated_prompt_tokens, 1), completion)
-
     async def _reserve(
         self,
         token: TokenRecord,
         req: auth_pb2.AuthorizeRequest,
-        amount: int,
+        want: reservation.Plan,
         now_ms: int,
         windows: tuple[RateWindow, ...],
         context: bytes,
@@ -433,15 +443,16 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                     reservation_id=reservation_id,
                     token_id=token.id,
                     user_id=token.user_id,
-                    amount=amount,
+                    amount=want.amount,
                     unlimited=token.unlimited_quota,
                     now_ms=now_ms,
                     windows=windows,
                     gateway_id=req.gateway_id,
                     context=context,
+                    least=want.least,
                 )
             except (RedisError, OSError) as exc:
-                return self._balances.outage_reserve(token.id, amount, exc)
+                return self._balances.outage_reserve(token.id, want.amount, exc)
             self._balances.redis_back()
             if result.outcome is not ReserveOutcome.NEEDS_LOAD:
                 if result.outcome is ReserveOutcome.RESERVED:
@@ -499,6 +510,21 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             gone = errors.AuthenticationFailed("This API key no longer exists.")
             return auth_pb2.KeyInfo(allowed=False, error=gone.to_proto())
         return auth_pb2.KeyInfo(allowed=True, **dict(row))
+
+    async def Release(
+        self, request: auth_pb2.ReleaseRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.ReleaseResponse:
+        try:
+            released = await self._quota.lower(
+                reservation_id=request.reservation_id,
+                token_id=request.token_id,
+                user_id=request.user_id,
+                cost=request.quota,
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("could not lower reservation %s: %r", request.reservation_id, exc)
+            released = 0  # billing's settlement releases it all the same
+        return auth_pb2.ReleaseResponse(released=released)
 
     async def DisableChannel(
         self, request: auth_pb2.DisableChannelRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -25,9 +25,11 @@ class AuthSettings(CommonSettings):
     # While Redis cannot be reached: 0 refuses every request (503, fail closed); N lets each
     # key spend up to N quota units per auth process, unreserved, billed as usual.
     redis_outage_budget: int = Field(0, alias="REDIS_OUTAGE_BUDGET")
-    # Reservation when the request names no max_tokens (prompt estimate is added).
+    # Completion reserved for a non-generating request that names no max_tokens.
     default_completion_reserve: int = Field(512, alias="DEFAULT_COMPLETION_RESERVE")
-    max_completion_reserve: int = Field(32_768, alias="MAX_COMPLETION_RESERVE")
+    # Per-request output ceiling (tokens) of generating requests, unlimited keys included:
+    # no request goes upstream allowed more (the MaxOutputTokens option overrides it).
+    max_completion_reserve: int = Field(65_536, alias="MAX_COMPLETION_RESERVE")
     # Relays, by provider family, for channel tests: "openai=127.0.0.1:50061".
     relay_addrs: str = Field("openai=127.0.0.1:50061", alias="RELAY_ADDRS")
     # Seconds between tests of auto-disabled channels; 0 turns the tests off.

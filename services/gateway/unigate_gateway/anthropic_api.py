@@ -27,12 +27,13 @@ from starlette.datastructures import Headers
 
 from unigate import errors
 from unigate.errors import InvalidRequest
-from unigate.tokens import estimate_body_tokens
 from unigate_gateway.requests import (
     MAX_TOKENS_LIMIT,
     ParsedCall,
+    asks_long_cache,
     bearer_key,
     check_model_name,
+    counted_prompt,
 )
 
 MESSAGES: Final = "messages"
@@ -173,7 +174,8 @@ def parse_messages(body: bytes) -> ParsedCall:
         # Anthropic's streams always report usage; there is nothing to opt into.
         include_usage=True,
         max_tokens=max_tokens,
-        estimated_prompt_tokens=estimate_body_tokens(len(body)),
+        estimated_prompt_tokens=counted_prompt(MESSAGES, data, model, body),
+        long_cache_writes=asks_long_cache(body),
     )
 
 

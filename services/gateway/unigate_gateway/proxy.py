@@ -6,6 +6,7 @@ authorized call ends in exactly one usage event, however it ends (success, error
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 MAX_MULTIPLEXED_BODY = 256 * 1024
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 CLIENT_CLOSED = 499
+# Set when unigate injected or lowered the request's output limit (what its payer affords).
+MAX_TOKENS_HEADER = "x-unigate-max-tokens"
 T = TypeVar("T")
 
 
@@ -121,6 +124,7 @@ class Proxy:
         self._retry_times = retry_times
         self._authorize_timeout = authorize_timeout
         self._relay_timeout = relay_timeout
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def authorize(
         self, api_key: str, call: ParsedCall, client_ip: str, request_id: str
@@ -139,6 +143,7 @@ class Proxy:
                     estimated_units=call.estimated_units,
                     price_variant=call.price_variant,
                     gateway_id=self._gateway_id,
+                    long_cache_writes=call.long_cache_writes,
                 ),
                 self._authorize_timeout,
             )
@@ -172,9 +177,16 @@ class Proxy:
             try:
                 response = await self._unary(record)
             finally:
-                self._publish(record)
+                release = self._publish(record)
+            if release is not None:
+                # The client's next request must find the rest of a tight balance free.
+                await release
         if decision.HasField("rate_limits"):
             response.headers.update(rate_limit_headers(decision.rate_limits))
+        bound = decision.max_output_tokens
+        if bound and (not call.max_tokens or bound < call.max_tokens):
+            # The output limit the request went upstream with, where it is not the client's.
+            response.headers[MAX_TOKENS_HEADER] = str(bound)
         return response
 
     def _candidates(self, record: CallRecord) -> list[auth_pb2.ChannelCandidate]:
@@ -201,6 +213,7 @@ class Proxy:
             content_type=record.call.content_type,
             reservation_id=record.auth.reservation_id,
             install=record.auth.install,
+            max_output_tokens=record.auth.max_output_tokens,
         )
 
     def _no_relay_error(self, cand: auth_pb2.ChannelCandidate) -> relay_pb2.RelayError:
@@ -359,9 +372,12 @@ class Proxy:
                 break
             metrics.retried(last.error.code or "error")
         try:
-            return self._fail(record, last)
+            response = self._fail(record, last)
         finally:
-            self._publish(record)
+            release = self._publish(record)
+        if release is not None:
+            await release
+        return response
 
     async def _forward(
         self,
@@ -465,11 +481,18 @@ class Proxy:
             streamed_text(sse_payloads(b"".join(record.forwarded))),
         )
 
-    def _publish(self, record: CallRecord) -> None:
+    def _publish(self, record: CallRecord) -> asyncio.Task[None] | None:
+        """Hand the call's usage event to the publisher; returns the early release of its
+        reservation, when auth asked for one."""
         auth = record.auth
         p = auth.pricing
         u = record.usage
         quota = quota_of(p, u)
+        release = None
+        if auth.release_early:
+            release = asyncio.get_running_loop().create_task(self._release(auth, quota))
+            self._releases.add(release)
+            release.add_done_callback(self._releases.discard)
         elapsed = time.perf_counter() - record.started
         channel_id = record.channel.channel_id if record.channel else 0
         metrics.request_done(
@@ -503,6 +526,21 @@ class Proxy:
                 client_request_id=record.client_request_id,
             )
         )
+        return release
+
+    async def _release(self, auth: auth_pb2.AuthorizeResponse, quota: int) -> None:
+        """Tell auth the real cost of a request the balance limited, so the rest of its
+        reservation is spendable at once; billing's settlement follows either way."""
+        request = auth_pb2.ReleaseRequest(
+            reservation_id=auth.reservation_id,
+            token_id=auth.token_id,
+            user_id=auth.user_id,
+            quota=quota,
+        )
+        try:
+            await self._auth.Release(request, timeout=self._authorize_timeout)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("could not release a reservation early: %s", exc.code())
 
     async def list_models(self, api_key: str, client_ip: str) -> list[str]:
         request = auth_pb2.ListModelsRequest(api_key=api_key, client_ip=client_ip)

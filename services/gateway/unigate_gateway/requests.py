@@ -12,6 +12,7 @@ import orjson
 
 from unigate.audio_duration import billed_seconds
 from unigate.errors import InvalidRequest
+from unigate.tokenizer import request_prompt_tokens
 from unigate.tokens import estimate_body_tokens
 from unigate.unit_prices import image_variant
 
@@ -45,6 +46,21 @@ class ParsedCall:
     # "<size>/<quality>"), for auth to price the reservation.
     estimated_units: int = 0
     price_variant: str = ""
+    # The body asks for 1-hour prompt-cache entries (priced higher than 5-minute ones).
+    long_cache_writes: bool = False
+
+
+def counted_prompt(endpoint: str, data: dict[str, Any], model: str, body: bytes) -> int:
+    """The prompt of a generating request counted with its model's tokenizer (what the
+    reservation prices), else the size bound."""
+    counted = request_prompt_tokens(endpoint, data, model)
+    return max(counted, 1) if counted is not None else estimate_body_tokens(len(body))
+
+
+def asks_long_cache(body: bytes) -> bool:
+    """Whether a body may ask for 1-hour prompt-cache writes (``cache_control`` with
+    ``"ttl": "1h"``): a cheap bytes test that errs towards yes, i.e. a larger reservation."""
+    return b'"1h"' in body and b"cache_control" in body
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
@@ -145,6 +161,7 @@ def _json_call(
     usage_option: bool = False,
     max_tokens_field: str = "max_tokens",
     units: Units | None = None,
+    generating: bool = False,
 ) -> ParsedCall:
     """The checks every JSON endpoint shares: an object, a model (or its default), the
     required fields, and the stream flags where the endpoint can stream."""
@@ -165,14 +182,19 @@ def _json_call(
         stream=stream,
         include_usage=include_usage,
         max_tokens=_int_field(data, max_tokens_field),
-        estimated_prompt_tokens=estimate_body_tokens(len(body)),
         estimated_units=estimated_units,
         price_variant=variant,
+        estimated_prompt_tokens=counted_prompt(endpoint, data, model, body)
+        if generating
+        else estimate_body_tokens(len(body)),
+        long_cache_writes=generating and asks_long_cache(body),
     )
 
 
 def parse_completions(body: bytes) -> ParsedCall:
-    return _json_call("completions", body, ("prompt",), streams=True, usage_option=True)
+    return _json_call(
+        "completions", body, ("prompt",), streams=True, usage_option=True, generating=True
+    )
 
 
 def parse_moderations(body: bytes) -> ParsedCall:
@@ -212,7 +234,12 @@ def parse_rerank(body: bytes) -> ParsedCall:
 
 def parse_responses(body: bytes) -> ParsedCall:
     return _json_call(
-        "responses", body, ("input",), streams=True, max_tokens_field="max_output_tokens"
+        "responses",
+        body,
+        ("input",),
+        streams=True,
+        max_tokens_field="max_output_tokens",
+        generating=True,
     )
 
 
@@ -279,7 +306,8 @@ def parse_chat(body: bytes) -> ParsedCall:
         stream=stream,
         include_usage=include_usage,
         max_tokens=max_tokens,
-        estimated_prompt_tokens=estimate_body_tokens(len(body)),
+        estimated_prompt_tokens=counted_prompt("chat.completions", data, model, body),
+        long_cache_writes=asks_long_cache(body),
     )
 
 

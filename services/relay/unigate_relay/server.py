@@ -20,6 +20,7 @@ from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay import metrics
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.health_reporter import HealthReporter
+from unigate_relay.output_bound import bounded_body, bounded_stream
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 from unigate_relay.system_prompt import with_system_prompt
 from unigate_relay.translate import serving
@@ -111,13 +112,21 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 code="channel_misconfigured",
                 retryable=True,
             )
+        body = request.body
         if channel.system_prompt:
-            body = with_system_prompt(request.endpoint, request.body, channel.system_prompt)
-            if body is not request.body:
-                changed = relay_pb2.RelayRequest()
-                changed.CopyFrom(request)
-                changed.body = body
-                request = changed
+            body = with_system_prompt(request.endpoint, body, channel.system_prompt)
+        if request.max_output_tokens > 0:
+            body = bounded_body(
+                request.endpoint,
+                body,
+                request.max_output_tokens,
+                provider.chat_output_field(channel.type),
+            )
+        if body is not request.body:
+            changed = relay_pb2.RelayRequest()
+            changed.CopyFrom(request)
+            changed.body = body
+            request = changed
         key = self._channels.next_key(channel.id)
         return provider, CallContext(request=request, channel=channel, api_key=key, http=self._http)
 
@@ -183,7 +192,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         metrics.IN_FLIGHT.inc()
         started = time.perf_counter()
         try:
-            async for chunk in provider.stream(ctx):
+            async for chunk in bounded_stream(ctx.request, provider.stream(ctx)):
                 if chunk.HasField("end"):
                     end = chunk.end
                     held.close(end)

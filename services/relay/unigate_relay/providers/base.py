@@ -47,6 +47,11 @@ class Provider(abc.ABC):
     # Endpoints ("chat.completions", "embeddings", ...) this provider can serve.
     endpoints: ClassVar[frozenset[str]]
 
+    def chat_output_field(self, channel_type: int) -> str:
+        """The field of a chat request that carries an injected output limit (the family's
+        request builder carries it on into the provider's own field)."""
+        return "max_tokens"
+
     @abc.abstractmethod
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         """A non-streaming call; returns the OpenAI-shaped body and exact usage."""

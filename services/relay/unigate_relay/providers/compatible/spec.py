@@ -44,6 +44,9 @@ class CompatibleSpec:
     # a digit indexes a list, Moonshot: choices.0.usage).
     stream_usage_path: tuple[str, ...] | None = None
     default_models: tuple[str, ...] = ()
+    # The field an output limit unigate injects into a chat request goes in: max_tokens,
+    # which every OpenAI-like provider reads (OpenAI itself: max_completion_tokens).
+    chat_output_field: str = "max_tokens"
 
     def url(self, base_url: str, endpoint: str, model: str = "", config_json: str = "") -> str:
         """The full URL of ``endpoint`` for a channel whose base URL is ``base_url`` (empty

@@ -32,7 +32,15 @@ from unigate_relay.sse import SSESplitter, event_data
 
 # OpenAI itself and "OpenAI-compatible" (the operator's base URL): OpenAI's /v1 layout.
 _ALL_ENDPOINTS = frozenset(ENDPOINT_PATHS)
-_OPENAI = CompatibleSpec(1, "OpenAI", "https://api.openai.com", "/v1", _ALL_ENDPOINTS)
+# OpenAI's reasoning models refuse max_tokens; max_completion_tokens works for every model.
+_OPENAI = CompatibleSpec(
+    1,
+    "OpenAI",
+    "https://api.openai.com",
+    "/v1",
+    _ALL_ENDPOINTS,
+    chat_output_field="max_completion_tokens",
+)
 _OPENAI_COMPATIBLE = CompatibleSpec(8, "OpenAI-compatible", "", "/v1", _ALL_ENDPOINTS)
 _SPECS: dict[int, CompatibleSpec] = {1: _OPENAI, 8: _OPENAI_COMPATIBLE, **SPECS}
 
@@ -58,6 +66,9 @@ class OpenAIProvider(Provider):
     family: ClassVar[str] = "openai"
     channel_types: ClassVar[tuple[int, ...]] = tuple(sorted(_SPECS))
     endpoints: ClassVar[frozenset[str]] = _ALL_ENDPOINTS
+
+    def chat_output_field(self, channel_type: int) -> str:
+        return spec_for(channel_type).chat_output_field
 
     def _unsupported(self, ctx: CallContext) -> relay_pb2.RelayError | None:
         spec = spec_for(ctx.channel.type)

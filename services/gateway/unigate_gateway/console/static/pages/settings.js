@@ -12,6 +12,7 @@ const KNOWN = [
     ["RegisterEnabled", "bool", "settings.register_enabled", "settings.register_hint"],
     ["QuotaForNewUser", "number", "settings.quota_new_user", ""],
     ["RetryTimes", "number", "settings.retry_times", "settings.retry_times_hint"],
+    ["MaxOutputTokens", "number", "settings.max_output_tokens", "settings.max_output_tokens_hint"],
   ]],
   ["pricing", [
     ["ModelRatio", "json", "settings.model_ratio", "settings.model_ratio_hint"],

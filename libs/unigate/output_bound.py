@@ -1,0 +1,101 @@
+"""The output bound of a request: how many completion tokens its payer can afford.
+
+A generating request is sent upstream only with an output limit (``max_tokens`` or the
+provider's own field) whose worst-case cost is reserved, so a balance can never be spent
+below zero: the prompt is priced at its most expensive reading (every token a prompt-cache
+write where the model charges more for one), the completion at its limit. The arithmetic is
+exact (fractions of the float ratios), and rounds as :func:`unigate.pricing.quota_for` does
+(up, never 0 for a paid model), so a request whose usage stays within its prompt estimate and
+its bound never settles above its reservation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from fractions import Fraction
+
+from unigate import model_limits
+from unigate.pricing import Price
+
+# Endpoints whose answers are generated token by token and can be bounded.
+GENERATING = frozenset({"chat.completions", "completions", "responses", "messages"})
+
+
+def prompt_ratio(price: Price, *, long_cache_writes: bool = False) -> float:
+    """The most a prompt token can cost, as a multiple of the input price: a 5-minute cache
+    write (Claude's 1.25), a 1-hour one (2) when the request asks for that lifetime, a cache
+    read (normally cheaper), else plain input."""
+    ratios = [1.0, price.cached_ratio, price.cache_write_5m_ratio]
+    if long_cache_writes:
+        ratios.append(price.cache_write_1h_ratio)
+    return max(ratios)
+
+
+def _scale(price: Price) -> Fraction:
+    return Fraction(price.model_ratio) * Fraction(price.group_ratio)
+
+
+def worst_cost(price: Price, prompt_tokens: int, completion_tokens: int, ratio: float) -> int:
+    """Quota units a call may cost at most: ``prompt_tokens`` at ``ratio`` times the input
+    price and ``completion_tokens`` of output, rounded up; never 0 for a paid model."""
+    weighted = prompt_tokens * Fraction(ratio) + completion_tokens * Fraction(
+        price.completion_ratio
+    )
+    quota = math.ceil(weighted * _scale(price))
+    if quota <= 0 and price.model_ratio > 0 and (prompt_tokens or completion_tokens):
+        return 1
+    return max(quota, 0)
+
+
+def affordable_output(price: Price, prompt_tokens: int, budget: int, ratio: float, cap: int) -> int:
+    """The most completion tokens (at most ``cap``) for which :func:`worst_cost` stays within
+    ``budget``; -1 when not even the prompt fits."""
+    if worst_cost(price, prompt_tokens, 0, ratio) > budget:
+        return -1
+    scale = _scale(price)
+    completion = Fraction(price.completion_ratio)
+    if scale <= 0 or completion <= 0:
+        return cap  # output costs nothing: only the cap bounds it
+    # ceil((p·r + c·k)·s) <= budget  <=>  (p·r + c·k)·s <= budget, budget being an integer.
+    room = Fraction(budget) / scale - prompt_tokens * Fraction(ratio)
+    return max(min(math.floor(room / completion), cap), 0)
+
+
+# The output limit of a request to a model whose limit is not known, when the client names
+# none: what the oldest models still served accept (Claude 3, GPT-3.5, most OpenAI-like ones).
+UNKNOWN_MODEL_OUTPUT = 4096
+
+
+def known_output_limit(models: Iterable[str]) -> int | None:
+    """The smallest published output limit of ``models`` (what each of them accepts), or
+    None when none is known."""
+    limits = [n for n in map(model_limits.output_limit, models) if n is not None]
+    return min(limits, default=None)
+
+
+def output_cap(models: Iterable[str], client_max: int, ceiling: int, prompt_tokens: int) -> int:
+    """The most output a request may ask for before money is considered: the client's own
+    limit, else the smallest published output limit of the models that may serve it (what
+    every one of their providers accepts; :data:`UNKNOWN_MODEL_OUTPUT` when none is known),
+    never above the operator's per-request ceiling, nor beyond a context window."""
+    names = set(models)
+    if client_max:
+        return max(min(client_max, ceiling), 1)
+    cap = min(known_output_limit(names) or UNKNOWN_MODEL_OUTPUT, ceiling)
+    windows = [w for w in map(model_limits.context_window, names) if w is not None]
+    if windows:
+        cap = min(cap, min(windows) - prompt_tokens)
+    return max(cap, 1)
+
+
+def limit_to_send(bound: int, client_max: int, known_limit: int | None) -> int:
+    """The output limit a request goes upstream with, ``bound`` being what its reservation
+    covers; 0 = none. The client's own limit is always sent (lowered to ``bound`` if need
+    be), and so is any bound for a model whose limit is unknown; with no client limit, a
+    bound that reaches the model's published limit is not sent: the model stops there by
+    itself and the reservation covers that, while a number of our own could exceed what a
+    particular deployment accepts (an Azure deployment serving another model than its name)."""
+    if client_max or known_limit is None or bound < known_limit:
+        return bound
+    return 0
