@@ -9,7 +9,6 @@ https://cloud.baidu.com/doc/WENXINWORKSHOP/s/alj562vvu (Embedding-V1); One API's
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -42,6 +41,12 @@ from unigate_relay.providers.base import (
 )
 from unigate_relay.providers.native_stream import relay_sse_stream
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    decoded,
+    open_upstream,
+    read_refusal,
+)
 
 DEFAULT_BASE_URL = "https://aip.baidubce.com"
 
@@ -78,20 +83,12 @@ class BaiduProvider(Provider):
         path = endpoint_path(
             ctx.request.upstream_model, embeddings=ctx.request.endpoint == "embeddings"
         )
-        headers = {"Content-Type": "application/json"}
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            headers.update(
-                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
-            )
-        resp = await asyncio.wait_for(
-            ctx.http.post(
-                host + path,
-                params={"access_token": token},
-                data=orjson.dumps(body),
-                headers=headers,
-                timeout=ctx.timeout(),
-            ),
-            ctx.first_byte_seconds(),
+        resp = await open_upstream(
+            ctx,
+            host + path,
+            params={"access_token": token},
+            data=orjson.dumps(body),
+            headers=channel_headers(ctx, {"Content-Type": "application/json"}),
         )
         return resp, token
 
@@ -114,10 +111,7 @@ class BaiduProvider(Provider):
             except UPSTREAM_ERRORS as exc:
                 return relay_pb2.RelayResult(error=error_from_exception(exc))
             upstream_ms = int((time.perf_counter() - started) * 1000)
-            try:
-                answer = orjson.loads(content)
-            except orjson.JSONDecodeError:
-                answer = None
+            answer = decoded(content)
             if not isinstance(answer, dict):
                 return relay_pb2.RelayResult(
                     error=unreadable_answer(status), upstream_ms=upstream_ms
@@ -220,16 +214,11 @@ class BaiduProvider(Provider):
             if "event-stream" in resp.headers.get("Content-Type", ""):
                 break
             # Not a stream: Qianfan refused the request with a JSON error object.
-            try:
-                async with resp:
-                    status, content = resp.status, await resp.read()
-            except UPSTREAM_ERRORS as exc:
-                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+            refusal = await read_refusal(resp)
+            if isinstance(refusal, relay_pb2.RelayError):
+                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=refusal))
                 return
-            try:
-                failure = baidu_error(orjson.loads(content))
-            except orjson.JSONDecodeError:
-                failure = None
+            status, failure = refusal.status, baidu_error(refusal.json())
             if failure is not None and failure[0] in TOKEN_CODES and attempt == 0:
                 self.tokens.invalidate(self._host(ctx), ctx.api_key, token)
                 continue

@@ -11,7 +11,6 @@ the Anthropic family's ``message_to_chat`` / ``ChatStreamTranslator``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -57,6 +56,7 @@ from unigate_relay.providers.bedrock.wire import (
     region_of,
 )
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
+from unigate_relay.providers.upstream import channel_headers, open_upstream, read_answer
 from unigate_relay.sse import event_data
 
 CHAT = "chat.completions"
@@ -91,27 +91,16 @@ class _Prepared:
         self.model = claude_name(self.model_id)
         self.body = orjson.dumps(bedrock_body(chat_to_messages(chat, self.model)))
         self.url = invoke_url(ctx.channel.base_url, region, self.model_id, stream=stream)
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": EVENT_STREAM_TYPE if stream else "application/json",
-        }
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            extra = orjson.loads(ctx.channel.headers_json)
-            headers.update({str(k): str(v) for k, v in extra.items()})
+        accept = EVENT_STREAM_TYPE if stream else "application/json"
+        headers = channel_headers(ctx, {"Content-Type": "application/json", "Accept": accept})
         self.headers = signed_headers(
             credentials(ctx.api_key), region, self.url, self.body, headers
         )
 
     async def post(self, ctx: CallContext) -> aiohttp.ClientResponse:
         # encoded=True: the path goes byte for byte as signed (yarl would decode "%3A").
-        return await asyncio.wait_for(
-            ctx.http.post(
-                URL(self.url, encoded=True),
-                data=self.body,
-                headers=self.headers,
-                timeout=ctx.timeout(),
-            ),
-            ctx.first_byte_seconds(),
+        return await open_upstream(
+            ctx, URL(self.url, encoded=True), data=self.body, headers=self.headers
         )
 
 
@@ -133,19 +122,17 @@ class BedrockProvider(Provider):
         prepared = _prepare(ctx, stream=False)
         if isinstance(prepared, relay_pb2.RelayError):
             return relay_pb2.RelayResult(error=prepared)
-        started = time.perf_counter()
-        try:
-            async with await prepared.post(ctx) as resp:
-                status, headers, content = resp.status, resp.headers, await resp.read()
-        except UPSTREAM_ERRORS as exc:
-            return relay_pb2.RelayResult(error=error_from_exception(exc))
-        upstream_ms = int((time.perf_counter() - started) * 1000)
+        reply = await read_answer(prepared.post(ctx))
+        if isinstance(reply, relay_pb2.RelayResult):
+            return reply
+        status, upstream_ms = reply.status, reply.upstream_ms
         if status >= 400:
-            error = http_error(status, content, headers, list(ctx.channel.keys))
-            return relay_pb2.RelayResult(error=error, upstream_ms=upstream_ms)
-        answer = parse_event(content)
+            return reply.failed(
+                http_error(status, reply.content, reply.headers, list(ctx.channel.keys))
+            )
+        answer = parse_event(reply.content)
         if answer is None:
-            return relay_pb2.RelayResult(error=unreadable_answer(status), upstream_ms=upstream_ms)
+            return reply.unreadable()
         message, finish, usage = message_to_chat(answer)
         body = completion_body(
             id=completion_id(),
