@@ -12,8 +12,9 @@ inside the stream, stamps the first token, releases or closes the connection, an
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import aiohttp
 import orjson
@@ -26,8 +27,8 @@ from unigate_relay.providers.base import (
     error_from_exception,
     stream_truncated,
 )
-from unigate_relay.providers.openai_shapes import DONE_FRAME, chunk_frame
-from unigate_relay.providers.upstream import ms_since
+from unigate_relay.providers.openai_shapes import DONE_FRAME, chunk_frame, completion_id
+from unigate_relay.providers.upstream import let_go, ms_since
 from unigate_relay.sse import SSESplitter, event_data
 
 # An error the provider signals by the event itself (e.g. ``event: error``), given the raw
@@ -75,6 +76,12 @@ class ChunkTranslator(abc.ABC):
         self.finished = False
         self.usage: common_pb2.Usage | None = None
         self.text: list[str] = []
+
+    @classmethod
+    def for_call(cls, ctx: CallContext) -> Self:
+        """A translator for the answer to ``ctx``'s request: a new completion id, the upstream
+        model, created now."""
+        return cls(id=completion_id(), model=ctx.request.upstream_model, created=int(time.time()))
 
     @abc.abstractmethod
     def feed(self, payload: dict[str, Any]) -> bytes:
@@ -174,10 +181,7 @@ async def relay_sse_stream(
         error = error_from_exception(exc)
     finally:
         # A finished stream leaves the connection reusable; an abandoned one does not.
-        if translator.finished:
-            resp.release()
-        else:
-            resp.close()
+        let_go(resp, reusable=translator.finished)
     upstream_ms = ms_since(started)
     if error is None and not translator.finished:
         error = stream_truncated()

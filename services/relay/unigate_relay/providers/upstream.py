@@ -16,7 +16,7 @@ import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from unigate.v1 import relay_pb2
+from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
@@ -132,3 +132,26 @@ async def read_refusal(resp: aiohttp.ClientResponse) -> Answer | relay_pb2.Relay
     except UPSTREAM_ERRORS as exc:
         return error_from_exception(exc)
     return Answer(resp.status, resp.headers, content, 0)
+
+
+def json_result(
+    body: bytes, usage: common_pb2.Usage, upstream_ms: int, *, status: int = 200
+) -> relay_pb2.RelayResult:
+    """A successful answer in OpenAI's JSON shape, with the usage it is billed by."""
+    return relay_pb2.RelayResult(
+        http_status=status,
+        content_type="application/json",
+        body=body,
+        usage=usage,
+        upstream_ms=upstream_ms,
+    )
+
+
+def let_go(resp: aiohttp.ClientResponse, *, reusable: bool) -> None:
+    """Hand back a stream's response: one read to its end goes back to the connection pool;
+    one abandoned (client gone, error, truncated) is closed, so that its connection is not
+    reused mid-stream."""
+    if reusable:
+        resp.release()
+    else:
+        resp.close()

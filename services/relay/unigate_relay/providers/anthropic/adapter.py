@@ -22,7 +22,11 @@ import orjson
 
 from unigate.tokens import counted_usage, streamed_text
 from unigate.v1 import common_pb2, relay_pb2
-from unigate_relay.providers.anthropic.errors import anthropic_error, stream_error
+from unigate_relay.providers.anthropic.errors import (
+    anthropic_error,
+    conversion_error,
+    stream_error,
+)
 from unigate_relay.providers.anthropic.request import chat_to_messages
 from unigate_relay.providers.anthropic.response import message_to_chat, usage_from_anthropic
 from unigate_relay.providers.anthropic.stream import (
@@ -46,20 +50,19 @@ from unigate_relay.providers.base import (
     Provider,
     drained,
     error_from_exception,
-    relay_error,
     stream_truncated,
 )
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
-from unigate_relay.providers.upstream import channel_headers, open_upstream, read_answer
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    json_result,
+    let_go,
+    open_upstream,
+    read_answer,
+)
 from unigate_relay.sse import SSESplitter, event_data
 
 CHAT = "chat.completions"
-
-
-def _client_error(exc: ConversionError) -> relay_pb2.RelayError:
-    err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
-    err.error.param = exc.param
-    return err
 
 
 class AnthropicProvider(Provider):
@@ -103,7 +106,7 @@ class AnthropicProvider(Provider):
         try:
             body = self._body(ctx)
         except ConversionError as exc:
-            return relay_pb2.RelayResult(error=_client_error(exc))
+            return relay_pb2.RelayResult(error=conversion_error(exc))
         reply = await read_answer(self._post(ctx, body))
         if isinstance(reply, relay_pb2.RelayResult):
             return reply
@@ -130,19 +133,13 @@ class AnthropicProvider(Provider):
                 finish_reason=finish,
                 usage=usage,
             )
-        return relay_pb2.RelayResult(
-            http_status=status,
-            content_type="application/json",
-            body=content,
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(content, usage, upstream_ms, status=status)
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         try:
             body = self._body(ctx)
         except ConversionError as exc:
-            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=_client_error(exc)))
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=conversion_error(exc)))
             return
         native = ctx.request.endpoint == MESSAGES
         state: StreamState = (
@@ -211,10 +208,7 @@ class AnthropicProvider(Provider):
             )
             return
         finally:
-            if reusable:
-                resp.release()
-            else:
-                resp.close()
+            let_go(resp, reusable=reusable)
         error: relay_pb2.RelayError | None = None
         if state.error is not None:
             error = stream_error(state.error, secrets)

@@ -18,7 +18,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from unigate.anthropic_errors import status_of_type
 from unigate.v1 import relay_pb2
+from unigate_relay.providers.anthropic.wire import ConversionError
 from unigate_relay.providers.base import (
+    client_mistake,
     error_from_upstream,
     quota_exhausted,
     relay_error,
@@ -37,6 +39,11 @@ def _error_object(body: bytes) -> tuple[str, str]:
     if isinstance(error, dict):
         return str(error.get("type") or ""), str(error.get("message") or "")
     return "", ""
+
+
+def conversion_error(exc: ConversionError) -> relay_pb2.RelayError:
+    """The client's 400 for a request that cannot be expressed in Anthropic's protocol."""
+    return client_mistake(exc.message, code="invalid_request", param=exc.param)
 
 
 def anthropic_error(

@@ -33,9 +33,9 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     credentials_rejected,
     error_from_exception,
-    relay_error,
     unreadable_answer,
     upstream_unreachable,
 )
@@ -44,6 +44,7 @@ from unigate_relay.providers.openai_shapes import completion_body, completion_id
 from unigate_relay.providers.upstream import (
     channel_headers,
     decoded,
+    json_result,
     open_upstream,
     read_refusal,
 )
@@ -97,9 +98,7 @@ class BaiduProvider(Provider):
         try:
             body = self._request(ctx, stream=False)
         except Unsupported as exc:
-            return relay_pb2.RelayResult(
-                error=relay_error(400, str(exc), type="invalid_request_error")
-            )
+            return relay_pb2.RelayResult(error=client_mistake(str(exc)))
         started = time.perf_counter()
         for attempt in range(2):
             try:
@@ -144,10 +143,8 @@ class BaiduProvider(Provider):
             message["tool_calls"] = calls
         elif message["content"] is None:
             message["content"] = ""
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=completion_body(
+        return json_result(
+            completion_body(
                 id=completion_id(),
                 model=ctx.request.upstream_model,
                 message=message,
@@ -155,8 +152,8 @@ class BaiduProvider(Provider):
                 usage=usage,
                 created=int(answer.get("created") or 0) or None,
             ),
-            usage=usage,
-            upstream_ms=upstream_ms,
+            usage,
+            upstream_ms,
         )
 
     def _embeddings_result(
@@ -181,24 +178,14 @@ class BaiduProvider(Provider):
             "model": ctx.request.upstream_model,
             "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
         }
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=orjson.dumps(body),
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(orjson.dumps(body), usage, upstream_ms)
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         secrets = list(ctx.channel.keys)
         try:
             body = self._request(ctx, stream=True)
         except Unsupported as exc:
-            yield relay_pb2.RelayChunk(
-                end=relay_pb2.StreamEnd(
-                    error=relay_error(400, str(exc), type="invalid_request_error")
-                )
-            )
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=client_mistake(str(exc))))
             return
         started = time.perf_counter()
         resp: aiohttp.ClientResponse | None = None
@@ -228,9 +215,7 @@ class BaiduProvider(Provider):
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
         assert resp is not None
-        translator = ChunkTranslator(
-            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
-        )
+        translator = ChunkTranslator.for_call(ctx)
 
         def in_band_error(payload: dict[str, Any]) -> relay_pb2.RelayError | None:
             failure = baidu_error(payload)

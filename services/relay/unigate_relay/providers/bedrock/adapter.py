@@ -21,7 +21,7 @@ from yarl import URL
 
 from unigate.tokens import counted_usage, streamed_text
 from unigate.v1 import common_pb2, relay_pb2
-from unigate_relay.providers.anthropic.errors import stream_error
+from unigate_relay.providers.anthropic.errors import conversion_error, stream_error
 from unigate_relay.providers.anthropic.request import chat_to_messages
 from unigate_relay.providers.anthropic.response import message_to_chat
 from unigate_relay.providers.anthropic.stream import (
@@ -56,16 +56,16 @@ from unigate_relay.providers.bedrock.wire import (
     region_of,
 )
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
-from unigate_relay.providers.upstream import channel_headers, open_upstream, read_answer
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    json_result,
+    let_go,
+    open_upstream,
+    read_answer,
+)
 from unigate_relay.sse import event_data
 
 CHAT = "chat.completions"
-
-
-def _client_error(exc: ConversionError) -> relay_pb2.RelayError:
-    err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
-    err.error.param = exc.param
-    return err
 
 
 def _bad_key(exc: KeyFormatError) -> relay_pb2.RelayError:
@@ -108,7 +108,7 @@ def _prepare(ctx: CallContext, *, stream: bool) -> _Prepared | relay_pb2.RelayEr
     try:
         return _Prepared(ctx, stream=stream)
     except ConversionError as exc:
-        return _client_error(exc)
+        return conversion_error(exc)
     except KeyFormatError as exc:
         return _bad_key(exc)
 
@@ -141,13 +141,7 @@ class BedrockProvider(Provider):
             finish_reason=finish,
             usage=usage,
         )
-        return relay_pb2.RelayResult(
-            http_status=status,
-            content_type="application/json",
-            body=body,
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(body, usage, upstream_ms, status=status)
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         prepared = _prepare(ctx, stream=True)
@@ -200,10 +194,7 @@ class BedrockProvider(Provider):
         except UPSTREAM_ERRORS as exc:
             error = error_from_exception(exc)
         finally:
-            if state.finished:
-                resp.release()
-            else:
-                resp.close()
+            let_go(resp, reusable=state.finished)
         if error is None and state.error is not None:
             error = stream_error(state.error, secrets)
         elif error is None and not state.finished:

@@ -21,6 +21,7 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     error_from_exception,
     relay_error,
 )
@@ -44,6 +45,7 @@ from unigate_relay.providers.native_stream import relay_sse_stream
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
 from unigate_relay.providers.upstream import (
     channel_headers,
+    json_result,
     open_upstream,
     read_answer,
     read_refusal,
@@ -114,9 +116,7 @@ class CohereProvider(Provider):
         try:
             request, body = self._body(ctx, stream=False)
         except Unsupported as exc:
-            return relay_pb2.RelayResult(
-                error=relay_error(400, str(exc), type="invalid_request_error")
-            )
+            return relay_pb2.RelayResult(error=client_mistake(str(exc)))
         reply = await read_answer(self._post(ctx, body, stream=False))
         if isinstance(reply, relay_pb2.RelayResult):
             return reply
@@ -155,13 +155,7 @@ class CohereProvider(Provider):
                 finish_reason=finish_reason(reason),
                 usage=usage,
             )
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=data,
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(data, usage, upstream_ms)
 
     @staticmethod
     def _estimate(ctx: CallContext, message: dict[str, Any]) -> common_pb2.Usage:
@@ -177,20 +171,14 @@ class CohereProvider(Provider):
         if ctx.request.endpoint != "chat.completions":
             yield relay_pb2.RelayChunk(
                 end=relay_pb2.StreamEnd(
-                    error=relay_error(
-                        400, "Only chat completions can be streamed.", type="invalid_request_error"
-                    )
+                    error=client_mistake("Only chat completions can be streamed.")
                 )
             )
             return
         try:
             _, body = self._body(ctx, stream=True)
         except Unsupported as exc:
-            yield relay_pb2.RelayChunk(
-                end=relay_pb2.StreamEnd(
-                    error=relay_error(400, str(exc), type="invalid_request_error")
-                )
-            )
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=client_mistake(str(exc))))
             return
         started = time.perf_counter()
         try:
@@ -209,9 +197,7 @@ class CohereProvider(Provider):
             )
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=refused))
             return
-        translator = EventTranslator(
-            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
-        )
+        translator = EventTranslator.for_call(ctx)
 
         def failed_generation() -> relay_pb2.RelayError | None:
             reason = translator.failed_reason

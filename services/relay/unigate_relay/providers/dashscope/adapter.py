@@ -22,8 +22,8 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     error_from_exception,
-    relay_error,
 )
 from unigate_relay.providers.dashscope.convert import (
     Unsupported,
@@ -38,6 +38,7 @@ from unigate_relay.providers.native_stream import relay_sse_stream
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
 from unigate_relay.providers.upstream import (
     channel_headers,
+    json_result,
     open_upstream,
     read_answer,
     read_refusal,
@@ -77,9 +78,7 @@ class DashScopeProvider(Provider):
         try:
             reply = await read_answer(self._post(ctx, stream=False))
         except Unsupported as exc:
-            return relay_pb2.RelayResult(
-                error=relay_error(400, str(exc), type="invalid_request_error")
-            )
+            return relay_pb2.RelayResult(error=client_mistake(str(exc)))
         if isinstance(reply, relay_pb2.RelayResult):
             return reply
         upstream_ms = reply.upstream_ms
@@ -98,18 +97,16 @@ class DashScopeProvider(Provider):
             ]
             message["content"] = message["content"] or None
         usage = usage_of(answer)
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=completion_body(
+        return json_result(
+            completion_body(
                 id=completion_id(),
                 model=ctx.request.upstream_model,
                 message=message,
                 finish_reason=finish_reason(choice.get("finish_reason")) or "stop",
                 usage=usage,
             ),
-            usage=usage,
-            upstream_ms=upstream_ms,
+            usage,
+            upstream_ms,
         )
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
@@ -118,7 +115,7 @@ class DashScopeProvider(Provider):
         try:
             resp = await self._post(ctx, stream=True)
         except Unsupported as exc:
-            error = relay_error(400, str(exc), type="invalid_request_error")
+            error = client_mistake(str(exc))
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
         except UPSTREAM_ERRORS as exc:
@@ -137,9 +134,7 @@ class DashScopeProvider(Provider):
             )
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
-        translator = ChunkTranslator(
-            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
-        )
+        translator = ChunkTranslator.for_call(ctx)
 
         def error_event(event: bytes, data: bytes) -> relay_pb2.RelayError | None:
             if _event_name(event) != "error":

@@ -19,8 +19,8 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     error_from_exception,
-    relay_error,
     stream_truncated,
     unreadable_answer,
 )
@@ -34,7 +34,13 @@ from unigate_relay.providers.gemini.request import (
 from unigate_relay.providers.gemini.response import batch_embeddings, completion, embeddings_body
 from unigate_relay.providers.gemini.stream import StreamTranslator
 from unigate_relay.providers.openai_shapes import completion_id
-from unigate_relay.providers.upstream import channel_headers, open_upstream, read_answer
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    json_result,
+    let_go,
+    open_upstream,
+    read_answer,
+)
 from unigate_relay.sse import SSESplitter, event_data
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -98,12 +104,10 @@ class GeminiProvider(Provider):
         req = ctx.request
         usage = counted_usage(req.endpoint, req.body, req.upstream_model, "")
         encoding = str(body.get("encoding_format") or "float")
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=embeddings_body(vectors, req.model or req.upstream_model, encoding, usage),
-            usage=usage,
-            upstream_ms=upstream_ms,
+        return json_result(
+            embeddings_body(vectors, req.model or req.upstream_model, encoding, usage),
+            usage,
+            upstream_ms,
         )
 
     # ---- shared machinery ---------------------------------------------------------------
@@ -171,13 +175,7 @@ class GeminiProvider(Provider):
         answer, usage = completion(
             data, self._answer_model(ctx), completion_id(), lambda t: self._counted(ctx, t)
         )
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=answer,
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(answer, usage, upstream_ms)
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         started = time.perf_counter()
@@ -240,10 +238,7 @@ class GeminiProvider(Provider):
         except UPSTREAM_ERRORS as exc:
             failure = error_from_exception(exc)
         finally:
-            if translator.finished and failure is None:
-                resp.release()
-            else:
-                resp.close()
+            let_go(resp, reusable=translator.finished and failure is None)
         upstream_ms = int((time.perf_counter() - started) * 1000)
         usage = translator.usage or self._counted(ctx, "".join(translator.text))
         if failure is None and not translator.finished:
@@ -267,6 +262,4 @@ class GeminiProvider(Provider):
 
 
 def _invalid(exc: InvalidRequest) -> relay_pb2.RelayError:
-    err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
-    err.error.param = exc.param
-    return err
+    return client_mistake(exc.message, code="invalid_request", param=exc.param)

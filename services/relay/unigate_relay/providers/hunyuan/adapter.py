@@ -22,9 +22,9 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     credentials_rejected,
     error_from_exception,
-    relay_error,
     unreadable_answer,
 )
 from unigate_relay.providers.hunyuan import signer
@@ -41,6 +41,7 @@ from unigate_relay.providers.native_stream import relay_sse_stream
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
 from unigate_relay.providers.upstream import (
     channel_headers,
+    json_result,
     open_upstream,
     read_answer,
     read_refusal,
@@ -120,9 +121,7 @@ class HunyuanProvider(Provider):
         try:
             url, payload, headers = self._prepare(ctx, stream=False)
         except Unsupported as exc:
-            return relay_pb2.RelayResult(
-                error=relay_error(400, str(exc), type="invalid_request_error")
-            )
+            return relay_pb2.RelayResult(error=client_mistake(str(exc)))
         except BadKey:
             return relay_pb2.RelayResult(error=credentials_rejected(401))
         reply = await read_answer(self._post(ctx, url, payload, headers))
@@ -146,10 +145,8 @@ class HunyuanProvider(Provider):
             message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
             message["content"] = message["content"] or None
         usage = usage_of(answer)
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=completion_body(
+        return json_result(
+            completion_body(
                 id=completion_id(),
                 model=ctx.request.upstream_model,
                 message=message,
@@ -157,8 +154,8 @@ class HunyuanProvider(Provider):
                 usage=usage,
                 created=int(answer.get("Created") or 0) or None,
             ),
-            usage=usage,
-            upstream_ms=upstream_ms,
+            usage,
+            upstream_ms,
         )
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
@@ -166,7 +163,7 @@ class HunyuanProvider(Provider):
         try:
             url, payload, headers = self._prepare(ctx, stream=True)
         except Unsupported as exc:
-            error = relay_error(400, str(exc), type="invalid_request_error")
+            error = client_mistake(str(exc))
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
         except BadKey:
@@ -189,9 +186,7 @@ class HunyuanProvider(Provider):
                 error = unreadable_answer(refusal.status)
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
-        translator = ChunkTranslator(
-            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
-        )
+        translator = ChunkTranslator.for_call(ctx)
 
         def in_band_error(payload: dict[str, Any]) -> relay_pb2.RelayError | None:
             failure = stream_error(payload)

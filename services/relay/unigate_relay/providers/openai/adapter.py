@@ -28,7 +28,7 @@ from unigate_relay.providers.compatible import SPECS, CompatibleSpec
 from unigate_relay.providers.compatible.spec import ENDPOINT_PATHS
 from unigate_relay.providers.openai.multipart import with_model
 from unigate_relay.providers.openai.usage import usage_from_answer, usage_from_stream_event
-from unigate_relay.providers.upstream import channel_headers, open_upstream, read_answer
+from unigate_relay.providers.upstream import channel_headers, let_go, open_upstream, read_answer
 from unigate_relay.sse import SSESplitter, event_data
 
 # OpenAI itself and "OpenAI-compatible" (the operator's base URL): OpenAI's /v1 layout.
@@ -235,10 +235,7 @@ class OpenAIProvider(Provider):
             return
         finally:
             # A stream not read to its end (client gone, error) must not go back to the pool.
-            if reusable:
-                resp.release()
-            else:
-                resp.close()
+            let_go(resp, reusable=reusable)
         upstream_ms = int((time.perf_counter() - started) * 1000)
         final_usage = usage or self._estimate_stream_usage(ctx, content_events)
         if not finished:

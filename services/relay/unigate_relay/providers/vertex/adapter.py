@@ -34,6 +34,7 @@ from unigate_relay.providers.base import (
 from unigate_relay.providers.gemini.adapter import CredentialError, GeminiProvider, channel_config
 from unigate_relay.providers.gemini.request import embedding_inputs
 from unigate_relay.providers.gemini.response import embeddings_body
+from unigate_relay.providers.upstream import json_result
 from unigate_relay.providers.vertex.claude import VertexClaude, is_claude
 from unigate_relay.providers.vertex.credentials import (
     CredentialsInvalid,
@@ -178,10 +179,8 @@ class VertexProvider(GeminiProvider):
         req = ctx.request
         usage = common_pb2.Usage(prompt_tokens=tokens, total_tokens=tokens)
         encoding = str(body.get("encoding_format") or "float")
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=embeddings_body(vectors, req.model or req.upstream_model, encoding, usage),
-            usage=usage,
-            upstream_ms=upstream_ms,
+        return json_result(
+            embeddings_body(vectors, req.model or req.upstream_model, encoding, usage),
+            usage,
+            upstream_ms,
         )
