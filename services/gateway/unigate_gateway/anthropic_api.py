@@ -26,6 +26,7 @@ import orjson
 from starlette.datastructures import Headers
 
 from unigate import errors
+from unigate.anthropic_errors import type_of_status
 from unigate.errors import InvalidRequest
 from unigate_gateway.requests import (
     MAX_TOKENS_LIMIT,
@@ -39,18 +40,6 @@ from unigate_gateway.requests import (
 MESSAGES: Final = "messages"
 COUNT_TOKENS: Final = "messages.count_tokens"
 ENDPOINTS: Final = frozenset({MESSAGES, COUNT_TOKENS})
-
-_TYPE_OF_STATUS: Final[dict[int, str]] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
 
 
 def is_messages(endpoint: str) -> bool:
@@ -81,14 +70,7 @@ def anthropic_error(err: errors.ClientFacingError) -> tuple[int, dict[str, Any]]
     status = err.status
     if err.type == "overloaded_error":
         status = 529
-    if err.type == "insufficient_quota":
-        etype = "billing_error"
-    elif status in _TYPE_OF_STATUS:
-        etype = _TYPE_OF_STATUS[status]
-    elif 400 <= status < 500:
-        etype = "invalid_request_error"
-    else:
-        etype = "api_error"
+    etype = "billing_error" if err.type == "insufficient_quota" else type_of_status(status)
     return status, {"type": "error", "error": {"type": etype, "message": err.message}}
 
 

@@ -31,6 +31,8 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from unigate.anthropic_errors import type_of_status
+
 # Audio uploads (multipart): the routes allowed the largest bodies.
 UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
 API_PREFIX = "/api"
@@ -60,7 +62,9 @@ def refusal_body(path: str, status: int, message: str, code: str) -> bytes:
     if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
         return orjson.dumps({"success": False, "message": message, "data": None})
     if path.startswith(ANTHROPIC_PREFIX):
-        etype = "request_too_large" if status == 413 else "invalid_request_error"
+        # Every status refused here (408, 413, 431) is the client's: Anthropic's table gives
+        # request_too_large for 413 and invalid_request_error for the others.
+        etype = type_of_status(status)
         return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
     return orjson.dumps(
         {

@@ -3,23 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Final
-
+# Anthropic's table of error types and statuses has one home, shared with the gateway and
+# the relay (transcribed once from the "Errors" page).
+from unigate.anthropic_errors import STATUS_OF_TYPE
 from unigate_sim.openai.ids import random_id
 from unigate_sim.openai.json_types import JSONObject
-
-STATUS_OF_TYPE: Final[dict[str, int]] = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 
 
 def error_body(error_type: str, message: str) -> JSONObject:

@@ -81,6 +81,13 @@ def relay_error(
     )
 
 
+def client_mistake(message: str, *, code: str = "", param: str = "") -> relay_pb2.RelayError:
+    """The client's request cannot be served as asked: its 400, not retried elsewhere."""
+    err = relay_error(400, message, type="invalid_request_error", code=code)
+    err.error.param = param
+    return err
+
+
 def credentials_rejected(upstream_status: int = 401) -> relay_pb2.RelayError:
     """The provider refused the channel's key: retry elsewhere and disable the channel."""
     return relay_error(

@@ -11,9 +11,10 @@ inside the stream, stamps the first token, releases or closes the connection, an
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import aiohttp
 import orjson
@@ -26,7 +27,8 @@ from unigate_relay.providers.base import (
     error_from_exception,
     stream_truncated,
 )
-from unigate_relay.providers.openai_shapes import DONE_FRAME
+from unigate_relay.providers.openai_shapes import DONE_FRAME, chunk_frame, completion_id
+from unigate_relay.providers.upstream import let_go, ms_since
 from unigate_relay.sse import SSESplitter, event_data
 
 # An error the provider signals by the event itself (e.g. ``event: error``), given the raw
@@ -63,8 +65,64 @@ class StreamTranslator(Protocol):
         ...
 
 
-def _ms_since(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
+class ChunkTranslator(abc.ABC):
+    """The skeleton of a :class:`StreamTranslator`: one completion's id, model and creation
+    time stamped on every OpenAI chunk, the first delta opened with the assistant role, and
+    the finish and usage chunks. A provider's translator implements only :meth:`feed`."""
+
+    def __init__(self, *, id: str, model: str, created: int) -> None:
+        self._id, self._model, self._created = id, model, created
+        self._opened = False
+        self.finished = False
+        self.usage: common_pb2.Usage | None = None
+        self.text: list[str] = []
+
+    @classmethod
+    def for_call(cls, ctx: CallContext) -> Self:
+        """A translator for the answer to ``ctx``'s request: a new completion id, the upstream
+        model, created now."""
+        return cls(id=completion_id(), model=ctx.request.upstream_model, created=int(time.time()))
+
+    @abc.abstractmethod
+    def feed(self, payload: dict[str, Any]) -> bytes:
+        """The OpenAI ``data:`` frames for one provider payload (possibly none)."""
+
+    def frame(self, delta: dict[str, Any] | None, finish: str | None = None) -> bytes:
+        """One ``chat.completion.chunk`` frame of this completion."""
+        return chunk_frame(
+            id=self._id, model=self._model, created=self._created, delta=delta, finish_reason=finish
+        )
+
+    def finish(self, reason: str | None) -> bytes:
+        """The last event came: the empty delta carrying the finish reason."""
+        self.finished = True
+        return self.frame({}, reason)
+
+    def delta(self, text: str, calls: list[dict[str, Any]] | None) -> bytes:
+        """The frame for one piece of an answer: ``text`` and/or tool ``calls`` (already in
+        OpenAI's shape), the first piece opened with the assistant role. Both are kept in
+        :attr:`text` for estimating usage. No frame for a piece with nothing in it."""
+        delta: dict[str, Any] = {}
+        if not self._opened:
+            delta["role"] = "assistant"
+            self._opened = True
+        if text or not calls:
+            delta["content"] = text
+        self.text.append(text)
+        if calls:
+            delta["tool_calls"] = calls
+            for call in calls:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    self.text.append(str(function.get("name") or ""))
+                    self.text.append(str(function.get("arguments") or ""))
+        if text or calls or "role" in delta:
+            return self.frame(delta)
+        return b""
+
+    def usage_frame(self, usage: common_pb2.Usage) -> bytes:
+        """The usage-only chunk sent before ``[DONE]`` when the client asked for usage."""
+        return chunk_frame(id=self._id, model=self._model, created=self._created, usage=usage)
 
 
 async def relay_sse_stream(
@@ -113,7 +171,7 @@ async def relay_sse_stream(
                 if frames:
                     produced = True
                     if not first_token_ms:
-                        first_token_ms = _ms_since(started)
+                        first_token_ms = ms_since(started)
                 out += frames
             if out:
                 yield relay_pb2.RelayChunk(data=bytes(out))
@@ -123,11 +181,8 @@ async def relay_sse_stream(
         error = error_from_exception(exc)
     finally:
         # A finished stream leaves the connection reusable; an abandoned one does not.
-        if translator.finished:
-            resp.release()
-        else:
-            resp.close()
-    upstream_ms = _ms_since(started)
+        let_go(resp, reusable=translator.finished)
+    upstream_ms = ms_since(started)
     if error is None and not translator.finished:
         error = stream_truncated()
     if error is None and finished_error is not None:

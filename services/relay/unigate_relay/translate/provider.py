@@ -16,6 +16,7 @@ import orjson
 
 from unigate.tokenizer import prompt_tokens
 from unigate.v1 import common_pb2, relay_pb2
+from unigate_relay.providers.anthropic.errors import conversion_error
 from unigate_relay.providers.anthropic.wire import (
     COUNT_TOKENS,
     MESSAGES,
@@ -29,12 +30,6 @@ from unigate_relay.translate.response import chat_to_message
 from unigate_relay.translate.stream import MessagesStreamWriter
 
 CHAT = "chat.completions"
-
-
-def _client_error(exc: ConversionError) -> relay_pb2.RelayError:
-    err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
-    err.error.param = exc.param
-    return err
 
 
 def _chat_request(ctx: CallContext) -> tuple[JSONObject, bytes]:
@@ -73,7 +68,7 @@ class MessagesOverChat(Provider):
         try:
             _, body = _chat_request(ctx)
         except ConversionError as exc:
-            return relay_pb2.RelayResult(error=_client_error(exc))
+            return relay_pb2.RelayResult(error=conversion_error(exc))
         if ctx.request.endpoint == COUNT_TOKENS:
             counted = prompt_tokens(CHAT, body, ctx.request.upstream_model) or 0
             return relay_pb2.RelayResult(
@@ -108,7 +103,7 @@ class MessagesOverChat(Provider):
         try:
             _, body = _chat_request(ctx)
         except ConversionError as exc:
-            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=_client_error(exc)))
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=conversion_error(exc)))
             return
         writer = MessagesStreamWriter(
             ctx.request.model, prompt_tokens(CHAT, body, ctx.request.upstream_model) or 0

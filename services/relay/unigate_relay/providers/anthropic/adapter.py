@@ -13,7 +13,6 @@ Auth is Anthropic's: ``x-api-key`` and ``anthropic-version: 2023-06-01`` (Anthro
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -23,7 +22,11 @@ import orjson
 
 from unigate.tokens import counted_usage, streamed_text
 from unigate.v1 import common_pb2, relay_pb2
-from unigate_relay.providers.anthropic.errors import anthropic_error, stream_error
+from unigate_relay.providers.anthropic.errors import (
+    anthropic_error,
+    conversion_error,
+    stream_error,
+)
 from unigate_relay.providers.anthropic.request import chat_to_messages
 from unigate_relay.providers.anthropic.response import message_to_chat, usage_from_anthropic
 from unigate_relay.providers.anthropic.stream import (
@@ -47,29 +50,19 @@ from unigate_relay.providers.base import (
     Provider,
     drained,
     error_from_exception,
-    relay_error,
     stream_truncated,
 )
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    json_result,
+    let_go,
+    open_upstream,
+    read_answer,
+)
 from unigate_relay.sse import SSESplitter, event_data
 
 CHAT = "chat.completions"
-
-
-def _bad_upstream(status: int) -> relay_pb2.RelayError:
-    return relay_error(
-        502,
-        "The upstream provider returned invalid JSON.",
-        code="bad_upstream_response",
-        retryable=True,
-        upstream_status=status,
-    )
-
-
-def _client_error(exc: ConversionError) -> relay_pb2.RelayError:
-    err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
-    err.error.param = exc.param
-    return err
 
 
 class AnthropicProvider(Provider):
@@ -83,14 +76,11 @@ class AnthropicProvider(Provider):
         return base + path
 
     def _headers(self, ctx: CallContext) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            headers.update(
-                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
-            )
-        headers["x-api-key"] = ctx.api_key
-        headers["anthropic-version"] = API_VERSION
-        return headers
+        return channel_headers(
+            ctx,
+            {"content-type": "application/json"},
+            {"x-api-key": ctx.api_key, "anthropic-version": API_VERSION},
+        )
 
     def _body(self, ctx: CallContext) -> bytes:
         """The Messages request to send; raises ConversionError for the client's mistakes."""
@@ -110,34 +100,24 @@ class AnthropicProvider(Provider):
         return orjson.dumps(request)
 
     async def _post(self, ctx: CallContext, body: bytes) -> aiohttp.ClientResponse:
-        # The response headers are the first byte: bound the wait for them ourselves.
-        return await asyncio.wait_for(
-            ctx.http.post(
-                self._url(ctx), data=body, headers=self._headers(ctx), timeout=ctx.timeout()
-            ),
-            ctx.first_byte_seconds(),
-        )
+        return await open_upstream(ctx, self._url(ctx), data=body, headers=self._headers(ctx))
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         try:
             body = self._body(ctx)
         except ConversionError as exc:
-            return relay_pb2.RelayResult(error=_client_error(exc))
-        started = time.perf_counter()
-        try:
-            async with await self._post(ctx, body) as resp:
-                status, headers, content = resp.status, resp.headers, await resp.read()
-        except UPSTREAM_ERRORS as exc:
-            return relay_pb2.RelayResult(error=error_from_exception(exc))
-        upstream_ms = int((time.perf_counter() - started) * 1000)
+            return relay_pb2.RelayResult(error=conversion_error(exc))
+        reply = await read_answer(self._post(ctx, body))
+        if isinstance(reply, relay_pb2.RelayResult):
+            return reply
+        status, content, upstream_ms = reply.status, reply.content, reply.upstream_ms
         if status >= 400:
-            return relay_pb2.RelayResult(
-                error=anthropic_error(status, content, headers, list(ctx.channel.keys)),
-                upstream_ms=upstream_ms,
+            return reply.failed(
+                anthropic_error(status, content, reply.headers, list(ctx.channel.keys))
             )
         answer = parse_event(content)
         if answer is None:
-            return relay_pb2.RelayResult(error=_bad_upstream(status), upstream_ms=upstream_ms)
+            return reply.unreadable()
         endpoint = ctx.request.endpoint
         if endpoint == COUNT_TOKENS:
             # Counting is free: the ledger row carries no tokens.
@@ -153,19 +133,13 @@ class AnthropicProvider(Provider):
                 finish_reason=finish,
                 usage=usage,
             )
-        return relay_pb2.RelayResult(
-            http_status=status,
-            content_type="application/json",
-            body=content,
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(content, usage, upstream_ms, status=status)
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         try:
             body = self._body(ctx)
         except ConversionError as exc:
-            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=_client_error(exc)))
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=conversion_error(exc)))
             return
         native = ctx.request.endpoint == MESSAGES
         state: StreamState = (
@@ -234,10 +208,7 @@ class AnthropicProvider(Provider):
             )
             return
         finally:
-            if reusable:
-                resp.release()
-            else:
-                resp.close()
+            let_go(resp, reusable=reusable)
         error: relay_pb2.RelayError | None = None
         if state.error is not None:
             error = stream_error(state.error, secrets)

@@ -1,10 +1,8 @@
 """Anthropic's errors, mapped for failover and for the client.
 
-Reference: Anthropic's "Errors" page: ``{"type": "error", "error": {"type", "message"}}`` with
-400 invalid_request_error, 401 authentication_error, 402 billing_error, 403
-permission_error, 404 not_found_error, 413 request_too_large, 429 rate_limit_error, 500
-api_error, 504 timeout_error and 529 overloaded_error; a stream may end in an ``error`` event
-of the same shape after the 200.
+Reference: Anthropic's "Errors" page; its error types and their statuses are the table in
+``unigate.anthropic_errors`` (shared with the gateway's ``/v1/messages``). A stream may end
+in an ``error`` event of the same shape after the 200: its type gives its status.
 
 Problems of the channel's account (its key refused, no permission, no credit — Anthropic
 says "Your credit balance is too low" with a 400) are fatal, so the channel is disabled;
@@ -18,8 +16,11 @@ from typing import Any, Final
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from unigate.anthropic_errors import status_of_type
 from unigate.v1 import relay_pb2
+from unigate_relay.providers.anthropic.wire import ConversionError
 from unigate_relay.providers.base import (
+    client_mistake,
     error_from_upstream,
     quota_exhausted,
     relay_error,
@@ -27,19 +28,6 @@ from unigate_relay.providers.base import (
 )
 
 _CREDIT_PHRASES: Final = ("credit balance is too low", "billing")
-# The status an Anthropic error type stands for, for errors that arrive inside a stream.
-_STATUS_OF_TYPE: Final[dict[str, int]] = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 
 
 def _error_object(body: bytes) -> tuple[str, str]:
@@ -51,6 +39,11 @@ def _error_object(body: bytes) -> tuple[str, str]:
     if isinstance(error, dict):
         return str(error.get("type") or ""), str(error.get("message") or "")
     return "", ""
+
+
+def conversion_error(exc: ConversionError) -> relay_pb2.RelayError:
+    """The client's 400 for a request that cannot be expressed in Anthropic's protocol."""
+    return client_mistake(exc.message, code="invalid_request", param=exc.param)
 
 
 def anthropic_error(
@@ -87,4 +80,4 @@ def stream_error(error: dict[str, Any], secrets: list[str]) -> relay_pb2.RelayEr
     etype = str(error.get("type") or "api_error")
     body = orjson.dumps({"type": "error", "error": error})
     headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
-    return anthropic_error(_STATUS_OF_TYPE.get(etype, 500), body, headers, secrets)
+    return anthropic_error(status_of_type(etype), body, headers, secrets)

@@ -42,20 +42,6 @@ STOP_REASONS: Final[dict[str, str]] = {
     "content_filter": "refusal",
 }
 
-#: Anthropic's error ``type`` for an HTTP status (its "Errors" page).
-ERROR_TYPES: Final[dict[int, str]] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
 
 class ConversionError(ValueError):
     """A request that cannot be expressed in the other protocol: the client's 400."""

@@ -9,7 +9,6 @@ https://cloud.baidu.com/doc/WENXINWORKSHOP/s/alj562vvu (Embedding-V1); One API's
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -34,14 +33,21 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     credentials_rejected,
     error_from_exception,
-    relay_error,
     unreadable_answer,
     upstream_unreachable,
 )
 from unigate_relay.providers.native_stream import relay_sse_stream
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    decoded,
+    json_result,
+    open_upstream,
+    read_refusal,
+)
 
 DEFAULT_BASE_URL = "https://aip.baidubce.com"
 
@@ -78,20 +84,12 @@ class BaiduProvider(Provider):
         path = endpoint_path(
             ctx.request.upstream_model, embeddings=ctx.request.endpoint == "embeddings"
         )
-        headers = {"Content-Type": "application/json"}
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            headers.update(
-                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
-            )
-        resp = await asyncio.wait_for(
-            ctx.http.post(
-                host + path,
-                params={"access_token": token},
-                data=orjson.dumps(body),
-                headers=headers,
-                timeout=ctx.timeout(),
-            ),
-            ctx.first_byte_seconds(),
+        resp = await open_upstream(
+            ctx,
+            host + path,
+            params={"access_token": token},
+            data=orjson.dumps(body),
+            headers=channel_headers(ctx, {"Content-Type": "application/json"}),
         )
         return resp, token
 
@@ -100,9 +98,7 @@ class BaiduProvider(Provider):
         try:
             body = self._request(ctx, stream=False)
         except Unsupported as exc:
-            return relay_pb2.RelayResult(
-                error=relay_error(400, str(exc), type="invalid_request_error")
-            )
+            return relay_pb2.RelayResult(error=client_mistake(str(exc)))
         started = time.perf_counter()
         for attempt in range(2):
             try:
@@ -114,10 +110,7 @@ class BaiduProvider(Provider):
             except UPSTREAM_ERRORS as exc:
                 return relay_pb2.RelayResult(error=error_from_exception(exc))
             upstream_ms = int((time.perf_counter() - started) * 1000)
-            try:
-                answer = orjson.loads(content)
-            except orjson.JSONDecodeError:
-                answer = None
+            answer = decoded(content)
             if not isinstance(answer, dict):
                 return relay_pb2.RelayResult(
                     error=unreadable_answer(status), upstream_ms=upstream_ms
@@ -150,10 +143,8 @@ class BaiduProvider(Provider):
             message["tool_calls"] = calls
         elif message["content"] is None:
             message["content"] = ""
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=completion_body(
+        return json_result(
+            completion_body(
                 id=completion_id(),
                 model=ctx.request.upstream_model,
                 message=message,
@@ -161,8 +152,8 @@ class BaiduProvider(Provider):
                 usage=usage,
                 created=int(answer.get("created") or 0) or None,
             ),
-            usage=usage,
-            upstream_ms=upstream_ms,
+            usage,
+            upstream_ms,
         )
 
     def _embeddings_result(
@@ -187,24 +178,14 @@ class BaiduProvider(Provider):
             "model": ctx.request.upstream_model,
             "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
         }
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=orjson.dumps(body),
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(orjson.dumps(body), usage, upstream_ms)
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         secrets = list(ctx.channel.keys)
         try:
             body = self._request(ctx, stream=True)
         except Unsupported as exc:
-            yield relay_pb2.RelayChunk(
-                end=relay_pb2.StreamEnd(
-                    error=relay_error(400, str(exc), type="invalid_request_error")
-                )
-            )
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=client_mistake(str(exc))))
             return
         started = time.perf_counter()
         resp: aiohttp.ClientResponse | None = None
@@ -220,16 +201,11 @@ class BaiduProvider(Provider):
             if "event-stream" in resp.headers.get("Content-Type", ""):
                 break
             # Not a stream: Qianfan refused the request with a JSON error object.
-            try:
-                async with resp:
-                    status, content = resp.status, await resp.read()
-            except UPSTREAM_ERRORS as exc:
-                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+            refusal = await read_refusal(resp)
+            if isinstance(refusal, relay_pb2.RelayError):
+                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=refusal))
                 return
-            try:
-                failure = baidu_error(orjson.loads(content))
-            except orjson.JSONDecodeError:
-                failure = None
+            status, failure = refusal.status, baidu_error(refusal.json())
             if failure is not None and failure[0] in TOKEN_CODES and attempt == 0:
                 self.tokens.invalidate(self._host(ctx), ctx.api_key, token)
                 continue
@@ -239,9 +215,7 @@ class BaiduProvider(Provider):
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
         assert resp is not None
-        translator = ChunkTranslator(
-            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
-        )
+        translator = ChunkTranslator.for_call(ctx)
 
         def in_band_error(payload: dict[str, Any]) -> relay_pb2.RelayError | None:
             failure = baidu_error(payload)

@@ -10,50 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from unigate.v1 import common_pb2
+from unigate_relay.providers import native_stream
 from unigate_relay.providers.baidu.convert import finish_reason_of, tool_calls_of, usage_of
-from unigate_relay.providers.openai_shapes import chunk_frame
 
 
-class ChunkTranslator:
+class ChunkTranslator(native_stream.ChunkTranslator):
     """Turns each ERNIE stream object into OpenAI ``data:`` frames."""
 
-    def __init__(self, *, id: str, model: str, created: int) -> None:
-        self._id, self._model, self._created = id, model, created
-        self._opened = False
-        self.finished = False
-        self.usage: common_pb2.Usage | None = None
-        self.text: list[str] = []
-
-    def _frame(self, delta: dict[str, Any] | None, finish: str | None = None) -> bytes:
-        return chunk_frame(
-            id=self._id, model=self._model, created=self._created, delta=delta, finish_reason=finish
-        )
-
-    def feed(self, event: dict[str, Any]) -> bytes:
+    def feed(self, payload: dict[str, Any]) -> bytes:
         """The frames for one ERNIE stream object (possibly none)."""
-        out = bytearray()
-        if isinstance(event.get("usage"), dict):
-            self.usage = usage_of(event)
-        text = str(event.get("result") or "")
-        calls = tool_calls_of(event)
-        delta: dict[str, Any] = {}
-        if not self._opened:
-            delta["role"] = "assistant"
-            self._opened = True
-        if text or calls is None:
-            delta["content"] = text
-            self.text.append(text)
-        if calls is not None:
-            call = calls[0]
-            delta["tool_calls"] = [{"index": 0, **call}]
-            self.text.append(call["function"]["name"] + call["function"]["arguments"])
-        if delta and (text or calls is not None or "role" in delta):
-            out += self._frame(delta)
-        if event.get("is_end"):
-            self.finished = True
-            out += self._frame({}, finish_reason_of(event, calls is not None))
-        return bytes(out)
-
-    def usage_frame(self, usage: common_pb2.Usage) -> bytes:
-        return chunk_frame(id=self._id, model=self._model, created=self._created, usage=usage)
+        if isinstance(payload.get("usage"), dict):
+            self.usage = usage_of(payload)
+        calls = tool_calls_of(payload)
+        # ERNIE calls one function at a time: it is always call 0.
+        out = self.delta(
+            str(payload.get("result") or ""), [{"index": 0, **calls[0]}] if calls else None
+        )
+        if payload.get("is_end"):
+            out += self.finish(finish_reason_of(payload, calls is not None))
+        return out

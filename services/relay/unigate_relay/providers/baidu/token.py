@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-import orjson
+
+from unigate_relay.providers.upstream import decoded
 
 TOKEN_PATH = "/oauth/2.0/token"
 # Renew this long before Baidu's expiry (One API renews within the last hour), or after 90 %
@@ -103,10 +104,7 @@ class AccessTokens:
             raise TokenError(
                 f"Could not obtain a Baidu access token: {type(exc).__name__}", rejected=False
             ) from exc
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
+        data = decoded(body)
         if not isinstance(data, dict):
             raise TokenError(
                 f"Baidu's token endpoint answered HTTP {status} without JSON.",

@@ -11,7 +11,6 @@ the Anthropic family's ``message_to_chat`` / ``ChatStreamTranslator``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -22,7 +21,7 @@ from yarl import URL
 
 from unigate.tokens import counted_usage, streamed_text
 from unigate.v1 import common_pb2, relay_pb2
-from unigate_relay.providers.anthropic.errors import stream_error
+from unigate_relay.providers.anthropic.errors import conversion_error, stream_error
 from unigate_relay.providers.anthropic.request import chat_to_messages
 from unigate_relay.providers.anthropic.response import message_to_chat
 from unigate_relay.providers.anthropic.stream import (
@@ -57,15 +56,16 @@ from unigate_relay.providers.bedrock.wire import (
     region_of,
 )
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    json_result,
+    let_go,
+    open_upstream,
+    read_answer,
+)
 from unigate_relay.sse import event_data
 
 CHAT = "chat.completions"
-
-
-def _client_error(exc: ConversionError) -> relay_pb2.RelayError:
-    err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
-    err.error.param = exc.param
-    return err
 
 
 def _bad_key(exc: KeyFormatError) -> relay_pb2.RelayError:
@@ -91,27 +91,16 @@ class _Prepared:
         self.model = claude_name(self.model_id)
         self.body = orjson.dumps(bedrock_body(chat_to_messages(chat, self.model)))
         self.url = invoke_url(ctx.channel.base_url, region, self.model_id, stream=stream)
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": EVENT_STREAM_TYPE if stream else "application/json",
-        }
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            extra = orjson.loads(ctx.channel.headers_json)
-            headers.update({str(k): str(v) for k, v in extra.items()})
+        accept = EVENT_STREAM_TYPE if stream else "application/json"
+        headers = channel_headers(ctx, {"Content-Type": "application/json", "Accept": accept})
         self.headers = signed_headers(
             credentials(ctx.api_key), region, self.url, self.body, headers
         )
 
     async def post(self, ctx: CallContext) -> aiohttp.ClientResponse:
         # encoded=True: the path goes byte for byte as signed (yarl would decode "%3A").
-        return await asyncio.wait_for(
-            ctx.http.post(
-                URL(self.url, encoded=True),
-                data=self.body,
-                headers=self.headers,
-                timeout=ctx.timeout(),
-            ),
-            ctx.first_byte_seconds(),
+        return await open_upstream(
+            ctx, URL(self.url, encoded=True), data=self.body, headers=self.headers
         )
 
 
@@ -119,7 +108,7 @@ def _prepare(ctx: CallContext, *, stream: bool) -> _Prepared | relay_pb2.RelayEr
     try:
         return _Prepared(ctx, stream=stream)
     except ConversionError as exc:
-        return _client_error(exc)
+        return conversion_error(exc)
     except KeyFormatError as exc:
         return _bad_key(exc)
 
@@ -133,19 +122,17 @@ class BedrockProvider(Provider):
         prepared = _prepare(ctx, stream=False)
         if isinstance(prepared, relay_pb2.RelayError):
             return relay_pb2.RelayResult(error=prepared)
-        started = time.perf_counter()
-        try:
-            async with await prepared.post(ctx) as resp:
-                status, headers, content = resp.status, resp.headers, await resp.read()
-        except UPSTREAM_ERRORS as exc:
-            return relay_pb2.RelayResult(error=error_from_exception(exc))
-        upstream_ms = int((time.perf_counter() - started) * 1000)
+        reply = await read_answer(prepared.post(ctx))
+        if isinstance(reply, relay_pb2.RelayResult):
+            return reply
+        status, upstream_ms = reply.status, reply.upstream_ms
         if status >= 400:
-            error = http_error(status, content, headers, list(ctx.channel.keys))
-            return relay_pb2.RelayResult(error=error, upstream_ms=upstream_ms)
-        answer = parse_event(content)
+            return reply.failed(
+                http_error(status, reply.content, reply.headers, list(ctx.channel.keys))
+            )
+        answer = parse_event(reply.content)
         if answer is None:
-            return relay_pb2.RelayResult(error=unreadable_answer(status), upstream_ms=upstream_ms)
+            return reply.unreadable()
         message, finish, usage = message_to_chat(answer)
         body = completion_body(
             id=completion_id(),
@@ -154,13 +141,7 @@ class BedrockProvider(Provider):
             finish_reason=finish,
             usage=usage,
         )
-        return relay_pb2.RelayResult(
-            http_status=status,
-            content_type="application/json",
-            body=body,
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(body, usage, upstream_ms, status=status)
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         prepared = _prepare(ctx, stream=True)
@@ -213,10 +194,7 @@ class BedrockProvider(Provider):
         except UPSTREAM_ERRORS as exc:
             error = error_from_exception(exc)
         finally:
-            if state.finished:
-                resp.release()
-            else:
-                resp.close()
+            let_go(resp, reusable=state.finished)
         if error is None and state.error is not None:
             error = stream_error(state.error, secrets)
         elif error is None and not state.finished:

@@ -8,7 +8,6 @@ rerank through the gateway).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -22,9 +21,9 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     error_from_exception,
     relay_error,
-    unreadable_answer,
 )
 from unigate_relay.providers.cohere.errors import map_error
 from unigate_relay.providers.cohere.request import (
@@ -44,6 +43,13 @@ from unigate_relay.providers.cohere.response import (
 from unigate_relay.providers.cohere.stream import EventTranslator
 from unigate_relay.providers.native_stream import relay_sse_stream
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    json_result,
+    open_upstream,
+    read_answer,
+    read_refusal,
+)
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 _PATHS = {"chat.completions": "/v2/chat", "embeddings": "/v2/embed", "rerank": "/v2/rerank"}
@@ -79,29 +85,18 @@ class CohereProvider(Provider):
         return base + _PATHS[ctx.request.endpoint]
 
     def _headers(self, ctx: CallContext, *, stream: bool) -> dict[str, str]:
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if stream else "application/json",
-        }
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            headers.update(
-                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
-            )
-        headers["Authorization"] = f"Bearer {ctx.api_key}"
-        return headers
+        accept = "text/event-stream" if stream else "application/json"
+        return channel_headers(
+            ctx,
+            {"Content-Type": "application/json", "Accept": accept},
+            {"Authorization": f"Bearer {ctx.api_key}"},
+        )
 
     async def _post(
         self, ctx: CallContext, body: dict[str, Any], *, stream: bool
     ) -> aiohttp.ClientResponse:
-        # The response headers are the first byte: bound the wait for them ourselves.
-        return await asyncio.wait_for(
-            ctx.http.post(
-                self._url(ctx),
-                data=orjson.dumps(body),
-                headers=self._headers(ctx, stream=stream),
-                timeout=ctx.timeout(),
-            ),
-            ctx.first_byte_seconds(),
+        return await open_upstream(
+            ctx, self._url(ctx), data=orjson.dumps(body), headers=self._headers(ctx, stream=stream)
         )
 
     def _body(self, ctx: CallContext, *, stream: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -121,27 +116,18 @@ class CohereProvider(Provider):
         try:
             request, body = self._body(ctx, stream=False)
         except Unsupported as exc:
-            return relay_pb2.RelayResult(
-                error=relay_error(400, str(exc), type="invalid_request_error")
+            return relay_pb2.RelayResult(error=client_mistake(str(exc)))
+        reply = await read_answer(self._post(ctx, body, stream=False))
+        if isinstance(reply, relay_pb2.RelayResult):
+            return reply
+        upstream_ms = reply.upstream_ms
+        if reply.status >= 400:
+            return reply.failed(
+                map_error(reply.status, reply.content, reply.headers, list(ctx.channel.keys))
             )
-        started = time.perf_counter()
-        try:
-            async with await self._post(ctx, body, stream=False) as resp:
-                status, headers, content = resp.status, resp.headers, await resp.read()
-        except UPSTREAM_ERRORS as exc:
-            return relay_pb2.RelayResult(error=error_from_exception(exc))
-        upstream_ms = int((time.perf_counter() - started) * 1000)
-        if status >= 400:
-            return relay_pb2.RelayResult(
-                error=map_error(status, content, headers, list(ctx.channel.keys)),
-                upstream_ms=upstream_ms,
-            )
-        try:
-            answer = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            answer = None
-        if not isinstance(answer, dict):
-            return relay_pb2.RelayResult(error=unreadable_answer(status), upstream_ms=upstream_ms)
+        answer = reply.json_object()
+        if answer is None:
+            return reply.unreadable()
         model = ctx.request.upstream_model
         endpoint = ctx.request.endpoint
         if endpoint == "embeddings":
@@ -169,13 +155,7 @@ class CohereProvider(Provider):
                 finish_reason=finish_reason(reason),
                 usage=usage,
             )
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=data,
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(data, usage, upstream_ms)
 
     @staticmethod
     def _estimate(ctx: CallContext, message: dict[str, Any]) -> common_pb2.Usage:
@@ -191,20 +171,14 @@ class CohereProvider(Provider):
         if ctx.request.endpoint != "chat.completions":
             yield relay_pb2.RelayChunk(
                 end=relay_pb2.StreamEnd(
-                    error=relay_error(
-                        400, "Only chat completions can be streamed.", type="invalid_request_error"
-                    )
+                    error=client_mistake("Only chat completions can be streamed.")
                 )
             )
             return
         try:
             _, body = self._body(ctx, stream=True)
         except Unsupported as exc:
-            yield relay_pb2.RelayChunk(
-                end=relay_pb2.StreamEnd(
-                    error=relay_error(400, str(exc), type="invalid_request_error")
-                )
-            )
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=client_mistake(str(exc))))
             return
         started = time.perf_counter()
         try:
@@ -213,19 +187,17 @@ class CohereProvider(Provider):
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
             return
         if resp.status >= 400:
-            try:
-                content = await resp.read()
-            except UPSTREAM_ERRORS as exc:
-                resp.close()
-                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
-                return
-            resp.release()
-            refused = map_error(resp.status, content, resp.headers, list(ctx.channel.keys))
+            refusal = await read_refusal(resp)
+            refused = (
+                refusal
+                if isinstance(refusal, relay_pb2.RelayError)
+                else map_error(
+                    refusal.status, refusal.content, refusal.headers, list(ctx.channel.keys)
+                )
+            )
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=refused))
             return
-        translator = EventTranslator(
-            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
-        )
+        translator = EventTranslator.for_call(ctx)
 
         def failed_generation() -> relay_pb2.RelayError | None:
             reason = translator.failed_reason

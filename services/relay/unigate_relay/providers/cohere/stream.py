@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from unigate.v1 import common_pb2
+from unigate_relay.providers import native_stream
 from unigate_relay.providers.cohere.response import FAILED_REASONS, chat_usage, finish_reason
-from unigate_relay.providers.openai_shapes import chunk_frame
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -27,43 +26,36 @@ def _message_delta(event: dict[str, Any]) -> dict[str, Any]:
     return _obj(_obj(event.get("delta")).get("message"))
 
 
-class EventTranslator:
+class EventTranslator(native_stream.ChunkTranslator):
     """Turns each Cohere stream event into OpenAI ``data:`` frames."""
 
     def __init__(self, *, id: str, model: str, created: int) -> None:
-        self._id, self._model, self._created = id, model, created
-        self.finished = False
+        super().__init__(id=id, model=model, created=created)
         self.failed_reason = ""
-        self.usage: common_pb2.Usage | None = None
-        self.text: list[str] = []
         self._calls = -1
 
-    def _frame(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return chunk_frame(
-            id=self._id, model=self._model, created=self._created, delta=delta, finish_reason=finish
-        )
-
-    def feed(self, event: dict[str, Any]) -> bytes:
+    def feed(self, payload: dict[str, Any]) -> bytes:
         """The frames for one Cohere event (possibly none)."""
+        event = payload
         kind = event.get("type")
         message = _message_delta(event)
         if kind == "message-start":
-            return self._frame({"role": "assistant", "content": ""})
+            return self.frame({"role": "assistant", "content": ""})
         if kind == "content-delta":
             content = _obj(message.get("content"))
             if content.get("thinking"):
                 self.text.append(str(content["thinking"]))
-                return self._frame({"reasoning_content": str(content["thinking"])})
+                return self.frame({"reasoning_content": str(content["thinking"])})
             text = str(content.get("text") or "")
             if text:
                 self.text.append(text)
-                return self._frame({"content": text})
+                return self.frame({"content": text})
             return b""
         if kind == "tool-plan-delta":
             plan = str(message.get("tool_plan") or "")
             if plan:
                 self.text.append(plan)
-                return self._frame({"content": plan})
+                return self.frame({"content": plan})
             return b""
         calls = _obj(message.get("tool_calls"))
         function = _obj(calls.get("function"))
@@ -71,7 +63,7 @@ class EventTranslator:
             self._calls += 1
             name, arguments = str(function.get("name") or ""), str(function.get("arguments") or "")
             self.text.append(name + arguments)
-            return self._frame(
+            return self.frame(
                 {
                     "tool_calls": [
                         {
@@ -88,7 +80,7 @@ class EventTranslator:
             if not arguments:
                 return b""
             self.text.append(arguments)
-            return self._frame(
+            return self.frame(
                 {
                     "tool_calls": [
                         {"index": max(self._calls, 0), "function": {"arguments": arguments}}
@@ -99,12 +91,9 @@ class EventTranslator:
             delta = _obj(event.get("delta"))
             self.usage = chat_usage(delta.get("usage"))
             reason = str(delta.get("finish_reason") or "")
-            self.finished = True
             if reason in FAILED_REASONS:
+                self.finished = True
                 self.failed_reason = reason
                 return b""
-            return self._frame({}, finish_reason(reason))
+            return self.finish(finish_reason(reason))
         return b""
-
-    def usage_frame(self, usage: common_pb2.Usage) -> bytes:
-        return chunk_frame(id=self._id, model=self._model, created=self._created, usage=usage)

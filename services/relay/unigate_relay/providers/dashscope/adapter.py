@@ -10,7 +10,6 @@ events ``id:`` / ``event:result`` / ``:HTTP_STATUS/200`` / ``data:{...}``, or
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -23,9 +22,8 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     error_from_exception,
-    relay_error,
-    unreadable_answer,
 )
 from unigate_relay.providers.dashscope.convert import (
     Unsupported,
@@ -38,6 +36,13 @@ from unigate_relay.providers.dashscope.errors import map_error, parse
 from unigate_relay.providers.dashscope.stream import ChunkTranslator
 from unigate_relay.providers.native_stream import relay_sse_stream
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    json_result,
+    open_upstream,
+    read_answer,
+    read_refusal,
+)
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com"
 GENERATION_PATH = "/api/v1/services/aigc/text-generation/generation"
@@ -59,49 +64,29 @@ class DashScopeProvider(Provider):
         body = generation_body(
             orjson.loads(ctx.request.body), ctx.request.upstream_model, stream=stream
         )
-        headers = {"Content-Type": "application/json"}
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            headers.update(
-                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
-            )
-        headers["Authorization"] = f"Bearer {ctx.api_key}"
+        auth = {"Authorization": f"Bearer {ctx.api_key}"}
         if stream:
-            headers["X-DashScope-SSE"] = "enable"
-            headers["Accept"] = "text/event-stream"
+            auth.update({"X-DashScope-SSE": "enable", "Accept": "text/event-stream"})
+        headers = channel_headers(ctx, {"Content-Type": "application/json"}, auth)
         base = (ctx.channel.base_url or DEFAULT_BASE_URL).rstrip("/")
-        return await asyncio.wait_for(
-            ctx.http.post(
-                base + GENERATION_PATH,
-                data=orjson.dumps(body),
-                headers=headers,
-                timeout=ctx.timeout(),
-            ),
-            ctx.first_byte_seconds(),
+        return await open_upstream(
+            ctx, base + GENERATION_PATH, data=orjson.dumps(body), headers=headers
         )
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         secrets = list(ctx.channel.keys)
-        started = time.perf_counter()
         try:
-            async with await self._post(ctx, stream=False) as resp:
-                status, content = resp.status, await resp.read()
+            reply = await read_answer(self._post(ctx, stream=False))
         except Unsupported as exc:
-            return relay_pb2.RelayResult(
-                error=relay_error(400, str(exc), type="invalid_request_error")
-            )
-        except UPSTREAM_ERRORS as exc:
-            return relay_pb2.RelayResult(error=error_from_exception(exc))
-        upstream_ms = int((time.perf_counter() - started) * 1000)
-        if status >= 400:
-            return relay_pb2.RelayResult(
-                error=map_error(status, *parse(content), secrets), upstream_ms=upstream_ms
-            )
-        try:
-            answer = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            answer = None
-        if not isinstance(answer, dict) or not first_choice(answer):
-            return relay_pb2.RelayResult(error=unreadable_answer(status), upstream_ms=upstream_ms)
+            return relay_pb2.RelayResult(error=client_mistake(str(exc)))
+        if isinstance(reply, relay_pb2.RelayResult):
+            return reply
+        upstream_ms = reply.upstream_ms
+        if reply.status >= 400:
+            return reply.failed(map_error(reply.status, *parse(reply.content), secrets))
+        answer = reply.json_object()
+        if answer is None or not first_choice(answer):
+            return reply.unreadable()
         choice = first_choice(answer)
         raw = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         assert isinstance(raw, dict)
@@ -112,18 +97,16 @@ class DashScopeProvider(Provider):
             ]
             message["content"] = message["content"] or None
         usage = usage_of(answer)
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=completion_body(
+        return json_result(
+            completion_body(
                 id=completion_id(),
                 model=ctx.request.upstream_model,
                 message=message,
                 finish_reason=finish_reason(choice.get("finish_reason")) or "stop",
                 usage=usage,
             ),
-            usage=usage,
-            upstream_ms=upstream_ms,
+            usage,
+            upstream_ms,
         )
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
@@ -132,25 +115,26 @@ class DashScopeProvider(Provider):
         try:
             resp = await self._post(ctx, stream=True)
         except Unsupported as exc:
-            error = relay_error(400, str(exc), type="invalid_request_error")
+            error = client_mistake(str(exc))
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
         except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
             return
         if resp.status >= 400 or "event-stream" not in resp.headers.get("Content-Type", ""):
-            try:
-                async with resp:
-                    status, content = resp.status, await resp.read()
-            except UPSTREAM_ERRORS as exc:
-                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
-                return
-            error = map_error(status if status >= 400 else 502, *parse(content), secrets)
+            refusal = await read_refusal(resp)
+            error = (
+                refusal
+                if isinstance(refusal, relay_pb2.RelayError)
+                else map_error(
+                    refusal.status if refusal.status >= 400 else 502,
+                    *parse(refusal.content),
+                    secrets,
+                )
+            )
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
-        translator = ChunkTranslator(
-            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
-        )
+        translator = ChunkTranslator.for_call(ctx)
 
         def error_event(event: bytes, data: bytes) -> relay_pb2.RelayError | None:
             if _event_name(event) != "error":

@@ -5,7 +5,6 @@ overrides the URLs, the credentials and its embeddings."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -20,9 +19,10 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     error_from_exception,
-    relay_error,
     stream_truncated,
+    unreadable_answer,
 )
 from unigate_relay.providers.gemini.errors import google_error
 from unigate_relay.providers.gemini.request import (
@@ -34,6 +34,13 @@ from unigate_relay.providers.gemini.request import (
 from unigate_relay.providers.gemini.response import batch_embeddings, completion, embeddings_body
 from unigate_relay.providers.gemini.stream import StreamTranslator
 from unigate_relay.providers.openai_shapes import completion_id
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    json_result,
+    let_go,
+    open_upstream,
+    read_answer,
+)
 from unigate_relay.sse import SSESplitter, event_data
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -46,16 +53,6 @@ class CredentialError(Exception):
     def __init__(self, error: relay_pb2.RelayError) -> None:
         super().__init__(error.error.message)
         self.error = error
-
-
-def _bad_response(status: int) -> relay_pb2.RelayError:
-    return relay_error(
-        502,
-        "The upstream provider returned an answer that is not valid JSON.",
-        code="bad_upstream_response",
-        retryable=True,
-        upstream_status=status,
-    )
 
 
 def channel_config(ctx: CallContext) -> dict[str, Any]:
@@ -103,58 +100,46 @@ class GeminiProvider(Provider):
         data, upstream_ms = outcome
         vectors = batch_embeddings(data)
         if vectors is None:
-            return relay_pb2.RelayResult(error=_bad_response(200), upstream_ms=upstream_ms)
+            return relay_pb2.RelayResult(error=unreadable_answer(200), upstream_ms=upstream_ms)
         req = ctx.request
         usage = counted_usage(req.endpoint, req.body, req.upstream_model, "")
         encoding = str(body.get("encoding_format") or "float")
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=embeddings_body(vectors, req.model or req.upstream_model, encoding, usage),
-            usage=usage,
-            upstream_ms=upstream_ms,
+        return json_result(
+            embeddings_body(vectors, req.model or req.upstream_model, encoding, usage),
+            usage,
+            upstream_ms,
         )
 
     # ---- shared machinery ---------------------------------------------------------------
 
     async def _headers(self, ctx: CallContext) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            extra = orjson.loads(ctx.channel.headers_json)
-            headers.update({str(k): str(v) for k, v in extra.items()})
-        headers.update(await self.credentials(ctx))
-        return headers
+        return channel_headers(
+            ctx, {"Content-Type": "application/json"}, await self.credentials(ctx)
+        )
 
     async def _post(self, ctx: CallContext, method: str, payload: bytes) -> aiohttp.ClientResponse:
         url = self.model_url(ctx, method)
         headers = await self._headers(ctx)
-        # The response headers are the first byte: bounded here as in the OpenAI adapter.
-        return await asyncio.wait_for(
-            ctx.http.post(url, data=payload, headers=headers, timeout=ctx.timeout()),
-            ctx.first_byte_seconds(),
-        )
+        return await open_upstream(ctx, url, data=payload, headers=headers)
 
     async def _exchange(
         self, ctx: CallContext, method: str, payload: bytes
     ) -> tuple[Any, int] | relay_pb2.RelayResult:
         """POST and read a JSON answer: (parsed answer, upstream ms), or the failed result."""
-        started = time.perf_counter()
         try:
-            async with await self._post(ctx, method, payload) as resp:
-                status, headers, content = resp.status, resp.headers, await resp.read()
+            answer = await read_answer(self._post(ctx, method, payload))
         except CredentialError as exc:
             return relay_pb2.RelayResult(error=exc.error)
-        except UPSTREAM_ERRORS as exc:
-            return relay_pb2.RelayResult(error=error_from_exception(exc))
-        upstream_ms = int((time.perf_counter() - started) * 1000)
-        if status >= 400:
-            return relay_pb2.RelayResult(
-                error=self.upstream_error(ctx, status, content, headers), upstream_ms=upstream_ms
+        if isinstance(answer, relay_pb2.RelayResult):
+            return answer
+        if answer.status >= 400:
+            return answer.failed(
+                self.upstream_error(ctx, answer.status, answer.content, answer.headers)
             )
-        try:
-            return orjson.loads(content), upstream_ms
-        except orjson.JSONDecodeError:
-            return relay_pb2.RelayResult(error=_bad_response(status), upstream_ms=upstream_ms)
+        data = answer.json()
+        if data is None:
+            return answer.unreadable()
+        return data, answer.upstream_ms
 
     def _request_body(self, ctx: CallContext) -> dict[str, Any]:
         try:
@@ -186,17 +171,11 @@ class GeminiProvider(Provider):
             return outcome
         data, upstream_ms = outcome
         if not isinstance(data, dict):
-            return relay_pb2.RelayResult(error=_bad_response(200), upstream_ms=upstream_ms)
+            return relay_pb2.RelayResult(error=unreadable_answer(200), upstream_ms=upstream_ms)
         answer, usage = completion(
             data, self._answer_model(ctx), completion_id(), lambda t: self._counted(ctx, t)
         )
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=answer,
-            usage=usage,
-            upstream_ms=upstream_ms,
-        )
+        return json_result(answer, usage, upstream_ms)
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         started = time.perf_counter()
@@ -237,7 +216,7 @@ class GeminiProvider(Provider):
                     try:
                         parsed = orjson.loads(data)
                     except orjson.JSONDecodeError:
-                        failure = _bad_response(200)
+                        failure = unreadable_answer(200)
                         break
                     for frame in translator.feed(parsed):
                         out += frame
@@ -259,10 +238,7 @@ class GeminiProvider(Provider):
         except UPSTREAM_ERRORS as exc:
             failure = error_from_exception(exc)
         finally:
-            if translator.finished and failure is None:
-                resp.release()
-            else:
-                resp.close()
+            let_go(resp, reusable=translator.finished and failure is None)
         upstream_ms = int((time.perf_counter() - started) * 1000)
         usage = translator.usage or self._counted(ctx, "".join(translator.text))
         if failure is None and not translator.finished:
@@ -286,6 +262,4 @@ class GeminiProvider(Provider):
 
 
 def _invalid(exc: InvalidRequest) -> relay_pb2.RelayError:
-    err = relay_error(400, exc.message, type="invalid_request_error", code="invalid_request")
-    err.error.param = exc.param
-    return err
+    return client_mistake(exc.message, code="invalid_request", param=exc.param)

@@ -9,7 +9,6 @@ https://cloud.tencent.com/document/api/213/30654 (signing). The channel's config
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -23,9 +22,9 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    client_mistake,
     credentials_rejected,
     error_from_exception,
-    relay_error,
     unreadable_answer,
 )
 from unigate_relay.providers.hunyuan import signer
@@ -40,6 +39,13 @@ from unigate_relay.providers.hunyuan.errors import map_error, stream_error, tenc
 from unigate_relay.providers.hunyuan.stream import ChunkTranslator
 from unigate_relay.providers.native_stream import relay_sse_stream
 from unigate_relay.providers.openai_shapes import completion_body, completion_id
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    json_result,
+    open_upstream,
+    read_answer,
+    read_refusal,
+)
 
 DEFAULT_BASE_URL = "https://hunyuan.tencentcloudapi.com"
 SERVICE = "hunyuan"
@@ -81,13 +87,9 @@ class HunyuanProvider(Provider):
         url = URL((ctx.channel.base_url or DEFAULT_BASE_URL).rstrip("/") + "/")
         host = _host(url)
         timestamp = int(time.time())
-        headers: dict[str, str] = {}
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            headers.update(
-                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
-            )
-        headers.update(
-            {
+        headers = channel_headers(
+            ctx,
+            then={
                 "Content-Type": CONTENT_TYPE,
                 "Host": host,
                 "X-TC-Action": ACTION,
@@ -102,7 +104,7 @@ class HunyuanProvider(Provider):
                     timestamp=timestamp,
                     payload=payload,
                 ),
-            }
+            },
         )
         config = orjson.loads(ctx.channel.config_json) if ctx.channel.config_json else {}
         if isinstance(config, dict) and config.get("region"):
@@ -112,40 +114,27 @@ class HunyuanProvider(Provider):
     async def _post(
         self, ctx: CallContext, url: str, payload: bytes, headers: dict[str, str]
     ) -> aiohttp.ClientResponse:
-        return await asyncio.wait_for(
-            ctx.http.post(url, data=payload, headers=headers, timeout=ctx.timeout()),
-            ctx.first_byte_seconds(),
-        )
+        return await open_upstream(ctx, url, data=payload, headers=headers)
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         secrets = list(ctx.channel.keys)
         try:
             url, payload, headers = self._prepare(ctx, stream=False)
         except Unsupported as exc:
-            return relay_pb2.RelayResult(
-                error=relay_error(400, str(exc), type="invalid_request_error")
-            )
+            return relay_pb2.RelayResult(error=client_mistake(str(exc)))
         except BadKey:
             return relay_pb2.RelayResult(error=credentials_rejected(401))
-        started = time.perf_counter()
-        try:
-            async with await self._post(ctx, url, payload, headers) as resp:
-                status, content = resp.status, await resp.read()
-        except UPSTREAM_ERRORS as exc:
-            return relay_pb2.RelayResult(error=error_from_exception(exc))
-        upstream_ms = int((time.perf_counter() - started) * 1000)
-        try:
-            parsed = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            parsed = None
+        reply = await read_answer(self._post(ctx, url, payload, headers))
+        if isinstance(reply, relay_pb2.RelayResult):
+            return reply
+        upstream_ms = reply.upstream_ms
+        parsed = reply.json()
         failure = tencent_error(parsed)
         if failure is not None:
-            return relay_pb2.RelayResult(
-                error=map_error(*failure, secrets), upstream_ms=upstream_ms
-            )
+            return reply.failed(map_error(*failure, secrets))
         answer = parsed.get("Response") if isinstance(parsed, dict) else None
-        if status >= 400 or not isinstance(answer, dict):
-            return relay_pb2.RelayResult(error=unreadable_answer(status), upstream_ms=upstream_ms)
+        if reply.status >= 400 or not isinstance(answer, dict):
+            return reply.unreadable()
         choices = [c for c in answer.get("Choices") or [] if isinstance(c, dict)]
         choice: dict[str, Any] = choices[0] if choices else {}
         found = choice.get("Message")
@@ -156,10 +145,8 @@ class HunyuanProvider(Provider):
             message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
             message["content"] = message["content"] or None
         usage = usage_of(answer)
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=completion_body(
+        return json_result(
+            completion_body(
                 id=completion_id(),
                 model=ctx.request.upstream_model,
                 message=message,
@@ -167,8 +154,8 @@ class HunyuanProvider(Provider):
                 usage=usage,
                 created=int(answer.get("Created") or 0) or None,
             ),
-            usage=usage,
-            upstream_ms=upstream_ms,
+            usage,
+            upstream_ms,
         )
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
@@ -176,7 +163,7 @@ class HunyuanProvider(Provider):
         try:
             url, payload, headers = self._prepare(ctx, stream=True)
         except Unsupported as exc:
-            error = relay_error(400, str(exc), type="invalid_request_error")
+            error = client_mistake(str(exc))
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
         except BadKey:
@@ -190,22 +177,16 @@ class HunyuanProvider(Provider):
             return
         if "event-stream" not in resp.headers.get("Content-Type", ""):
             # A refused request is answered with the usual JSON error, not a stream.
-            try:
-                async with resp:
-                    status, content = resp.status, await resp.read()
-            except UPSTREAM_ERRORS as exc:
-                yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
-                return
-            try:
-                failure = tencent_error(orjson.loads(content))
-            except orjson.JSONDecodeError:
-                failure = None
-            error = map_error(*failure, secrets) if failure else unreadable_answer(status)
+            refusal = await read_refusal(resp)
+            if isinstance(refusal, relay_pb2.RelayError):
+                error = refusal
+            elif failure := tencent_error(refusal.json()):
+                error = map_error(*failure, secrets)
+            else:
+                error = unreadable_answer(refusal.status)
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error))
             return
-        translator = ChunkTranslator(
-            id=completion_id(), model=ctx.request.upstream_model, created=int(time.time())
-        )
+        translator = ChunkTranslator.for_call(ctx)
 
         def in_band_error(payload: dict[str, Any]) -> relay_pb2.RelayError | None:
             failure = stream_error(payload)

@@ -10,55 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from unigate.v1 import common_pb2
+from unigate_relay.providers import native_stream
 from unigate_relay.providers.hunyuan.convert import finish_reason, openai_tool_calls, usage_of
-from unigate_relay.providers.openai_shapes import chunk_frame
 
 
-class ChunkTranslator:
-    def __init__(self, *, id: str, model: str, created: int) -> None:
-        self._id, self._model, self._created = id, model, created
-        self._opened = False
-        self.finished = False
-        self.usage: common_pb2.Usage | None = None
-        self.text: list[str] = []
+class ChunkTranslator(native_stream.ChunkTranslator):
+    """Turns each Hunyuan stream object into OpenAI ``data:`` frames."""
 
-    def feed(self, event: dict[str, Any]) -> bytes:
+    def feed(self, payload: dict[str, Any]) -> bytes:
+        """The frames for one Hunyuan stream object (possibly none)."""
         out = bytearray()
-        if isinstance(event.get("Usage"), dict):
-            self.usage = usage_of(event)
-        for choice in event.get("Choices") or []:
+        if isinstance(payload.get("Usage"), dict):
+            self.usage = usage_of(payload)
+        for choice in payload.get("Choices") or []:
             if not isinstance(choice, dict):
                 continue
             raw = choice.get("Delta")
             raw = raw if isinstance(raw, dict) else {}
-            delta: dict[str, Any] = {}
-            if not self._opened:
-                delta["role"] = "assistant"
-                self._opened = True
-            text = str(raw.get("Content") or "")
-            calls = openai_tool_calls(raw.get("ToolCalls"))
-            if text or not calls:
-                delta["content"] = text
-            if calls:
-                delta["tool_calls"] = calls
-                self.text.extend(c["function"]["name"] + c["function"]["arguments"] for c in calls)
-            self.text.append(text)
+            out += self.delta(
+                str(raw.get("Content") or ""), openai_tool_calls(raw.get("ToolCalls"))
+            )
             finish = finish_reason(choice.get("FinishReason"))
-            if text or calls or "role" in delta:
-                out += chunk_frame(
-                    id=self._id, model=self._model, created=self._created, delta=delta
-                )
             if finish is not None:
-                self.finished = True
-                out += chunk_frame(
-                    id=self._id,
-                    model=self._model,
-                    created=self._created,
-                    delta={},
-                    finish_reason=finish,
-                )
+                out += self.finish(finish)
         return bytes(out)
-
-    def usage_frame(self, usage: common_pb2.Usage) -> bytes:
-        return chunk_frame(id=self._id, model=self._model, created=self._created, usage=usage)

@@ -28,6 +28,7 @@ from unigate_relay.providers.compatible import SPECS, CompatibleSpec
 from unigate_relay.providers.compatible.spec import ENDPOINT_PATHS
 from unigate_relay.providers.openai.multipart import with_model
 from unigate_relay.providers.openai.usage import usage_from_answer, usage_from_stream_event
+from unigate_relay.providers.upstream import channel_headers, let_go, open_upstream, read_answer
 from unigate_relay.sse import SSESplitter, event_data
 
 # OpenAI itself and "OpenAI-compatible" (the operator's base URL): OpenAI's /v1 layout.
@@ -91,13 +92,8 @@ class OpenAIProvider(Provider):
 
     def _headers(self, ctx: CallContext, *, form: bool) -> dict[str, str]:
         # For a rebuilt form aiohttp sets the Content-Type (with its boundary) itself.
-        headers = {} if form else {"Content-Type": ctx.request.content_type or "application/json"}
-        if ctx.channel.headers_json and ctx.channel.headers_json != "{}":
-            headers.update(
-                {str(k): str(v) for k, v in orjson.loads(ctx.channel.headers_json).items()}
-            )
-        headers.update(spec_for(ctx.channel.type).auth_headers(ctx.api_key))
-        return headers
+        defaults = {} if form else {"Content-Type": ctx.request.content_type or "application/json"}
+        return channel_headers(ctx, defaults, spec_for(ctx.channel.type).auth_headers(ctx.api_key))
 
     def _body(self, ctx: CallContext, *, stream: bool) -> bytes | aiohttp.FormData:
         req = ctx.request
@@ -131,48 +127,21 @@ class OpenAIProvider(Provider):
 
     async def _post(self, ctx: CallContext, *, stream: bool) -> aiohttp.ClientResponse:
         body = self._body(ctx, stream=stream)
-        # The response headers are the first byte: bound the wait for them ourselves, since
-        # aiohttp's sock_read alone was seen not to fire while a provider sat on a request.
-        return await asyncio.wait_for(
-            ctx.http.post(
-                self._url(ctx),
-                data=body,
-                headers=self._headers(ctx, form=isinstance(body, aiohttp.FormData)),
-                timeout=ctx.timeout(),
-            ),
-            ctx.first_byte_seconds(),
-        )
+        headers = self._headers(ctx, form=isinstance(body, aiohttp.FormData))
+        return await open_upstream(ctx, self._url(ctx), data=body, headers=headers)
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         if (unsupported := self._unsupported(ctx)) is not None:
             return relay_pb2.RelayResult(error=unsupported)
-        started = time.perf_counter()
-        try:
-            async with await self._post(ctx, stream=False) as resp:
-                status, headers, content = resp.status, resp.headers, await resp.read()
-        except UPSTREAM_ERRORS as exc:
-            return relay_pb2.RelayResult(error=error_from_exception(exc))
-        upstream_ms = int((time.perf_counter() - started) * 1000)
+        answer = await read_answer(self._post(ctx, stream=False))
+        if isinstance(answer, relay_pb2.RelayResult):
+            return answer
+        status, content, upstream_ms = answer.status, answer.content, answer.upstream_ms
         if status >= 400:
-            return relay_pb2.RelayResult(
-                error=error_from_upstream(status, content, headers, list(ctx.channel.keys)),
-                upstream_ms=upstream_ms,
-            )
-        content_type = headers.get("Content-Type", "application/json")
-        if "json" in content_type:
-            try:
-                orjson.loads(content)
-            except orjson.JSONDecodeError:
-                return relay_pb2.RelayResult(
-                    error=relay_error(
-                        502,
-                        "The upstream provider returned invalid JSON.",
-                        code="bad_upstream_response",
-                        retryable=True,
-                        upstream_status=status,
-                    ),
-                    upstream_ms=upstream_ms,
-                )
+            return answer.upstream_failure(ctx)
+        content_type = answer.headers.get("Content-Type", "application/json")
+        if "json" in content_type and answer.json() is None:
+            return answer.unreadable()
         measure = functools.partial(
             usage_from_answer,
             ctx.request.endpoint,
@@ -266,10 +235,7 @@ class OpenAIProvider(Provider):
             return
         finally:
             # A stream not read to its end (client gone, error) must not go back to the pool.
-            if reusable:
-                resp.release()
-            else:
-                resp.close()
+            let_go(resp, reusable=reusable)
         upstream_ms = int((time.perf_counter() - started) * 1000)
         final_usage = usage or self._estimate_stream_usage(ctx, content_events)
         if not finished:

@@ -27,6 +27,7 @@ from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.base import (
     CallContext,
     Provider,
+    client_mistake,
     error_from_exception,
     relay_error,
     stream_truncated,
@@ -36,6 +37,7 @@ from unigate_relay.providers.spark.auth import KeyFormatError, parse_key, signed
 from unigate_relay.providers.spark.convert import Answer, Unsupported, request_frame, spark_error
 from unigate_relay.providers.spark.errors import handshake_error, map_code
 from unigate_relay.providers.spark.models import DEFAULT_BASE_URL, UnknownVersion, route_for
+from unigate_relay.providers.upstream import json_result
 
 # An answer frame is a few KB; this bounds a misbehaving peer, not a real answer.
 _MAX_FRAME = 4 * 1024 * 1024
@@ -47,10 +49,6 @@ class _Failed(Exception):
     def __init__(self, error: relay_pb2.RelayError) -> None:
         super().__init__(error.error.message)
         self.error = error
-
-
-def _client_error(message: str) -> relay_pb2.RelayError:
-    return relay_error(400, message, type="invalid_request_error")
 
 
 def _bad_frame() -> relay_pb2.RelayError:
@@ -88,7 +86,7 @@ class SparkProvider(Provider):
         """The signed URL and the request frame; raises _Failed for a request Spark cannot
         take or a channel that is misconfigured."""
         if ctx.request.endpoint != "chat.completions":
-            raise _Failed(_client_error(f"Spark does not support `{ctx.request.endpoint}`."))
+            raise _Failed(client_mistake(f"Spark does not support `{ctx.request.endpoint}`."))
         try:
             key = parse_key(ctx.api_key)
         except KeyFormatError as exc:
@@ -110,7 +108,7 @@ class SparkProvider(Provider):
                 relay_error(404, str(exc), type="invalid_request_error", code="model_not_found")
             ) from exc
         except Unsupported as exc:
-            raise _Failed(_client_error(str(exc))) from exc
+            raise _Failed(client_mistake(str(exc))) from exc
         endpoint = _ws_base(ctx.channel.base_url) + route.path
         return signed_url(endpoint, key.api_key, key.api_secret), frame
 
@@ -182,18 +180,16 @@ class SparkProvider(Provider):
             )
         upstream_ms = int((time.perf_counter() - started) * 1000)
         usage = answer.usage or self._estimate(ctx, answer)
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=completion_body(
+        return json_result(
+            completion_body(
                 id=answer.id,
                 model=ctx.request.upstream_model,
                 message=answer.message(),
                 finish_reason=answer.finish_reason,
                 usage=usage,
             ),
-            usage=usage,
-            upstream_ms=upstream_ms,
+            usage,
+            upstream_ms,
         )
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:

@@ -25,10 +25,16 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from unigate.v1 import common_pb2, relay_pb2
-from unigate_relay.providers.base import CallContext, error_from_exception, relay_error
+from unigate_relay.providers.base import (
+    CallContext,
+    error_from_exception,
+    relay_error,
+    unreadable_answer,
+)
 from unigate_relay.providers.gemini.adapter import CredentialError, GeminiProvider, channel_config
 from unigate_relay.providers.gemini.request import embedding_inputs
 from unigate_relay.providers.gemini.response import embeddings_body
+from unigate_relay.providers.upstream import json_result
 from unigate_relay.providers.vertex.claude import VertexClaude, is_claude
 from unigate_relay.providers.vertex.credentials import (
     CredentialsInvalid,
@@ -169,23 +175,12 @@ class VertexProvider(GeminiProvider):
             if isinstance(statistics, dict):
                 tokens += int(statistics.get("token_count") or 0)
         if not vectors or not isinstance(predictions, list) or len(vectors) != len(predictions):
-            return relay_pb2.RelayResult(
-                error=relay_error(
-                    502,
-                    "The upstream provider returned an answer that is not valid JSON.",
-                    code="bad_upstream_response",
-                    retryable=True,
-                    upstream_status=200,
-                ),
-                upstream_ms=upstream_ms,
-            )
+            return relay_pb2.RelayResult(error=unreadable_answer(200), upstream_ms=upstream_ms)
         req = ctx.request
         usage = common_pb2.Usage(prompt_tokens=tokens, total_tokens=tokens)
         encoding = str(body.get("encoding_format") or "float")
-        return relay_pb2.RelayResult(
-            http_status=200,
-            content_type="application/json",
-            body=embeddings_body(vectors, req.model or req.upstream_model, encoding, usage),
-            usage=usage,
-            upstream_ms=upstream_ms,
+        return json_result(
+            embeddings_body(vectors, req.model or req.upstream_model, encoding, usage),
+            usage,
+            upstream_ms,
         )

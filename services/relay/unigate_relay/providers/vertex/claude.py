@@ -11,7 +11,6 @@ is the Anthropic family's.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Final
 
@@ -23,6 +22,7 @@ from unigate_relay.providers.anthropic.adapter import AnthropicProvider
 from unigate_relay.providers.anthropic.wire import ConversionError
 from unigate_relay.providers.base import CallContext
 from unigate_relay.providers.gemini.adapter import CredentialError
+from unigate_relay.providers.upstream import open_upstream
 
 if TYPE_CHECKING:
     from unigate_relay.providers.vertex.adapter import VertexProvider
@@ -71,10 +71,7 @@ class VertexClaude(AnthropicProvider):
         )
         # The token was fetched (and cached) by call/stream just before.
         headers = {"content-type": "application/json", **await self.vertex.credentials(ctx)}
-        return await asyncio.wait_for(
-            ctx.http.post(url, data=body, headers=headers, timeout=ctx.timeout()),
-            ctx.first_byte_seconds(),
-        )
+        return await open_upstream(ctx, url, data=body, headers=headers)
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         try:
