@@ -360,16 +360,6 @@ def set_request_id(request_id: str) -> None:
 
 # --- GenAI attempt / upstream spans ------------------------------------------------------
 
-# gen_ai.system values from the GenAI semantic conventions where they name one; otherwise
-# the channel type's own name.
-_GENAI_SYSTEMS = {
-    1: "openai",
-    3: "az.ai.openai",
-    28: "mistral_ai",
-    29: "groq",
-    36: "deepseek",
-    45: "xai",
-}
 _OPERATIONS = {
     "chat.completions": "chat",
     "responses": "chat",
@@ -380,11 +370,10 @@ _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 
 
 def genai_system(type_id: int) -> str:
-    known = _GENAI_SYSTEMS.get(type_id)
-    if known:
-        return known
+    """The provider's declared gen_ai.system (the GenAI conventions' value where they name
+    one, else the first word of its name)."""
     ct = channel_type(type_id)
-    return ct.name.split()[0].lower() if ct else f"channel_type_{type_id}"
+    return ct.gen_ai_system if ct else f"channel_type_{type_id}"
 
 
 def genai_operation(endpoint: str) -> str:
