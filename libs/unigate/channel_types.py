@@ -17,17 +17,23 @@ from typing import Any
 
 import orjson
 
+from unigate.provider_facts import BalanceApi
+
+__all__ = [
+    "CATALOG_PATH",
+    "CHANNEL_TYPES",
+    "PROTOCOL_VARIANTS",
+    "BalanceApi",
+    "ChannelType",
+    "balance_types",
+    "channel_type",
+    "install_catalog",
+    "read_catalog",
+    "routed_type",
+    "speaks_websocket",
+]
+
 CATALOG_PATH = Path(__file__).with_name("provider_catalog.json")
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceApi:
-    """``GET {base_url}{path}`` answers the account's balance in the shape ``kind`` names."""
-
-    kind: str
-    path: str
-    # The API lives at the bare host: a base URL ending in /v1 is trimmed for it.
-    strip_v1: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,22 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+# A balance API is declared in the catalog reader's own terms: ``kind`` names one of auth's
+# answer shapes (``unigate_auth.admin.balances.PARSERS``).
+from unigate.provider_facts import BalanceApi
+
+__all__ = ["BalanceApi", "ChannelDeclaration", "ProviderPackage", "declare_spec"]
+
 if TYPE_CHECKING:
     from unigate_relay.providers.base import Provider
     from unigate_relay.providers.compatible.spec import CompatibleSpec
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceApi:
-    """The provider publishes its account balance: ``GET {base_url}{path}`` with the key as a
-    bearer token. ``kind`` names the answer's shape, one of auth's balance parsers
-    (``unigate_auth.admin.balances.PARSERS``: "deepseek", "siliconflow", "openrouter",
-    "moonshot"); a new provider whose answer has one of these shapes reuses it."""
-
-    kind: str
-    path: str
-    # The API lives at the bare host: a base URL ending in /v1 is trimmed for it (DeepSeek).
-    strip_v1: bool = False
 
 
 @dataclass(frozen=True, slots=True)
