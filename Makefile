@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(wildcard protos/unigate/v1/*.proto)
 
-.PHONY: install proto proto-check migrate dev test lint typecheck bench bench-auth bench-consumer bench-ttft clean
+.PHONY: install proto proto-check providers providers-check migrate dev test lint typecheck bench bench-auth bench-consumer bench-ttft clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,15 @@ proto: install
 proto-check: proto
 	git diff --exit-code -- libs/unigate/v1 || { echo "generated stubs differ from protos: run 'make proto' and commit" >&2; exit 1; }
 	test -z "$$(git status --porcelain -- libs/unigate/v1)" || { git status --porcelain -- libs/unigate/v1; echo "untracked generated stubs" >&2; exit 1; }
+
+# Regenerate the provider catalog (libs/unigate/provider_catalog.json) from the relay's
+# provider declarations (committed; CI checks it matches).
+providers: install
+	$(PY) -m unigate_relay.providers.catalog libs/unigate/provider_catalog.json
+
+providers-check: providers
+	git diff --exit-code -- libs/unigate/provider_catalog.json || { echo "provider catalog differs from the declarations: run 'make providers' and commit" >&2; exit 1; }
+	test -z "$$(git status --porcelain -- libs/unigate/provider_catalog.json)" || { echo "provider catalog not committed" >&2; exit 1; }
 
 migrate: install
 	$(VENV)/bin/unigate migrate

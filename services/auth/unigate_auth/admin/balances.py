@@ -1,7 +1,9 @@
 """Reading a provider account's balance with a channel's key, for the providers that publish
 one (One API's ``/api/channel/update_balance``). Each reader takes the channel's base URL as
 the relay does (``unigate_relay.providers.compatible``: the version segment, where there is
-one, is part of the base) and returns the balance in the provider's own currency.
+one, is part of the base) and returns the balance in the provider's own currency. Which
+types publish one, where, and in which shape (``kind``) is each provider's declaration
+(``unigate.channel_types.ChannelType.balance``); this module only knows the shapes.
 
 - DeepSeek ``GET /user/balance`` → ``balance_infos[].total_balance`` (strings; the USD entry
   if there is one, else the first) — api-docs.deepseek.com/api/get-user-balance.
@@ -16,10 +18,12 @@ one, is part of the base) and returns the balance in the provider's own currency
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from unigate.channel_types import BalanceApi, ChannelType
+from unigate.channel_types import channel_type as lookup
 
 TIMEOUT_SECONDS = 15.0
 
@@ -47,37 +51,34 @@ def _moonshot(body: Any) -> float:
     return float(body["data"]["available_balance"])
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceReader:
-    default_base_url: str
-    path: str
-    parse: Callable[[Any], float]
-    # DeepSeek's API lives at the bare host; a base URL ending in /v1 is trimmed for it.
-    strip_v1: bool = False
-
-    def url(self, base_url: str) -> str:
-        base = (base_url or self.default_base_url).rstrip("/")
-        if self.strip_v1 and base.endswith("/v1"):
-            base = base[: -len("/v1")]
-        return base + self.path
-
-
-READERS: dict[int, BalanceReader] = {
-    36: BalanceReader("https://api.deepseek.com", "/user/balance", _deepseek, strip_v1=True),
-    44: BalanceReader("https://api.siliconflow.cn/v1", "/user/info", _siliconflow),
-    20: BalanceReader("https://openrouter.ai/api/v1", "/credits", _openrouter),
-    25: BalanceReader("https://api.moonshot.cn/v1", "/users/me/balance", _moonshot),
+# The answer shapes a provider's declaration may name as its balance API's ``kind``.
+PARSERS: dict[str, Callable[[Any], float]] = {
+    "deepseek": _deepseek,
+    "siliconflow": _siliconflow,
+    "openrouter": _openrouter,
+    "moonshot": _moonshot,
 }
 
 
+def balance_url(ct: ChannelType, api: BalanceApi, base_url: str) -> str:
+    base = (base_url or ct.base_url).rstrip("/")
+    if api.strip_v1 and base.endswith("/v1"):
+        base = base[: -len("/v1")]
+    return base + api.path
+
+
 async def read_balance(channel_type: int, base_url: str, api_key: str) -> float:
-    reader = READERS.get(channel_type)
-    if reader is None:
+    ct = lookup(channel_type)
+    api = ct.balance if ct else None
+    if ct is None or api is None:
         raise BalanceUnavailable(f"channel type {channel_type} publishes no balance")
+    parse = PARSERS.get(api.kind)
+    if parse is None:
+        raise BalanceUnavailable(f"this auth cannot read {api.kind!r} balance answers")
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
             response = await client.get(
-                reader.url(base_url),
+                balance_url(ct, api, base_url),
                 headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
             )
     except httpx.HTTPError as exc:
@@ -86,6 +87,6 @@ async def read_balance(channel_type: int, base_url: str, api_key: str) -> float:
         # The provider's words are not repeated: they may quote the key.
         raise BalanceUnavailable(f"provider answered HTTP {response.status_code}")
     try:
-        return reader.parse(response.json())
+        return parse(response.json())
     except (ValueError, KeyError, IndexError, TypeError):
         raise BalanceUnavailable("provider's balance answer has an unexpected shape") from None

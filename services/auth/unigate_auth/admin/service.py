@@ -27,7 +27,7 @@ import orjson
 from google.protobuf import empty_pb2
 
 from unigate import admin, unit_prices
-from unigate.channel_types import channel_type, speaks_websocket
+from unigate.channel_types import balance_types, channel_type, speaks_websocket
 from unigate.crypto import encrypt_secret
 from unigate.namespace import Namespace
 from unigate.pricing import QUOTA_PER_USD
@@ -35,7 +35,7 @@ from unigate.quota import QuotaStore
 from unigate.urls import base_url_problem
 from unigate.v1 import admin_pb2, admin_pb2_grpc
 from unigate_auth.admin import records
-from unigate_auth.admin.balances import READERS, BalanceUnavailable, read_balance
+from unigate_auth.admin.balances import BalanceUnavailable, read_balance
 from unigate_auth.admin.records import (
     CHANNEL_COLUMNS,
     REDEMPTION_COLUMNS,
@@ -960,7 +960,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     async def _update_balances(self, caller: Caller, _: Empty) -> admin_pb2.ChannelBalances:
         rows = await self._pool.fetch(
-            "SELECT id FROM channels WHERE type = ANY($1::int[]) ORDER BY id", list(READERS)
+            "SELECT id FROM channels WHERE type = ANY($1::int[]) ORDER BY id", balance_types()
         )
         out = []
         for r in rows:

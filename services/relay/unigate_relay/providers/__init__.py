@@ -1,31 +1,38 @@
-"""Provider adapters. Adding a provider: one package here and one line in ``REGISTRY``."""
+"""Provider adapters. Adding a provider: one package here (its adapter and its
+``declaration.py``) and one line in ``PACKAGES``, then ``make providers`` to regenerate the
+catalog the other services read (``libs/unigate/provider_catalog.json``)."""
 
 from __future__ import annotations
 
-from unigate_relay.providers.anthropic import AnthropicProvider
-from unigate_relay.providers.baidu import BaiduProvider
+from unigate_relay.providers import (
+    anthropic,
+    baidu,
+    bedrock,
+    cohere,
+    dashscope,
+    gemini,
+    hunyuan,
+    openai,
+    spark,
+    vertex,
+)
 from unigate_relay.providers.base import Provider
-from unigate_relay.providers.bedrock import BedrockProvider
-from unigate_relay.providers.cohere import CohereProvider
-from unigate_relay.providers.dashscope import DashScopeProvider
-from unigate_relay.providers.gemini import GeminiProvider
-from unigate_relay.providers.hunyuan import HunyuanProvider
-from unigate_relay.providers.openai import OpenAIProvider
-from unigate_relay.providers.spark import SparkProvider
-from unigate_relay.providers.vertex import VertexProvider
+from unigate_relay.providers.declaration import ProviderPackage
 
-REGISTRY: dict[str, type[Provider]] = {
-    OpenAIProvider.family: OpenAIProvider,
-    SparkProvider.family: SparkProvider,
-    CohereProvider.family: CohereProvider,
-    GeminiProvider.family: GeminiProvider,
-    VertexProvider.family: VertexProvider,
-    AnthropicProvider.family: AnthropicProvider,
-    BedrockProvider.family: BedrockProvider,
-    BaiduProvider.family: BaiduProvider,
-    HunyuanProvider.family: HunyuanProvider,
-    DashScopeProvider.family: DashScopeProvider,
-}
+PACKAGES: tuple[ProviderPackage, ...] = (
+    ProviderPackage(openai.OpenAIProvider, openai.CHANNELS),
+    ProviderPackage(spark.SparkProvider, spark.CHANNELS),
+    ProviderPackage(cohere.CohereProvider, cohere.CHANNELS),
+    ProviderPackage(gemini.GeminiProvider, gemini.CHANNELS),
+    ProviderPackage(vertex.VertexProvider, vertex.CHANNELS),
+    ProviderPackage(anthropic.AnthropicProvider, anthropic.CHANNELS),
+    ProviderPackage(bedrock.BedrockProvider, bedrock.CHANNELS),
+    ProviderPackage(baidu.BaiduProvider, baidu.CHANNELS),
+    ProviderPackage(hunyuan.HunyuanProvider, hunyuan.CHANNELS),
+    ProviderPackage(dashscope.DashScopeProvider, dashscope.CHANNELS),
+)
+
+REGISTRY: dict[str, type[Provider]] = {p.family: p.provider for p in PACKAGES}
 
 
 def load(families: list[str]) -> list[Provider]:

@@ -8,5 +8,6 @@ other routes to Claude (Bedrock, Vertex) reuse them.
 """
 
 from unigate_relay.providers.anthropic.adapter import AnthropicProvider
+from unigate_relay.providers.anthropic.declaration import CHANNELS
 
-__all__ = ["AnthropicProvider"]
+__all__ = ["CHANNELS", "AnthropicProvider"]

@@ -8,5 +8,6 @@ HTTP transport). The Messages conversions are the Anthropic family's.
 """
 
 from unigate_relay.providers.bedrock.adapter import BedrockProvider
+from unigate_relay.providers.bedrock.declaration import CHANNELS
 
-__all__ = ["BedrockProvider"]
+__all__ = ["CHANNELS", "BedrockProvider"]

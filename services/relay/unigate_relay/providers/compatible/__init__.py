@@ -1,6 +1,7 @@
 """Providers that speak the OpenAI protocol with their own base URL, path layout and quirks.
 
-Adding one: a module here defining ``SPEC`` and one line in ``SPECS``.
+Adding one: a module here defining ``SPEC`` (the wire) and ``CHANNEL`` (its declaration:
+``unigate_relay.providers.declaration``), and one line in ``MODULES``.
 """
 
 from __future__ import annotations
@@ -24,27 +25,28 @@ from unigate_relay.providers.compatible import (
     zhipu,
 )
 from unigate_relay.providers.compatible.spec import ENDPOINT_PATHS, CompatibleSpec
+from unigate_relay.providers.declaration import ChannelDeclaration
 
-SPECS: dict[int, CompatibleSpec] = {
-    spec.channel_type: spec
-    for spec in (
-        azure.SPEC,
-        deepseek.SPEC,
-        moonshot.SPEC,
-        zhipu.SPEC,
-        qwen.SPEC,
-        zhinao360.SPEC,
-        mistral.SPEC,
-        groq.SPEC,
-        ollama.SPEC,
-        xai.SPEC,
-        siliconflow.SPEC,
-        together.SPEC,
-        openrouter.SPEC,
-        stepfun.SPEC,
-        lingyi.SPEC,
-        doubao.SPEC,
-    )
-}
+MODULES = (
+    azure,
+    deepseek,
+    moonshot,
+    zhipu,
+    qwen,
+    zhinao360,
+    mistral,
+    groq,
+    ollama,
+    xai,
+    siliconflow,
+    together,
+    openrouter,
+    stepfun,
+    lingyi,
+    doubao,
+)
 
-__all__ = ["ENDPOINT_PATHS", "SPECS", "CompatibleSpec"]
+SPECS: dict[int, CompatibleSpec] = {m.SPEC.channel_type: m.SPEC for m in MODULES}
+CHANNELS: tuple[ChannelDeclaration, ...] = tuple(m.CHANNEL for m in MODULES)
+
+__all__ = ["CHANNELS", "ENDPOINT_PATHS", "SPECS", "CompatibleSpec"]

@@ -41,6 +41,7 @@ from urllib.parse import quote
 import orjson
 
 from unigate_relay.providers.compatible.spec import ENDPOINT_PATHS, CompatibleSpec
+from unigate_relay.providers.declaration import declare_spec
 
 DEFAULT_API_VERSION = "2024-10-21"
 # Versions dated before this reject stream_options ("Unrecognized request argument"); it
@@ -180,4 +181,12 @@ SPEC = AzureSpec(
         "whisper",
         "tts",
     ),
+)
+
+CHANNEL = declare_spec(
+    SPEC,
+    key_hint="Azure resource key (32 hex characters)",
+    key_pattern=r"^[0-9a-fA-F]{32}$",
+    config_hint='{"api_version": "2024-10-21", "deployments": {"gpt-4o": "my-gpt4o"}}',
+    gen_ai_system="az.ai.openai",
 )

@@ -4,10 +4,19 @@ before the answer; usage reports cache hits as ``prompt_cache_hit_tokens`` (coun
 tokens by the usage parser)."""
 
 from unigate_relay.providers.compatible.spec import CompatibleSpec
+from unigate_relay.providers.declaration import BalanceApi, declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=36,
     name="DeepSeek",
     default_base_url="https://api.deepseek.com",
     default_models=("deepseek-chat", "deepseek-reasoner"),
+)
+
+CHANNEL = declare_spec(
+    SPEC,
+    key_hint="sk-...",
+    key_pattern=r"^sk-",
+    balance=BalanceApi("deepseek", "/user/balance", strip_v1=True),
+    gen_ai_system="deepseek",
 )

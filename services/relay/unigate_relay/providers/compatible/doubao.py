@@ -3,10 +3,16 @@
 useful default list: the channel's model mapping names them."""
 
 from unigate_relay.providers.compatible.spec import CHAT_AND_EMBEDDINGS, CompatibleSpec
+from unigate_relay.providers.declaration import declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=40,
     name="Doubao (Volcengine Ark)",
     default_base_url="https://ark.cn-beijing.volces.com/api/v3",
     endpoints=CHAT_AND_EMBEDDINGS,
+)
+
+CHANNEL = declare_spec(
+    SPEC,
+    key_hint="Ark API key",
 )

@@ -2,6 +2,7 @@
 usage arrives in ``x_groq.usage`` on the last chunk (the one carrying ``finish_reason``)."""
 
 from unigate_relay.providers.compatible.spec import CompatibleSpec
+from unigate_relay.providers.declaration import declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=29,
@@ -14,4 +15,11 @@ SPEC = CompatibleSpec(
         "gemma2-9b-it",
         "deepseek-r1-distill-llama-70b",
     ),
+)
+
+CHANNEL = declare_spec(
+    SPEC,
+    key_hint="gsk_...",
+    key_pattern=r"^gsk_",
+    gen_ai_system="groq",
 )

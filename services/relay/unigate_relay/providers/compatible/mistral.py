@@ -3,6 +3,7 @@ bodies strictly (unknown fields are 422 ``extra_forbidden``) and rejects ``strea
 (TabbyML/tabby#4082); its streams report usage on the last chunk without being asked."""
 
 from unigate_relay.providers.compatible.spec import CHAT_AND_EMBEDDINGS, CompatibleSpec
+from unigate_relay.providers.declaration import declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=28,
@@ -17,4 +18,9 @@ SPEC = CompatibleSpec(
         "codestral-latest",
         "mistral-embed",
     ),
+)
+
+CHANNEL = declare_spec(
+    SPEC,
+    gen_ai_system="mistral_ai",
 )

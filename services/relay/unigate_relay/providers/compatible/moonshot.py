@@ -4,6 +4,7 @@ carrying ``finish_reason``, and never in a top-level usage chunk (northes/go-moo
 higress-group/higress#1568); cached prompt tokens are a top-level ``cached_tokens``."""
 
 from unigate_relay.providers.compatible.spec import CompatibleSpec
+from unigate_relay.providers.declaration import BalanceApi, declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=25,
@@ -16,4 +17,11 @@ SPEC = CompatibleSpec(
         "moonshot-v1-128k",
         "moonshot-v1-8k-vision-preview",
     ),
+)
+
+CHANNEL = declare_spec(
+    SPEC,
+    key_hint="sk-...",
+    key_pattern=r"^sk-",
+    balance=BalanceApi("moonshot", "/users/me/balance"),
 )

@@ -2,6 +2,7 @@
 ``/api/v1``; models are ``vendor/name`` ids. (One API numbers it 20.)"""
 
 from unigate_relay.providers.compatible.spec import CompatibleSpec
+from unigate_relay.providers.declaration import BalanceApi, declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=20,
@@ -13,4 +14,11 @@ SPEC = CompatibleSpec(
         "anthropic/claude-3.5-sonnet",
         "meta-llama/llama-3.3-70b-instruct",
     ),
+)
+
+CHANNEL = declare_spec(
+    SPEC,
+    key_hint="sk-or-...",
+    key_pattern=r"^sk-or-",
+    balance=BalanceApi("openrouter", "/credits"),
 )

@@ -3,6 +3,7 @@
 ``/compatible-mode/v1``; streams take ``stream_options.include_usage``."""
 
 from unigate_relay.providers.compatible.spec import CHAT_AND_EMBEDDINGS, CompatibleSpec
+from unigate_relay.providers.declaration import declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=17,
@@ -10,4 +11,11 @@ SPEC = CompatibleSpec(
     default_base_url="https://dashscope.aliyuncs.com/compatible-mode/v1",
     endpoints=CHAT_AND_EMBEDDINGS,
     default_models=("qwen-turbo", "qwen-plus", "qwen-max", "text-embedding-v3"),
+)
+
+CHANNEL = declare_spec(
+    SPEC,
+    key_hint="sk-...",
+    key_pattern=r"^sk-",
+    config_hint='{"protocol": "native"} to use DashScope\'s own protocol',
 )

@@ -2,6 +2,7 @@
 with ``/v1/rerank`` and ``/v1/embeddings``; models are ``org/name`` ids."""
 
 from unigate_relay.providers.compatible.spec import CompatibleSpec
+from unigate_relay.providers.declaration import BalanceApi, declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=44,
@@ -14,4 +15,11 @@ SPEC = CompatibleSpec(
         "BAAI/bge-m3",
         "BAAI/bge-reranker-v2-m3",
     ),
+)
+
+CHANNEL = declare_spec(
+    SPEC,
+    key_hint="sk-...",
+    key_pattern=r"^sk-",
+    balance=BalanceApi("siliconflow", "/user/info"),
 )

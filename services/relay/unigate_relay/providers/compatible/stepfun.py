@@ -2,6 +2,7 @@
 ``/v1``."""
 
 from unigate_relay.providers.compatible.spec import CompatibleSpec
+from unigate_relay.providers.declaration import declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=32,
@@ -9,3 +10,5 @@ SPEC = CompatibleSpec(
     default_base_url="https://api.stepfun.com/v1",
     default_models=("step-1-8k", "step-1-32k", "step-2-16k", "step-1v-8k"),
 )
+
+CHANNEL = declare_spec(SPEC)

@@ -2,6 +2,7 @@
 under ``/v1``, with ``/v1/rerank``."""
 
 from unigate_relay.providers.compatible.spec import CompatibleSpec
+from unigate_relay.providers.declaration import declare_spec
 
 SPEC = CompatibleSpec(
     channel_type=39,
@@ -16,3 +17,5 @@ SPEC = CompatibleSpec(
         "deepseek-ai/DeepSeek-V3",
     ),
 )
+
+CHANNEL = declare_spec(SPEC)

@@ -6,5 +6,6 @@ Modules: ``wire`` (the Gemini shapes), ``schema`` (JSON Schema → Gemini Schema
 """
 
 from unigate_relay.providers.gemini.adapter import GeminiProvider
+from unigate_relay.providers.gemini.declaration import CHANNELS
 
-__all__ = ["GeminiProvider"]
+__all__ = ["CHANNELS", "GeminiProvider"]

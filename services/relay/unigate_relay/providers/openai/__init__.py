@@ -1,5 +1,6 @@
 """OpenAI and every provider that speaks its protocol as-is."""
 
 from unigate_relay.providers.openai.adapter import OpenAIProvider
+from unigate_relay.providers.openai.declaration import CHANNELS
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["CHANNELS", "OpenAIProvider"]

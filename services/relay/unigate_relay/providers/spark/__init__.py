@@ -2,5 +2,6 @@
 answer in frames with status 0/1/2."""
 
 from unigate_relay.providers.spark.adapter import SparkProvider
+from unigate_relay.providers.spark.declaration import CHANNELS
 
-__all__ = ["SparkProvider"]
+__all__ = ["CHANNELS", "SparkProvider"]

@@ -5,5 +5,6 @@ provider, reusing the Gemini family's conversion).
 """
 
 from unigate_relay.providers.vertex.adapter import VertexProvider
+from unigate_relay.providers.vertex.declaration import CHANNELS
 
-__all__ = ["VertexProvider"]
+__all__ = ["CHANNELS", "VertexProvider"]

@@ -1,0 +1,74 @@
+"""Turning tracing on (only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set) and the small
+helpers every other telemetry module uses: the tracer, the current span, context attach."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from contextlib import AbstractContextManager
+from contextvars import Token
+from typing import Any
+
+from opentelemetry import context, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
+
+from unigate.telemetry.sampling import WorkRoots
+
+_configured = False
+_capture_content = False
+NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# Baggage key: the gateway's retry number travels to the relay with the trace context.
+RETRY_BAGGAGE = "unigate.retry"
+
+
+def setup_tracing(service_name: str) -> None:
+    global _configured, _capture_content
+    if _configured or not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}),
+        sampler=ParentBased(root=WorkRoots()),
+    )
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    # Its statements are sanitized ("EVALSHA ? ? ?"), so no key or value leaves in a span.
+    RedisInstrumentor().instrument(tracer_provider=provider)
+    _capture_content = os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() == "true"
+    _configured = True
+
+
+def tracing_enabled() -> bool:
+    return _configured
+
+
+def capture_content() -> bool:
+    return _capture_content
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("unigate")
+
+
+def attach(ctx: Context) -> Token[Context]:
+    return context.attach(ctx)
+
+
+def detach(token: Token[Context]) -> None:
+    context.detach(token)
+
+
+def current(span: Span | None) -> AbstractContextManager[Any]:
+    """Make ``span`` the current span for a block (a shared no-op when it is None)."""
+    if span is None:
+        return NO_SPAN
+    return trace.use_span(span, end_on_exit=False, record_exception=False)

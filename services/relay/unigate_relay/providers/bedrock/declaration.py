@@ -1,0 +1,8 @@
+"""What the Bedrock package declares about its channel types (see
+``unigate_relay.providers.declaration``)."""
+
+from __future__ import annotations
+
+from unigate_relay.providers.declaration import ChannelDeclaration
+
+CHANNELS = (ChannelDeclaration(33, "AWS Bedrock Claude"),)

@@ -1,0 +1,16 @@
+"""What the OpenAI package declares about its channel types (see
+``unigate_relay.providers.declaration``)."""
+
+from __future__ import annotations
+
+from unigate_relay.providers.compatible import CHANNELS as COMPATIBLE
+from unigate_relay.providers.declaration import ChannelDeclaration, declare_spec
+from unigate_relay.providers.openai.adapter import spec_for
+
+# OpenAI itself, "OpenAI-compatible" (the operator's base URL) and every provider of
+# ``unigate_relay.providers.compatible``: the family serves them all.
+CHANNELS: tuple[ChannelDeclaration, ...] = (
+    declare_spec(spec_for(1), key_hint="sk-...", key_pattern=r"^sk-", gen_ai_system="openai"),
+    declare_spec(spec_for(8), key_hint="API key of the OpenAI-compatible service"),
+    *COMPATIBLE,
+)
