@@ -17,6 +17,9 @@ from unigate.admin import AdminError
 from unigate.v1 import billing_pb2, billing_pb2_grpc
 
 T = TypeVar("T")
+# A redeem or a batch of codes is one short transaction in billing; past this, the caller
+# gets an error rather than a request hanging on a stuck billing.
+RPC_TIMEOUT_SECONDS = 10.0
 
 
 class BillingClient:
@@ -26,7 +29,10 @@ class BillingClient:
     async def redeem(self, code: str, user_id: int) -> int:
         """Adds the code's quota to the user once; returns the quota added."""
         reply = await _refusal_as_admin_error(
-            self._stub.RedeemCode(billing_pb2.RedeemCodeRequest(code=code, user_id=user_id))
+            self._stub.RedeemCode(
+                billing_pb2.RedeemCodeRequest(code=code, user_id=user_id),
+                timeout=RPC_TIMEOUT_SECONDS,
+            )
         )
         return reply.quota
 
@@ -37,7 +43,8 @@ class BillingClient:
             self._stub.CreateRedemptions(
                 billing_pb2.CreateRedemptionsRequest(
                     name=name, quota=quota, count=count, created_by=created_by
-                )
+                ),
+                timeout=RPC_TIMEOUT_SECONDS,
             )
         )
         return list(reply.codes)
