@@ -29,6 +29,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # Then the project itself, installed non-editable (README.m[d]: copied when present).
 COPY pyproject.toml README.m[d] ./
 COPY libs ./libs
+COPY apps ./apps
 COPY services ./services
 COPY simulators ./simulators
 RUN pip install --no-cache-dir . \

@@ -30,10 +30,10 @@ from run import (
 )
 
 from unigate.certs import TlsFiles
-from unigate.devstack import Stack, StackConfig, StackPorts
 from unigate.grpc_mux import AUTHORIZE, MuxClient
 from unigate.grpcutil import client_channel
 from unigate.v1 import auth_pb2, auth_pb2_grpc
+from unigate_cli.devstack import Stack, StackConfig, StackPorts
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -42,7 +42,7 @@ import redis
 
 from unigate import admin
 from unigate.db.migrate import ensure_database, migrate
-from unigate.devstack import Stack, StackConfig, StackPorts, free_port
+from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.tmpl"

@@ -29,7 +29,7 @@ from run import delete_redis_keys, delete_stream, drop_database, machine_info, w
 
 from unigate import admin
 from unigate.db.migrate import ensure_database, migrate
-from unigate.devstack import Stack, StackConfig, StackPorts
+from unigate_cli.devstack import Stack, StackConfig, StackPorts
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"

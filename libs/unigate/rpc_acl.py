@@ -16,8 +16,10 @@ gateway → auth (Authorize, ListModels, GetKeyInfo, AdminService for ``/api``),
 relay (Call, CallMany, Stream), gateway → billing (the ``/api/log`` reads; DeleteLogs for
 ``DELETE /api/log/``, which auth has confirmed is an admin's); relay → auth (GetChannel,
 DisableChannel: its channel configuration and health reports); auth → relay (Call: the
-channel tester's one-token request); the operator (``admin``: the ``unigate`` CLI, grpcurl)
-→ billing reads and AdminService (which checks the user). Health and reflection: anyone
+channel tester's one-token request); auth → billing (RedeemCode, CreateRedemptions:
+redemption codes, whose claim billing owns); the operator (``admin``: the ``unigate`` CLI, grpcurl)
+→ billing reads, redemption codes and dead letters, and AdminService (which checks the
+user). Health and reflection: anyone
 holding a unigate certificate.
 """
 
@@ -79,6 +81,13 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _billing("DeleteLogs"): frozenset({GATEWAY}),
     # The ledger audit: root's GET /api/audit (through the gateway) and `unigate audit`.
     _billing("Audit"): frozenset({GATEWAY, ADMIN}),
+    # Redemption codes: billing owns the exactly-once claim; auth's AdminService (which has
+    # checked the user) redeems and mints through it, and so does `unigate redemption`.
+    _billing("RedeemCode"): frozenset({AUTH, ADMIN}),
+    _billing("CreateRedemptions"): frozenset({AUTH, ADMIN}),
+    # `unigate deadletter list|replay`: the operator's alone.
+    _billing("ListDeadLetters"): frozenset({ADMIN}),
+    _billing("ReplayDeadLetters"): frozenset({ADMIN}),
     **_every(health_pb2.DESCRIPTOR, "Health", ANYONE),
     **_every(reflection_pb2.DESCRIPTOR, "ServerReflection", ANYONE),
 }

@@ -24,8 +24,8 @@ from starlette.applications import Starlette
 from unigate import admin
 from unigate.bus import publish_config_change
 from unigate.certs import write_certificates
-from unigate.devstack import Stack, StackConfig, StackPorts, free_port
 from unigate.namespace import Namespace
+from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
 from unigate_sim.openai import create_app
 
 SIM_KEY = "sk-sim-" + "k" * 40

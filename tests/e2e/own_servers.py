@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import redis as sync_redis
 
-from unigate.devstack import free_port
+from unigate_cli.devstack import free_port
 
 PG_BIN = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
 

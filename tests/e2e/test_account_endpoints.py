@@ -10,8 +10,8 @@ import pytest
 from tests.e2e.conftest import Tenant
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
-from unigate.devstack import Stack
 from unigate.pricing import QUOTA_PER_USD
+from unigate_cli.devstack import Stack
 
 
 async def test_retrieve_model_only_for_models_the_key_may_use(

@@ -40,8 +40,8 @@ from tests.e2e.provider_support import (
 )
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
-from unigate.devstack import Stack
 from unigate.pricing import QUOTA_PER_USD
+from unigate_cli.devstack import Stack
 from unigate_sim.anthropic import StreamError, create_anthropic_app
 from unigate_sim.openai import count_tokens
 

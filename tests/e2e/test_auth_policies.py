@@ -21,9 +21,9 @@ from tests.e2e.conftest import ExtraGateway, Tenant, broadcast_change
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
 from unigate.db import bound_namespace
-from unigate.devstack import Stack
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2
+from unigate_cli.devstack import Stack
 
 HELLO: list[Any] = [{"role": "user", "content": "hello"}]
 

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 
 from tests.e2e.conftest import SIM_KEY, ThreadedServer
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 
 
 def run_cli(stack: Stack, *args: str) -> str:
@@ -22,7 +22,7 @@ def run_cli(stack: Stack, *args: str) -> str:
         "NATS_URL": stack.config.nats_url,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "unigate.cli", *args],
+        [sys.executable, "-m", "unigate_cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -77,7 +77,7 @@ def test_cli_rejects_unknown_channel_type(stack: Stack) -> None:
         [
             sys.executable,
             "-m",
-            "unigate.cli",
+            "unigate_cli",
             "channel",
             "add",
             "--type",

@@ -20,7 +20,7 @@ from tests.e2e.provider_support import (
     ledger_row,
     running,
 )
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 from unigate_sim.cohere import count_tokens, create_cohere_app
 
 COHERE = 35

@@ -28,7 +28,7 @@ from argon2 import PasswordHasher
 from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
 
 from tests.e2e.conftest import SIM_KEY, ThreadedServer, broadcast_change
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

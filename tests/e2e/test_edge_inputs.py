@@ -22,7 +22,7 @@ from tests.e2e.test_management_api import ROOT_PASSWORD, Api, new_user, unique
 from tests.e2e.test_management_api import apis as apis
 from tests.e2e.test_management_api import root as root
 from unigate import admin
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 
 HUGE = 2**63
 BAD_INPUTS: list[tuple[str, str, dict[str, object]]] = [

@@ -18,7 +18,7 @@ import orjson
 from tests.e2e.conftest import SIM_KEY, ExtraGateway, Tenant, ThreadedServer
 from tests.e2e.provider_support import alias, create_mapped_channel
 from tests.e2e.test_openai_surface import wav_bytes
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 
 
 def rss_bytes(pid: int) -> int:

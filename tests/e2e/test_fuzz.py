@@ -38,7 +38,7 @@ from schemathesis.generation.modes import GenerationMode
 from tests.conftest import NATS_URL, PG_ADMIN_DSN
 from unigate import admin
 from unigate.db.migrate import ensure_database, migrate
-from unigate.devstack import Stack, StackConfig, StackPorts
+from unigate_cli.devstack import Stack, StackConfig, StackPorts
 from unigate_gateway.management import Management
 from unigate_gateway.settings import GatewaySettings
 

@@ -25,7 +25,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tests.e2e.conftest import Tenant
 from unigate import certs
 from unigate.certs import IDENTITIES, TlsFiles
-from unigate.devstack import Stack
 from unigate.grpcutil import client_channel
 from unigate.rpc_acl import ALLOWED
 from unigate.v1 import (
@@ -38,6 +37,7 @@ from unigate.v1 import (
     relay_pb2,
     relay_pb2_grpc,
 )
+from unigate_cli.devstack import Stack
 
 # What each server serves: (file descriptor, service name, generated stub class).
 SERVED: dict[str, list[tuple[Any, str, Any]]] = {

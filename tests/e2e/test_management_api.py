@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.conftest import SIM_KEY, ThreadedServer
 from unigate import admin
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 
 ROOT_PASSWORD = "test-root-password"
 _names = itertools.count(1)

@@ -17,8 +17,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from tests.e2e.conftest import ThreadedServer
 from tests.e2e.test_management_api import ROOT_PASSWORD, Api
-from unigate.devstack import Stack
 from unigate.grpcutil import blocking_client_channel
+from unigate_cli.devstack import Stack
 from unigate_sim.compatible import create_compatible_app
 
 # Channel type, simulator profile, default balance of the simulator (its reference example).

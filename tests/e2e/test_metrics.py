@@ -25,8 +25,8 @@ from starlette.applications import Starlette
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer, broadcast_change
 from unigate import admin
 from unigate.db import bound_namespace
-from unigate.devstack import Stack
 from unigate.quota import QuotaStore
+from unigate_cli.devstack import Stack
 from unigate_sim.openai.faults import Fault
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 
 MODELS = (
     "gpt-3.5-turbo-instruct,omni-moderation-latest,dall-e-3,gpt-image-1,tts-1,whisper-1,"

@@ -26,11 +26,11 @@ from tests.e2e.test_auth_policies import new_key, new_user, sdk
 from tests.e2e.test_hunyuan import Tencent
 from tests.e2e.test_hunyuan import channel as hunyuan_channel
 from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate.devstack import Stack
 from unigate.namespace import Namespace
 from unigate.output_bound import prompt_ratio, worst_cost
 from unigate.pricing import price_for
 from unigate.tokenizer import prompt_tokens
+from unigate_cli.devstack import Stack
 
 MODEL = "gpt-4o-mini"
 HEADER = "x-unigate-max-tokens"

@@ -38,10 +38,10 @@ from tests.conftest import NATS_URL, PG_ADMIN_DSN, REDIS_URL
 from unigate import admin
 from unigate.db import bound_namespace
 from unigate.db.migrate import ensure_database, migrate
-from unigate.devstack import Stack, StackConfig, StackPorts, free_port
 from unigate.namespace import Namespace
 from unigate.redisconn import connect_redis
 from unigate.v1 import events_pb2
+from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
 
 MODEL = "gpt-4o-mini"
 
@@ -248,7 +248,7 @@ async def assert_rollups_match_ledger(pg: asyncpg.Pool) -> None:
 def run_cli(env: LedgerEnv, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     """``unigate ARGS`` against this stack (its database, Redis, NATS and namespace)."""
     done = subprocess.run(
-        [sys.executable, "-m", "unigate.cli", *args],
+        [sys.executable, "-m", "unigate_cli", *args],
         env=env.stack.config.env(),
         capture_output=True,
         text=True,

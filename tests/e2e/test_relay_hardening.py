@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 
 from tests.e2e.conftest import Tenant
 from tests.e2e.provider_support import Simulator, alias, create_mapped_channel, running
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 from unigate_sim.anthropic import create_anthropic_app
 
 ANTHROPIC = 14

@@ -22,7 +22,7 @@ from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
 from tests.e2e.provider_support import alias, create_mapped_channel
 from tests.e2e.test_management_api import ROOT_PASSWORD, Api
 from tests.e2e.test_stream_ledger import rows_by_client_id
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 
 PROVIDER_ERROR = (400, {"error": {"message": "bad", "type": "invalid_request_error"}})
 

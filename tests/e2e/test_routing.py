@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer, broadcast_change
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 from unigate_sim.openai import Fault, count_prompt_tokens, create_app
 
 HELLO: list[Any] = [{"role": "user", "content": "hello"}]

@@ -49,7 +49,7 @@ from tests.e2e.test_parallel_billing import (
     wait_drained,
 )
 from unigate import admin
-from unigate.devstack import free_port
+from unigate_cli.devstack import free_port
 from unigate_sim.openai import create_app
 from unigate_sim.openai.faults import Fault
 

@@ -32,7 +32,7 @@ from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
 from tests.e2e.provider_support import alias, create_mapped_channel, running
 from tests.e2e.test_anthropic import Claude, claude_channel
 from tests.e2e.test_gemini import Google, gemini_channel
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 from unigate_sim.openai.faults import Fault
 
 PROMPT = "Tell me about ledgers"

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from tests.conftest import NATS_URL
 from tests.e2e.conftest import SIM_KEY
 from unigate import admin
-from unigate.devstack import Stack, StackConfig, StackPorts, free_port
+from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
 
 SpanKind = trace_pb2.Span.SpanKind
 

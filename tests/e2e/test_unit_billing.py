@@ -28,7 +28,7 @@ from tests.e2e.test_console import CHROMIUM, _wait_for_log_row, browser
 from tests.e2e.test_management_api import ROOT_PASSWORD, Api, apis, root
 from tests.e2e.test_walking_skeleton import wait_for_rows
 from unigate import admin
-from unigate.devstack import Stack
+from unigate_cli.devstack import Stack
 
 __all__ = ["apis", "browser", "root"]  # fixtures used here
 

@@ -16,9 +16,9 @@ from openai.types.chat import ChatCompletionMessageParam
 from starlette.applications import Starlette
 
 from tests.e2e.conftest import Tenant
-from unigate.devstack import Stack
 from unigate.namespace import Namespace
 from unigate.v1 import events_pb2
+from unigate_cli.devstack import Stack
 from unigate_sim.openai import count_tokens
 
 NATS_URL = "nats://127.0.0.1:4222"

@@ -1282,9 +1282,9 @@ def test_k8s_services_hpas_and_pdbs_select_real_deployments() -> None:
 
 
 def test_k8s_env_comes_from_the_configmap_and_secret() -> None:
-    from unigate.cli_ledger import CliSettings
     from unigate_auth.settings import AuthSettings
     from unigate_billing.settings import BillingSettings
+    from unigate_cli.ledger import CliSettings
     from unigate_gateway.settings import GatewaySettings
     from unigate_relay.settings import RelaySettings
 
@@ -1384,7 +1384,7 @@ def test_compose_makes_the_certificates_once_and_mounts_them_in_every_service() 
     (volume,) = [src for src, target in volume_mounts("certs") if target == out]
     raw_mounts = {str(v) for v in certs["volumes"]}
     assert f"{volume}:{out}" in raw_mounts, "certs must write its volume"
-    from unigate.cli import build_parser
+    from unigate_cli.cli import build_parser
 
     args = build_parser().parse_args(command)
     assert sorted(args.identity or IDENTITIES) == sorted(IDENTITIES)

@@ -11,9 +11,9 @@ from typing import Any
 import grpc
 import pytest
 
-from unigate.devstack import free_port
 from unigate.grpc_mux import MuxClient, MuxServer, MuxTimeout, MuxUnavailable
 from unigate.v1 import relay_pb2, relay_pb2_grpc
+from unigate_cli.devstack import free_port
 
 METHOD = "/unigate.v1.RelayService/Call"
 

@@ -17,10 +17,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from unigate import certs
 from unigate.certs import TlsFiles
-from unigate.cli import main as cli_main
 from unigate.grpcutil import client_channel, listen, new_server
 from unigate.reloading_channel import ReloadingChannel
 from unigate.settings import CommonSettings
+from unigate_cli.cli import main as cli_main
 
 
 def _sans(path: Path) -> tuple[list[str], list[str], list[str]]:

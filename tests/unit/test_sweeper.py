@@ -22,13 +22,13 @@ from redis.exceptions import RedisError
 
 from unigate import admin
 from unigate.charge import quota_of
-from unigate.devstack import free_port
 from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import QuotaStore, RelayUsageNote, ReserveOutcome
 from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2
 from unigate_billing.ledger import Ledger
 from unigate_billing.sweeper import RECOVERED_CODE, SWEPT_CODE, ReservationSweeper
+from unigate_cli.devstack import free_port
 from unigate_relay.usage_record import UsageRecorder
 
 PRICING = auth_pb2.Pricing(model_ratio=0.075, completion_ratio=4, group_ratio=1, cached_ratio=0.5)

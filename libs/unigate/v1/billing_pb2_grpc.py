@@ -64,6 +64,26 @@ class BillingServiceStub:
                 request_serializer=unigate_dot_v1_dot_billing__pb2.AuditRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_billing__pb2.AuditResponse.FromString,
                 _registered_method=True)
+        self.RedeemCode = channel.unary_unary(
+                '/unigate.v1.BillingService/RedeemCode',
+                request_serializer=unigate_dot_v1_dot_billing__pb2.RedeemCodeRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_billing__pb2.RedeemCodeResponse.FromString,
+                _registered_method=True)
+        self.CreateRedemptions = channel.unary_unary(
+                '/unigate.v1.BillingService/CreateRedemptions',
+                request_serializer=unigate_dot_v1_dot_billing__pb2.CreateRedemptionsRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_billing__pb2.CreateRedemptionsResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/unigate.v1.BillingService/ListDeadLetters',
+                request_serializer=unigate_dot_v1_dot_billing__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_billing__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/unigate.v1.BillingService/ReplayDeadLetters',
+                request_serializer=unigate_dot_v1_dot_billing__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_billing__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -112,6 +132,38 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RedeemCode(self, request, context):
+        """Redemption codes: billing owns the exactly-once claim (the code, the user's balance and
+        the top-up ledger row in one transaction). Auth's AdminService (`/api/user/topup`,
+        `/api/redemption/`) is the caller; a refused code is INVALID_ARGUMENT with the message
+        meant for the user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRedemptions(self, request, context):
+        """Mint `count` unused codes worth `quota` each, created by the admin user `created_by`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Usage data billing could not apply (`unigate deadletter list`), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Republish dead letters to the usage stream and mark them replayed (`unigate deadletter
+        replay`); safe to repeat, the ledger applies each request id once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +191,26 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.Audit,
                     request_deserializer=unigate_dot_v1_dot_billing__pb2.AuditRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_billing__pb2.AuditResponse.SerializeToString,
+            ),
+            'RedeemCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeemCode,
+                    request_deserializer=unigate_dot_v1_dot_billing__pb2.RedeemCodeRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_billing__pb2.RedeemCodeResponse.SerializeToString,
+            ),
+            'CreateRedemptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRedemptions,
+                    request_deserializer=unigate_dot_v1_dot_billing__pb2.CreateRedemptionsRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_billing__pb2.CreateRedemptionsResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=unigate_dot_v1_dot_billing__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_billing__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=unigate_dot_v1_dot_billing__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_billing__pb2.ReplayDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -281,6 +353,114 @@ class BillingService:
             '/unigate.v1.BillingService/Audit',
             unigate_dot_v1_dot_billing__pb2.AuditRequest.SerializeToString,
             unigate_dot_v1_dot_billing__pb2.AuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeemCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.BillingService/RedeemCode',
+            unigate_dot_v1_dot_billing__pb2.RedeemCodeRequest.SerializeToString,
+            unigate_dot_v1_dot_billing__pb2.RedeemCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRedemptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.BillingService/CreateRedemptions',
+            unigate_dot_v1_dot_billing__pb2.CreateRedemptionsRequest.SerializeToString,
+            unigate_dot_v1_dot_billing__pb2.CreateRedemptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.BillingService/ListDeadLetters',
+            unigate_dot_v1_dot_billing__pb2.ListDeadLettersRequest.SerializeToString,
+            unigate_dot_v1_dot_billing__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.BillingService/ReplayDeadLetters',
+            unigate_dot_v1_dot_billing__pb2.ReplayDeadLettersRequest.SerializeToString,
+            unigate_dot_v1_dot_billing__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

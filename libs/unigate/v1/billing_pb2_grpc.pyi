@@ -37,6 +37,20 @@ class BillingServiceStub:
     """Reconcile the ledger with the balances and rollups, and Redis with Postgres; every
     difference found is a drift (`unigate audit`, `GET /api/audit` for root).
     """
+    RedeemCode: _aio.UnaryUnaryMultiCallable[_billing_pb2.RedeemCodeRequest, _billing_pb2.RedeemCodeResponse]
+    """Redemption codes: billing owns the exactly-once claim (the code, the user's balance and
+    the top-up ledger row in one transaction). Auth's AdminService (`/api/user/topup`,
+    `/api/redemption/`) is the caller; a refused code is INVALID_ARGUMENT with the message
+    meant for the user.
+    """
+    CreateRedemptions: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateRedemptionsRequest, _billing_pb2.CreateRedemptionsResponse]
+    """Mint `count` unused codes worth `quota` each, created by the admin user `created_by`."""
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListDeadLettersRequest, _billing_pb2.ListDeadLettersResponse]
+    """Usage data billing could not apply (`unigate deadletter list`), oldest first."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReplayDeadLettersRequest, _billing_pb2.ReplayDeadLettersResponse]
+    """Republish dead letters to the usage stream and mark them replayed (`unigate deadletter
+    replay`); safe to repeat, the ledger applies each request id once.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Read side of the usage ledger. Field names follow One API's query parameters
@@ -90,6 +104,44 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.Awaitable[_billing_pb2.AuditResponse]:
         """Reconcile the ledger with the balances and rollups, and Redis with Postgres; every
         difference found is a drift (`unigate audit`, `GET /api/audit` for root).
+        """
+
+    @_abc_1.abstractmethod
+    def RedeemCode(
+        self,
+        request: _billing_pb2.RedeemCodeRequest,
+        context: _aio.ServicerContext[_billing_pb2.RedeemCodeRequest, _abc.Awaitable[_billing_pb2.RedeemCodeResponse]],
+    ) -> _abc.Awaitable[_billing_pb2.RedeemCodeResponse]:
+        """Redemption codes: billing owns the exactly-once claim (the code, the user's balance and
+        the top-up ledger row in one transaction). Auth's AdminService (`/api/user/topup`,
+        `/api/redemption/`) is the caller; a refused code is INVALID_ARGUMENT with the message
+        meant for the user.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateRedemptions(
+        self,
+        request: _billing_pb2.CreateRedemptionsRequest,
+        context: _aio.ServicerContext[_billing_pb2.CreateRedemptionsRequest, _abc.Awaitable[_billing_pb2.CreateRedemptionsResponse]],
+    ) -> _abc.Awaitable[_billing_pb2.CreateRedemptionsResponse]:
+        """Mint `count` unused codes worth `quota` each, created by the admin user `created_by`."""
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _billing_pb2.ListDeadLettersRequest,
+        context: _aio.ServicerContext[_billing_pb2.ListDeadLettersRequest, _abc.Awaitable[_billing_pb2.ListDeadLettersResponse]],
+    ) -> _abc.Awaitable[_billing_pb2.ListDeadLettersResponse]:
+        """Usage data billing could not apply (`unigate deadletter list`), oldest first."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _billing_pb2.ReplayDeadLettersRequest,
+        context: _aio.ServicerContext[_billing_pb2.ReplayDeadLettersRequest, _abc.Awaitable[_billing_pb2.ReplayDeadLettersResponse]],
+    ) -> _abc.Awaitable[_billing_pb2.ReplayDeadLettersResponse]:
+        """Republish dead letters to the usage stream and mark them replayed (`unigate deadletter
+        replay`); safe to repeat, the ledger applies each request id once.
         """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _aio.Server) -> None: ...

@@ -24,6 +24,7 @@ from unigate.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, relay
 from unigate_auth.admin.service import AdminService
 from unigate_auth.admin.sessions import LoginThrottle, Sessions, ThrottleLimits
 from unigate_auth.backlog import Backlog
+from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester
 from unigate_auth.service import AuthService
 from unigate_auth.settings import AuthSettings
@@ -51,6 +52,8 @@ async def serve(settings: AuthSettings) -> None:
     service = AuthService(settings, store, quota, health, notify, backlog)
     await bus.subscribe_config_changes(nc, ns, service.on_config_change)
     relay_channels = {f: client_channel(a, tls, "relay") for f, a in settings.relay_map().items()}
+    # Redemption codes are claimed by billing (it owns the exactly-once top-up).
+    billing_channel = client_channel(settings.billing_addr, tls, "billing")
     background = [asyncio.create_task(service.flush_accessed_times())]
     tester = ChannelTester(
         store,
@@ -83,6 +86,7 @@ async def serve(settings: AuthSettings) -> None:
         quota=quota,
         notify=notify,
         tester=tester,
+        billing=BillingClient(billing_channel),
         version=package_version("unigate"),
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service, server)
@@ -123,7 +127,7 @@ async def serve(settings: AuthSettings) -> None:
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
-    for channel in relay_channels.values():
+    for channel in [*relay_channels.values(), billing_channel]:
         await channel.close()
     ops.should_exit = True
     await nc.drain()

@@ -32,6 +32,8 @@ class AuthSettings(CommonSettings):
     max_completion_reserve: int = Field(65_536, alias="MAX_COMPLETION_RESERVE")
     # Relays, by provider family, for channel tests: "openai=127.0.0.1:50061".
     relay_addrs: str = Field("openai=127.0.0.1:50061", alias="RELAY_ADDRS")
+    # Billing's gRPC address: redemption codes are redeemed and minted there.
+    billing_addr: str = Field("127.0.0.1:50071", alias="BILLING_ADDR")
     # Seconds between tests of auto-disabled channels; 0 turns the tests off.
     channel_test_frequency: float = Field(300.0, alias="CHANNEL_TEST_FREQUENCY")
 

@@ -62,7 +62,7 @@ async def serve(settings: BillingSettings) -> None:
     tls = settings.tls_files("billing")
     server = new_server(tls)
     billing_pb2_grpc.add_BillingServiceServicer_to_server(
-        BillingQueries(pool, Auditor(pool, redis, ns)), server
+        BillingQueries(pool, Auditor(pool, redis, ns), quota, (js, ns)), server
     )
     introspection = Introspection(
         server, [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name]

@@ -61,6 +61,7 @@ from unigate_auth.admin.sessions import (
     new_access_token,
     verify_password,
 )
+from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester, Notify
 from unigate_auth.store import AuthStore, ChannelUnderTest
 
@@ -158,6 +159,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         quota: QuotaStore,
         notify: Notify,
         tester: ChannelTester,
+        billing: BillingClient,
         version: str,
     ) -> None:
         self._pool = pool
@@ -168,6 +170,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self._quota = quota
         self._notify = notify
         self._tester = tester
+        self._billing = billing
         self._store = AuthStore(pool)
         self._version = version
         self._started = int(time.time())
@@ -393,9 +396,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.RedeemResponse:
         # Redeeming writes the ledger's top-up row; the logic (exactly once under races) is
         # billing's, shared as the CLI shares it.
-        from unigate_billing.redemptions import redeem
-
-        amount = await redeem(self._pool, req.key.strip(), caller.id, quota=self._quota)
+        amount = await self._billing.redeem(req.key.strip(), caller.id)
         return admin_pb2.RedeemResponse(quota=amount)
 
     async def AvailableModels(self, request: Empty, context: Context) -> Any:
@@ -1030,10 +1031,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def _create_redemptions(
         self, caller: Caller, req: admin_pb2.RedemptionInput
     ) -> admin_pb2.Names:
-        from unigate_billing.redemptions import create_redemptions
-
-        codes = await create_redemptions(
-            self._pool, req.name, req.quota, req.count or 1, created_by=caller.id
+        codes = await self._billing.create_redemptions(
+            req.name, req.quota, req.count or 1, created_by=caller.id
         )
         return admin_pb2.Names(names=codes)
 

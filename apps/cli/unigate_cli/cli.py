@@ -14,13 +14,13 @@ import asyncpg
 import nats
 import orjson
 
-from unigate import admin, bus, certs, cli_ledger
-from unigate.db import bound_namespace, create_pool, install_id, rotate_install_id
+from unigate import admin, bus, certs
+from unigate.db import create_pool, install_id, rotate_install_id
 from unigate.db.migrate import ensure_database, migrate
 from unigate.namespace import Namespace
-from unigate.quota import QuotaStore
-from unigate.redisconn import connect_redis
 from unigate.settings import CommonSettings
+from unigate.v1 import billing_pb2
+from unigate_cli import ledger
 
 DEV_ENV_FILE = Path(".env")
 # `make dev`'s internal CA and certificates (git-ignored), named in .env as TLS_DIR so the
@@ -92,70 +92,60 @@ async def _cmd_token_create(settings: CommonSettings, args: argparse.Namespace) 
     print(token.key)
 
 
-# The ledger commands use the billing service's code (imported on use: this library does not
-# depend on the services, and the other commands should not pay for importing them).
+# Redemption codes and dead letters are billing's: reached over its gRPC service as the
+# operator (``BILLING_ADDR``, the ``admin`` identity), never by importing the service.
+
+
+async def _user_id(settings: CommonSettings, username: str) -> int:
+    # Usernames are resolved in the database: billing's RPCs take ids, and AdminService
+    # answers only to a logged-in user (see docs/architecture.md, "The CLI").
+    conn = await asyncpg.connect(settings.sql_dsn)
+    try:
+        return await admin.user_id_by_name(conn, username)
+    finally:
+        await conn.close()
 
 
 async def _cmd_redemption_create(settings: CommonSettings, args: argparse.Namespace) -> None:
-    from unigate_billing.redemptions import create_redemptions
-
-    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
-    try:
-        creator = await admin.user_id_by_name(pool, args.created_by)
-        codes = await create_redemptions(pool, args.name, args.quota, args.count, creator)
-    finally:
-        await pool.close()
-    print("\n".join(codes))
+    request = billing_pb2.CreateRedemptionsRequest(
+        name=args.name,
+        quota=args.quota,
+        count=args.count,
+        created_by=await _user_id(settings, args.created_by),
+    )
+    reply = await ledger.call_billing(
+        settings, lambda stub: stub.CreateRedemptions(request, timeout=ledger.RPC_TIMEOUT)
+    )
+    print("\n".join(reply.codes))
 
 
 async def _cmd_redemption_redeem(settings: CommonSettings, args: argparse.Namespace) -> None:
-    from unigate_billing.redemptions import redeem
-
-    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
-    redis = connect_redis(settings.redis_conn_string, max_connections=1)
-    try:
-        user_id = await admin.user_id_by_name(pool, args.user)
-        amount = await redeem(
-            pool,
-            args.code,
-            user_id,
-            quota=QuotaStore(redis, await bound_namespace(pool, settings.namespace)),
-        )
-    finally:
-        await redis.aclose()
-        await pool.close()
-    print(amount)
+    request = billing_pb2.RedeemCodeRequest(
+        code=args.code, user_id=await _user_id(settings, args.user)
+    )
+    reply = await ledger.call_billing(
+        settings, lambda stub: stub.RedeemCode(request, timeout=ledger.RPC_TIMEOUT)
+    )
+    print(reply.quota)
 
 
 async def _cmd_deadletter_list(settings: CommonSettings, args: argparse.Namespace) -> None:
-    from unigate_billing.replay import list_dead_letters
-
-    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
-    try:
-        letters = await list_dead_letters(pool, include_replayed=args.all, limit=args.limit)
-    finally:
-        await pool.close()
+    request = billing_pb2.ListDeadLettersRequest(include_replayed=args.all, limit=args.limit)
+    reply = await ledger.call_billing(
+        settings, lambda stub: stub.ListDeadLetters(request, timeout=ledger.RPC_TIMEOUT)
+    )
     print("id\tcreated_at\treplayed_at\tbytes\tsubject\treason")
-    for d in letters:
-        replayed = "-" if d.replayed_at is None else str(d.replayed_at)
+    for d in reply.dead_letters:
+        replayed = "-" if not d.replayed_at else str(d.replayed_at)
         print(f"{d.id}\t{d.created_at}\t{replayed}\t{d.size}\t{d.subject}\t{d.reason}")
 
 
 async def _cmd_deadletter_replay(settings: CommonSettings, args: argparse.Namespace) -> None:
-    from unigate_billing.replay import replay
-
-    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
-    try:
-        # Unlike _notify this must reach JetStream, so a NATS failure is an error here.
-        nc = await nats.connect(settings.nats_url, name="unigate-cli", max_reconnect_attempts=0)
-        try:
-            ids = await replay(
-                pool, nc.jetstream(), Namespace(settings.namespace), dead_letter_id=args.id
-            )
-        finally:
-            await nc.close()
-    finally:
-        await pool.close()
+    request = billing_pb2.ReplayDeadLettersRequest(id=args.id or 0)
+    reply = await ledger.call_billing(
+        settings, lambda stub: stub.ReplayDeadLetters(request, timeout=ledger.RPC_TIMEOUT)
+    )
+    ids = list(reply.ids)
     print(f"replayed {len(ids)} dead letter(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
 
 
@@ -200,7 +190,7 @@ def _dev_env_file() -> None:
 
 
 def _cmd_dev(args: argparse.Namespace) -> None:
-    from unigate.devstack import Stack, StackConfig
+    from unigate_cli.devstack import Stack, StackConfig
 
     _dev_env_file()
     settings = CommonSettings(_env_file=DEV_ENV_FILE)
@@ -323,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--expires-in", type=int, default=0, help="seconds; 0 = never")
     create.add_argument("--models", default="", help="allowlist; empty = all")
     create.add_argument("--subnet", default="", help="allowed CIDRs; empty = any")
-    cli_ledger.add_token_quota(token)
+    ledger.add_token_quota(token)
 
     redemption = sub.add_parser("redemption", help="redemption codes (top-ups)").add_subparsers(
         dest="action", required=True
@@ -356,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_parser(
         "rotate", help="give the database a new one (after restoring a physical backup)"
     )
-    cli_ledger.add_commands(sub)
+    ledger.add_commands(sub)
     return parser
 
 
@@ -368,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "certs":
         _cmd_certs(args)
         return
-    settings = cli_ledger.CliSettings(_env_file=DEV_ENV_FILE if DEV_ENV_FILE.exists() else None)
+    settings = ledger.CliSettings(_env_file=DEV_ENV_FILE if DEV_ENV_FILE.exists() else None)
     handlers = {
         ("migrate", None): _cmd_migrate,
         ("channel", "add"): _cmd_channel_add,
@@ -379,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
         ("deadletter", "replay"): _cmd_deadletter_replay,
         ("install", "show"): _cmd_install,
         ("install", "rotate"): _cmd_install,
-        **cli_ledger.HANDLERS,
+        **ledger.HANDLERS,
     }
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:

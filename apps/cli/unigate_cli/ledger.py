@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import grpc
 from pydantic import Field
@@ -122,6 +122,23 @@ def _rpc_error(settings: CommonSettings, exc: grpc.aio.AioRpcError) -> admin.Adm
     return admin.AdminError(
         f"billing at {_billing_addr(settings)}: {exc.code().name}: {exc.details()}"
     )
+
+
+T = TypeVar("T")
+
+
+async def call_billing(
+    settings: CommonSettings,
+    call: Callable[[billing_pb2_grpc.BillingServiceStub], Awaitable[T]],
+) -> T:
+    """One call to billing as the operator; a refusal becomes an ``AdminError`` naming it."""
+    channel = _billing_channel(settings)
+    try:
+        return await call(billing_pb2_grpc.BillingServiceStub(channel))
+    except grpc.aio.AioRpcError as exc:
+        raise _rpc_error(settings, exc) from None
+    finally:
+        await channel.close()
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
