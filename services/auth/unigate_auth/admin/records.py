@@ -143,7 +143,3 @@ def json_object(text: str, what: str) -> str:
     if not isinstance(value, dict):
         raise ValueError(f"{what} must be a JSON object")
     return orjson.dumps(value).decode()
-
-
-def split_list(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
