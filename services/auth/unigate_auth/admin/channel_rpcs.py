@@ -18,7 +18,7 @@ from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
 from unigate_auth.admin.balances import READERS, BalanceUnavailable, read_balance
 from unigate_auth.admin.channels import ChannelUnderTest
-from unigate_auth.admin.records import like, page_of
+from unigate_auth.admin.records import page_of
 from unigate_auth.admin.rpc import (
     AdminBase,
     Empty,
@@ -64,9 +64,7 @@ class ChannelRpcs(AdminBase):
             raise invalid(
                 f"order must be one of: {', '.join(o or '(empty)' for o in _CHANNEL_ORDERS)}"
             )
-        total, rows = await self._channels.page(
-            req.keyword, order, limit, offset, like(req.keyword)
-        )
+        total, rows = await self._channels.page(req.keyword, order, limit, offset)
         channels = [records.channel_message(r, self._secret_key) for r in rows]
         return admin_pb2.ChannelList(channels=channels, total=total)
 

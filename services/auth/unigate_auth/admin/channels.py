@@ -17,13 +17,12 @@ import orjson
 from unigate.channel_types import channel_type, routed_type, speaks_websocket
 from unigate.crypto import encrypt_secret
 from unigate.urls import base_url_problem
-from unigate_auth.admin.records import CHANNEL_COLUMNS
+from unigate_auth.admin.records import CHANNEL_COLUMNS, fetch_page, like
+from unigate_auth.admin.sessions import STATUS_ENABLED
 from unigate_auth.lists import split_list
 from unigate_auth.routing import Ability
 
-STATUS_ENABLED = 1
-STATUS_AUTO_DISABLED = 3
-LOG_TYPE_SYSTEM = 4
+LOG_TYPE_SYSTEM = 4  # logs.type of auto-disable and re-enable rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,21 +105,17 @@ class ChannelTable:
         return row
 
     async def page(
-        self, keyword: str, order: str, limit: int, offset: int, pattern: str
+        self, keyword: str, order: str, limit: int, offset: int
     ) -> tuple[int, list[asyncpg.Record]]:
-        """(total, rows) of the channels matching ``keyword`` (``pattern`` is its LIKE form);
-        ``order`` is an ORDER BY chosen from a fixed table, never the request's text."""
+        """(total, rows) of the channels matching ``keyword``; ``order`` is an ORDER BY
+        chosen from a fixed table, never the request's text."""
         where, args = "", list[object]()
         if keyword:
             where = "WHERE name ILIKE $1 OR models ILIKE $1 OR id::text = $2"
-            args = [pattern, keyword]
-        total: int = await self._pool.fetchval(f"SELECT count(*) FROM channels {where}", *args)
-        rows = await self._pool.fetch(
-            f"SELECT {CHANNEL_COLUMNS} FROM channels {where} ORDER BY {order}"
-            f" LIMIT {limit} OFFSET {offset}",
-            *args,
+            args = [like(keyword), keyword]
+        return await fetch_page(
+            self._pool, "channels", CHANNEL_COLUMNS, where, args, order, limit, offset
         )
-        return total, rows
 
     async def ids(self, types: list[int] | None = None) -> list[int]:
         """Every channel's id, or those of the given types, in id order."""
@@ -250,55 +245,57 @@ class ChannelTable:
     # ---- health: auto-disable, tests, re-enable ------------------------------------------
     async def disable(self, channel_id: int, reason: str, now: int) -> bool:
         """Auto-disable (status 3) an enabled channel; False if it was not enabled."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            name = await conn.fetchval(
-                "UPDATE channels SET status = 3, status_reason = $2, status_time = $3,"
-                " config_version = config_version + 1 WHERE id = $1 AND status = 1"
-                " RETURNING name",
-                channel_id,
-                reason[:500],
-                now,
-            )
-            if name is None:
-                return False
-            await self._set_abilities_enabled(conn, channel_id, False)
-            await self._log(conn, now, channel_id, f"({name}) disabled automatically: {reason}")
-        return True
+        return await self._switch(
+            channel_id,
+            "UPDATE channels SET status = 3, status_reason = $2, status_time = $3,"
+            " config_version = config_version + 1 WHERE id = $1 AND status = 1"
+            " RETURNING name",
+            (reason[:500], now),
+            enabled=False,
+            now=now,
+            what=f"disabled automatically: {reason}",
+        )
 
     async def enable(self, channel_id: int, response_ms: int, now: int) -> bool:
         """Re-enable an auto-disabled channel whose test passed."""
+        return await self._switch(
+            channel_id,
+            "UPDATE channels SET status = 1, status_reason = '', status_time = $2,"
+            " test_time = $2, response_time = $3, config_version = config_version + 1"
+            " WHERE id = $1 AND status = 3 RETURNING name",
+            (now, response_ms),
+            enabled=True,
+            now=now,
+            what="re-enabled: test passed",
+        )
+
+    async def _switch(
+        self,
+        channel_id: int,
+        update: str,
+        args: tuple[object, ...],
+        *,
+        enabled: bool,
+        now: int,
+        what: str,
+    ) -> bool:
+        """Run ``update`` (it returns the channel's name, or nothing if the channel was not
+        in the state it switches from), then its abilities and a system log row, at once."""
         async with self._pool.acquire() as conn, conn.transaction():
-            name = await conn.fetchval(
-                "UPDATE channels SET status = 1, status_reason = '', status_time = $2,"
-                " test_time = $2, response_time = $3, config_version = config_version + 1"
-                " WHERE id = $1 AND status = 3 RETURNING name",
-                channel_id,
-                now,
-                response_ms,
-            )
+            name = await conn.fetchval(update, channel_id, *args)
             if name is None:
                 return False
-            await self._set_abilities_enabled(conn, channel_id, True)
-            await self._log(conn, now, channel_id, f"({name}) re-enabled: test passed")
+            await conn.execute(
+                "UPDATE abilities SET enabled = $2 WHERE channel_id = $1", channel_id, enabled
+            )
+            await conn.execute(
+                "INSERT INTO logs (type, created_at, channel_id, content) VALUES ($1, $2, $3, $4)",
+                LOG_TYPE_SYSTEM,
+                now,
+                channel_id,
+                f"channel #{channel_id} ({name}) {what}",
+            )
         return True
-
-    @staticmethod
-    async def _set_abilities_enabled(
-        conn: asyncpg.Connection, channel_id: int, enabled: bool
-    ) -> None:
-        await conn.execute(
-            "UPDATE abilities SET enabled = $2 WHERE channel_id = $1", channel_id, enabled
-        )
-
-    @staticmethod
-    async def _log(conn: asyncpg.Connection, now: int, channel_id: int, what: str) -> None:
-        await conn.execute(
-            "INSERT INTO logs (type, created_at, channel_id, content) VALUES ($1, $2, $3, $4)",
-            LOG_TYPE_SYSTEM,
-            now,
-            channel_id,
-            f"channel #{channel_id} {what}",
-        )
 
     async def record_test(self, channel_id: int, response_ms: int, now: int) -> None:
         await self._pool.execute(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
-from unigate_auth.admin.records import REDEMPTION_COLUMNS, like, page_of
+from unigate_auth.admin.records import REDEMPTION_COLUMNS, fetch_page, like, page_of
 from unigate_auth.admin.rpc import (
     AdminBase,
     Empty,
@@ -40,11 +40,8 @@ class RedemptionRpcs(AdminBase):
         if req.keyword:
             where = "WHERE name ILIKE $1 OR id::text = $2"
             args = [like(req.keyword), req.keyword]
-        total = await self._pool.fetchval(f"SELECT count(*) FROM redemptions {where}", *args)
-        rows = await self._pool.fetch(
-            f"SELECT {REDEMPTION_COLUMNS} FROM redemptions {where} ORDER BY id DESC"
-            f" LIMIT {limit} OFFSET {offset}",
-            *args,
+        total, rows = await fetch_page(
+            self._pool, "redemptions", REDEMPTION_COLUMNS, where, args, "id DESC", limit, offset
         )
         return admin_pb2.RedemptionList(
             redemptions=[records.redemption_message(r) for r in rows], total=total

@@ -11,7 +11,7 @@ import asyncpg
 from unigate import admin
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
-from unigate_auth.admin.records import TOKEN_COLUMNS, like, page_of
+from unigate_auth.admin.records import TOKEN_COLUMNS, fetch_page, like, page_of
 from unigate_auth.admin.rpc import (
     AdminBase,
     Empty,
@@ -67,11 +67,8 @@ class TokenRpcs(AdminBase):
         if req.keyword:
             where += " AND name ILIKE $2"
             args.append(like(req.keyword))
-        total = await self._pool.fetchval(f"SELECT count(*) FROM tokens {where}", *args)
-        rows = await self._pool.fetch(
-            f"SELECT {TOKEN_COLUMNS} FROM tokens {where} ORDER BY id DESC"
-            f" LIMIT {limit} OFFSET {offset}",
-            *args,
+        total, rows = await fetch_page(
+            self._pool, "tokens", TOKEN_COLUMNS, where, args, "id DESC", limit, offset
         )
         return admin_pb2.TokenList(tokens=[records.token_message(r) for r in rows], total=total)
 

@@ -17,7 +17,7 @@ import grpc
 from unigate import admin
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
-from unigate_auth.admin.records import USER_COLUMNS, like, page_of
+from unigate_auth.admin.records import USER_COLUMNS, fetch_page, like, page_of
 from unigate_auth.admin.rpc import (
     AdminBase,
     Empty,
@@ -210,11 +210,8 @@ class UserRpcs(AdminBase):
                 " OR id::text = $2"
             )
             args = [like(req.keyword), req.keyword]
-        total = await self._pool.fetchval(f"SELECT count(*) FROM users {where}", *args)
-        rows = await self._pool.fetch(
-            f"SELECT {USER_COLUMNS} FROM users {where} ORDER BY id DESC"
-            f" LIMIT {limit} OFFSET {offset}",
-            *args,
+        total, rows = await fetch_page(
+            self._pool, "users", USER_COLUMNS, where, args, "id DESC", limit, offset
         )
         return admin_pb2.UserList(users=[records.user_message(r) for r in rows], total=total)
 
