@@ -17,7 +17,8 @@ from unigate.channel_types import channel_type
 from unigate.quota import QuotaStore
 from unigate.settings import relay_for
 from unigate.v1 import relay_pb2, relay_pb2_grpc
-from unigate_auth.store import AuthStore, ChannelUnderTest
+from unigate_auth.admin.channels import ChannelUnderTest
+from unigate_auth.store import AuthStore
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,12 @@ class ChannelTester:
     async def test_disabled(self) -> list[int]:
         """Test every auto-disabled channel once; returns those re-enabled."""
         enabled = []
-        for channel in await self._store.auto_disabled_channels():
+        for channel in await self._store.channels.auto_disabled():
             response_ms = await self.test(channel)
             now = int(time.time())
             if response_ms is None:
-                await self._store.record_test(channel.id, 0, now)
-            elif await self._store.enable_channel(channel.id, response_ms, now):
+                await self._store.channels.record_test(channel.id, 0, now)
+            elif await self._store.channels.enable(channel.id, response_ms, now):
                 log.info("channel %d re-enabled after a passing test", channel.id)
                 enabled.append(channel.id)
         if enabled:

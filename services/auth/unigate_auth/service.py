@@ -212,7 +212,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
     async def _abilities_for(self, group: str, model: str) -> list[Ability]:
         return await self._abilities.get_or_load(
-            (group, model), lambda: self._store.abilities(group, model)
+            (group, model), lambda: self._store.channels.abilities(group, model)
         )
 
     async def _check_key(self, api_key: str, client_ip: str) -> TokenRecord:
@@ -468,7 +468,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             token = await self._check_key(request.api_key, request.client_ip)
         except errors.ClientFacingError as err:
             return auth_pb2.ListModelsResponse(allowed=False, error=err.to_proto())
-        models = await self._store.models_for_group(token.group)
+        models = await self._store.channels.models_for_group(token.group)
         if token.models:
             models = [m for m in models if m in token.models]
         return auth_pb2.ListModelsResponse(allowed=True, models=models)
@@ -476,7 +476,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def GetChannel(
         self, request: auth_pb2.GetChannelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.Channel:
-        ch = await self._store.channel(request.channel_id)
+        ch = await self._store.channels.config(request.channel_id)
         if ch is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"channel {request.channel_id} not found"
@@ -529,7 +529,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def DisableChannel(
         self, request: auth_pb2.DisableChannelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.DisableChannelResponse:
-        disabled = await self._store.disable_channel(
+        disabled = await self._store.channels.disable(
             request.channel_id, request.reason, int(time.time())
         )
         if disabled:

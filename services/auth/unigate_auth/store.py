@@ -1,4 +1,5 @@
-"""Postgres reads of the auth service (the config of record)."""
+"""Postgres reads of the auth service (the config of record): keys, balances, options.
+Channels and abilities are ``unigate_auth.admin.channels``' (``AuthStore.channels``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ import ipaddress
 from dataclasses import dataclass
 
 import asyncpg
-import orjson
 
-from unigate.channel_types import routed_type
 from unigate.quota import Balances, Snapshot
-from unigate_auth.routing import Ability
+from unigate_auth.admin.channels import ChannelTable
+from unigate_auth.lists import split_list
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -33,45 +33,15 @@ class TokenRecord:
     user_tpm_limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelUnderTest:
-    id: int
-    type: int
-    model: str
-    upstream_model: str
-    config_version: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelRecord:
-    id: int
-    type: int
-    name: str
-    base_url: str
-    key_enc: bytes
-    config_json: str
-    headers_json: str
-    timeout_ms: int
-    config_version: int
-    system_prompt: str
-
-
 def parse_subnets(text: str) -> tuple[IPNetwork, ...]:
-    nets = []
-    for part in text.split(","):
-        part = part.strip()
-        if part:
-            nets.append(ipaddress.ip_network(part, strict=False))
-    return tuple(nets)
-
-
-def parse_list(text: str) -> frozenset[str]:
-    return frozenset(p.strip() for p in text.split(",") if p.strip())
+    return tuple(ipaddress.ip_network(part, strict=False) for part in split_list(text))
 
 
 class AuthStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        # Channel reads and writes have their own home, shared with the admin RPCs.
+        self.channels = ChannelTable(pool)
 
     async def token_by_hash(self, key_hash: bytes) -> TokenRecord | None:
         row = await self._pool.fetchrow(
@@ -90,7 +60,7 @@ class AuthStore:
             status=row["status"],
             expired_time=row["expired_time"],
             unlimited_quota=row["unlimited_quota"],
-            models=parse_list(row["models"]),
+            models=frozenset(split_list(row["models"])),
             subnets=parse_subnets(row["subnet"]),
             user_status=row["user_status"],
             group=row["group"],
@@ -122,49 +92,6 @@ class AuthStore:
             snapshot=Snapshot(row["xmin"], row["xmax"], tuple(row["running"])),
         )
 
-    async def abilities(self, group: str, model: str) -> list[Ability]:
-        rows = await self._pool.fetch(
-            "SELECT a.channel_id, a.priority, a.weight, c.type, c.model_mapping, c.config_version,"
-            " c.config->>'protocol' AS protocol"
-            " FROM abilities a JOIN channels c ON c.id = a.channel_id"
-            ' WHERE a."group" = $1 AND a.model = $2 AND a.enabled AND c.status = 1',
-            group,
-            model,
-        )
-        out = []
-        for r in rows:
-            mapping = orjson.loads(r["model_mapping"]) if r["model_mapping"] else {}
-            out.append(
-                Ability(
-                    channel_id=r["channel_id"],
-                    channel_type=routed_type(r["type"], r["protocol"]),
-                    priority=r["priority"],
-                    weight=r["weight"],
-                    upstream_model=str(mapping.get(model) or model),
-                    config_version=r["config_version"],
-                )
-            )
-        return out
-
-    async def models_for_group(self, group: str) -> list[str]:
-        rows = await self._pool.fetch(
-            "SELECT DISTINCT a.model FROM abilities a JOIN channels c ON c.id = a.channel_id"
-            ' WHERE a."group" = $1 AND a.enabled AND c.status = 1 ORDER BY a.model',
-            group,
-        )
-        return [r["model"] for r in rows]
-
-    async def channel(self, channel_id: int) -> ChannelRecord | None:
-        r = await self._pool.fetchrow(
-            "SELECT id, type, name, base_url, key_enc, config::text AS config_json,"
-            " headers::text AS headers_json, timeout_ms, config_version, system_prompt"
-            " FROM channels WHERE id = $1",
-            channel_id,
-        )
-        if r is None:
-            return None
-        return ChannelRecord(**dict(r))
-
     async def options(self) -> dict[str, str]:
         return {
             r["key"]: r["value"] for r in await self._pool.fetch("SELECT key, value FROM options")
@@ -174,86 +101,6 @@ class AuthStore:
         await self._pool.execute(
             "UPDATE tokens SET accessed_time = $2 WHERE id = ANY($1::bigint[])", token_ids, now
         )
-
-    async def disable_channel(self, channel_id: int, reason: str, now: int) -> bool:
-        """Auto-disable (status 3) an enabled channel; False if it was not enabled."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            name = await conn.fetchval(
-                "UPDATE channels SET status = 3, status_reason = $2, status_time = $3,"
-                " config_version = config_version + 1 WHERE id = $1 AND status = 1"
-                " RETURNING name",
-                channel_id,
-                reason[:500],
-                now,
-            )
-            if name is None:
-                return False
-            await conn.execute(
-                "UPDATE abilities SET enabled = FALSE WHERE channel_id = $1", channel_id
-            )
-            await conn.execute(
-                "INSERT INTO logs (type, created_at, channel_id, content) VALUES (4, $1, $2, $3)",
-                now,
-                channel_id,
-                f"channel #{channel_id} ({name}) disabled automatically: {reason}",
-            )
-        return True
-
-    async def enable_channel(self, channel_id: int, response_ms: int, now: int) -> bool:
-        """Re-enable an auto-disabled channel whose test passed."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            name = await conn.fetchval(
-                "UPDATE channels SET status = 1, status_reason = '', status_time = $2,"
-                " test_time = $2, response_time = $3, config_version = config_version + 1"
-                " WHERE id = $1 AND status = 3 RETURNING name",
-                channel_id,
-                now,
-                response_ms,
-            )
-            if name is None:
-                return False
-            await conn.execute(
-                "UPDATE abilities SET enabled = TRUE WHERE channel_id = $1", channel_id
-            )
-            await conn.execute(
-                "INSERT INTO logs (type, created_at, channel_id, content) VALUES (4, $1, $2, $3)",
-                now,
-                channel_id,
-                f"channel #{channel_id} ({name}) re-enabled: test passed",
-            )
-        return True
-
-    async def record_test(self, channel_id: int, response_ms: int, now: int) -> None:
-        await self._pool.execute(
-            "UPDATE channels SET test_time = $2, response_time = $3 WHERE id = $1",
-            channel_id,
-            now,
-            response_ms,
-        )
-
-    async def auto_disabled_channels(self) -> list[ChannelUnderTest]:
-        rows = await self._pool.fetch(
-            "SELECT id, type, models, model_mapping, config_version,"
-            " config->>'protocol' AS protocol FROM channels"
-            " WHERE status = 3 ORDER BY id"
-        )
-        out = []
-        for r in rows:
-            models = [m for m in parse_list(r["models"])]
-            if not models:
-                continue
-            model = sorted(models)[0]
-            mapping = orjson.loads(r["model_mapping"]) if r["model_mapping"] else {}
-            out.append(
-                ChannelUnderTest(
-                    id=r["id"],
-                    type=routed_type(r["type"], r["protocol"]),
-                    model=model,
-                    upstream_model=str(mapping.get(model) or model),
-                    config_version=r["config_version"],
-                )
-            )
-        return out
 
     async def key_info(self, token_id: int) -> asyncpg.Record | None:
         return await self._pool.fetchrow(

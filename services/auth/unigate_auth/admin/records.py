@@ -42,6 +42,26 @@ def page_of(page: int, size: int) -> tuple[int, int]:
     return limit, max(page, 0) * limit
 
 
+async def fetch_page(
+    pool: asyncpg.Pool,
+    table: str,
+    columns: str,
+    where: str,
+    args: list[object],
+    order: str,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[asyncpg.Record]]:
+    """(total, rows) of one page of ``table``: every fragment is the calling module's own SQL,
+    never a request's text (which travels in ``args``)."""
+    total: int = await pool.fetchval(f"SELECT count(*) FROM {table} {where}", *args)
+    rows = await pool.fetch(
+        f"SELECT {columns} FROM {table} {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+        *args,
+    )
+    return total, rows
+
+
 def like(keyword: str) -> str:
     """A LIKE pattern matching ``keyword`` anywhere, its own wildcards taken literally."""
     escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -143,7 +163,3 @@ def json_object(text: str, what: str) -> str:
     if not isinstance(value, dict):
         raise ValueError(f"{what} must be a JSON object")
     return orjson.dumps(value).decode()
-
-
-def split_list(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]

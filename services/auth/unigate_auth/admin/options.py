@@ -1,0 +1,77 @@
+"""Options (One API's system settings, root only) and the user groups they name. Options
+whose names end in Secret, Token, Password or Key are credentials and never read back; an
+update is broadcast so every auth reloads them."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+from unigate import unit_prices
+from unigate.v1 import admin_pb2
+from unigate_auth.admin import records
+from unigate_auth.admin.rpc import AdminBase, Empty, invalid, rpc
+from unigate_auth.admin.sessions import ROLE_ADMIN, ROLE_ROOT, Caller
+
+# Options whose values are credentials (One API hides keys ending in Token or Secret).
+_SECRET_OPTION = re.compile(r"(secret|token|password|key)$", re.IGNORECASE)
+_JSON_OPTIONS = frozenset(
+    {
+        "ModelRatio",
+        "CompletionRatio",
+        "CacheRatio",
+        "CreateCacheRatio",
+        "AudioRatio",
+        "UnitPrice",
+        "GroupRatio",
+        "GroupRateLimits",
+    }
+)
+
+
+class OptionRpcs(AdminBase):
+    @rpc(ROLE_ROOT)
+    async def GetOptions(self, caller: Caller, _: Empty) -> admin_pb2.OptionList:
+        rows = await self._pool.fetch("SELECT key, value FROM options ORDER BY key")
+        options = {r["key"]: r["value"] for r in rows if not _SECRET_OPTION.search(r["key"])}
+        # The unit price table is shown as in force (One API shows its built-in ModelRatio so).
+        options.setdefault("UnitPrice", unit_prices.defaults_json())
+        return admin_pb2.OptionList(
+            options=[admin_pb2.OptionEntry(key=k, value=v) for k, v in sorted(options.items())]
+        )
+
+    @rpc(ROLE_ROOT)
+    async def UpdateOption(self, caller: Caller, req: admin_pb2.OptionEntry) -> Empty:
+        if not req.key or len(req.key) > 128:
+            raise invalid("an option needs a key of at most 128 characters")
+        if req.key in _JSON_OPTIONS:
+            records.json_object(req.value, req.key)
+        if req.key == "UnitPrice":
+            try:
+                unit_prices.parse_unit_prices(req.value)
+            except ValueError as exc:
+                raise invalid(str(exc)) from None
+        await self._pool.execute(
+            "INSERT INTO options (key, value) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            req.key,
+            req.value,
+        )
+        await self._broadcast("option", [])
+        return Empty()
+
+    @rpc(ROLE_ADMIN)
+    async def ListGroups(self, caller: Caller, _: Empty) -> admin_pb2.Names:
+        groups = {"default"}
+        raw = await self._option("GroupRatio")
+        if raw:
+            try:
+                value = orjson.loads(raw)
+                if isinstance(value, dict):
+                    groups.update(str(k) for k in value)
+            except orjson.JSONDecodeError:
+                pass
+        rows = await self._pool.fetch('SELECT DISTINCT "group" FROM users')
+        groups.update(r["group"] for r in rows)
+        return admin_pb2.Names(names=sorted(groups))
