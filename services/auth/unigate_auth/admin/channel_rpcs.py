@@ -12,11 +12,11 @@ import asyncpg
 import grpc
 import orjson
 
-from unigate.channel_types import channel_type
+from unigate.channel_types import balance_types, channel_type
 from unigate.crypto import encrypt_secret
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
-from unigate_auth.admin.balances import READERS, BalanceUnavailable, read_balance
+from unigate_auth.admin.balances import BalanceUnavailable, read_balance
 from unigate_auth.admin.channels import ChannelUnderTest
 from unigate_auth.admin.records import page_of
 from unigate_auth.admin.rpc import (
@@ -228,7 +228,7 @@ class ChannelRpcs(AdminBase):
     @rpc(ROLE_ADMIN)
     async def UpdateChannelBalances(self, caller: Caller, _: Empty) -> admin_pb2.ChannelBalances:
         out = []
-        for channel_id in await self._channels.ids(list(READERS)):
+        for channel_id in await self._channels.ids(balance_types()):
             try:
                 out.append(await self._update_balance(channel_id))
             except Failure as exc:
