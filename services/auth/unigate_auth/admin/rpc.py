@@ -104,7 +104,7 @@ async def _abort(context: Context, rpc_name: str, exc: Exception) -> NoReturn:
         await context.abort(exc.code, str(exc))
     if isinstance(exc, asyncpg.UniqueViolationError):
         await context.abort(grpc.StatusCode.ALREADY_EXISTS, "a record with that name exists")
-    if isinstance(exc, ValueError):  # unigate.admin.AdminError included
+    if isinstance(exc, ValueError):  # the admin writes' refusals and billing's
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     if isinstance(exc, asyncpg.DataError):
         # A value Postgres cannot hold (a NUL byte, a number out of its column's range):
