@@ -40,6 +40,9 @@ import nats
 import nats.js.errors
 import redis
 
+# `make bench` runs this file as a script: the repository root, for the fixture writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from tests import admin_writes
 from unigate.db import create_pool
 from unigate.db.migrate import ensure_database, migrate
