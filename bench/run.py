@@ -40,7 +40,11 @@ import nats
 import nats.js.errors
 import redis
 
-from unigate import admin
+# `make bench` runs this file as a script: the repository root, for the fixture writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests import admin_writes
+from unigate.db import create_pool
 from unigate.db.migrate import ensure_database, migrate
 from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
 
@@ -273,10 +277,10 @@ def with_database(admin_dsn: str, name: str) -> str:
 async def prepare_database(dsn: str, secret_key: str, upstream_url: str) -> Fixture:
     await ensure_database(dsn)
     await migrate(dsn)
-    conn = await asyncpg.connect(dsn)
+    pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
-        channel_id = await admin.create_channel(
-            conn,
+        channel_id = await admin_writes.create_channel(
+            pool,
             secret_key=secret_key,
             type=1,
             name="bench-nginx",
@@ -284,9 +288,9 @@ async def prepare_database(dsn: str, secret_key: str, upstream_url: str) -> Fixt
             models=MODEL,
             base_url=upstream_url,
         )
-        token = await admin.create_token(conn, user_id=1, name="bench", unlimited_quota=True)
+        token = await admin_writes.create_token(pool, user_id=1, name="bench", unlimited_quota=True)
     finally:
-        await conn.close()
+        await pool.close()
     return Fixture(channel_id=channel_id, token_id=token.id, key=token.key)
 
 

@@ -20,14 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from run import delete_redis_keys, delete_stream, drop_database, machine_info, with_database
 
-from unigate import admin
+from tests import admin_writes
+from unigate.db import create_pool
 from unigate.db.migrate import ensure_database, migrate
 from unigate_cli.devstack import Stack, StackConfig, StackPorts
 
@@ -46,10 +46,10 @@ RESULTS_FILE = Path(__file__).parent / "ttft-results.md"
 async def prepare(dsn: str, secret_key: str, sim_url: str, sim_key: str) -> str:
     await ensure_database(dsn)
     await migrate(dsn)
-    conn = await asyncpg.connect(dsn)
+    pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
-        await admin.create_channel(
-            conn,
+        await admin_writes.create_channel(
+            pool,
             secret_key=secret_key,
             type=1,
             name="sim",
@@ -57,9 +57,9 @@ async def prepare(dsn: str, secret_key: str, sim_url: str, sim_key: str) -> str:
             models=MODEL,
             base_url=sim_url,
         )
-        token = await admin.create_token(conn, user_id=1, name="ttft", unlimited_quota=True)
+        token = await admin_writes.create_token(pool, user_id=1, name="ttft", unlimited_quota=True)
     finally:
-        await conn.close()
+        await pool.close()
     return token.key
 
 

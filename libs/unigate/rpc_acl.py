@@ -9,7 +9,8 @@ Callers without a certificate, or with one from another CA, never get this far: 
 handshake fails (``grpcutil.server_credentials`` requires and verifies client certificates).
 
 This is the calling service's identity, not the end user's: ``AdminService`` still checks
-the user's session or access token in the call's metadata, as before.
+the user's session or access token in the call's metadata; only the operator's identity
+(``admin``) with neither acts as root there (``unigate_auth.admin.rpc``).
 
 The table is the code's own call graph (``docs/security.md`` explains each line):
 gateway → auth (Authorize, ListModels, GetKeyInfo, AdminService for ``/api``), gateway →
@@ -19,7 +20,7 @@ DisableChannel: its channel configuration and health reports); auth → relay (C
 channel tester's one-token request); auth → billing (RedeemCode, CreateRedemptions:
 redemption codes, whose claim billing owns); the operator (``admin``: the ``unigate`` CLI, grpcurl)
 → billing reads, redemption codes and dead letters, and AdminService (which checks the
-user). Health and reflection: anyone
+user, or takes the operator without one for root). Health and reflection: anyone
 holding a unigate certificate.
 """
 

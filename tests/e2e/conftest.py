@@ -21,7 +21,7 @@ import uvicorn
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from unigate import admin
+from tests import admin_writes
 from unigate.bus import publish_config_change
 from unigate.certs import write_certificates
 from unigate.namespace import Namespace
@@ -131,7 +131,7 @@ class Tenant:
 
 @pytest.fixture(scope="session")
 async def channel_id(pg: asyncpg.Pool, secret_key: str, simulator: ThreadedServer) -> int:
-    return await admin.create_channel(
+    return await admin_writes.create_channel(
         pg,
         secret_key=secret_key,
         type=1,
@@ -144,7 +144,7 @@ async def channel_id(pg: asyncpg.Pool, secret_key: str, simulator: ThreadedServe
 
 @pytest.fixture
 async def tenant(pg: asyncpg.Pool, channel_id: int, stack: Stack) -> AsyncIterator[Tenant]:
-    token = await admin.create_token(pg, user_id=1, name="test", unlimited_quota=True)
+    token = await admin_writes.create_token(pg, user_id=1, name="test", unlimited_quota=True)
     yield Tenant(token_id=token.id, key=token.key, channel_id=channel_id)
 
 

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import asyncpg
 import openai
 
+from tests import admin_writes
 from tests.e2e.conftest import Tenant, ThreadedServer
 from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
 
 WEATHER_TOOL: Any = {
     "type": "function",
@@ -78,8 +78,8 @@ async def create_mapped_channel(
 ) -> int:
     """A channel serving ``models``' client names, each mapped to its upstream model (a name
     mapped to itself needs no mapping). ``extra``: the other fields of
-    ``admin.create_channel`` (priority, config, system_prompt, ...)."""
-    return await admin.create_channel(
+    ``admin_writes.create_channel`` (priority, config, system_prompt, ...)."""
+    return await admin_writes.create_channel(
         pg,
         secret_key=secret_key,
         type=type,

@@ -7,9 +7,9 @@ import httpx
 import openai
 import pytest
 
+from tests import admin_writes
 from tests.e2e.conftest import Tenant
 from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
 from unigate.pricing import QUOTA_PER_USD
 from unigate_cli.devstack import Stack
 
@@ -20,7 +20,7 @@ async def test_retrieve_model_only_for_models_the_key_may_use(
     assert (await client.models.retrieve("gpt-4o-mini")).id == "gpt-4o-mini"
     with pytest.raises(openai.NotFoundError):
         await client.models.retrieve("no-such-model")
-    limited = await admin.create_token(
+    limited = await admin_writes.create_token(
         pg, user_id=1, name="m", unlimited_quota=True, models="gpt-4o"
     )
     narrow = openai.AsyncOpenAI(
@@ -34,7 +34,7 @@ async def test_retrieve_model_only_for_models_the_key_may_use(
 async def test_billing_subscription_and_usage_as_one_api_reports_them(
     stack: Stack, pg: asyncpg.Pool, channel_id: int
 ) -> None:
-    token = await admin.create_token(pg, user_id=1, name="b", remain_quota=QUOTA_PER_USD * 2)
+    token = await admin_writes.create_token(pg, user_id=1, name="b", remain_quota=QUOTA_PER_USD * 2)
     client = openai.AsyncOpenAI(
         api_key=token.key, base_url=stack.gateway_url + "/v1", max_retries=0
     )

@@ -27,6 +27,7 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
+from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
 from tests.e2e.provider_support import (
     Simulator,
@@ -39,7 +40,6 @@ from tests.e2e.provider_support import (
     running,
 )
 from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
 from unigate.pricing import QUOTA_PER_USD
 from unigate_cli.devstack import Stack
 from unigate_sim.anthropic import StreamError, create_anthropic_app
@@ -169,7 +169,7 @@ async def warm_stack(stack: Stack, pg: asyncpg.Pool, channel_id: int) -> None:
     """One request through every service before the tests: on a loaded machine a cold first
     request can outlast the test stack's reservation timeout, and the sweeper would then
     settle it before its own usage event (by design), hiding the usage these tests check."""
-    token = await admin.create_token(pg, user_id=1, name="warm-up", unlimited_quota=True)
+    token = await admin_writes.create_token(pg, user_id=1, name="warm-up", unlimited_quota=True)
     async with httpx.AsyncClient(timeout=60) as warm:
         await warm.post(
             stack.gateway_url + "/v1/chat/completions",

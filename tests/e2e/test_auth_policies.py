@@ -17,9 +17,9 @@ import pytest
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from tests import admin_writes
 from tests.e2e.conftest import ExtraGateway, Tenant, broadcast_change
 from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
 from unigate.db import bound_namespace
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2
@@ -40,14 +40,14 @@ def sdk(stack_or_url: Stack | str, key: str, **headers: str) -> openai.AsyncOpen
 
 
 async def new_user(pg: asyncpg.Pool, **kw: Any) -> int:
-    return await admin.create_user(
+    return await admin_writes.create_user(
         pg, username="u-" + secrets.token_hex(4), password="a-long-password", **kw
     )
 
 
-async def new_key(pg: asyncpg.Pool, user_id: int = 1, **kw: Any) -> admin.NewToken:
+async def new_key(pg: asyncpg.Pool, user_id: int = 1, **kw: Any) -> admin_writes.NewToken:
     kw.setdefault("unlimited_quota", "remain_quota" not in kw)
-    return await admin.create_token(pg, user_id=user_id, name="policy", **kw)
+    return await admin_writes.create_token(pg, user_id=user_id, name="policy", **kw)
 
 
 async def refused(client: openai.AsyncOpenAI, model: str = "gpt-4o-mini") -> openai.APIStatusError:

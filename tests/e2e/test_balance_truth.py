@@ -27,6 +27,7 @@ import asyncpg
 import pytest
 import uvloop
 
+from tests import admin_writes
 from tests.e2e.own_servers import OwnPostgres, OwnRedis
 from tests.e2e.test_parallel_billing import (
     MODEL,
@@ -37,7 +38,6 @@ from tests.e2e.test_parallel_billing import (
     wait_drained,
     wait_published,
 )
-from unigate import admin
 from unigate.db import install_id
 from unigate.db.migrate import migrate
 
@@ -243,7 +243,7 @@ async def test_a_recreated_database_never_meets_the_old_cache(
         pool = await asyncpg.create_pool(env.dsn, min_size=1, max_size=4)
         assert pool is not None
         env.pg = pool
-        await admin.create_channel(
+        await admin_writes.create_channel(
             pool,
             secret_key=env.stack.config.secret_key,
             type=1,

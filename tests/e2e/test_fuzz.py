@@ -35,8 +35,8 @@ from redis.asyncio import Redis
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 
+from tests import admin_writes
 from tests.conftest import NATS_URL, PG_ADMIN_DSN
-from unigate import admin
 from unigate.db.migrate import ensure_database, migrate
 from unigate_cli.devstack import Stack, StackConfig, StackPorts
 from unigate_gateway.management import Management
@@ -88,8 +88,8 @@ async def fuzz_stack(
     try:
         stack.start()
         name = "fuzzadmin"
-        await admin.create_user(pool, username=name, password=ADMIN_PASSWORD, role=10)
-        await admin.create_channel(
+        await admin_writes.create_user(pool, username=name, password=ADMIN_PASSWORD, role=10)
+        await admin_writes.create_channel(
             pool,
             secret_key=secret_key,
             type=1,
@@ -99,7 +99,7 @@ async def fuzz_stack(
             models=f"{MODEL},text-embedding-3-small,whisper-1,tts-1,dall-e-2,"
             "omni-moderation-latest,rerank-1",
         )
-        token = await admin.create_token(pool, user_id=1, name="fuzz", unlimited_quota=True)
+        token = await admin_writes.create_token(pool, user_id=1, name="fuzz", unlimited_quota=True)
         async with httpx.AsyncClient(base_url=stack.gateway_url + "/api", timeout=30) as http:
             r = await http.post("/user/login", json={"username": name, "password": ADMIN_PASSWORD})
             assert r.status_code == 200, r.text
@@ -292,7 +292,7 @@ async def test_every_service_still_answers(fuzz_stack: FuzzStack) -> None:
             if name != "simulator":
                 assert (await http.get(url)).status_code == 200, name
         model = "after-fuzz-" + secrets.token_hex(4)
-        await admin.create_channel(
+        await admin_writes.create_channel(
             fuzz_stack.pool,
             secret_key=fuzz_stack.secret_key,
             type=1,
@@ -302,7 +302,7 @@ async def test_every_service_still_answers(fuzz_stack: FuzzStack) -> None:
             models=model,
             model_mapping={model: MODEL},
         )
-        token = await admin.create_token(
+        token = await admin_writes.create_token(
             fuzz_stack.pool, user_id=1, name="after-fuzz", unlimited_quota=True
         )
         r = await http.post(

@@ -26,6 +26,7 @@ import httpx
 import orjson
 import pytest
 
+from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, ExtraGateway, ThreadedServer
 from tests.e2e.test_parallel_billing import (
     MODEL,
@@ -34,7 +35,6 @@ from tests.e2e.test_parallel_billing import (
     ledger_env,
     token_ledger,
 )
-from unigate import admin
 from unigate.charge import quota_of
 from unigate.v1 import auth_pb2, common_pb2
 from unigate_billing.sweeper import RECOVERED_CODE, SWEPT_CODE
@@ -95,7 +95,7 @@ async def env(
     # production defaults (900 s, 10 s, 10 s).
     async with ledger_env(tmp_path_factory.mktemp("gateway-crash")) as e:
         for name, sim in ((SLOW_MODEL, slow_sim), (LONG_MODEL, long_sim)):
-            await admin.create_channel(
+            await admin_writes.create_channel(
                 e.pg,
                 secret_key=e.stack.config.secret_key,
                 type=1,

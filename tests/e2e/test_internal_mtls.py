@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
-from google.protobuf import message_factory
+from google.protobuf import empty_pb2, message_factory
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -106,6 +106,11 @@ class Outcome:
         )
 
 
+# A session id no session has: AdminService refuses it in its handler (UNAUTHENTICATED), so
+# probing every RPC as the operator, who is root without one, changes nothing.
+PROBE_METADATA = (("x-unigate-session", "probe-no-such-session"),)
+
+
 async def _one(rpc: Rpc, channel: grpc.aio.Channel, send: bool = True) -> Outcome:
     """Call ``rpc`` with an empty request; the first answer (or the error) is the outcome.
 
@@ -123,11 +128,12 @@ async def _one(rpc: Rpc, channel: grpc.aio.Channel, send: bool = True) -> Outcom
         # Keep the stream open until the call ends (the caller cancels it).
         await asyncio.Event().wait()
 
+    metadata = PROBE_METADATA if rpc.path.startswith("/unigate.v1.AdminService/") else None
     try:
         if rpc.client_streaming:
-            call = method(requests(), timeout=10)
+            call = method(requests(), timeout=10, metadata=metadata)
         else:
-            call = method(request, timeout=10)
+            call = method(request, timeout=10, metadata=metadata)
         if rpc.server_streaming:
             async for _ in call:
                 break
@@ -332,3 +338,53 @@ async def test_the_attacks_of_issue_16_are_refused_and_the_rightful_callers_serv
         for ch in (anon, gateway_to_auth, relay_to_auth, relay_to_billing, gateway_to_relay):
             await ch.close()
         await billing_to_relay.close()
+
+
+async def test_the_operator_certificate_is_root_in_admin_service_and_the_gateways_is_not(
+    stack: Stack, pg: asyncpg.Pool
+) -> None:
+    """AdminService takes the ``admin`` identity without a session for root, even while root
+    must still change its default password; the gateway's identity without a session, or the
+    operator's with a session that is not one, is refused as before."""
+    operator = stack.client_channel("auth", "admin")
+    gateway = stack.client_channel("auth", "gateway")
+    root_id = await pg.fetchval("SELECT min(id) FROM users WHERE role >= 100")
+    forced = await pg.fetchval("SELECT must_change_password FROM users WHERE id = $1", root_id)
+    try:
+        await pg.execute("UPDATE users SET must_change_password = TRUE WHERE id = $1", root_id)
+        me = await admin_pb2_grpc.AdminServiceStub(operator).GetSelf(empty_pb2.Empty(), timeout=10)
+        assert (me.id, me.role) == (root_id, 100)
+        # A root-only RPC and an admin one go through.
+        users = await admin_pb2_grpc.AdminServiceStub(operator).ListUsers(
+            admin_pb2.ListRequest(), timeout=10
+        )
+        assert users.total >= 1
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await admin_pb2_grpc.AdminServiceStub(operator).AdjustQuota(
+                admin_pb2.QuotaAdjustment(target="user", id=root_id), timeout=10
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # neither add nor set
+        assert "exactly one" in (err.value.details() or "")
+        for channel, metadata in [(gateway, None), (operator, PROBE_METADATA)]:
+            for call in (
+                admin_pb2_grpc.AdminServiceStub(channel).GetSelf(
+                    empty_pb2.Empty(),
+                    timeout=10,
+                    metadata=metadata,
+                ),
+                admin_pb2_grpc.AdminServiceStub(channel).AdjustQuota(
+                    admin_pb2.QuotaAdjustment(target="user", id=root_id, add=1),
+                    timeout=10,
+                    metadata=metadata,
+                ),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await call
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, metadata
+                assert "not logged in" in (err.value.details() or "")
+    finally:
+        await pg.execute(
+            "UPDATE users SET must_change_password = $2 WHERE id = $1", root_id, forced
+        )
+        await operator.close()
+        await gateway.close()

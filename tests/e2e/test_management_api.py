@@ -17,8 +17,8 @@ import openai
 import orjson
 import pytest
 
+from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, ThreadedServer
-from unigate import admin
 from unigate_cli.devstack import Stack
 
 ROOT_PASSWORD = "test-root-password"
@@ -270,7 +270,7 @@ async def test_a_root_on_the_default_password_must_change_it_first(
     stack: Stack, pg: asyncpg.Pool, apis: list[Api]
 ) -> None:
     name = unique("fresh-root")
-    user_id = await admin.create_user(pg, username=name, password="123456-default", role=100)
+    user_id = await admin_writes.create_user(pg, username=name, password="123456-default", role=100)
     await pg.execute("UPDATE users SET must_change_password = TRUE WHERE id = $1", user_id)
     api = Api(stack)
     apis.append(api)

@@ -70,21 +70,31 @@ def test_reflection_lists_the_services_and_health_says_serving(
 
 
 def test_admin_rpcs_refuse_a_call_without_credentials(stack: Stack) -> None:
+    """The gateway's identity carries no user of its own: without a session or access token
+    (or with a forged one) AdminService refuses it. The operator's (``admin``) is root without
+    either, but a forged session is refused to it too, never read as root."""
     from google.protobuf import empty_pb2
 
     from unigate.v1 import admin_pb2, admin_pb2_grpc
 
-    tls = stack.tls_files("admin")
-    with blocking_client_channel(stack.grpc_address("auth"), tls, "auth") as channel:
-        stub = admin_pb2_grpc.AdminServiceStub(channel)
-        with pytest.raises(grpc.RpcError) as err:
-            stub.ListUsers(admin_pb2.ListRequest(), timeout=5)
-        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.RpcError) as err:
-            stub.GetSelf(empty_pb2.Empty(), metadata=(("x-unigate-session", "forged"),), timeout=5)
-        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        status = stub.GetStatus(empty_pb2.Empty(), timeout=5)
-        assert status.quota_per_unit == 500_000
+    forged = (("x-unigate-session", "forged"),)
+    for identity in ("gateway", "admin"):
+        tls = stack.tls_files(identity)
+        with blocking_client_channel(stack.grpc_address("auth"), tls, "auth") as channel:
+            stub = admin_pb2_grpc.AdminServiceStub(channel)
+            if identity == "gateway":
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.ListUsers(admin_pb2.ListRequest(), timeout=5)
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            else:
+                assert "root" in {
+                    u.username for u in stub.ListUsers(admin_pb2.ListRequest(), timeout=5).users
+                }
+            with pytest.raises(grpc.RpcError) as err:
+                stub.GetSelf(empty_pb2.Empty(), metadata=forged, timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, identity
+            status = stub.GetStatus(empty_pb2.Empty(), timeout=5)
+            assert status.quota_per_unit == 500_000
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer, broadcast_change
-from unigate import admin
 from unigate.db import bound_namespace
 from unigate.quota import QuotaStore
 from unigate_cli.devstack import Stack
@@ -93,7 +93,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0)
 async def own_channel(
     pg: asyncpg.Pool, secret_key: str, simulator: ThreadedServer, stack: Stack
 ) -> int:
-    channel = await admin.create_channel(
+    channel = await admin_writes.create_channel(
         pg,
         secret_key=secret_key,
         type=1,

@@ -11,9 +11,9 @@ import asyncpg
 import openai
 import pytest
 
+from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
 from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
 from unigate_cli.devstack import Stack
 
 MODELS = (
@@ -24,7 +24,7 @@ MODELS = (
 
 @pytest.fixture(scope="module")
 async def surface_channel(pg: asyncpg.Pool, secret_key: str, simulator: ThreadedServer) -> int:
-    return await admin.create_channel(
+    return await admin_writes.create_channel(
         pg,
         secret_key=secret_key,
         type=1,

@@ -34,8 +34,8 @@ from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from tests import admin_writes
 from tests.conftest import NATS_URL, PG_ADMIN_DSN, REDIS_URL
-from unigate import admin
 from unigate.db import bound_namespace
 from unigate.db.migrate import ensure_database, migrate
 from unigate.namespace import Namespace
@@ -66,8 +66,10 @@ class LedgerEnv:
     def base_url(self) -> str:
         return self.stack.gateway_url + "/v1"
 
-    async def new_token(self, *, remain_quota: int = 0, unlimited: bool = True) -> admin.NewToken:
-        return await admin.create_token(
+    async def new_token(
+        self, *, remain_quota: int = 0, unlimited: bool = True
+    ) -> admin_writes.NewToken:
+        return await admin_writes.create_token(
             self.pg,
             user_id=1,
             name="ledger-test",
@@ -113,7 +115,7 @@ async def ledger_env(
         assert pg is not None
         # Quota keys carry the database's identity, as the services build them.
         ns = await bound_namespace(pg, name)
-        channel_id = await admin.create_channel(
+        channel_id = await admin_writes.create_channel(
             pg,
             secret_key=stack.config.secret_key,
             type=1,

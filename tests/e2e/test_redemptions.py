@@ -11,8 +11,8 @@ import asyncpg
 import openai
 import pytest
 
+from tests import admin_writes
 from tests.e2e.test_parallel_billing import MODEL, LedgerEnv, ledger_env, run_cli
-from unigate import admin
 from unigate.quota import QuotaStore
 from unigate_billing.redemptions import (
     RedemptionDisabled,
@@ -45,8 +45,8 @@ async def new_user(env: LedgerEnv) -> tuple[int, str]:
     """A user with no quota at all, and an API key of theirs whose own quota is unlimited (so
     the user's balance is what limits it)."""
     name = f"redeemer{next(_users)}"
-    user_id = await admin.create_user(env.pg, username=name, password="a-long-password")
-    token = await admin.create_token(env.pg, user_id=user_id, name="k", unlimited_quota=True)
+    user_id = await admin_writes.create_user(env.pg, username=name, password="a-long-password")
+    token = await admin_writes.create_token(env.pg, user_id=user_id, name="k", unlimited_quota=True)
     return user_id, token.key
 
 

@@ -16,9 +16,9 @@ import pytest
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer, broadcast_change
 from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
 from unigate_cli.devstack import Stack
 from unigate_sim.openai import Fault, count_prompt_tokens, create_app
 
@@ -66,7 +66,7 @@ def providers() -> Iterator[Callable[[], Provider]]:
 async def channel(
     pg: asyncpg.Pool, secret_key: str, provider: Provider, model: str, **kw: Any
 ) -> int:
-    return await admin.create_channel(
+    return await admin_writes.create_channel(
         pg,
         secret_key=secret_key,
         type=1,

@@ -39,6 +39,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, ThreadedServer
 from tests.e2e.test_parallel_billing import (
     LedgerEnv,
@@ -48,7 +49,6 @@ from tests.e2e.test_parallel_billing import (
     token_ledger,
     wait_drained,
 )
-from unigate import admin
 from unigate_cli.devstack import free_port
 from unigate_sim.openai import create_app
 from unigate_sim.openai.faults import Fault
@@ -244,7 +244,7 @@ async def topology(
         BILLING_ACK_WAIT="3",
         SHUTDOWN_DRAIN_TIMEOUT="30",
     ) as env:
-        await admin.create_channel(
+        await admin_writes.create_channel(
             env.pg,
             secret_key=env.stack.config.secret_key,
             type=1,

@@ -25,9 +25,9 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from redis.asyncio import Redis
 
+from tests import admin_writes
 from tests.conftest import NATS_URL
 from tests.e2e.conftest import SIM_KEY
-from unigate import admin
 from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
 
 SpanKind = trace_pb2.Span.SpanKind
@@ -277,7 +277,7 @@ async def test_one_trace_per_request(
     pg: asyncpg.Pool,
 ) -> None:
     rec = receiver[0]
-    token = await admin.create_token(pg, user_id=1, name="tracing", unlimited_quota=True)
+    token = await admin_writes.create_token(pg, user_id=1, name="tracing", unlimited_quota=True)
     client = openai.AsyncOpenAI(
         api_key=token.key, base_url=traced_stack.gateway_url + "/v1", max_retries=0, timeout=60
     )

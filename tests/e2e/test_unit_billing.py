@@ -22,12 +22,12 @@ import orjson
 import pytest
 from playwright.async_api import Browser, expect
 
+from tests import admin_writes
 from tests.audio_files import encoded_file, wav_file
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
 from tests.e2e.test_console import CHROMIUM, _wait_for_log_row, browser
 from tests.e2e.test_management_api import ROOT_PASSWORD, Api, apis, root
 from tests.e2e.test_walking_skeleton import wait_for_rows
-from unigate import admin
 from unigate_cli.devstack import Stack
 
 __all__ = ["apis", "browser", "root"]  # fixtures used here
@@ -67,7 +67,7 @@ def quota(usd: Fraction) -> int:
 
 @pytest.fixture(scope="module")
 async def units_channel(pg: asyncpg.Pool, secret_key: str, simulator: ThreadedServer) -> int:
-    return await admin.create_channel(
+    return await admin_writes.create_channel(
         pg,
         secret_key=secret_key,
         type=1,
@@ -282,7 +282,7 @@ async def test_a_repeated_model_field_is_refused_before_anyone_sees_it(
     stack: Stack, pg: asyncpg.Pool, units_channel: int, sim_app: Any
 ) -> None:
     # The key may use whisper-1 only; the provider would read the first model.
-    token = await admin.create_token(
+    token = await admin_writes.create_token(
         pg, user_id=1, name="whisper only", unlimited_quota=True, models="whisper-1"
     )
     calls_before = len(sim_app.state.calls)

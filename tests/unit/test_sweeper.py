@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from unigate import admin
+from tests import admin_writes
 from unigate.charge import quota_of
 from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
@@ -93,7 +93,7 @@ class Env:
 async def env(redis: Redis, namespace: str, pg: asyncpg.Pool) -> AsyncIterator[Env]:
     # A namespace of its own: the sweeper scans every open reservation of its namespace.
     ns = Namespace(f"{namespace}sw{secrets.token_hex(3)}")
-    token = await admin.create_token(pg, user_id=1, name="sweeper-test", remain_quota=10**6)
+    token = await admin_writes.create_token(pg, user_id=1, name="sweeper-test", remain_quota=10**6)
     quota = QuotaStore(redis, ns)
     await quota.load_balances(token_id=token.id, token_balance=10**6, user_id=1, user_balance=10**9)
     yield Env(quota, GatewayRegistry(redis, ns), Ledger(pg), pg, redis, ns, token.id, 1)

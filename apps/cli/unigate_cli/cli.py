@@ -10,35 +10,17 @@ import sys
 import time
 from pathlib import Path
 
-import asyncpg
-import nats
-import orjson
-
-from unigate import admin, bus, certs
+from unigate import certs
 from unigate.db import create_pool, install_id, rotate_install_id
 from unigate.db.migrate import ensure_database, migrate
-from unigate.namespace import Namespace
 from unigate.settings import CommonSettings
-from unigate.v1 import billing_pb2
+from unigate.v1 import admin_pb2, billing_pb2
 from unigate_cli import ledger
 
 DEV_ENV_FILE = Path(".env")
 # `make dev`'s internal CA and certificates (git-ignored), named in .env as TLS_DIR so the
 # CLI run from the repository reaches billing as the operator.
 DEV_CERTS_DIR = Path(".certs")
-
-
-async def _notify(settings: CommonSettings, kind: str, ids: list[int]) -> None:
-    """Best effort: services also expire their caches on their own within seconds."""
-    try:
-        nc = await nats.connect(settings.nats_url, name="unigate-cli", max_reconnect_attempts=0)
-    except Exception as exc:  # NATS down is not fatal for an admin write
-        print(f"warning: could not notify services over NATS ({exc})", file=sys.stderr)
-        return
-    try:
-        await bus.publish_config_change(nc, Namespace(settings.namespace), kind, ids)
-    finally:
-        await nc.close()
 
 
 async def _cmd_migrate(settings: CommonSettings, args: argparse.Namespace) -> None:
@@ -48,62 +30,47 @@ async def _cmd_migrate(settings: CommonSettings, args: argparse.Namespace) -> No
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
 
 
+# Channels, keys and users are auth's: the CLI writes them through its AdminService
+# (``AUTH_ADDR``), which takes the operator's ``admin`` certificate for root and broadcasts
+# each change. Redemption codes and dead letters are billing's (``BILLING_ADDR``). The CLI
+# opens the database itself only for ``migrate`` and ``install``.
+
+
 async def _cmd_channel_add(settings: CommonSettings, args: argparse.Namespace) -> None:
-    conn = await asyncpg.connect(settings.sql_dsn)
-    try:
-        channel_id = await admin.create_channel(
-            conn,
-            secret_key=settings.secret_key,
-            type=args.type,
-            name=args.name,
-            key=args.key,
-            models=args.models,
-            base_url=args.base_url,
-            group=args.group,
-            priority=args.priority,
-            weight=args.weight,
-            model_mapping=orjson.loads(args.model_mapping) if args.model_mapping else None,
-            config=orjson.loads(args.config) if args.config else None,
-            system_prompt=args.system_prompt,
-        )
-    finally:
-        await conn.close()
-    await _notify(settings, "channel", [channel_id])
-    print(channel_id)
+    request = admin_pb2.ChannelInput(
+        type=args.type,
+        name=args.name,
+        key=args.key,
+        models=args.models,
+        base_url=args.base_url,
+        group=args.group,
+        priority=args.priority,
+        weight=args.weight,
+        model_mapping=args.model_mapping,
+        config=args.config,
+        system_prompt=args.system_prompt,
+    )
+    channel = await ledger.call_auth(
+        settings, lambda stub: stub.CreateChannel(request, timeout=ledger.RPC_TIMEOUT)
+    )
+    print(channel.id)
 
 
 async def _cmd_token_create(settings: CommonSettings, args: argparse.Namespace) -> None:
-    conn = await asyncpg.connect(settings.sql_dsn)
-    try:
-        user_id = await admin.user_id_by_name(conn, args.user)
-        token = await admin.create_token(
-            conn,
-            user_id=user_id,
-            name=args.name,
-            remain_quota=args.quota,
-            unlimited_quota=args.unlimited,
-            expired_time=int(time.time()) + args.expires_in if args.expires_in else -1,
-            models=args.models,
-            subnet=args.subnet,
-        )
-    finally:
-        await conn.close()
-    await _notify(settings, "token", [token.id])
+    request = admin_pb2.TokenInput(
+        user_id=await ledger.user_id(settings, args.user),
+        name=args.name,
+        remain_quota=args.quota,
+        unlimited_quota=args.unlimited,
+        models=args.models,
+        subnet=args.subnet,
+    )
+    if args.expires_in:
+        request.expired_time = int(time.time()) + args.expires_in
+    token = await ledger.call_auth(
+        settings, lambda stub: stub.CreateToken(request, timeout=ledger.RPC_TIMEOUT)
+    )
     print(token.key)
-
-
-# Redemption codes and dead letters are billing's: reached over its gRPC service as the
-# operator (``BILLING_ADDR``, the ``admin`` identity), never by importing the service.
-
-
-async def _user_id(settings: CommonSettings, username: str) -> int:
-    # Usernames are resolved in the database: billing's RPCs take ids, and AdminService
-    # answers only to a logged-in user (see docs/architecture.md, "The CLI").
-    conn = await asyncpg.connect(settings.sql_dsn)
-    try:
-        return await admin.user_id_by_name(conn, username)
-    finally:
-        await conn.close()
 
 
 async def _cmd_redemption_create(settings: CommonSettings, args: argparse.Namespace) -> None:
@@ -111,7 +78,7 @@ async def _cmd_redemption_create(settings: CommonSettings, args: argparse.Namesp
         name=args.name,
         quota=args.quota,
         count=args.count,
-        created_by=await _user_id(settings, args.created_by),
+        created_by=await ledger.user_id(settings, args.created_by),
     )
     reply = await ledger.call_billing(
         settings, lambda stub: stub.CreateRedemptions(request, timeout=ledger.RPC_TIMEOUT)
@@ -121,7 +88,7 @@ async def _cmd_redemption_create(settings: CommonSettings, args: argparse.Namesp
 
 async def _cmd_redemption_redeem(settings: CommonSettings, args: argparse.Namespace) -> None:
     request = billing_pb2.RedeemCodeRequest(
-        code=args.code, user_id=await _user_id(settings, args.user)
+        code=args.code, user_id=await ledger.user_id(settings, args.user)
     )
     reply = await ledger.call_billing(
         settings, lambda stub: stub.RedeemCode(request, timeout=ledger.RPC_TIMEOUT)
@@ -374,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:
         asyncio.run(handler(settings, args))
-    except admin.AdminError as exc:
+    except ledger.CliError as exc:
         sys.exit(f"error: {exc}")
 
 

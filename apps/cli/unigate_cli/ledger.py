@@ -1,7 +1,8 @@
 """``unigate user|token quota`` and ``unigate logs list|stats``: the ledger from the command line.
 
-Quota changes are written directly (``admin.adjust_quota``, Postgres and Redis); log queries go
-through billing's gRPC service (``BILLING_ADDR``), the same calls the management API makes.
+Quota changes go through auth's AdminService (``AUTH_ADDR``, ``AdjustQuota``), log queries
+through billing's gRPC service (``BILLING_ADDR``): the same services the management API calls,
+as the operator (the ``admin`` certificate, which AdminService takes for root).
 """
 
 from __future__ import annotations
@@ -16,13 +17,9 @@ from typing import IO, TypeVar
 import grpc
 from pydantic import Field
 
-from unigate import admin
-from unigate.db import bound_namespace, create_pool
 from unigate.grpcutil import client_channel
-from unigate.quota import QuotaStore
-from unigate.redisconn import connect_redis
 from unigate.settings import CommonSettings
-from unigate.v1 import billing_pb2, billing_pb2_grpc
+from unigate.v1 import admin_pb2, admin_pb2_grpc, billing_pb2, billing_pb2_grpc
 
 LOG_TYPES = {"topup": 1, "consume": 2, "manage": 3, "system": 4, "test": 5}
 GROUP_BY = {
@@ -36,6 +33,11 @@ RPC_TIMEOUT = 60.0
 
 class CliSettings(CommonSettings):
     billing_addr: str = Field("127.0.0.1:50071", alias="BILLING_ADDR")
+    auth_addr: str = Field("127.0.0.1:50051", alias="AUTH_ADDR")
+
+
+class CliError(Exception):
+    """A refusal or failure with a message for the operator (printed, exit status 1)."""
 
 
 Handler = Callable[[CommonSettings, argparse.Namespace], Coroutine[object, object, None]]
@@ -109,36 +111,79 @@ def _log_filter(args: argparse.Namespace) -> billing_pb2.LogFilter:
     )
 
 
-def _billing_addr(settings: CommonSettings) -> str:
-    return (settings if isinstance(settings, CliSettings) else CliSettings()).billing_addr
+def _cli_settings(settings: CommonSettings) -> CliSettings:
+    return settings if isinstance(settings, CliSettings) else CliSettings()
+
+
+def _addr(settings: CommonSettings, service: str) -> str:
+    cli = _cli_settings(settings)
+    return cli.auth_addr if service == "auth" else cli.billing_addr
+
+
+def _channel(settings: CommonSettings, service: str) -> grpc.aio.Channel:
+    # The operator's identity: billing lets it read the ledger, not delete it; auth's
+    # AdminService takes it for root.
+    return client_channel(_addr(settings, service), settings.tls_files("admin"), service)
 
 
 def _billing_channel(settings: CommonSettings) -> grpc.aio.Channel:
-    # The operator's identity: billing lets it read the ledger, not delete it.
-    return client_channel(_billing_addr(settings), settings.tls_files("admin"), "billing")
+    return _channel(settings, "billing")
 
 
-def _rpc_error(settings: CommonSettings, exc: grpc.aio.AioRpcError) -> admin.AdminError:
-    return admin.AdminError(
-        f"billing at {_billing_addr(settings)}: {exc.code().name}: {exc.details()}"
-    )
+def _rpc_error(
+    settings: CommonSettings, exc: grpc.aio.AioRpcError, service: str = "billing"
+) -> CliError:
+    return CliError(f"{service} at {_addr(settings, service)}: {exc.code().name}: {exc.details()}")
 
 
 T = TypeVar("T")
+Stub = TypeVar("Stub")
+
+
+async def _call(
+    settings: CommonSettings,
+    service: str,
+    stub_of: Callable[[grpc.aio.Channel], Stub],
+    call: Callable[[Stub], Awaitable[T]],
+) -> T:
+    channel = _channel(settings, service)
+    try:
+        return await call(stub_of(channel))
+    except grpc.aio.AioRpcError as exc:
+        raise _rpc_error(settings, exc, service) from None
+    finally:
+        await channel.close()
 
 
 async def call_billing(
     settings: CommonSettings,
     call: Callable[[billing_pb2_grpc.BillingServiceStub], Awaitable[T]],
 ) -> T:
-    """One call to billing as the operator; a refusal becomes an ``AdminError`` naming it."""
-    channel = _billing_channel(settings)
-    try:
-        return await call(billing_pb2_grpc.BillingServiceStub(channel))
-    except grpc.aio.AioRpcError as exc:
-        raise _rpc_error(settings, exc) from None
-    finally:
-        await channel.close()
+    """One call to billing as the operator; a refusal becomes a ``CliError`` naming it."""
+    return await _call(settings, "billing", billing_pb2_grpc.BillingServiceStub, call)
+
+
+async def call_auth(
+    settings: CommonSettings,
+    call: Callable[[admin_pb2_grpc.AdminServiceStub], Awaitable[T]],
+) -> T:
+    """One call to auth's AdminService as the operator (root there); a refusal becomes a
+    ``CliError`` naming it."""
+    return await _call(settings, "auth", admin_pb2_grpc.AdminServiceStub, call)
+
+
+async def user_id(settings: CommonSettings, username: str) -> int:
+    """The id of the user named exactly ``username`` (AdminService's user search)."""
+    reply = await call_auth(
+        settings,
+        lambda stub: stub.ListUsers(
+            admin_pb2.ListRequest(keyword=username, size=100), timeout=RPC_TIMEOUT
+        ),
+    )
+    for user in reply.users:
+        if user.username == username:
+            return user.id
+    raise CliError(f"no user named {username!r}")
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -249,24 +294,11 @@ async def cmd_audit(settings: CommonSettings, args: argparse.Namespace) -> None:
 async def _adjust(
     settings: CommonSettings, args: argparse.Namespace, target: str, target_id: int
 ) -> None:
-    pool = await create_pool(settings.sql_dsn, min_size=1, max_size=1)
-    redis = connect_redis(settings.redis_conn_string, max_connections=1)
-    try:
-        if not target_id:
-            target_id = await admin.user_id_by_name(pool, args.user)
-        change = await admin.adjust_quota(
-            pool,
-            target="user" if target == "user" else "token",
-            target_id=target_id,
-            actor_id=await admin.user_id_by_name(pool, args.by),
-            add=args.add,
-            set_to=args.set,
-            quota=QuotaStore(redis, await bound_namespace(pool, settings.namespace)),
-        )
-    finally:
-        await redis.aclose()
-        await pool.close()
-    print(f"{change.before} -> {change.after} ({change.delta:+d})")
+    if not target_id:
+        target_id = await user_id(settings, args.user)
+    request = admin_pb2.QuotaAdjustment(target=target, id=target_id, add=args.add, set_to=args.set)
+    change = await call_auth(settings, lambda stub: stub.AdjustQuota(request, timeout=RPC_TIMEOUT))
+    print(f"{change.before} -> {change.after} ({change.after - change.before:+d})")
 
 
 async def cmd_user_quota(settings: CommonSettings, args: argparse.Namespace) -> None:
@@ -282,7 +314,6 @@ def _add_quota_change(p: argparse.ArgumentParser) -> None:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--add", type=int, help="quota units to add (negative to deduct)")
     how.add_argument("--set", type=int, help="the new quota")
-    p.add_argument("--by", default="root", help="the admin making the change (for the ledger)")
 
 
 def add_token_quota(token: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

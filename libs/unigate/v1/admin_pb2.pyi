@@ -1215,3 +1215,66 @@ class SystemStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SystemStatus: _TypeAlias = SystemStatus  # noqa: Y015
+
+@_typing.final
+class QuotaAdjustment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    ADD_FIELD_NUMBER: _builtins.int
+    SET_TO_FIELD_NUMBER: _builtins.int
+    target: _builtins.str
+    """"user" or "token"."""
+    id: _builtins.int
+    add: _builtins.int
+    """Exactly one of: an amount to add (negative deducts), or the new value."""
+    set_to: _builtins.int
+    def __init__(
+        self,
+        *,
+        target: _builtins.str = ...,
+        id: _builtins.int = ...,
+        add: _builtins.int | None = ...,
+        set_to: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_add", b"_add", "_set_to", b"_set_to", "add", b"add", "set_to", b"set_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add", b"_add", "_set_to", b"_set_to", "add", b"add", "id", b"id", "set_to", b"set_to", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__add: _TypeAlias = _typing.Literal["add"]  # noqa: Y015
+    _WhichOneofArgType__add: _TypeAlias = _typing.Literal["_add", b"_add"]  # noqa: Y015
+    _WhichOneofReturnType__set_to: _TypeAlias = _typing.Literal["set_to"]  # noqa: Y015
+    _WhichOneofArgType__set_to: _TypeAlias = _typing.Literal["_set_to", b"_set_to"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__add) -> _WhichOneofReturnType__add | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__set_to) -> _WhichOneofReturnType__set_to | None: ...
+
+Global___QuotaAdjustment: _TypeAlias = QuotaAdjustment  # noqa: Y015
+
+@_typing.final
+class QuotaChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    LOG_ID_FIELD_NUMBER: _builtins.int
+    before: _builtins.int
+    after: _builtins.int
+    log_id: _builtins.int
+    """The type-3 (manage) ledger row recording it."""
+    def __init__(
+        self,
+        *,
+        before: _builtins.int = ...,
+        after: _builtins.int = ...,
+        log_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "log_id", b"log_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuotaChange: _TypeAlias = QuotaChange  # noqa: Y015

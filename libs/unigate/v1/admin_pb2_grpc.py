@@ -145,6 +145,11 @@ class AdminServiceStub:
                 request_serializer=unigate_dot_v1_dot_admin__pb2.IdRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.AdjustQuota = channel.unary_unary(
+                '/unigate.v1.AdminService/AdjustQuota',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.QuotaAdjustment.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.QuotaChange.FromString,
+                _registered_method=True)
         self.ListChannels = channel.unary_unary(
                 '/unigate.v1.AdminService/ListChannels',
                 request_serializer=unigate_dot_v1_dot_admin__pb2.ListRequest.SerializeToString,
@@ -384,6 +389,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdjustQuota(self, request, context):
+        """Root: add to (or set) a user's quota or a key's remaining quota, with a manage row in the
+        ledger saying who changed what (`unigate user|token quota`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListChannels(self, request, context):
         """Channels (admin). Every change bumps the channel's config_version and is broadcast.
         """
@@ -606,6 +619,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteToken,
                     request_deserializer=unigate_dot_v1_dot_admin__pb2.IdRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'AdjustQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdjustQuota,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.QuotaAdjustment.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.QuotaChange.SerializeToString,
             ),
             'ListChannels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListChannels,
@@ -1236,6 +1254,33 @@ class AdminService:
             '/unigate.v1.AdminService/DeleteToken',
             unigate_dot_v1_dot_admin__pb2.IdRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdjustQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/AdjustQuota',
+            unigate_dot_v1_dot_admin__pb2.QuotaAdjustment.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.QuotaChange.FromString,
             options,
             channel_credentials,
             insecure,

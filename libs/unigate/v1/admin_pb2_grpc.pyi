@@ -56,6 +56,10 @@ class AdminServiceStub:
     CreateToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.TokenInput, _admin_pb2.Token]
     UpdateToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.TokenInput, _admin_pb2.Token]
     DeleteToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.IdRequest, _empty_pb2.Empty]
+    AdjustQuota: _aio.UnaryUnaryMultiCallable[_admin_pb2.QuotaAdjustment, _admin_pb2.QuotaChange]
+    """Root: add to (or set) a user's quota or a key's remaining quota, with a manage row in the
+    ledger saying who changed what (`unigate user|token quota`).
+    """
     ListChannels: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListRequest, _admin_pb2.ChannelList]
     """Channels (admin). Every change bumps the channel's config_version and is broadcast."""
     GetChannel: _aio.UnaryUnaryMultiCallable[_admin_pb2.IdRequest, _admin_pb2.ChannelInfo]
@@ -237,6 +241,16 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.IdRequest,
         context: _aio.ServicerContext[_admin_pb2.IdRequest, _abc.Awaitable[_empty_pb2.Empty]],
     ) -> _abc.Awaitable[_empty_pb2.Empty]: ...
+
+    @_abc_1.abstractmethod
+    def AdjustQuota(
+        self,
+        request: _admin_pb2.QuotaAdjustment,
+        context: _aio.ServicerContext[_admin_pb2.QuotaAdjustment, _abc.Awaitable[_admin_pb2.QuotaChange]],
+    ) -> _abc.Awaitable[_admin_pb2.QuotaChange]:
+        """Root: add to (or set) a user's quota or a key's remaining quota, with a manage row in the
+        ledger saying who changed what (`unigate user|token quota`).
+        """
 
     @_abc_1.abstractmethod
     def ListChannels(

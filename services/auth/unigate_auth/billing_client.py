@@ -2,7 +2,7 @@
 
 AdminService (``Redeem``, ``CreateRedemptions``) has checked the user; these functions only
 carry the request over mTLS (auth's identity; ``rpc_acl`` lets auth alone call them). A code
-billing refuses comes back as INVALID_ARGUMENT and is raised as ``AdminError`` with billing's
+billing refuses comes back as INVALID_ARGUMENT and is raised as ``BillingRefused`` with billing's
 message, so the caller sees exactly what it saw when auth ran the claim itself.
 """
 
@@ -13,10 +13,15 @@ from typing import TypeVar
 
 import grpc
 
-from unigate.admin import AdminError
 from unigate.v1 import billing_pb2, billing_pb2_grpc
 
 T = TypeVar("T")
+
+
+class BillingRefused(ValueError):
+    """Billing refused a code or batch; the message is billing's, meant for the caller."""
+
+
 # A redeem or a batch of codes is one short transaction in billing; past this, the caller
 # gets an error rather than a request hanging on a stuck billing.
 RPC_TIMEOUT_SECONDS = 10.0
@@ -55,5 +60,5 @@ async def _refusal_as_admin_error(call: Awaitable[T]) -> T:
         return await call
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-            raise AdminError(exc.details() or "refused by billing") from None
+            raise BillingRefused(exc.details() or "refused by billing") from None
         raise

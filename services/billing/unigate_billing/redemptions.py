@@ -21,7 +21,6 @@ import time
 
 import asyncpg
 
-from unigate.admin import AdminError
 from unigate.quota import QuotaStore
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ MAX_CODES_PER_BATCH = 100
 MAX_NAME_LENGTH = 20
 
 
-class RedemptionError(AdminError):
+class RedemptionError(ValueError):
     """A code that cannot be redeemed (or created); the message is meant for the caller."""
 
 

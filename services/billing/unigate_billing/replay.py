@@ -16,7 +16,6 @@ import asyncpg
 from google.protobuf.message import DecodeError
 from nats.js import JetStreamContext
 
-from unigate.admin import AdminError
 from unigate.namespace import Namespace
 from unigate.v1 import events_pb2
 
@@ -24,7 +23,7 @@ from unigate.v1 import events_pb2
 REPLAY_CHUNK = 500
 
 
-class ReplayError(AdminError):
+class ReplayError(ValueError):
     """A replay the operator asked for that cannot be done (e.g. no such dead letter)."""
 
 

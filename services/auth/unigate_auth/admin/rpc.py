@@ -22,8 +22,11 @@ from google.protobuf import empty_pb2
 
 from unigate.namespace import Namespace
 from unigate.quota import QuotaStore
+from unigate.rpc_acl import ADMIN, caller_identity
 from unigate_auth.admin.sessions import (
+    CALLER_COLUMNS,
     MIN_PASSWORD_LENGTH,
+    ROLE_ROOT,
     STATUS_DISABLED,
     STATUS_ENABLED,
     Caller,
@@ -101,7 +104,7 @@ async def _abort(context: Context, rpc_name: str, exc: Exception) -> NoReturn:
         await context.abort(exc.code, str(exc))
     if isinstance(exc, asyncpg.UniqueViolationError):
         await context.abort(grpc.StatusCode.ALREADY_EXISTS, "a record with that name exists")
-    if isinstance(exc, ValueError):  # unigate.admin.AdminError included
+    if isinstance(exc, ValueError):  # the admin writes' refusals and billing's
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     if isinstance(exc, asyncpg.DataError):
         # A value Postgres cannot hold (a NUL byte, a number out of its column's range):
@@ -149,11 +152,18 @@ class AdminBase:
         session_id = metadata.get(SESSION_METADATA, "")
         access_token = metadata.get(ACCESS_TOKEN_METADATA, "")
         row: asyncpg.Record | None = None
+        operator = False
         if session_id:
             user_id = await self._sessions.user_of(session_id)
             row = await caller_by_id(self._pool, user_id) if user_id is not None else None
         elif access_token:
             row = await caller_by_access_token(self._pool, access_token)
+        elif caller_identity(context) == ADMIN:
+            # The operator's certificate (the `unigate` CLI) with no user in the metadata acts
+            # as root. Only a client certificate naming `admin` gets here: the gateway's
+            # (`gateway`) cannot, whatever metadata it forwards, so /api callers never do.
+            row = await self._root()
+            operator = True
         if row is None:
             raise Failure(grpc.StatusCode.UNAUTHENTICATED, "not logged in (no valid session)")
         if row["status"] != STATUS_ENABLED:
@@ -163,7 +173,8 @@ class AdminBase:
             username=row["username"],
             role=row["role"],
             group=row["group"],
-            must_change_password=row["must_change_password"],
+            # Root's forced password change guards the web login, not the operator's key.
+            must_change_password=row["must_change_password"] and not operator,
             session_id=session_id,
         )
         if caller.must_change_password and not before_password_change:
@@ -172,6 +183,12 @@ class AdminBase:
                 "the default password must be changed first (PUT /api/user/self)",
             )
         return caller
+
+    async def _root(self) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._pool.fetchrow(
+            f"SELECT {CALLER_COLUMNS} FROM users WHERE role >= $1 ORDER BY id LIMIT 1", ROLE_ROOT
+        )
+        return row
 
     async def _broadcast(self, kind: str, ids: list[int]) -> None:
         try:

@@ -2,9 +2,9 @@
 per entity; each owns its RPCs and its SQL:
 
 - ``users`` — login, logout, registration, the caller's own account, user management;
-- ``tokens`` — API keys; ``channels`` / ``channel_rpcs`` — the channel table (all of auth's
-  channel SQL) and its RPCs; ``redemptions`` — codes; ``options`` — settings and groups;
-  ``status`` — the public status.
+- ``tokens`` — API keys; ``quota_rpcs`` — root's quota adjustments;
+- ``channels`` / ``channel_rpcs`` — the channel table (all of auth's channel SQL) and its RPCs;
+- ``redemptions`` — codes; ``options`` — settings and groups; ``status`` — the public status.
 
 Every RPC declares its least role with ``rpc.rpc`` (or ``rpc.public``), which resolves the
 caller and turns refusals into gRPC status codes. Writes that change what routing or
@@ -18,6 +18,7 @@ from __future__ import annotations
 from unigate.v1 import admin_pb2_grpc
 from unigate_auth.admin.channel_rpcs import ChannelRpcs
 from unigate_auth.admin.options import OptionRpcs
+from unigate_auth.admin.quota_rpcs import QuotaRpcs
 from unigate_auth.admin.redemptions import RedemptionRpcs
 from unigate_auth.admin.status import StatusRpcs
 from unigate_auth.admin.tokens import TokenRpcs
@@ -27,6 +28,7 @@ from unigate_auth.admin.users import UserRpcs
 class AdminService(
     UserRpcs,
     TokenRpcs,
+    QuotaRpcs,
     ChannelRpcs,
     RedemptionRpcs,
     OptionRpcs,

@@ -5,12 +5,15 @@ when it is created; reads show its display prefix and a mask."""
 from __future__ import annotations
 
 import ipaddress
+import time
+from dataclasses import dataclass
 
 import asyncpg
 
-from unigate import admin
+from unigate.keys import display_prefix, generate_api_key, hash_api_key
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
+from unigate_auth.admin.quota_rpcs import adjust_quota
 from unigate_auth.admin.records import TOKEN_COLUMNS, fetch_page, like, page_of
 from unigate_auth.admin.rpc import (
     AdminBase,
@@ -25,6 +28,43 @@ from unigate_auth.admin.rpc import (
 from unigate_auth.admin.sessions import ROLE_USER, Caller
 from unigate_auth.admin.users import target_user
 from unigate_auth.lists import split_list
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    id: int
+    key: str  # shown once, never stored
+
+
+async def create_token(
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    user_id: int,
+    name: str,
+    remain_quota: int = 0,
+    unlimited_quota: bool = False,
+    expired_time: int = -1,
+    models: str = "",
+    subnet: str = "",
+) -> NewToken:
+    """Insert a key for ``user_id``; only its hash and display prefix are stored."""
+    key = generate_api_key()
+    token_id: int = await db.fetchval(
+        "INSERT INTO tokens (user_id, key_hash, key_prefix, name, remain_quota,"
+        " unlimited_quota, expired_time, models, subnet, created_time)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        user_id,
+        hash_api_key(key),
+        display_prefix(key),
+        name,
+        remain_quota,
+        unlimited_quota,
+        expired_time,
+        ",".join(split_list(models)),
+        ",".join(split_list(subnet)),
+        int(time.time()),
+    )
+    return NewToken(id=token_id, key=key)
 
 
 def checked_subnets(text: str) -> str:
@@ -81,7 +121,7 @@ class TokenRpcs(AdminBase):
         owner = await self._owner_for(caller, req.user_id)
         if req.remain_quota < 0:
             raise invalid("remain_quota cannot be negative")
-        created = await admin.create_token(
+        created = await create_token(
             self._pool,
             user_id=owner,
             name=check_name(req.name, "token"),
@@ -126,7 +166,7 @@ class TokenRpcs(AdminBase):
                 f"UPDATE tokens SET {columns} WHERE id = $1", req.id, *sets.values()
             )
         if req.HasField("remain_quota") and req.remain_quota != row["remain_quota"]:
-            await admin.adjust_quota(
+            await adjust_quota(
                 self._pool,
                 target="token",
                 target_id=req.id,

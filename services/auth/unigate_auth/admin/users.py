@@ -14,9 +14,9 @@ import time
 import asyncpg
 import grpc
 
-from unigate import admin
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
+from unigate_auth.admin.quota_rpcs import adjust_quota
 from unigate_auth.admin.records import USER_COLUMNS, fetch_page, like, page_of
 from unigate_auth.admin.rpc import (
     AdminBase,
@@ -32,6 +32,7 @@ from unigate_auth.admin.rpc import (
     rpc,
 )
 from unigate_auth.admin.sessions import (
+    MIN_PASSWORD_LENGTH,
     ROLE_ADMIN,
     ROLE_ROOT,
     ROLE_USER,
@@ -43,6 +44,41 @@ from unigate_auth.admin.sessions import (
     new_access_token,
     verify_password,
 )
+
+
+async def create_user(
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    username: str,
+    password: str,
+    group: str = "default",
+    quota: int = 0,
+    role: int = ROLE_USER,
+    status: int = STATUS_ENABLED,
+    rpm_limit: int = 0,
+    tpm_limit: int = 0,
+) -> int:
+    """Insert a user (its display name is its username); a ValueError if the password is
+    too short or the name is taken."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    try:
+        user_id: int = await db.fetchval(
+            'INSERT INTO users (username, password_hash, display_name, "group", quota, role,'
+            " status, rpm_limit, tpm_limit) VALUES ($1, $2, $1, $3, $4, $5, $6, $7, $8)"
+            " RETURNING id",
+            username,
+            await hash_password(password),
+            group,
+            quota,
+            role,
+            status,
+            rpm_limit,
+            tpm_limit,
+        )
+    except asyncpg.UniqueViolationError:
+        raise ValueError(f"a user named {username!r} already exists") from None
+    return user_id
 
 
 async def user_message_of(pool: asyncpg.Pool, user_id: int) -> admin_pb2.User:
@@ -89,7 +125,7 @@ class UserRpcs(AdminBase):
         )
 
     async def _set_quota(self, caller: Caller, user_id: int, quota: int) -> None:
-        await admin.adjust_quota(
+        await adjust_quota(
             self._pool,
             target="user",
             target_id=user_id,
@@ -142,7 +178,7 @@ class UserRpcs(AdminBase):
             quota = int(await self._option("QuotaForNewUser") or 0)
         except ValueError:
             quota = 0
-        user_id = await admin.create_user(
+        user_id = await create_user(
             self._pool, username=req.username, password=req.password, quota=max(quota, 0)
         )
         await self._set_contact(user_id, req.display_name or req.username, req.email)
@@ -225,7 +261,7 @@ class UserRpcs(AdminBase):
     async def CreateUser(self, caller: Caller, req: admin_pb2.UserInput) -> admin_pb2.User:
         await self._username_free(req.username)
         check_password(req.password)
-        user_id = await admin.create_user(
+        user_id = await create_user(
             self._pool,
             username=req.username,
             password=req.password,
