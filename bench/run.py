@@ -514,6 +514,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ledger-timeout", type=float, default=120.0, help="seconds to wait for billing"
     )
+    p.add_argument(
+        "--internal-tls",
+        choices=("on", "off"),
+        default="on",
+        help="mutual TLS between the services (default on, as in production; off only to "
+        "measure what it costs)",
+    )
     args = p.parse_args(argv)
     try:
         conns = [int(c) for c in str(args.connections).split(",") if c.strip()]
@@ -547,7 +554,11 @@ def main(argv: list[str] | None = None) -> int:
     nginx = Nginx(workdir)
     stack: Stack | None = None
     failed = True
-    print(f"namespace {namespace}, database {db_name}, temp dir {workdir}", flush=True)
+    print(
+        f"namespace {namespace}, database {db_name}, temp dir {workdir},"
+        f" internal mTLS {args.internal_tls}",
+        flush=True,
+    )
     try:
         nginx.start()
         print(f"nginx (direct upstream) on {nginx.url}", flush=True)
@@ -562,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                 ports=StackPorts.free(),
                 simulator=None,
                 log_dir=log_dir,
+                internal_tls=args.internal_tls == "on",
             )
         )
         stack.start(timeout=60)
