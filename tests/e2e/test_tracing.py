@@ -277,7 +277,15 @@ async def test_one_trace_per_request(
     pg: asyncpg.Pool,
 ) -> None:
     rec = receiver[0]
-    token = await admin_writes.create_token(pg, user_id=1, name="tracing", unlimited_quota=True)
+    # A user of its own: this stack shares the session's database but not its Redis keys, so
+    # charging a user the session stack has cached (user 1) would leave that cache above the
+    # balance of record, which the session's audit rightly reports as a drift.
+    user_id = await admin_writes.create_user(
+        pg, username=f"tracing-{uuid.uuid4().hex[:8]}", password=uuid.uuid4().hex, quota=10**9
+    )
+    token = await admin_writes.create_token(
+        pg, user_id=user_id, name="tracing", unlimited_quota=True
+    )
     client = openai.AsyncOpenAI(
         api_key=token.key, base_url=traced_stack.gateway_url + "/v1", max_retries=0, timeout=60
     )

@@ -93,10 +93,20 @@ class Env:
 async def env(redis: Redis, namespace: str, pg: asyncpg.Pool) -> AsyncIterator[Env]:
     # A namespace of its own: the sweeper scans every open reservation of its namespace.
     ns = Namespace(f"{namespace}sw{secrets.token_hex(3)}")
-    token = await admin_writes.create_token(pg, user_id=1, name="sweeper-test", remain_quota=10**6)
+    # And a user of its own: the database is the session's, whose e2e stack caches user 1's
+    # balance under another namespace; charging user 1 here would leave that cache above the
+    # balance of record (the session's audit reports it as a drift).
+    user_id = await admin_writes.create_user(
+        pg, username=f"sweeper-{secrets.token_hex(4)}", password=secrets.token_hex(8), quota=10**9
+    )
+    token = await admin_writes.create_token(
+        pg, user_id=user_id, name="sweeper-test", remain_quota=10**6
+    )
     quota = QuotaStore(redis, ns)
-    await quota.load_balances(token_id=token.id, token_balance=10**6, user_id=1, user_balance=10**9)
-    yield Env(quota, GatewayRegistry(redis, ns), Ledger(pg), pg, redis, ns, token.id, 1)
+    await quota.load_balances(
+        token_id=token.id, token_balance=10**6, user_id=user_id, user_balance=10**9
+    )
+    yield Env(quota, GatewayRegistry(redis, ns), Ledger(pg), pg, redis, ns, token.id, user_id)
     keys = [k async for k in redis.scan_iter(match=f"{ns.name}:*", count=1000)]
     if keys:
         await redis.delete(*keys)
