@@ -116,8 +116,31 @@ def stack(
     try:
         s.start()
         yield s
+        audit_until_clean(s)
     finally:
         s.stop()
+
+
+def audit_until_clean(stack: Stack, within: float = 45.0) -> None:
+    """At the end of the session, ``unigate audit`` over everything the session's stack did
+    (ledger sums against token, user and channel balances, the rollups, Redis against
+    Postgres) finds no drift. Reservations still open settle first (the sweeper's timeout
+    here is 12 s), so a drift is asked again until ``within``; one that stays fails the run."""
+    deadline = time.monotonic() + within
+    while True:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("unigate")), "audit"],
+            env=stack.config.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode == 0 and done.stdout.startswith("no drift ("):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"unigate audit after the session:\n{done.stdout}{done.stderr}")
+        time.sleep(2)
 
 
 @dataclass(frozen=True)
