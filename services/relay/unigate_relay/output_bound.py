@@ -25,6 +25,7 @@ import orjson
 from unigate.tokenizer import count_text
 from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import relay_pb2
+from unigate_relay.providers.upstream import decoded
 
 # The client's fields that limit output, by endpoint; the last is injected when none is set
 # (for chat the provider's choice, see :func:`bounded_body`).
@@ -46,10 +47,7 @@ def bounded_body(endpoint: str, body: bytes, bound: int, chat_field: str = "max_
     fields = _FIELDS.get(endpoint)
     if bound <= 0 or fields is None:
         return body
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body
+    request = decoded(body)
     if not isinstance(request, dict):
         return body
     present = [f for f in fields if isinstance(request.get(f), int)]

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from unigate_relay.providers.upstream import decoded
+
 
 def with_system_prompt(endpoint: str, body: bytes, prompt: str) -> bytes:
     """``body`` (a JSON request to ``endpoint``) with ``prompt`` put before the client's
@@ -20,10 +22,7 @@ def with_system_prompt(endpoint: str, body: bytes, prompt: str) -> bytes:
     (the provider will refuse that body on its own)."""
     if not prompt or endpoint not in ("chat.completions", "responses", "messages"):
         return body
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body
+    request = decoded(body)
     if not isinstance(request, dict):
         return body
     if endpoint == "chat.completions":
