@@ -26,6 +26,7 @@ from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import QuotaStore, RelayUsageNote, ReserveOutcome
 from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2
+from unigate_billing import ledger as ledger_module
 from unigate_billing.ledger import Ledger
 from unigate_billing.sweeper import RECOVERED_CODE, SWEPT_CODE, ReservationSweeper
 from unigate_cli.devstack import free_port
@@ -297,3 +298,55 @@ async def test_relay_records_survive_a_server_that_lost_its_scripts(private_redi
     )
     assert await private_redis.hget(ns.redis_key("rsv", "a"), "ru") == b"rec-a"
     assert await private_redis.hget(ns.redis_key("rsv", "b"), "ru") == b"rec-b"
+
+
+async def test_real_event_racing_the_sweepers_uncommitted_row_corrects_it(env: Env) -> None:
+    """The sweeper's row is still uncommitted when the consumer applies the real event: the
+    consumer's insert waits for it and does nothing, and its correction (whose snapshot
+    predates the commit) cannot see it; the ledger must still end at the real usage."""
+    rid = "req-" + secrets.token_hex(6)
+    real = quota_of(PRICING, USAGE)
+
+    def event(quota: int, usage: common_pb2.Usage, error_code: str) -> events_pb2.UsageEvent:
+        return events_pb2.UsageEvent(
+            schema_version=USAGE_SCHEMA_VERSION,
+            request_id=rid,
+            reservation_id=rid,
+            reserved_quota=AMOUNT,
+            user_id=env.user_id,
+            token_id=env.token_id,
+            model="gpt-4o-mini",
+            usage=usage,
+            pricing=PRICING,
+            quota=quota,
+            status_code=200,
+            error_code=error_code,
+            created_at_ms=int(time.time() * 1000),
+        )
+
+    swept = event(AMOUNT, common_pb2.Usage(estimated=True), SWEPT_CODE)
+    before = await env.used()
+    async with env.pg.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        # What the sweeper's Ledger.apply runs, held open before its commit.
+        await conn.fetch(ledger_module._APPLY, *ledger_module._columns([swept]))
+        consumer = asyncio.create_task(env.ledger.apply([event(real, USAGE, "")]))
+        # Until the consumer's insert waits on the sweeper's uncommitted row.
+        for _ in range(400):
+            waiting = await env.pg.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting, "the consumer never waited on the sweeper's row"
+        assert not consumer.done()
+        await tx.commit()
+    applied = await asyncio.wait_for(consumer, 30)
+
+    assert [(a.request_id, a.corrected, a.charged) for a in applied] == [(rid, True, real - AMOUNT)]
+    row = await env.row(rid)
+    assert row is not None and (row["error_code"], row["quota"]) == ("", real)
+    assert await env.used() == before + real

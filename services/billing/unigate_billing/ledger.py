@@ -143,6 +143,15 @@ SELECT f.request_id, coalesce(tok.unlimited_quota, false), f.quota - s.quota, tr
 """
 
 
+# The error codes of the rows the reservation sweeper writes (``unigate_billing.sweeper``), which
+# a late real event corrects (``_APPLY`` spells the same two in its SQL).
+#: Charged the reservation: nothing was known about the request's usage.
+SWEPT_CODE = "settled_by_sweeper"
+#: Charged the provider's usage as the relay recorded it: the gateway never published.
+RECOVERED_CODE = "settled_from_relay_usage"
+_SWEEPER_CODES = (SWEPT_CODE, RECOVERED_CODE)
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """An event that changed the ledger: a new row, or a correction of a row the reservation
@@ -209,6 +218,35 @@ def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
     return cols
 
 
+async def _correct_raced(
+    conn: asyncpg.Connection, events: list[events_pb2.UsageEvent], applied: list[Applied]
+) -> list[Applied]:
+    """Correct the sweeper's rows that were still uncommitted when ``_APPLY`` ran.
+
+    All of ``_APPLY``'s parts read one snapshot, taken when the statement starts. If the
+    sweeper's insert of the same request was in flight then, the INSERT waits for it to commit
+    and does nothing, while ``swept`` (whose snapshot predates that commit) does not see the
+    row: the real event would be neither inserted nor corrected, and the row would stay at the
+    sweeper's estimate. A real event that changed nothing is either a redelivery (its row is
+    already the real one) or this race; a new statement, with a new snapshot, tells which and
+    applies the missed corrections (``_APPLY`` is idempotent, so this is safe either way)."""
+    done = {a.request_id for a in applied}
+    waiting = [e for e in events if e.request_id not in done and e.error_code not in _SWEEPER_CODES]
+    if not waiting:
+        return []
+    swept = await conn.fetch(
+        "SELECT request_id FROM logs WHERE request_id = ANY($1::text[]) AND type = 2"
+        " AND error_code = ANY($2::text[])",
+        [e.request_id for e in waiting],
+        list(_SWEEPER_CODES),
+    )
+    ids = {r["request_id"] for r in swept}
+    if not ids:
+        return []
+    rows = await conn.fetch(_APPLY, *_columns([e for e in waiting if e.request_id in ids]))
+    return [_applied(r) for r in rows]
+
+
 class Ledger:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -223,13 +261,16 @@ class Ledger:
             if not dead:
                 # One statement is one transaction already: save BEGIN and COMMIT round trips.
                 rows = await conn.fetch(_APPLY, *_columns(events)) if events else []
-                return [_applied(r) for r in rows]
+                applied = [_applied(r) for r in rows]
+                return applied + await _correct_raced(conn, events, applied)
             async with conn.transaction():
                 rows = await conn.fetch(_APPLY, *_columns(events)) if events else []
+                applied = [_applied(r) for r in rows]
+                applied += await _correct_raced(conn, events, applied)
                 await conn.executemany(
                     "INSERT INTO dead_letters (subject, data, reason) VALUES ($1, $2, $3)", dead
                 )
-        return [_applied(r) for r in rows]
+        return applied
 
     async def committed(self, request_ids: list[str]) -> dict[str, tuple[int, int]]:
         """What the ledger charged for these requests (those it has rows for), and the id of

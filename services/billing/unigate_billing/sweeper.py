@@ -33,14 +33,11 @@ from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.quota import OpenReservation, QuotaStore, Settlement
 from unigate.v1 import common_pb2, events_pb2
-from unigate_billing.ledger import Ledger
+from unigate_billing.ledger import RECOVERED_CODE, SWEPT_CODE, Ledger
 
 log = logging.getLogger(__name__)
 
-#: Charged the reservation: nothing was known about the request's usage.
-SWEPT_CODE = "settled_by_sweeper"
-#: Charged the provider's usage as the relay recorded it: the gateway never published.
-RECOVERED_CODE = "settled_from_relay_usage"
+__all__ = ["RECOVERED_CODE", "SWEPT_CODE", "ReservationSweeper"]
 
 # Open reservations read per round trip, and at most per sweep (the oldest first; the rest
 # wait for the next sweep).
