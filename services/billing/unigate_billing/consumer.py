@@ -17,10 +17,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from unigate import telemetry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
-from unigate.quota import QuotaStore, Settlement
+from unigate.quota import QuotaStore
 from unigate.v1 import events_pb2
 from unigate_billing import metrics
-from unigate_billing.ledger import Applied, Ledger
+from unigate_billing.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -95,34 +95,6 @@ class UsageConsumer:
                 continue
             await self._handle(msgs)
 
-    async def _settlements(
-        self, events: dict[str, events_pb2.UsageEvent], changed: dict[str, Applied]
-    ) -> list[Settlement]:
-        """What to settle in Redis. An event the ledger had already (a redelivery) settles
-        with the charge committed then, mirrored only if its reservation is still open: the
-        delivery before may have been cut off between the ledger and Redis."""
-        again = [rid for rid, e in events.items() if e.reservation_id and rid not in changed]
-        earlier = await self._ledger.committed(again) if again else {}
-        out = []
-        for rid, e in events.items():
-            if not e.reservation_id:
-                continue
-            a = changed.get(rid)
-            charged, xid = (a.charged, a.xid) if a else earlier.get(rid, (0, 0))
-            out.append(
-                Settlement(
-                    reservation_id=e.reservation_id,
-                    token_id=e.token_id,
-                    user_id=e.user_id,
-                    charged=charged,
-                    # An unlimited key has no cached token balance to mirror into anyway.
-                    unlimited=a.unlimited if a else False,
-                    xid=xid,
-                    only_if_open=a is None,
-                )
-            )
-        return out
-
     async def _handle(self, msgs: list[Msg]) -> None:
         events: dict[str, events_pb2.UsageEvent] = {}
         dead: list[tuple[str, bytes, str]] = []
@@ -164,7 +136,7 @@ class UsageConsumer:
         new = {rid for rid, a in changed.items() if not a.corrected}
         try:
             with telemetry.current(traced.batch if traced else None):
-                await self._quota.settle(await self._settlements(events, changed))
+                await self._quota.settle(await self._ledger.settlements(events.values(), changed))
         except Exception:
             # The ledger is already right; cached balances heal when they expire.
             log.exception("could not settle %d events' reservations in redis", len(events))

@@ -13,10 +13,12 @@ then says what the provider really did, not what was reserved.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import asyncpg
 
+from unigate.quota import Settlement
 from unigate.v1 import events_pb2
 
 LOG_TYPE_CONSUME = 2
@@ -271,6 +273,43 @@ class Ledger:
                     "INSERT INTO dead_letters (subject, data, reason) VALUES ($1, $2, $3)", dead
                 )
         return applied
+
+    async def settlements(
+        self,
+        events: Iterable[events_pb2.UsageEvent],
+        applied: Mapping[str, Applied],
+        unlimited: Mapping[str, bool] | None = None,
+    ) -> list[Settlement]:
+        """What to settle in Redis for these events' reservations, once ``apply`` has run.
+
+        An event that changed the ledger settles with what it charged. One the ledger had
+        already (a redelivery, or a reservation billed before its settlement reached Redis)
+        settles with the charge committed then, and only if its reservation is still open: the
+        settlement before may have been cut off between the ledger and Redis. ``unlimited``
+        (by reservation) says which keys have no cached token balance, where the caller knows
+        better than the ledger's answer."""
+        held = [e for e in events if e.reservation_id]
+        earlier = await self.committed([e.request_id for e in held if e.request_id not in applied])
+        out = []
+        for e in held:
+            a = applied.get(e.request_id)
+            charged, xid = (a.charged, a.xid) if a else earlier.get(e.request_id, (0, 0))
+            if unlimited is not None and e.reservation_id in unlimited:
+                unl = unlimited[e.reservation_id]
+            else:
+                unl = a.unlimited if a else False
+            out.append(
+                Settlement(
+                    reservation_id=e.reservation_id,
+                    token_id=e.token_id,
+                    user_id=e.user_id,
+                    charged=charged,
+                    unlimited=unl,
+                    xid=xid,
+                    only_if_open=a is None,
+                )
+            )
+        return out
 
     async def committed(self, request_ids: list[str]) -> dict[str, tuple[int, int]]:
         """What the ledger charged for these requests (those it has rows for), and the id of

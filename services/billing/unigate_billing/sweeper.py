@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 from unigate.charge import quota_of
 from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION
-from unigate.quota import OpenReservation, QuotaStore, Settlement
+from unigate.quota import OpenReservation, QuotaStore
 from unigate.v1 import common_pb2, events_pb2
 from unigate_billing.ledger import RECOVERED_CODE, SWEPT_CODE, Ledger
 
@@ -151,27 +151,9 @@ class ReservationSweeper:
         applied = {a.request_id: a for a in await self._ledger.apply(list(events.values()))}
         # Where a row already exists (billed, but its settlement never reached Redis), settle
         # with what was actually charged.
-        billed = await self._ledger.committed(
-            [e.request_id for e in events.values() if e.request_id not in applied]
+        settlements = await self._ledger.settlements(
+            events.values(), applied, {r.reservation_id: r.unlimited for r in orphans}
         )
-
-        settlements = []
-        for r in orphans:
-            rid = events[r.reservation_id].request_id
-            done = applied.get(rid)
-            charged, xid = (done.charged, done.xid) if done else billed.get(rid, (0, 0))
-            settlements.append(
-                Settlement(
-                    reservation_id=r.reservation_id,
-                    token_id=r.token_id,
-                    user_id=r.user_id,
-                    charged=charged,
-                    unlimited=r.unlimited,
-                    xid=xid,
-                    # Billed already: settle only what is still open, with what was charged.
-                    only_if_open=done is None,
-                )
-            )
         await self._quota.settle(settlements)
         new = [events[r.reservation_id] for r in orphans]
         new = [e for e in new if e.request_id in applied]
