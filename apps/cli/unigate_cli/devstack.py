@@ -7,6 +7,7 @@ Used by ``make dev`` (foreground, logs to the terminal), by the tests and by the
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,11 +24,27 @@ import httpx
 from unigate.certs import TlsFiles, ensure_certificates
 from unigate.grpcutil import client_channel
 
+# Below Linux's range for outgoing connections (ip_local_port_range, 32768-60999): a port
+# the kernel picked there (bind to 0) can be taken by any client socket between this check and
+# the service's own bind (seen: a billing ops port "already in use" in CI); here only another
+# listener can take it, and this process never hands the same one out twice.
+_PORT_RANGE = (20000, 32767)
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(500):
+        port = random.randint(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 @dataclass
