@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import Placement, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
 
 from unigate.namespace import Namespace
+from unigate.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 # JetStream drops a second publish with the same Nats-Msg-Id inside this window.
 DUPLICATE_WINDOW_SECONDS = 600.0
+
+
+def server_urls(url: str) -> list[str]:
+    """``NATS_URL`` as a list of servers: one URL, or a cluster's as ``nats://a:4222,nats://b:4222``.
+
+    The client tries them in turn at start and on every reconnect, and also learns the
+    cluster's other members from each server's INFO, so one reachable seed is enough to start
+    and a dead node is left for a living one without a restart."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("NATS_URL names no server")
+    return urls
 
 
 async def connect(url: str, name: str) -> NATS:
@@ -40,7 +54,7 @@ async def connect(url: str, name: str) -> NATS:
     # nats-py annotates the wait as int seconds but sleeps on any number: half a second.
     wait: Any = 0.5
     await client.connect(
-        url,
+        servers=server_urls(url),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=wait,
@@ -51,21 +65,78 @@ async def connect(url: str, name: str) -> NATS:
     return client
 
 
-async def ensure_usage_stream(js: JetStreamContext, ns: Namespace, *, replicas: int = 1) -> None:
-    """Create the usage stream if it does not exist yet (idempotent, safe to race)."""
+@dataclass(frozen=True)
+class StreamPlacement:
+    """Where JetStream keeps the usage stream: how many copies, in which cluster, on servers
+    with which tags (a NATS super-cluster places by these)."""
+
+    replicas: int = 1
+    cluster: str = ""
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> StreamPlacement:
+        tags = tuple(t.strip() for t in settings.usage_stream_tags.split(",") if t.strip())
+        return cls(settings.usage_stream_replicas, settings.usage_stream_cluster.strip(), tags)
+
+    def placement(self) -> Placement | None:
+        if not self.cluster and not self.tags:
+            return None
+        return Placement(cluster=self.cluster or None, tags=list(self.tags) or None)
+
+
+async def ensure_usage_stream(
+    js: JetStreamContext, ns: Namespace, where: StreamPlacement | None = None
+) -> None:
+    """Create the usage stream if it does not exist yet (idempotent, safe to race); an
+    existing one whose replicas or placement differ from ``where`` is updated to it (JetStream
+    adds or removes copies, or moves the stream, without losing a message)."""
+    where = where or StreamPlacement()
     config = StreamConfig(
         name=ns.usage_stream,
         subjects=[ns.usage_subjects],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
-        num_replicas=replicas,
+        num_replicas=where.replicas,
+        placement=where.placement(),
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         max_age=7 * 24 * 3600.0,
     )
     try:
-        await js.stream_info(ns.usage_stream)
+        info = await js.stream_info(ns.usage_stream)
     except NotFoundError:
-        await js.add_stream(config)
+        try:
+            await js.add_stream(config)
+            return
+        except BadRequestError:
+            # Another process created it between the two calls (it errs "name already in
+            # use" when their configurations differ in any detail; identical ones succeed).
+            info = await js.stream_info(ns.usage_stream)
+    have = info.config
+    want_placement = where.placement()
+    if have.num_replicas != where.replicas or (
+        want_placement is not None and _placement_differs(have.placement, want_placement)
+    ):
+        log.warning(
+            "usage stream %s: replicas %s -> %s, placement %s -> %s",
+            ns.usage_stream,
+            have.num_replicas,
+            where.replicas,
+            have.placement,
+            want_placement,
+        )
+        have.num_replicas = where.replicas
+        if want_placement is not None:
+            have.placement = want_placement
+        await js.update_stream(have)
+
+
+def _placement_differs(have: Placement | None, want: Placement) -> bool:
+    if have is None:
+        return True
+    return (have.cluster or None) != want.cluster or sorted(have.tags or []) != sorted(
+        want.tags or []
+    )
 
 
 ConfigHandler = Callable[[dict[str, object]], Awaitable[None]]

@@ -35,8 +35,11 @@ class CommonSettings(BaseSettings):
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     # On SIGTERM: how long calls and streams in flight may take to finish before they are cut.
     drain_timeout: float = Field(30.0, alias="SHUTDOWN_DRAIN_TIMEOUT")
-    # Copies of the usage stream a NATS cluster keeps (set when the stream is first created).
-    usage_stream_replicas: int = Field(1, alias="USAGE_STREAM_REPLICAS")
+    # Copies of the usage stream a NATS cluster keeps, and where (a cluster's name, server
+    # tags, comma-separated): an existing stream is updated to them at start.
+    usage_stream_replicas: int = Field(1, ge=1, le=5, alias="USAGE_STREAM_REPLICAS")
+    usage_stream_cluster: str = Field("", alias="USAGE_STREAM_CLUSTER")
+    usage_stream_tags: str = Field("", alias="USAGE_STREAM_TAGS")
 
     # Mutual TLS on every internal gRPC hop (docs/security.md). Off only for local
     # experiments: then anyone who reaches a port may call anything, and every process says so.

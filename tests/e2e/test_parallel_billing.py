@@ -84,6 +84,7 @@ async def ledger_env(
     *,
     pg_admin_dsn: str = PG_ADMIN_DSN,
     redis_url: str = REDIS_URL,
+    nats_url: str = NATS_URL,
     **extra_env: str,
 ) -> AsyncIterator[LedgerEnv]:
     """Create, start, and afterwards remove everything: the database (dropped WITH (FORCE)),
@@ -99,7 +100,7 @@ async def ledger_env(
             namespace=name,
             secret_key=secrets.token_urlsafe(32),
             redis_url=redis_url,
-            nats_url=NATS_URL,
+            nats_url=nats_url,
             ports=StackPorts.free(),
             simulator_key="sk-sim-" + secrets.token_hex(20),
             log_dir=log_dir,
@@ -126,7 +127,9 @@ async def ledger_env(
         )
         # Blocking (it polls readiness): off the event loop, which other fixtures share.
         await asyncio.to_thread(stack.start, 60.0)
-        nc = await nats.connect(NATS_URL, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        nc = await nats.connect(
+            servers=nats_url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2
+        )
         yield LedgerEnv(stack, ns, dsn, pg, redis, nc, channel_id)
     finally:
         await asyncio.to_thread(stack.stop)
@@ -134,10 +137,10 @@ async def ledger_env(
             await nc.close()
         if pg is not None:
             await pg.close()
-        await _remove(ns, redis, pg_admin_dsn)
+        await _remove(ns, redis, pg_admin_dsn, nats_url)
 
 
-async def _remove(ns: Namespace, redis: Redis, pg_admin_dsn: str) -> None:
+async def _remove(ns: Namespace, redis: Redis, pg_admin_dsn: str, nats_url: str) -> None:
     conn = await asyncpg.connect(pg_admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "unigate_{ns.name}" WITH (FORCE)')
@@ -147,7 +150,7 @@ async def _remove(ns: Namespace, redis: Redis, pg_admin_dsn: str) -> None:
     if keys:
         await redis.delete(*keys)
     await redis.aclose()
-    nc = await nats.connect(NATS_URL)
+    nc = await nats.connect(servers=nats_url.split(","))
     try:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await nc.jetstream().delete_stream(ns.usage_stream)

@@ -38,7 +38,7 @@ async def serve(settings: BillingSettings) -> None:
     redis = connect_redis(settings.redis_conn_string, max_connections=16)
     nc = await bus.connect(settings.nats_url, "unigate-billing")
     js = nc.jetstream()
-    await bus.ensure_usage_stream(js, ns, replicas=settings.usage_stream_replicas)
+    await bus.ensure_usage_stream(js, ns, bus.StreamPlacement.from_settings(settings))
     ledger, quota = Ledger(pool), QuotaStore(redis, ns)
     consumer = UsageConsumer(
         js,

@@ -133,7 +133,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         }
         nc = await bus.connect(settings.nats_url, "unigate-gateway")
         js = nc.jetstream()
-        await bus.ensure_usage_stream(js, ns, replicas=settings.usage_stream_replicas)
+        await bus.ensure_usage_stream(js, ns, bus.StreamPlacement.from_settings(settings))
         publisher = UsagePublisher(
             js,
             ns.usage_subject,
