@@ -132,7 +132,8 @@ class ResponsesOverChat(Provider):
             if chunk.HasField("usage"):
                 yield chunk
                 continue
-            out = b""
+            # response.created first: its snapshot must hold no output yet.
+            out = b"" if writer.started else writer.start()
             for frame in splitter.feed(chunk.data):
                 data = event_data(frame)
                 if data is None or data == b"[DONE]":
@@ -142,5 +143,5 @@ class ResponsesOverChat(Provider):
                 except orjson.JSONDecodeError:
                     continue
                 out += writer.feed(parsed)
-            if out or not writer.started:
-                yield relay_pb2.RelayChunk(data=(b"" if writer.started else writer.start()) + out)
+            if out:
+                yield relay_pb2.RelayChunk(data=out)
