@@ -376,3 +376,34 @@ async def test_input_items_pages(client: openai.AsyncOpenAI) -> None:
     ascending: Any = await client.responses.input_items.list(response.id, order="asc", limit=10)
     assert [i.content[0].text for i in ascending.data] == [f"line {i}" for i in range(5)]
     assert not ascending.has_more
+
+
+async def test_a_conversation_moves_between_families(
+    client: openai.AsyncOpenAI,
+    tenant: Tenant,
+    pg: asyncpg.Pool,
+    claude: Claude,
+    secret_key: str,
+    simulator: ThreadedServer,
+) -> None:
+    """Started on Claude, continued on an OpenAI channel that never saw it: the OpenAI
+    channel gets the conversation replayed, not an id it never issued; and back."""
+    model = alias("claude")
+    await claude_channel(pg, secret_key, claude, model)
+    first = await client.responses.create(model=model, input="first words")
+    second = await client.responses.create(
+        model="gpt-4o-mini", input="second words", previous_response_id=first.id
+    )
+    assert second.output_text == "Echo: second words"
+    sent = simulator.server.config.app.state.calls[-1]["body"]
+    assert "previous_response_id" not in sent
+    assert "first words" in texts(sent["input"]) and "Echo: first words" in texts(sent["input"])
+    await assert_row_is(pg, tenant, 2, second.usage)
+    # Back on Claude: both earlier turns are replayed, the OpenAI one from the store.
+    third = await client.responses.create(
+        model=model, input="third words", previous_response_id=second.id
+    )
+    assert third.output_text == "Echo: third words"
+    replayed = texts(claude.calls[-1]["body"]["messages"])
+    for said in ("first words", "Echo: first words", "second words", "Echo: second words"):
+        assert said in replayed
