@@ -189,6 +189,7 @@ def test_a_stream_cut_by_the_output_limit_ends_incomplete() -> None:
 
 HISTORY = [
     {"type": "message", "id": "msg_1", "role": "user", "content": "hi", "status": "completed"},
+    {"type": "reasoning", "id": "rs_1", "summary": []},
     {"type": "message", "id": "msg_2", "role": "assistant", "content": [], "status": "completed"},
 ]
 
@@ -206,12 +207,13 @@ def test_the_channel_that_keeps_the_state_gets_the_id_others_the_conversation() 
     assert native_body(relay_request(5)) == relay_request(5).body
     elsewhere = orjson.loads(native_body(relay_request(6)))
     assert "previous_response_id" not in elsewhere
+    # Neither ids nor reasoning items it never issued go to another provider.
     assert elsewhere["input"] == [
-        {k: v for k, v in item.items() if k != "id"} for item in HISTORY
+        {k: v for k, v in item.items() if k != "id"} for item in HISTORY if item["id"] != "rs_1"
     ] + [{"role": "user", "content": "again"}]
     translated = orjson.loads(with_history(relay_request(6), keep_previous_id=True))
     assert translated["previous_response_id"] == "resp_1"
-    assert translated["input"][:2] == HISTORY and translated["input"][2]["content"] == [
+    assert translated["input"][:3] == HISTORY and translated["input"][3]["content"] == [
         {"type": "input_text", "text": "again"}
     ]
 

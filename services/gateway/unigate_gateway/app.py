@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import grpc
 from fastapi import FastAPI, Request
@@ -27,6 +28,7 @@ from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes, serve_ops
 from unigate.redisconn import connect_redis
+from unigate.tokens import estimate_body_tokens
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_gateway import metrics
 from unigate_gateway.account_routes import account_routes
@@ -267,6 +269,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             turn: ResponsesTurn | None = None
             if endpoint in (RESPONSES, INPUT_TOKENS):
                 turn = await responses_turn(call, proxy().stored_response, api_key, ip_of(request))
+                if turn.history:
+                    # The replayed turns are prompt too: the reservation covers them.
+                    call = replace(
+                        call,
+                        estimated_prompt_tokens=call.estimated_prompt_tokens
+                        + estimate_body_tokens(len(turn.history)),
+                    )
             response = await proxy().handle(
                 api_key, call, ip_of(request), request_id, client_request_id, turn
             )

@@ -5,7 +5,8 @@ and sends the earlier turns' items, oldest first, in ``RelayRequest.responses_hi
 with the channel that produced the previous response (``responses_channel_id``). A
 provider that keeps state (OpenAI's and Azure's Responses API) is sent the request as it
 is when it goes to that same channel; anywhere else the items are put ahead of ``input``
-and the id, which that provider never issued, is taken out.
+and the id, which that provider never issued, is taken out (with the earlier items' ids and
+reasoning items, which it could not resolve either).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from unigate.responses_items import input_items
+from unigate.responses_items import input_items, replayable
 from unigate.v1 import relay_pb2
 
 
@@ -34,7 +35,11 @@ def with_history(request: relay_pb2.RelayRequest, *, keep_previous_id: bool) -> 
         body["input"] = history + input_items(current)
     else:
         # A provider of its own: ids it never issued are not sent to it.
-        replayed = [{k: v for k, v in item.items() if k != "id"} for item in history]
+        replayed = [
+            {k: v for k, v in item.items() if k != "id"}
+            for item in replayable(history)
+            if isinstance(item, dict)
+        ]
         body["input"] = replayed + (
             [{"role": "user", "content": current}] if isinstance(current, str) else current or []
         )
