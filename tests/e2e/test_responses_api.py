@@ -24,8 +24,10 @@ from tests.e2e.conftest import Tenant, ThreadedServer
 from tests.e2e.provider_support import alias, ledger_row, running
 from tests.e2e.test_anthropic import Claude, claude_channel, openai_channel
 from tests.e2e.test_anthropic import warm_stack as warm_stack  # a warm stack first (autouse)
+from tests.e2e.test_compatible_providers import BY_NAME, Simulated
 from tests.e2e.test_gemini import Google, gemini_channel
 from unigate_cli.devstack import Stack
+from unigate_sim.compatible.deepseek import reasoning_text
 from unigate_sim.gemini import prompt_tokens as gemini_prompt_tokens
 from unigate_sim.openai import count_tokens
 
@@ -407,3 +409,29 @@ async def test_a_conversation_moves_between_families(
     replayed = texts(claude.calls[-1]["body"]["messages"])
     for said in ("first words", "Echo: first words", "second words", "Echo: second words"):
         assert said in replayed
+
+
+async def test_an_openai_compatible_provider_without_responses_is_translated(
+    client: openai.AsyncOpenAI, tenant: Tenant, pg: asyncpg.Pool, secret_key: str
+) -> None:
+    """DeepSeek speaks OpenAI chat only: its channels serve the Responses API translated,
+    its reasoning as a reasoning item, never a /responses call it would refuse."""
+    sim = Simulated(BY_NAME["deepseek"])
+    try:
+        reasoner = alias("ds-reasoner")
+        await sim.channel(pg, secret_key, {reasoner: "deepseek-reasoner"})
+        answer = await client.responses.create(model=reasoner, input="think this through")
+        assert sim.calls[-1]["path"].endswith("/chat/completions")
+        assert [o.type for o in answer.output] == ["reasoning", "message"]
+        reasoning: Any = answer.output[0]
+        assert reasoning.summary[0].text == reasoning_text(
+            [{"role": "user", "content": "think this through"}]
+        )
+        assert answer.output_text == "Echo: think this through"
+        await assert_row_is(pg, tenant, 1, answer.usage)
+        async with client.responses.stream(model=reasoner, input="and stream it") as stream:
+            final = await stream.get_final_response()
+        assert final.output_text == "Echo: and stream it"
+        await assert_row_is(pg, tenant, 2, final.usage, stream=True)
+    finally:
+        sim.stop()

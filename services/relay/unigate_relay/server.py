@@ -77,7 +77,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 retryable=True,
             )
         # A family without the Messages API serves it through its chat completions.
-        if (provider := serving(provider, request.endpoint)) is None:
+        if (provider := serving(provider, request.endpoint, request.channel_type)) is None:
             return relay_error(
                 400,
                 f"This model's provider does not support `{request.endpoint}`.",
