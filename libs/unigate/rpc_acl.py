@@ -13,7 +13,8 @@ the user's session or access token in the call's metadata; only the operator's i
 (``admin``) with neither acts as root there (``unigate_auth.admin.rpc``).
 
 The table is the code's own call graph (``docs/security.md`` explains each line):
-gateway → auth (Authorize, ListModels, GetKeyInfo, AdminService for ``/api``), gateway →
+gateway → auth (Authorize, ListModels, GetKeyInfo, the stored responses of the Responses API,
+AdminService for ``/api``), gateway →
 relay (Call, CallMany, Stream), gateway → billing (the ``/api/log`` reads; DeleteLogs for
 ``DELETE /api/log/``, which auth has confirmed is an admin's); relay → auth (GetChannel,
 DisableChannel: its channel configuration and health reports); auth → relay (Call: the
@@ -70,6 +71,10 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _auth("GetKeyInfo"): frozenset({GATEWAY}),
     # A finished request's real cost, lowering its reservation at once (the gateway's proxy).
     _auth("Release"): frozenset({GATEWAY}),
+    # The Responses API's stored responses (the gateway's /v1/responses routes).
+    _auth("SaveStoredResponse"): frozenset({GATEWAY}),
+    _auth("GetStoredResponse"): frozenset({GATEWAY}),
+    _auth("DeleteStoredResponse"): frozenset({GATEWAY}),
     _auth("GetChannel"): frozenset({RELAY}),
     _auth("DisableChannel"): frozenset({RELAY}),
     **_every(admin_pb2.DESCRIPTOR, "AdminService", {GATEWAY, ADMIN}),

@@ -23,6 +23,8 @@ from unigate_relay.providers.anthropic.stream import ChatStreamTranslator
 from unigate_relay.providers.base import CallContext, Provider, stream_truncated
 from unigate_relay.providers.openai_shapes import DONE_FRAME, chunk_frame
 from unigate_relay.server import RelayService, TerminalHold
+from unigate_relay.translate.responses_response import response_skeleton
+from unigate_relay.translate.responses_stream import ResponsesStreamWriter
 from unigate_relay.translate.stream import MessagesStreamWriter, event_frame
 from unigate_relay.usage_record import UsageRecorder
 
@@ -96,7 +98,16 @@ def _payloads(frames: list[bytes]) -> list[bytes]:
     return [f.split(b"\ndata: ", 1)[1].strip() for f in frames]
 
 
+def translated_responses_frames(text: str) -> list[bytes]:
+    """Responses events as the relay writes them for a family without the Responses API."""
+    writer = ResponsesStreamWriter(response_skeleton({}, "m", "resp_1"))
+    chunk = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]}
+    written = writer.start() + writer.feed(chunk) + writer.finish(USAGE)
+    return [e + b"\n\n" for e in written.split(b"\n\n") if e]
+
+
 TRANSLATED_CHAT = translated_chat_frames("data: [DONE]")
+TRANSLATED_RESPONSES = translated_responses_frames('"type":"response.completed"')
 TRANSLATED_MESSAGES = translated_messages_frames("message_stop")
 # (endpoint, frames, index of the terminal frame). The text says the terminal marker, so a
 # substring match would stop too early.
@@ -109,6 +120,7 @@ CASES = [
     ("responses", responses_frames("response.completed", "response.completed"), 2),
     ("responses", responses_frames("response.failed", "response.incomplete"), 2),
     ("responses", responses_frames("x", "response.failed"), 2),
+    ("responses", TRANSLATED_RESPONSES, len(TRANSLATED_RESPONSES) - 1),
 ]
 
 

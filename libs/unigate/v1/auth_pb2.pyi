@@ -20,6 +20,134 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class SaveStoredResponseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PREVIOUS_RESPONSE_ID_FIELD_NUMBER: _builtins.int
+    INPUT_ITEMS_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    user_id: _builtins.int
+    token_id: _builtins.int
+    channel_id: _builtins.int
+    model: _builtins.str
+    previous_response_id: _builtins.str
+    input_items: _builtins.bytes
+    """This turn's input items (JSON array, each with an id) and the response object (JSON)."""
+    response: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        user_id: _builtins.int = ...,
+        token_id: _builtins.int = ...,
+        channel_id: _builtins.int = ...,
+        model: _builtins.str = ...,
+        previous_response_id: _builtins.str = ...,
+        input_items: _builtins.bytes = ...,
+        response: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "id", b"id", "input_items", b"input_items", "model", b"model", "previous_response_id", b"previous_response_id", "response", b"response", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SaveStoredResponseRequest: _TypeAlias = SaveStoredResponseRequest  # noqa: Y015
+
+@_typing.final
+class SaveStoredResponseReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SaveStoredResponseReply: _TypeAlias = SaveStoredResponseReply  # noqa: Y015
+
+@_typing.final
+class StoredResponseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    WITH_HISTORY_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    client_ip: _builtins.str
+    id: _builtins.str
+    with_history: _builtins.bool
+    """GetStoredResponse: also the items of every earlier turn of the chain, oldest first
+    (each turn's input, then its output), for replaying the conversation.
+    """
+    def __init__(
+        self,
+        *,
+        api_key: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+        id: _builtins.str = ...,
+        with_history: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "client_ip", b"client_ip", "id", b"id", "with_history", b"with_history"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoredResponseRequest: _TypeAlias = StoredResponseRequest  # noqa: Y015
+
+@_typing.final
+class StoredResponseReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    FOUND_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    INPUT_ITEMS_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    """False: the key itself was refused (`error` says why)."""
+    found: _builtins.bool
+    """False: no response of this id belongs to the key's user."""
+    response: _builtins.bytes
+    input_items: _builtins.bytes
+    channel_id: _builtins.int
+    history: _builtins.bytes
+    """with_history: a JSON array of the items up to and including this response's output."""
+    @_builtins.property
+    def error(self) -> _common_pb2.ClientError: ...
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        error: _common_pb2.ClientError | None = ...,
+        found: _builtins.bool = ...,
+        response: _builtins.bytes = ...,
+        input_items: _builtins.bytes = ...,
+        channel_id: _builtins.int = ...,
+        history: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "channel_id", b"channel_id", "error", b"error", "found", b"found", "history", b"history", "input_items", b"input_items", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoredResponseReply: _TypeAlias = StoredResponseReply  # noqa: Y015
+
+@_typing.final
 class ReleaseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

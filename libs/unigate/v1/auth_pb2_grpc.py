@@ -71,6 +71,21 @@ class AuthServiceStub:
                 request_serializer=unigate_dot_v1_dot_auth__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_auth__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.SaveStoredResponse = channel.unary_unary(
+                '/unigate.v1.AuthService/SaveStoredResponse',
+                request_serializer=unigate_dot_v1_dot_auth__pb2.SaveStoredResponseRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.SaveStoredResponseReply.FromString,
+                _registered_method=True)
+        self.GetStoredResponse = channel.unary_unary(
+                '/unigate.v1.AuthService/GetStoredResponse',
+                request_serializer=unigate_dot_v1_dot_auth__pb2.StoredResponseRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.StoredResponseReply.FromString,
+                _registered_method=True)
+        self.DeleteStoredResponse = channel.unary_unary(
+                '/unigate.v1.AuthService/DeleteStoredResponse',
+                request_serializer=unigate_dot_v1_dot_auth__pb2.StoredResponseRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.StoredResponseReply.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -131,6 +146,28 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SaveStoredResponse(self, request, context):
+        """The Responses API's stored responses (the gateway's /v1/responses routes), kept with the
+        user whose key created them: saved after a response with `store` not false; read (with
+        the earlier turns of its previous_response_id chain when asked) and deleted only through
+        a key of that user — anyone else's key finds nothing, as for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStoredResponse(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStoredResponse(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +205,21 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=unigate_dot_v1_dot_auth__pb2.ReleaseRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_auth__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'SaveStoredResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveStoredResponse,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.SaveStoredResponseRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.SaveStoredResponseReply.SerializeToString,
+            ),
+            'GetStoredResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStoredResponse,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.StoredResponseRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.StoredResponseReply.SerializeToString,
+            ),
+            'DeleteStoredResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStoredResponse,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.StoredResponseRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.StoredResponseReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -361,6 +413,87 @@ class AuthService:
             '/unigate.v1.AuthService/Release',
             unigate_dot_v1_dot_auth__pb2.ReleaseRequest.SerializeToString,
             unigate_dot_v1_dot_auth__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveStoredResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AuthService/SaveStoredResponse',
+            unigate_dot_v1_dot_auth__pb2.SaveStoredResponseRequest.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.SaveStoredResponseReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStoredResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AuthService/GetStoredResponse',
+            unigate_dot_v1_dot_auth__pb2.StoredResponseRequest.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.StoredResponseReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStoredResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AuthService/DeleteStoredResponse',
+            unigate_dot_v1_dot_auth__pb2.StoredResponseRequest.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.StoredResponseReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,14 @@ class AuthServiceStub:
     (AuthorizeResponse.release_early): the reservation is lowered to it at once, so the rest
     of the balance can be spent before billing settles the request.
     """
+    SaveStoredResponse: _aio.UnaryUnaryMultiCallable[_auth_pb2.SaveStoredResponseRequest, _auth_pb2.SaveStoredResponseReply]
+    """The Responses API's stored responses (the gateway's /v1/responses routes), kept with the
+    user whose key created them: saved after a response with `store` not false; read (with
+    the earlier turns of its previous_response_id chain when asked) and deleted only through
+    a key of that user — anyone else's key finds nothing, as for an unknown id.
+    """
+    GetStoredResponse: _aio.UnaryUnaryMultiCallable[_auth_pb2.StoredResponseRequest, _auth_pb2.StoredResponseReply]
+    DeleteStoredResponse: _aio.UnaryUnaryMultiCallable[_auth_pb2.StoredResponseRequest, _auth_pb2.StoredResponseReply]
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """The auth service decides, once per request, whether a key may make a call,
@@ -107,5 +115,31 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         (AuthorizeResponse.release_early): the reservation is lowered to it at once, so the rest
         of the balance can be spent before billing settles the request.
         """
+
+    @_abc_1.abstractmethod
+    def SaveStoredResponse(
+        self,
+        request: _auth_pb2.SaveStoredResponseRequest,
+        context: _aio.ServicerContext[_auth_pb2.SaveStoredResponseRequest, _abc.Awaitable[_auth_pb2.SaveStoredResponseReply]],
+    ) -> _abc.Awaitable[_auth_pb2.SaveStoredResponseReply]:
+        """The Responses API's stored responses (the gateway's /v1/responses routes), kept with the
+        user whose key created them: saved after a response with `store` not false; read (with
+        the earlier turns of its previous_response_id chain when asked) and deleted only through
+        a key of that user — anyone else's key finds nothing, as for an unknown id.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStoredResponse(
+        self,
+        request: _auth_pb2.StoredResponseRequest,
+        context: _aio.ServicerContext[_auth_pb2.StoredResponseRequest, _abc.Awaitable[_auth_pb2.StoredResponseReply]],
+    ) -> _abc.Awaitable[_auth_pb2.StoredResponseReply]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteStoredResponse(
+        self,
+        request: _auth_pb2.StoredResponseRequest,
+        context: _aio.ServicerContext[_auth_pb2.StoredResponseRequest, _abc.Awaitable[_auth_pb2.StoredResponseReply]],
+    ) -> _abc.Awaitable[_auth_pb2.StoredResponseReply]: ...
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _aio.Server) -> None: ...

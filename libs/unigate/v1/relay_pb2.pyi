@@ -59,6 +59,8 @@ class RelayRequest(_message.Message):
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     INSTALL_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    RESPONSES_HISTORY_FIELD_NUMBER: _builtins.int
+    RESPONSES_CHANNEL_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     endpoint: _builtins.str
     """"chat.completions", "embeddings", ..."""
@@ -89,6 +91,14 @@ class RelayRequest(_message.Message):
     """The output bound auth granted (AuthorizeResponse.max_output_tokens); 0 = none. The relay
     sends it in the provider's own field and cuts a stream that runs past it.
     """
+    responses_history: _builtins.bytes
+    """Responses API only, when the request names a previous_response_id: the stored items of
+    the earlier turns, oldest first (a JSON array), resolved and owner-checked by the
+    gateway, and the channel that produced the previous response. A provider with its own
+    Responses API is sent the id on that channel (it keeps the state); anywhere else the
+    relay replays these items ahead of the input.
+    """
+    responses_channel_id: _builtins.int
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -110,10 +120,12 @@ class RelayRequest(_message.Message):
         reservation_id: _builtins.str = ...,
         install: _builtins.str = ...,
         max_output_tokens: _builtins.int = ...,
+        responses_history: _builtins.bytes = ...,
+        responses_channel_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_id", b"call_id", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "content_type", b"content_type", "endpoint", b"endpoint", "include_usage", b"include_usage", "install", b"install", "max_output_tokens", b"max_output_tokens", "model", b"model", "request_id", b"request_id", "reservation_id", b"reservation_id", "stream", b"stream", "trace_context", b"trace_context", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_id", b"call_id", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "content_type", b"content_type", "endpoint", b"endpoint", "include_usage", b"include_usage", "install", b"install", "max_output_tokens", b"max_output_tokens", "model", b"model", "request_id", b"request_id", "reservation_id", b"reservation_id", "responses_channel_id", b"responses_channel_id", "responses_history", b"responses_history", "stream", b"stream", "trace_context", b"trace_context", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

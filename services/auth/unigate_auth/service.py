@@ -526,6 +526,55 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             released = 0  # billing's settlement releases it all the same
         return auth_pb2.ReleaseResponse(released=released)
 
+    # ---- stored responses (the Responses API) -------------------------------------------
+    async def SaveStoredResponse(
+        self,
+        request: auth_pb2.SaveStoredResponseRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> auth_pb2.SaveStoredResponseReply:
+        await self._store.responses.save(
+            id=request.id,
+            user_id=request.user_id,
+            token_id=request.token_id,
+            channel_id=request.channel_id,
+            model=request.model,
+            previous_response_id=request.previous_response_id,
+            input_items=request.input_items,
+            response=request.response,
+        )
+        return auth_pb2.SaveStoredResponseReply()
+
+    async def GetStoredResponse(
+        self, request: auth_pb2.StoredResponseRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.StoredResponseReply:
+        try:
+            token = await self._check_key(request.api_key, request.client_ip)
+        except errors.ClientFacingError as err:
+            return auth_pb2.StoredResponseReply(allowed=False, error=err.to_proto())
+        found = await self._store.responses.get(request.id, token.user_id)
+        if found is None:
+            return auth_pb2.StoredResponseReply(allowed=True, found=False)
+        reply = auth_pb2.StoredResponseReply(
+            allowed=True,
+            found=True,
+            response=found.response,
+            input_items=found.input_items,
+            channel_id=found.channel_id,
+        )
+        if request.with_history:
+            reply.history = await self._store.responses.history(request.id, token.user_id)
+        return reply
+
+    async def DeleteStoredResponse(
+        self, request: auth_pb2.StoredResponseRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.StoredResponseReply:
+        try:
+            token = await self._check_key(request.api_key, request.client_ip)
+        except errors.ClientFacingError as err:
+            return auth_pb2.StoredResponseReply(allowed=False, error=err.to_proto())
+        deleted = await self._store.responses.delete(request.id, token.user_id)
+        return auth_pb2.StoredResponseReply(allowed=True, found=deleted)
+
     async def DisableChannel(
         self, request: auth_pb2.DisableChannelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.DisableChannelResponse:

@@ -1,5 +1,6 @@
 """Postgres reads of the auth service (the config of record): keys, balances, options.
-Channels and abilities are ``unigate_auth.admin.channels``' (``AuthStore.channels``)."""
+Channels and abilities are ``unigate_auth.admin.channels``' (``AuthStore.channels``), stored
+Responses API responses ``unigate_auth.stored_responses``' (``AuthStore.responses``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncpg
 from unigate.quota import Balances, Snapshot
 from unigate_auth.admin.channels import ChannelTable
 from unigate_auth.lists import split_list
+from unigate_auth.stored_responses import StoredResponses
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -42,6 +44,8 @@ class AuthStore:
         self._pool = pool
         # Channel reads and writes have their own home, shared with the admin RPCs.
         self.channels = ChannelTable(pool)
+        # The Responses API's stored responses, read and deleted by their owner only.
+        self.responses = StoredResponses(pool)
 
     async def token_by_hash(self, key_hash: bytes) -> TokenRecord | None:
         row = await self._pool.fetchrow(

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import grpc
 from fastapi import FastAPI, Request
@@ -27,6 +28,7 @@ from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes, serve_ops
 from unigate.redisconn import connect_redis
+from unigate.tokens import estimate_body_tokens
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_gateway import metrics
 from unigate_gateway.account_routes import account_routes
@@ -51,11 +53,19 @@ from unigate_gateway.requests import (
     parse_completions,
     parse_embeddings,
     parse_images,
+    parse_input_tokens,
     parse_moderations,
     parse_rerank,
     parse_responses,
     parse_speech,
     upload_call,
+)
+from unigate_gateway.responses_api import (
+    INPUT_TOKENS,
+    RESPONSES,
+    ResponsesTurn,
+    responses_routes,
+    responses_turn,
 )
 from unigate_gateway.settings import GatewaySettings
 from unigate_gateway.slash_redirect import relative_slash_redirects
@@ -113,7 +123,8 @@ RELAYED: list[tuple[str, str, Parser]] = [
     ("/v1/audio/transcriptions", "audio.transcriptions", _upload("audio.transcriptions")),
     ("/v1/audio/translations", "audio.translations", _upload("audio.translations")),
     ("/v1/rerank", "rerank", _json(parse_rerank)),
-    ("/v1/responses", "responses", _json(parse_responses)),
+    ("/v1/responses", RESPONSES, _json(parse_responses)),
+    ("/v1/responses/input_tokens", INPUT_TOKENS, _json(parse_input_tokens)),
     ("/v1/messages", MESSAGES, _json(parse_messages)),
     ("/v1/messages/count_tokens", COUNT_TOKENS, _json(parse_count_tokens)),
 ]
@@ -255,8 +266,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 # No key of ours looks like this: refused here, never sent on to auth.
                 raise errors.AuthenticationFailed("Incorrect API key provided.")
             call = await parse(request, body)
+            turn: ResponsesTurn | None = None
+            if endpoint in (RESPONSES, INPUT_TOKENS):
+                turn = await responses_turn(call, proxy().stored_response, api_key, ip_of(request))
+                if turn.history:
+                    # The replayed turns are prompt too: the reservation covers them.
+                    call = replace(
+                        call,
+                        estimated_prompt_tokens=call.estimated_prompt_tokens
+                        + estimate_body_tokens(len(turn.history)),
+                    )
             response = await proxy().handle(
-                api_key, call, ip_of(request), request_id, client_request_id
+                api_key, call, ip_of(request), request_id, client_request_id, turn
             )
         except errors.ClientFacingError as err:
             response = error_response(err, request_id, endpoint)
@@ -281,6 +302,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         [
             *(relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED),
             *account_routes(proxy, ip_of),
+            *responses_routes(
+                lambda *a: proxy().stored_response(*a),
+                lambda *a: proxy().delete_stored_response(*a),
+                ip_of,
+                error_response,
+                new_request_id,
+            ),
             # The web console: `/` and `/console/*` only (it routes inside the fragment).
             *console_routes(),
         ]

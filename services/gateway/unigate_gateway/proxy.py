@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
+import orjson
 from starlette.responses import Response, StreamingResponse
 
 from unigate import errors, telemetry
@@ -32,6 +33,7 @@ from unigate_gateway.anthropic_api import error_frame, error_json
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
 from unigate_gateway.requests import ParsedCall
+from unigate_gateway.responses_api import ResponsesTurn, final_response
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ class CallRecord:
     attempt: telemetry.Span | None = None
     # The id the client sent (X-Request-Id / X-Client-Request-Id), recorded beside ours.
     client_request_id: str = ""
+    # Responses API calls: the stored conversation it continues, and whether to store it.
+    turn: ResponsesTurn | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +170,13 @@ class Proxy:
         client_ip: str,
         request_id: str,
         client_request_id: str = "",
+        turn: ResponsesTurn | None = None,
     ) -> Response:
         started = time.perf_counter()
         decision = await self.authorize(api_key, call, client_ip, request_id)
         record = CallRecord(request_id, call, client_ip, decision, started)
         record.client_request_id = client_request_id
+        record.turn = turn
         if call.stream:
             response = await self._stream(record)
         else:
@@ -194,12 +200,21 @@ class Proxy:
         retries = (
             record.auth.retry_times if record.auth.HasField("retry_times") else self._retry_times
         )
-        return list(record.auth.candidates)[: 1 + max(retries, 0)]
+        candidates = list(record.auth.candidates)
+        previous = record.turn.channel_id if record.turn is not None else 0
+        if previous:
+            # A conversation goes back to the channel that produced its previous response
+            # (a provider that keeps state continues it there); the order is kept otherwise.
+            candidates.sort(key=lambda c: c.channel_id != previous)
+        return candidates[: 1 + max(retries, 0)]
 
     def _relay_request(
         self, record: CallRecord, cand: auth_pb2.ChannelCandidate
     ) -> relay_pb2.RelayRequest:
+        turn = record.turn
         return relay_pb2.RelayRequest(
+            responses_history=turn.history if turn is not None else b"",
+            responses_channel_id=turn.channel_id if turn is not None else 0,
             request_id=record.request_id,
             endpoint=record.call.endpoint,
             channel_id=cand.channel_id,
@@ -293,6 +308,8 @@ class Proxy:
                 if not result.HasField("error"):
                     record.usage = result.usage
                     record.status = result.http_status or 200
+                    if record.turn is not None and record.turn.store:
+                        await self._save_response(record, result.body)
                     if token is not None:
                         telemetry.detach(token)
                         self._end_attempt(record, None, result.body)
@@ -415,6 +432,11 @@ class Proxy:
                     record.first_token_ms = end.first_token_ms
                     finished = True
                     if end.tail:
+                        if record.turn is not None and record.turn.store:
+                            # Saved before the client can read the end and ask for it.
+                            stored = final_response(end.tail)
+                            if stored is not None:
+                                await self._save_response(record, stored)
                         # Recorded above, so a client that leaves at this frame changes nothing.
                         terminated = True
                         yield end.tail
@@ -541,6 +563,57 @@ class Proxy:
             await self._auth.Release(request, timeout=self._authorize_timeout)
         except grpc.aio.AioRpcError as exc:
             log.warning("could not release a reservation early: %s", exc.code())
+
+    async def _save_response(self, record: CallRecord, body: bytes) -> None:
+        """Store a Responses API answer under the key's user (never failing the call: the
+        client has its answer; only a later retrieve would miss it)."""
+        turn = record.turn
+        try:
+            response = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            response = None
+        if turn is None or not isinstance(response, dict) or not response.get("id"):
+            return
+        request = auth_pb2.SaveStoredResponseRequest(
+            id=str(response["id"]),
+            user_id=record.auth.user_id,
+            token_id=record.auth.token_id,
+            channel_id=record.channel.channel_id if record.channel else 0,
+            model=record.call.model,
+            previous_response_id=turn.previous_response_id,
+            input_items=turn.input_items,
+            response=body,
+        )
+        try:
+            await self._auth.SaveStoredResponse(request, timeout=self._authorize_timeout)
+        except grpc.aio.AioRpcError as exc:
+            log.error("could not store response %s: %s", response["id"], exc.code())
+
+    async def stored_response(
+        self, api_key: str, client_ip: str, response_id: str, with_history: bool
+    ) -> auth_pb2.StoredResponseReply | None:
+        """The key's user's stored response ``response_id`` (None: none such)."""
+        request = auth_pb2.StoredResponseRequest(
+            api_key=api_key, client_ip=client_ip, id=response_id, with_history=with_history
+        )
+        resp = await self._ask_auth(
+            self._auth.GetStoredResponse(request, timeout=self._authorize_timeout)
+        )
+        if not resp.allowed:
+            raise errors.ClientFacingError.from_proto(resp.error)
+        return resp if resp.found else None
+
+    async def delete_stored_response(self, api_key: str, client_ip: str, response_id: str) -> bool:
+        """Delete the key's user's stored response ``response_id`` (False: none such)."""
+        request = auth_pb2.StoredResponseRequest(
+            api_key=api_key, client_ip=client_ip, id=response_id
+        )
+        resp = await self._ask_auth(
+            self._auth.DeleteStoredResponse(request, timeout=self._authorize_timeout)
+        )
+        if not resp.allowed:
+            raise errors.ClientFacingError.from_proto(resp.error)
+        return resp.found
 
     async def list_models(self, api_key: str, client_ip: str) -> list[str]:
         request = auth_pb2.ListModelsRequest(api_key=api_key, client_ip=client_ip)

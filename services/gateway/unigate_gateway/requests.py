@@ -243,6 +243,11 @@ def parse_responses(body: bytes) -> ParsedCall:
     )
 
 
+def parse_input_tokens(body: bytes) -> ParsedCall:
+    """``POST /v1/responses/input_tokens``: a Responses body counted, never generated from."""
+    return _json_call("responses.input_tokens", body, ())
+
+
 def check_single_fields(names: Iterable[str]) -> None:
     """A multipart form sends each field once, but for arrays (``timestamp_granularities[]``,
     ``include[]``). A repeated one is refused: the provider reads the first ``model`` while a

@@ -23,7 +23,9 @@ from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.output_bound import bounded_body, bounded_stream
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 from unigate_relay.system_prompt import with_system_prompt
-from unigate_relay.translate import serving
+from unigate_relay.translate import ResponsesOverChat, serving
+from unigate_relay.translate.responses_history import native_body
+from unigate_relay.translate.responses_provider import RESPONSES
 from unigate_relay.usage_record import UsageRecorder
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 retryable=True,
             )
         # A family without the Messages API serves it through its chat completions.
-        if (provider := serving(provider, request.endpoint)) is None:
+        if (provider := serving(provider, request.endpoint, request.channel_type)) is None:
             return relay_error(
                 400,
                 f"This model's provider does not support `{request.endpoint}`.",
@@ -113,6 +115,10 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 retryable=True,
             )
         body = request.body
+        native = not isinstance(provider, ResponsesOverChat)
+        if request.responses_history and request.endpoint == RESPONSES and native:
+            # A provider with its own Responses API: the id where it keeps the state.
+            body = native_body(request)
         if channel.system_prompt:
             body = with_system_prompt(request.endpoint, body, channel.system_prompt)
         if request.max_output_tokens > 0:

@@ -47,6 +47,11 @@ class Provider(abc.ABC):
     # Endpoints ("chat.completions", "embeddings", ...) this provider can serve.
     endpoints: ClassVar[frozenset[str]]
 
+    def serves(self, endpoint: str, channel_type: int) -> bool:
+        """Whether channels of ``channel_type`` serve ``endpoint`` natively (a family whose
+        channel types differ, as the OpenAI-compatible ones do, narrows it per type)."""
+        return endpoint in self.endpoints
+
     def chat_output_field(self, channel_type: int) -> str:
         """The field of a chat request that carries an injected output limit (the family's
         request builder carries it on into the provider's own field)."""

@@ -68,6 +68,10 @@ class OpenAIProvider(Provider):
     channel_types: ClassVar[tuple[int, ...]] = tuple(sorted(_SPECS))
     endpoints: ClassVar[frozenset[str]] = _ALL_ENDPOINTS
 
+    def serves(self, endpoint: str, channel_type: int) -> bool:
+        # DeepSeek, Mistral, ... serve chat only: their Responses API is the translated one.
+        return endpoint in spec_for(channel_type).endpoints
+
     def chat_output_field(self, channel_type: int) -> str:
         return spec_for(channel_type).chat_output_field
 
