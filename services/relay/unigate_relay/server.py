@@ -74,8 +74,8 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 code="relay_misrouted",
                 retryable=True,
             )
-        # A family without the Messages API serves it through its chat completions.
-        if (provider := serving(provider, request.endpoint)) is None:
+        # A family without the Messages API or the Gemini routes serves them translated.
+        if (provider := serving(provider, request.endpoint, request.upstream_model)) is None:
             return relay_error(
                 400,
                 f"This model's provider does not support `{request.endpoint}`.",

@@ -47,6 +47,11 @@ class Provider(abc.ABC):
     # Endpoints ("chat.completions", "embeddings", ...) this provider can serve.
     endpoints: ClassVar[frozenset[str]]
 
+    def serves(self, endpoint: str, upstream_model: str) -> bool:
+        """Whether this family serves ``endpoint`` itself for ``upstream_model`` (else the
+        relay's translation layer may serve it through another of its endpoints)."""
+        return endpoint in self.endpoints
+
     def chat_output_field(self, channel_type: int) -> str:
         """The field of a chat request that carries an injected output limit (the family's
         request builder carries it on into the provider's own field)."""
