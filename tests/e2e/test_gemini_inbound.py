@@ -26,6 +26,7 @@ from tests.e2e.provider_support import alias, create_mapped_channel, ledger_row,
 from tests.e2e.test_anthropic import CLAUDE_KEY, SONNET, Claude
 from tests.e2e.test_gemini import KEY as GEMINI_KEY
 from tests.e2e.test_gemini import Google
+from tests.e2e.test_vertex import Vertex, vertex_channel
 from unigate_cli.devstack import Stack
 from unigate_sim.gemini import prompt_tokens as gemini_prompt_tokens
 from unigate_sim.openai import count_tokens
@@ -43,6 +44,11 @@ def claude() -> Iterator[Claude]:
     yield from running(Claude())
 
 
+@pytest.fixture
+def vertex() -> Iterator[Vertex]:
+    yield from running(Vertex())
+
+
 @pytest.fixture(scope="module", autouse=True)
 async def warm_stack(stack: Stack, pg: asyncpg.Pool, channel_id: int) -> None:
     """One request through every service first: a cold first request on a loaded machine can
@@ -54,6 +60,12 @@ async def warm_stack(stack: Stack, pg: asyncpg.Pool, channel_id: int) -> None:
             json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
             headers={"Authorization": f"Bearer {token.key}"},
         )
+
+
+def gclient_base(client: genai.Client) -> str:
+    base = client._api_client._http_options.base_url
+    assert base is not None
+    return base.rstrip("/")
 
 
 def sdk(stack: Stack, key: str) -> genai.Client:
@@ -166,6 +178,68 @@ async def test_sdk_on_a_gemini_channel_passes_through(
     assert fourth["endpoint"] in ("gemini.batch_embed_contents", "gemini.embed_content")
     # Gemini reports no tokens for embeddings: counted, and marked so.
     assert fourth["estimated"] and fourth["prompt_tokens"] == sum(count_tokens(t) for t in texts)
+
+    # The single-content method, passed through with its own path and body.
+    async with httpx.AsyncClient(timeout=60) as http:
+        one = await http.post(
+            f"{gclient_base(gclient)}/v1beta/models/{embedder}:embedContent",
+            json={"content": {"parts": [{"text": "lazy dog"}]}, "outputDimensionality": 8},
+            headers={"x-goog-api-key": tenant.key},
+        )
+    assert one.status_code == 200, one.text
+    assert len(one.json()["embedding"]["values"]) == 8
+    assert google.state.calls[-1]["path"] == "/v1beta/models/text-embedding-004:embedContent"
+    fifth = await ledger_row(pg, tenant, 5)
+    assert (fifth["endpoint"], fifth["prompt_tokens"]) == (
+        "gemini.embed_content",
+        count_tokens("lazy dog"),
+    )
+
+    # The provider's own refusal reaches the client in Google's words and status.
+    refusal = {"error": {"code": 400, "message": "Bad thing.", "status": "INVALID_ARGUMENT"}}
+    google.state.fail_next.append((400, refusal))
+    with pytest.raises(genai_errors.ClientError) as refused:
+        await gclient.aio.models.generate_content(model=model, contents="hello gemini")
+    assert (refused.value.code, refused.value.status) == (400, "INVALID_ARGUMENT")
+    assert refused.value.message == "Bad thing."
+
+
+async def test_sdk_on_a_vertex_channel(
+    gclient: genai.Client, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, vertex: Vertex
+) -> None:
+    model = await vertex_channel(pg, secret_key, vertex, "gemini-2.5-flash")
+    await generate_and_stream(gclient, pg, tenant, model, "hello vertex")
+    prefix = f"/v1/projects/{vertex.project}/locations/us-central1/publishers/google/models/"
+    call = vertex.state.calls[-1]
+    assert call["path"] == prefix + "gemini-2.5-flash:streamGenerateContent"
+    first = await ledger_row(pg, tenant, 1)
+    assert first["prompt_tokens"] == gemini_prompt_tokens(call["body"])
+
+    counted = await gclient.aio.models.count_tokens(model=model, contents="hello vertex")
+    assert vertex.state.calls[-1]["path"] == prefix + "gemini-2.5-flash:countTokens"
+    assert counted.total_tokens == gemini_prompt_tokens(
+        {"contents": [{"role": "user", "parts": [{"text": "hello vertex"}]}]}
+    )
+    assert (await ledger_row(pg, tenant, 3))["quota"] == 0
+
+    # Vertex embeds through `predict`, whose token counts make the row exact.
+    embedder = await vertex_channel(pg, secret_key, vertex, "text-embedding-005")
+    texts = ["alpha beta", "gamma"]
+    embedded = await gclient.aio.models.embed_content(model=embedder, contents=texts)
+    assert embedded.embeddings and len(embedded.embeddings) == 2
+    assert vertex.state.calls[-1]["path"] == prefix + "text-embedding-005:predict"
+    fourth = await ledger_row(pg, tenant, 4)
+    assert not fourth["estimated"] and fourth["prompt_tokens"] == sum(
+        count_tokens(t) for t in texts
+    )
+
+    # Claude on Vertex speaks Anthropic's protocol: the route is translated onto it.
+    claude = await vertex_channel(pg, secret_key, vertex, "claude-3-5-sonnet-20241022")
+    answer = await gclient.aio.models.generate_content(model=claude, contents="hello claude")
+    assert answer.text == "Echo: hello claude"
+    assert vertex.state.calls[-1]["path"].endswith("claude-3-5-sonnet-v2@20241022:rawPredict")
+    fifth = await ledger_row(pg, tenant, 5)
+    assert ledger_tokens(fifth) == usage_of(answer.usage_metadata)
 
 
 async def test_sdk_on_an_openai_channel_is_translated(

@@ -30,9 +30,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unigate_sim.gemini.errors import GoogleError, api_key_invalid, invalid, unknown_field
-from unigate_sim.gemini.reply import embedding_values, prompt_tokens
-from unigate_sim.gemini.service import SimState, error_response, generate, json_body, json_response
-from unigate_sim.gemini.validate import check_request
+from unigate_sim.gemini.reply import embedding_values
+from unigate_sim.gemini.service import (
+    SimState,
+    count_tokens_answer,
+    error_response,
+    generate,
+    json_body,
+    json_response,
+)
 
 DEFAULT_MODELS: Final = (
     "gemini-2.5-pro",
@@ -96,29 +102,6 @@ def _embed_one(body: Any, model: str) -> Response:
     return json_response({"embedding": _embedding(body, "EmbedContentRequest", model)})
 
 
-def _count_tokens(body: Any) -> Response:
-    """``countTokens``: ``contents`` or a whole ``generateContentRequest`` (never both),
-    counted as ``generateContent`` reports ``promptTokenCount``."""
-    if not isinstance(body, dict):
-        raise invalid("Invalid JSON payload received. Expected an object.")
-    unknown = set(body) - {"contents", "generateContentRequest"}
-    if unknown:
-        raise unknown_field(sorted(unknown)[0], "")
-    if "contents" in body and "generateContentRequest" in body:
-        raise invalid("* CountTokensRequest: contents and generate_content_request are exclusive")
-    inner = body.get("generateContentRequest")
-    if isinstance(inner, dict):
-        if not str(inner.get("model") or "").startswith("models/"):
-            raise invalid("* CountTokensRequest.generate_content_request.model: is required")
-        request = check_request({k: v for k, v in inner.items() if k != "model"})
-    else:
-        request = check_request({"contents": body.get("contents")})
-    total = prompt_tokens(request)
-    return json_response(
-        {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]}
-    )
-
-
 def _embed(body: Any, model: str) -> Response:
     if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
         raise invalid("* BatchEmbedContentsRequest.requests: requests is not specified")
@@ -166,7 +149,7 @@ async def _model_method(request: Request) -> Response:
         if embeds:
             return _embed(body, model)
         if method == "countTokens":
-            return _count_tokens(body)
+            return count_tokens_answer(body, vertex=False)
         return generate(body, model, method, request.query_params.get("alt") == "sse")
     except GoogleError as error:
         return error_response(error)

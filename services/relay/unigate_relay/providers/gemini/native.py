@@ -43,12 +43,17 @@ if TYPE_CHECKING:
     from unigate_relay.providers.gemini.adapter import GeminiProvider
 
 
-def upstream_body(ctx: CallContext) -> bytes | relay_pb2.RelayError:
+def upstream_body(ctx: CallContext, *, vertex: bool = False) -> bytes | relay_pb2.RelayError:
     """The client's body for the upstream model: the same bytes unless a field names the
-    model and the channel maps it to another."""
+    model and the channel maps it to another. Vertex AI's ``countTokens`` takes the counted
+    fields themselves, so a Gemini API ``generateContentRequest`` is unwrapped for it."""
     req = ctx.request
-    if req.endpoint not in (gemini.BATCH_EMBED, gemini.COUNT_TOKENS) or req.model == (
-        req.upstream_model
+    unwrap = (
+        vertex and req.endpoint == gemini.COUNT_TOKENS and b"generateContentRequest" in req.body
+    )
+    if not unwrap and (
+        req.endpoint not in (gemini.BATCH_EMBED, gemini.COUNT_TOKENS)
+        or req.model == req.upstream_model
     ):
         return req.body
     try:
@@ -63,7 +68,12 @@ def upstream_body(ctx: CallContext) -> bytes | relay_pb2.RelayError:
             if isinstance(item, dict):
                 item["model"] = name
     elif isinstance(body.get("generateContentRequest"), dict):
-        body["generateContentRequest"]["model"] = name
+        inner = body["generateContentRequest"]
+        if unwrap:
+            counted = ("contents", "systemInstruction", "tools")
+            body = {k: inner[k] for k in counted if k in inner}
+        else:
+            inner["model"] = name
     return orjson.dumps(body)
 
 
@@ -81,7 +91,7 @@ def _usage(ctx: CallContext, answer: Any) -> common_pb2.Usage:
 
 
 async def native_call(provider: GeminiProvider, ctx: CallContext) -> relay_pb2.RelayResult:
-    body = upstream_body(ctx)
+    body = upstream_body(ctx, vertex=provider.family == "vertex")
     if isinstance(body, relay_pb2.RelayError):
         return relay_pb2.RelayResult(error=body)
     method = gemini.UPSTREAM_METHOD[ctx.request.endpoint]
