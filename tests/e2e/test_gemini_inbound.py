@@ -440,3 +440,24 @@ async def test_key_forms_json_array_stream_and_model_listing(
     with pytest.raises(genai_errors.ClientError) as absent:
         await gclient.aio.models.get(model="not-a-model-of-this-key")
     assert absent.value.code == 404
+
+    # The SDK on api_version v1: the same routes under /v1, whose model listing answers in
+    # Google's shape to a Google-keyed request (and stays OpenAI's for a Bearer one).
+    v1 = genai.Client(
+        api_key=tenant.key,
+        http_options=types.HttpOptions(base_url=stack.gateway_url, api_version="v1"),
+    )
+    assert "models/gpt-4o-mini" in [m.name async for m in await v1.aio.models.list()]
+    reply = await v1.aio.models.generate_content(model="gpt-4o-mini", contents="on v1")
+    assert reply.text == "Echo: on v1"
+    async with httpx.AsyncClient(timeout=60) as http:
+        openai_list = await http.get(
+            stack.gateway_url + "/v1/models", headers={"Authorization": f"Bearer {tenant.key}"}
+        )
+        assert openai_list.json()["object"] == "list"
+        # A refusal before a JSON-array stream starts is that array's one element.
+        refused = await http.post(
+            url + ":streamGenerateContent", json={}, headers={"x-goog-api-key": tenant.key}
+        )
+        assert refused.status_code == 400
+        assert refused.json()[0]["error"]["status"] == "INVALID_ARGUMENT"

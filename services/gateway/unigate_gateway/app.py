@@ -311,51 +311,49 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 response.headers["content-length"] = str(len(response.body))
         return response
 
-    def gemini_models(version: str) -> list[Route]:
-        async def keyed(request: Request, model: str | None) -> Response:
-            # Ours, as on every answer of these routes (listing makes no ledger row).
-            request_id = new_request_id()
-            try:
-                api_key = gemini_key(request)
-                if not api_key:
-                    raise errors.AuthenticationFailed("No API key.", code="missing_api_key")
-                names = await proxy().list_models(api_key, ip_of(request))
-                if model is None:
-                    params = request.query_params
-                    body = model_page(names, params.get("pageSize"), params.get("pageToken"))
-                elif model in names:
-                    body = model_object(model)
-                else:
-                    raise model_not_found(model, version)
-            except errors.ClientFacingError as err:
-                return error_response(err, request_id, gemini.GENERATE)
-            return Response(
-                orjson.dumps(body),
-                media_type="application/json",
-                headers={"X-Request-Id": request_id},
-            )
+    async def google_models(request: Request, model: str | None, version: str) -> Response:
+        """Google's ``ListModels`` (``model`` None) or ``GetModel`` from the key's models."""
+        # Ours, as on every answer of these routes (listing makes no ledger row).
+        request_id = new_request_id()
+        try:
+            api_key = gemini_key(request)
+            if not api_key:
+                raise errors.AuthenticationFailed("No API key.", code="missing_api_key")
+            names = await proxy().list_models(api_key, ip_of(request))
+            if model is None:
+                params = request.query_params
+                body = model_page(names, params.get("pageSize"), params.get("pageToken"))
+            elif model in names:
+                body = model_object(model)
+            else:
+                raise model_not_found(model, version)
+        except errors.ClientFacingError as err:
+            return error_response(err, request_id, gemini.GENERATE)
+        return Response(
+            orjson.dumps(body), media_type="application/json", headers={"X-Request-Id": request_id}
+        )
 
-        async def listing(request: Request) -> Response:
-            return await keyed(request, None)
+    async def v1beta_models(request: Request) -> Response:
+        return await google_models(request, None, "v1beta")
 
-        async def one(request: Request) -> Response:
-            return await keyed(request, request.path_params["model"])
+    async def v1beta_model(request: Request) -> Response:
+        return await google_models(request, request.path_params["model"], "v1beta")
 
-        return [
-            Route(f"/{version}/models", listing, methods=["GET"]),
-            Route(f"/{version}/models/{{model:path}}", one, methods=["GET"]),
-        ]
+    async def v1_google_models(request: Request, model: str | None) -> Response:
+        return await google_models(request, model, "v1")
 
     # Plain Starlette routes: the relayed endpoints read the raw body themselves, so FastAPI's
     # per-request dependency and validation machinery would be pure overhead here.
     app.router.routes.extend(
         [
             *(relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED),
-            *account_routes(proxy, ip_of),
-            # Gemini-native: /v1beta, and /v1 (whose GET /v1/models stays OpenAI's).
+            # GET /v1/models answers in Google's shape to a request keyed only Google's way.
+            *account_routes(proxy, ip_of, google=v1_google_models),
+            # Gemini-native, under /v1beta and /v1.
             Route("/v1beta/models/{target:path}", gemini_method, methods=["POST"]),
             Route("/v1/models/{target:path}", gemini_method, methods=["POST"]),
-            *gemini_models("v1beta"),
+            Route("/v1beta/models", v1beta_models, methods=["GET"]),
+            Route("/v1beta/models/{model:path}", v1beta_model, methods=["GET"]),
             # The web console: `/` and `/console/*` only (it routes inside the fragment).
             *console_routes(),
         ]
