@@ -28,6 +28,7 @@ from tests.e2e.test_gemini import KEY as GEMINI_KEY
 from tests.e2e.test_gemini import Google
 from tests.e2e.test_vertex import Vertex, vertex_channel
 from unigate_cli.devstack import Stack
+from unigate_sim.anthropic import StreamError
 from unigate_sim.gemini import prompt_tokens as gemini_prompt_tokens
 from unigate_sim.openai import count_tokens
 
@@ -340,6 +341,24 @@ async def test_sdk_on_an_anthropic_channel_is_translated(
         0,
         0,
     )
+    # A stream the provider breaks off after its first words: the client's last chunk is a
+    # Google error object (the SDK raises it), the ledger has the row.
+    claude.app.state.stream_errors.append(
+        StreamError(after=4, error_type="api_error", message="boom")
+    )
+    words: list[types.GenerateContentResponse] = []
+    with pytest.raises(genai_errors.APIError) as cut:
+        broken = await gclient.aio.models.generate_content_stream(
+            model=model, contents="cut me off right here"
+        )
+        async for chunk in broken:
+            words.append(chunk)
+    assert words and (words[0].text or "").startswith("Echo")
+    assert cut.value.code == 502
+    assert cut.value.details["error"]["status"] == "UNAVAILABLE"
+    fifth = await ledger_row(pg, tenant, 5)
+    assert fifth["status_code"] == 502 and fifth["is_stream"]
+
     # Anthropic has no embeddings: the client's 400, in Google's shape.
     with pytest.raises(genai_errors.ClientError) as refused:
         await gclient.aio.models.embed_content(model=model, contents="embed me")
