@@ -455,7 +455,7 @@ async def test_key_forms_json_array_stream_and_model_listing(
     names = [m.name async for m in await gclient.aio.models.list()]
     assert "models/gpt-4o-mini" in names
     found = await gclient.aio.models.get(model="gpt-4o-mini")
-    assert found.name == "models/gpt-4o-mini"
+    assert found.name == "models/gpt-4o-mini" and found.output_token_limit == 16_384
     with pytest.raises(genai_errors.ClientError) as absent:
         await gclient.aio.models.get(model="not-a-model-of-this-key")
     assert absent.value.code == 404

@@ -101,6 +101,8 @@ def test_model_page() -> None:
     assert page["models"][1]["supportedGenerationMethods"] == ["embedContent", "batchEmbedContents"]
     assert page["nextPageToken"] == "2"
     assert "nextPageToken" not in model_page(["a", "b", "c"], None, "2")
+    known = model_page(["gpt-4o-mini"], None, None)["models"][0]
+    assert (known["inputTokenLimit"], known["outputTokenLimit"]) == (128_000, 16_384)
 
 
 def test_generate_to_chat_turns_tools_and_config() -> None:

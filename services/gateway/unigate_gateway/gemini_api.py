@@ -35,6 +35,7 @@ from unigate import errors
 from unigate import gemini_endpoints as gemini
 from unigate.errors import InvalidRequest
 from unigate.google_errors import STATUS_NAMES, google_error_body, status_of_code
+from unigate.model_limits import context_window, output_limit
 from unigate.tokens import sse_payloads
 from unigate_gateway.requests import (
     MAX_TOKENS_LIMIT,
@@ -250,15 +251,22 @@ def parse_gemini(method: str, model: str, body: bytes) -> ParsedCall:
 
 
 def model_object(name: str) -> dict[str, Any]:
-    """Google's ``Model`` for one of the key's model names."""
+    """Google's ``Model`` for one of the key's model names (its token limits where unigate
+    knows the model's published ones)."""
     embeds = "embed" in name.lower()
-    return {
+    model: dict[str, Any] = {
         "name": f"models/{name}",
         "baseModelId": name,
         "version": "unigate",
         "displayName": name,
         "supportedGenerationMethods": EMBEDDING_METHODS if embeds else GENERATION_METHODS,
     }
+    window, output = context_window(name), output_limit(name)
+    if window:
+        model["inputTokenLimit"] = window
+    if output:
+        model["outputTokenLimit"] = output
+    return model
 
 
 def model_page(names: list[str], page_size: str | None, page_token: str | None) -> dict[str, Any]:
