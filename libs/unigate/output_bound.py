@@ -15,11 +15,14 @@ import math
 from collections.abc import Iterable
 from fractions import Fraction
 
+from unigate import gemini_endpoints as gemini
 from unigate import model_limits
 from unigate.pricing import Price
 
 # Endpoints whose answers are generated token by token and can be bounded.
-GENERATING = frozenset({"chat.completions", "completions", "responses", "messages"})
+GENERATING = frozenset(
+    {"chat.completions", "completions", "responses", "messages", gemini.GENERATE}
+)
 
 
 def prompt_ratio(price: Price, *, long_cache_writes: bool = False) -> float:

@@ -37,7 +37,8 @@ def counted_usage(endpoint: str, body: bytes, model: str, completion_text: str) 
 
 def streamed_text(chunk_payloads: Iterable[bytes]) -> str:
     """The text (content and reasoning) of OpenAI stream chunks (chat, legacy completions or
-    Responses API events) or Anthropic Messages events, given their JSON payloads."""
+    Responses API events), Anthropic Messages events or Gemini ``generateContent`` chunks,
+    given their JSON payloads."""
     text = []
     for data in chunk_payloads:
         try:
@@ -51,6 +52,13 @@ def streamed_text(chunk_payloads: Iterable[bytes]) -> str:
         elif isinstance(parsed.get("delta"), dict):  # Anthropic Messages content deltas
             delta = parsed["delta"]
             text.extend(str(delta.get(k) or "") for k in ("text", "thinking", "partial_json"))
+        for candidate in parsed.get("candidates") or []:  # Gemini generateContent chunks
+            content = candidate.get("content") if isinstance(candidate, dict) else None
+            for part in (content.get("parts") if isinstance(content, dict) else None) or []:
+                if isinstance(part, dict):
+                    text.append(str(part.get("text") or ""))
+                    if isinstance(part.get("functionCall"), dict):
+                        text.append(orjson.dumps(part["functionCall"]).decode())
         for choice in parsed.get("choices") or []:
             if not isinstance(choice, dict):
                 continue

@@ -314,3 +314,36 @@ def test_batch_embeddings(client: TestClient) -> None:
     assert answer["embeddings"][0] != answer["embeddings"][1]
     body["requests"][1]["model"] = "models/other"
     assert post(client, body, url).status_code == 400
+
+
+def test_count_tokens_as_generate_content_reports_its_prompt(client: TestClient) -> None:
+    url = "/v1beta/models/gemini-2.5-flash:countTokens"
+    contents = [{"role": "user", "parts": [{"text": "count these words"}]}]
+    counted = post(client, {"contents": contents}, url)
+    assert counted.status_code == 200
+    assert counted.json()["totalTokens"] == prompt_tokens({"contents": contents})
+    wrapped = {"generateContentRequest": {"model": "models/gemini-2.5-flash", "contents": contents}}
+    assert post(client, wrapped, url).json()["totalTokens"] == counted.json()["totalTokens"]
+    both = post(client, {"contents": contents, **wrapped}, url)
+    assert both.status_code == 400 and "exclusive" in error_of(both)["message"]
+    unnamed = post(client, {"generateContentRequest": {"contents": contents}}, url)
+    assert unnamed.status_code == 400
+    assert post(client, {"contents": contents, "stream": True}, url).status_code == 400
+    assert post(client, {"contents": []}, url).status_code == 400
+
+
+def test_embed_content_one_content(client: TestClient) -> None:
+    url = "/v1beta/models/text-embedding-004:embedContent"
+    one = post(client, {"content": {"parts": [{"text": "a dog"}]}, "outputDimensionality": 4}, url)
+    assert one.status_code == 200 and len(one.json()["embedding"]["values"]) == 4
+    assert post(client, {"content": {"parts": [{"text": "x"}]}, "foo": 1}, url).status_code == 400
+    other = {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "x"}]}}
+    assert post(client, other, url).status_code == 400
+    assert post(client, {"content": {"parts": []}}, url).status_code == 400
+    # A chat model does not embed.
+    chat = post(
+        client,
+        {"content": {"parts": [{"text": "x"}]}},
+        URL.replace(":generateContent", ":embedContent"),
+    )
+    assert chat.status_code == 404

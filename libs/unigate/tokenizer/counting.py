@@ -16,6 +16,7 @@ import orjson
 import tiktoken
 from tiktoken.model import encoding_name_for_model
 
+from unigate import gemini_endpoints as gemini
 from unigate.tokenizer.bundled import BUNDLED, get_encoding
 from unigate.tokenizer.images import image_part_tokens
 
@@ -184,4 +185,57 @@ def request_prompt_tokens(endpoint: str, request: dict[str, Any], model: str = "
             len(enc.encode(s, disallowed_special=())) for s in _strings(request.get("tools"))
         )
         return chat_prompt_tokens(turns, (), model) + tools
+    if gemini.is_gemini(endpoint):
+        return _gemini_prompt_tokens(endpoint, request, enc, model)
     return None
+
+
+# Gemini bills an image (or a PDF page, a second of video) as 258 tokens; unigate never fetches
+# a file to count it, so each media part is taken at that price.
+_GEMINI_MEDIA_TOKENS = 258
+
+
+def _gemini_parts_tokens(content: Any, enc: tiktoken.Encoding) -> int:
+    """A Gemini ``Content``'s parts: text, function calls/responses as their strings, media."""
+    parts = content.get("parts") if isinstance(content, dict) else None
+    total = 0
+    for part in parts if isinstance(parts, list) else ():
+        if not isinstance(part, dict):
+            continue
+        if "inlineData" in part or "fileData" in part:
+            total += _GEMINI_MEDIA_TOKENS
+        for name in ("text", "functionCall", "functionResponse", "executableCode"):
+            total += sum(
+                len(enc.encode(s, disallowed_special=())) for s in _strings(part.get(name))
+            )
+    return total
+
+
+def _gemini_prompt_tokens(
+    endpoint: str, request: dict[str, Any], enc: tiktoken.Encoding, model: str
+) -> int:
+    """A Gemini-native request (``generateContent``/``countTokens``: the conversation, system
+    instruction and tools, counted as OpenAI counts messages; the embedding methods: their
+    texts). An estimate: the provider's own usage replaces it wherever it reports one."""
+    if endpoint == gemini.EMBED:
+        return _gemini_parts_tokens(request.get("content"), enc)
+    if endpoint == gemini.BATCH_EMBED:
+        items = request.get("requests")
+        return sum(
+            _gemini_parts_tokens(item.get("content"), enc)
+            for item in (items if isinstance(items, list) else ())
+            if isinstance(item, dict)
+        )
+    inner = request.get("generateContentRequest")
+    if endpoint == gemini.COUNT_TOKENS and isinstance(inner, dict):
+        request = inner
+    contents = request.get("contents")
+    turns = [contents] if isinstance(contents, dict) else contents
+    total = REPLY_PRIMING
+    for content in [request.get("systemInstruction"), *(turns if isinstance(turns, list) else ())]:
+        if isinstance(content, dict):
+            total += TOKENS_PER_MESSAGE + _gemini_parts_tokens(content, enc)
+    tools = request.get("tools")
+    if tools:
+        total += sum(len(enc.encode(s, disallowed_special=())) for s in _strings(tools))
+    return total

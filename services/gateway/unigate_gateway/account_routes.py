@@ -29,7 +29,23 @@ def _model_object(name: str) -> dict[str, object]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "unigate"}
 
 
-def account_routes(proxy: Callable[[], Proxy], client_ip: Callable[[Request], str]) -> list[Route]:
+# Google's ListModels / GetModel (model None: the list), for requests keyed Google's way.
+GoogleModels = Callable[[Request, str | None], Awaitable[Response]]
+
+
+def keyed_by_google(request: Request) -> bool:
+    """A request carrying its key only as Google's clients do (``x-goog-api-key`` or
+    ``?key=``), which therefore reads only Google's shapes."""
+    return "authorization" not in request.headers and (
+        "x-goog-api-key" in request.headers or "key" in request.query_params
+    )
+
+
+def account_routes(
+    proxy: Callable[[], Proxy],
+    client_ip: Callable[[Request], str],
+    google: GoogleModels | None = None,
+) -> list[Route]:
     def keyed(
         handler: Callable[[Request, str], Awaitable[object]],
     ) -> Callable[[Request], Awaitable[Response]]:
@@ -83,9 +99,19 @@ def account_routes(proxy: Callable[[], Proxy], client_ip: Callable[[Request], st
         # OpenAI's (and One API's) unit here is cents.
         return {"object": "list", "total_usage": info.used_quota / QUOTA_PER_USD * 100}
 
+    def or_google(
+        openai_shaped: Callable[[Request], Awaitable[Response]], one: bool
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            if google is not None and keyed_by_google(request):
+                return await google(request, request.path_params["model"] if one else None)
+            return await openai_shaped(request)
+
+        return endpoint
+
     routes = [
-        Route("/v1/models", keyed(models), methods=["GET"]),
-        Route("/v1/models/{model:path}", keyed(model), methods=["GET"]),
+        Route("/v1/models", or_google(keyed(models), False), methods=["GET"]),
+        Route("/v1/models/{model:path}", or_google(keyed(model), True), methods=["GET"]),
     ]
     for prefix in ("", "/v1"):
         routes.append(Route(f"{prefix}/dashboard/billing/subscription", keyed(subscription)))

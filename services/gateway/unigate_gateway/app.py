@@ -11,15 +11,17 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import grpc
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from unigate import bus, errors, telemetry, tokenizer
+from unigate import gemini_endpoints as gemini
 from unigate.audio_duration import audio_seconds
 from unigate.gateways import GatewayRegistry, new_gateway_id
 from unigate.grpc_mux import AUTHORIZE, MuxClient
@@ -43,6 +45,14 @@ from unigate_gateway.anthropic_api import (
 from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
 from unigate_gateway.edge import BodyLimit, BodyLimits
+from unigate_gateway.gemini_api import (
+    gemini_key,
+    json_array_stream,
+    model_not_found,
+    model_object,
+    model_page,
+    parse_gemini,
+)
 from unigate_gateway.management import Management
 from unigate_gateway.proxy import Proxy, RelayClient, error_response, new_request_id
 from unigate_gateway.publisher import UsagePublisher
@@ -243,7 +253,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         peer = request.client.host if request.client else ""
         return client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
 
-    async def relayed(request: Request, endpoint: str, parse: Parser) -> Response:
+    async def relayed(
+        request: Request,
+        endpoint: str,
+        parse: Parser,
+        key_of: Callable[[Request], str] | None = None,
+    ) -> Response:
         started = time.perf_counter()
         client_request_id = client_request_id_of(request)
         # The ledger's key is always ours, so a client cannot collide with another's request;
@@ -254,7 +269,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             # Bounded by the route's limit before it was read (edge.BodyLimit).
             body = await request.body()
-            api_key = messages_key(endpoint, request.headers)
+            api_key = (
+                key_of(request) if key_of is not None else messages_key(endpoint, request.headers)
+            )
             if not api_key:
                 raise errors.AuthenticationFailed(
                     "You didn't provide an API key. You need to provide your API key in an"
@@ -296,12 +313,63 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
         return Route(path, handle, methods=["POST"])
 
+    async def gemini_method(request: Request) -> Response:
+        """``POST /{v1beta,v1}/models/{model}:{method}``: the model and method from the path."""
+        model, _, method = request.path_params["target"].rpartition(":")
+        endpoint, streamed = gemini.METHODS.get(method, (gemini.GENERATE, False))
+
+        async def parse(request: Request, body: bytes) -> ParsedCall:
+            return parse_gemini(method, model, body)
+
+        response = await relayed(request, endpoint, parse, gemini_key)
+        if streamed and request.query_params.get("alt") != "sse":
+            # Google's stream without alt=sse: one JSON array, its elements sent as they come.
+            if isinstance(response, StreamingResponse):
+                response.body_iterator = json_array_stream(response.body_iterator)
+                response.headers["content-type"] = "application/json; charset=UTF-8"
+            elif response.status_code >= 400:
+                response.body = b"[" + response.body + b"]"
+                response.headers["content-length"] = str(len(response.body))
+        return response
+
+    async def google_models(request: Request, model: str | None, version: str) -> Response:
+        """Google's ``ListModels`` (``model`` None) or ``GetModel`` from the key's models."""
+        # Ours, as on every answer of these routes (listing makes no ledger row).
+        request_id = new_request_id()
+        try:
+            api_key = gemini_key(request)
+            if not api_key:
+                raise errors.AuthenticationFailed("No API key.", code="missing_api_key")
+            names = await proxy().list_models(api_key, ip_of(request))
+            if model is None:
+                params = request.query_params
+                body = model_page(names, params.get("pageSize"), params.get("pageToken"))
+            elif model in names:
+                body = model_object(model)
+            else:
+                raise model_not_found(model, version)
+        except errors.ClientFacingError as err:
+            return error_response(err, request_id, gemini.GENERATE)
+        return Response(
+            orjson.dumps(body), media_type="application/json", headers={"X-Request-Id": request_id}
+        )
+
+    async def v1beta_models(request: Request) -> Response:
+        return await google_models(request, None, "v1beta")
+
+    async def v1beta_model(request: Request) -> Response:
+        return await google_models(request, request.path_params["model"], "v1beta")
+
+    async def v1_google_models(request: Request, model: str | None) -> Response:
+        return await google_models(request, model, "v1")
+
     # Plain Starlette routes: the relayed endpoints read the raw body themselves, so FastAPI's
     # per-request dependency and validation machinery would be pure overhead here.
     app.router.routes.extend(
         [
             *(relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED),
-            *account_routes(proxy, ip_of),
+            # GET /v1/models answers in Google's shape to a request keyed only Google's way.
+            *account_routes(proxy, ip_of, google=v1_google_models),
             *responses_routes(
                 lambda *a: proxy().stored_response(*a),
                 lambda *a: proxy().delete_stored_response(*a),
@@ -309,6 +377,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 error_response,
                 new_request_id,
             ),
+            # Gemini-native, under /v1beta and /v1.
+            Route("/v1beta/models/{target:path}", gemini_method, methods=["POST"]),
+            Route("/v1/models/{target:path}", gemini_method, methods=["POST"]),
+            Route("/v1beta/models", v1beta_models, methods=["GET"]),
+            Route("/v1beta/models/{model:path}", v1beta_model, methods=["GET"]),
             # The web console: `/` and `/console/*` only (it routes inside the fragment).
             *console_routes(),
         ]
@@ -346,7 +419,9 @@ def install_error_handlers(app: FastAPI) -> None:
             type="invalid_request_error",
             code="unknown_url" if exc.status_code == 404 else None,
         )
-        return error_response(err, new_request_id())
+        # Google's shape under /v1beta, whose clients read only that.
+        shape = gemini.GENERATE if request.url.path.startswith("/v1beta/") else ""
+        return error_response(err, new_request_id(), shape)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         return error_response(errors.InvalidRequest(str(exc)), new_request_id())

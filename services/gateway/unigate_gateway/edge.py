@@ -32,11 +32,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from unigate.anthropic_errors import type_of_status
+from unigate.google_errors import google_error_body
 
 # Audio uploads (multipart): the routes allowed the largest bodies.
 UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
 API_PREFIX = "/api"
 ANTHROPIC_PREFIX = "/v1/messages"
+GEMINI_PREFIXES = ("/v1beta/", "/v1/models/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +59,8 @@ class BodyLimits:
 
 def refusal_body(path: str, status: int, message: str, code: str) -> bytes:
     """A refusal in the route's own shape: One API's envelope on ``/api``, Anthropic's error
-    on its Messages routes (its own ``request_too_large`` type for a 413), OpenAI's error
-    object elsewhere."""
+    on its Messages routes (its own ``request_too_large`` type for a 413), Google's on the
+    Gemini-native routes, OpenAI's error object elsewhere."""
     if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
         return orjson.dumps({"success": False, "message": message, "data": None})
     if path.startswith(ANTHROPIC_PREFIX):
@@ -66,6 +68,8 @@ def refusal_body(path: str, status: int, message: str, code: str) -> bytes:
         # request_too_large for 413 and invalid_request_error for the others.
         etype = type_of_status(status)
         return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
+    if path.startswith(GEMINI_PREFIXES):
+        return orjson.dumps(google_error_body(status, message))
     return orjson.dumps(
         {
             "error": {

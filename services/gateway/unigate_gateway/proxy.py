@@ -29,7 +29,7 @@ from unigate.terminal_frames import terminal_at
 from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway import metrics
-from unigate_gateway.anthropic_api import error_frame, error_json
+from unigate_gateway.error_shapes import error_frame, error_json
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
 from unigate_gateway.requests import ParsedCall

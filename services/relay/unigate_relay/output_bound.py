@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from unigate import gemini_endpoints as gemini
 from unigate.tokenizer import count_text
 from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import relay_pb2
@@ -44,6 +45,8 @@ _CUTTABLE = frozenset({*_CUT_OBJECTS, "messages"})
 def bounded_body(endpoint: str, body: bytes, bound: int, chat_field: str = "max_tokens") -> bytes:
     """``body`` whose output limit is at most ``bound`` (``chat_field`` is the field a chat
     request gets when it names none); the same bytes when nothing changes."""
+    if endpoint == gemini.GENERATE:
+        return _bounded_gemini(body, bound)
     fields = _FIELDS.get(endpoint)
     if bound <= 0 or fields is None:
         return body
@@ -63,6 +66,24 @@ def bounded_body(endpoint: str, body: bytes, bound: int, chat_field: str = "max_
         request[injected] = min([bound, *(request[f] for f in present)])
         changed = True
     return orjson.dumps(request) if changed else body
+
+
+def _bounded_gemini(body: bytes, bound: int) -> bytes:
+    """A ``generateContent`` body whose ``generationConfig.maxOutputTokens`` is at most
+    ``bound`` (set to it when the client named none)."""
+    request = decoded(body)
+    if bound <= 0 or not isinstance(request, dict):
+        return body
+    config = request.get("generationConfig")
+    if config is None:
+        config = request["generationConfig"] = {}
+    if not isinstance(config, dict):
+        return body  # the provider (or the translation) refuses it on its own
+    asked = config.get("maxOutputTokens")
+    if isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked <= bound:
+        return body
+    config["maxOutputTokens"] = bound
+    return orjson.dumps(request)
 
 
 class _Guard:

@@ -76,8 +76,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 code="relay_misrouted",
                 retryable=True,
             )
-        # A family without the Messages API serves it through its chat completions.
-        if (provider := serving(provider, request.endpoint, request.channel_type)) is None:
+        # A family without the Messages, Responses or Gemini routes serves them translated.
+        provider = serving(provider, request.endpoint, request.channel_type, request.upstream_model)
+        if provider is None:
             return relay_error(
                 400,
                 f"This model's provider does not support `{request.endpoint}`.",

@@ -1,7 +1,7 @@
 """The Gemini API front door (``generativelanguage.googleapis.com``).
 
-``POST /{v1|v1beta}/models/{model}:{generateContent|streamGenerateContent|batchEmbedContents}``
-and ``GET /{version}/models``, checked in Google's order:
+``POST /{v1|v1beta}/models/{model}:{generateContent|streamGenerateContent|countTokens|
+embedContent|batchEmbedContents}`` and ``GET /{version}/models``, checked in Google's order:
 
 * the key: ``x-goog-api-key`` header or ``?key=``; none is 403 PERMISSION_DENIED ("Method
   doesn't allow unregistered callers ..."), a wrong one 400 INVALID_ARGUMENT with reason
@@ -12,7 +12,10 @@ and ``GET /{version}/models``, checked in Google's order:
 * the body (:mod:`unigate_sim.gemini.validate`), then the answer (:mod:`.reply`).
 
 ``app.state.sim`` is a :class:`SimState`; ``app.state.api_keys`` and ``app.state.models``
-may be changed while it runs. Embedding models answer ``batchEmbedContents`` with
+may be changed while it runs. ``countTokens`` takes ``contents`` or a whole
+``generateContentRequest`` (with its ``model``), validated as ``generateContent`` bodies, and
+answers the ``promptTokenCount`` that request would report. Embedding models answer
+``embedContent`` and ``batchEmbedContents`` with
 deterministic unit vectors (:data:`EMBEDDING_DIMENSIONS`), and no token counts (Gemini
 reports none).
 """
@@ -26,9 +29,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from unigate_sim.gemini.errors import GoogleError, api_key_invalid, invalid
+from unigate_sim.gemini.errors import GoogleError, api_key_invalid, invalid, unknown_field
 from unigate_sim.gemini.reply import embedding_values
-from unigate_sim.gemini.service import SimState, error_response, generate, json_body, json_response
+from unigate_sim.gemini.service import (
+    SimState,
+    count_tokens_answer,
+    error_response,
+    generate,
+    json_body,
+    json_response,
+)
 
 DEFAULT_MODELS: Final = (
     "gemini-2.5-pro",
@@ -38,6 +48,8 @@ DEFAULT_MODELS: Final = (
 )
 EMBEDDING_DIMENSIONS: Final = {"text-embedding-004": 768, "gemini-embedding-001": 3072}
 SERVICE: Final = "generativelanguage.googleapis.com"
+# EmbedContentRequest's fields (https://ai.google.dev/api/embeddings#request-body).
+_EMBED_FIELDS: Final = frozenset({"model", "content", "taskType", "title", "outputDimensionality"})
 _UNREGISTERED: Final = (
     "Method doesn't allow unregistered callers (callers without established identity). Please "
     "use API Key or other form of API consumer identity to call this API."
@@ -68,6 +80,28 @@ def _not_found(model: str, version: str, method: str) -> GoogleError:
     )
 
 
+def _embedding(item: dict[str, Any], where: str, model: str) -> dict[str, Any]:
+    """One ``ContentEmbedding`` for a validated ``EmbedContentRequest``."""
+    parts = (item.get("content") or {}).get("parts") or []
+    text = " ".join(p.get("text", "") for p in parts if isinstance(p, dict))
+    if not text:
+        raise invalid(f"* {where}.content: must not be empty")
+    dims = item.get("outputDimensionality") or EMBEDDING_DIMENSIONS[model]
+    return {"values": embedding_values(model, text, int(dims))}
+
+
+def _embed_one(body: Any, model: str) -> Response:
+    """``embedContent``: one content, its ``model`` (if given) the path's."""
+    if not isinstance(body, dict) or not isinstance(body.get("content"), dict):
+        raise invalid("* EmbedContentRequest.content: content is not specified")
+    unknown = set(body) - _EMBED_FIELDS
+    if unknown:
+        raise unknown_field(sorted(unknown)[0], "")
+    if "model" in body and body["model"] != f"models/{model}":
+        raise invalid(f"* EmbedContentRequest.model: must be models/{model}")
+    return json_response({"embedding": _embedding(body, "EmbedContentRequest", model)})
+
+
 def _embed(body: Any, model: str) -> Response:
     if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
         raise invalid("* BatchEmbedContentsRequest.requests: requests is not specified")
@@ -78,12 +112,7 @@ def _embed(body: Any, model: str) -> Response:
                 f"* BatchEmbedContentsRequest.requests[{i}].model: the model of every request "
                 f"must be models/{model}"
             )
-        parts = (item.get("content") or {}).get("parts") or []
-        text = " ".join(p.get("text", "") for p in parts if isinstance(p, dict))
-        if not text:
-            raise invalid(f"* BatchEmbedContentsRequest.requests[{i}].content: must not be empty")
-        dims = item.get("outputDimensionality") or EMBEDDING_DIMENSIONS[model]
-        out.append({"values": embedding_values(model, text, int(dims))})
+        out.append(_embedding(item, f"BatchEmbedContentsRequest.requests[{i}]", model))
     return json_response({"embeddings": out})
 
 
@@ -96,12 +125,14 @@ async def _model_method(request: Request) -> Response:
             "generateContent",
             "streamGenerateContent",
             "batchEmbedContents",
+            "embedContent",
+            "countTokens",
         ):
             return json_response(
                 {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}, 404
             )
         _authenticate(request)
-        embeds = method == "batchEmbedContents"
+        embeds = method in ("batchEmbedContents", "embedContent")
         if embeds != (model in EMBEDDING_DIMENSIONS) or (
             not embeds and model not in request.app.state.models
         ):
@@ -113,8 +144,12 @@ async def _model_method(request: Request) -> Response:
         if state.fail_next:
             status, error = state.fail_next.pop(0)
             return json_response(error, status)
+        if method == "embedContent":
+            return _embed_one(body, model)
         if embeds:
             return _embed(body, model)
+        if method == "countTokens":
+            return count_tokens_answer(body, vertex=False)
         return generate(body, model, method, request.query_params.get("alt") == "sse")
     except GoogleError as error:
         return error_response(error)

@@ -12,7 +12,8 @@ endpoint (``oauth2.googleapis.com/token``), in one app.
 * ``POST .../publishers/anthropic/models/{model}:rawPredict`` / ``:streamRawPredict`` — Claude
   (``vertex_claude``), behind the same token check.
 * ``POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{method}``
-  — ``generateContent``, ``streamGenerateContent`` (as the Gemini API's), ``predict`` for text
+  — ``generateContent``, ``streamGenerateContent``, ``countTokens`` (as the Gemini API's,
+  Vertex's body: ``contents``, ``systemInstruction``, ``tools``), ``predict`` for text
   embedding models (``predictions[].embeddings.values`` and ``statistics.token_count``). Needs
   ``Authorization: Bearer <token this app issued and not expired>`` (else 401 UNAUTHENTICATED)
   for an account of that project (else 403 PERMISSION_DENIED); an unknown model is 404
@@ -43,7 +44,14 @@ from starlette.routing import Route
 
 from unigate_sim.gemini.errors import GoogleError, invalid
 from unigate_sim.gemini.reply import embedding_values
-from unigate_sim.gemini.service import SimState, error_response, generate, json_body, json_response
+from unigate_sim.gemini.service import (
+    SimState,
+    count_tokens_answer,
+    error_response,
+    generate,
+    json_body,
+    json_response,
+)
 from unigate_sim.gemini.vertex_claude import serve_claude
 from unigate_sim.openai.tokens import count_tokens
 
@@ -251,7 +259,7 @@ async def _model_method(request: Request) -> Response:
     model, _, method = request.path_params["target"].partition(":")
     resource = f"projects/{project}/locations/{location}/publishers/google/models/{model}"
     try:
-        if method not in ("generateContent", "streamGenerateContent", "predict"):
+        if method not in ("generateContent", "streamGenerateContent", "predict", "countTokens"):
             return json_response(
                 {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}, 404
             )
@@ -282,6 +290,8 @@ async def _model_method(request: Request) -> Response:
             return json_response(error, status)
         if embeds:
             return _predict(body, model)
+        if method == "countTokens":
+            return count_tokens_answer(body, vertex=True)
         return generate(body, model, method, request.query_params.get("alt") == "sse")
     except GoogleError as error:
         return error_response(error)

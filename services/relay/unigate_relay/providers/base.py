@@ -47,9 +47,11 @@ class Provider(abc.ABC):
     # Endpoints ("chat.completions", "embeddings", ...) this provider can serve.
     endpoints: ClassVar[frozenset[str]]
 
-    def serves(self, endpoint: str, channel_type: int) -> bool:
-        """Whether channels of ``channel_type`` serve ``endpoint`` natively (a family whose
-        channel types differ, as the OpenAI-compatible ones do, narrows it per type)."""
+    def serves(self, endpoint: str, channel_type: int, upstream_model: str) -> bool:
+        """Whether channels of ``channel_type`` serve ``endpoint`` natively for
+        ``upstream_model`` (else the relay's translation layer may serve it through another of
+        the family's endpoints). A family whose channel types differ (the OpenAI-compatible
+        ones) or whose models speak different protocols (Claude on Vertex) narrows it."""
         return endpoint in self.endpoints
 
     def chat_output_field(self, channel_type: int) -> str:

@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
 
+from unigate import gemini_endpoints as gemini
 from unigate.tokens import counted_usage
 from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.base import (
@@ -24,7 +25,8 @@ from unigate_relay.providers.base import (
     stream_truncated,
     unreadable_answer,
 )
-from unigate_relay.providers.gemini.errors import google_error
+from unigate_relay.providers.gemini.errors import CredentialError, google_error
+from unigate_relay.providers.gemini.native import native_call, native_stream
 from unigate_relay.providers.gemini.request import (
     InvalidRequest,
     batch_embed_request,
@@ -47,14 +49,6 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_API_VERSION = "v1beta"
 
 
-class CredentialError(Exception):
-    """The channel's credentials could not be turned into request headers."""
-
-    def __init__(self, error: relay_pb2.RelayError) -> None:
-        super().__init__(error.error.message)
-        self.error = error
-
-
 def channel_config(ctx: CallContext) -> dict[str, Any]:
     if not ctx.channel.config_json:
         return {}
@@ -68,7 +62,10 @@ def channel_config(ctx: CallContext) -> dict[str, Any]:
 class GeminiProvider(Provider):
     family: ClassVar[str] = "gemini"
     channel_types: ClassVar[tuple[int, ...]] = (24,)
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat.completions", "embeddings"})
+    # The Gemini-native routes pass through (native.py).
+    endpoints: ClassVar[frozenset[str]] = frozenset(
+        {"chat.completions", "embeddings", *gemini.ENDPOINTS}
+    )
 
     # ---- what Vertex AI overrides -------------------------------------------------------
 
@@ -158,6 +155,8 @@ class GeminiProvider(Provider):
         return ctx.request.upstream_model or ctx.request.model
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
+        if gemini.is_gemini(ctx.request.endpoint):
+            return await native_call(self, ctx)
         try:
             body = self._request_body(ctx)
             if ctx.request.endpoint == "embeddings":
@@ -177,7 +176,12 @@ class GeminiProvider(Provider):
         )
         return json_result(answer, usage, upstream_ms)
 
-    async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
+    def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
+        if gemini.is_gemini(ctx.request.endpoint):
+            return native_stream(self, ctx)
+        return self._chat_stream(ctx)
+
+    async def _chat_stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         started = time.perf_counter()
         try:
             payload = orjson.dumps(chat_request(self._request_body(ctx)))

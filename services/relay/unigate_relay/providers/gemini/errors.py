@@ -32,6 +32,14 @@ from unigate_relay.providers.base import (
 )
 
 
+class CredentialError(Exception):
+    """The channel's credentials could not be turned into request headers."""
+
+    def __init__(self, error: relay_pb2.RelayError) -> None:
+        super().__init__(error.error.message)
+        self.error = error
+
+
 def parse_google_error(body: bytes | Any) -> tuple[str, str, str]:
     """(message, status, ErrorInfo reason) of a Google error body (streams without
     ``alt=sse`` wrap it in a one-element array)."""

@@ -68,7 +68,7 @@ class OpenAIProvider(Provider):
     channel_types: ClassVar[tuple[int, ...]] = tuple(sorted(_SPECS))
     endpoints: ClassVar[frozenset[str]] = _ALL_ENDPOINTS
 
-    def serves(self, endpoint: str, channel_type: int) -> bool:
+    def serves(self, endpoint: str, channel_type: int, upstream_model: str) -> bool:
         # DeepSeek, Mistral, ... serve chat only: their Responses API is the translated one.
         return endpoint in spec_for(channel_type).endpoints
 

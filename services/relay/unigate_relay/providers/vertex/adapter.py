@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
 
+from unigate import gemini_endpoints as gemini
 from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.base import (
     CallContext,
@@ -31,7 +32,8 @@ from unigate_relay.providers.base import (
     relay_error,
     unreadable_answer,
 )
-from unigate_relay.providers.gemini.adapter import CredentialError, GeminiProvider, channel_config
+from unigate_relay.providers.gemini.adapter import GeminiProvider, channel_config
+from unigate_relay.providers.gemini.errors import CredentialError
 from unigate_relay.providers.gemini.request import embedding_inputs
 from unigate_relay.providers.gemini.response import embeddings_body
 from unigate_relay.providers.upstream import json_result
@@ -65,12 +67,23 @@ def _auth_failed(message: str, *, fatal: bool, status: int = 0) -> CredentialErr
 class VertexProvider(GeminiProvider):
     family: ClassVar[str] = "vertex"
     channel_types: ClassVar[tuple[int, ...]] = (42,)
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat.completions", "embeddings"})
+    # Gemini-native generation and counting pass through; Vertex has no embedContent for
+    # every model, so the native embedding routes are translated onto its `predict`.
+    endpoints: ClassVar[frozenset[str]] = frozenset(
+        {"chat.completions", "embeddings", gemini.GENERATE, gemini.COUNT_TOKENS}
+    )
 
     def __init__(self) -> None:
         self.tokens = TokenCache()
         self._accounts: dict[str, ServiceAccount] = {}
         self.claude = VertexClaude(self)
+
+    def serves(self, endpoint: str, channel_type: int, upstream_model: str) -> bool:
+        # Claude on Vertex speaks Anthropic's protocol: the Gemini-native routes reach it
+        # through the translation layer and its chat completions.
+        if gemini.is_gemini(endpoint) and is_claude(upstream_model):
+            return False
+        return super().serves(endpoint, channel_type, upstream_model)
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         if ctx.request.endpoint == "chat.completions" and is_claude(ctx.request.upstream_model):

@@ -21,7 +21,7 @@ from unigate.v1 import relay_pb2
 from unigate_relay.providers.anthropic.adapter import AnthropicProvider
 from unigate_relay.providers.anthropic.wire import ConversionError
 from unigate_relay.providers.base import CallContext
-from unigate_relay.providers.gemini.adapter import CredentialError
+from unigate_relay.providers.gemini.errors import CredentialError
 from unigate_relay.providers.upstream import open_upstream
 
 if TYPE_CHECKING:
