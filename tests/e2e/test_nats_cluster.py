@@ -26,7 +26,9 @@ from unigate.namespace import Namespace
 from unigate_cli.devstack import free_port
 
 
-@pytest.fixture(scope="module")
+# One per test: a cluster whose node was just killed and brought back may still answer
+# from a stale view for a moment (seen: "stream not found" just after a create).
+@pytest.fixture
 def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnNatsCluster]:
     cluster = OwnNatsCluster(tmp_path_factory.mktemp("nats-cluster"))
     cluster.start_all()
