@@ -24,7 +24,7 @@ STATIC = Path(__file__).parent / "static"
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
-        " img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none';"
+        " img-src 'self' data: https:; connect-src 'self'; object-src 'none'; base-uri 'none';"
         " frame-ancestors 'none'; form-action 'self'"
     ),
     "X-Frame-Options": "DENY",

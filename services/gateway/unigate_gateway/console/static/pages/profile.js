@@ -5,6 +5,7 @@ import { html, useState, useAction, Field, ErrorNote, CopyButton, toast, fmtQuot
 import { get, post, put } from "../api.js";
 import { t } from "../i18n.js";
 import { roleLabel } from "./users.js";
+import { Bindings } from "./oauth.js";
 
 function TopUp({ refreshUser }) {
   const [code, setCode] = useState("");
@@ -88,7 +89,7 @@ function AccessToken() {
   </div>`;
 }
 
-export function ProfilePage({ user, refreshUser }) {
+export function ProfilePage({ user, status, refreshUser, callback }) {
   return html`<section>
     <div class="page-head"><h1>${t("nav.profile")}</h1></div>
     <div class="cards">
@@ -103,6 +104,7 @@ export function ProfilePage({ user, refreshUser }) {
       <div>
         <${TopUp} refreshUser=${refreshUser} />
         <${AccessToken} />
+        <${Bindings} user=${user} status=${status} refreshUser=${refreshUser} notice=${callback} />
       </div>
     </div>
   </section>`;
