@@ -25,6 +25,7 @@ GITHUB_ID, GITHUB_SECRET = "Iv1.simclient", "gh-secret-" + "s" * 30
 LARK_ID, LARK_SECRET = "cli_simapp", "lark-secret-" + "s" * 20
 OIDC_ID, OIDC_SECRET = "unigate-sim", "oidc-secret-" + "s" * 20
 WECHAT_TOKEN = "wechat-server-token-" + "t" * 12
+RATE_LIMIT = 100
 
 
 class ExtraAuth:
@@ -112,6 +113,9 @@ def providers(stack: Stack) -> Iterator[Providers]:
         OAUTH_GITHUB_API_URL=github.url,
         OAUTH_LARK_URL=lark.url,
         OAUTH_LARK_ACCOUNTS_URL=lark.url,
+        # Room for every flow these tests open from 127.0.0.1 within a minute; the limit's
+        # own test comes from another (forwarded) address.
+        OAUTH_MAX_PER_IP_PER_MINUTE=str(RATE_LIMIT),
     )
     gateway = ExtraGateway(stack, AUTH_ADDR=f"127.0.0.1:{auth.port}")
     # Each app is registered with the gateway's callback, as an operator registers it.

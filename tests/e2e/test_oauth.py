@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests import admin_writes
-from tests.e2e.oauth_support import Providers, callback_params, providers
+from tests.e2e.oauth_support import RATE_LIMIT, Providers, callback_params, providers
 from unigate_sim.identity.wechat import give_code
 
 __all__ = ["providers"]
@@ -192,12 +192,44 @@ async def test_an_account_without_password_keeps_its_last_login(
     person_at(providers, "oidc", {"sub": unique("only")})
     async with httpx.AsyncClient(base_url=providers.url) as http:
         login = await finish(http, "oidc", await authorize(http, providers, "oidc"))
-        csrf = login.json()["data"]["csrf_token"]
-        refused(
-            await http.post("/api/oauth/oidc/unbind", headers={"X-CSRF-Token": csrf}),
-            403,
-            "no password",
+        data = login.json()["data"]
+        assert data["has_password"] is False
+        csrf = {"X-CSRF-Token": data["csrf_token"]}
+        refused(await http.post("/api/oauth/oidc/unbind", headers=csrf), 403, "no password")
+        # Its owner sets a password (there is no current one to give); then it may unbind.
+        changed = await http.put(
+            "/api/user/self", json={"password": "now-a-password"}, headers=csrf
         )
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["data"]["has_password"] is True
+        unbound = await http.post("/api/oauth/oidc/unbind", headers=csrf)
+        assert unbound.status_code == 200 and unbound.json()["data"]["oidc_id"] == ""
+    async with httpx.AsyncClient(base_url=providers.url) as http:
+        again = await http.post(
+            "/api/user/login",
+            json={"username": data["username"], "password": "now-a-password"},
+        )
+        assert again.status_code == 200 and again.json()["data"]["id"] == data["id"]
+
+
+async def test_new_flows_and_wechat_tries_are_limited_per_address(
+    providers: Providers, options: dict[str, str]
+) -> None:
+    # The gateway trusts 127.0.0.1 as a proxy: this test is its own client address.
+    headers = {"X-Forwarded-For": "203.0.113.77"}
+    async with httpx.AsyncClient(base_url=providers.url, headers=headers) as http:
+        for _ in range(RATE_LIMIT):
+            opened = await http.get("/api/oauth/state", params={"provider": "github"})
+            assert opened.status_code == 200, opened.text
+        refused(
+            await http.get("/api/oauth/state", params={"provider": "github"}),
+            429,
+            "too many external login attempts",
+        )
+        refused(await http.get("/api/oauth/wechat", params={"code": "123456"}), 429, "too many")
+    # Another address is not held up.
+    async with httpx.AsyncClient(base_url=providers.url) as http:
+        assert (await http.get("/api/oauth/state", params={"provider": "github"})).is_success
 
 
 async def test_state_must_be_this_browsers_and_used_once(
@@ -301,7 +333,7 @@ async def test_wechat_login_bind_and_refusals(
         assert answer.status_code == 200, answer.text
         assert answer.json()["data"]["wechat_id"] == openid
         # A code is good once.
-        refused(await http.get("/api/oauth/wechat", params={"code": code}), 403, "验证码")
+        refused(await http.get("/api/oauth/wechat", params={"code": code}), 403, "wrong or expired")
     # Binding needs a login; then the openid names that user.
     name = unique("wxbind").replace("-", "_")
     user_id = await admin_writes.create_user(pg, username=name, password="wechat-password")

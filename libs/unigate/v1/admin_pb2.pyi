@@ -316,6 +316,7 @@ class User(_message.Message):
     LARK_ID_FIELD_NUMBER: _builtins.int
     WECHAT_ID_FIELD_NUMBER: _builtins.int
     OIDC_ID_FIELD_NUMBER: _builtins.int
+    HAS_PASSWORD_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     username: _builtins.str
     display_name: _builtins.str
@@ -337,6 +338,10 @@ class User(_message.Message):
     lark_id: _builtins.str
     wechat_id: _builtins.str
     oidc_id: _builtins.str
+    has_password: _builtins.bool
+    """False for an account made by an external login until its owner sets a password (which
+    then needs no current one).
+    """
     def __init__(
         self,
         *,
@@ -358,10 +363,11 @@ class User(_message.Message):
         lark_id: _builtins.str = ...,
         wechat_id: _builtins.str = ...,
         oidc_id: _builtins.str = ...,
+        has_password: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "display_name", b"display_name", "email", b"email", "github_id", b"github_id", "group", b"group", "id", b"id", "lark_id", b"lark_id", "must_change_password", b"must_change_password", "oidc_id", b"oidc_id", "quota", b"quota", "request_count", b"request_count", "role", b"role", "rpm_limit", b"rpm_limit", "status", b"status", "tpm_limit", b"tpm_limit", "used_quota", b"used_quota", "username", b"username", "wechat_id", b"wechat_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "display_name", b"display_name", "email", b"email", "github_id", b"github_id", "group", b"group", "has_password", b"has_password", "id", b"id", "lark_id", b"lark_id", "must_change_password", b"must_change_password", "oidc_id", b"oidc_id", "quota", b"quota", "request_count", b"request_count", "role", b"role", "rpm_limit", b"rpm_limit", "status", b"status", "tpm_limit", b"tpm_limit", "used_quota", b"used_quota", "username", b"username", "wechat_id", b"wechat_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1268,21 +1274,25 @@ class OAuthStartRequest(_message.Message):
 
     PROVIDER_FIELD_NUMBER: _builtins.int
     ORIGIN_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """"github", "oidc" or "lark"."""
     origin: _builtins.str
     """The origin the person's browser reached the gateway at (scheme://host[:port]); the
     redirect URI is <ServerAddress option, else this>/oauth/<provider>.
     """
+    client_ip: _builtins.str
+    """For the per-address limit on new flows (OAUTH_MAX_PER_IP_PER_MINUTE)."""
     def __init__(
         self,
         *,
         provider: _builtins.str = ...,
         origin: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "origin", b"origin", "provider", b"provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1346,16 +1356,20 @@ class WeChatCodeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CODE_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """The verification code the WeChat official account gave the person."""
+    client_ip: _builtins.str
+    """For the per-address limit (a code is six digits: tries must be few)."""
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "code", b"code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -20,7 +20,9 @@ class AdminServiceStub:
 
     The caller is named in gRPC metadata: `x-unigate-session` (a session id from `Login`) or
     `x-unigate-access-token` (a user's management access token). Every RPC but `Login`,
-    `Register` and `GetStatus` refuses a call without one (UNAUTHENTICATED), checks the
+    `Register`, `GetStatus` and the external logins (`StartOAuth`, `FinishOAuth`,
+    `WeChatLogin`, which act for the caller when one is named) refuses a call without one
+    (UNAUTHENTICATED), checks the
     caller's role (PERMISSION_DENIED), and — while the caller must still change the default
     password — refuses everything but `GetSelf`, `UpdateSelf` and `Logout`
     (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
@@ -103,7 +105,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
 
     The caller is named in gRPC metadata: `x-unigate-session` (a session id from `Login`) or
     `x-unigate-access-token` (a user's management access token). Every RPC but `Login`,
-    `Register` and `GetStatus` refuses a call without one (UNAUTHENTICATED), checks the
+    `Register`, `GetStatus` and the external logins (`StartOAuth`, `FinishOAuth`,
+    `WeChatLogin`, which act for the caller when one is named) refuses a call without one
+    (UNAUTHENTICATED), checks the
     caller's role (PERMISSION_DENIED), and — while the caller must still change the default
     password — refuses everything but `GetSelf`, `UpdateSelf` and `Logout`
     (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,

@@ -90,7 +90,7 @@ async def serve(settings: AuthSettings) -> None:
         tester=tester,
         billing=BillingClient(billing_channel),
         version=package_version("unigate"),
-        oauth_flows=OAuthFlows(redis, ns),
+        oauth_flows=OAuthFlows(redis, ns, settings.oauth_max_per_ip_per_minute),
         oauth_endpoints=Endpoints(
             github=settings.oauth_github_url,
             github_api=settings.oauth_github_api_url,

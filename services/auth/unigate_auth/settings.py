@@ -57,5 +57,8 @@ class AuthSettings(CommonSettings):
         "https://accounts.feishu.cn", alias="OAUTH_LARK_ACCOUNTS_URL"
     )
 
+    # New external-login flows and WeChat code tries per client address per minute (0: off).
+    oauth_max_per_ip_per_minute: int = Field(30, ge=0, alias="OAUTH_MAX_PER_IP_PER_MINUTE")
+
     def relay_map(self) -> dict[str, str]:
         return parse_relay_addrs(self.relay_addrs)

@@ -104,6 +104,7 @@ class OAuthRpcs(AdminBase):
     ) -> admin_pb2.OAuthStartResponse:
         if req.provider not in REDIRECT_PROVIDERS:
             raise invalid("provider is one of github, lark, oidc")
+        await self._admit(req.client_ip)
         options = await self._provider_options(req.provider)
         base = (options.get("ServerAddress") or req.origin).rstrip("/")
         if not base or base_url_problem(base) is not None:
@@ -150,6 +151,7 @@ class OAuthRpcs(AdminBase):
     ) -> admin_pb2.OAuthFinishResponse:
         if not req.code or len(req.code) > _MAX_CODE:
             raise invalid("code is missing or too long")
+        await self._admit(req.client_ip)
         options = await self._provider_options("wechat")
         identity = await self._guarded(
             wechat.identity(
@@ -182,6 +184,14 @@ class OAuthRpcs(AdminBase):
         return records.user_message(row)
 
     # ---- the steps ---------------------------------------------------------------------
+    async def _admit(self, client_ip: str) -> None:
+        wait = await self._oauth_flows.admit(client_ip)
+        if wait:
+            raise Failure(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many external login attempts; try again in {wait} seconds",
+            )
+
     async def _guarded(self, step: Awaitable[T]) -> T:
         """A provider step, its refusals as the caller's (403) and its outages as 503."""
         try:

@@ -41,9 +41,25 @@ class PendingFlow:
 
 
 class OAuthFlows:
-    def __init__(self, redis: Redis, ns: Namespace) -> None:
+    def __init__(self, redis: Redis, ns: Namespace, per_ip_per_minute: int = 30) -> None:
         self._redis = redis
         self._ns = ns
+        self._per_ip = per_ip_per_minute
+
+    async def admit(self, client_ip: str) -> int:
+        """Seconds this address must wait before opening another flow or trying another
+        WeChat code (0: go ahead). Each flow is a Redis record and each WeChat try a guess
+        at a six-digit code, so an address gets ``per_ip_per_minute`` of them (One API puts
+        its "critical" rate limit on these routes); 0 turns the limit off."""
+        if self._per_ip <= 0:
+            return 0
+        key = self._ns.redis_key("oauth-ip", (client_ip or "unknown")[:64])
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 60, nx=True)
+            pipe.ttl(key)
+            count, _, ttl = await pipe.execute()
+        return max(int(ttl), 1) if int(count) > self._per_ip else 0
 
     def _key(self, state: str) -> str:
         return self._ns.redis_key("oauth-flow", hashlib.sha256(state.encode()).hexdigest())

@@ -104,7 +104,7 @@ class Management:
         app.include_router(account_router(self.stubs, client_ip))
         app.include_router(records_router(self.stubs))
         app.include_router(logs_router(self.stubs))
-        app.include_router(oauth_router(self.stubs))
+        app.include_router(oauth_router(self.stubs, client_ip))
 
         async def on_grpc(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, grpc.aio.AioRpcError)

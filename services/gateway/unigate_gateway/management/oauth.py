@@ -25,6 +25,7 @@ from unigate.v1 import admin_pb2
 from unigate_gateway.management.base import (
     SESSION_METADATA,
     ApiError,
+    ClientIp,
     Reader,
     StubsGetter,
     Writer,
@@ -47,7 +48,7 @@ def _origin(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
 
-def oauth_router(stubs: StubsGetter) -> APIRouter:
+def oauth_router(stubs: StubsGetter, client_ip: ClientIp) -> APIRouter:
     router = APIRouter()
 
     def logged_in(request: Request, answer: admin_pb2.OAuthFinishResponse) -> dict[str, Any]:
@@ -72,7 +73,9 @@ def oauth_router(stubs: StubsGetter) -> APIRouter:
     ) -> dict[str, Any]:
         s = stubs()
         answer = await s.admin.StartOAuth(
-            admin_pb2.OAuthStartRequest(provider=provider, origin=_origin(request)),
+            admin_pb2.OAuthStartRequest(
+                provider=provider, origin=_origin(request), client_ip=client_ip(request)
+            ),
             metadata=_session_metadata(request),
             timeout=s.timeout,
         )
@@ -112,7 +115,8 @@ def oauth_router(stubs: StubsGetter) -> APIRouter:
     async def wechat(request: Request, code: str = Code) -> dict[str, Any]:
         s = stubs()
         answer = await s.admin.WeChatLogin(
-            admin_pb2.WeChatCodeRequest(code=code), timeout=s.timeout
+            admin_pb2.WeChatCodeRequest(code=code, client_ip=client_ip(request)),
+            timeout=s.timeout,
         )
         return logged_in(request, answer)
 
@@ -120,7 +124,9 @@ def oauth_router(stubs: StubsGetter) -> APIRouter:
     async def wechat_bind(caller: Reader, request: Request, code: str = Code) -> dict[str, Any]:
         s = stubs()
         answer = await s.admin.WeChatLogin(
-            admin_pb2.WeChatCodeRequest(code=code), metadata=caller.metadata, timeout=s.timeout
+            admin_pb2.WeChatCodeRequest(code=code, client_ip=client_ip(request)),
+            metadata=caller.metadata,
+            timeout=s.timeout,
         )
         return logged_in(request, answer)
 

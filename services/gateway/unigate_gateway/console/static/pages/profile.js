@@ -60,10 +60,12 @@ function Account({ user, refreshUser }) {
     <${Field} label=${t("users.email")}>
       <input name="email" type="email" value=${email} onInput=${(e) => setEmail(e.target.value)} />
     </${Field}>
-    <${Field} label=${t("password.current")} hint=${t("profile.password_hint")}>
+    ${user.has_password === false
+      ? html`<p class="muted" data-testid="no-password">${t("profile.no_password")}</p>`
+      : html`<${Field} label=${t("password.current")} hint=${t("profile.password_hint")}>
       <input name="original_password" type="password" autocomplete="current-password" value=${original}
         onInput=${(e) => setOriginal(e.target.value)} />
-    </${Field}>
+    </${Field}>`}
     <${Field} label=${t("password.new")}>
       <input name="password" type="password" autocomplete="new-password" minlength="8" value=${password}
         onInput=${(e) => setPassword(e.target.value)} />
