@@ -22,10 +22,9 @@ class AdminServiceStub:
     `x-unigate-access-token` (a user's management access token). Every RPC but `Login`,
     `Register`, `GetStatus` and the external logins (`StartOAuth`, `FinishOAuth`,
     `WeChatLogin`, which act for the caller when one is named) refuses a call without one
-    (UNAUTHENTICATED), checks the
-    caller's role (PERMISSION_DENIED), and — while the caller must still change the default
-    password — refuses everything but `GetSelf`, `UpdateSelf` and `Logout`
-    (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
+    (UNAUTHENTICATED), checks the caller's role (PERMISSION_DENIED), and — while the caller
+    must still change the default password — refuses everything but `GetSelf`, `UpdateSelf`
+    and `Logout` (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
     channels, keys, codes), 100 root (also options and admins).
 
     No response carries a secret: a channel's keys, a password hash, an access token (except
@@ -107,10 +106,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     `x-unigate-access-token` (a user's management access token). Every RPC but `Login`,
     `Register`, `GetStatus` and the external logins (`StartOAuth`, `FinishOAuth`,
     `WeChatLogin`, which act for the caller when one is named) refuses a call without one
-    (UNAUTHENTICATED), checks the
-    caller's role (PERMISSION_DENIED), and — while the caller must still change the default
-    password — refuses everything but `GetSelf`, `UpdateSelf` and `Logout`
-    (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
+    (UNAUTHENTICATED), checks the caller's role (PERMISSION_DENIED), and — while the caller
+    must still change the default password — refuses everything but `GetSelf`, `UpdateSelf`
+    and `Logout` (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
     channels, keys, codes), 100 root (also options and admins).
 
     No response carries a secret: a channel's keys, a password hash, an access token (except
