@@ -40,8 +40,8 @@ async def call(
     data: dict[str, str] | None = None,
     json: dict[str, str] | None = None,
     auth: tuple[str, str] | None = None,
-) -> tuple[int, Any]:
-    """(status, parsed JSON body) of one call to a provider."""
+) -> tuple[int, dict[str, Any]]:
+    """(status, JSON object) of one call to a provider; a refusal without one is ``{}``."""
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
             response = await client.request(
@@ -57,7 +57,13 @@ async def call(
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        raise ProviderUnreachable(f"{what} answered {response.status_code} without JSON") from None
+        body = None
+    if not isinstance(body, dict):
+        if response.is_success:
+            raise ProviderUnreachable(f"{what} answered {response.status_code} without JSON")
+        # A refusal without a JSON object (an OAuth resource server's bare 401): its status
+        # says enough, and the caller refuses on it.
+        body = {}
     return response.status_code, body
 
 
