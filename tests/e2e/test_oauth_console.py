@@ -1,5 +1,6 @@
 """A person signs in to the console through the OIDC simulator (a new account: registration
-is open), then links GitHub from the profile page, in Debian's Chromium with Playwright over
+is open), links GitHub from the profile page, logs out and back in with GitHub, and a stranger
+is refused once registration is closed, in Debian's Chromium with Playwright over
 the whole stack. Requests may leave the gateway's origin only for the two providers, and the
 page must raise no script error."""
 
@@ -41,6 +42,7 @@ async def test_sign_in_with_oidc_then_link_github(
     providers: Providers, options: None, pg: asyncpg.Pool
 ) -> None:
     subject = f"person-{secrets.token_hex(4)}"
+    stranger = f"stranger-{secrets.token_hex(4)}"
     github_id = 5_000_000 + int(time.time()) % 10**6
     providers.oidc.server.config.app.state.person = {"sub": subject, "name": "Grace Console"}
     providers.github.server.config.app.state.person = {"id": github_id, "login": "grace"}
@@ -73,9 +75,23 @@ async def test_sign_in_with_oidc_then_link_github(
             await expect(page.get_by_test_id("bound-github")).to_have_text(str(github_id))
             assert page.url.endswith("/#/profile"), page.url
             await page.screenshot(path=str(ARTIFACTS / "oauth-02-linked.png"), full_page=True)
+            # Logged out, GitHub now signs this person in to the same account.
+            await page.get_by_role("button", name="Log out").click()
+            await page.get_by_test_id("oauth-github").click()
+            await expect(page.get_by_test_id("who")).to_have_text("Grace Console")
+            # A stranger, with registration closed: refused on the login page, no account.
+            await page.get_by_role("button", name="Log out").click()
+            await pg.execute("UPDATE options SET value = 'false' WHERE key = 'RegisterEnabled'")
+            providers.oidc.server.config.app.state.person = {"sub": stranger}
+            await page.get_by_test_id("oauth-oidc").click()
+            await expect(page.get_by_test_id("oauth-login").get_by_role("alert")).to_contain_text(
+                "registration is turned off"
+            )
+            await page.screenshot(path=str(ARTIFACTS / "oauth-03-refused.png"))
         finally:
             await browser.close()
     row = await pg.fetchrow("SELECT id, github_id FROM users WHERE oidc_id = $1", subject)
     assert row is not None and row["github_id"] == str(github_id)
+    assert await pg.fetchval("SELECT count(*) FROM users WHERE oidc_id = $1", stranger) == 0
     assert not errors, errors
     assert not strays, strays
