@@ -11,7 +11,10 @@ serves the Azure OpenAI one (``unigate_sim.azure``);
 ``gemini --key KEY`` the Gemini API and ``vertex --key service-account.json`` Vertex AI with
 its token endpoint (``unigate_sim.gemini``);
 ``cohere --api-key KEY`` Cohere's v2 API (``unigate_sim.cohere``) and
-``spark --app 'APPID|APISecret|APIKey'`` iFlytek Spark's WebSocket API (``unigate_sim.spark``).
+``spark --app 'APPID|APISecret|APIKey'`` iFlytek Spark's WebSocket API (``unigate_sim.spark``);
+``github-oauth``, ``oidc`` and ``lark-oauth`` ``--client 'ID|SECRET|REDIRECT_URI' --person
+'{"id": 1, "login": "ada"}'`` the login providers, and ``wechat-server --token T`` One API's
+WeChat server (``unigate_sim.identity``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from unigate_sim.dashscope import create_dashscope_app
 from unigate_sim.gemini import create_gemini_app
 from unigate_sim.gemini.vertex import vertex_app_for_key_files
 from unigate_sim.hunyuan import create_hunyuan_app
+from unigate_sim.identity import identity_app
 from unigate_sim.openai import DEFAULT_MODELS, create_app
 from unigate_sim.spark import SparkApp, SparkServer, SparkSimulator
 
@@ -170,7 +174,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="APPID|APISECRET|APIKEY",
         help="an app the simulator knows (a Spark channel key); repeat for several",
     )
+    for name, port, what in _IDENTITY:
+        identity = providers.add_parser(name, help=f"simulate {what}")
+        identity.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+        identity.add_argument("--port", type=int, default=port, help=f"port to listen on ({port})")
+        identity.add_argument(
+            "--client",
+            dest="clients",
+            action="append",
+            default=[],
+            metavar="ID|SECRET|REDIRECT_URI",
+            help="a registered client (app); repeat for several",
+        )
+        identity.add_argument(
+            "--person", default="", help="JSON of who logs in at the authorize page"
+        )
+        identity.add_argument("--token", default="", help="the WeChat server's access token")
+        identity.add_argument(
+            "--log-level",
+            default="warning",
+            choices=["critical", "error", "warning", "info", "debug"],
+            help="uvicorn's log level (warning)",
+        )
     return parser
+
+
+# Login providers: subcommand, default port, what it simulates.
+_IDENTITY = (
+    ("github-oauth", 8920, "GitHub's OAuth web flow and /user"),
+    ("oidc", 8921, "an OpenID Connect provider"),
+    ("lark-oauth", 8922, "Lark/Feishu's web-app login"),
+    ("wechat-server", 8923, "One API's WeChat server"),
+)
 
 
 def _spark_app(value: str) -> SparkApp:
@@ -212,7 +247,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         # A WebSocket server of its own (the websockets library), not an ASGI app.
         SparkServer(SparkSimulator(args.apps), args.host, args.port).serve_forever()
         return
-    app: Any = (
+    if args.provider in {name for name, _, _ in _IDENTITY}:
+        app: Any = identity_app(args.provider, args.clients, args.person, args.token)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        return
+    app = (
         create_cohere_app(set(args.api_keys))
         if args.provider == "cohere"
         else _native_app(args.provider, args.keys)

@@ -312,6 +312,11 @@ class User(_message.Message):
     TPM_LIMIT_FIELD_NUMBER: _builtins.int
     CREATED_TIME_FIELD_NUMBER: _builtins.int
     MUST_CHANGE_PASSWORD_FIELD_NUMBER: _builtins.int
+    GITHUB_ID_FIELD_NUMBER: _builtins.int
+    LARK_ID_FIELD_NUMBER: _builtins.int
+    WECHAT_ID_FIELD_NUMBER: _builtins.int
+    OIDC_ID_FIELD_NUMBER: _builtins.int
+    HAS_PASSWORD_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     username: _builtins.str
     display_name: _builtins.str
@@ -326,6 +331,17 @@ class User(_message.Message):
     tpm_limit: _builtins.int
     created_time: _builtins.int
     must_change_password: _builtins.bool
+    github_id: _builtins.str
+    """External identities bound to this user ("" when none): GitHub's numeric user id, Lark's
+    open_id, the WeChat server's openid, the OIDC provider's `sub`.
+    """
+    lark_id: _builtins.str
+    wechat_id: _builtins.str
+    oidc_id: _builtins.str
+    has_password: _builtins.bool
+    """False for an account made by an external login until its owner sets a password (which
+    then needs no current one).
+    """
     def __init__(
         self,
         *,
@@ -343,10 +359,15 @@ class User(_message.Message):
         tpm_limit: _builtins.int = ...,
         created_time: _builtins.int = ...,
         must_change_password: _builtins.bool = ...,
+        github_id: _builtins.str = ...,
+        lark_id: _builtins.str = ...,
+        wechat_id: _builtins.str = ...,
+        oidc_id: _builtins.str = ...,
+        has_password: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "display_name", b"display_name", "email", b"email", "group", b"group", "id", b"id", "must_change_password", b"must_change_password", "quota", b"quota", "request_count", b"request_count", "role", b"role", "rpm_limit", b"rpm_limit", "status", b"status", "tpm_limit", b"tpm_limit", "used_quota", b"used_quota", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "display_name", b"display_name", "email", b"email", "github_id", b"github_id", "group", b"group", "has_password", b"has_password", "id", b"id", "lark_id", b"lark_id", "must_change_password", b"must_change_password", "oidc_id", b"oidc_id", "quota", b"quota", "request_count", b"request_count", "role", b"role", "rpm_limit", b"rpm_limit", "status", b"status", "tpm_limit", b"tpm_limit", "used_quota", b"used_quota", "username", b"username", "wechat_id", b"wechat_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1194,11 +1215,32 @@ class SystemStatus(_message.Message):
     REGISTER_ENABLED_FIELD_NUMBER: _builtins.int
     QUOTA_PER_UNIT_FIELD_NUMBER: _builtins.int
     SYSTEM_NAME_FIELD_NUMBER: _builtins.int
+    GITHUB_OAUTH_FIELD_NUMBER: _builtins.int
+    GITHUB_CLIENT_ID_FIELD_NUMBER: _builtins.int
+    LARK_CLIENT_ID_FIELD_NUMBER: _builtins.int
+    WECHAT_LOGIN_FIELD_NUMBER: _builtins.int
+    WECHAT_QRCODE_FIELD_NUMBER: _builtins.int
+    OIDC_FIELD_NUMBER: _builtins.int
+    OIDC_CLIENT_ID_FIELD_NUMBER: _builtins.int
+    OIDC_WELL_KNOWN_FIELD_NUMBER: _builtins.int
+    OIDC_AUTHORIZATION_ENDPOINT_FIELD_NUMBER: _builtins.int
+    SERVER_ADDRESS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     start_time: _builtins.int
     register_enabled: _builtins.bool
     quota_per_unit: _builtins.int
     system_name: _builtins.str
+    github_oauth: _builtins.bool
+    """Which external logins are offered (One API's /api/status names)."""
+    github_client_id: _builtins.str
+    lark_client_id: _builtins.str
+    wechat_login: _builtins.bool
+    wechat_qrcode: _builtins.str
+    oidc: _builtins.bool
+    oidc_client_id: _builtins.str
+    oidc_well_known: _builtins.str
+    oidc_authorization_endpoint: _builtins.str
+    server_address: _builtins.str
     def __init__(
         self,
         *,
@@ -1207,14 +1249,176 @@ class SystemStatus(_message.Message):
         register_enabled: _builtins.bool = ...,
         quota_per_unit: _builtins.int = ...,
         system_name: _builtins.str = ...,
+        github_oauth: _builtins.bool = ...,
+        github_client_id: _builtins.str = ...,
+        lark_client_id: _builtins.str = ...,
+        wechat_login: _builtins.bool = ...,
+        wechat_qrcode: _builtins.str = ...,
+        oidc: _builtins.bool = ...,
+        oidc_client_id: _builtins.str = ...,
+        oidc_well_known: _builtins.str = ...,
+        oidc_authorization_endpoint: _builtins.str = ...,
+        server_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota_per_unit", b"quota_per_unit", "register_enabled", b"register_enabled", "start_time", b"start_time", "system_name", b"system_name", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["github_client_id", b"github_client_id", "github_oauth", b"github_oauth", "lark_client_id", b"lark_client_id", "oidc", b"oidc", "oidc_authorization_endpoint", b"oidc_authorization_endpoint", "oidc_client_id", b"oidc_client_id", "oidc_well_known", b"oidc_well_known", "quota_per_unit", b"quota_per_unit", "register_enabled", b"register_enabled", "server_address", b"server_address", "start_time", b"start_time", "system_name", b"system_name", "version", b"version", "wechat_login", b"wechat_login", "wechat_qrcode", b"wechat_qrcode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SystemStatus: _TypeAlias = SystemStatus  # noqa: Y015
+
+@_typing.final
+class OAuthStartRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """"github", "oidc" or "lark"."""
+    origin: _builtins.str
+    """The origin the person's browser reached the gateway at (scheme://host[:port]); the
+    redirect URI is <ServerAddress option, else this>/oauth/<provider>.
+    """
+    client_ip: _builtins.str
+    """For the per-address limit on new flows (OAUTH_MAX_PER_IP_PER_MINUTE)."""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        origin: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "origin", b"origin", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OAuthStartRequest: _TypeAlias = OAuthStartRequest  # noqa: Y015
+
+@_typing.final
+class OAuthStartResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    AUTHORIZE_URL_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """The flow's `state`: single-use, valid 10 minutes; the gateway keeps it in the session
+    cookie too, so only the browser that started the flow can finish it.
+    """
+    authorize_url: _builtins.str
+    """Where to send the browser: the provider's authorization endpoint with client_id,
+    redirect_uri, state, the PKCE S256 challenge (and, for OIDC, the nonce).
+    """
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        authorize_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorize_url", b"authorize_url", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OAuthStartResponse: _TypeAlias = OAuthStartResponse  # noqa: Y015
+
+@_typing.final
+class OAuthFinishRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    code: _builtins.str
+    state: _builtins.str
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        code: _builtins.str = ...,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "provider", b"provider", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OAuthFinishRequest: _TypeAlias = OAuthFinishRequest  # noqa: Y015
+
+@_typing.final
+class WeChatCodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The verification code the WeChat official account gave the person."""
+    client_ip: _builtins.str
+    """For the per-address limit (a code is six digits: tries must be few)."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WeChatCodeRequest: _TypeAlias = WeChatCodeRequest  # noqa: Y015
+
+@_typing.final
+class OAuthFinishResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGIN_FIELD_NUMBER: _builtins.int
+    BOUND_FIELD_NUMBER: _builtins.int
+    bound: _builtins.bool
+    @_builtins.property
+    def login(self) -> Global___LoginResponse:
+        """Set when the flow logged in (a session was made), else the identity was bound."""
+
+    def __init__(
+        self,
+        *,
+        login: Global___LoginResponse | None = ...,
+        bound: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["login", b"login"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bound", b"bound", "login", b"login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OAuthFinishResponse: _TypeAlias = OAuthFinishResponse  # noqa: Y015
+
+@_typing.final
+class OAuthUnbindRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """"github", "oidc", "lark" or "wechat"."""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OAuthUnbindRequest: _TypeAlias = OAuthUnbindRequest  # noqa: Y015
 
 @_typing.final
 class QuotaAdjustment(_message.Message):

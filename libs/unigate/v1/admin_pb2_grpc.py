@@ -33,10 +33,11 @@ class AdminServiceStub:
 
     The caller is named in gRPC metadata: `x-unigate-session` (a session id from `Login`) or
     `x-unigate-access-token` (a user's management access token). Every RPC but `Login`,
-    `Register` and `GetStatus` refuses a call without one (UNAUTHENTICATED), checks the
-    caller's role (PERMISSION_DENIED), and — while the caller must still change the default
-    password — refuses everything but `GetSelf`, `UpdateSelf` and `Logout`
-    (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
+    `Register`, `GetStatus` and the external logins (`StartOAuth`, `FinishOAuth`,
+    `WeChatLogin`, which act for the caller when one is named) refuses a call without one
+    (UNAUTHENTICATED), checks the caller's role (PERMISSION_DENIED), and — while the caller
+    must still change the default password — refuses everything but `GetSelf`, `UpdateSelf`
+    and `Logout` (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
     channels, keys, codes), 100 root (also options and admins).
 
     No response carries a secret: a channel's keys, a password hash, an access token (except
@@ -250,6 +251,26 @@ class AdminServiceStub:
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_admin__pb2.SystemStatus.FromString,
                 _registered_method=True)
+        self.StartOAuth = channel.unary_unary(
+                '/unigate.v1.AdminService/StartOAuth',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.OAuthStartRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.OAuthStartResponse.FromString,
+                _registered_method=True)
+        self.FinishOAuth = channel.unary_unary(
+                '/unigate.v1.AdminService/FinishOAuth',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.OAuthFinishRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.OAuthFinishResponse.FromString,
+                _registered_method=True)
+        self.WeChatLogin = channel.unary_unary(
+                '/unigate.v1.AdminService/WeChatLogin',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.WeChatCodeRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.OAuthFinishResponse.FromString,
+                _registered_method=True)
+        self.UnbindOAuth = channel.unary_unary(
+                '/unigate.v1.AdminService/UnbindOAuth',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.OAuthUnbindRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.User.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -259,10 +280,11 @@ class AdminServiceServicer:
 
     The caller is named in gRPC metadata: `x-unigate-session` (a session id from `Login`) or
     `x-unigate-access-token` (a user's management access token). Every RPC but `Login`,
-    `Register` and `GetStatus` refuses a call without one (UNAUTHENTICATED), checks the
-    caller's role (PERMISSION_DENIED), and — while the caller must still change the default
-    password — refuses everything but `GetSelf`, `UpdateSelf` and `Logout`
-    (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
+    `Register`, `GetStatus` and the external logins (`StartOAuth`, `FinishOAuth`,
+    `WeChatLogin`, which act for the caller when one is named) refuses a call without one
+    (UNAUTHENTICATED), checks the caller's role (PERMISSION_DENIED), and — while the caller
+    must still change the default password — refuses everything but `GetSelf`, `UpdateSelf`
+    and `Logout` (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
     channels, keys, codes), 100 root (also options and admins).
 
     No response carries a secret: a channel's keys, a password hash, an access token (except
@@ -522,6 +544,35 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartOAuth(self, request, context):
+        """OAuth 2.0 / OIDC login and binding (One API's /api/oauth/*). `StartOAuth` opens a flow:
+        anonymous callers log in with it, a caller with a session binds the identity to itself.
+        `FinishOAuth` takes the provider's code back, exactly once per state. `WeChatLogin` is One
+        API's wechat-server flow (a code the person typed, no redirect); with a caller it binds.
+        `UnbindOAuth` removes the caller's own binding.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishOAuth(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WeChatLogin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnbindOAuth(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -725,6 +776,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                     response_serializer=unigate_dot_v1_dot_admin__pb2.SystemStatus.SerializeToString,
             ),
+            'StartOAuth': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartOAuth,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.OAuthStartRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.OAuthStartResponse.SerializeToString,
+            ),
+            'FinishOAuth': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishOAuth,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.OAuthFinishRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.OAuthFinishResponse.SerializeToString,
+            ),
+            'WeChatLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.WeChatLogin,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.WeChatCodeRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.OAuthFinishResponse.SerializeToString,
+            ),
+            'UnbindOAuth': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnbindOAuth,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.OAuthUnbindRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.User.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'unigate.v1.AdminService', rpc_method_handlers)
@@ -740,10 +811,11 @@ class AdminService:
 
     The caller is named in gRPC metadata: `x-unigate-session` (a session id from `Login`) or
     `x-unigate-access-token` (a user's management access token). Every RPC but `Login`,
-    `Register` and `GetStatus` refuses a call without one (UNAUTHENTICATED), checks the
-    caller's role (PERMISSION_DENIED), and — while the caller must still change the default
-    password — refuses everything but `GetSelf`, `UpdateSelf` and `Logout`
-    (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
+    `Register`, `GetStatus` and the external logins (`StartOAuth`, `FinishOAuth`,
+    `WeChatLogin`, which act for the caller when one is named) refuses a call without one
+    (UNAUTHENTICATED), checks the caller's role (PERMISSION_DENIED), and — while the caller
+    must still change the default password — refuses everything but `GetSelf`, `UpdateSelf`
+    and `Logout` (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
     channels, keys, codes), 100 root (also options and admins).
 
     No response carries a secret: a channel's keys, a password hash, an access token (except
@@ -1821,6 +1893,114 @@ class AdminService:
             '/unigate.v1.AdminService/GetStatus',
             google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             unigate_dot_v1_dot_admin__pb2.SystemStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartOAuth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/StartOAuth',
+            unigate_dot_v1_dot_admin__pb2.OAuthStartRequest.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.OAuthStartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishOAuth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/FinishOAuth',
+            unigate_dot_v1_dot_admin__pb2.OAuthFinishRequest.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.OAuthFinishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WeChatLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/WeChatLogin',
+            unigate_dot_v1_dot_admin__pb2.WeChatCodeRequest.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.OAuthFinishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnbindOAuth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/UnbindOAuth',
+            unigate_dot_v1_dot_admin__pb2.OAuthUnbindRequest.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,10 +20,11 @@ class AdminServiceStub:
 
     The caller is named in gRPC metadata: `x-unigate-session` (a session id from `Login`) or
     `x-unigate-access-token` (a user's management access token). Every RPC but `Login`,
-    `Register` and `GetStatus` refuses a call without one (UNAUTHENTICATED), checks the
-    caller's role (PERMISSION_DENIED), and — while the caller must still change the default
-    password — refuses everything but `GetSelf`, `UpdateSelf` and `Logout`
-    (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
+    `Register`, `GetStatus` and the external logins (`StartOAuth`, `FinishOAuth`,
+    `WeChatLogin`, which act for the caller when one is named) refuses a call without one
+    (UNAUTHENTICATED), checks the caller's role (PERMISSION_DENIED), and — while the caller
+    must still change the default password — refuses everything but `GetSelf`, `UpdateSelf`
+    and `Logout` (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
     channels, keys, codes), 100 root (also options and admins).
 
     No response carries a secret: a channel's keys, a password hash, an access token (except
@@ -85,6 +86,16 @@ class AdminServiceStub:
     UpdateOption: _aio.UnaryUnaryMultiCallable[_admin_pb2.OptionEntry, _empty_pb2.Empty]
     ListGroups: _aio.UnaryUnaryMultiCallable[_empty_pb2.Empty, _admin_pb2.Names]
     GetStatus: _aio.UnaryUnaryMultiCallable[_empty_pb2.Empty, _admin_pb2.SystemStatus]
+    StartOAuth: _aio.UnaryUnaryMultiCallable[_admin_pb2.OAuthStartRequest, _admin_pb2.OAuthStartResponse]
+    """OAuth 2.0 / OIDC login and binding (One API's /api/oauth/*). `StartOAuth` opens a flow:
+    anonymous callers log in with it, a caller with a session binds the identity to itself.
+    `FinishOAuth` takes the provider's code back, exactly once per state. `WeChatLogin` is One
+    API's wechat-server flow (a code the person typed, no redirect); with a caller it binds.
+    `UnbindOAuth` removes the caller's own binding.
+    """
+    FinishOAuth: _aio.UnaryUnaryMultiCallable[_admin_pb2.OAuthFinishRequest, _admin_pb2.OAuthFinishResponse]
+    WeChatLogin: _aio.UnaryUnaryMultiCallable[_admin_pb2.WeChatCodeRequest, _admin_pb2.OAuthFinishResponse]
+    UnbindOAuth: _aio.UnaryUnaryMultiCallable[_admin_pb2.OAuthUnbindRequest, _admin_pb2.User]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Management of users, API keys, channels, redemption codes and options, served by auth (the
@@ -93,10 +104,11 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
 
     The caller is named in gRPC metadata: `x-unigate-session` (a session id from `Login`) or
     `x-unigate-access-token` (a user's management access token). Every RPC but `Login`,
-    `Register` and `GetStatus` refuses a call without one (UNAUTHENTICATED), checks the
-    caller's role (PERMISSION_DENIED), and — while the caller must still change the default
-    password — refuses everything but `GetSelf`, `UpdateSelf` and `Logout`
-    (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
+    `Register`, `GetStatus` and the external logins (`StartOAuth`, `FinishOAuth`,
+    `WeChatLogin`, which act for the caller when one is named) refuses a call without one
+    (UNAUTHENTICATED), checks the caller's role (PERMISSION_DENIED), and — while the caller
+    must still change the default password — refuses everything but `GetSelf`, `UpdateSelf`
+    and `Logout` (FAILED_PRECONDITION). Roles: 1 user (only its own records), 10 admin (users below it,
     channels, keys, codes), 100 root (also options and admins).
 
     No response carries a secret: a channel's keys, a password hash, an access token (except
@@ -396,5 +408,39 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _empty_pb2.Empty,
         context: _aio.ServicerContext[_empty_pb2.Empty, _abc.Awaitable[_admin_pb2.SystemStatus]],
     ) -> _abc.Awaitable[_admin_pb2.SystemStatus]: ...
+
+    @_abc_1.abstractmethod
+    def StartOAuth(
+        self,
+        request: _admin_pb2.OAuthStartRequest,
+        context: _aio.ServicerContext[_admin_pb2.OAuthStartRequest, _abc.Awaitable[_admin_pb2.OAuthStartResponse]],
+    ) -> _abc.Awaitable[_admin_pb2.OAuthStartResponse]:
+        """OAuth 2.0 / OIDC login and binding (One API's /api/oauth/*). `StartOAuth` opens a flow:
+        anonymous callers log in with it, a caller with a session binds the identity to itself.
+        `FinishOAuth` takes the provider's code back, exactly once per state. `WeChatLogin` is One
+        API's wechat-server flow (a code the person typed, no redirect); with a caller it binds.
+        `UnbindOAuth` removes the caller's own binding.
+        """
+
+    @_abc_1.abstractmethod
+    def FinishOAuth(
+        self,
+        request: _admin_pb2.OAuthFinishRequest,
+        context: _aio.ServicerContext[_admin_pb2.OAuthFinishRequest, _abc.Awaitable[_admin_pb2.OAuthFinishResponse]],
+    ) -> _abc.Awaitable[_admin_pb2.OAuthFinishResponse]: ...
+
+    @_abc_1.abstractmethod
+    def WeChatLogin(
+        self,
+        request: _admin_pb2.WeChatCodeRequest,
+        context: _aio.ServicerContext[_admin_pb2.WeChatCodeRequest, _abc.Awaitable[_admin_pb2.OAuthFinishResponse]],
+    ) -> _abc.Awaitable[_admin_pb2.OAuthFinishResponse]: ...
+
+    @_abc_1.abstractmethod
+    def UnbindOAuth(
+        self,
+        request: _admin_pb2.OAuthUnbindRequest,
+        context: _aio.ServicerContext[_admin_pb2.OAuthUnbindRequest, _abc.Awaitable[_admin_pb2.User]],
+    ) -> _abc.Awaitable[_admin_pb2.User]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _aio.Server) -> None: ...

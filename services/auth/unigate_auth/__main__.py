@@ -26,6 +26,8 @@ from unigate_auth.admin.sessions import LoginThrottle, Sessions, ThrottleLimits
 from unigate_auth.backlog import Backlog
 from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester
+from unigate_auth.oauth.common import Endpoints
+from unigate_auth.oauth.flows import OAuthFlows
 from unigate_auth.service import AuthService
 from unigate_auth.settings import AuthSettings
 from unigate_auth.store import AuthStore
@@ -88,6 +90,13 @@ async def serve(settings: AuthSettings) -> None:
         tester=tester,
         billing=BillingClient(billing_channel),
         version=package_version("unigate"),
+        oauth_flows=OAuthFlows(redis, ns, settings.oauth_max_per_ip_per_minute),
+        oauth_endpoints=Endpoints(
+            github=settings.oauth_github_url,
+            github_api=settings.oauth_github_api_url,
+            lark=settings.oauth_lark_url,
+            lark_accounts=settings.oauth_lark_accounts_url,
+        ),
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service, server)
     introspection = Introspection(

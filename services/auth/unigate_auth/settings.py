@@ -48,5 +48,17 @@ class AuthSettings(CommonSettings):
     login_account_slowdown_after: int = Field(10, ge=0, alias="LOGIN_ACCOUNT_SLOWDOWN_AFTER")
     login_max_delay_seconds: float = Field(5.0, ge=0, alias="LOGIN_MAX_DELAY")
 
+    # Where the external login providers live (docs/security.md: these are trusted to name
+    # who a person is). Operator settings, not options: the tests point them at simulators.
+    oauth_github_url: str = Field("https://github.com", alias="OAUTH_GITHUB_URL")
+    oauth_github_api_url: str = Field("https://api.github.com", alias="OAUTH_GITHUB_API_URL")
+    oauth_lark_url: str = Field("https://open.feishu.cn", alias="OAUTH_LARK_URL")
+    oauth_lark_accounts_url: str = Field(
+        "https://accounts.feishu.cn", alias="OAUTH_LARK_ACCOUNTS_URL"
+    )
+
+    # New external-login flows and WeChat code tries per client address per minute (0: off).
+    oauth_max_per_ip_per_minute: int = Field(30, ge=0, alias="OAUTH_MAX_PER_IP_PER_MINUTE")
+
     def relay_map(self) -> dict[str, str]:
         return parse_relay_addrs(self.relay_addrs)

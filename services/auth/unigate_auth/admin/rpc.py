@@ -37,6 +37,8 @@ from unigate_auth.admin.sessions import (
 )
 from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester, Notify
+from unigate_auth.oauth.common import Endpoints
+from unigate_auth.oauth.flows import OAuthFlows
 from unigate_auth.store import AuthStore
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,8 @@ class AdminBase:
         tester: ChannelTester,
         billing: BillingClient,
         version: str,
+        oauth_flows: OAuthFlows,
+        oauth_endpoints: Endpoints,
     ) -> None:
         self._pool = pool
         self._secret_key = secret_key
@@ -145,6 +149,8 @@ class AdminBase:
         self._store = AuthStore(pool)
         self._channels = self._store.channels
         self._version = version
+        self._oauth_flows = oauth_flows
+        self._oauth_endpoints = oauth_endpoints
         self._started = int(time.time())
 
     async def _caller(self, context: Context, before_password_change: bool) -> Caller:
@@ -229,6 +235,28 @@ def rpc(
         return handler
 
     return declare
+
+
+def public_or_user(
+    body: Callable[[S, Caller | None, Req], Awaitable[Resp]],
+) -> Handler[S, Req, Resp]:
+    """Declare an RPC anyone may call, which acts for the caller when the metadata names one
+    (a session or an access token, which must then be valid): the external logins, which
+    log an anonymous caller in and bind the identity to a logged-in one."""
+
+    @functools.wraps(body)
+    async def handler(self: S, request: Req, context: Context) -> Resp:
+        try:
+            names = {k for k, _ in context.invocation_metadata() or ()}
+            caller = None
+            if names & {SESSION_METADATA, ACCESS_TOKEN_METADATA}:
+                caller = await self._caller(context, before_password_change=False)
+            return await body(self, caller, request)
+        except Exception as exc:
+            await _abort(context, body.__name__, exc)
+
+    setattr(handler, ROLE_ATTRIBUTE, PUBLIC)
+    return handler
 
 
 def public(body: Callable[[S, Req], Awaitable[Resp]]) -> Handler[S, Req, Resp]:

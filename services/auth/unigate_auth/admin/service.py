@@ -4,7 +4,8 @@ per entity; each owns its RPCs and its SQL:
 - ``users`` — login, logout, registration, the caller's own account, user management;
 - ``tokens`` — API keys; ``quota_rpcs`` — root's quota adjustments;
 - ``channels`` / ``channel_rpcs`` — the channel table (all of auth's channel SQL) and its RPCs;
-- ``redemptions`` — codes; ``options`` — settings and groups; ``status`` — the public status.
+- ``redemptions`` — codes; ``options`` — settings and groups; ``status`` — the public status;
+- ``oauth_rpcs`` — external logins and bindings (GitHub, Lark, OIDC, WeChat).
 
 Every RPC declares its least role with ``rpc.rpc`` (or ``rpc.public``), which resolves the
 caller and turns refusals into gRPC status codes. Writes that change what routing or
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from unigate.v1 import admin_pb2_grpc
 from unigate_auth.admin.channel_rpcs import ChannelRpcs
+from unigate_auth.admin.oauth_rpcs import OAuthRpcs
 from unigate_auth.admin.options import OptionRpcs
 from unigate_auth.admin.quota_rpcs import QuotaRpcs
 from unigate_auth.admin.redemptions import RedemptionRpcs
@@ -33,6 +35,7 @@ class AdminService(
     RedemptionRpcs,
     OptionRpcs,
     StatusRpcs,
+    OAuthRpcs,
     admin_pb2_grpc.AdminServiceServicer,
 ):
     """Registered once on auth's gRPC server; its constructor is ``AdminBase``'s."""

@@ -1,20 +1,40 @@
 """The public status (One API's ``/api/status``): version, start time, whether registration
-is open, the quota per unit and the system's name."""
+is open, the quota per unit, the system's name and which external logins are offered."""
 
 from __future__ import annotations
 
 from unigate.pricing import QUOTA_PER_USD
 from unigate.v1 import admin_pb2
+from unigate_auth.admin.oauth_rpcs import OPTION_KEYS, enabled
 from unigate_auth.admin.rpc import AdminBase, Empty, public
 
 
 class StatusRpcs(AdminBase):
     @public
     async def GetStatus(self, _: Empty) -> admin_pb2.SystemStatus:
+        rows = await self._pool.fetch(
+            "SELECT key, value FROM options WHERE key = ANY($1::text[])",
+            [*OPTION_KEYS, "SystemName", "WeChatAccountQRCodeImageURL"],
+        )
+        options = {r["key"]: r["value"] for r in rows}
+        oidc_on = enabled("oidc", options)
+        # Client ids are public (they travel in every authorization URL); secrets never.
         return admin_pb2.SystemStatus(
             version=self._version,
             start_time=self._started,
-            register_enabled=(await self._option("RegisterEnabled") or "").lower() == "true",
+            register_enabled=options.get("RegisterEnabled", "").lower() == "true",
             quota_per_unit=QUOTA_PER_USD,
-            system_name=await self._option("SystemName") or "unigate",
+            system_name=options.get("SystemName") or "unigate",
+            github_oauth=enabled("github", options),
+            github_client_id=options.get("GitHubClientId", ""),
+            lark_client_id=options.get("LarkClientId", "") if enabled("lark", options) else "",
+            wechat_login=enabled("wechat", options),
+            wechat_qrcode=options.get("WeChatAccountQRCodeImageURL", ""),
+            oidc=oidc_on,
+            oidc_client_id=options.get("OidcClientId", "") if oidc_on else "",
+            oidc_well_known=options.get("OidcWellKnown", "") if oidc_on else "",
+            oidc_authorization_endpoint=options.get("OidcAuthorizationEndpoint", "")
+            if oidc_on
+            else "",
+            server_address=options.get("ServerAddress", ""),
         )

@@ -198,7 +198,9 @@ class UserRpcs(AdminBase):
             current = await self._pool.fetchval(
                 "SELECT password_hash FROM users WHERE id = $1", caller.id
             )
-            if not await verify_password(current, req.original_password):
+            # An account made by an external login has no password (an empty hash) until its
+            # owner sets one: there is no current one to give.
+            if current and not await verify_password(current, req.original_password):
                 raise denied("the original password is wrong")
             check_password(req.password)
             if req.password == req.original_password:

@@ -1,6 +1,7 @@
 """The web console: a single-page app served by the gateway from files in ``static/``.
 
-``/`` is the page, ``/console/*`` its assets (ES modules, vendored libraries) and the channel
+``/`` is the page (and ``/oauth/github|lark|oidc``, where login providers send the browser
+back), ``/console/*`` its assets (ES modules, vendored libraries) and the channel
 form hints. The app routes inside the URL fragment (``/#/channels``), so it never claims
 another path: ``/v1/*``, ``/api/*``, ``/dashboard/billing/*`` and the ops endpoints stay
 exactly as they are, and an unknown path is still the API's OpenAI-shaped 404.
@@ -23,7 +24,7 @@ STATIC = Path(__file__).parent / "static"
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
-        " img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none';"
+        " img-src 'self' data: https:; connect-src 'self'; object-src 'none'; base-uri 'none';"
         " frame-ancestors 'none'; form-action 'self'"
     ),
     "X-Frame-Options": "DENY",
@@ -46,6 +47,12 @@ def console_routes() -> list[BaseRoute]:
 
     return [
         Route("/", page, methods=["GET", "HEAD"]),
+        # Where GitHub, Lark and OIDC providers send the browser back (One API's paths, so an
+        # app registered for One API keeps its callback URL): the page finishes the login.
+        *(
+            Route(f"/oauth/{provider}", page, methods=["GET", "HEAD"])
+            for provider in ("github", "lark", "oidc")
+        ),
         Route("/console/channel-types.json", channel_types, methods=["GET"]),
         Mount("/console", StaticFiles(directory=STATIC), name="console"),
     ]

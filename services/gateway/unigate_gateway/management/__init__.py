@@ -28,6 +28,7 @@ from unigate.v1 import admin_pb2_grpc, billing_pb2_grpc
 from unigate_gateway.management.account import account_router
 from unigate_gateway.management.base import ApiError, ClientIp, Stubs, failure, grpc_failure
 from unigate_gateway.management.logs import logs_router
+from unigate_gateway.management.oauth import oauth_router
 from unigate_gateway.management.records import records_router
 from unigate_gateway.settings import GatewaySettings
 
@@ -103,6 +104,7 @@ class Management:
         app.include_router(account_router(self.stubs, client_ip))
         app.include_router(records_router(self.stubs))
         app.include_router(logs_router(self.stubs))
+        app.include_router(oauth_router(self.stubs, client_ip))
 
         async def on_grpc(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, grpc.aio.AioRpcError)

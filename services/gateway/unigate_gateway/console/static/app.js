@@ -24,6 +24,7 @@ import { RedemptionsPage } from "./pages/redemptions.js";
 import { LogsPage } from "./pages/logs.js";
 import { SettingsPage } from "./pages/settings.js";
 import { ProfilePage } from "./pages/profile.js";
+import { finishCallback } from "./pages/oauth.js";
 
 // Path, label key, page, the least role that sees it.
 const PAGES = [
@@ -76,6 +77,8 @@ function App() {
   const [route, setRoute] = useState(currentRoute());
   const [session, setSession] = useState({ loading: true, user: null });
   const [status, setStatus] = useState({});
+  // What the page a login provider sent us back to said (an error, or a binding made).
+  const [callback, setCallback] = useState(null);
 
   useEffect(() => onLang(() => setLangTick((x) => x + 1)), []);
   useEffect(() => {
@@ -110,7 +113,13 @@ function App() {
         if (s && s.system_name) document.title = s.system_name;
       })
       .catch(() => {});
-    refreshUser();
+    finishCallback()
+      .catch((err) => ({ error: String(err.message || err) }))
+      .then((result) => {
+        setCallback(result);
+        setRoute(currentRoute());
+        refreshUser();
+      });
   }, []);
 
   const logout = async () => {
@@ -127,7 +136,7 @@ function App() {
   if (!session.user) {
     return html`<div class="bare">
       <div class="bare-top"><${LangSwitch} /></div>
-      <${LoginPage} status=${status} onLogin=${(user) => {
+      <${LoginPage} status=${status} callbackError=${callback && !callback.bound && callback.error} onLogin=${(user) => {
         setSession({ loading: false, user });
         if (!mustChangePassword(user) && (route === "login" || route === "change-password")) {
           navigate("dashboard");
@@ -151,7 +160,7 @@ function App() {
     PAGES.find(([path, , , role]) => path === route && (user.role || 0) >= role) || PAGES[0];
   const Page = entry[2];
   return html`<${Frame} user=${user} route=${entry[0]} onLogout=${logout}>
-      <${Page} user=${user} status=${status} refreshUser=${refreshUser} />
+      <${Page} user=${user} status=${status} refreshUser=${refreshUser} callback=${callback} />
     </${Frame}>
     <${Toasts} />`;
 }

@@ -3,8 +3,9 @@
 import { html, useState, Field, ErrorNote, mustChangePassword } from "../ui.js";
 import { post, put, setCsrf } from "../api.js";
 import { t } from "../i18n.js";
+import { OAuthLogin } from "./oauth.js";
 
-export function LoginPage({ status, onLogin }) {
+export function LoginPage({ status, onLogin, callbackError }) {
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
   const [error, setError] = useState(null);
@@ -41,7 +42,11 @@ export function LoginPage({ status, onLogin }) {
     </${Field}>
     <${ErrorNote} error=${error} />
     <button type="submit" disabled=${busy}>${t("login.submit")}</button>
-  </form>`;
+  </form>
+  <${OAuthLogin} status=${status} callbackError=${callbackError} onLogin=${(user) => {
+    setCsrf(user && user.csrf_token);
+    onLogin(user);
+  }} />`;
 }
 
 export function ChangePasswordPage({ user, onDone }) {

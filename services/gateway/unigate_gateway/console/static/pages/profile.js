@@ -5,6 +5,7 @@ import { html, useState, useAction, Field, ErrorNote, CopyButton, toast, fmtQuot
 import { get, post, put } from "../api.js";
 import { t } from "../i18n.js";
 import { roleLabel } from "./users.js";
+import { Bindings } from "./oauth.js";
 
 function TopUp({ refreshUser }) {
   const [code, setCode] = useState("");
@@ -59,10 +60,12 @@ function Account({ user, refreshUser }) {
     <${Field} label=${t("users.email")}>
       <input name="email" type="email" value=${email} onInput=${(e) => setEmail(e.target.value)} />
     </${Field}>
-    <${Field} label=${t("password.current")} hint=${t("profile.password_hint")}>
+    ${user.has_password === false
+      ? html`<p class="muted" data-testid="no-password">${t("profile.no_password")}</p>`
+      : html`<${Field} label=${t("password.current")} hint=${t("profile.password_hint")}>
       <input name="original_password" type="password" autocomplete="current-password" value=${original}
         onInput=${(e) => setOriginal(e.target.value)} />
-    </${Field}>
+    </${Field}>`}
     <${Field} label=${t("password.new")}>
       <input name="password" type="password" autocomplete="new-password" minlength="8" value=${password}
         onInput=${(e) => setPassword(e.target.value)} />
@@ -88,7 +91,7 @@ function AccessToken() {
   </div>`;
 }
 
-export function ProfilePage({ user, refreshUser }) {
+export function ProfilePage({ user, status, refreshUser, callback }) {
   return html`<section>
     <div class="page-head"><h1>${t("nav.profile")}</h1></div>
     <div class="cards">
@@ -103,6 +106,7 @@ export function ProfilePage({ user, refreshUser }) {
       <div>
         <${TopUp} refreshUser=${refreshUser} />
         <${AccessToken} />
+        <${Bindings} user=${user} status=${status} refreshUser=${refreshUser} notice=${callback} />
       </div>
     </div>
   </section>`;
