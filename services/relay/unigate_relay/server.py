@@ -24,6 +24,7 @@ from unigate_relay.output_bound import bounded_body, bounded_stream
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 from unigate_relay.system_prompt import with_system_prompt
 from unigate_relay.translate import serving
+from unigate_relay.translate.legacy_functions import answering_legacy
 from unigate_relay.usage_record import UsageRecorder
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 type="invalid_request_error",
                 code="unsupported_endpoint",
             )
+        provider = answering_legacy(provider, request)
         try:
             channel = await self._channels.get(request.channel_id, request.config_version)
         except ChannelNotFound:
