@@ -9,7 +9,8 @@ usage. One module per provider says what it does and where that was read:
 
 ``deepseek``, ``groq``, ``zhipu``, ``moonshot``, ``qwen``, ``zhinao360``, ``mistral``,
 ``ollama``, ``xai``, ``siliconflow``, ``together``, ``openrouter``, ``stepfun``, ``lingyi``,
-``doubao``.
+``doubao``, ``baichuan``, ``gemini_openai`` (the Gemini API's OpenAI-compatible endpoint),
+``bailian`` (Alibaba Model Studio: ``qwen``'s API under another channel type).
 
 ``app.state`` is the wrapped OpenAI simulator's (``calls`` — with the provider's own paths —,
 ``fail_next``, ``faults``, ``api_keys``). Answers injected through ``fail_next``/``faults``
@@ -23,8 +24,10 @@ from __future__ import annotations
 import dataclasses
 
 from unigate_sim.compatible import (
+    baichuan,
     deepseek,
     doubao,
+    gemini_openai,
     groq,
     lingyi,
     mistral,
@@ -61,8 +64,11 @@ PROFILES: dict[str, Profile] = {
         stepfun,
         lingyi,
         doubao,
+        baichuan,
+        gemini_openai,
     )
 }
+PROFILES[qwen.BAILIAN.name] = qwen.BAILIAN
 
 
 def create_compatible_app(

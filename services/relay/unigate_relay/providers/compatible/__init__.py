@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from unigate_relay.providers.compatible import (
     azure,
+    baichuan,
+    bailian,
     deepseek,
     doubao,
+    gemini_openai,
     groq,
     lingyi,
     mistral,
@@ -44,6 +47,9 @@ MODULES = (
     stepfun,
     lingyi,
     doubao,
+    baichuan,
+    bailian,
+    gemini_openai,
 )
 
 SPECS: dict[int, CompatibleSpec] = {m.SPEC.channel_type: m.SPEC for m in MODULES}
