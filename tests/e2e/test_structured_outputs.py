@@ -22,11 +22,15 @@ from langchain_openai import ChatOpenAI
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
 from tests.e2e.provider_support import Simulator, alias, create_mapped_channel, ledger_rows
 from tests.e2e.test_anthropic import CLAUDE_KEY, SONNET
+from tests.e2e.test_bedrock import Bedrock, bedrock, bedrock_channel
 from tests.e2e.test_gemini import KEY as GEMINI_KEY
+from tests.e2e.test_vertex import Vertex, vertex, vertex_channel
 from unigate_cli.devstack import Stack
 from unigate_sim.anthropic import create_anthropic_app
 from unigate_sim.compatible import create_compatible_app
 from unigate_sim.gemini import create_gemini_app
+
+__all__ = ["bedrock", "vertex"]  # fixtures used here
 
 
 class Address(pydantic.BaseModel):
@@ -191,3 +195,31 @@ async def test_schemas_a_provider_cannot_express_get_a_clear_400(
         assert "JSON object" in refused.value.message
     else:
         pytest.skip("the OpenAI-like families take any schema (the provider's own rules)")
+
+
+async def _parse_and_stream(client: openai.AsyncOpenAI, model: str) -> Person:
+    parsed = await client.chat.completions.parse(
+        model=model, messages=PROMPT, response_format=Person
+    )
+    person = parsed.choices[0].message.parsed
+    assert isinstance(person, Person) and parsed.choices[0].finish_reason == "stop"
+    async with client.chat.completions.stream(
+        model=model, messages=PROMPT, response_format=Person
+    ) as stream:
+        final = await stream.get_final_completion()
+    assert final.choices[0].message.parsed == person
+    return person
+
+
+async def test_claude_on_bedrock_and_vertex_and_gemini_on_vertex(
+    client: openai.AsyncOpenAI, pg: asyncpg.Pool, secret_key: str, bedrock: Bedrock, vertex: Vertex
+) -> None:
+    on_bedrock = alias("bedrock")
+    await bedrock_channel(pg, secret_key, bedrock, on_bedrock)
+    await _parse_and_stream(client, on_bedrock)
+    # Claude was asked through the forced response tool.
+    sent = bedrock.calls[-1]["body"]
+    assert sent["tool_choice"] == {"type": "tool", "name": "json_tool_call"}
+
+    for upstream in ("claude-sonnet-4-20250514", "gemini-2.5-flash"):
+        await _parse_and_stream(client, await vertex_channel(pg, secret_key, vertex, upstream))
