@@ -10,7 +10,7 @@ usage. One module per provider says what it does and where that was read:
 ``deepseek``, ``groq``, ``zhipu``, ``moonshot``, ``qwen``, ``zhinao360``, ``mistral``,
 ``ollama``, ``xai``, ``siliconflow``, ``together``, ``openrouter``, ``stepfun``, ``lingyi``,
 ``doubao``, ``baichuan``, ``gemini_openai`` (the Gemini API's OpenAI-compatible endpoint),
-``bailian`` (Alibaba Model Studio: ``qwen``'s API under another channel type).
+``bailian`` (Alibaba Model Studio: ``qwen``'s API under another channel type), ``novita``.
 
 ``app.state`` is the wrapped OpenAI simulator's (``calls`` — with the provider's own paths —,
 ``fail_next``, ``faults``, ``api_keys``). Answers injected through ``fail_next``/``faults``
@@ -32,6 +32,7 @@ from unigate_sim.compatible import (
     lingyi,
     mistral,
     moonshot,
+    novita,
     ollama,
     openrouter,
     qwen,
@@ -66,6 +67,7 @@ PROFILES: dict[str, Profile] = {
         doubao,
         baichuan,
         gemini_openai,
+        novita,
     )
 }
 PROFILES[qwen.BAILIAN.name] = qwen.BAILIAN

@@ -18,6 +18,7 @@ from unigate_relay.providers.compatible import (
     lingyi,
     mistral,
     moonshot,
+    novita,
     ollama,
     openrouter,
     qwen,
@@ -52,6 +53,7 @@ MODULES = (
     baichuan,
     bailian,
     gemini_openai,
+    novita,
 )
 
 SPECS: dict[int, CompatibleSpec] = {
