@@ -24,13 +24,15 @@ from tests.e2e.provider_support import Simulator, alias, create_mapped_channel, 
 from tests.e2e.test_anthropic import CLAUDE_KEY, SONNET
 from tests.e2e.test_bedrock import Bedrock, bedrock, bedrock_channel
 from tests.e2e.test_gemini import KEY as GEMINI_KEY
+from tests.e2e.test_hunyuan import Tencent, tencent
+from tests.e2e.test_hunyuan import channel as hunyuan_channel
 from tests.e2e.test_vertex import Vertex, vertex, vertex_channel
 from unigate_cli.devstack import Stack
 from unigate_sim.anthropic import create_anthropic_app
 from unigate_sim.compatible import create_compatible_app
 from unigate_sim.gemini import create_gemini_app
 
-__all__ = ["bedrock", "vertex"]  # fixtures used here
+__all__ = ["bedrock", "tencent", "vertex"]  # fixtures used here
 
 
 class Address(pydantic.BaseModel):
@@ -223,3 +225,21 @@ async def test_claude_on_bedrock_and_vertex_and_gemini_on_vertex(
 
     for upstream in ("claude-sonnet-4-20250514", "gemini-2.5-flash"):
         await _parse_and_stream(client, await vertex_channel(pg, secret_key, vertex, upstream))
+
+
+async def test_a_family_without_structured_output_refuses_it_with_a_400(
+    client: openai.AsyncOpenAI, pg: asyncpg.Pool, secret_key: str, tencent: Tencent
+) -> None:
+    model = alias("hunyuan")
+    await hunyuan_channel(pg, secret_key, tencent, {model: "hunyuan-lite"})
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.parse(model=model, messages=PROMPT, response_format=Person)
+    error = refused.value.response.json()["error"]
+    assert error["code"] == "unsupported_response_format"
+    assert "json_schema" in error["message"]
+    # Refused before the provider was called; plain text still goes.
+    assert tencent.state.calls == []
+    plain = await client.chat.completions.create(
+        model=model, messages=PROMPT, response_format={"type": "text"}
+    )
+    assert plain.choices[0].message.content

@@ -46,6 +46,9 @@ class Provider(abc.ABC):
     channel_types: ClassVar[tuple[int, ...]]
     # Endpoints ("chat.completions", "embeddings", ...) this provider can serve.
     endpoints: ClassVar[frozenset[str]]
+    # The structured-output formats (OpenAI's response_format types beyond "text") its chat
+    # can express; a request for any other is refused with a 400, never sent without it.
+    response_formats: ClassVar[frozenset[str]] = frozenset()
 
     def chat_output_field(self, channel_type: int) -> str:
         """The field of a chat request that carries an injected output limit (the family's

@@ -70,6 +70,8 @@ class AnthropicProvider(Provider):
     family: ClassVar[str] = "anthropic"
     channel_types: ClassVar[tuple[int, ...]] = (14,)
     endpoints: ClassVar[frozenset[str]] = frozenset({CHAT, MESSAGES, COUNT_TOKENS})
+    # As a forced tool (structured.py).
+    response_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
 
     def _url(self, ctx: CallContext) -> str:
         base = (ctx.channel.base_url or DEFAULT_BASE_URL).rstrip("/")

@@ -120,6 +120,8 @@ class BedrockProvider(Provider):
     family: ClassVar[str] = "bedrock"
     channel_types: ClassVar[tuple[int, ...]] = (33,)
     endpoints: ClassVar[frozenset[str]] = frozenset({CHAT})
+    # As a forced tool (the Anthropic family's structured.py).
+    response_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         prepared = _prepare(ctx, stream=False)

@@ -69,6 +69,8 @@ class GeminiProvider(Provider):
     family: ClassVar[str] = "gemini"
     channel_types: ClassVar[tuple[int, ...]] = (24,)
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat.completions", "embeddings"})
+    # responseMimeType and responseSchema (schema.py).
+    response_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
 
     # ---- what Vertex AI overrides -------------------------------------------------------
 

@@ -68,6 +68,8 @@ class OpenAIProvider(Provider):
     family: ClassVar[str] = "openai"
     channel_types: ClassVar[tuple[int, ...]] = tuple(sorted(_SPECS))
     endpoints: ClassVar[frozenset[str]] = _ALL_ENDPOINTS
+    # Passed through: the provider decides (JSON-mode-only ones get json_object: json_mode).
+    response_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
 
     def chat_output_field(self, channel_type: int) -> str:
         return spec_for(channel_type).chat_output_field
