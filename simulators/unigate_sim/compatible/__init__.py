@@ -10,7 +10,8 @@ usage. One module per provider says what it does and where that was read:
 ``deepseek``, ``groq``, ``zhipu``, ``moonshot``, ``qwen``, ``zhinao360``, ``mistral``,
 ``ollama``, ``xai``, ``siliconflow``, ``together``, ``openrouter``, ``stepfun``, ``lingyi``,
 ``doubao``, ``baichuan``, ``gemini_openai`` (the Gemini API's OpenAI-compatible endpoint),
-``bailian`` (Alibaba Model Studio: ``qwen``'s API under another channel type), ``novita``.
+``bailian`` (Alibaba Model Studio: ``qwen``'s API under another channel type), ``novita``,
+``minimax``.
 
 ``app.state`` is the wrapped OpenAI simulator's (``calls`` — with the provider's own paths —,
 ``fail_next``, ``faults``, ``api_keys``). Answers injected through ``fail_next``/``faults``
@@ -30,6 +31,7 @@ from unigate_sim.compatible import (
     gemini_openai,
     groq,
     lingyi,
+    minimax,
     mistral,
     moonshot,
     novita,
@@ -68,6 +70,7 @@ PROFILES: dict[str, Profile] = {
         baichuan,
         gemini_openai,
         novita,
+        minimax,
     )
 }
 PROFILES[qwen.BAILIAN.name] = qwen.BAILIAN

@@ -85,3 +85,18 @@ def google_list_shape() -> ErrorRenderer:
         return error.status, orjson.dumps([{"error": inner}])
 
     return render
+
+
+def typed_error(types: Mapping[ErrorKind, str]) -> ErrorRenderer:
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}`` — MiniMax's
+    OpenAI-compatible API (NousResearch/hermes-agent#2094, Kilo-Org/kilocode#4506)."""
+
+    def render(error: ProviderError) -> tuple[int, bytes]:
+        body = {
+            "type": "error",
+            "error": {"type": types.get(error.kind, "bad_request_error"), "message": error.message},
+            "request_id": REQUEST_ID,
+        }
+        return error.status, orjson.dumps(body)
+
+    return render

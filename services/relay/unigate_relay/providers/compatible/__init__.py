@@ -16,6 +16,7 @@ from unigate_relay.providers.compatible import (
     gemini_openai,
     groq,
     lingyi,
+    minimax,
     mistral,
     moonshot,
     novita,
@@ -54,6 +55,7 @@ MODULES = (
     bailian,
     gemini_openai,
     novita,
+    minimax,
 )
 
 SPECS: dict[int, CompatibleSpec] = {
