@@ -69,6 +69,11 @@ CASES = [
     Case("stepfun", 32, "/v1"),
     Case("lingyi", 31, "/v1"),
     Case("doubao", 40, "/api/v3"),
+    Case("baichuan", 26, "/v1"),
+    Case("bailian", 49, "/compatible-mode/v1"),
+    Case("gemini_openai", 51, "/v1beta/openai"),
+    Case("novita", 41, "/v3/openai"),
+    Case("minimax", 27, "/v1"),
 ]
 BY_NAME = {case.provider: case for case in CASES}
 IMAGE_PART: Any = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}

@@ -70,6 +70,19 @@ def ctx(
         (32, "", "chat.completions", "https://api.stepfun.com/v1/chat/completions"),
         (31, "", "chat.completions", "https://api.lingyiwanwu.com/v1/chat/completions"),
         (40, "", "chat.completions", "https://ark.cn-beijing.volces.com/api/v3/chat/completions"),
+        (26, "", "embeddings", "https://api.baichuan-ai.com/v1/embeddings"),
+        (
+            49,
+            "",
+            "chat.completions",
+            "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions",
+        ),
+        (
+            51,
+            "",
+            "chat.completions",
+            "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions",
+        ),
         # An operator's base URL replaces the default; the provider's layout stays.
         (
             16,

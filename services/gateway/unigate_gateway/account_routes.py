@@ -1,5 +1,6 @@
-"""What a key may see about itself: its models (``/v1/models``) and, for chat front-ends
-built for One API, its balance (``/dashboard/billing/subscription`` and ``/usage``)."""
+"""What a key may see about itself: its models (``/v1/models``, in Anthropic's shape for
+Anthropic clients: ``anthropic_models``) and, for chat front-ends built for One API, its
+balance (``/dashboard/billing/subscription`` and ``/usage``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from starlette.routing import Route
 
 from unigate import errors
 from unigate.pricing import QUOTA_PER_USD
+from unigate_gateway.anthropic_api import MESSAGES, request_id_headers
+from unigate_gateway.anthropic_models import model_object, model_page, wants_anthropic
 from unigate_gateway.proxy import Proxy, error_response, new_request_id
 from unigate_gateway.requests import bearer_key
 
@@ -19,10 +22,8 @@ from unigate_gateway.requests import bearer_key
 UNLIMITED_USD = 100_000_000.0
 
 
-def _json(body: object, request_id: str) -> Response:
-    return Response(
-        orjson.dumps(body), media_type="application/json", headers={"X-Request-Id": request_id}
-    )
+def _json(body: object, headers: dict[str, str]) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
 def _model_object(name: str) -> dict[str, object]:
@@ -52,21 +53,31 @@ def account_routes(
         async def endpoint(request: Request) -> Response:
             # Ours, as on every /v1 answer (these calls make no ledger row).
             request_id = new_request_id()
+            # An Anthropic client's key may come in x-api-key; its errors and request id are
+            # given as on the Messages routes.
+            shape = MESSAGES if wants_anthropic(request.headers) else ""
+            headers = request_id_headers(shape, request_id)
             try:
                 api_key = bearer_key(request.headers.get("authorization"))
+                if not api_key and shape:
+                    api_key = request.headers.get("x-api-key", "").strip()
                 if not api_key:
                     raise errors.AuthenticationFailed(
                         "You didn't provide an API key.", code="missing_api_key"
                     )
                 body = await handler(request, api_key)
             except errors.ClientFacingError as err:
-                return error_response(err, request_id)
-            return _json(body, request_id)
+                response = error_response(err, request_id, shape)
+                response.headers.update(headers)
+                return response
+            return _json(body, headers)
 
         return endpoint
 
     async def models(request: Request, api_key: str) -> object:
         names = await proxy().list_models(api_key, client_ip(request))
+        if wants_anthropic(request.headers):
+            return model_page(names, request.query_params)
         return {"object": "list", "data": [_model_object(n) for n in names]}
 
     async def model(request: Request, api_key: str) -> object:
@@ -75,7 +86,7 @@ def account_routes(
             raise errors.NotFound(
                 f"The model '{wanted}' does not exist", code="model_not_found", param="model"
             )
-        return _model_object(wanted)
+        return model_object(wanted) if wants_anthropic(request.headers) else _model_object(wanted)
 
     async def subscription(request: Request, api_key: str) -> object:
         info = await proxy().key_info(api_key, client_ip(request))

@@ -24,6 +24,8 @@ from unigate_relay.output_bound import bounded_body, bounded_stream
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 from unigate_relay.system_prompt import with_system_prompt
 from unigate_relay.translate import ResponsesOverChat, serving
+from unigate_relay.translate.legacy_functions import answering_legacy
+from unigate_relay.translate.response_formats import unsupported_format
 from unigate_relay.translate.responses_history import native_body
 from unigate_relay.translate.responses_provider import RESPONSES
 from unigate_relay.usage_record import UsageRecorder
@@ -85,6 +87,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 type="invalid_request_error",
                 code="unsupported_endpoint",
             )
+        if (refused := unsupported_format(provider, request)) is not None:
+            return refused
+        provider = answering_legacy(provider, request)
         try:
             channel = await self._channels.get(request.channel_id, request.config_version)
         except ChannelNotFound:

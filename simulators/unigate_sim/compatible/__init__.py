@@ -9,7 +9,9 @@ usage. One module per provider says what it does and where that was read:
 
 ``deepseek``, ``groq``, ``zhipu``, ``moonshot``, ``qwen``, ``zhinao360``, ``mistral``,
 ``ollama``, ``xai``, ``siliconflow``, ``together``, ``openrouter``, ``stepfun``, ``lingyi``,
-``doubao``.
+``doubao``, ``baichuan``, ``gemini_openai`` (the Gemini API's OpenAI-compatible endpoint),
+``bailian`` (Alibaba Model Studio: ``qwen``'s API under another channel type), ``novita``,
+``minimax``.
 
 ``app.state`` is the wrapped OpenAI simulator's (``calls`` — with the provider's own paths —,
 ``fail_next``, ``faults``, ``api_keys``). Answers injected through ``fail_next``/``faults``
@@ -23,12 +25,16 @@ from __future__ import annotations
 import dataclasses
 
 from unigate_sim.compatible import (
+    baichuan,
     deepseek,
     doubao,
+    gemini_openai,
     groq,
     lingyi,
+    minimax,
     mistral,
     moonshot,
+    novita,
     ollama,
     openrouter,
     qwen,
@@ -61,8 +67,13 @@ PROFILES: dict[str, Profile] = {
         stepfun,
         lingyi,
         doubao,
+        baichuan,
+        gemini_openai,
+        novita,
+        minimax,
     )
 }
+PROFILES[qwen.BAILIAN.name] = qwen.BAILIAN
 
 
 def create_compatible_app(

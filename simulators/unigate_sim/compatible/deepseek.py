@@ -7,13 +7,15 @@ about: <last user text>"``) before the content, streamed as its own deltas, coun
 ``completion_tokens`` and ``completion_tokens_details.reasoning_tokens``. Text-only: an
 ``image_url`` part fails to deserialize (https://api-docs.deepseek.com/quick_start/error_codes:
 400 invalid format, 422 invalid parameters); an unknown model is 400 "Model Not Exist"; a wrong
-key is 401 "Authentication Fails"."""
+key is 401 "Authentication Fails". JSON mode only (api-docs.deepseek.com/guides/json_mode):
+``response_format`` ``json_schema`` is 400 "This response_format type is unavailable now";
+``json_object`` needs "json" in the prompt (the OpenAI simulator's own rule)."""
 
 from __future__ import annotations
 
 import orjson
 
-from unigate_sim.compatible.core import CompatibleSimulator, Profile
+from unigate_sim.compatible.core import CompatibleSimulator, Profile, ProviderError
 from unigate_sim.compatible.errors import openai_shape
 from unigate_sim.openai.json_types import JSONObject
 from unigate_sim.openai.tokens import (
@@ -89,6 +91,15 @@ def _stream(
     return out
 
 
+def _check(endpoint: str, request: JSONObject) -> ProviderError | None:
+    fmt = request.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return PROFILE.error(
+            "invalid_request", message="This response_format type is unavailable now"
+        )
+    return None
+
+
 def _balance(sim: CompatibleSimulator) -> JSONObject:
     """``GET /user/balance`` (api-docs.deepseek.com/api/get-user-balance): amounts are strings.
     ``state.balance`` sets the total (default 110.00 CNY, the reference's example)."""
@@ -127,5 +138,6 @@ PROFILE = Profile(
     answer_hook=_answer,
     stream_hook=_stream,
     usage_hook=_usage,
+    check_body=_check,
     account={"/user/balance": _balance},
 )

@@ -56,3 +56,47 @@ def plain_text_404(other: ErrorRenderer) -> ErrorRenderer:
         return other(error)
 
     return render
+
+
+#: google.rpc status names for the HTTP statuses Google's OpenAI layer refuses with.
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND"}
+
+
+def google_list_shape() -> ErrorRenderer:
+    """Google's error object ``{"error": {code, message, status}}`` wrapped in a one-element
+    list, as the Gemini API's OpenAI-compatible endpoint answers (continuedev/continue#8516);
+    a wrong key also carries the ``ErrorInfo`` detail with reason ``API_KEY_INVALID``."""
+
+    def render(error: ProviderError) -> tuple[int, bytes]:
+        inner: dict[str, Any] = {
+            "code": error.status,
+            "message": error.message,
+            "status": _GOOGLE_STATUS.get(error.status, "INVALID_ARGUMENT"),
+        }
+        if error.kind == "auth":
+            inner["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            ]
+        return error.status, orjson.dumps([{"error": inner}])
+
+    return render
+
+
+def typed_error(types: Mapping[ErrorKind, str]) -> ErrorRenderer:
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}`` — MiniMax's
+    OpenAI-compatible API (NousResearch/hermes-agent#2094, Kilo-Org/kilocode#4506)."""
+
+    def render(error: ProviderError) -> tuple[int, bytes]:
+        body = {
+            "type": "error",
+            "error": {"type": types.get(error.kind, "bad_request_error"), "message": error.message},
+            "request_id": REQUEST_ID,
+        }
+        return error.status, orjson.dumps(body)
+
+    return render

@@ -8,6 +8,8 @@ https://help.aliyun.com/zh/model-studio/error-code). Only ``qwen-vl-*`` models t
 
 from __future__ import annotations
 
+import dataclasses
+
 from unigate_sim.compatible.core import Profile
 from unigate_sim.compatible.errors import REQUEST_ID, openai_shape
 
@@ -39,3 +41,8 @@ PROFILE = Profile(
     vision_models=frozenset({"qwen-vl-plus"}),
     own_fields=frozenset({"enable_thinking", "enable_search", "thinking_budget"}),
 )
+
+
+#: Alibaba Cloud Model Studio (Bailian, One API's type 49): the same DashScope
+#: OpenAI-compatible API and rules, One API's separate channel type for it.
+BAILIAN = dataclasses.replace(PROFILE, name="bailian")

@@ -46,22 +46,36 @@ class Reply:
         return count_tokens(self.content or "")
 
 
-def _example_object(schema: JSONObject, text: str, depth: int) -> JSONObject:
+def _example_object(schema: JSONObject, text: str, depth: int, root: JSONObject) -> JSONObject:
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return {}
     required = schema.get("required")
     return {
-        name: _example_value(sub, text, depth + 1)
+        name: _example_value(sub, text, depth + 1, root)
         for name, sub in properties.items()
         if not isinstance(required, list) or name in required
     }
 
 
-def _example_value(schema: Any, text: str, depth: int = 0) -> Any:
-    """A value matching a JSON schema, built from ``text``: how tool arguments are made up."""
+def _referenced(ref: str, root: JSONObject) -> Any:
+    """The schema a local ``$ref`` (``#``, ``#/$defs/Name``, ``#/definitions/Name``) names."""
+    target: Any = root
+    for part in ref.removeprefix("#").split("/")[1:] if ref.startswith("#") else [None]:
+        if not isinstance(target, dict) or part not in target:
+            return None
+        target = target[part]
+    return target
+
+
+def _example_value(schema: Any, text: str, depth: int = 0, root: Any = None) -> Any:
+    """A value matching a JSON schema, built from ``text``: how tool arguments are made up.
+    Local ``$ref``s (pydantic's nested models) are followed within ``root``."""
     if not isinstance(schema, dict) or depth > _MAX_SCHEMA_DEPTH:
         return None
+    root = schema if root is None else root
+    if isinstance(schema.get("$ref"), str):
+        return _example_value(_referenced(schema["$ref"], root), text, depth + 1, root)
     if "const" in schema:
         return schema["const"]
     enum = schema.get("enum")
@@ -70,15 +84,15 @@ def _example_value(schema: Any, text: str, depth: int = 0) -> Any:
     for key in ("anyOf", "oneOf", "allOf"):
         options = schema.get(key)
         if isinstance(options, list) and options:
-            return _example_value(options[0], text, depth + 1)
+            return _example_value(options[0], text, depth + 1, root)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((item for item in kind if item != "null"), "null")
     if kind == "object" or (kind is None and "properties" in schema):
-        return _example_object(schema, text, depth)
+        return _example_object(schema, text, depth, root)
     if kind == "array":
         items = schema.get("items")
-        return [] if items is None else [_example_value(items, text, depth + 1)]
+        return [] if items is None else [_example_value(items, text, depth + 1, root)]
     scalars: dict[str, Any] = {"integer": 1, "number": 1, "boolean": True, "null": None}
     return scalars.get(kind, text) if isinstance(kind, str) else text
 
@@ -114,10 +128,37 @@ def _last_user_text(messages: Sequence[JSONObject]) -> str:
     return ""
 
 
-def shaped_content(response_format: JSONObject | None, echo: str) -> str:
-    """The reply text in the requested format: plain, a JSON object, or schema-shaped JSON."""
+def schema_in_prompt(messages: Sequence[JSONObject]) -> JSONObject | None:
+    """A JSON Schema a system message states (JSON mode told the shape in words): the JSON
+    object that ends the message, when it has ``properties``."""
+    for message in messages:
+        if message.get("role") not in ("system", "developer"):
+            continue
+        text = message_text(message)
+        start = text.find("{")
+        while start >= 0:
+            try:
+                value = orjson.loads(text[start:])
+            except orjson.JSONDecodeError:
+                start = text.find("{", start + 1)
+                continue
+            if isinstance(value, dict) and isinstance(value.get("properties"), dict):
+                return value
+            break
+    return None
+
+
+def shaped_content(
+    response_format: JSONObject | None, echo: str, messages: Sequence[JSONObject] = ()
+) -> str:
+    """The reply text in the requested format: plain, a JSON object, or schema-shaped JSON.
+    In JSON mode the simulated model follows a schema the system prompt states (as models
+    told a shape in words do), else answers ``{"content": echo}``."""
     kind = response_format["type"] if response_format else "text"
     if kind == "json_object":
+        stated = schema_in_prompt(messages)
+        if stated is not None:
+            return orjson.dumps(_example_value(stated, echo)).decode()
         return orjson.dumps({"content": echo}).decode()
     if kind == "json_schema":
         assert response_format is not None
@@ -146,7 +187,9 @@ def plan_reply(request: ChatRequest) -> Reply:
         function = _chosen_function(request.functions, request.function_call, "", text)
         if function is not None:
             return Reply(function_call=_make_call(function, text), finish_reason="function_call")
-    content = apply_stop(shaped_content(request.response_format, "Echo: " + text), request.stop)
+    content = apply_stop(
+        shaped_content(request.response_format, "Echo: " + text, request.messages), request.stop
+    )
     if request.max_tokens is not None:
         content, truncated = truncate_tokens(content, request.max_tokens)
         if truncated:

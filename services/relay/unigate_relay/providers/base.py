@@ -46,6 +46,9 @@ class Provider(abc.ABC):
     channel_types: ClassVar[tuple[int, ...]]
     # Endpoints ("chat.completions", "embeddings", ...) this provider can serve.
     endpoints: ClassVar[frozenset[str]]
+    # The structured-output formats (OpenAI's response_format types beyond "text") its chat
+    # can express; a request for any other is refused with a 400, never sent without it.
+    response_formats: ClassVar[frozenset[str]] = frozenset()
 
     def serves(self, endpoint: str, channel_type: int, upstream_model: str) -> bool:
         """Whether channels of ``channel_type`` serve ``endpoint`` natively for
@@ -222,7 +225,13 @@ _FATAL_PHRASES = (
 
 
 # How a 400 says the key itself was refused (xAI: "Incorrect API key provided: xa***Q6").
-_KEY_REJECTED_PHRASES = ("incorrect api key", "invalid api key", "invalid_api_key")
+_KEY_REJECTED_PHRASES = (
+    "incorrect api key",
+    "invalid api key",
+    "invalid_api_key",
+    # Google (the Gemini API's OpenAI-compatible endpoint): 400 INVALID_ARGUMENT.
+    "api key not valid",
+)
 
 
 def _retry_after(headers: CIMultiDictProxy[str]) -> float:
@@ -318,6 +327,9 @@ def _upstream_message(body: bytes) -> tuple[str, str, str]:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return body[:500].decode(errors="replace").strip(), "", ""
+    if isinstance(data, list) and len(data) == 1:
+        # Google's OpenAI-compatible endpoint wraps its error object in a list.
+        data = data[0]
     err = data.get("error") if isinstance(data, dict) else None
     if isinstance(err, dict):
         return (

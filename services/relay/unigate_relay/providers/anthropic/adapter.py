@@ -35,6 +35,7 @@ from unigate_relay.providers.anthropic.stream import (
     parse_event,
     with_reported_prompt,
 )
+from unigate_relay.providers.anthropic.structured import content_tool
 from unigate_relay.providers.anthropic.wire import (
     API_VERSION,
     COUNT_TOKENS,
@@ -69,6 +70,8 @@ class AnthropicProvider(Provider):
     family: ClassVar[str] = "anthropic"
     channel_types: ClassVar[tuple[int, ...]] = (14,)
     endpoints: ClassVar[frozenset[str]] = frozenset({CHAT, MESSAGES, COUNT_TOKENS})
+    # As a forced tool (structured.py).
+    response_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
 
     def _url(self, ctx: CallContext) -> str:
         base = (ctx.channel.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -82,8 +85,9 @@ class AnthropicProvider(Provider):
             {"x-api-key": ctx.api_key, "anthropic-version": API_VERSION},
         )
 
-    def _body(self, ctx: CallContext) -> bytes:
-        """The Messages request to send; raises ConversionError for the client's mistakes."""
+    def _body(self, ctx: CallContext) -> tuple[bytes, str | None]:
+        """(the Messages request to send, the tool whose call is the answer's content: see
+        ``structured``); raises ConversionError for the client's mistakes."""
         req = ctx.request
         try:
             request = orjson.loads(req.body)
@@ -92,19 +96,20 @@ class AnthropicProvider(Provider):
         if not isinstance(request, dict):
             raise ConversionError("The request body must be a JSON object.")
         if req.endpoint == CHAT:
-            return orjson.dumps(chat_to_messages(request, req.upstream_model))
+            messages = chat_to_messages(request, req.upstream_model)
+            return orjson.dumps(messages), content_tool(request)
         if req.model == req.upstream_model:
             # Native: the client's bytes go as they are.
-            return req.body
+            return req.body, None
         request["model"] = req.upstream_model
-        return orjson.dumps(request)
+        return orjson.dumps(request), None
 
     async def _post(self, ctx: CallContext, body: bytes) -> aiohttp.ClientResponse:
         return await open_upstream(ctx, self._url(ctx), data=body, headers=self._headers(ctx))
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         try:
-            body = self._body(ctx)
+            body, answer_tool = self._body(ctx)
         except ConversionError as exc:
             return relay_pb2.RelayResult(error=conversion_error(exc))
         reply = await read_answer(self._post(ctx, body))
@@ -125,7 +130,7 @@ class AnthropicProvider(Provider):
         elif endpoint == MESSAGES:
             usage = usage_from_anthropic(answer.get("usage"))
         else:
-            message, finish, usage = message_to_chat(answer)
+            message, finish, usage = message_to_chat(answer, answer_tool)
             content = completion_body(
                 id=completion_id(),
                 model=str(answer.get("model") or ctx.request.upstream_model),
@@ -137,7 +142,7 @@ class AnthropicProvider(Provider):
 
     async def stream(self, ctx: CallContext) -> AsyncIterator[relay_pb2.RelayChunk]:
         try:
-            body = self._body(ctx)
+            body, answer_tool = self._body(ctx)
         except ConversionError as exc:
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=conversion_error(exc)))
             return
@@ -150,6 +155,7 @@ class AnthropicProvider(Provider):
                 model=ctx.request.upstream_model,
                 created=int(time.time()),
                 include_usage=ctx.request.include_usage,
+                content_tool=answer_tool,
             )
         )
         started = time.perf_counter()

@@ -24,8 +24,9 @@ What changes, per Anthropic's Messages reference:
   budget; thinking forbids a forced tool choice and a temperature other than 1, so those are
   relaxed.
 
-OpenAI options with no Anthropic counterpart (penalties, logprobs, seed, response_format, ...)
-are dropped; ``n`` > 1 is refused. Assistant ``reasoning_content`` is not sent back: Anthropic
+``response_format`` (``json_schema``, ``json_object``) becomes a forced tool (``structured``).
+OpenAI options with no Anthropic counterpart (penalties, logprobs, seed, ...) are dropped;
+``n`` > 1 is refused. Assistant ``reasoning_content`` is not sent back: Anthropic
 only accepts thinking blocks with the signature it issued, which OpenAI clients do not keep.
 """
 
@@ -37,6 +38,7 @@ from typing import Any, Final
 import orjson
 
 from unigate_relay.providers.anthropic.models import max_output_tokens
+from unigate_relay.providers.anthropic.structured import apply_response_format
 from unigate_relay.providers.anthropic.wire import ConversionError, JSONObject
 
 # Budgets for OpenAI's reasoning_effort levels; Anthropic's minimum budget is 1,024 tokens.
@@ -362,8 +364,10 @@ def chat_to_messages(chat: JSONObject, model: str) -> JSONObject:
         )
         if choice is not None:
             out["tool_choice"] = choice
+    # Thinking cannot run beside the forced response tool: structured output wins.
+    structured = apply_response_format(chat, out)
     budget = thinking_budget(chat)
-    if budget:
+    if budget and not structured:
         _enable_thinking(out, budget)
     if chat.get("stream") is True:
         out["stream"] = True

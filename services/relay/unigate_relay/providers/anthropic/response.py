@@ -80,11 +80,14 @@ def tool_call(block: JSONObject) -> JSONObject:
     }
 
 
-def assistant_message(content: Any) -> JSONObject:
-    """OpenAI's assistant message for the content blocks of an Anthropic answer."""
+def assistant_message(content: Any, content_tool: str | None = None) -> JSONObject:
+    """OpenAI's assistant message for the content blocks of an Anthropic answer. A call of
+    ``content_tool`` (the response tool of ``structured``) is the answer itself: its input,
+    serialized, is the message's content."""
     texts: list[str] = []
     thinking: list[str] = []
     calls: list[JSONObject] = []
+    structured: list[str] = []
     for block in content if isinstance(content, list) else []:
         if not isinstance(block, dict):
             continue
@@ -93,8 +96,13 @@ def assistant_message(content: Any) -> JSONObject:
             texts.append(block["text"])
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
             thinking.append(block["thinking"])
+        elif kind == "tool_use" and content_tool is not None and block.get("name") == content_tool:
+            structured.append(orjson.dumps(block.get("input") or {}).decode())
         elif kind == "tool_use":
             calls.append(tool_call(block))
+    if structured:
+        # Any words around the structured answer would break the client's JSON parse.
+        texts = structured[:1]
     message: JSONObject = {"content": "".join(texts) if texts or not calls else None}
     if thinking:
         message["reasoning_content"] = "".join(thinking)
@@ -103,10 +111,14 @@ def assistant_message(content: Any) -> JSONObject:
     return message
 
 
-def message_to_chat(answer: JSONObject) -> tuple[JSONObject, str | None, common_pb2.Usage]:
-    """(assistant message, finish reason, usage) of an Anthropic ``message`` object."""
-    return (
-        assistant_message(answer.get("content")),
-        finish_reason(answer.get("stop_reason")),
-        usage_from_anthropic(answer.get("usage")),
-    )
+def message_to_chat(
+    answer: JSONObject, content_tool: str | None = None
+) -> tuple[JSONObject, str | None, common_pb2.Usage]:
+    """(assistant message, finish reason, usage) of an Anthropic ``message`` object;
+    ``content_tool`` as for :func:`assistant_message`."""
+    message = assistant_message(answer.get("content"), content_tool)
+    finish = finish_reason(answer.get("stop_reason"))
+    if finish == "tool_calls" and "tool_calls" not in message:
+        # Only the response tool was called: for the client the answer simply ended.
+        finish = "stop"
+    return message, finish, usage_from_anthropic(answer.get("usage"))

@@ -28,6 +28,12 @@ def parse_event(data: bytes) -> JSONObject | None:
     return value if isinstance(value, dict) else None
 
 
+def _index(event: JSONObject) -> int:
+    """An event's content block index (-1 when it has none)."""
+    index = event.get("index")
+    return index if isinstance(index, int) else -1
+
+
 class StreamState:
     """What a stream has said so far: its usage, stop reason, end and error."""
 
@@ -96,15 +102,27 @@ class ChatStreamTranslator(StreamState):
     Content blocks map to deltas: text → ``content``, thinking → ``reasoning_content``,
     ``tool_use`` → a ``tool_calls`` entry (its id and name when the block starts, then the
     ``input_json_delta`` pieces as ``arguments``), numbered in the order the tools appear, so
-    parallel tool calls keep distinct indices.
+    parallel tool calls keep distinct indices. A ``tool_use`` of ``content_tool`` (the
+    response tool of ``structured``) streams its input as ``content`` instead.
     """
 
-    def __init__(self, *, id: str, model: str, created: int, include_usage: bool) -> None:
+    def __init__(
+        self,
+        *,
+        id: str,
+        model: str,
+        created: int,
+        include_usage: bool,
+        content_tool: str | None = None,
+    ) -> None:
         super().__init__()
         self.id, self.model, self.created = id, model, created
         self.include_usage = include_usage
+        self.content_tool = content_tool
         # Content block index → OpenAI tool call index.
         self._tools: dict[int, int] = {}
+        # Content block index of the response tool's call → whether it streamed any input.
+        self._content_blocks: dict[int, bool] = {}
 
     def _frame(self, delta: JSONObject | None = None, finish: str | None = None) -> bytes:
         return chunk_frame(
@@ -122,7 +140,15 @@ class ChatStreamTranslator(StreamState):
         if kind == "content_block_delta":
             return self._block_delta(event)
         if kind == "message_delta" and self.stop_reason is not None:
-            return [self._frame({}, finish_reason(self.stop_reason))]
+            finish = finish_reason(self.stop_reason)
+            if finish == "tool_calls" and not self._tools:
+                # Only the response tool was called: for the client the answer simply ended.
+                finish = "stop"
+            return [self._frame({}, finish)]
+        if kind == "content_block_stop" and self._content_blocks.get(_index(event)) is False:
+            # A response tool call with an empty input still answers an (empty) object.
+            self._content_blocks[_index(event)] = True
+            return [self._frame({"content": "{}"})]
         if kind == "message_stop":
             return self.closing_frames()
         return []
@@ -144,6 +170,10 @@ class ChatStreamTranslator(StreamState):
         if not isinstance(block, dict) or not isinstance(index, int):
             return []
         kind = block.get("type")
+        answer_tool = self.content_tool
+        if kind == "tool_use" and answer_tool is not None and block.get("name") == answer_tool:
+            self._content_blocks[index] = False
+            return []
         if kind == "tool_use":
             position = self._tools.setdefault(index, len(self._tools))
             call = {
@@ -169,6 +199,11 @@ class ChatStreamTranslator(StreamState):
             return [self._frame({"content": delta["text"]})]
         if kind == "thinking_delta" and delta.get("thinking"):
             return [self._frame({"reasoning_content": delta["thinking"]})]
+        if kind == "input_json_delta" and _index(event) in self._content_blocks:
+            if not delta.get("partial_json"):
+                return []
+            self._content_blocks[_index(event)] = True
+            return [self._frame({"content": delta["partial_json"]})]
         if kind == "input_json_delta":
             position = self._tools.get(event.get("index", -1))
             if position is None or not delta.get("partial_json"):

@@ -29,6 +29,7 @@ from unigate_relay.providers.anthropic.stream import (
     parse_event,
     with_reported_prompt,
 )
+from unigate_relay.providers.anthropic.structured import content_tool
 from unigate_relay.providers.anthropic.wire import ConversionError
 from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
@@ -90,6 +91,8 @@ class _Prepared:
         self.model_id = model_id(req.upstream_model, config)
         self.model = claude_name(self.model_id)
         self.body = orjson.dumps(bedrock_body(chat_to_messages(chat, self.model)))
+        # The tool whose call is the answer's content (response_format: ``structured``).
+        self.content_tool = content_tool(chat)
         self.url = invoke_url(ctx.channel.base_url, region, self.model_id, stream=stream)
         accept = EVENT_STREAM_TYPE if stream else "application/json"
         headers = channel_headers(ctx, {"Content-Type": "application/json", "Accept": accept})
@@ -117,6 +120,8 @@ class BedrockProvider(Provider):
     family: ClassVar[str] = "bedrock"
     channel_types: ClassVar[tuple[int, ...]] = (33,)
     endpoints: ClassVar[frozenset[str]] = frozenset({CHAT})
+    # As a forced tool (the Anthropic family's structured.py).
+    response_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         prepared = _prepare(ctx, stream=False)
@@ -133,7 +138,7 @@ class BedrockProvider(Provider):
         answer = parse_event(reply.content)
         if answer is None:
             return reply.unreadable()
-        message, finish, usage = message_to_chat(answer)
+        message, finish, usage = message_to_chat(answer, prepared.content_tool)
         body = completion_body(
             id=completion_id(),
             model=ctx.request.upstream_model,
@@ -153,6 +158,7 @@ class BedrockProvider(Provider):
             model=ctx.request.upstream_model,
             created=int(time.time()),
             include_usage=ctx.request.include_usage,
+            content_tool=prepared.content_tool,
         )
         secrets = list(ctx.channel.keys)
         started = time.perf_counter()

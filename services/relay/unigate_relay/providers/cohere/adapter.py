@@ -69,6 +69,8 @@ class CohereProvider(Provider):
     family: ClassVar[str] = "cohere"
     channel_types: ClassVar[tuple[int, ...]] = (35,)
     endpoints: ClassVar[frozenset[str]] = frozenset(_PATHS)
+    # Cohere's own response_format (json_object, with a schema).
+    response_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
 
     @staticmethod
     def _config(ctx: CallContext) -> dict[str, Any]:

@@ -4,6 +4,7 @@ are laid out, what it refuses and where its stream reports usage."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 # Every endpoint of the OpenAI protocol, relative to the provider's API root.
 ENDPOINT_PATHS: dict[str, str] = {
@@ -47,6 +48,10 @@ class CompatibleSpec:
     # The field an output limit unigate injects into a chat request goes in: max_tokens,
     # which every OpenAI-like provider reads (OpenAI itself: max_completion_tokens).
     chat_output_field: str = "max_tokens"
+    # How it takes OpenAI's ``response_format``: "json_schema" passes through as OpenAI's;
+    # "json_object" (JSON mode only) sends a json_schema format as json_object with the schema
+    # in a system message (``unigate_relay.providers.json_mode``).
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
 
     def url(self, base_url: str, endpoint: str, model: str = "", config_json: str = "") -> str:
         """The full URL of ``endpoint`` for a channel whose base URL is ``base_url`` (empty

@@ -66,6 +66,8 @@ class GeminiProvider(Provider):
     endpoints: ClassVar[frozenset[str]] = frozenset(
         {"chat.completions", "embeddings", *gemini.ENDPOINTS}
     )
+    # responseMimeType and responseSchema (schema.py).
+    response_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
 
     # ---- what Vertex AI overrides -------------------------------------------------------
 

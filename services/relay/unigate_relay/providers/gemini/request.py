@@ -15,7 +15,11 @@ from typing import Any, Final
 import orjson
 
 from unigate_relay.providers.gemini.ids import parse_tool_call_id
-from unigate_relay.providers.gemini.schema import clean_schema, function_parameters
+from unigate_relay.providers.gemini.schema import (
+    SchemaNotExpressible,
+    clean_schema,
+    function_parameters,
+)
 from unigate_relay.providers.gemini.wire import (
     Content,
     FunctionCall,
@@ -266,10 +270,19 @@ def _generation_config(body: dict[str, Any]) -> GenerationConfig:
         config["responseMimeType"] = "application/json"
     elif isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         config["responseMimeType"] = "application/json"
-        schema = (fmt.get("json_schema") or {}).get("schema")
-        cleaned = clean_schema(schema)
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        try:
+            cleaned = clean_schema(schema, response=True)
+        except SchemaNotExpressible as exc:
+            raise InvalidRequest(exc.message, "response_format.json_schema." + exc.where) from None
         if cleaned:
             config["responseSchema"] = cleaned
+    elif fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        raise InvalidRequest(
+            "`response_format.type` must be 'text', 'json_object' or 'json_schema'.",
+            "response_format",
+        )
     thinking = _thinking(body)
     if thinking:
         config["thinkingConfig"] = thinking
@@ -290,7 +303,10 @@ def _declarations(body: dict[str, Any]) -> list[FunctionDeclaration]:
         declaration: FunctionDeclaration = {"name": str(function["name"])}
         if isinstance(function.get("description"), str) and function["description"]:
             declaration["description"] = function["description"]
-        parameters = function_parameters(function.get("parameters"))
+        try:
+            parameters = function_parameters(function.get("parameters"))
+        except SchemaNotExpressible as exc:
+            raise InvalidRequest(exc.message, "tools") from None
         if parameters is not None:
             declaration["parameters"] = parameters
         declarations.append(declaration)

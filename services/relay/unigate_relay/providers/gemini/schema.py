@@ -8,6 +8,12 @@ only name declared properties. JSON Schema that OpenAI accepts is rewritten to t
 here: ``$ref``s to ``$defs`` are inlined, ``oneOf`` becomes ``anyOf``, ``allOf`` is merged,
 ``const`` becomes a one-value enum, ``["string", "null"]`` becomes ``nullable``, and fields
 Gemini does not know are dropped (LiteLLM and New API do the same cleaning).
+
+What the subset cannot express is refused (:class:`SchemaNotExpressible`, the client's 400)
+rather than loosened into a schema that lets the model answer something else: a recursive
+schema (a ``$ref`` to a definition being expanded: Gemini's schema has no references), and,
+in a response schema, a map (an object whose values are described only by
+``additionalProperties``: Gemini's objects have named properties only).
 """
 
 from __future__ import annotations
@@ -49,16 +55,36 @@ _FORMATS: Final = {
 _MAX_DEPTH: Final = 24
 
 
-def clean_schema(schema: Any) -> dict[str, Any]:
+class SchemaNotExpressible(ValueError):
+    """A JSON Schema Gemini's Schema subset cannot express (``where`` locates the part)."""
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+
+class _Walk:
+    """What one cleaning carries down the schema: the definitions, the ``$ref``s being
+    expanded on the current path (a repeat is recursion) and whether maps are refused."""
+
+    def __init__(self, defs: dict[str, Any], *, response: bool) -> None:
+        self.defs = defs
+        self.expanding: list[str] = []
+        self.response = response
+
+
+def clean_schema(schema: Any, *, response: bool = False) -> dict[str, Any]:
     """``schema`` (JSON Schema) as a Gemini ``Schema``; anything that is not an object
-    becomes the empty schema."""
+    becomes the empty schema. ``response``: it is a ``responseSchema``, where a map is
+    refused rather than loosened. Raises :class:`SchemaNotExpressible`."""
     if not isinstance(schema, dict):
         return {}
     defs: dict[str, Any] = {}
     for key in ("$defs", "definitions"):
         if isinstance(schema.get(key), dict):
             defs.update(schema[key])
-    return _clean(schema, defs, 0)
+    return _clean(schema, _Walk(defs, response=response), 0, "schema")
 
 
 def function_parameters(schema: Any) -> dict[str, Any] | None:
@@ -70,12 +96,18 @@ def function_parameters(schema: Any) -> dict[str, Any] | None:
     return cleaned
 
 
-def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+def _resolve(schema: dict[str, Any], walk: _Walk, where: str) -> dict[str, Any]:
     ref = schema.get("$ref")
     if not isinstance(ref, str):
         return schema
     name = ref.rsplit("/", 1)[-1]
-    target = defs.get(name)
+    if name in walk.expanding or ref == "#":
+        raise SchemaNotExpressible(
+            f"Gemini cannot express a recursive schema: `{ref}` at {where} refers to a "
+            "definition it is part of.",
+            where,
+        )
+    target = walk.defs.get(name)
     if not isinstance(target, dict):
         return {k: v for k, v in schema.items() if k != "$ref"}
     # Sibling keywords of a $ref (a description, say) apply on top of the target.
@@ -100,10 +132,31 @@ def _merge_all_of(schema: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _clean(schema: dict[str, Any], defs: dict[str, Any], depth: int) -> dict[str, Any]:
+def _clean(schema: dict[str, Any], walk: _Walk, depth: int, where: str) -> dict[str, Any]:
     if depth > _MAX_DEPTH:
-        return {}
-    schema = _merge_all_of(_resolve(schema, defs))
+        raise SchemaNotExpressible(
+            f"The schema nests deeper than Gemini accepts ({_MAX_DEPTH} levels) at {where}.",
+            where,
+        )
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        resolved = _resolve(schema, walk, where)
+        walk.expanding.append(ref.rsplit("/", 1)[-1])
+        try:
+            return _clean(resolved, walk, depth + 1, where)
+        finally:
+            walk.expanding.pop()
+    schema = _merge_all_of(schema)
+    if isinstance(schema.get("$ref"), str):
+        # allOf: [{"$ref": ...}] (how older pydantic wrote a described reference).
+        return _clean(schema, walk, depth, where)
+    extra = schema.get("additionalProperties")
+    if walk.response and isinstance(extra, dict) and extra and not schema.get("properties"):
+        raise SchemaNotExpressible(
+            f"Gemini's response schema cannot express a map (an object described only by "
+            f"`additionalProperties`) at {where}.",
+            where,
+        )
     out: dict[str, Any] = {}
     kind = schema.get("type")
     if isinstance(kind, list):
@@ -113,14 +166,18 @@ def _clean(schema: dict[str, Any], defs: dict[str, Any], depth: int) -> dict[str
             out["nullable"] = True
         if len(non_null) > 1:
             rest = {k: v for k, v in schema.items() if k != "type"}
-            out["anyOf"] = [_clean({**rest, "type": k}, defs, depth + 1) for k in non_null]
+            out["anyOf"] = [_clean({**rest, "type": k}, walk, depth + 1, where) for k in non_null]
             return out
         kind = non_null[0] if non_null else ("null" if kinds else None)
     if isinstance(kind, str) and kind.lower() in _TYPES:
         out["type"] = kind.lower()
     options = schema.get("anyOf") if "anyOf" in schema else schema.get("oneOf")
     if isinstance(options, list):
-        cleaned = [_clean(o, defs, depth + 1) for o in options if isinstance(o, dict)]
+        cleaned = [
+            _clean(o, walk, depth + 1, f"{where}.anyOf[{i}]")
+            for i, o in enumerate(options)
+            if isinstance(o, dict)
+        ]
         # {"type": "null"} among the options means the value may be null.
         alternatives = [o for o in cleaned if o.get("type") != "null"]
         if len(alternatives) < len(cleaned):
@@ -155,7 +212,9 @@ def _clean(schema: dict[str, Any], defs: dict[str, Any], depth: int) -> dict[str
     properties = schema.get("properties")
     if isinstance(properties, dict):
         out["properties"] = {
-            str(name): _clean(sub if isinstance(sub, dict) else {}, defs, depth + 1)
+            str(name): _clean(
+                sub if isinstance(sub, dict) else {}, walk, depth + 1, f"{where}.{name}"
+            )
             for name, sub in properties.items()
         }
         out.setdefault("type", "object")
@@ -168,7 +227,7 @@ def _clean(schema: dict[str, Any], defs: dict[str, Any], depth: int) -> dict[str
     if isinstance(items, list):
         items = items[0] if items else None
     if isinstance(items, dict):
-        out["items"] = _clean(items, defs, depth + 1)
+        out["items"] = _clean(items, walk, depth + 1, f"{where}[]")
         out.setdefault("type", "array")
     if out.get("type") == "array" and "items" not in out:
         # Gemini refuses an ARRAY without items ("items: missing field"); JSON Schema's

@@ -26,6 +26,7 @@ from unigate_relay.providers.base import (
 )
 from unigate_relay.providers.compatible import SPECS, CompatibleSpec
 from unigate_relay.providers.compatible.spec import ENDPOINT_PATHS
+from unigate_relay.providers.json_mode import as_json_object, needs_json_object
 from unigate_relay.providers.openai.multipart import with_model
 from unigate_relay.providers.openai.usage import usage_from_answer, usage_from_stream_event
 from unigate_relay.providers.upstream import channel_headers, let_go, open_upstream, read_answer
@@ -67,6 +68,8 @@ class OpenAIProvider(Provider):
     family: ClassVar[str] = "openai"
     channel_types: ClassVar[tuple[int, ...]] = tuple(sorted(_SPECS))
     endpoints: ClassVar[frozenset[str]] = _ALL_ENDPOINTS
+    # Passed through: the provider decides (JSON-mode-only ones get json_object: json_mode).
+    response_formats: ClassVar[frozenset[str]] = frozenset({"json_object", "json_schema"})
 
     def serves(self, endpoint: str, channel_type: int, upstream_model: str) -> bool:
         # DeepSeek, Mistral, ... serve chat only: their Responses API is the translated one.
@@ -113,13 +116,20 @@ class OpenAIProvider(Provider):
             and not req.include_usage
             and spec.asks_stream_usage_for(ctx.channel.config_json)
         )
-        if req.model == model and not wants_usage_option and not spec.drop_fields:
+        json_mode = (
+            spec.response_format == "json_object"
+            and req.endpoint == "chat.completions"
+            and needs_json_object(req.body)
+        )
+        if req.model == model and not wants_usage_option and not spec.drop_fields and not json_mode:
             # Nothing to change: pass the client's bytes through without re-encoding them.
             return req.body
         body = orjson.loads(req.body)
         body["model"] = model
         for field in spec.drop_fields:
             body.pop(field, None)
+        if json_mode:
+            as_json_object(body)
         if wants_usage_option:
             # Always ask for usage so the ledger is exact; the usage chunk is removed again
             # when the client did not ask for it.

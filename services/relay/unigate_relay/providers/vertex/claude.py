@@ -57,12 +57,13 @@ class VertexClaude(AnthropicProvider):
     def __init__(self, vertex: VertexProvider) -> None:
         self.vertex = vertex
 
-    def _body(self, ctx: CallContext) -> bytes:
-        request = orjson.loads(super()._body(ctx))
+    def _body(self, ctx: CallContext) -> tuple[bytes, str | None]:
+        body, answer_tool = super()._body(ctx)
+        request = orjson.loads(body)
         if not isinstance(request, dict):
             raise ConversionError("The request body must be a JSON object.")
         request.pop("model", None)
-        return orjson.dumps({"anthropic_version": VERTEX_VERSION, **request})
+        return orjson.dumps({"anthropic_version": VERTEX_VERSION, **request}), answer_tool
 
     async def _post(self, ctx: CallContext, body: bytes) -> aiohttp.ClientResponse:
         method = "streamRawPredict" if ctx.request.stream else "rawPredict"
