@@ -25,6 +25,7 @@ from unigate.charge import quota_of
 from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import QuotaStore, RelayUsageNote, ReserveOutcome
+from unigate.request_ids import new_request_id
 from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2
 from unigate_billing import ledger as ledger_module
 from unigate_billing.ledger import Ledger
@@ -59,7 +60,8 @@ class Env:
         )
 
     async def reserve(self, gateway_id: str, age_s: float = 120.0) -> str:
-        rid = "req-" + secrets.token_hex(6)
+        # As a gateway makes it: carrying the time the request arrived (its reservation's).
+        rid = new_request_id(now_ms=int((time.time() - age_s) * 1000))
         context = events_pb2.ReservationContext(
             request_id=rid,
             token_name="sweeper-test",
@@ -304,7 +306,7 @@ async def test_real_event_racing_the_sweepers_uncommitted_row_corrects_it(env: E
     """The sweeper's row is still uncommitted when the consumer applies the real event: the
     consumer's insert waits for it and does nothing, and its correction (whose snapshot
     predates the commit) cannot see it; the ledger must still end at the real usage."""
-    rid = "req-" + secrets.token_hex(6)
+    rid = new_request_id()
     real = quota_of(PRICING, USAGE)
 
     def event(quota: int, usage: common_pb2.Usage, error_code: str) -> events_pb2.UsageEvent:

@@ -27,6 +27,7 @@ from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes, serve_ops
 from unigate.redisconn import connect_redis
+from unigate.request_ids import new_request_id
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_gateway import metrics
 from unigate_gateway.account_routes import account_routes
@@ -42,7 +43,7 @@ from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
 from unigate_gateway.edge import BodyLimit, BodyLimits
 from unigate_gateway.management import Management
-from unigate_gateway.proxy import Proxy, RelayClient, error_response, new_request_id
+from unigate_gateway.proxy import Proxy, RelayClient, error_response
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.requests import (
     ParsedCall,
