@@ -25,6 +25,7 @@ from unigate.charge import quota_of
 from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import QuotaStore, RelayUsageNote, ReserveOutcome
+from unigate.request_ids import new_request_id
 from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2
 from unigate_billing import ledger as ledger_module
 from unigate_billing.ledger import Ledger
@@ -34,7 +35,6 @@ from unigate_relay.usage_record import UsageRecorder
 
 PRICING = auth_pb2.Pricing(model_ratio=0.075, completion_ratio=4, group_ratio=1, cached_ratio=0.5)
 AMOUNT = 156
-CHANNEL = 7
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Env:
     ns: Namespace
     token_id: int
     user_id: int
+    channel_id: int
 
     def sweeper(self, timeout: float = 900.0) -> ReservationSweeper:
         return ReservationSweeper(
@@ -59,7 +60,8 @@ class Env:
         )
 
     async def reserve(self, gateway_id: str, age_s: float = 120.0) -> str:
-        rid = "req-" + secrets.token_hex(6)
+        # As a gateway makes it: carrying the time the request arrived (its reservation's).
+        rid = new_request_id(now_ms=int((time.time() - age_s) * 1000))
         context = events_pb2.ReservationContext(
             request_id=rid,
             token_name="sweeper-test",
@@ -91,7 +93,14 @@ class Env:
 
 
 @pytest.fixture
-async def env(redis: Redis, namespace: str, pg: asyncpg.Pool) -> AsyncIterator[Env]:
+async def env(
+    redis: Redis, namespace: str, pg: asyncpg.Pool, secret_key: str
+) -> AsyncIterator[Env]:
+    # Rows are charged to a channel of its own, so that the session's audit finds each
+    # channel's used quota equal to its rollups whatever ran before.
+    channel_id = await admin_writes.create_channel(
+        pg, secret_key=secret_key, type=1, name="sweeper-test", key="sk-sweeper", models="m"
+    )
     # A namespace of its own: the sweeper scans every open reservation of its namespace.
     ns = Namespace(f"{namespace}sw{secrets.token_hex(3)}")
     # And a user of its own: the database is the session's, whose e2e stack caches user 1's
@@ -107,15 +116,17 @@ async def env(redis: Redis, namespace: str, pg: asyncpg.Pool) -> AsyncIterator[E
     await quota.load_balances(
         token_id=token.id, token_balance=10**6, user_id=user_id, user_balance=10**9
     )
-    yield Env(quota, GatewayRegistry(redis, ns), Ledger(pg), pg, redis, ns, token.id, user_id)
+    yield Env(
+        quota, GatewayRegistry(redis, ns), Ledger(pg), pg, redis, ns, token.id, user_id, channel_id
+    )
     keys = [k async for k in redis.scan_iter(match=f"{ns.name}:*", count=1000)]
     if keys:
         await redis.delete(*keys)
 
 
-def relay_request(rid: str) -> relay_pb2.RelayRequest:
+def relay_request(env: Env, rid: str) -> relay_pb2.RelayRequest:
     return relay_pb2.RelayRequest(
-        request_id=rid, reservation_id=rid, channel_id=CHANNEL, upstream_model="gpt-4o-mini"
+        request_id=rid, reservation_id=rid, channel_id=env.channel_id, upstream_model="gpt-4o-mini"
     )
 
 
@@ -125,9 +136,9 @@ async def record(env: Env, *calls: tuple[str, common_pb2.Usage | None, int]) -> 
     recorder.start()
     for rid, usage, status in calls:
         if usage is None:
-            recorder.broken_off(relay_request(rid))
+            recorder.broken_off(relay_request(env, rid))
         else:
-            recorder.ended(relay_request(rid), usage, status=status, upstream_ms=42)
+            recorder.ended(relay_request(env, rid), usage, status=status, upstream_ms=42)
     await recorder.close()
     assert recorder.written == len(calls)
 
@@ -165,7 +176,7 @@ async def test_dead_gateway_is_swept_at_relay_usage_or_reservation(env: Env) -> 
         assert (row["error_code"], row["quota"], row["status_code"]) == (RECOVERED_CODE, real, 200)
         assert (row["prompt_tokens"], row["completion_tokens"], row["estimated"]) == (7, 5, False)
         assert (row["channel_id"], row["model_name"], row["latency_ms"]) == (
-            CHANNEL,
+            env.channel_id,
             "gpt-4o-mini",
             42,
         )
@@ -304,7 +315,7 @@ async def test_real_event_racing_the_sweepers_uncommitted_row_corrects_it(env: E
     """The sweeper's row is still uncommitted when the consumer applies the real event: the
     consumer's insert waits for it and does nothing, and its correction (whose snapshot
     predates the commit) cannot see it; the ledger must still end at the real usage."""
-    rid = "req-" + secrets.token_hex(6)
+    rid = new_request_id()
     real = quota_of(PRICING, USAGE)
 
     def event(quota: int, usage: common_pb2.Usage, error_code: str) -> events_pb2.UsageEvent:

@@ -24,6 +24,7 @@ from unigate_billing.audit import Auditor
 from unigate_billing.consumer import UsageConsumer
 from unigate_billing.ledger import Ledger
 from unigate_billing.metrics import consumer_lag_hook
+from unigate_billing.partitions import Retention, maintain_forever, parse_retention_by_type
 from unigate_billing.queries import BillingQueries
 from unigate_billing.settings import BillingSettings
 from unigate_billing.sweeper import ReservationSweeper
@@ -58,11 +59,23 @@ async def serve(settings: BillingSettings) -> None:
         interval_seconds=settings.sweep_interval_seconds,
     )
     sweeping = asyncio.create_task(sweeper.run())
+    retention = Retention(
+        settings.log_retention_days, parse_retention_by_type(settings.log_retention_days_by_type)
+    )
+    maintaining = asyncio.create_task(
+        maintain_forever(pool, retention, settings.log_maintenance_interval)
+    )
+    read_pool = (
+        await create_pool(settings.sql_read_dsn, min_size=1, max_size=8)
+        if settings.sql_read_dsn
+        else None
+    )
 
     tls = settings.tls_files("billing")
     server = new_server(tls)
     billing_pb2_grpc.add_BillingServiceServicer_to_server(
-        BillingQueries(pool, Auditor(pool, redis, ns), quota, (js, ns)), server
+        BillingQueries(pool, Auditor(pool, redis, ns), quota, (js, ns), read_pool=read_pool),
+        server,
     )
     introspection = Introspection(
         server, [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name]
@@ -95,6 +108,7 @@ async def serve(settings: BillingSettings) -> None:
     # but unacked after that is redelivered to another billing process.
     consumer.stop()
     sweeping.cancel()
+    maintaining.cancel()
     done, _ = await asyncio.wait([consuming], timeout=settings.drain_timeout)
     if not done:
         log.error(
@@ -102,13 +116,15 @@ async def serve(settings: BillingSettings) -> None:
             settings.drain_timeout,
         )
         consuming.cancel()
-    await asyncio.gather(consuming, sweeping, return_exceptions=True)
+    await asyncio.gather(consuming, sweeping, maintaining, return_exceptions=True)
     await introspection.stopping()
     await server.stop(grace=5)
     ops.should_exit = True
     # The consumer has stopped; anything fetched but unacked is redelivered.
     await nc.close()
     await redis.aclose()
+    if read_pool is not None:
+        await read_pool.close()
     await pool.close()
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from unigate.quota import Settlement
+from unigate.request_ids import arrived_ms
 from unigate.v1 import events_pb2
 
 LOG_TYPE_CONSUME = 2
@@ -56,14 +57,16 @@ WITH ev AS (
   FROM ev e LEFT JOIN users u ON u.id = e.user_id
   -- Log ids follow the batch, which is in the order the requests ended.
   ORDER BY e.ord
-  ON CONFLICT (request_id) DO NOTHING
+  ON CONFLICT (request_id, type, created_at) DO NOTHING
   RETURNING request_id, created_at, user_id, token_id, channel_id, model_name, prompt_tokens,
             completion_tokens, quota
 ), swept AS (
   -- Rows the sweeper settled at the reserved amount, whose real event is in this batch.
   SELECT l.id, l.request_id, l.created_at, l.user_id, l.token_id, l.channel_id, l.model_name,
          l.prompt_tokens, l.completion_tokens, l.quota
-    FROM logs l JOIN ev e ON e.request_id = l.request_id
+    -- The row's time comes from its request id whoever wrote it (request_ids.arrived_ms):
+    -- this finds it in its one partition.
+    FROM logs l JOIN ev e ON e.request_id = l.request_id AND e.created_at = l.created_at
    WHERE l.type = 2 AND l.error_code IN ('settled_by_sweeper', 'settled_from_relay_usage')
      AND e.error_code NOT IN ('settled_by_sweeper', 'settled_from_relay_usage')
      FOR UPDATE OF l
@@ -82,7 +85,8 @@ WITH ev AS (
          unit = e.unit, quantity = e.quantity, unit_price = e.unit_price,
          client_request_id = e.client_request_id
     FROM ev e, swept s
-   WHERE l.id = s.id AND e.request_id = s.request_id
+   WHERE l.id = s.id AND l.type = 2 AND l.created_at = s.created_at
+     AND e.request_id = s.request_id
   RETURNING l.request_id, l.created_at, l.user_id, l.token_id, l.channel_id, l.model_name,
             l.prompt_tokens, l.completion_tokens, l.quota
 ), delta AS (
@@ -173,6 +177,14 @@ def _applied(row: asyncpg.Record) -> Applied:
     )
 
 
+def _row_time(e: events_pb2.UsageEvent) -> int:
+    """A consume row's ``created_at``: when its request arrived, read from the request id, so
+    that the consumer and the sweeper put the same request in the same partition (an id made
+    before ids carried the time falls back to the event's own time)."""
+    arrived = arrived_ms(e.request_id)
+    return (e.created_at_ms if arrived is None else arrived) // 1000
+
+
 def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
     cols: list[list[object]] = [[] for _ in range(33)]
     for e in events:
@@ -180,7 +192,7 @@ def _columns(events: list[events_pb2.UsageEvent]) -> list[list[object]]:
         p = e.pricing
         row = (
             e.request_id,
-            e.created_at_ms // 1000,
+            _row_time(e),
             e.user_id,
             e.token_id,
             e.token_name,

@@ -1,9 +1,9 @@
 """Forgetting old log rows (One API's ``DELETE /api/log/?target_timestamp=``).
 
-Only ``logs`` rows go: balances were charged when the rows were applied and stay as they are,
-and the ``usage_daily`` rollups keep counting the deleted days, so statistics over whole days
-do not change. Deleting in batches keeps each transaction (and its locks) short while the
-consumer keeps inserting.
+Whole days of consume rows are dropped as partitions, the rest deleted in short batches
+(``unigate_billing.partitions``). Balances were charged when the rows were applied and stay as
+they are, and the ``usage_daily`` rollups keep counting the forgotten days, so statistics over
+whole days do not change.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import time
 import asyncpg
 
 from unigate.v1 import billing_pb2
-from unigate_billing.audit import DELETE_NOTE
 from unigate_billing.logfilter import InvalidFilter
-
-BATCH_ROWS = 10_000
+from unigate_billing.partitions import forget_consume_before, forget_other_before, note_forgotten
 
 
 async def delete_logs(
@@ -24,22 +22,9 @@ async def delete_logs(
 ) -> billing_pb2.DeleteLogsResponse:
     if request.before_timestamp <= 0:
         raise InvalidFilter("before_timestamp must be a positive unix time")
-    deleted = 0
-    while True:
-        status: str = await pool.execute(
-            "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE created_at < $1"
-            f" LIMIT {BATCH_ROWS})",
-            request.before_timestamp,
-        )
-        count = int(status.rsplit(" ", 1)[-1])
-        deleted += count
-        if count < BATCH_ROWS:
-            break
-    # A system row says where the log rows stop being complete, so that the audit compares
-    # the rollups with the rows only where both are whole (unigate_billing.audit).
-    await pool.execute(
-        "INSERT INTO logs (type, created_at, content) VALUES (4, $1, $2)",
-        int(time.time()),
-        DELETE_NOTE.format(n=deleted, before=request.before_timestamp),
-    )
+    before = request.before_timestamp
+    gone = await forget_consume_before(pool, before)
+    other = await forget_other_before(pool, before)
+    deleted = gone.dropped_rows + gone.deleted_rows + other
+    await note_forgotten(pool, deleted, before, time.time())
     return billing_pb2.DeleteLogsResponse(deleted=deleted)

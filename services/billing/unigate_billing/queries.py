@@ -97,8 +97,12 @@ class BillingQueries(billing_pb2_grpc.BillingServiceServicer):
         auditor: Auditor | None = None,
         quota: QuotaStore | None = None,
         usage: tuple[JetStreamContext, Namespace] | None = None,
+        *,
+        read_pool: asyncpg.Pool | None = None,
     ) -> None:
         self._pool = pool
+        # Log pages, statistics and exports read here (a replica when SQL_READ_DSN is set).
+        self._read = read_pool or pool
         self._auditor = auditor
         # The Redis balances a redeemed top-up drops from cache (None: no service caches them).
         self._quota = quota
@@ -180,7 +184,7 @@ class BillingQueries(billing_pb2_grpc.BillingServiceServicer):
         self, request: billing_pb2.ListLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> billing_pb2.ListLogsResponse:
         try:
-            return await list_logs(self._pool, request)
+            return await list_logs(self._read, request)
         except InvalidFilter as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
@@ -188,7 +192,7 @@ class BillingQueries(billing_pb2_grpc.BillingServiceServicer):
         self, request: billing_pb2.ExportLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[billing_pb2.CsvChunk]:
         try:
-            async for data in export_csv(self._pool, request.filter):
+            async for data in export_csv(self._read, request.filter):
                 yield billing_pb2.CsvChunk(data=data)
         except InvalidFilter as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -205,6 +209,6 @@ class BillingQueries(billing_pb2_grpc.BillingServiceServicer):
         self, request: billing_pb2.UsageStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> billing_pb2.UsageStatsResponse:
         try:
-            return await usage_stats(self._pool, request)
+            return await usage_stats(self._read, request)
         except InvalidFilter as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

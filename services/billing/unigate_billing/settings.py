@@ -19,3 +19,13 @@ class BillingSettings(CommonSettings):
     # TTL + interval of its death.
     reservation_timeout_seconds: float = Field(900.0, alias="RESERVATION_TIMEOUT")
     sweep_interval_seconds: float = Field(10.0, alias="RESERVATION_SWEEP_INTERVAL")
+    # Log retention (unigate_billing.partitions): days consume rows are kept (0: forever;
+    # whole UTC days are dropped as partitions), and per other type as ``type=days`` pairs
+    # (1 top-up, 3 management, 4 system, 5 test), e.g. ``1=3650,3=365``.
+    log_retention_days: int = Field(0, ge=0, alias="LOG_RETENTION_DAYS")
+    log_retention_days_by_type: str = Field("", alias="LOG_RETENTION_DAYS_BY_TYPE")
+    # How often partitions ahead are created and retention runs (one billing process at a time).
+    log_maintenance_interval: float = Field(3600.0, gt=0, alias="LOG_MAINTENANCE_INTERVAL")
+    # A read-only replica for the log queries, statistics and exports (the ledger's writes
+    # and the audit stay on SQL_DSN); empty: the primary serves them too.
+    sql_read_dsn: str = Field("", alias="SQL_READ_DSN")

@@ -13,9 +13,10 @@ from starlette.routing import Route
 
 from unigate import errors
 from unigate.pricing import QUOTA_PER_USD
+from unigate.request_ids import new_request_id
 from unigate_gateway.anthropic_api import MESSAGES, request_id_headers
 from unigate_gateway.anthropic_models import model_object, model_page, wants_anthropic
-from unigate_gateway.proxy import Proxy, error_response, new_request_id
+from unigate_gateway.proxy import Proxy, error_response
 from unigate_gateway.requests import bearer_key
 
 # What One API reports as the limit of an unlimited key (USD).

@@ -30,6 +30,7 @@ from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes, serve_ops
 from unigate.redisconn import connect_redis
+from unigate.request_ids import new_request_id
 from unigate.tokens import estimate_body_tokens
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_gateway import metrics
@@ -54,7 +55,7 @@ from unigate_gateway.gemini_api import (
     parse_gemini,
 )
 from unigate_gateway.management import Management
-from unigate_gateway.proxy import Proxy, RelayClient, error_response, new_request_id
+from unigate_gateway.proxy import Proxy, RelayClient, error_response
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.requests import (
     ParsedCall,

@@ -7,9 +7,7 @@ authorized call ends in exactly one usage event, however it ends (success, error
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextvars import Token
@@ -45,16 +43,6 @@ CLIENT_CLOSED = 499
 # Set when unigate injected or lowered the request's output limit (what its payer affords).
 MAX_TOKENS_HEADER = "x-unigate-max-tokens"
 T = TypeVar("T")
-
-
-# A random per-process prefix plus a counter: unique across gateways and restarts without a
-# system call per request (uuid4 reads the OS random source every time).
-_ID_PREFIX = os.urandom(10).hex()
-_id_counter = itertools.count(1)
-
-
-def new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_id_counter):012x}"
 
 
 def error_response(err: errors.ClientFacingError, request_id: str, endpoint: str = "") -> Response:
