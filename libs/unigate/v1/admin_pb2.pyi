@@ -1194,11 +1194,27 @@ class SystemStatus(_message.Message):
     REGISTER_ENABLED_FIELD_NUMBER: _builtins.int
     QUOTA_PER_UNIT_FIELD_NUMBER: _builtins.int
     SYSTEM_NAME_FIELD_NUMBER: _builtins.int
+    LOGO_FIELD_NUMBER: _builtins.int
+    FOOTER_HTML_FIELD_NUMBER: _builtins.int
+    CHAT_LINK_FIELD_NUMBER: _builtins.int
+    NOTICE_FIELD_NUMBER: _builtins.int
+    ABOUT_FIELD_NUMBER: _builtins.int
+    HOME_PAGE_CONTENT_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     start_time: _builtins.int
     register_enabled: _builtins.bool
     quota_per_unit: _builtins.int
     system_name: _builtins.str
+    logo: _builtins.str
+    """One API's site options (public): the console's logo and footer, the chat link."""
+    footer_html: _builtins.str
+    chat_link: _builtins.str
+    notice: _builtins.str
+    """Served on their own routes (/api/notice, /api/about, /api/home_page_content), not in
+    /api/status, as One API does.
+    """
+    about: _builtins.str
+    home_page_content: _builtins.str
     def __init__(
         self,
         *,
@@ -1207,10 +1223,16 @@ class SystemStatus(_message.Message):
         register_enabled: _builtins.bool = ...,
         quota_per_unit: _builtins.int = ...,
         system_name: _builtins.str = ...,
+        logo: _builtins.str = ...,
+        footer_html: _builtins.str = ...,
+        chat_link: _builtins.str = ...,
+        notice: _builtins.str = ...,
+        about: _builtins.str = ...,
+        home_page_content: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota_per_unit", b"quota_per_unit", "register_enabled", b"register_enabled", "start_time", b"start_time", "system_name", b"system_name", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["about", b"about", "chat_link", b"chat_link", "footer_html", b"footer_html", "home_page_content", b"home_page_content", "logo", b"logo", "notice", b"notice", "quota_per_unit", b"quota_per_unit", "register_enabled", b"register_enabled", "start_time", b"start_time", "system_name", b"system_name", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -388,6 +388,7 @@ class LogFilter(_message.Message):
     MODEL_NAME_FIELD_NUMBER: _builtins.int
     CHANNEL_ID_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    KEYWORD_FIELD_NUMBER: _builtins.int
     start_timestamp: _builtins.int
     """Unix seconds, both inclusive; 0 = unbounded."""
     end_timestamp: _builtins.int
@@ -401,6 +402,10 @@ class LogFilter(_message.Message):
     channel_id: _builtins.int
     request_id: _builtins.str
     """Matches the row's own request id or the id its client sent."""
+    keyword: _builtins.str
+    """One API's log search (`/api/log/search?keyword=`): content starting with it, the model
+    or a request id equal to it, or (a number) the type.
+    """
     def __init__(
         self,
         *,
@@ -414,10 +419,11 @@ class LogFilter(_message.Message):
         model_name: _builtins.str = ...,
         channel_id: _builtins.int = ...,
         request_id: _builtins.str = ...,
+        keyword: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "end_timestamp", b"end_timestamp", "model_name", b"model_name", "request_id", b"request_id", "start_timestamp", b"start_timestamp", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "end_timestamp", b"end_timestamp", "keyword", b"keyword", "model_name", b"model_name", "request_id", b"request_id", "start_timestamp", b"start_timestamp", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

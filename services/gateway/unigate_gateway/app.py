@@ -42,6 +42,7 @@ from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
 from unigate_gateway.edge import BodyLimit, BodyLimits
 from unigate_gateway.management import Management
+from unigate_gateway.not_implemented import not_implemented_routes
 from unigate_gateway.proxy import Proxy, RelayClient, error_response, new_request_id
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.requests import (
@@ -281,6 +282,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         [
             *(relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED),
             *account_routes(proxy, ip_of),
+            # After every served route: 501 for One API's routes unigate does not serve.
+            *not_implemented_routes(),
             # The web console: `/` and `/console/*` only (it routes inside the fragment).
             *console_routes(),
         ]

@@ -1,8 +1,9 @@
 """Logs and usage: ``/api/log/`` (admin: every row; DELETE forgets old rows),
-``/api/log/self`` (the caller's own), ``/api/log/stat`` and ``/api/log/self/stat`` (One API's
-totals), and CSV exports of either. The rows are billing's (``billing.proto``); auth says who
-the caller is first, and a ``self`` route pins the filter to the caller's user id whatever the
-query string says."""
+``/api/log/self`` (the caller's own), ``/api/log/search`` and ``/api/log/self/search``
+(One API's keyword search: the same rows, ``keyword`` added to the filters),
+``/api/log/stat`` and ``/api/log/self/stat`` (One API's totals), and CSV exports of either.
+The rows are billing's (``billing.proto``); auth says who the caller is first, and a ``self``
+route pins the filter to the caller's user id whatever the query string says."""
 
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ class LogQuery:
         model_name: TextQuery = "",
         channel: Int64Query = 0,
         request_id: TextQuery = "",
+        keyword: TextQuery = "",
     ) -> None:
         self.type = type
         self.start_timestamp = start_timestamp
@@ -94,6 +96,7 @@ class LogQuery:
         self.model_name = model_name
         self.channel = channel
         self.request_id = request_id
+        self.keyword = keyword
 
     def log_filter(self, user_id: int) -> billing_pb2.LogFilter:
         return billing_pb2.LogFilter(
@@ -106,6 +109,7 @@ class LogQuery:
             model_name=self.model_name,
             channel_id=self.channel,
             request_id=self.request_id,
+            keyword=self.keyword,
         )
 
     def usage_filter(self, user_id: int) -> billing_pb2.UsageFilter:
@@ -247,6 +251,22 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
             for d in answer.drifts
         ]
         return envelope({"drifts": drifts, "compared": answer.compared})
+
+    @router.get(
+        "/log/search",
+        tags=["logs"],
+        summary="Search log rows (admin): keyword = content prefix, model, request id or type",
+    )
+    async def search_logs(
+        caller: Reader, q: Filters, p: Page = 0, size: Size = 0
+    ) -> dict[str, Any]:
+        return await listed(caller, False, q, p, size)
+
+    @router.get("/log/self/search", tags=["logs"], summary="Search the caller's own log rows")
+    async def search_own_logs(
+        caller: Reader, q: Filters, p: Page = 0, size: Size = 0
+    ) -> dict[str, Any]:
+        return await listed(caller, True, q, p, size)
 
     @router.get("/log/self", tags=["logs"], summary="The caller's own log rows")
     async def own_logs(caller: Reader, q: Filters, p: Page = 0, size: Size = 0) -> dict[str, Any]:
