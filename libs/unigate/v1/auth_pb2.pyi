@@ -430,6 +430,8 @@ class AuthorizeResponse(_message.Message):
     INSTALL_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     RELEASE_EARLY_FIELD_NUMBER: _builtins.int
+    LOG_CONTENT_FIELD_NUMBER: _builtins.int
+    CONTENT_LOG_MAX_BYTES_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reservation_id: _builtins.str
     reserved_quota: _builtins.int
@@ -456,6 +458,12 @@ class AuthorizeResponse(_message.Message):
     """The balance limited this reservation: report the real cost with Release as soon as it
     is known, rather than leave the rest held until billing settles.
     """
+    log_content: _builtins.bool
+    """Content logging is on for this key or its group (options ContentLogTokens,
+    ContentLogGroups): the gateway sends the request's and answer's bodies, redacted and
+    capped at content_log_max_bytes each, as a RequestContent (events.proto).
+    """
+    content_log_max_bytes: _builtins.int
     @_builtins.property
     def error(self) -> _common_pb2.ClientError: ...
     @_builtins.property
@@ -485,10 +493,12 @@ class AuthorizeResponse(_message.Message):
         install: _builtins.str = ...,
         max_output_tokens: _builtins.int = ...,
         release_early: _builtins.bool = ...,
+        log_content: _builtins.bool = ...,
+        content_log_max_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits", "retry_times", b"retry_times"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "error", b"error", "group", b"group", "install", b"install", "max_output_tokens", b"max_output_tokens", "pricing", b"pricing", "rate_limits", b"rate_limits", "release_early", b"release_early", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "content_log_max_bytes", b"content_log_max_bytes", "error", b"error", "group", b"group", "install", b"install", "log_content", b"log_content", "max_output_tokens", b"max_output_tokens", "pricing", b"pricing", "rate_limits", b"rate_limits", "release_early", b"release_early", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_times: _TypeAlias = _typing.Literal["retry_times"]  # noqa: Y015
     _WhichOneofArgType__retry_times: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times"]  # noqa: Y015

@@ -14,7 +14,7 @@ import grpc
 import orjson
 from redis.exceptions import RedisError
 
-from unigate import errors
+from unigate import content_log, errors
 from unigate.channel_types import channel_type
 from unigate.crypto import decrypt_secret
 from unigate.grpc_mux import AUTHORIZE, MuxServer
@@ -68,6 +68,11 @@ class Options:
     # The MaxOutputTokens option: per-request output ceiling; None leaves
     # MAX_COMPLETION_RESERVE in force.
     max_output_tokens: int | None = None
+    # Content logging (unigate.content_log): the raw ContentLogTokens / ContentLogGroups
+    # options, and the cap per body.
+    content_log_tokens: str = ""
+    content_log_groups: str = ""
+    content_log_max_bytes: int = content_log.DEFAULT_MAX_BYTES
 
 
 def _int_option(raw: str | None, name: str, low: int, high: int) -> int | None:
@@ -206,6 +211,15 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 max_output_tokens=_int_option(
                     raw.get("MaxOutputTokens"), "MaxOutputTokens", 1, 10_000_000
                 ),
+                content_log_tokens=raw.get("ContentLogTokens") or "",
+                content_log_groups=raw.get("ContentLogGroups") or "",
+                content_log_max_bytes=_int_option(
+                    raw.get("ContentLogMaxBytes"),
+                    "ContentLogMaxBytes",
+                    0,
+                    content_log.MAX_MAX_BYTES,
+                )
+                or content_log.DEFAULT_MAX_BYTES,
             )
 
         return await self._options.get_or_load("", load)
@@ -389,6 +403,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             candidates=candidates,
             rate_limits=report(windows, result.counts, now_ms),
             retry_times=opts.retry_times,
+            log_content=content_log.wants_content(
+                token.id, token.group, opts.content_log_tokens, opts.content_log_groups
+            ),
+            content_log_max_bytes=opts.content_log_max_bytes,
         )
 
     async def _health_now(self) -> HealthSnapshot:

@@ -22,6 +22,7 @@ from unigate.telemetry import setup_tracing
 from unigate.v1 import billing_pb2, billing_pb2_grpc
 from unigate_billing.audit import Auditor
 from unigate_billing.consumer import UsageConsumer
+from unigate_billing.contents import ContentWriter
 from unigate_billing.ledger import Ledger
 from unigate_billing.metrics import consumer_lag_hook
 from unigate_billing.queries import BillingQueries
@@ -58,6 +59,10 @@ async def serve(settings: BillingSettings) -> None:
         interval_seconds=settings.sweep_interval_seconds,
     )
     sweeping = asyncio.create_task(sweeper.run())
+    # Content logging's bodies: best effort, beside the ledger, never through it.
+    contents = ContentWriter(pool)
+    await contents.subscribe(nc, ns.content_subject)
+    storing_contents = asyncio.create_task(contents.run())
 
     tls = settings.tls_files("billing")
     server = new_server(tls)
@@ -95,6 +100,7 @@ async def serve(settings: BillingSettings) -> None:
     # but unacked after that is redelivered to another billing process.
     consumer.stop()
     sweeping.cancel()
+    storing_contents.cancel()
     done, _ = await asyncio.wait([consuming], timeout=settings.drain_timeout)
     if not done:
         log.error(
@@ -102,7 +108,7 @@ async def serve(settings: BillingSettings) -> None:
             settings.drain_timeout,
         )
         consuming.cancel()
-    await asyncio.gather(consuming, sweeping, return_exceptions=True)
+    await asyncio.gather(consuming, sweeping, storing_contents, return_exceptions=True)
     await introspection.stopping()
     await server.stop(grace=5)
     ops.should_exit = True

@@ -40,6 +40,7 @@ from unigate_gateway.anthropic_api import (
 )
 from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
+from unigate_gateway.content_capture import ContentPublisher
 from unigate_gateway.edge import BodyLimit, BodyLimits
 from unigate_gateway.management import Management
 from unigate_gateway.not_implemented import not_implemented_routes
@@ -163,6 +164,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         relays = {
             f: RelayClient.over(c, settings.grpc_mux_lanes) for f, c in relay_channels.items()
         }
+        content = ContentPublisher(nc, ns.content_subject)
         state["proxy"] = Proxy(
             auth,
             authorizer,
@@ -172,6 +174,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             authorize_timeout=settings.authorize_timeout,
             relay_timeout=settings.relay_timeout,
             gateway_id=gateway_id,
+            content=content,
         )
         state["nats"] = nc
         state["auth_channel"] = auth_channel
@@ -186,6 +189,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             for relay in relays.values():
                 await relay.many.close()
             await publisher.close(settings.usage_flush_timeout)
+            await content.close()
             await nc.drain()
             # The heartbeat stops only now, its reservations all published, and then simply
             # expires: whatever is still unsettled is swept within a minute.

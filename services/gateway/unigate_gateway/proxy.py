@@ -29,6 +29,7 @@ from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway import metrics
 from unigate_gateway.anthropic_api import error_frame, error_json
+from unigate_gateway.content_capture import ContentPublisher
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
 from unigate_gateway.requests import ParsedCall
@@ -86,6 +87,9 @@ class CallRecord:
     attempt: telemetry.Span | None = None
     # The id the client sent (X-Request-Id / X-Client-Request-Id), recorded beside ours.
     client_request_id: str = ""
+    # Content logging only (auth.log_content): the key to redact, the answer's body.
+    api_key: str = ""
+    response_body: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +118,10 @@ class Proxy:
         authorize_timeout: float,
         relay_timeout: float,
         gateway_id: str = "",
+        content: ContentPublisher | None = None,
     ) -> None:
         self._auth = auth
+        self._content = content
         # Sent with every Authorize: the reservation names the gateway that holds it.
         self._gateway_id = gateway_id
         self._authorizer = authorizer
@@ -171,6 +177,8 @@ class Proxy:
         decision = await self.authorize(api_key, call, client_ip, request_id)
         record = CallRecord(request_id, call, client_ip, decision, started)
         record.client_request_id = client_request_id
+        if decision.log_content:
+            record.api_key = api_key
         if call.stream:
             response = await self._stream(record)
         else:
@@ -296,6 +304,8 @@ class Proxy:
                     if token is not None:
                         telemetry.detach(token)
                         self._end_attempt(record, None, result.body)
+                    if record.api_key:
+                        record.response_body = result.body
                     return Response(
                         result.body,
                         status_code=record.status,
@@ -321,7 +331,10 @@ class Proxy:
         )
         record.status = err.status
         record.error_code = err.code or err.type
-        return error_response(err, record.request_id, record.call.endpoint)
+        response = error_response(err, record.request_id, record.call.endpoint)
+        if record.api_key:
+            record.response_body = bytes(response.body)
+        return response
 
     async def _stream(self, record: CallRecord) -> Response:
         last: relay_pb2.RelayError | None = None
@@ -498,6 +511,10 @@ class Proxy:
         metrics.request_done(
             record.call.endpoint, record.call.model, channel_id, record.status, elapsed
         )
+        if auth.log_content and self._content is not None:
+            # A stream's answer is what was forwarded to the client.
+            answer = record.response_body or b"".join(record.forwarded)
+            self._content.capture(auth, record.request_id, record.api_key, record.call.body, answer)
         self._publisher.publish(
             events_pb2.UsageEvent(
                 schema_version=USAGE_SCHEMA_VERSION,

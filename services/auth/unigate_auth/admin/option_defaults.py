@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from unigate import pricing, unit_prices
+from unigate import content_log, pricing, unit_prices
 
 
 def _json(value: object) -> str:
@@ -43,4 +43,10 @@ def option_defaults() -> dict[str, str]:
         "UnitPrice": unit_prices.defaults_json(),
         "GroupRatio": _json({"default": 1}),
         "GroupRateLimits": "{}",
+        # Content logging (off): key ids and groups it is on for, the cap per body, and how
+        # long billing keeps the bodies.
+        "ContentLogTokens": "",
+        "ContentLogGroups": "",
+        "ContentLogMaxBytes": str(content_log.DEFAULT_MAX_BYTES),
+        "ContentLogRetentionDays": str(content_log.DEFAULT_RETENTION_DAYS),
     }

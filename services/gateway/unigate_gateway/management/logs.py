@@ -70,6 +70,9 @@ def log_json(e: billing_pb2.LogEntry) -> dict[str, Any]:
         "endpoint": e.endpoint,
         "group": e.group,
         "content": e.content,
+        # Content logging's bodies (only asked for with ?content=true).
+        "request_body": e.request_body,
+        "response_body": e.response_body,
     }
 
 
@@ -149,11 +152,15 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         await require_role(s, caller, ROLE_ADMIN)
         return 0
 
-    async def listed(caller: Caller, own: bool, q: LogQuery, p: int, size: int) -> dict[str, Any]:
+    async def listed(
+        caller: Caller, own: bool, q: LogQuery, p: int, size: int, content: bool = False
+    ) -> dict[str, Any]:
         user_id = await scope(caller, own)
         s = stubs()
         answer = await s.billing.ListLogs(
-            billing_pb2.ListLogsRequest(filter=q.log_filter(user_id), page=p, page_size=size),
+            billing_pb2.ListLogsRequest(
+                filter=q.log_filter(user_id), page=p, page_size=size, with_content=content
+            ),
             timeout=s.timeout,
         )
         return envelope([log_json(e) for e in answer.logs], total=answer.total)
@@ -216,9 +223,15 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
             headers={"Content-Disposition": 'attachment; filename="logs.csv"'},
         )
 
-    @router.get("/log/", tags=["logs"], summary="Log rows (admin), newest first")
-    async def all_logs(caller: Reader, q: Filters, p: Page = 0, size: Size = 0) -> dict[str, Any]:
-        return await listed(caller, False, q, p, size)
+    @router.get(
+        "/log/",
+        tags=["logs"],
+        summary="Log rows (admin), newest first; content=true adds the logged bodies",
+    )
+    async def all_logs(
+        caller: Reader, q: Filters, p: Page = 0, size: Size = 0, content: bool = False
+    ) -> dict[str, Any]:
+        return await listed(caller, False, q, p, size, content)
 
     @router.delete("/log/", tags=["logs"], summary="Delete rows older than target_timestamp")
     async def delete_logs(
@@ -268,9 +281,15 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
     ) -> dict[str, Any]:
         return await listed(caller, True, q, p, size)
 
-    @router.get("/log/self", tags=["logs"], summary="The caller's own log rows")
-    async def own_logs(caller: Reader, q: Filters, p: Page = 0, size: Size = 0) -> dict[str, Any]:
-        return await listed(caller, True, q, p, size)
+    @router.get(
+        "/log/self",
+        tags=["logs"],
+        summary="The caller's own log rows; content=true adds the logged bodies",
+    )
+    async def own_logs(
+        caller: Reader, q: Filters, p: Page = 0, size: Size = 0, content: bool = False
+    ) -> dict[str, Any]:
+        return await listed(caller, True, q, p, size, content)
 
     @router.get("/log/stat", tags=["logs"], summary="Usage totals (admin)")
     async def all_stat(caller: Reader, q: Filters, group_by: TextQuery = "") -> dict[str, Any]:
