@@ -70,6 +70,9 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _auth("GetKeyInfo"): frozenset({GATEWAY}),
     # A finished request's real cost, lowering its reservation at once (the gateway's proxy).
     _auth("Release"): frozenset({GATEWAY}),
+    # One API's /v1/oneapi/proxy/:channel/* (admins' keys): the gateway's check and call.
+    _auth("AuthorizeChannelProxy"): frozenset({GATEWAY}),
+    _relay("ProxyCall"): frozenset({GATEWAY}),
     _auth("GetChannel"): frozenset({RELAY}),
     _auth("DisableChannel"): frozenset({RELAY}),
     **_every(admin_pb2.DESCRIPTOR, "AdminService", {GATEWAY, ADMIN}),

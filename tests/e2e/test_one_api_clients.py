@@ -373,3 +373,50 @@ async def test_openai_routes_one_api_declares_but_unigate_does_not_serve_answer_
     with pytest.raises(openai.APIStatusError) as info:
         await client.fine_tuning.jobs.retrieve("ftjob-1")
     assert info.value.status_code == 501
+
+
+async def test_the_channel_proxy_serves_administrators_keys_only(
+    stack: Stack, root: Api, apis: list[Api], simulator: ThreadedServer
+) -> None:
+    channel = await root.ok(
+        "POST",
+        "/channel/",
+        json={"type": 1, "key": SIM_KEY, "base_url": simulator.url, "models": unique("px-")},
+    )
+    admin = await new_user(stack, root, apis, role="admin")
+    user = await new_user(stack, root, apis)
+    admin_key = (await admin.ok("POST", "/token/", json={"name": "px", "unlimited_quota": True}))[
+        "key"
+    ]
+    user_key = (await user.ok("POST", "/token/", json={"name": "px", "unlimited_quota": True}))[
+        "key"
+    ]
+    proxied = f"/v1/oneapi/proxy/{channel['id']}"
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=60) as http:
+        as_admin = {"Authorization": f"Bearer {admin_key}"}
+        # The simulator takes only the channel's key: a 200 means the relay set it.
+        r = await http.get(f"{proxied}/v1/models", headers=as_admin)
+        assert r.status_code == 200 and r.json()["object"] == "list", r.text
+        r = await http.post(
+            f"{proxied}/v1/chat/completions",
+            headers=as_admin,
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "via proxy"}]},
+        )
+        assert r.status_code == 200, r.text
+        assert "via proxy" in r.json()["choices"][0]["message"]["content"]
+        request_id = r.headers["x-request-id"]
+        # The provider's own refusal comes back as it is.
+        r = await http.post(f"{proxied}/v1/chat/completions", headers=as_admin, json={})
+        assert r.status_code == 400 and "error" in r.json()
+        # A user's key, no key, a channel that does not exist: refused before any provider.
+        r = await http.get(f"{proxied}/v1/models", headers={"Authorization": f"Bearer {user_key}"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "proxy_not_allowed"
+        assert (await http.get(f"{proxied}/v1/models")).status_code == 401
+        r = await http.get(f"/v1/oneapi/proxy/{NO_ID}/v1/models", headers=as_admin)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "channel_not_found"
+    # It reached a provider, so it has its ledger row: unpriced, as One API leaves it.
+    (row,) = await wait_for_log(root, "/log/", {"request_id": request_id})
+    assert row["endpoint"] == "oneapi.proxy" and row["quota"] == 0
+    assert row["channel"] == channel["id"] and row["status_code"] == 200
+    assert row["username"] == admin.user["username"]
+    await root.ok("DELETE", f"/channel/{channel['id']}")

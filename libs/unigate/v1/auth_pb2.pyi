@@ -624,3 +624,73 @@ class Channel(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Channel: _TypeAlias = Channel  # noqa: Y015
+
+@_typing.final
+class ChannelProxyAuthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    client_ip: _builtins.str
+    channel_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        api_key: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+        channel_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "channel_id", b"channel_id", "client_ip", b"client_ip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelProxyAuthRequest: _TypeAlias = ChannelProxyAuthRequest  # noqa: Y015
+
+@_typing.final
+class ChannelProxyAuth(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_NAME_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    CHANNEL_TYPE_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    token_id: _builtins.int
+    token_name: _builtins.str
+    user_id: _builtins.int
+    group: _builtins.str
+    channel_type: _builtins.int
+    family: _builtins.str
+    """The relay family serving the channel's type (unigate.channel_types)."""
+    config_version: _builtins.int
+    @_builtins.property
+    def error(self) -> _common_pb2.ClientError: ...
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        error: _common_pb2.ClientError | None = ...,
+        token_id: _builtins.int = ...,
+        token_name: _builtins.str = ...,
+        user_id: _builtins.int = ...,
+        group: _builtins.str = ...,
+        channel_type: _builtins.int = ...,
+        family: _builtins.str = ...,
+        config_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "channel_type", b"channel_type", "config_version", b"config_version", "error", b"error", "family", b"family", "group", b"group", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelProxyAuth: _TypeAlias = ChannelProxyAuth  # noqa: Y015

@@ -38,6 +38,7 @@ from unigate_gateway.anthropic_api import (
     parse_messages,
     request_id_headers,
 )
+from unigate_gateway.channel_proxy import ChannelProxy
 from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
 from unigate_gateway.content_capture import ContentPublisher
@@ -176,6 +177,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             gateway_id=gateway_id,
             content=content,
         )
+        state["channel_proxy"] = ChannelProxy(
+            auth,
+            relays,
+            publisher,
+            authorize_timeout=settings.authorize_timeout,
+            relay_timeout=settings.relay_timeout,
+        )
         state["nats"] = nc
         state["auth_channel"] = auth_channel
         ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
@@ -274,6 +282,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             response.headers["X-Client-Request-Id"] = client_request_id
         return response
 
+    async def channel_proxy(request: Request) -> Response:
+        handler = state["channel_proxy"]
+        assert isinstance(handler, ChannelProxy)
+        return await handler.handle(request, ip_of(request))
+
     def relay_route(path: str, endpoint: str, parse: Parser) -> Route:
         async def handle(request: Request) -> Response:
             return await relayed(request, endpoint, parse)
@@ -286,6 +299,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         [
             *(relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED),
             *account_routes(proxy, ip_of),
+            # One API's channel proxy, for administrators' keys.
+            Route(
+                "/v1/oneapi/proxy/{channel_id:int}/{target:path}",
+                channel_proxy,
+                methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            ),
             # After every served route: 501 for One API's routes unigate does not serve.
             *not_implemented_routes(),
             # The web console: `/` and `/console/*` only (it routes inside the fragment).
