@@ -9,7 +9,8 @@
   work serves) with One API's status conventions: 401 for a caller with no credentials on a
   guarded route, HTTP 200 with ``success: false`` for every other refusal, the envelope on
   every answer.
-- The routes One API declares in ``router/relay.go`` and unigate does not serve: 501.
+- The routes One API declares in ``router/relay.go`` and unigate does not serve: 501; and
+  its channel proxy ``/v1/oneapi/proxy/:channel/*``, for administrators' keys only.
 """
 
 from __future__ import annotations
