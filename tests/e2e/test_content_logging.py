@@ -14,6 +14,7 @@ import openai
 
 from tests.e2e.conftest import SIM_KEY, ThreadedServer
 from tests.e2e.test_management_api import Api, apis, new_user, root, unique, wait_for_log
+from unigate_billing.contents import ContentWriter
 from unigate_cli.devstack import Stack
 
 __all__ = ["apis", "root"]  # fixtures
@@ -120,3 +121,32 @@ async def test_content_logging_stores_one_keys_bodies_and_no_secret(
     finally:
         await root.ok("PUT", "/option/", json={"key": "ContentLogTokens", "value": ""})
         await root.ok("DELETE", f"/channel/{channel['id']}")
+
+
+async def test_bodies_past_their_retention_are_forgotten(pg: asyncpg.Pool) -> None:
+    now = int(time.time())
+    old, fresh = f"old-{now}-{id(pg)}", f"fresh-{now}-{id(pg)}"
+    await pg.executemany(
+        "INSERT INTO request_contents (request_id, request_body, created_at) VALUES ($1, 'x', $2)",
+        [(old, now - 3 * 86_400), (fresh, now - 86_400)],
+    )
+    before = await pg.fetchval("SELECT value FROM options WHERE key = 'ContentLogRetentionDays'")
+    await pg.execute(
+        "INSERT INTO options (key, value) VALUES ('ContentLogRetentionDays', '2')"
+        " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    )
+    try:
+        assert await ContentWriter(pg).prune() >= 1
+        left = await pg.fetch(
+            "SELECT request_id FROM request_contents WHERE request_id = ANY($1::text[])",
+            [old, fresh],
+        )
+        assert [r["request_id"] for r in left] == [fresh]
+    finally:
+        if before is None:
+            await pg.execute("DELETE FROM options WHERE key = 'ContentLogRetentionDays'")
+        else:
+            await pg.execute(
+                "UPDATE options SET value = $1 WHERE key = 'ContentLogRetentionDays'", before
+            )
+        await pg.execute("DELETE FROM request_contents WHERE request_id = $1", fresh)
