@@ -245,7 +245,8 @@ async def test_cookie_writes_need_the_csrf_token_but_bearer_writes_do_not(
         names = {t["name"] for t in (await http.get("/token/", headers=bearer)).json()["data"]}
         assert {"with-csrf", "by-bearer"} <= names and "no-csrf" not in names
         # One API's bare form (no "Bearer") is accepted too.
-        assert (await http.get("/user/self", headers={"Authorization": access_token})).is_success
+        bare = await http.get("/user/self", headers={"Authorization": access_token})
+        assert bare.json()["success"] is True
         # A new access token replaces the old one.
         await user.ok("GET", "/user/token")
         assert refused(await http.get("/user/self", headers=bearer))
@@ -278,7 +279,7 @@ async def test_failed_logins_are_throttled_per_user_and_per_address(
     assert r.status_code == 429
     elsewhere = Api(stack, ip="203.0.113.10")
     apis.append(elsewhere)
-    assert (await elsewhere.login(other.user["username"], other.user["password"])).is_success
+    assert (await elsewhere.login(other.user["username"], other.user["password"])).json()["success"]
 
 
 async def test_a_root_on_the_default_password_must_change_it_first(
