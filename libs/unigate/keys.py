@@ -27,8 +27,12 @@ def display_prefix(key: str) -> str:
     return key[:7]
 
 
+# What stands for the hidden middle of a key; no provider's key contains it.
+MASK = "***"
+
+
 def mask_key(key: str) -> str:
     """A key as it may appear in an error message: enough to recognise, not to use."""
     if len(key) <= 10:
-        return "***"
-    return f"{key[:5]}***{key[-4:]}"
+        return MASK
+    return f"{key[:5]}{MASK}{key[-4:]}"

@@ -42,6 +42,11 @@ class Namespace:
         return f"{self.name}.usage.>"
 
     @property
+    def content_subject(self) -> str:
+        """Content logging's bodies (core NATS, best effort: never the usage stream)."""
+        return f"{self.name}.content.v1"
+
+    @property
     def billing_consumer(self) -> str:
         return "billing"
 

@@ -75,6 +75,9 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _auth("SaveStoredResponse"): frozenset({GATEWAY}),
     _auth("GetStoredResponse"): frozenset({GATEWAY}),
     _auth("DeleteStoredResponse"): frozenset({GATEWAY}),
+    # One API's /v1/oneapi/proxy/:channel/* (admins' keys): the gateway's check and call.
+    _auth("AuthorizeChannelProxy"): frozenset({GATEWAY}),
+    _relay("ProxyCall"): frozenset({GATEWAY}),
     _auth("GetChannel"): frozenset({RELAY}),
     _auth("DisableChannel"): frozenset({RELAY}),
     **_every(admin_pb2.DESCRIPTOR, "AdminService", {GATEWAY, ADMIN}),

@@ -164,7 +164,8 @@ def test_a_64kb_bearer_token_is_a_clean_401_on_v1_and_api(stack: Stack) -> None:
             r = http.get(
                 stack.gateway_url + "/api/user/self", headers={"Authorization": f"Bearer {token}"}
             )
-            assert r.status_code == status, r.text
+            # A token that is no access token of ours is One API's refusal at 200.
+            assert r.status_code == (200 if status == 401 else status), r.text
             assert "grpc" not in r.text.lower()
             assert r.json()["success"] is False  # One API's envelope, the 431 too
 

@@ -148,7 +148,7 @@ async def test_channel_balance_is_read_from_the_provider_and_stored(
     # A key the provider refuses gives no balance, and the stored one stays.
     await root.ok("PUT", "/channel/", json={"id": channel["id"], "key": "sk-wrong-key-123456"})
     refused = await root.raw("GET", f"/channel/update_balance/{channel['id']}")
-    assert refused.status_code == 403 and "HTTP 401" in refused.json()["message"]
+    assert refused.status_code == 200 and "HTTP 401" in refused.json()["message"]
     assert (await root.ok("GET", f"/channel/{channel['id']}"))["balance"] == pytest.approx(12.5)
     await root.ok("DELETE", f"/channel/{channel['id']}")
 
@@ -160,5 +160,5 @@ async def test_a_channel_type_without_a_balance_api_says_so(stack: Stack, root: 
         json={"type": 1, "key": "sk-x-123456789", "models": "m", "group": "nobody-uses-this"},
     )
     r = await root.raw("GET", f"/channel/update_balance/{channel['id']}")
-    assert r.status_code == 403 and "publishes no balance" in r.json()["message"]
+    assert r.status_code == 200 and "publishes no balance" in r.json()["message"]
     await root.ok("DELETE", f"/channel/{channel['id']}")

@@ -1225,6 +1225,12 @@ class SystemStatus(_message.Message):
     OIDC_WELL_KNOWN_FIELD_NUMBER: _builtins.int
     OIDC_AUTHORIZATION_ENDPOINT_FIELD_NUMBER: _builtins.int
     SERVER_ADDRESS_FIELD_NUMBER: _builtins.int
+    LOGO_FIELD_NUMBER: _builtins.int
+    FOOTER_HTML_FIELD_NUMBER: _builtins.int
+    CHAT_LINK_FIELD_NUMBER: _builtins.int
+    NOTICE_FIELD_NUMBER: _builtins.int
+    ABOUT_FIELD_NUMBER: _builtins.int
+    HOME_PAGE_CONTENT_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     start_time: _builtins.int
     register_enabled: _builtins.bool
@@ -1241,6 +1247,16 @@ class SystemStatus(_message.Message):
     oidc_well_known: _builtins.str
     oidc_authorization_endpoint: _builtins.str
     server_address: _builtins.str
+    logo: _builtins.str
+    """One API's site options (public): the console's logo and footer, the chat link."""
+    footer_html: _builtins.str
+    chat_link: _builtins.str
+    notice: _builtins.str
+    """Served on their own routes (/api/notice, /api/about, /api/home_page_content), not in
+    /api/status, as One API does.
+    """
+    about: _builtins.str
+    home_page_content: _builtins.str
     def __init__(
         self,
         *,
@@ -1259,10 +1275,16 @@ class SystemStatus(_message.Message):
         oidc_well_known: _builtins.str = ...,
         oidc_authorization_endpoint: _builtins.str = ...,
         server_address: _builtins.str = ...,
+        logo: _builtins.str = ...,
+        footer_html: _builtins.str = ...,
+        chat_link: _builtins.str = ...,
+        notice: _builtins.str = ...,
+        about: _builtins.str = ...,
+        home_page_content: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["github_client_id", b"github_client_id", "github_oauth", b"github_oauth", "lark_client_id", b"lark_client_id", "oidc", b"oidc", "oidc_authorization_endpoint", b"oidc_authorization_endpoint", "oidc_client_id", b"oidc_client_id", "oidc_well_known", b"oidc_well_known", "quota_per_unit", b"quota_per_unit", "register_enabled", b"register_enabled", "server_address", b"server_address", "start_time", b"start_time", "system_name", b"system_name", "version", b"version", "wechat_login", b"wechat_login", "wechat_qrcode", b"wechat_qrcode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["about", b"about", "chat_link", b"chat_link", "footer_html", b"footer_html", "github_client_id", b"github_client_id", "github_oauth", b"github_oauth", "home_page_content", b"home_page_content", "lark_client_id", b"lark_client_id", "logo", b"logo", "notice", b"notice", "oidc", b"oidc", "oidc_authorization_endpoint", b"oidc_authorization_endpoint", "oidc_client_id", b"oidc_client_id", "oidc_well_known", b"oidc_well_known", "quota_per_unit", b"quota_per_unit", "register_enabled", b"register_enabled", "server_address", b"server_address", "start_time", b"start_time", "system_name", b"system_name", "version", b"version", "wechat_login", b"wechat_login", "wechat_qrcode", b"wechat_qrcode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

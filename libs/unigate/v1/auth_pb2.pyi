@@ -558,6 +558,8 @@ class AuthorizeResponse(_message.Message):
     INSTALL_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     RELEASE_EARLY_FIELD_NUMBER: _builtins.int
+    LOG_CONTENT_FIELD_NUMBER: _builtins.int
+    CONTENT_LOG_MAX_BYTES_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reservation_id: _builtins.str
     reserved_quota: _builtins.int
@@ -584,6 +586,12 @@ class AuthorizeResponse(_message.Message):
     """The balance limited this reservation: report the real cost with Release as soon as it
     is known, rather than leave the rest held until billing settles.
     """
+    log_content: _builtins.bool
+    """Content logging is on for this key or its group (options ContentLogTokens,
+    ContentLogGroups): the gateway sends the request's and answer's bodies, redacted and
+    capped at content_log_max_bytes each, as a RequestContent (events.proto).
+    """
+    content_log_max_bytes: _builtins.int
     @_builtins.property
     def error(self) -> _common_pb2.ClientError: ...
     @_builtins.property
@@ -613,10 +621,12 @@ class AuthorizeResponse(_message.Message):
         install: _builtins.str = ...,
         max_output_tokens: _builtins.int = ...,
         release_early: _builtins.bool = ...,
+        log_content: _builtins.bool = ...,
+        content_log_max_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits", "retry_times", b"retry_times"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "error", b"error", "group", b"group", "install", b"install", "max_output_tokens", b"max_output_tokens", "pricing", b"pricing", "rate_limits", b"rate_limits", "release_early", b"release_early", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "content_log_max_bytes", b"content_log_max_bytes", "error", b"error", "group", b"group", "install", b"install", "log_content", b"log_content", "max_output_tokens", b"max_output_tokens", "pricing", b"pricing", "rate_limits", b"rate_limits", "release_early", b"release_early", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_times: _TypeAlias = _typing.Literal["retry_times"]  # noqa: Y015
     _WhichOneofArgType__retry_times: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times"]  # noqa: Y015
@@ -742,3 +752,73 @@ class Channel(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Channel: _TypeAlias = Channel  # noqa: Y015
+
+@_typing.final
+class ChannelProxyAuthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    client_ip: _builtins.str
+    channel_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        api_key: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+        channel_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "channel_id", b"channel_id", "client_ip", b"client_ip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelProxyAuthRequest: _TypeAlias = ChannelProxyAuthRequest  # noqa: Y015
+
+@_typing.final
+class ChannelProxyAuth(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_NAME_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    CHANNEL_TYPE_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    token_id: _builtins.int
+    token_name: _builtins.str
+    user_id: _builtins.int
+    group: _builtins.str
+    channel_type: _builtins.int
+    family: _builtins.str
+    """The relay family serving the channel's type (unigate.channel_types)."""
+    config_version: _builtins.int
+    @_builtins.property
+    def error(self) -> _common_pb2.ClientError: ...
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        error: _common_pb2.ClientError | None = ...,
+        token_id: _builtins.int = ...,
+        token_name: _builtins.str = ...,
+        user_id: _builtins.int = ...,
+        group: _builtins.str = ...,
+        channel_type: _builtins.int = ...,
+        family: _builtins.str = ...,
+        config_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "channel_type", b"channel_type", "config_version", b"config_version", "error", b"error", "family", b"family", "group", b"group", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelProxyAuth: _TypeAlias = ChannelProxyAuth  # noqa: Y015

@@ -66,6 +66,11 @@ class AuthServiceStub:
                 request_serializer=unigate_dot_v1_dot_auth__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_auth__pb2.KeyInfo.FromString,
                 _registered_method=True)
+        self.AuthorizeChannelProxy = channel.unary_unary(
+                '/unigate.v1.AuthService/AuthorizeChannelProxy',
+                request_serializer=unigate_dot_v1_dot_auth__pb2.ChannelProxyAuthRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.ChannelProxyAuth.FromString,
+                _registered_method=True)
         self.Release = channel.unary_unary(
                 '/unigate.v1.AuthService/Release',
                 request_serializer=unigate_dot_v1_dot_auth__pb2.ReleaseRequest.SerializeToString,
@@ -137,6 +142,14 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthorizeChannelProxy(self, request, context):
+        """One API's /v1/oneapi/proxy/:channel/*: whether this key (its owner an admin) may send a
+        raw request to that channel, and what the relay needs to route it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Release(self, request, context):
         """A finished request's real cost, for a reservation the balance limited
         (AuthorizeResponse.release_early): the reservation is lowered to it at once, so the rest
@@ -200,6 +213,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetKeyInfo,
                     request_deserializer=unigate_dot_v1_dot_auth__pb2.ListModelsRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_auth__pb2.KeyInfo.SerializeToString,
+            ),
+            'AuthorizeChannelProxy': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizeChannelProxy,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.ChannelProxyAuthRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.ChannelProxyAuth.SerializeToString,
             ),
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
@@ -386,6 +404,33 @@ class AuthService:
             '/unigate.v1.AuthService/GetKeyInfo',
             unigate_dot_v1_dot_auth__pb2.ListModelsRequest.SerializeToString,
             unigate_dot_v1_dot_auth__pb2.KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizeChannelProxy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AuthService/AuthorizeChannelProxy',
+            unigate_dot_v1_dot_auth__pb2.ChannelProxyAuthRequest.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.ChannelProxyAuth.FromString,
             options,
             channel_credentials,
             insecure,

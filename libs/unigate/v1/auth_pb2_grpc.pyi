@@ -34,6 +34,10 @@ class AuthServiceStub:
     """
     GetKeyInfo: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListModelsRequest, _auth_pb2.KeyInfo]
     """Balances of a key and its owner, for One API's /dashboard/billing/* endpoints."""
+    AuthorizeChannelProxy: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChannelProxyAuthRequest, _auth_pb2.ChannelProxyAuth]
+    """One API's /v1/oneapi/proxy/:channel/*: whether this key (its owner an admin) may send a
+    raw request to that channel, and what the relay needs to route it.
+    """
     Release: _aio.UnaryUnaryMultiCallable[_auth_pb2.ReleaseRequest, _auth_pb2.ReleaseResponse]
     """A finished request's real cost, for a reservation the balance limited
     (AuthorizeResponse.release_early): the reservation is lowered to it at once, so the rest
@@ -104,6 +108,16 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_auth_pb2.ListModelsRequest, _abc.Awaitable[_auth_pb2.KeyInfo]],
     ) -> _abc.Awaitable[_auth_pb2.KeyInfo]:
         """Balances of a key and its owner, for One API's /dashboard/billing/* endpoints."""
+
+    @_abc_1.abstractmethod
+    def AuthorizeChannelProxy(
+        self,
+        request: _auth_pb2.ChannelProxyAuthRequest,
+        context: _aio.ServicerContext[_auth_pb2.ChannelProxyAuthRequest, _abc.Awaitable[_auth_pb2.ChannelProxyAuth]],
+    ) -> _abc.Awaitable[_auth_pb2.ChannelProxyAuth]:
+        """One API's /v1/oneapi/proxy/:channel/*: whether this key (its owner an admin) may send a
+        raw request to that channel, and what the relay needs to route it.
+        """
 
     @_abc_1.abstractmethod
     def Release(

@@ -388,6 +388,7 @@ class LogFilter(_message.Message):
     MODEL_NAME_FIELD_NUMBER: _builtins.int
     CHANNEL_ID_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    KEYWORD_FIELD_NUMBER: _builtins.int
     start_timestamp: _builtins.int
     """Unix seconds, both inclusive; 0 = unbounded."""
     end_timestamp: _builtins.int
@@ -401,6 +402,10 @@ class LogFilter(_message.Message):
     channel_id: _builtins.int
     request_id: _builtins.str
     """Matches the row's own request id or the id its client sent."""
+    keyword: _builtins.str
+    """One API's log search (`/api/log/search?keyword=`): content starting with it, the model
+    or a request id equal to it, or (a number) the type.
+    """
     def __init__(
         self,
         *,
@@ -414,10 +419,11 @@ class LogFilter(_message.Message):
         model_name: _builtins.str = ...,
         channel_id: _builtins.int = ...,
         request_id: _builtins.str = ...,
+        keyword: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "end_timestamp", b"end_timestamp", "model_name", b"model_name", "request_id", b"request_id", "start_timestamp", b"start_timestamp", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "end_timestamp", b"end_timestamp", "keyword", b"keyword", "model_name", b"model_name", "request_id", b"request_id", "start_timestamp", b"start_timestamp", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -430,10 +436,13 @@ class ListLogsRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    WITH_CONTENT_FIELD_NUMBER: _builtins.int
     page: _builtins.int
     """0-based."""
     page_size: _builtins.int
     """0 = the default (50); larger than the cap (1000) is capped."""
+    with_content: _builtins.bool
+    """Fill LogEntry.request_body/response_body from request_contents (content logging)."""
     @_builtins.property
     def filter(self) -> Global___LogFilter: ...
     def __init__(
@@ -442,10 +451,11 @@ class ListLogsRequest(_message.Message):
         filter: Global___LogFilter | None = ...,
         page: _builtins.int = ...,
         page_size: _builtins.int = ...,
+        with_content: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page", b"page", "page_size", b"page_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page", b"page", "page_size", b"page_size", "with_content", b"with_content"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -483,6 +493,8 @@ class LogEntry(_message.Message):
     UNIT_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_BODY_FIELD_NUMBER: _builtins.int
+    RESPONSE_BODY_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     type: _builtins.int
     request_id: _builtins.str
@@ -518,6 +530,11 @@ class LogEntry(_message.Message):
     quantity: _builtins.int
     client_request_id: _builtins.str
     """The id the client sent with its request (X-Request-Id / X-Client-Request-Id), "" if none."""
+    request_body: _builtins.str
+    """The request's and the answer's bodies, when content logging kept them (secrets
+    redacted, capped), and only when ListLogsRequest.with_content asked for them.
+    """
+    response_body: _builtins.str
     def __init__(
         self,
         *,
@@ -549,10 +566,12 @@ class LogEntry(_message.Message):
         unit: _builtins.str = ...,
         quantity: _builtins.int = ...,
         client_request_id: _builtins.str = ...,
+        request_body: _builtins.str = ...,
+        response_body: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "channel_id", b"channel_id", "client_request_id", b"client_request_id", "completion_tokens", b"completion_tokens", "content", b"content", "created_at", b"created_at", "endpoint", b"endpoint", "error_code", b"error_code", "estimated", b"estimated", "first_token_ms", b"first_token_ms", "group", b"group", "id", b"id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "quantity", b"quantity", "quota", b"quota", "request_id", b"request_id", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "unit", b"unit", "upstream_model", b"upstream_model", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "channel_id", b"channel_id", "client_request_id", b"client_request_id", "completion_tokens", b"completion_tokens", "content", b"content", "created_at", b"created_at", "endpoint", b"endpoint", "error_code", b"error_code", "estimated", b"estimated", "first_token_ms", b"first_token_ms", "group", b"group", "id", b"id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "quantity", b"quantity", "quota", b"quota", "request_body", b"request_body", "request_id", b"request_id", "response_body", b"response_body", "status_code", b"status_code", "stream", b"stream", "token_id", b"token_id", "token_name", b"token_name", "type", b"type", "unit", b"unit", "upstream_model", b"upstream_model", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -178,6 +178,49 @@ class UsageBatch(_message.Message):
 Global___UsageBatch: _TypeAlias = UsageBatch  # noqa: Y015
 
 @_typing.final
+class RequestContent(_message.Message):
+    """Content logging: one request's and its answer's bodies, secrets redacted, each capped.
+    Published best-effort on core NATS `<ns>.content.v1` (never on the usage stream), written
+    by billing to `request_contents`, apart from the ledger.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_BODY_FIELD_NUMBER: _builtins.int
+    RESPONSE_BODY_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    user_id: _builtins.int
+    token_id: _builtins.int
+    request_body: _builtins.str
+    response_body: _builtins.str
+    truncated: _builtins.bool
+    """Either body was cut at the cap."""
+    created_at: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        user_id: _builtins.int = ...,
+        token_id: _builtins.int = ...,
+        request_body: _builtins.str = ...,
+        response_body: _builtins.str = ...,
+        truncated: _builtins.bool = ...,
+        created_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "request_body", b"request_body", "request_id", b"request_id", "response_body", b"response_body", "token_id", b"token_id", "truncated", b"truncated", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestContent: _TypeAlias = RequestContent  # noqa: Y015
+
+@_typing.final
 class ReservationContext(_message.Message):
     """What auth stores with a reservation (serialized in its Redis hash), so that billing's
     sweeper can write a whole ledger row, priced as the request would have been, for a request

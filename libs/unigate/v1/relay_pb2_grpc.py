@@ -51,6 +51,11 @@ class RelayServiceStub:
                 request_serializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayChunk.FromString,
                 _registered_method=True)
+        self.ProxyCall = channel.unary_unary(
+                '/unigate.v1.RelayService/ProxyCall',
+                request_serializer=unigate_dot_v1_dot_relay__pb2.ProxyRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_relay__pb2.ProxyResult.FromString,
+                _registered_method=True)
 
 
 class RelayServiceServicer:
@@ -81,6 +86,13 @@ class RelayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProxyCall(self, request, context):
+        """One API's channel proxy: a raw request to the channel's base URL with its key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +110,11 @@ def add_RelayServiceServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_relay__pb2.RelayChunk.SerializeToString,
+            ),
+            'ProxyCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProxyCall,
+                    request_deserializer=unigate_dot_v1_dot_relay__pb2.ProxyRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_relay__pb2.ProxyResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +200,33 @@ class RelayService:
             '/unigate.v1.RelayService/Stream',
             unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
             unigate_dot_v1_dot_relay__pb2.RelayChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProxyCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.RelayService/ProxyCall',
+            unigate_dot_v1_dot_relay__pb2.ProxyRequest.SerializeToString,
+            unigate_dot_v1_dot_relay__pb2.ProxyResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,6 +27,8 @@ class RelayServiceStub:
     """
     Stream: _aio.UnaryStreamMultiCallable[_relay_pb2.RelayRequest, _relay_pb2.RelayChunk]
     """Streaming call: SSE bytes in OpenAI's framing, then one final message."""
+    ProxyCall: _aio.UnaryUnaryMultiCallable[_relay_pb2.ProxyRequest, _relay_pb2.ProxyResult]
+    """One API's channel proxy: a raw request to the channel's base URL with its key."""
 
 class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
     """A relay translates one OpenAI-shaped call for one channel and calls the
@@ -59,5 +61,13 @@ class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_relay_pb2.RelayRequest, _abc.AsyncIterator[_relay_pb2.RelayChunk]],
     ) -> _abc.AsyncIterator[_relay_pb2.RelayChunk]:
         """Streaming call: SSE bytes in OpenAI's framing, then one final message."""
+
+    @_abc_1.abstractmethod
+    def ProxyCall(
+        self,
+        request: _relay_pb2.ProxyRequest,
+        context: _aio.ServicerContext[_relay_pb2.ProxyRequest, _abc.Awaitable[_relay_pb2.ProxyResult]],
+    ) -> _abc.Awaitable[_relay_pb2.ProxyResult]:
+        """One API's channel proxy: a raw request to the channel's base URL with its key."""
 
 def add_RelayServiceServicer_to_server(servicer: RelayServiceServicer, server: _aio.Server) -> None: ...

@@ -14,7 +14,7 @@ import grpc
 import orjson
 from redis.exceptions import RedisError
 
-from unigate import errors
+from unigate import content_log, errors
 from unigate.channel_types import channel_type
 from unigate.crypto import decrypt_secret
 from unigate.grpc_mux import AUTHORIZE, MuxServer
@@ -45,6 +45,10 @@ _NEGATIVE_TTL = 1.0
 # quarter second let ~100 more through to a failing channel); reading health for every
 # request would double the Redis round trips of Authorize. 20 reads a second cost nothing.
 _HEALTH_TTL = 0.05
+# The channel proxy: admins' keys (One API's RoleAdminUser), OpenAI-protocol channels.
+_ROLE_ADMIN = 10
+_PROXY_FAMILY = "openai"
+CHANNEL_ENABLED = 1
 # More would only hold a failing request open longer: every channel of a model is tried.
 _MAX_RETRY_TIMES = 10
 
@@ -68,6 +72,11 @@ class Options:
     # The MaxOutputTokens option: per-request output ceiling; None leaves
     # MAX_COMPLETION_RESERVE in force.
     max_output_tokens: int | None = None
+    # Content logging (unigate.content_log): the raw ContentLogTokens / ContentLogGroups
+    # options, and the cap per body.
+    content_log_tokens: str = ""
+    content_log_groups: str = ""
+    content_log_max_bytes: int = content_log.DEFAULT_MAX_BYTES
 
 
 def _int_option(raw: str | None, name: str, low: int, high: int) -> int | None:
@@ -206,6 +215,15 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 max_output_tokens=_int_option(
                     raw.get("MaxOutputTokens"), "MaxOutputTokens", 1, 10_000_000
                 ),
+                content_log_tokens=raw.get("ContentLogTokens") or "",
+                content_log_groups=raw.get("ContentLogGroups") or "",
+                content_log_max_bytes=_int_option(
+                    raw.get("ContentLogMaxBytes"),
+                    "ContentLogMaxBytes",
+                    0,
+                    content_log.MAX_MAX_BYTES,
+                )
+                or content_log.DEFAULT_MAX_BYTES,
             )
 
         return await self._options.get_or_load("", load)
@@ -389,6 +407,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             candidates=candidates,
             rate_limits=report(windows, result.counts, now_ms),
             retry_times=opts.retry_times,
+            log_content=content_log.wants_content(
+                token.id, token.group, opts.content_log_tokens, opts.content_log_groups
+            ),
+            content_log_max_bytes=opts.content_log_max_bytes,
         )
 
     async def _health_now(self) -> HealthSnapshot:
@@ -510,6 +532,47 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             gone = errors.AuthenticationFailed("This API key no longer exists.")
             return auth_pb2.KeyInfo(allowed=False, error=gone.to_proto())
         return auth_pb2.KeyInfo(allowed=True, **dict(row))
+
+    async def AuthorizeChannelProxy(
+        self,
+        request: auth_pb2.ChannelProxyAuthRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> auth_pb2.ChannelProxyAuth:
+        """One API's ``/v1/oneapi/proxy/:channel/*``, for admins' keys only (One API lets any
+        key name a channel there): a raw request to one channel, outside routing and prices.
+        Only OpenAI-protocol channels: their key is a bearer token the relay can set."""
+        try:
+            token = await self._check_key(request.api_key, request.client_ip)
+            if await self._store.user_role(token.user_id) < _ROLE_ADMIN:
+                raise errors.PermissionDenied(
+                    "Only an administrator's key may use the channel proxy.",
+                    code="proxy_not_allowed",
+                )
+            row = await self._store.channels.row(request.channel_id)
+            if row is None:
+                raise errors.NotFound(
+                    f"There is no channel {request.channel_id}.", code="channel_not_found"
+                )
+            if row["status"] != CHANNEL_ENABLED:
+                raise errors.PermissionDenied("The channel is disabled.", code="channel_disabled")
+            ct = channel_type(row["type"])
+            if ct is None or ct.family != _PROXY_FAMILY:
+                raise errors.InvalidRequest(
+                    "The channel proxy serves OpenAI-protocol channels only.",
+                    code="proxy_unsupported_channel",
+                )
+        except errors.ClientFacingError as err:
+            return auth_pb2.ChannelProxyAuth(allowed=False, error=err.to_proto())
+        return auth_pb2.ChannelProxyAuth(
+            allowed=True,
+            token_id=token.id,
+            token_name=token.name,
+            user_id=token.user_id,
+            group=token.group,
+            channel_type=row["type"],
+            family=ct.family,
+            config_version=row["config_version"],
+        )
 
     async def Release(
         self, request: auth_pb2.ReleaseRequest, context: grpc.aio.ServicerContext[Any, Any]

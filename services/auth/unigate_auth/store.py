@@ -106,6 +106,12 @@ class AuthStore:
             "UPDATE tokens SET accessed_time = $2 WHERE id = ANY($1::bigint[])", token_ids, now
         )
 
+    async def user_role(self, user_id: int) -> int:
+        role: int | None = await self._pool.fetchval(
+            "SELECT role FROM users WHERE id = $1", user_id
+        )
+        return role or 0
+
     async def key_info(self, token_id: int) -> asyncpg.Record | None:
         return await self._pool.fetchrow(
             "SELECT t.unlimited_quota, t.remain_quota, t.used_quota, t.expired_time,"

@@ -22,6 +22,7 @@ from unigate.telemetry import setup_tracing
 from unigate.v1 import billing_pb2, billing_pb2_grpc
 from unigate_billing.audit import Auditor
 from unigate_billing.consumer import UsageConsumer
+from unigate_billing.contents import ContentWriter
 from unigate_billing.ledger import Ledger
 from unigate_billing.metrics import consumer_lag_hook
 from unigate_billing.partitions import Retention, maintain_forever, parse_retention_by_type
@@ -70,6 +71,10 @@ async def serve(settings: BillingSettings) -> None:
         if settings.sql_read_dsn
         else None
     )
+    # Content logging's bodies: best effort, beside the ledger, never through it.
+    contents = ContentWriter(pool)
+    await contents.subscribe(nc, ns.content_subject)
+    storing_contents = asyncio.create_task(contents.run())
 
     tls = settings.tls_files("billing")
     server = new_server(tls)
@@ -109,6 +114,7 @@ async def serve(settings: BillingSettings) -> None:
     consumer.stop()
     sweeping.cancel()
     maintaining.cancel()
+    storing_contents.cancel()
     done, _ = await asyncio.wait([consuming], timeout=settings.drain_timeout)
     if not done:
         log.error(
@@ -117,6 +123,7 @@ async def serve(settings: BillingSettings) -> None:
         )
         consuming.cancel()
     await asyncio.gather(consuming, sweeping, maintaining, return_exceptions=True)
+    await asyncio.gather(consuming, sweeping, storing_contents, return_exceptions=True)
     await introspection.stopping()
     await server.stop(grace=5)
     ops.should_exit = True

@@ -51,7 +51,21 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("status_code", "status_code"),
     ("error_code", "error_code"),
     ("content", "content"),
+    # Content logging's bodies (request_contents), "" where none were kept.
+    (
+        "request_body",
+        "coalesce((SELECT c.request_body FROM request_contents c"
+        " WHERE c.request_id = logs.request_id), '')",
+    ),
+    (
+        "response_body",
+        "coalesce((SELECT c.response_body FROM request_contents c"
+        " WHERE c.request_id = logs.request_id), '')",
+    ),
 )
+# A chunk is sent once it holds this much, whatever its rows: bodies make rows large, and a
+# chunk must stay within gRPC's message limit.
+CHUNK_BYTES = 1024 * 1024
 
 
 # A cell a spreadsheet would read as a formula (OWASP's CSV injection rule): = + - @, and
@@ -101,6 +115,10 @@ async def export_csv(
             values = [_csv_value(v) for v in r.values()]
             values.insert(2, _time(r["created_at"]))
             writer.writerow(values)
+            if buf.tell() >= CHUNK_BYTES:
+                yield buf.getvalue().encode()
+                buf.seek(0)
+                buf.truncate()
         data = buf.getvalue()
         if data:
             yield data.encode()

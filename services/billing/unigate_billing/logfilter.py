@@ -89,7 +89,28 @@ def log_conditions(p: Params, f: billing_pb2.LogFilter) -> list[str]:
         where.append(f"created_at >= {p.add(f.start_timestamp)}")
     if f.end_timestamp:
         where.append(f"created_at <= {p.add(f.end_timestamp)}")
+    if f.keyword:
+        where.append(keyword_condition(p, f.keyword))
     return where
+
+
+def keyword_condition(p: Params, keyword: str) -> str:
+    """One API's log search (``type = keyword OR content LIKE 'keyword%'``), widened to the
+    ids and the model a reader searches for: a row matches if its content starts with the
+    keyword, its model or either request id is the keyword, or its type is (a number)."""
+    if len(keyword) > 256:
+        raise InvalidFilter("a search keyword is at most 256 characters")
+    escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    k = p.add(keyword)
+    anyof = [
+        f"content LIKE {p.add(escaped + '%')}",
+        f"model_name = {k}",
+        f"request_id = {k}",
+        f"client_request_id = {k}",
+    ]
+    if keyword.isdigit() and len(keyword) < 10:
+        anyof.append(f"type = {p.add(int(keyword))}")
+    return "(" + " OR ".join(anyof) + ")"
 
 
 def usage_dimensions(p: Params, f: billing_pb2.UsageFilter) -> list[str]:

@@ -35,6 +35,14 @@ _LOG_COLUMNS = (
     " is_stream, status_code, error_code, created_at, content, estimated, unit, quantity,"
     " client_request_id"
 )
+# Content logging's bodies, beside a row (request_contents, by request id).
+_CONTENT_COLUMNS = "".join(
+    f", coalesce((SELECT c.{body} FROM request_contents c"
+    f" WHERE c.request_id = logs.request_id), '') AS {body}"
+    for body in ("request_body", "response_body")
+)
+# A page with bodies stays within gRPC's message limit (unigate.content_log.MAX_MAX_BYTES).
+CONTENT_PAGE_SIZE = 10
 
 
 def _entry(r: asyncpg.Record) -> billing_pb2.LogEntry:
@@ -67,6 +75,8 @@ def _entry(r: asyncpg.Record) -> billing_pb2.LogEntry:
         unit=r["unit"],
         quantity=r["quantity"],
         client_request_id=r["client_request_id"],
+        request_body=r.get("request_body") or "",
+        response_body=r.get("response_body") or "",
     )
 
 
@@ -78,10 +88,14 @@ async def list_logs(
     p = Params()
     clause = where_clause(log_conditions(p, request.filter))
     size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    columns = _LOG_COLUMNS
+    if request.with_content:
+        size = min(size, CONTENT_PAGE_SIZE)
+        columns += _CONTENT_COLUMNS
     total = await pool.fetchval(f"SELECT count(*) FROM logs {clause}", *p.values)
     page = Params(list(p.values))
     rows = await pool.fetch(
-        f"SELECT {_LOG_COLUMNS} FROM logs {clause} ORDER BY id DESC"
+        f"SELECT {columns} FROM logs {clause} ORDER BY id DESC"
         f" LIMIT {page.add(size)} OFFSET {page.add(request.page * size)}",
         *page.values,
     )

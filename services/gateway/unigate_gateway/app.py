@@ -43,8 +43,10 @@ from unigate_gateway.anthropic_api import (
     parse_messages,
     request_id_headers,
 )
+from unigate_gateway.channel_proxy import ChannelProxy
 from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
+from unigate_gateway.content_capture import ContentPublisher
 from unigate_gateway.edge import BodyLimit, BodyLimits
 from unigate_gateway.gemini_api import (
     gemini_key,
@@ -55,6 +57,7 @@ from unigate_gateway.gemini_api import (
     parse_gemini,
 )
 from unigate_gateway.management import Management
+from unigate_gateway.not_implemented import not_implemented_routes
 from unigate_gateway.proxy import Proxy, RelayClient, error_response
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.requests import (
@@ -184,6 +187,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         relays = {
             f: RelayClient.over(c, settings.grpc_mux_lanes) for f, c in relay_channels.items()
         }
+        content = ContentPublisher(nc, ns.content_subject)
         state["proxy"] = Proxy(
             auth,
             authorizer,
@@ -193,6 +197,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             authorize_timeout=settings.authorize_timeout,
             relay_timeout=settings.relay_timeout,
             gateway_id=gateway_id,
+            content=content,
+        )
+        state["channel_proxy"] = ChannelProxy(
+            auth,
+            relays,
+            publisher,
+            authorize_timeout=settings.authorize_timeout,
+            relay_timeout=settings.relay_timeout,
         )
         state["nats"] = nc
         state["auth_channel"] = auth_channel
@@ -207,6 +219,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             for relay in relays.values():
                 await relay.many.close()
             await publisher.close(settings.usage_flush_timeout)
+            await content.close()
             await nc.drain()
             # The heartbeat stops only now, its reservations all published, and then simply
             # expires: whatever is still unsettled is swept within a minute.
@@ -308,6 +321,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             response.headers["X-Client-Request-Id"] = client_request_id
         return response
 
+    async def channel_proxy(request: Request) -> Response:
+        handler = state["channel_proxy"]
+        assert isinstance(handler, ChannelProxy)
+        return await handler.handle(request, ip_of(request))
+
     def relay_route(path: str, endpoint: str, parse: Parser) -> Route:
         async def handle(request: Request) -> Response:
             return await relayed(request, endpoint, parse)
@@ -383,6 +401,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             Route("/v1/models/{target:path}", gemini_method, methods=["POST"]),
             Route("/v1beta/models", v1beta_models, methods=["GET"]),
             Route("/v1beta/models/{model:path}", v1beta_model, methods=["GET"]),
+            # One API's channel proxy, for administrators' keys.
+            Route(
+                "/v1/oneapi/proxy/{channel_id:int}/{target:path}",
+                channel_proxy,
+                methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            ),
+            # After every served route: 501 for One API's routes unigate does not serve.
+            *not_implemented_routes(),
             # The web console: `/` and `/console/*` only (it routes inside the fragment).
             *console_routes(),
         ]

@@ -27,6 +27,7 @@ from unigate.terminal_frames import terminal_at
 from unigate.tokens import counted_usage, sse_payloads, streamed_text
 from unigate.v1 import auth_pb2, auth_pb2_grpc, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
 from unigate_gateway import metrics
+from unigate_gateway.content_capture import ContentPublisher
 from unigate_gateway.error_shapes import error_frame, error_json
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
@@ -78,6 +79,9 @@ class CallRecord:
     client_request_id: str = ""
     # Responses API calls: the stored conversation it continues, and whether to store it.
     turn: ResponsesTurn | None = None
+    # Content logging only (auth.log_content): the key to redact, the answer's body.
+    api_key: str = ""
+    response_body: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +110,10 @@ class Proxy:
         authorize_timeout: float,
         relay_timeout: float,
         gateway_id: str = "",
+        content: ContentPublisher | None = None,
     ) -> None:
         self._auth = auth
+        self._content = content
         # Sent with every Authorize: the reservation names the gateway that holds it.
         self._gateway_id = gateway_id
         self._authorizer = authorizer
@@ -165,6 +171,8 @@ class Proxy:
         record = CallRecord(request_id, call, client_ip, decision, started)
         record.client_request_id = client_request_id
         record.turn = turn
+        if decision.log_content:
+            record.api_key = api_key
         if call.stream:
             response = await self._stream(record)
         else:
@@ -301,6 +309,8 @@ class Proxy:
                     if token is not None:
                         telemetry.detach(token)
                         self._end_attempt(record, None, result.body)
+                    if record.api_key:
+                        record.response_body = result.body
                     return Response(
                         result.body,
                         status_code=record.status,
@@ -326,7 +336,10 @@ class Proxy:
         )
         record.status = err.status
         record.error_code = err.code or err.type
-        return error_response(err, record.request_id, record.call.endpoint)
+        response = error_response(err, record.request_id, record.call.endpoint)
+        if record.api_key:
+            record.response_body = bytes(response.body)
+        return response
 
     async def _stream(self, record: CallRecord) -> Response:
         last: relay_pb2.RelayError | None = None
@@ -508,6 +521,10 @@ class Proxy:
         metrics.request_done(
             record.call.endpoint, record.call.model, channel_id, record.status, elapsed
         )
+        if auth.log_content and self._content is not None:
+            # A stream's answer is what was forwarded to the client.
+            answer = record.response_body or b"".join(record.forwarded)
+            self._content.capture(auth, record.request_id, record.api_key, record.call.body, answer)
         self._publisher.publish(
             events_pb2.UsageEvent(
                 schema_version=USAGE_SCHEMA_VERSION,

@@ -18,6 +18,7 @@ from unigate.terminal_frames import terminal_at
 from unigate.urls import base_url_problem
 from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay import metrics
+from unigate_relay.channel_proxy import proxy_call
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.output_bound import bounded_body, bounded_stream
@@ -154,6 +155,21 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
     ) -> AsyncIterator[relay_pb2.RelayResult]:
         async for result in self._many.serve(request_iterator):
             yield result
+
+    async def ProxyCall(
+        self, request: relay_pb2.ProxyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> relay_pb2.ProxyResult:
+        request_id_var.set(request.request_id)
+        if request.channel_type not in self._by_type:
+            return relay_pb2.ProxyResult(
+                error=relay_error(
+                    503,
+                    f"No relay here serves channel type {request.channel_type}.",
+                    type="unigate_error",
+                    code="relay_misrouted",
+                )
+            )
+        return await proxy_call(request, self._channels, self._http)
 
     def drain(self) -> None:
         """Shutting down: gateways are asked to send their next calls elsewhere."""

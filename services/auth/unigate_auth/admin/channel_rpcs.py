@@ -14,6 +14,7 @@ import orjson
 
 from unigate.channel_types import balance_types, channel_type
 from unigate.crypto import encrypt_secret
+from unigate.keys import MASK
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
 from unigate_auth.admin.balances import BalanceUnavailable, read_balance
@@ -109,6 +110,22 @@ class ChannelRpcs(AdminBase):
         await self._broadcast("channel", [req.id])
         return await self._channel(req.id)
 
+    async def _unchanged_key(self, req: admin_pb2.ChannelInput) -> bool:
+        """Whether ``req.key`` is the masked key a read showed (One API's clients, and
+        one-api-cli's ``Channel.update``, PUT back the record they read): storing that mask
+        would replace a working key with a useless one, so it means "keep the key"."""
+        key = req.key.strip()
+        if MASK not in key:
+            return False
+        row = await self._channel_row(req.id)
+        shown = records.channel_message(row, self._secret_key).key
+        if key != shown:
+            raise invalid(
+                "the key looks masked but is not this channel's masked key: send the full key,"
+                " or leave it out (or empty) to keep the stored one"
+            )
+        return True
+
     async def _update_channel(self, req: admin_pb2.ChannelInput) -> None:
         sets: dict[str, object] = {}
         if req.HasField("type"):
@@ -117,7 +134,7 @@ class ChannelRpcs(AdminBase):
             sets["type"] = req.type
         if req.HasField("name"):
             sets["name"] = check_name(req.name, "channel")
-        if req.HasField("key") and req.key.strip():
+        if req.HasField("key") and req.key.strip() and not await self._unchanged_key(req):
             sets["key_enc"] = encrypt_secret(req.key.strip(), self._secret_key)
         if req.HasField("status"):
             sets["status"] = check_status(req.status, "channel")

@@ -11,6 +11,7 @@ import orjson
 from unigate import unit_prices
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
+from unigate_auth.admin.option_defaults import option_defaults
 from unigate_auth.admin.rpc import AdminBase, Empty, invalid, rpc
 from unigate_auth.admin.sessions import ROLE_ADMIN, ROLE_ROOT, Caller
 
@@ -34,9 +35,11 @@ class OptionRpcs(AdminBase):
     @rpc(ROLE_ROOT)
     async def GetOptions(self, caller: Caller, _: Empty) -> admin_pb2.OptionList:
         rows = await self._pool.fetch("SELECT key, value FROM options ORDER BY key")
-        options = {r["key"]: r["value"] for r in rows if not _SECRET_OPTION.search(r["key"])}
-        # The unit price table is shown as in force (One API shows its built-in ModelRatio so).
-        options.setdefault("UnitPrice", unit_prices.defaults_json())
+        # Every option, set or not (One API lists all with their defaults), so the console's
+        # settings open on the values in force, built-in price tables included.
+        options = option_defaults()
+        options.update((r["key"], r["value"]) for r in rows)
+        options = {k: v for k, v in options.items() if not _SECRET_OPTION.search(k)}
         return admin_pb2.OptionList(
             options=[admin_pb2.OptionEntry(key=k, value=v) for k, v in sorted(options.items())]
         )

@@ -5,8 +5,10 @@ A thin face over gRPC: users, keys, channels, codes and options are auth's
 HTTP: the signed session cookie (Starlette's ``SessionMiddleware``, ``HttpOnly``,
 ``SameSite=Strict``, signed with ``SESSION_SECRET``), CSRF checks, request bodies, One API's
 ``{"success", "message", "data"}`` envelope, and its own OpenAPI document at
-``/api/openapi.json``. Failures keep the envelope (``success: false``) and carry a real HTTP
-status (401 anonymous, 403 refused, 404, 429 throttled, ...).
+``/api/openapi.json``. Every answer is in the envelope, failures too (``success: false``),
+under One API's status convention (``base.failure``): a refusal is HTTP 200, as One API's
+clients expect; 401 (no credentials or an ended session), 413, 429 and 5xx keep their status,
+and so do unknown routes (404) and methods (405).
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from starlette.responses import Response
 from unigate.grpcutil import client_channel
 from unigate.v1 import admin_pb2_grpc, billing_pb2_grpc
 from unigate_gateway.management.account import account_router
-from unigate_gateway.management.base import ApiError, ClientIp, Stubs, failure, grpc_failure
+from unigate_gateway.management.base import (
+    ApiError,
+    ClientIp,
+    Stubs,
+    failure,
+    grpc_failure,
+    route_failure,
+)
 from unigate_gateway.management.logs import logs_router
 from unigate_gateway.management.oauth import oauth_router
 from unigate_gateway.management.records import records_router
@@ -108,8 +117,13 @@ class Management:
 
         async def on_grpc(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, grpc.aio.AioRpcError)
-            response = grpc_failure(exc)
-            if exc.code() == grpc.StatusCode.UNAUTHENTICATED and "sid" in request.session:
+            session_ended = (
+                "sid" in request.session
+                and not request.headers.get("authorization")
+                and request.url.path.rstrip("/") != "/api/user/login"
+            )
+            response = grpc_failure(exc, session_ended=session_ended)
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED and session_ended:
                 # The session ended in auth (logout elsewhere, password change): drop it here.
                 request.session.clear()
             return response
@@ -120,7 +134,11 @@ class Management:
 
         async def on_http(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, StarletteHTTPException)
-            return failure(exc.status_code, str(exc.detail))
+            messages = {
+                404: f"unknown route: {request.method} {request.url.path}",
+                405: f"method {request.method} is not allowed on {request.url.path}",
+            }
+            return route_failure(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
         async def on_validation(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, RequestValidationError)

@@ -1,16 +1,18 @@
 """The caller's own account, sessions and the public/system routes: ``/api/user/login``,
 ``logout``, ``register``, ``self``, ``token``, ``topup``, ``available_models``;
-``/api/status``, ``/api/models``, ``/api/group/``, ``/api/option/``."""
+``dashboard``; ``/api/status``, ``/api/notice``, ``/api/about``, ``/api/home_page_content``,
+``/api/models``, ``/api/group/``, ``/api/option/``."""
 
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from google.protobuf import empty_pb2
 
-from unigate.v1 import admin_pb2
+from unigate.v1 import admin_pb2, billing_pb2
 from unigate_gateway.management.base import (
     ClientIp,
     Reader,
@@ -26,6 +28,12 @@ from unigate_gateway.management.bodies import (
     SelfBody,
     TopUpBody,
 )
+
+# SystemStatus fields One API serves on routes of their own, not in /api/status.
+_OWN_ROUTE_TEXTS = ("notice", "about", "home_page_content")
+DAY_SECONDS = 86_400
+# One API's dashboard: the last seven UTC days, today included.
+DASHBOARD_DAYS = 7
 
 PASSWORD_CHANGE_MESSAGE = (
     "the default password must be changed before anything else:"
@@ -120,10 +128,67 @@ def account_router(stubs: StubsGetter, client_ip: ClientIp) -> APIRouter:
         names = await s.admin.AvailableModels(empty(), metadata=caller.metadata, timeout=s.timeout)
         return envelope(list(names.names))
 
+    @router.get(
+        "/user/dashboard",
+        tags=["user"],
+        summary="The caller's usage by day and model over the last 7 days (One API's names)",
+    )
+    async def dashboard(caller: Reader) -> dict[str, Any]:
+        s = stubs()
+        me = await s.admin.GetSelf(empty(), metadata=caller.metadata, timeout=s.timeout)
+        today = int(time.time()) // DAY_SECONDS * DAY_SECONDS
+        answer = await s.billing.UsageStats(
+            billing_pb2.UsageStatsRequest(
+                filter=billing_pb2.UsageFilter(
+                    user_id=me.id,
+                    start_timestamp=today - (DASHBOARD_DAYS - 1) * DAY_SECONDS,
+                    end_timestamp=today + DAY_SECONDS - 1,
+                ),
+                group_by=billing_pb2.STATS_GROUP_BY_DAY_AND_MODEL,
+            ),
+            timeout=s.timeout,
+        )
+        # One API's LogStatistic has no JSON tags, so its clients read Go's field names.
+        return envelope(
+            [
+                {
+                    "Day": r.day,
+                    "ModelName": r.model_name,
+                    "RequestCount": r.requests,
+                    "Quota": r.quota,
+                    "PromptTokens": r.prompt_tokens,
+                    "CompletionTokens": r.completion_tokens,
+                }
+                for r in answer.rows
+            ]
+        )
+
+    async def public_status() -> dict[str, Any]:
+        s = stubs()
+        return fields(await s.admin.GetStatus(empty(), timeout=s.timeout))
+
     @router.get("/status", tags=["system"], summary="Public system status")
     async def status() -> dict[str, Any]:
-        s = stubs()
-        return envelope(fields(await s.admin.GetStatus(empty(), timeout=s.timeout)))
+        data = await public_status()
+        for name in _OWN_ROUTE_TEXTS:
+            data.pop(name)
+        return envelope(data)
+
+    @router.get("/notice", tags=["system"], summary="The notice (option Notice; public)")
+    async def notice() -> dict[str, Any]:
+        return envelope((await public_status())["notice"])
+
+    @router.get("/about", tags=["system"], summary="The about page (option About; public)")
+    async def about() -> dict[str, Any]:
+        return envelope((await public_status())["about"])
+
+    @router.get(
+        "/home_page_content",
+        tags=["system"],
+        summary="The home page content (option HomePageContent; public)",
+    )
+    async def home_page_content() -> dict[str, Any]:
+        return envelope((await public_status())["home_page_content"])
 
     @router.get("/models", tags=["system"], summary="Models configured on channels, by type")
     async def models(caller: Reader) -> dict[str, Any]:

@@ -66,7 +66,25 @@ def envelope(data: object = None, message: str = "", **extra: object) -> dict[st
     return {"success": True, "message": message, "data": data, **extra}
 
 
+# One API answers a refused request with HTTP 200 and ``success: false``, and its clients
+# depend on it (one-api-cli calls raise_for_status() and then reads ``success``). The statuses
+# kept as such: 401 (no credentials, or a session that ended: One API's 401), 413 and 429
+# (limits, which clients back off from), and 5xx (a fault of ours, which load balancers and
+# monitoring must see). Unknown routes and methods (404/405) are answered by the router, not
+# here, and keep their status.
+KEPT_STATUSES = frozenset({401, 413, 429})
+
+
 def failure(status: int, message: str) -> JSONResponse:
+    """A refusal in One API's envelope, under One API's status convention."""
+    kept = status in KEPT_STATUSES or status >= 500
+    return JSONResponse(
+        {"success": False, "message": message, "data": None}, status if kept else 200
+    )
+
+
+def route_failure(status: int, message: str) -> JSONResponse:
+    """An unknown path or method (404/405): in the envelope, with its own status."""
     return JSONResponse({"success": False, "message": message, "data": None}, status)
 
 
@@ -85,8 +103,13 @@ def fields(message: Message) -> dict[str, Any]:
     return out
 
 
-def grpc_failure(exc: grpc.aio.AioRpcError) -> JSONResponse:
+def grpc_failure(exc: grpc.aio.AioRpcError, *, session_ended: bool = False) -> JSONResponse:
+    """Auth's or billing's refusal. UNAUTHENTICATED is a 401 only when a session cookie
+    ended (One API: no session, no token); a wrong access token or password is a refusal
+    answered 200, as One API answers it."""
     code = exc.code()
+    if code == grpc.StatusCode.UNAUTHENTICATED and not session_ended:
+        return failure(200, exc.details() or "unauthenticated")
     if code in _CALLER_CODES:
         return failure(_HTTP_STATUS[code], exc.details() or code.name.lower())
     log.error("management call failed: %s %s", code, exc.details())
@@ -110,7 +133,7 @@ def _credentials(request: Request, *, write: bool) -> Caller:
             raise ApiError(401, "empty access token")
         if len(token) > MAX_ACCESS_TOKEN_LENGTH or not token.isprintable():
             # Not one of ours (43 characters); gRPC metadata would refuse it anyway.
-            raise ApiError(401, "invalid access token")
+            raise ApiError(400, "invalid access token")
         return Caller(((ACCESS_TOKEN_METADATA, token),), via_cookie=False)
     session_id = request.session.get("sid")
     if not isinstance(session_id, str) or not session_id:

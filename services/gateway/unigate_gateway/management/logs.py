@@ -1,8 +1,9 @@
 """Logs and usage: ``/api/log/`` (admin: every row; DELETE forgets old rows),
-``/api/log/self`` (the caller's own), ``/api/log/stat`` and ``/api/log/self/stat`` (One API's
-totals), and CSV exports of either. The rows are billing's (``billing.proto``); auth says who
-the caller is first, and a ``self`` route pins the filter to the caller's user id whatever the
-query string says."""
+``/api/log/self`` (the caller's own), ``/api/log/search`` and ``/api/log/self/search``
+(One API's keyword search: the same rows, ``keyword`` added to the filters),
+``/api/log/stat`` and ``/api/log/self/stat`` (One API's totals), and CSV exports of either.
+The rows are billing's (``billing.proto``); auth says who the caller is first, and a ``self``
+route pins the filter to the caller's user id whatever the query string says."""
 
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ def log_json(e: billing_pb2.LogEntry) -> dict[str, Any]:
         "endpoint": e.endpoint,
         "group": e.group,
         "content": e.content,
+        # Content logging's bodies (only asked for with ?content=true).
+        "request_body": e.request_body,
+        "response_body": e.response_body,
     }
 
 
@@ -85,6 +89,7 @@ class LogQuery:
         model_name: TextQuery = "",
         channel: Int64Query = 0,
         request_id: TextQuery = "",
+        keyword: TextQuery = "",
     ) -> None:
         self.type = type
         self.start_timestamp = start_timestamp
@@ -94,6 +99,7 @@ class LogQuery:
         self.model_name = model_name
         self.channel = channel
         self.request_id = request_id
+        self.keyword = keyword
 
     def log_filter(self, user_id: int) -> billing_pb2.LogFilter:
         return billing_pb2.LogFilter(
@@ -106,6 +112,7 @@ class LogQuery:
             model_name=self.model_name,
             channel_id=self.channel,
             request_id=self.request_id,
+            keyword=self.keyword,
         )
 
     def usage_filter(self, user_id: int) -> billing_pb2.UsageFilter:
@@ -145,11 +152,15 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         await require_role(s, caller, ROLE_ADMIN)
         return 0
 
-    async def listed(caller: Caller, own: bool, q: LogQuery, p: int, size: int) -> dict[str, Any]:
+    async def listed(
+        caller: Caller, own: bool, q: LogQuery, p: int, size: int, content: bool = False
+    ) -> dict[str, Any]:
         user_id = await scope(caller, own)
         s = stubs()
         answer = await s.billing.ListLogs(
-            billing_pb2.ListLogsRequest(filter=q.log_filter(user_id), page=p, page_size=size),
+            billing_pb2.ListLogsRequest(
+                filter=q.log_filter(user_id), page=p, page_size=size, with_content=content
+            ),
             timeout=s.timeout,
         )
         return envelope([log_json(e) for e in answer.logs], total=answer.total)
@@ -212,9 +223,15 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
             headers={"Content-Disposition": 'attachment; filename="logs.csv"'},
         )
 
-    @router.get("/log/", tags=["logs"], summary="Log rows (admin), newest first")
-    async def all_logs(caller: Reader, q: Filters, p: Page = 0, size: Size = 0) -> dict[str, Any]:
-        return await listed(caller, False, q, p, size)
+    @router.get(
+        "/log/",
+        tags=["logs"],
+        summary="Log rows (admin), newest first; content=true adds the logged bodies",
+    )
+    async def all_logs(
+        caller: Reader, q: Filters, p: Page = 0, size: Size = 0, content: bool = False
+    ) -> dict[str, Any]:
+        return await listed(caller, False, q, p, size, content)
 
     @router.delete("/log/", tags=["logs"], summary="Delete rows older than target_timestamp")
     async def delete_logs(
@@ -248,9 +265,31 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         ]
         return envelope({"drifts": drifts, "compared": answer.compared})
 
-    @router.get("/log/self", tags=["logs"], summary="The caller's own log rows")
-    async def own_logs(caller: Reader, q: Filters, p: Page = 0, size: Size = 0) -> dict[str, Any]:
+    @router.get(
+        "/log/search",
+        tags=["logs"],
+        summary="Search log rows (admin): keyword = content prefix, model, request id or type",
+    )
+    async def search_logs(
+        caller: Reader, q: Filters, p: Page = 0, size: Size = 0
+    ) -> dict[str, Any]:
+        return await listed(caller, False, q, p, size)
+
+    @router.get("/log/self/search", tags=["logs"], summary="Search the caller's own log rows")
+    async def search_own_logs(
+        caller: Reader, q: Filters, p: Page = 0, size: Size = 0
+    ) -> dict[str, Any]:
         return await listed(caller, True, q, p, size)
+
+    @router.get(
+        "/log/self",
+        tags=["logs"],
+        summary="The caller's own log rows; content=true adds the logged bodies",
+    )
+    async def own_logs(
+        caller: Reader, q: Filters, p: Page = 0, size: Size = 0, content: bool = False
+    ) -> dict[str, Any]:
+        return await listed(caller, True, q, p, size, content)
 
     @router.get("/log/stat", tags=["logs"], summary="Usage totals (admin)")
     async def all_stat(caller: Reader, q: Filters, group_by: TextQuery = "") -> dict[str, Any]:

@@ -14,7 +14,7 @@ import {
   fromLocalInput,
   ROLE_ADMIN,
 } from "../ui.js";
-import { query, getList } from "../api.js";
+import { query, getList, get } from "../api.js";
 import { t } from "../i18n.js";
 
 // Calls billed in another unit than tokens show it under the tokens (the ledger's unit).
@@ -64,6 +64,35 @@ function params(filter, admin) {
     p.channel = filter.channel.trim();
   }
   return p;
+}
+
+// Content logging's bodies of one request (when logging was on for its key or group), loaded
+// on demand: the list itself never carries them.
+function ContentDetail({ base, requestId }) {
+  const [state, setState] = useState(null);
+  const load = async () => {
+    setState({ loading: true });
+    try {
+      const rows = await get(base, { request_id: requestId, content: "true" });
+      const row = Array.isArray(rows) && rows[0];
+      setState({ row: row || {} });
+    } catch (err) {
+      setState({ error: err });
+    }
+  };
+  if (!state) {
+    return html`<button type="button" class="link small" data-testid="show-bodies" onClick=${load}>${t("logs.bodies")}</button>`;
+  }
+  if (state.loading) return html`<span class="muted small">…</span>`;
+  if (state.error) return html`<${ErrorNote} error=${state.error} />`;
+  const row = state.row;
+  if (!row.request_body && !row.response_body) {
+    return html`<span class="muted small" data-testid="no-bodies">${t("logs.no_bodies")}</span>`;
+  }
+  return html`<div class="log-bodies" data-testid="log-bodies">
+    <div class="muted small">${t("logs.request_body")}</div><pre class="mono small">${row.request_body}</pre>
+    <div class="muted small">${t("logs.response_body")}</div><pre class="mono small">${row.response_body}</pre>
+  </div>`;
 }
 
 export function LogsPage({ user }) {
@@ -132,7 +161,8 @@ export function LogsPage({ user }) {
             <td class="num">${fmtQuota(r.quota)}</td>
             <td class="num">${r.elapsed_time ? `${r.elapsed_time} ms` : "-"}${r.is_stream ? html` <${Badge} kind="info">${t("logs.stream")}</${Badge}>` : ""}</td>
             <td>${r.type === 2 ? html`<${Badge} kind=${failed ? "error" : "ok"}>${r.status_code || "-"}</${Badge}>` : ""}</td>
-            <td class="small" title=${r.request_id}>${r.error_code || r.content || r.request_id}</td>
+            <td class="small" title=${r.request_id}>${r.error_code || r.content || r.request_id}
+              ${r.type === 2 && r.request_id && html`<div><${ContentDetail} base=${base} requestId=${r.request_id} /></div>`}</td>
           </tr>`;
         })}
         ${!list.loading && items.length === 0 && html`<tr><td colspan="12" class="muted">${t("common.empty")}</td></tr>`}

@@ -1,5 +1,6 @@
-// Settings (root): One API's options — registration, pricing (model and
-// completion ratios), group ratios and group rate limits — each saved on its own.
+// Settings (root): One API's options — registration, the site's texts (logo, footer, notice,
+// about, home page), pricing (model and completion ratios, pre-filled with the built-in
+// tables), group ratios and group rate limits — each saved on its own.
 
 import { html, useState, useEffect, useLoad, useAction, Field, ErrorNote, toast } from "../ui.js";
 import { get, put } from "../api.js";
@@ -13,6 +14,14 @@ const KNOWN = [
     ["QuotaForNewUser", "number", "settings.quota_new_user", ""],
     ["RetryTimes", "number", "settings.retry_times", "settings.retry_times_hint"],
     ["MaxOutputTokens", "number", "settings.max_output_tokens", "settings.max_output_tokens_hint"],
+  ]],
+  ["site", [
+    ["Logo", "text", "settings.logo", ""],
+    ["Footer", "textarea", "settings.footer", ""],
+    ["ChatLink", "text", "settings.chat_link", ""],
+    ["Notice", "textarea", "settings.notice", "settings.notice_hint"],
+    ["About", "textarea", "settings.about", "settings.about_hint"],
+    ["HomePageContent", "textarea", "settings.home_page_content", "settings.home_page_content_hint"],
   ]],
   ["pricing", [
     ["ModelRatio", "json", "settings.model_ratio", "settings.model_ratio_hint"],
@@ -72,6 +81,8 @@ function OptionRow({ name, kind, label, hint, value, onSaved }) {
   if (kind === "bool") {
     input = html`<label class="check"><input type="checkbox" name=${name} checked=${draft === true || draft === "true"}
       onChange=${(e) => setDraft(e.target.checked ? "true" : "false")} /> ${t("common.enabled")}</label>`;
+  } else if (kind === "textarea") {
+    input = html`<textarea name=${name} rows="4" value=${draft} onInput=${(e) => setDraft(e.target.value)}></textarea>`;
   } else if (kind === "json") {
     input = html`<textarea name=${name} rows="6" class="mono" value=${draft} onInput=${(e) => setDraft(e.target.value)}></textarea>`;
   } else {
