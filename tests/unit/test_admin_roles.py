@@ -67,7 +67,13 @@ def test_every_rpc_declares_a_role() -> None:
         "GetStatus",
         "Login",
         "Register",
+        "ResetPasswordByMail",
+        "SendPasswordResetMail",
+        "SendVerificationCode",
+        "VerifyTurnstile",
     ]
+    assert declared["AdminTopUp"] == ROLE_ADMIN
+    assert declared["GetAffCode"] == ROLE_USER
     assert declared["DeleteUser"] == ROLE_ADMIN
     assert declared["UpdateOption"] == ROLE_ROOT
 

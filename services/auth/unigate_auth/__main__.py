@@ -26,6 +26,7 @@ from unigate_auth.admin.sessions import LoginThrottle, Sessions, ThrottleLimits
 from unigate_auth.backlog import Backlog
 from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester
+from unigate_auth.mail_codes import MailCodes, MailLimits
 from unigate_auth.service import AuthService
 from unigate_auth.settings import AuthSettings
 from unigate_auth.store import AuthStore
@@ -88,6 +89,18 @@ async def serve(settings: AuthSettings) -> None:
         tester=tester,
         billing=BillingClient(billing_channel),
         version=package_version("unigate"),
+        codes=MailCodes(
+            redis,
+            ns,
+            settings.secret_key,
+            MailLimits(
+                code_ttl_seconds=settings.mail_code_ttl_seconds,
+                sends_per_address=settings.mail_sends_per_address,
+                sends_per_ip=settings.mail_sends_per_ip,
+                window_seconds=settings.mail_send_window_seconds,
+            ),
+        ),
+        turnstile_url=settings.turnstile_verify_url,
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service, server)
     introspection = Introspection(

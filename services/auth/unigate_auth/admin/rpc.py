@@ -37,6 +37,7 @@ from unigate_auth.admin.sessions import (
 )
 from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester, Notify
+from unigate_auth.mail_codes import MailCodes
 from unigate_auth.store import AuthStore
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ class AdminBase:
         tester: ChannelTester,
         billing: BillingClient,
         version: str,
+        codes: MailCodes,
+        turnstile_url: str,
     ) -> None:
         self._pool = pool
         self._secret_key = secret_key
@@ -145,6 +148,8 @@ class AdminBase:
         self._store = AuthStore(pool)
         self._channels = self._store.channels
         self._version = version
+        self._codes = codes
+        self._turnstile_url = turnstile_url
         self._started = int(time.time())
 
     async def _caller(self, context: Context, before_password_change: bool) -> Caller:

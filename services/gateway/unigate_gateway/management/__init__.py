@@ -29,6 +29,7 @@ from unigate_gateway.management.account import account_router
 from unigate_gateway.management.base import ApiError, ClientIp, Stubs, failure, grpc_failure
 from unigate_gateway.management.logs import logs_router
 from unigate_gateway.management.records import records_router
+from unigate_gateway.management.signup import signup_router
 from unigate_gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class Management:
             https_only=settings.session_cookie_secure,
         )
         app.include_router(account_router(self.stubs, client_ip))
+        # Before records_router: its /user/{user_id} would take /user/aff.
+        app.include_router(signup_router(self.stubs, client_ip))
         app.include_router(records_router(self.stubs))
         app.include_router(logs_router(self.stubs))
 

@@ -1,5 +1,5 @@
 """The caller's own account, sessions and the public/system routes: ``/api/user/login``,
-``logout``, ``register``, ``self``, ``token``, ``topup``, ``available_models``;
+``logout``, ``self``, ``token``, ``topup``, ``available_models``;
 ``/api/status``, ``/api/models``, ``/api/group/``, ``/api/option/``."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from unigate_gateway.management.base import (
 from unigate_gateway.management.bodies import (
     LoginBody,
     OptionBody,
-    RegisterBody,
     SelfBody,
     TopUpBody,
 )
+from unigate_gateway.management.signup import turnstile_passed
 
 PASSWORD_CHANGE_MESSAGE = (
     "the default password must be changed before anything else:"
@@ -39,6 +39,7 @@ def account_router(stubs: StubsGetter, client_ip: ClientIp) -> APIRouter:
 
     @router.post("/user/login", tags=["user"], summary="Log in; sets the session cookie")
     async def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
+        await turnstile_passed(stubs, request, client_ip)
         s = stubs()
         answer = await s.admin.Login(
             admin_pb2.LoginRequest(
@@ -68,12 +69,6 @@ def account_router(stubs: StubsGetter, client_ip: ClientIp) -> APIRouter:
             finally:
                 request.session.clear()
         return envelope()
-
-    @router.post("/user/register", tags=["user"], summary="Register (option RegisterEnabled)")
-    async def register(body: RegisterBody) -> dict[str, Any]:
-        s = stubs()
-        user = await s.admin.Register(admin_pb2.RegisterRequest(**body.given()), timeout=s.timeout)
-        return envelope(fields(user))
 
     @router.get("/user/self", tags=["user"], summary="The caller's own user record")
     async def get_self(caller: Reader, request: Request) -> dict[str, Any]:
