@@ -180,7 +180,7 @@ class SignupRpcs(TopUpRpcs, AdminBase):
             return Empty()  # the same answer as for a registered address (module docstring)
         token = new_reset_token()
         await self._codes.issue("reset", email, token)
-        link = f"{server}/console/#/reset?email={quote(email)}&token={quote(token)}"
+        link = f"{server}/#/reset?email={quote(email)}&token={quote(token)}"
         name = options.get("SystemName") or "unigate"
         minutes = self._codes.limits.code_ttl_seconds // 60
         text = (

@@ -29,7 +29,7 @@ function Redeem({ refreshUser }) {
 
 function Invite() {
   const { data: code } = useLoad(() => get("/api/user/aff"), []);
-  const link = code ? `${location.origin}/console/#/register?aff=${encodeURIComponent(code)}` : "";
+  const link = code ? `${location.origin}/#/register?aff=${encodeURIComponent(code)}` : "";
   return html`<div class="card" data-testid="invite">
     <h2>${t("topup.invite")}</h2>
     <p class="muted">${t("topup.invite_hint")}</p>
