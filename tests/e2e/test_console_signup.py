@@ -131,4 +131,3 @@ async def test_sign_up_by_mail_then_reset_the_password_by_the_mailed_link(
         await context.close()
     assert outside == []
     assert script_errors == []
-
