@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -505,4 +504,4 @@ async def test_status_reports_what_one_apis_front_end_reads(
     assert status["top_up_link"] == "https://shop.example.com/buy"
     assert status["register_enabled"] is True and status["password_register_enabled"] is True
     assert status["turnstile_check"] is False
-    assert "TurnstileSecretKey" not in str(status) and secrets.token_hex(1)
+    assert "secret" not in str(status).lower()

@@ -1,6 +1,8 @@
 """A person signs up in the web console (Debian's Chromium, driven by Playwright) with the
-code mailed to a real SMTP server, logs in and out, forgets the password, resets it from the
-mailed link and logs in with the new one; the old one no longer works. Every request the page
+code mailed to a real SMTP server, logs in, hands out the invitation link (a friend signs up
+through it in a browser of their own: each is credited once), logs out, forgets the
+password, resets it from the mailed link and logs in with the new one; the old one no
+longer works. Every request the page
 makes goes to the gateway, and the page raises no script error. Screenshots are kept in
 ``tests/artifacts/console-signup/``."""
 
@@ -52,6 +54,9 @@ async def test_sign_up_by_mail_then_reset_the_password_by_the_mailed_link(
             "EmailVerificationEnabled": True,
             "TurnstileCheckEnabled": False,
             "ServerAddress": base,
+            "QuotaForNewUser": 0,
+            "QuotaForInvitee": 2000,
+            "QuotaForInviter": 3000,
         }
     )
     username = unique("browser")
@@ -97,7 +102,40 @@ async def test_sign_up_by_mail_then_reset_the_password_by_the_mailed_link(
         await expect(page.get_by_test_id("who")).to_have_text(username)
         await page.click('nav a[data-nav="topup"]')
         await expect(page.get_by_test_id("aff-code")).to_have_text(re.compile(r"^[A-Z2-9]{8}$"))
+        invite_link = (await page.get_by_test_id("aff-link").text_content() or "").strip()
         await _shot(page, "02-topup")
+
+        # --- someone opens the invitation link and signs up: both are credited once --------
+        # Another person: a browser of their own (no cookie of the inviter's).
+        friend_context = await browser.new_context(locale="en-US")
+        await friend_context.route("**/*", only_the_gateway)
+        friend_page = await friend_context.new_page()
+        friend_page.on("pageerror", lambda exc: script_errors.append(str(exc)))
+        await friend_page.goto(invite_link)
+        friend_form = friend_page.get_by_test_id("register-form")
+        code_box = friend_form.locator('input[name="aff_code"]')
+        await expect(code_box).to_have_value(invite_link.rsplit("=", 1)[1])
+        friend = unique("friend")
+        friend_email = f"{friend}@example.com"
+        await friend_form.locator('input[name="username"]').fill(friend)
+        await friend_form.locator('input[name="password"]').fill(password)
+        await friend_form.locator('input[name="password_again"]').fill(password)
+        await friend_form.locator('input[name="email"]').fill(friend_email)
+        await friend_page.get_by_test_id("send-code").click()
+        friend_code = code_in(await next_mail(inbox, friend_email, 0))
+        await friend_form.locator('input[name="verification_code"]').fill(friend_code)
+        await friend_form.locator('button[type="submit"]').click()
+        await expect(friend_page.get_by_test_id("login-form")).to_be_visible()
+        await friend_context.close()
+        rewards = {
+            r["username"]: r["quotas"]
+            for r in await pg.fetch(
+                "SELECT username, array_agg(quota ORDER BY id) AS quotas FROM logs"
+                " WHERE type = 1 AND username = ANY($1::text[]) GROUP BY username",
+                [username, friend],
+            )
+        }
+        assert rewards == {username: [3000], friend: [2000]}
         await page.get_by_role("button", name="Log out").click()
         await expect(page.get_by_test_id("login-form")).to_be_visible()
 
