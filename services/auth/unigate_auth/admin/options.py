@@ -16,6 +16,9 @@ from unigate_auth.admin.sessions import ROLE_ADMIN, ROLE_ROOT, Caller
 
 # Options whose values are credentials (One API hides keys ending in Token or Secret).
 _SECRET_OPTION = re.compile(r"(secret|token|password|key)$", re.IGNORECASE)
+# Named like credentials, but public: Turnstile's site key is in every page with the widget
+# (and in /api/status).
+_PUBLIC_OPTIONS = frozenset({"TurnstileSiteKey"})
 _JSON_OPTIONS = frozenset(
     {
         "ModelRatio",
@@ -34,7 +37,11 @@ class OptionRpcs(AdminBase):
     @rpc(ROLE_ROOT)
     async def GetOptions(self, caller: Caller, _: Empty) -> admin_pb2.OptionList:
         rows = await self._pool.fetch("SELECT key, value FROM options ORDER BY key")
-        options = {r["key"]: r["value"] for r in rows if not _SECRET_OPTION.search(r["key"])}
+        options = {
+            r["key"]: r["value"]
+            for r in rows
+            if r["key"] in _PUBLIC_OPTIONS or not _SECRET_OPTION.search(r["key"])
+        }
         # The unit price table is shown as in force (One API shows its built-in ModelRatio so).
         options.setdefault("UnitPrice", unit_prices.defaults_json())
         return admin_pb2.OptionList(
