@@ -505,3 +505,20 @@ async def test_status_reports_what_one_apis_front_end_reads(
     assert status["register_enabled"] is True and status["password_register_enabled"] is True
     assert status["turnstile_check"] is False
     assert "secret" not in str(status).lower()
+
+
+async def test_credentials_are_never_read_back_but_the_site_key_is(
+    root: Api, options: SetOptions, inbox: Inbox
+) -> None:
+    await options(
+        {
+            **inbox.options(),
+            "TurnstileSiteKey": "0x4AAAAAAA-public",
+            "TurnstileSecretKey": TURNSTILE_SECRET,
+        }
+    )
+    listed = {o["key"]: o["value"] for o in await root.ok("GET", "/option/")}
+    assert listed["TurnstileSiteKey"] == "0x4AAAAAAA-public"
+    assert listed["SMTPServer"] == inbox.host
+    assert "TurnstileSecretKey" not in listed and "SMTPToken" not in listed
+    assert TURNSTILE_SECRET not in str(listed) and inbox.password not in str(listed)
