@@ -27,8 +27,11 @@ from unigate.certs import write_certificates
 from unigate.namespace import Namespace
 from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
 from unigate_sim.openai import create_app
+from unigate_sim.turnstile import create_app as create_turnstile_app
 
 SIM_KEY = "sk-sim-" + "k" * 40
+# The secret of the session's Turnstile simulator (option TurnstileSecretKey).
+TURNSTILE_SECRET = "0x4AAAAAAA-turnstile-test-secret"
 
 
 class ThreadedServer:
@@ -77,6 +80,15 @@ def sim_app(simulator: ThreadedServer) -> Iterator[Starlette]:
 
 
 @pytest.fixture(scope="session")
+def turnstile_sim() -> Iterator[ThreadedServer]:
+    """Cloudflare Turnstile's siteverify (strict simulator), which the stack's auth asks."""
+    server = ThreadedServer(create_turnstile_app(TURNSTILE_SECRET))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This session's internal CA and certificates (the stack runs with mutual TLS, as in
     production); ``stack.client_channel(service, identity)`` opens a channel with them."""
@@ -94,6 +106,7 @@ def stack(
     tls_dir: Path,
     redis: Redis,
     nats_cleanup: None,
+    turnstile_sim: ThreadedServer,
 ) -> Iterator[Stack]:
     s = Stack(
         StackConfig(
@@ -110,6 +123,7 @@ def stack(
                 "RESERVATION_TIMEOUT": "12",
                 "RESERVATION_SWEEP_INTERVAL": "0.5",
                 "CHANNEL_TEST_FREQUENCY": "1",
+                "TURNSTILE_VERIFY_URL": f"{turnstile_sim.url}/turnstile/v0/siteverify",
             },
         )
     )

@@ -319,12 +319,15 @@ async def test_console_flow(
     await expect(page.get_by_test_id("redemption-table")).to_contain_text(codes[0])
     await shot("redemptions")
     before = await pg.fetchval("SELECT quota FROM users WHERE username = $1", username)
-    await page.click('nav a[data-nav="profile"]')
+    await page.click('nav a[data-nav="topup"]')
     await page.get_by_test_id("topup-form").locator('input[name="code"]').fill(codes[0])
     await page.get_by_test_id("topup-form").locator('button[type="submit"]').click()
     await expect(page.locator(".toast-success", has_text="Added $2.00")).to_be_visible()
     after = await pg.fetchval("SELECT quota FROM users WHERE username = $1", username)
     assert after == before + 1_000_000
+    await shot("topup")
+    await page.click('nav a[data-nav="profile"]')
+    await expect(page.get_by_test_id("profile-balance")).to_be_visible()
     await shot("profile")
 
     # --- the remaining pages render ----------------------------------------------------------

@@ -71,7 +71,13 @@ def test_every_rpc_declares_a_role() -> None:
         "Register",
         "StartOAuth",
         "WeChatLogin",
+        "ResetPasswordByMail",
+        "SendPasswordResetMail",
+        "SendVerificationCode",
+        "VerifyTurnstile",
     ]
+    assert declared["AdminTopUp"] == ROLE_ADMIN
+    assert declared["GetAffCode"] == ROLE_USER
     assert declared["DeleteUser"] == ROLE_ADMIN
     assert declared["UpdateOption"] == ROLE_ROOT
 

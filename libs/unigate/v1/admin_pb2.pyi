@@ -80,10 +80,18 @@ class RegisterRequest(_message.Message):
     PASSWORD_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
+    VERIFICATION_CODE_FIELD_NUMBER: _builtins.int
+    AFF_CODE_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     password: _builtins.str
     display_name: _builtins.str
     email: _builtins.str
+    verification_code: _builtins.str
+    """The code mailed by SendVerificationCode (required while EmailVerificationEnabled)."""
+    aff_code: _builtins.str
+    """The inviter's invitation code (One API's `aff_code` in the register body), or ""."""
+    client_ip: _builtins.str
     def __init__(
         self,
         *,
@@ -91,10 +99,13 @@ class RegisterRequest(_message.Message):
         password: _builtins.str = ...,
         display_name: _builtins.str = ...,
         email: _builtins.str = ...,
+        verification_code: _builtins.str = ...,
+        aff_code: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "email", b"email", "password", b"password", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aff_code", b"aff_code", "client_ip", b"client_ip", "display_name", b"display_name", "email", b"email", "password", b"password", "username", b"username", "verification_code", b"verification_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -317,6 +328,8 @@ class User(_message.Message):
     WECHAT_ID_FIELD_NUMBER: _builtins.int
     OIDC_ID_FIELD_NUMBER: _builtins.int
     HAS_PASSWORD_FIELD_NUMBER: _builtins.int
+    INVITER_ID_FIELD_NUMBER: _builtins.int
+    AFF_CODE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     username: _builtins.str
     display_name: _builtins.str
@@ -342,6 +355,9 @@ class User(_message.Message):
     """False for an account made by an external login until its owner sets a password (which
     then needs no current one).
     """
+    inviter_id: _builtins.int
+    """Who invited this user (0: nobody) and the user's own invitation code ("" until made)."""
+    aff_code: _builtins.str
     def __init__(
         self,
         *,
@@ -364,10 +380,12 @@ class User(_message.Message):
         wechat_id: _builtins.str = ...,
         oidc_id: _builtins.str = ...,
         has_password: _builtins.bool = ...,
+        inviter_id: _builtins.int = ...,
+        aff_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_time", b"created_time", "display_name", b"display_name", "email", b"email", "github_id", b"github_id", "group", b"group", "has_password", b"has_password", "id", b"id", "lark_id", b"lark_id", "must_change_password", b"must_change_password", "oidc_id", b"oidc_id", "quota", b"quota", "request_count", b"request_count", "role", b"role", "rpm_limit", b"rpm_limit", "status", b"status", "tpm_limit", b"tpm_limit", "used_quota", b"used_quota", "username", b"username", "wechat_id", b"wechat_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aff_code", b"aff_code", "created_time", b"created_time", "display_name", b"display_name", "email", b"email", "github_id", b"github_id", "group", b"group", "has_password", b"has_password", "id", b"id", "inviter_id", b"inviter_id", "lark_id", b"lark_id", "must_change_password", b"must_change_password", "oidc_id", b"oidc_id", "quota", b"quota", "request_count", b"request_count", "role", b"role", "rpm_limit", b"rpm_limit", "status", b"status", "tpm_limit", b"tpm_limit", "used_quota", b"used_quota", "username", b"username", "wechat_id", b"wechat_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1231,6 +1249,11 @@ class SystemStatus(_message.Message):
     NOTICE_FIELD_NUMBER: _builtins.int
     ABOUT_FIELD_NUMBER: _builtins.int
     HOME_PAGE_CONTENT_FIELD_NUMBER: _builtins.int
+    EMAIL_VERIFICATION_FIELD_NUMBER: _builtins.int
+    TURNSTILE_CHECK_FIELD_NUMBER: _builtins.int
+    TURNSTILE_SITE_KEY_FIELD_NUMBER: _builtins.int
+    TOP_UP_LINK_FIELD_NUMBER: _builtins.int
+    PASSWORD_REGISTER_ENABLED_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     start_time: _builtins.int
     register_enabled: _builtins.bool
@@ -1257,6 +1280,12 @@ class SystemStatus(_message.Message):
     """
     about: _builtins.str
     home_page_content: _builtins.str
+    email_verification: _builtins.bool
+    """What One API's front end reads to draw its sign-up, login and top-up pages."""
+    turnstile_check: _builtins.bool
+    turnstile_site_key: _builtins.str
+    top_up_link: _builtins.str
+    password_register_enabled: _builtins.bool
     def __init__(
         self,
         *,
@@ -1281,10 +1310,15 @@ class SystemStatus(_message.Message):
         notice: _builtins.str = ...,
         about: _builtins.str = ...,
         home_page_content: _builtins.str = ...,
+        email_verification: _builtins.bool = ...,
+        turnstile_check: _builtins.bool = ...,
+        turnstile_site_key: _builtins.str = ...,
+        top_up_link: _builtins.str = ...,
+        password_register_enabled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["about", b"about", "chat_link", b"chat_link", "footer_html", b"footer_html", "github_client_id", b"github_client_id", "github_oauth", b"github_oauth", "home_page_content", b"home_page_content", "lark_client_id", b"lark_client_id", "logo", b"logo", "notice", b"notice", "oidc", b"oidc", "oidc_authorization_endpoint", b"oidc_authorization_endpoint", "oidc_client_id", b"oidc_client_id", "oidc_well_known", b"oidc_well_known", "quota_per_unit", b"quota_per_unit", "register_enabled", b"register_enabled", "server_address", b"server_address", "start_time", b"start_time", "system_name", b"system_name", "version", b"version", "wechat_login", b"wechat_login", "wechat_qrcode", b"wechat_qrcode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["about", b"about", "chat_link", b"chat_link", "email_verification", b"email_verification", "footer_html", b"footer_html", "github_client_id", b"github_client_id", "github_oauth", b"github_oauth", "home_page_content", b"home_page_content", "lark_client_id", b"lark_client_id", "logo", b"logo", "notice", b"notice", "oidc", b"oidc", "oidc_authorization_endpoint", b"oidc_authorization_endpoint", "oidc_client_id", b"oidc_client_id", "oidc_well_known", b"oidc_well_known", "password_register_enabled", b"password_register_enabled", "quota_per_unit", b"quota_per_unit", "register_enabled", b"register_enabled", "server_address", b"server_address", "start_time", b"start_time", "system_name", b"system_name", "top_up_link", b"top_up_link", "turnstile_check", b"turnstile_check", "turnstile_site_key", b"turnstile_site_key", "version", b"version", "wechat_login", b"wechat_login", "wechat_qrcode", b"wechat_qrcode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1504,3 +1538,166 @@ class QuotaChange(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QuotaChange: _TypeAlias = QuotaChange  # noqa: Y015
+
+@_typing.final
+class MailCodeRequest(_message.Message):
+    """An address to mail a code or a reset link to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    client_ip: _builtins.str
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "email", b"email"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailCodeRequest: _TypeAlias = MailCodeRequest  # noqa: Y015
+
+@_typing.final
+class MailPasswordReset(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    token: _builtins.str
+    """The token from the mailed link."""
+    client_ip: _builtins.str
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        token: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "email", b"email", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailPasswordReset: _TypeAlias = MailPasswordReset  # noqa: Y015
+
+@_typing.final
+class NewPassword(_message.Message):
+    """The new password a reset set (One API shows it to the user once)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    password: _builtins.str
+    def __init__(
+        self,
+        *,
+        password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["password", b"password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NewPassword: _TypeAlias = NewPassword  # noqa: Y015
+
+@_typing.final
+class TurnstileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The widget's response token (One API's `turnstile` query parameter)."""
+    client_ip: _builtins.str
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnstileRequest: _TypeAlias = TurnstileRequest  # noqa: Y015
+
+@_typing.final
+class TurnstileVerdict(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
+    required: _builtins.bool
+    """False while TurnstileCheckEnabled is off: nothing was checked."""
+    passed: _builtins.bool
+    def __init__(
+        self,
+        *,
+        required: _builtins.bool = ...,
+        passed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["passed", b"passed", "required", b"required"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnstileVerdict: _TypeAlias = TurnstileVerdict  # noqa: Y015
+
+@_typing.final
+class AffCode(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFF_CODE_FIELD_NUMBER: _builtins.int
+    aff_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        aff_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aff_code", b"aff_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AffCode: _TypeAlias = AffCode  # noqa: Y015
+
+@_typing.final
+class AdminTopUpRequest(_message.Message):
+    """One API's POST /api/topup body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    QUOTA_FIELD_NUMBER: _builtins.int
+    REMARK_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    quota: _builtins.int
+    remark: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        quota: _builtins.int = ...,
+        remark: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quota", b"quota", "remark", b"remark", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdminTopUpRequest: _TypeAlias = AdminTopUpRequest  # noqa: Y015

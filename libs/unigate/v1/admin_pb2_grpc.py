@@ -271,6 +271,36 @@ class AdminServiceStub:
                 request_serializer=unigate_dot_v1_dot_admin__pb2.OAuthUnbindRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_admin__pb2.User.FromString,
                 _registered_method=True)
+        self.SendVerificationCode = channel.unary_unary(
+                '/unigate.v1.AdminService/SendVerificationCode',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.MailCodeRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SendPasswordResetMail = channel.unary_unary(
+                '/unigate.v1.AdminService/SendPasswordResetMail',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.MailCodeRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ResetPasswordByMail = channel.unary_unary(
+                '/unigate.v1.AdminService/ResetPasswordByMail',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.MailPasswordReset.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.NewPassword.FromString,
+                _registered_method=True)
+        self.VerifyTurnstile = channel.unary_unary(
+                '/unigate.v1.AdminService/VerifyTurnstile',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.TurnstileRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.TurnstileVerdict.FromString,
+                _registered_method=True)
+        self.GetAffCode = channel.unary_unary(
+                '/unigate.v1.AdminService/GetAffCode',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.AffCode.FromString,
+                _registered_method=True)
+        self.AdminTopUp = channel.unary_unary(
+                '/unigate.v1.AdminService/AdminTopUp',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.AdminTopUpRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.QuotaChange.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -573,6 +603,45 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendVerificationCode(self, request, context):
+        """Self-service accounts by mail (One API's /api/verification, /api/reset_password,
+        /api/user/reset), Turnstile, invitations and top-ups. The first four are public (the
+        gateway passes the client's address, for rate limits and Turnstile's remoteip).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendPasswordResetMail(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPasswordByMail(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyTurnstile(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAffCode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdminTopUp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -795,6 +864,36 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.UnbindOAuth,
                     request_deserializer=unigate_dot_v1_dot_admin__pb2.OAuthUnbindRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_admin__pb2.User.SerializeToString,
+            ),
+            'SendVerificationCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendVerificationCode,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.MailCodeRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SendPasswordResetMail': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendPasswordResetMail,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.MailCodeRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ResetPasswordByMail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPasswordByMail,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.MailPasswordReset.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.NewPassword.SerializeToString,
+            ),
+            'VerifyTurnstile': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyTurnstile,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.TurnstileRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.TurnstileVerdict.SerializeToString,
+            ),
+            'GetAffCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAffCode,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.AffCode.SerializeToString,
+            ),
+            'AdminTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdminTopUp,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.AdminTopUpRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.QuotaChange.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2001,6 +2100,168 @@ class AdminService:
             '/unigate.v1.AdminService/UnbindOAuth',
             unigate_dot_v1_dot_admin__pb2.OAuthUnbindRequest.SerializeToString,
             unigate_dot_v1_dot_admin__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendVerificationCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/SendVerificationCode',
+            unigate_dot_v1_dot_admin__pb2.MailCodeRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendPasswordResetMail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/SendPasswordResetMail',
+            unigate_dot_v1_dot_admin__pb2.MailCodeRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPasswordByMail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/ResetPasswordByMail',
+            unigate_dot_v1_dot_admin__pb2.MailPasswordReset.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.NewPassword.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyTurnstile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/VerifyTurnstile',
+            unigate_dot_v1_dot_admin__pb2.TurnstileRequest.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.TurnstileVerdict.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAffCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/GetAffCode',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.AffCode.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdminTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/AdminTopUp',
+            unigate_dot_v1_dot_admin__pb2.AdminTopUpRequest.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.QuotaChange.FromString,
             options,
             channel_credentials,
             insecure,

@@ -96,6 +96,16 @@ class AdminServiceStub:
     FinishOAuth: _aio.UnaryUnaryMultiCallable[_admin_pb2.OAuthFinishRequest, _admin_pb2.OAuthFinishResponse]
     WeChatLogin: _aio.UnaryUnaryMultiCallable[_admin_pb2.WeChatCodeRequest, _admin_pb2.OAuthFinishResponse]
     UnbindOAuth: _aio.UnaryUnaryMultiCallable[_admin_pb2.OAuthUnbindRequest, _admin_pb2.User]
+    SendVerificationCode: _aio.UnaryUnaryMultiCallable[_admin_pb2.MailCodeRequest, _empty_pb2.Empty]
+    """Self-service accounts by mail (One API's /api/verification, /api/reset_password,
+    /api/user/reset), Turnstile, invitations and top-ups. The first four are public (the
+    gateway passes the client's address, for rate limits and Turnstile's remoteip).
+    """
+    SendPasswordResetMail: _aio.UnaryUnaryMultiCallable[_admin_pb2.MailCodeRequest, _empty_pb2.Empty]
+    ResetPasswordByMail: _aio.UnaryUnaryMultiCallable[_admin_pb2.MailPasswordReset, _admin_pb2.NewPassword]
+    VerifyTurnstile: _aio.UnaryUnaryMultiCallable[_admin_pb2.TurnstileRequest, _admin_pb2.TurnstileVerdict]
+    GetAffCode: _aio.UnaryUnaryMultiCallable[_empty_pb2.Empty, _admin_pb2.AffCode]
+    AdminTopUp: _aio.UnaryUnaryMultiCallable[_admin_pb2.AdminTopUpRequest, _admin_pb2.QuotaChange]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Management of users, API keys, channels, redemption codes and options, served by auth (the
@@ -442,5 +452,51 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.OAuthUnbindRequest,
         context: _aio.ServicerContext[_admin_pb2.OAuthUnbindRequest, _abc.Awaitable[_admin_pb2.User]],
     ) -> _abc.Awaitable[_admin_pb2.User]: ...
+
+    @_abc_1.abstractmethod
+    def SendVerificationCode(
+        self,
+        request: _admin_pb2.MailCodeRequest,
+        context: _aio.ServicerContext[_admin_pb2.MailCodeRequest, _abc.Awaitable[_empty_pb2.Empty]],
+    ) -> _abc.Awaitable[_empty_pb2.Empty]:
+        """Self-service accounts by mail (One API's /api/verification, /api/reset_password,
+        /api/user/reset), Turnstile, invitations and top-ups. The first four are public (the
+        gateway passes the client's address, for rate limits and Turnstile's remoteip).
+        """
+
+    @_abc_1.abstractmethod
+    def SendPasswordResetMail(
+        self,
+        request: _admin_pb2.MailCodeRequest,
+        context: _aio.ServicerContext[_admin_pb2.MailCodeRequest, _abc.Awaitable[_empty_pb2.Empty]],
+    ) -> _abc.Awaitable[_empty_pb2.Empty]: ...
+
+    @_abc_1.abstractmethod
+    def ResetPasswordByMail(
+        self,
+        request: _admin_pb2.MailPasswordReset,
+        context: _aio.ServicerContext[_admin_pb2.MailPasswordReset, _abc.Awaitable[_admin_pb2.NewPassword]],
+    ) -> _abc.Awaitable[_admin_pb2.NewPassword]: ...
+
+    @_abc_1.abstractmethod
+    def VerifyTurnstile(
+        self,
+        request: _admin_pb2.TurnstileRequest,
+        context: _aio.ServicerContext[_admin_pb2.TurnstileRequest, _abc.Awaitable[_admin_pb2.TurnstileVerdict]],
+    ) -> _abc.Awaitable[_admin_pb2.TurnstileVerdict]: ...
+
+    @_abc_1.abstractmethod
+    def GetAffCode(
+        self,
+        request: _empty_pb2.Empty,
+        context: _aio.ServicerContext[_empty_pb2.Empty, _abc.Awaitable[_admin_pb2.AffCode]],
+    ) -> _abc.Awaitable[_admin_pb2.AffCode]: ...
+
+    @_abc_1.abstractmethod
+    def AdminTopUp(
+        self,
+        request: _admin_pb2.AdminTopUpRequest,
+        context: _aio.ServicerContext[_admin_pb2.AdminTopUpRequest, _abc.Awaitable[_admin_pb2.QuotaChange]],
+    ) -> _abc.Awaitable[_admin_pb2.QuotaChange]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _aio.Server) -> None: ...

@@ -26,6 +26,7 @@ from unigate_auth.admin.sessions import LoginThrottle, Sessions, ThrottleLimits
 from unigate_auth.backlog import Backlog
 from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester
+from unigate_auth.mail_codes import MailCodes, MailLimits
 from unigate_auth.oauth.common import Endpoints
 from unigate_auth.oauth.flows import OAuthFlows
 from unigate_auth.service import AuthService
@@ -97,6 +98,18 @@ async def serve(settings: AuthSettings) -> None:
             lark=settings.oauth_lark_url,
             lark_accounts=settings.oauth_lark_accounts_url,
         ),
+        codes=MailCodes(
+            redis,
+            ns,
+            settings.secret_key,
+            MailLimits(
+                code_ttl_seconds=settings.mail_code_ttl_seconds,
+                sends_per_address=settings.mail_sends_per_address,
+                sends_per_ip=settings.mail_sends_per_ip,
+                window_seconds=settings.mail_send_window_seconds,
+            ),
+        ),
+        turnstile_url=settings.turnstile_verify_url,
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_service, server)
     introspection = Introspection(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from unigate.settings import CommonSettings, parse_relay_addrs
+from unigate_auth.turnstile import SITEVERIFY_URL
 
 
 class AuthSettings(CommonSettings):
@@ -59,6 +60,14 @@ class AuthSettings(CommonSettings):
 
     # New external-login flows and WeChat code tries per client address per minute (0: off).
     oauth_max_per_ip_per_minute: int = Field(30, ge=0, alias="OAUTH_MAX_PER_IP_PER_MINUTE")
+    # Self-service accounts (unigate_auth.mail_codes): how long a mailed code or reset link
+    # lives, and how many mails one address, and one client address, may be sent per window.
+    mail_code_ttl_seconds: int = Field(600, ge=60, alias="MAIL_CODE_TTL")
+    mail_sends_per_address: int = Field(3, ge=1, alias="MAIL_SENDS_PER_ADDRESS")
+    mail_sends_per_ip: int = Field(10, ge=1, alias="MAIL_SENDS_PER_IP")
+    mail_send_window_seconds: int = Field(900, ge=1, alias="MAIL_SEND_WINDOW")
+    # Cloudflare Turnstile's siteverify endpoint (tests point it at a simulator).
+    turnstile_verify_url: str = Field(SITEVERIFY_URL, alias="TURNSTILE_VERIFY_URL")
 
     def relay_map(self) -> dict[str, str]:
         return parse_relay_addrs(self.relay_addrs)

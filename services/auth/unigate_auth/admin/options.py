@@ -17,6 +17,9 @@ from unigate_auth.admin.sessions import ROLE_ADMIN, ROLE_ROOT, Caller
 
 # Options whose values are credentials (One API hides keys ending in Token or Secret).
 _SECRET_OPTION = re.compile(r"(secret|token|password|key)$", re.IGNORECASE)
+# Named like credentials, but public: Turnstile's site key is in every page with the widget
+# (and in /api/status).
+_PUBLIC_OPTIONS = frozenset({"TurnstileSiteKey"})
 _JSON_OPTIONS = frozenset(
     {
         "ModelRatio",
@@ -39,7 +42,9 @@ class OptionRpcs(AdminBase):
         # settings open on the values in force, built-in price tables included.
         options = option_defaults()
         options.update((r["key"], r["value"]) for r in rows)
-        options = {k: v for k, v in options.items() if not _SECRET_OPTION.search(k)}
+        options = {
+            k: v for k, v in options.items() if k in _PUBLIC_OPTIONS or not _SECRET_OPTION.search(k)
+        }
         return admin_pb2.OptionList(
             options=[admin_pb2.OptionEntry(key=k, value=v) for k, v in sorted(options.items())]
         )

@@ -20,7 +20,8 @@ MAX_PAGE_SIZE = 100
 USER_COLUMNS = (
     'id, username, display_name, role, status, email, "group", quota, used_quota,'
     " request_count, rpm_limit, tpm_limit, created_time, must_change_password,"
-    " github_id, lark_id, wechat_id, oidc_id, password_hash <> '' AS has_password"
+    " github_id, lark_id, wechat_id, oidc_id, password_hash <> '' AS has_password, inviter_id,"
+    " coalesce(aff_code, '') AS aff_code"
 )
 TOKEN_COLUMNS = (
     "id, user_id, key_prefix, name, status, created_time, accessed_time, expired_time,"
@@ -84,6 +85,8 @@ def user_message(r: asyncpg.Record) -> admin_pb2.User:
         rpm_limit=r["rpm_limit"],
         tpm_limit=r["tpm_limit"],
         created_time=r["created_time"],
+        inviter_id=r["inviter_id"],
+        aff_code=r["aff_code"],
         must_change_password=r["must_change_password"],
         github_id=r["github_id"] or "",
         lark_id=r["lark_id"] or "",

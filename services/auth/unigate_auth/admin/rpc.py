@@ -37,6 +37,7 @@ from unigate_auth.admin.sessions import (
 )
 from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester, Notify
+from unigate_auth.mail_codes import MailCodes
 from unigate_auth.oauth.common import Endpoints
 from unigate_auth.oauth.flows import OAuthFlows
 from unigate_auth.store import AuthStore
@@ -136,6 +137,8 @@ class AdminBase:
         version: str,
         oauth_flows: OAuthFlows,
         oauth_endpoints: Endpoints,
+        codes: MailCodes,
+        turnstile_url: str,
     ) -> None:
         self._pool = pool
         self._secret_key = secret_key
@@ -151,6 +154,8 @@ class AdminBase:
         self._version = version
         self._oauth_flows = oauth_flows
         self._oauth_endpoints = oauth_endpoints
+        self._codes = codes
+        self._turnstile_url = turnstile_url
         self._started = int(time.time())
 
     async def _caller(self, context: Context, before_password_change: bool) -> Caller:

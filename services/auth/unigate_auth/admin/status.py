@@ -1,7 +1,8 @@
-"""The public status (One API's ``/api/status``): version, start time, whether registration
-is open, the quota per unit, the system's name, logo, footer and chat link, which
-external logins are offered; and the public texts One API serves on routes of their own
-(notice, about, home page content)."""
+"""The public status (One API's ``/api/status``): what One API's front end reads — version,
+start time, whether registration is open and how (email verification, Turnstile and its site
+key, passwords), the top-up link, the quota per unit, the system's name, logo, footer and
+chat link, which external logins are offered; and the public texts One API serves on routes
+of their own (notice, about, home page content)."""
 
 from __future__ import annotations
 
@@ -20,26 +21,46 @@ _PUBLIC_OPTIONS = {
     "about": "About",
     "home_page_content": "HomePageContent",
 }
+_READ = (
+    *OPTION_KEYS,
+    *_PUBLIC_OPTIONS.values(),
+    "WeChatAccountQRCodeImageURL",
+    "EmailVerificationEnabled",
+    "TurnstileCheckEnabled",
+    "TurnstileSiteKey",
+    "TopUpLink",
+    "PasswordRegisterEnabled",
+)
 
 
 class StatusRpcs(AdminBase):
     @public
     async def GetStatus(self, _: Empty) -> admin_pb2.SystemStatus:
         rows = await self._pool.fetch(
-            "SELECT key, value FROM options WHERE key = ANY($1::text[])",
-            [*OPTION_KEYS, "WeChatAccountQRCodeImageURL", *_PUBLIC_OPTIONS.values()],
+            "SELECT key, value FROM options WHERE key = ANY($1::text[])", sorted(set(_READ))
         )
         options = {r["key"]: r["value"] for r in rows}
+
+        def on(key: str, default: bool = False) -> bool:
+            value = (options.get(key) or "").strip().lower()
+            return default if not value else value == "true"
+
         texts = {field: options.get(key) or "" for field, key in _PUBLIC_OPTIONS.items()}
         texts["system_name"] = texts["system_name"] or "unigate"
         oidc_on = enabled("oidc", options)
-        # Client ids are public (they travel in every authorization URL); secrets never.
+        # Client ids and the Turnstile site key are public (they travel in every authorization
+        # URL, every page with the widget); secrets never.
         return admin_pb2.SystemStatus(
             version=self._version,
             start_time=self._started,
-            register_enabled=(options.get("RegisterEnabled") or "").lower() == "true",
+            register_enabled=on("RegisterEnabled"),
             quota_per_unit=QUOTA_PER_USD,
             **texts,
+            email_verification=on("EmailVerificationEnabled"),
+            turnstile_check=on("TurnstileCheckEnabled"),
+            turnstile_site_key=options.get("TurnstileSiteKey", ""),
+            top_up_link=options.get("TopUpLink", ""),
+            password_register_enabled=on("PasswordRegisterEnabled", default=True),
             github_oauth=enabled("github", options),
             github_client_id=options.get("GitHubClientId", ""),
             lark_client_id=options.get("LarkClientId", "") if enabled("lark", options) else "",

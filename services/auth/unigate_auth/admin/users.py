@@ -168,22 +168,6 @@ class UserRpcs(AdminBase):
             await self._sessions.end(caller.session_id, caller.id)
         return Empty()
 
-    @public
-    async def Register(self, req: admin_pb2.RegisterRequest) -> admin_pb2.User:
-        if (await self._option("RegisterEnabled") or "").lower() != "true":
-            raise denied("registration is turned off (option RegisterEnabled)")
-        await self._username_free(req.username)
-        check_password(req.password)
-        try:
-            quota = int(await self._option("QuotaForNewUser") or 0)
-        except ValueError:
-            quota = 0
-        user_id = await create_user(
-            self._pool, username=req.username, password=req.password, quota=max(quota, 0)
-        )
-        await self._set_contact(user_id, req.display_name or req.username, req.email)
-        return await self._user(user_id)
-
     @rpc(ROLE_USER, before_password_change=True)
     async def GetSelf(self, caller: Caller, _: Empty) -> admin_pb2.User:
         return await self._user(caller.id)

@@ -20,10 +20,14 @@ from unigate_gateway.console.channel_forms import channel_forms
 
 STATIC = Path(__file__).parent / "static"
 
-# Everything the page loads comes from this origin; no inline script, no frames.
+# Everything the page loads comes from this origin, no inline script, but Cloudflare
+# Turnstile's widget (its script and its frame), which the sign-up, login and reset forms
+# load only while the TurnstileCheckEnabled option is on.
+_TURNSTILE = "https://challenges.cloudflare.com"
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+        f"default-src 'self'; script-src 'self' {_TURNSTILE}; frame-src {_TURNSTILE};"
+        " style-src 'self' 'unsafe-inline';"
         " img-src 'self' data: https:; connect-src 'self'; object-src 'none'; base-uri 'none';"
         " frame-ancestors 'none'; form-action 'self'"
     ),

@@ -39,6 +39,7 @@ from unigate_gateway.management.base import (
 from unigate_gateway.management.logs import logs_router
 from unigate_gateway.management.oauth import oauth_router
 from unigate_gateway.management.records import records_router
+from unigate_gateway.management.signup import signup_router
 from unigate_gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class Management:
             https_only=settings.session_cookie_secure,
         )
         app.include_router(account_router(self.stubs, client_ip))
+        # Before records_router: its /user/{user_id} would take /user/aff.
+        app.include_router(signup_router(self.stubs, client_ip))
         app.include_router(records_router(self.stubs))
         app.include_router(logs_router(self.stubs))
         app.include_router(oauth_router(self.stubs, client_ip))

@@ -24,10 +24,10 @@ from unigate_gateway.management.base import (
 from unigate_gateway.management.bodies import (
     LoginBody,
     OptionBody,
-    RegisterBody,
     SelfBody,
     TopUpBody,
 )
+from unigate_gateway.management.signup import turnstile_passed
 
 # SystemStatus fields One API serves on routes of their own, not in /api/status.
 _OWN_ROUTE_TEXTS = ("notice", "about", "home_page_content")
@@ -47,6 +47,7 @@ def account_router(stubs: StubsGetter, client_ip: ClientIp) -> APIRouter:
 
     @router.post("/user/login", tags=["user"], summary="Log in; sets the session cookie")
     async def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
+        await turnstile_passed(stubs, request, client_ip)
         s = stubs()
         answer = await s.admin.Login(
             admin_pb2.LoginRequest(
@@ -76,12 +77,6 @@ def account_router(stubs: StubsGetter, client_ip: ClientIp) -> APIRouter:
             finally:
                 request.session.clear()
         return envelope()
-
-    @router.post("/user/register", tags=["user"], summary="Register (option RegisterEnabled)")
-    async def register(body: RegisterBody) -> dict[str, Any]:
-        s = stubs()
-        user = await s.admin.Register(admin_pb2.RegisterRequest(**body.given()), timeout=s.timeout)
-        return envelope(fields(user))
 
     @router.get("/user/self", tags=["user"], summary="The caller's own user record")
     async def get_self(caller: Reader, request: Request) -> dict[str, Any]:

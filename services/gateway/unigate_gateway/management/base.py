@@ -48,6 +48,8 @@ _HTTP_STATUS = {
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    # Something outside failed, not the caller (the SMTP server, Turnstile's siteverify).
+    grpc.StatusCode.ABORTED: 503,
 }
 # Auth's and billing's own words, meant for the caller; anything else is an internal error.
 _CALLER_CODES = frozenset(_HTTP_STATUS)

@@ -40,6 +40,22 @@ class RegisterBody(Body):
     password: Password
     display_name: Name = ""
     email: Email = ""
+    # The mailed code (while EmailVerificationEnabled) and the inviter's code, as One API.
+    verification_code: Name = ""
+    aff_code: Name = ""
+
+
+class ResetBody(Body):
+    email: Email
+    token: Name
+
+
+class AdminTopUpBody(Body):
+    """One API's ``POST /api/topup``."""
+
+    user_id: Int64
+    quota: Int64
+    remark: Name = ""
 
 
 class SelfBody(Body):

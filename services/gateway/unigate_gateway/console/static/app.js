@@ -25,6 +25,8 @@ import { LogsPage } from "./pages/logs.js";
 import { SettingsPage } from "./pages/settings.js";
 import { ProfilePage } from "./pages/profile.js";
 import { finishCallback } from "./pages/oauth.js";
+import { TopUpPage } from "./pages/topup.js";
+import { RegisterPage, ForgotPasswordPage, ResetPage } from "./pages/signup.js";
 
 // Path, label key, page, the least role that sees it.
 const PAGES = [
@@ -35,8 +37,15 @@ const PAGES = [
   ["redemptions", "nav.redemptions", RedemptionsPage, ROLE_ADMIN],
   ["logs", "nav.logs", LogsPage, ROLE_USER],
   ["settings", "nav.settings", SettingsPage, ROLE_ROOT],
+  ["topup", "nav.topup", TopUpPage, ROLE_USER],
   ["profile", "nav.profile", ProfilePage, ROLE_USER],
 ];
+// Pages of someone not logged in, besides the login form.
+const BARE_PAGES = {
+  register: RegisterPage,
+  "forgot-password": ForgotPasswordPage,
+  reset: ResetPage,
+};
 
 function currentRoute() {
   const path = location.hash.replace(/^#\/?/, "").split("?")[0];
@@ -133,6 +142,14 @@ function App() {
   };
 
   if (session.loading) return html`<div class="loading">…</div>`;
+  if (!session.user && BARE_PAGES[route]) {
+    const Bare = BARE_PAGES[route];
+    return html`<div class="bare">
+      <div class="bare-top"><${LangSwitch} /></div>
+      <${Bare} status=${status} />
+      <${Toasts} />
+    </div>`;
+  }
   if (!session.user) {
     return html`<div class="bare">
       <div class="bare-top"><${LangSwitch} /></div>

@@ -1,6 +1,7 @@
 // Signing in, and the password change a root still on the default password must make first.
 
 import { html, useState, Field, ErrorNote, mustChangePassword } from "../ui.js";
+import { Turnstile } from "./signup.js";
 import { post, put, setCsrf } from "../api.js";
 import { t } from "../i18n.js";
 import { OAuthLogin } from "./oauth.js";
@@ -10,13 +11,14 @@ export function LoginPage({ status, onLogin, callbackError }) {
   const [password, setPassword] = useState("");
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
+  const [token, setToken] = useState("");
 
   const submit = async (e) => {
     e.preventDefault();
     setBusy(true);
     setError(null);
     try {
-      const data = await post("/api/user/login", { username, password });
+      const data = await post("/api/user/login", { username, password }, token ? { turnstile: token } : undefined);
       setCsrf(data && data.csrf_token);
       // The login answer is the user; it may say apart that the password must change.
       const user = (data && data.user) || data || {};
@@ -40,8 +42,13 @@ export function LoginPage({ status, onLogin, callbackError }) {
       <input name="password" type="password" autocomplete="current-password" required value=${password}
         onInput=${(e) => setPassword(e.target.value)} />
     </${Field}>
+    <${Turnstile} status=${status} onToken=${setToken} />
     <${ErrorNote} error=${error} />
     <button type="submit" disabled=${busy}>${t("login.submit")}</button>
+    <p class="auth-links">
+      ${status && status.register_enabled && html`<a href="#/register" data-testid="to-register">${t("signup.title")}</a>`}
+      <a href="#/forgot-password" data-testid="to-forgot">${t("reset.forgot")}</a>
+    </p>
   </form>
   <${OAuthLogin} status=${status} callbackError=${callbackError} onLogin=${(user) => {
     setCsrf(user && user.csrf_token);

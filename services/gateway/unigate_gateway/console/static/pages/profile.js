@@ -1,33 +1,11 @@
-// The caller's own account: name, password, a management access token, and top-up with a
-// redemption code.
+// The caller's own account: name, password and a management access token (top-ups are on
+// pages/topup.js).
 
 import { html, useState, useAction, Field, ErrorNote, CopyButton, toast, fmtQuota, fmtNumber } from "../ui.js";
-import { get, post, put } from "../api.js";
+import { get, put } from "../api.js";
 import { t } from "../i18n.js";
 import { roleLabel } from "./users.js";
 import { Bindings } from "./oauth.js";
-
-function TopUp({ refreshUser }) {
-  const [code, setCode] = useState("");
-  const [busy, run] = useAction();
-  const submit = (e) => {
-    e.preventDefault();
-    run(async () => {
-      const quota = await post("/api/user/topup", { key: code.trim() });
-      const amount = typeof quota === "object" && quota !== null ? quota.quota : quota;
-      toast(t("profile.topup_ok", { amount: fmtQuota(amount) }), "success");
-      setCode("");
-      await refreshUser();
-    });
-  };
-  return html`<form class="card" onSubmit=${submit} data-testid="topup-form">
-    <h2>${t("profile.topup")}</h2>
-    <${Field} label=${t("profile.code")}>
-      <input name="code" required value=${code} onInput=${(e) => setCode(e.target.value)} />
-    </${Field}>
-    <button type="submit" disabled=${busy}>${t("profile.redeem")}</button>
-  </form>`;
-}
 
 function Account({ user, refreshUser }) {
   const [displayName, setDisplayName] = useState(user.display_name || "");
@@ -104,7 +82,6 @@ export function ProfilePage({ user, status, refreshUser, callback }) {
     <div class="two-col">
       <${Account} user=${user} refreshUser=${refreshUser} />
       <div>
-        <${TopUp} refreshUser=${refreshUser} />
         <${AccessToken} />
         <${Bindings} user=${user} status=${status} refreshUser=${refreshUser} notice=${callback} />
       </div>

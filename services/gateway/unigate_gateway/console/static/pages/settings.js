@@ -1,6 +1,7 @@
-// Settings (root): One API's options — registration, the site's texts (logo, footer, notice,
-// about, home page), pricing (model and completion ratios, pre-filled with the built-in
-// tables), group ratios and group rate limits — each saved on its own.
+// Settings (root): One API's options — registration and accounts, the site's texts (logo,
+// footer, notice, about, home page), mail (SMTP), Turnstile, pricing (model and completion
+// ratios, pre-filled with the built-in tables), group ratios and group rate limits — each
+// saved on its own.
 
 import { html, useState, useEffect, useLoad, useAction, Field, ErrorNote, toast } from "../ui.js";
 import { get, put } from "../api.js";
@@ -23,6 +24,29 @@ const KNOWN = [
     ["About", "textarea", "settings.about", "settings.about_hint"],
     ["HomePageContent", "textarea", "settings.home_page_content", "settings.home_page_content_hint"],
   ]],
+  ["accounts", [
+    ["PasswordRegisterEnabled", "bool", "settings.password_register", ""],
+    ["EmailVerificationEnabled", "bool", "settings.email_verification", "settings.email_verification_hint"],
+    ["EmailDomainRestrictionEnabled", "bool", "settings.domain_restriction", ""],
+    ["EmailDomainWhitelist", "text", "settings.domain_whitelist", "settings.domain_whitelist_hint"],
+    ["ServerAddress", "text", "settings.server_address", "settings.server_address_hint"],
+    ["QuotaForInvitee", "number", "settings.quota_invitee", ""],
+    ["QuotaForInviter", "number", "settings.quota_inviter", ""],
+    ["TopUpLink", "text", "settings.top_up_link", "settings.top_up_link_hint"],
+  ]],
+  ["mail", [
+    ["SMTPServer", "text", "settings.smtp_server", ""],
+    ["SMTPPort", "number", "settings.smtp_port", "settings.smtp_port_hint"],
+    ["SMTPAccount", "text", "settings.smtp_account", ""],
+    ["SMTPToken", "secret", "settings.smtp_token", "settings.secret_hint"],
+    ["SMTPFrom", "text", "settings.smtp_from", ""],
+    ["SMTPSSLEnabled", "bool", "settings.smtp_ssl", ""],
+  ]],
+  ["turnstile", [
+    ["TurnstileCheckEnabled", "bool", "settings.turnstile_check", "settings.turnstile_hint"],
+    ["TurnstileSiteKey", "text", "settings.turnstile_site_key", ""],
+    ["TurnstileSecretKey", "secret", "settings.turnstile_secret_key", "settings.secret_hint"],
+  ]],
   ["pricing", [
     ["ModelRatio", "json", "settings.model_ratio", "settings.model_ratio_hint"],
     ["CompletionRatio", "json", "settings.completion_ratio", "settings.completion_ratio_hint"],
@@ -36,6 +60,8 @@ const KNOWN = [
     ["GroupRateLimits", "json", "settings.group_rate_limits", "settings.group_rate_limits_hint"],
   ]],
 ];
+// What an option left unset means (One API's defaults), so the form shows what is in force.
+const DEFAULTS = { PasswordRegisterEnabled: "true" };
 const KNOWN_KEYS = new Set(KNOWN.flatMap(([, opts]) => opts.map(([k]) => k)));
 
 function pretty(value) {
@@ -66,6 +92,10 @@ function OptionRow({ name, kind, label, hint, value, onSaved }) {
         return;
       }
     }
+    if (kind === "secret" && out === "") {
+      setError(new Error(t("settings.secret_empty")));
+      return;
+    }
     if (kind === "number" && out !== "" && !/^\d+$/.test(out)) {
       setError(new Error(t("settings.bad_number")));
       return;
@@ -73,6 +103,7 @@ function OptionRow({ name, kind, label, hint, value, onSaved }) {
     run(async () => {
       await put("/api/option/", { key: name, value: out });
       toast(t("settings.saved", { key: name }), "success");
+      if (kind === "secret") setDraft("");
       onSaved();
     });
   };
@@ -85,6 +116,10 @@ function OptionRow({ name, kind, label, hint, value, onSaved }) {
     input = html`<textarea name=${name} rows="4" value=${draft} onInput=${(e) => setDraft(e.target.value)}></textarea>`;
   } else if (kind === "json") {
     input = html`<textarea name=${name} rows="6" class="mono" value=${draft} onInput=${(e) => setDraft(e.target.value)}></textarea>`;
+  } else if (kind === "secret") {
+    // Never read back (options ending in Key/Token/Secret/Password): only replaced.
+    input = html`<input name=${name} type="password" autocomplete="off" value=${draft}
+      onInput=${(e) => setDraft(e.target.value)} />`;
   } else {
     input = html`<input name=${name} type=${kind === "number" ? "number" : "text"} value=${draft}
       onInput=${(e) => setDraft(e.target.value)} />`;
@@ -111,7 +146,7 @@ export function SettingsPage() {
         <h2>${t(`settings.section_${section}`)}</h2>
         ${opts.map(
           ([name, kind, label, hint]) => html`<${OptionRow} key=${name} name=${name} kind=${kind}
-            label=${t(label)} hint=${hint ? t(hint) : ""} value=${values[name] ?? ""} onSaved=${options.reload} />`,
+            label=${t(label)} hint=${hint ? t(hint) : ""} value=${values[name] ?? DEFAULTS[name] ?? ""} onSaved=${options.reload} />`,
         )}
       </div>`,
     )}
