@@ -8,6 +8,7 @@ from unigate_relay.providers import (
     anthropic,
     baidu,
     bedrock,
+    cloudflare,
     cohere,
     dashscope,
     gemini,
@@ -30,6 +31,7 @@ PACKAGES: tuple[ProviderPackage, ...] = (
     ProviderPackage(baidu.BaiduProvider, baidu.CHANNELS),
     ProviderPackage(hunyuan.HunyuanProvider, hunyuan.CHANNELS),
     ProviderPackage(dashscope.DashScopeProvider, dashscope.CHANNELS),
+    ProviderPackage(cloudflare.CloudflareProvider, cloudflare.CHANNELS),
 )
 
 REGISTRY: dict[str, type[Provider]] = {p.family: p.provider for p in PACKAGES}
