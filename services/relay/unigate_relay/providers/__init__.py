@@ -10,6 +10,7 @@ from unigate_relay.providers import (
     bedrock,
     cloudflare,
     cohere,
+    coze,
     dashscope,
     gemini,
     hunyuan,
@@ -32,6 +33,7 @@ PACKAGES: tuple[ProviderPackage, ...] = (
     ProviderPackage(hunyuan.HunyuanProvider, hunyuan.CHANNELS),
     ProviderPackage(dashscope.DashScopeProvider, dashscope.CHANNELS),
     ProviderPackage(cloudflare.CloudflareProvider, cloudflare.CHANNELS),
+    ProviderPackage(coze.CozeProvider, coze.CHANNELS),
 )
 
 REGISTRY: dict[str, type[Provider]] = {p.family: p.provider for p in PACKAGES}
