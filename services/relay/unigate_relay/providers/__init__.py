@@ -12,6 +12,7 @@ from unigate_relay.providers import (
     cohere,
     coze,
     dashscope,
+    deepl,
     gemini,
     hunyuan,
     openai,
@@ -34,6 +35,7 @@ PACKAGES: tuple[ProviderPackage, ...] = (
     ProviderPackage(dashscope.DashScopeProvider, dashscope.CHANNELS),
     ProviderPackage(cloudflare.CloudflareProvider, cloudflare.CHANNELS),
     ProviderPackage(coze.CozeProvider, coze.CHANNELS),
+    ProviderPackage(deepl.DeepLProvider, deepl.CHANNELS),
 )
 
 REGISTRY: dict[str, type[Provider]] = {p.family: p.provider for p in PACKAGES}
