@@ -16,6 +16,7 @@ from unigate_relay.providers import (
     gemini,
     hunyuan,
     openai,
+    replicate,
     spark,
     vertex,
 )
@@ -36,6 +37,7 @@ PACKAGES: tuple[ProviderPackage, ...] = (
     ProviderPackage(cloudflare.CloudflareProvider, cloudflare.CHANNELS),
     ProviderPackage(coze.CozeProvider, coze.CHANNELS),
     ProviderPackage(deepl.DeepLProvider, deepl.CHANNELS),
+    ProviderPackage(replicate.ReplicateProvider, replicate.CHANNELS),
 )
 
 REGISTRY: dict[str, type[Provider]] = {p.family: p.provider for p in PACKAGES}
