@@ -27,6 +27,7 @@ from tests.e2e.provider_support import (
 )
 from tests.e2e.test_bedrock import Bedrock, bedrock_channel
 from unigate_cli.devstack import Stack
+from unigate_sim.bedrock import BedrockError, StreamException
 
 FAMILIES = [
     pytest.param("meta.llama3-1-70b-instruct-v1:0", id="llama"),
@@ -219,6 +220,31 @@ async def test_what_bedrock_refuses_is_the_clients_400(
             model=unknown, messages=[{"role": "user", "content": "hi"}]
         )
     assert "model identifier is invalid" in bad_model.value.message
+
+
+async def test_throttling_before_and_during_a_stream(
+    client: openai.AsyncOpenAI, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, bedrock: Bedrock
+) -> None:
+    model = alias("converse-throttled")
+    await bedrock_channel(pg, secret_key, bedrock, model, upstream=NOVA)
+    bedrock.state.fail_next.append(BedrockError("ThrottlingException", "Too many requests."))
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}]
+        )
+    # Throttled after three events: the client's stream ends in an error, and what was
+    # generated before is billed (counted, marked estimated: Bedrock sent no metadata).
+    bedrock.state.stream_exceptions.append(
+        StreamException(after=3, kind="throttlingException", message="Slow down")
+    )
+    with pytest.raises(openai.APIError):
+        stream = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hello converse"}], stream=True
+        )
+        async for _ in stream:
+            pass
+    row = await ledger_row(pg, tenant, 2)
+    assert row["estimated"] and row["prompt_tokens"] > 0
 
 
 async def test_bad_keys(

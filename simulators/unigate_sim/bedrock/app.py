@@ -221,9 +221,17 @@ async def _converse(request: Request, *, stream: bool) -> Response:
         headers = {"x-amzn-RequestId": random_id("", 32)}
         response: Response
         if stream:
-            response = StreamingResponse(
-                converse_events(answer, latency), media_type=EVENT_STREAM, headers=headers
+            broken: StreamException | None = (
+                state.stream_exceptions.pop(0) if state.stream_exceptions else None
             )
+            events = (
+                converse_events(answer, latency)
+                if broken is None
+                else converse_events(
+                    answer, latency, broken.after, exception_event(broken.kind, broken.message)
+                )
+            )
+            response = StreamingResponse(events, media_type=EVENT_STREAM, headers=headers)
         else:
             response = Response(
                 orjson.dumps(converse_answer(answer, latency)),

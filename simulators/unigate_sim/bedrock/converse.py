@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -324,8 +324,19 @@ def converse_answer(answer: Answer, latency_ms: int) -> JSONObject:
     }
 
 
-async def converse_events(answer: Answer, latency_ms: int) -> AsyncIterator[bytes]:
-    """ConverseStream's events, encoded."""
+async def converse_events(
+    answer: Answer, latency_ms: int, fail_after: int | None = None, failure: bytes = b""
+) -> AsyncIterator[bytes]:
+    """ConverseStream's events, encoded; with ``fail_after``, ``failure`` (an exception
+    message) replaces the event of that index and ends the stream."""
+    for sent, event in enumerate(_events(answer, latency_ms)):
+        if fail_after is not None and sent >= fail_after:
+            yield failure
+            return
+        yield event
+
+
+def _events(answer: Answer, latency_ms: int) -> Iterator[bytes]:
     yield converse_event("messageStart", {"role": "assistant"})
     if answer.call is not None:
         start = {"toolUse": {"toolUseId": answer.tool_use_id, "name": answer.call.name}}
