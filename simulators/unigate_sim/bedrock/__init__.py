@@ -1,4 +1,6 @@
-"""A strict simulator of the AWS Bedrock runtime serving Anthropic's Claude.
+"""A strict simulator of the AWS Bedrock runtime: Anthropic's Claude through InvokeModel, the
+other families (Llama, Mistral, Nova, Cohere, Jamba: ``converse.CONVERSE_MODELS``) through
+Converse and ConverseStream (``converse``).
 
 Faithful to AWS's references: ``POST /model/{modelId}/invoke`` (the Messages answer as JSON,
 with the ``x-amzn-bedrock-*-token-count`` headers) and ``/invoke-with-response-stream``
@@ -12,7 +14,8 @@ as Anthropic's API does (the Anthropic simulator's validation, answer and usage)
 ``create_bedrock_app`` returns a Starlette app whose ``state`` tests inspect and steer:
 
 * ``calls`` — per correctly signed request: ``{"path", "model_id", "headers", "body",
-  "status", "usage"}`` (``usage``: the Anthropic usage object the answer reported);
+  "status", "usage"}`` (``usage``: the Anthropic usage object the answer reported, or
+  Converse's ``{"inputTokens", "outputTokens", "totalTokens"}``);
 * ``fail_next`` — :class:`BedrockError` answers for the next signed requests;
 * ``stream_exceptions`` — :class:`StreamException`: a stream broken off by an exception event;
 * ``keys`` (access key id → :class:`Key`), ``region``, ``models``, ``now`` (the server's clock,
@@ -20,12 +23,14 @@ as Anthropic's API does (the Anthropic simulator's validation, answer and usage)
 """
 
 from unigate_sim.bedrock.app import StreamException, create_bedrock_app
+from unigate_sim.bedrock.converse import CONVERSE_MODELS
 from unigate_sim.bedrock.errors import BedrockError
 from unigate_sim.bedrock.eventstream import chunk_event, encode_message, exception_event
 from unigate_sim.bedrock.models import MODEL_IDS
 from unigate_sim.bedrock.sigv4 import Key, Received, verify
 
 __all__ = [
+    "CONVERSE_MODELS",
     "MODEL_IDS",
     "BedrockError",
     "Key",

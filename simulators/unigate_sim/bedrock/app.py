@@ -19,6 +19,13 @@ from unigate_sim.anthropic import DEFAULT_MODELS, AnthropicError, parse_messages
 from unigate_sim.anthropic.render import render_events, render_message
 from unigate_sim.anthropic.reply import plan_reply
 from unigate_sim.anthropic.usage import cached_input
+from unigate_sim.bedrock.converse import (
+    converse_answer,
+    converse_events,
+    converse_model,
+    parse_converse,
+    plan_answer,
+)
 from unigate_sim.bedrock.errors import BedrockError, malformed
 from unigate_sim.bedrock.eventstream import chunk_event, exception_event
 from unigate_sim.bedrock.models import claude_model
@@ -176,6 +183,75 @@ def _stream(request: Request, frames: list[bytes]) -> Response:
     )
 
 
+async def _converse(request: Request, *, stream: bool) -> Response:
+    """Converse / ConverseStream: SigV4 first, then the model, then the body."""
+    state = request.app.state
+    received = await _received(request)
+    try:
+        verify(received, state.keys, state.region, state.now())
+    except BedrockError as error:
+        return error.response()
+    record: JSONObject = {
+        "path": received.raw_path,
+        "model_id": request.path_params["model_id"],
+        "headers": received.headers,
+        "status": 0,
+        "usage": None,
+    }
+    state.calls.append(record)
+    started = asyncio.get_running_loop().time()
+    try:
+        try:
+            payload = orjson.loads(received.body)
+        except orjson.JSONDecodeError:
+            raise BedrockError("ValidationException", "Malformed input request.") from None
+        record["body"] = payload
+        if state.fail_next:
+            raise state.fail_next.pop(0)
+        model = converse_model(request.path_params["model_id"])
+        if model is None:
+            # Claude through Converse is real on Bedrock, but unigate sends Claude through
+            # InvokeModel; the simulator refuses it so a wrong route is seen.
+            raise BedrockError(
+                "ValidationException", "This simulator serves Claude through InvokeModel only."
+            )
+        answer = plan_answer(parse_converse(payload, model, stream=stream))
+        record["usage"] = answer.usage
+        latency = int((asyncio.get_running_loop().time() - started) * 1000)
+        headers = {"x-amzn-RequestId": random_id("", 32)}
+        response: Response
+        if stream:
+            broken: StreamException | None = (
+                state.stream_exceptions.pop(0) if state.stream_exceptions else None
+            )
+            events = (
+                converse_events(answer, latency)
+                if broken is None
+                else converse_events(
+                    answer, latency, broken.after, exception_event(broken.kind, broken.message)
+                )
+            )
+            response = StreamingResponse(events, media_type=EVENT_STREAM, headers=headers)
+        else:
+            response = Response(
+                orjson.dumps(converse_answer(answer, latency)),
+                media_type="application/json",
+                headers=headers,
+            )
+    except BedrockError as error:
+        response = error.response()
+    record["status"] = response.status_code
+    return response
+
+
+async def _converse_json(request: Request) -> Response:
+    return await _converse(request, stream=False)
+
+
+async def _converse_stream(request: Request) -> Response:
+    return await _converse(request, stream=True)
+
+
 async def _invoke_json(request: Request) -> Response:
     return await _invoke(request, stream=False)
 
@@ -205,6 +281,8 @@ def create_bedrock_app(
             Route(
                 "/model/{model_id}/invoke-with-response-stream", _invoke_stream, methods=["POST"]
             ),
+            Route("/model/{model_id}/converse", _converse_json, methods=["POST"]),
+            Route("/model/{model_id}/converse-stream", _converse_stream, methods=["POST"]),
         ],
         exception_handlers={404: _unknown, 405: _unknown},
     )

@@ -70,3 +70,14 @@ def exception_event(kind: str, message: str) -> bytes:
         },
         orjson.dumps({"message": message}),
     )
+
+
+def converse_event(kind: str, event: JSONObject) -> bytes:
+    """One ConverseStream event (``messageStart``, ``contentBlockDelta``, ``metadata``, …):
+    the member's JSON itself as payload (no base64, unlike InvokeModel's chunks), padded."""
+    raw = orjson.dumps(event)
+    padded = {**event, "p": _PADDING[: len(raw) % 32 + 1]}
+    return encode_message(
+        {":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
+        orjson.dumps(padded),
+    )

@@ -8,11 +8,15 @@ from unigate_relay.providers import (
     anthropic,
     baidu,
     bedrock,
+    cloudflare,
     cohere,
+    coze,
     dashscope,
+    deepl,
     gemini,
     hunyuan,
     openai,
+    replicate,
     spark,
     vertex,
 )
@@ -30,6 +34,10 @@ PACKAGES: tuple[ProviderPackage, ...] = (
     ProviderPackage(baidu.BaiduProvider, baidu.CHANNELS),
     ProviderPackage(hunyuan.HunyuanProvider, hunyuan.CHANNELS),
     ProviderPackage(dashscope.DashScopeProvider, dashscope.CHANNELS),
+    ProviderPackage(cloudflare.CloudflareProvider, cloudflare.CHANNELS),
+    ProviderPackage(coze.CozeProvider, coze.CHANNELS),
+    ProviderPackage(deepl.DeepLProvider, deepl.CHANNELS),
+    ProviderPackage(replicate.ReplicateProvider, replicate.CHANNELS),
 )
 
 REGISTRY: dict[str, type[Provider]] = {p.family: p.provider for p in PACKAGES}

@@ -1,4 +1,5 @@
-"""Claude on AWS Bedrock (channel type 33).
+"""AWS Bedrock (channel type 33): Claude through InvokeModel, every other family through
+Converse (``converse``).
 
 OpenAI ``chat.completions`` requests become Anthropic Messages requests (the Anthropic
 family's ``chat_to_messages``), reshaped for Bedrock (``wire.bedrock_body``), signed with
@@ -7,6 +8,10 @@ SigV4 (``signing``) and posted to ``/model/{modelId}/invoke`` or
 base URL replaces that host when set; the region is the channel config's ``region``). Answers
 are Anthropic's message or its stream events inside AWS event-stream framing, translated with
 the Anthropic family's ``message_to_chat`` / ``ChatStreamTranslator``.
+
+A model that is not Anthropic's (Llama, Mistral, Nova, Cohere, …: ``wire.is_claude``) goes to
+``/model/{modelId}/converse`` or ``/converse-stream`` instead, with a Converse body
+(``converse_request``) and its answer translated by ``converse``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from unigate_relay.providers.base import (
     stream_truncated,
     unreadable_answer,
 )
+from unigate_relay.providers.bedrock.converse import converse_result, converse_stream
+from unigate_relay.providers.bedrock.converse_request import converse_body
 from unigate_relay.providers.bedrock.errors import http_error, stream_exception
 from unigate_relay.providers.bedrock.eventstream import (
     EventStreamReader,
@@ -52,7 +59,9 @@ from unigate_relay.providers.bedrock.wire import (
     bedrock_body,
     channel_config,
     claude_name,
+    converse_url,
     invoke_url,
+    is_claude,
     model_id,
     region_of,
 )
@@ -76,7 +85,7 @@ def _bad_key(exc: KeyFormatError) -> relay_pb2.RelayError:
 
 
 class _Prepared:
-    """One signed invocation: where, what and how, and the Claude model it asks for."""
+    """One signed call: where, what and how, and whether it is a Converse call."""
 
     def __init__(self, ctx: CallContext, *, stream: bool) -> None:
         req = ctx.request
@@ -89,11 +98,24 @@ class _Prepared:
         config = channel_config(ctx.channel.config_json)
         region = region_of(config)
         self.model_id = model_id(req.upstream_model, config)
-        self.model = claude_name(self.model_id)
-        self.body = orjson.dumps(bedrock_body(chat_to_messages(chat, self.model)))
+        self.converse = not is_claude(self.model_id)
         # The tool whose call is the answer's content (response_format: ``structured``).
-        self.content_tool = content_tool(chat)
-        self.url = invoke_url(ctx.channel.base_url, region, self.model_id, stream=stream)
+        self.content_tool: str | None = None
+        if self.converse:
+            fmt = chat.get("response_format")
+            if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+                # Converse has no JSON mode common to its families; never drop it silently.
+                raise ConversionError(
+                    "Structured output (`response_format`) is served on Bedrock for Claude "
+                    "models only; ask without it, or use a Claude model."
+                )
+            self.body = orjson.dumps(converse_body(chat))
+            self.url = converse_url(ctx.channel.base_url, region, self.model_id, stream=stream)
+        else:
+            messages = chat_to_messages(chat, claude_name(self.model_id))
+            self.body = orjson.dumps(bedrock_body(messages))
+            self.content_tool = content_tool(chat)
+            self.url = invoke_url(ctx.channel.base_url, region, self.model_id, stream=stream)
         accept = EVENT_STREAM_TYPE if stream else "application/json"
         headers = channel_headers(ctx, {"Content-Type": "application/json", "Accept": accept})
         self.headers = signed_headers(
@@ -130,6 +152,8 @@ class BedrockProvider(Provider):
         reply = await read_answer(prepared.post(ctx))
         if isinstance(reply, relay_pb2.RelayResult):
             return reply
+        if prepared.converse:
+            return converse_result(ctx, reply)
         status, upstream_ms = reply.status, reply.upstream_ms
         if status >= 400:
             return reply.failed(
@@ -169,6 +193,10 @@ class BedrockProvider(Provider):
             resp = await prepared.post(ctx)
         except UPSTREAM_ERRORS as exc:
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+            return
+        if prepared.converse:
+            async for chunk in converse_stream(ctx, resp, started):
+                yield chunk
             return
         try:
             if resp.status >= 400:

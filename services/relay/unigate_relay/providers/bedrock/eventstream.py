@@ -34,6 +34,36 @@ class StreamDecodeError(ValueError):
     """Bytes that are not a valid event stream (bad CRC, bad lengths, bad payload)."""
 
 
+def exception_of(headers: dict[str, Any], payload: bytes) -> StreamException:
+    """The exception an ``exception`` (or ``error``) message carries."""
+    name = headers.get(":exception-type") or headers.get(":error-code") or "error"
+    body = _json(payload)
+    message = body.get("message") if isinstance(body, dict) else None
+    return StreamException(str(name), str(message or headers.get(":error-message") or ""))
+
+
+class ConverseEventReader:
+    """Bytes of a ConverseStream answer in, its events out as ``{"type": <event type>,
+    **payload}`` (a ConverseStream event's payload is the event's JSON itself, not base64),
+    or the stream's exception."""
+
+    def __init__(self) -> None:
+        self._reader = EventStreamReader()
+
+    def feed(self, data: bytes) -> Iterator[JSONObject | StreamException]:
+        for headers, payload in self._reader.messages(data):
+            kind = headers.get(":message-type")
+            if kind in ("exception", "error"):
+                yield exception_of(headers, payload)
+                return
+            if kind != "event":
+                continue
+            body = _json(payload)
+            if not isinstance(body, dict):
+                raise StreamDecodeError("a ConverseStream event is not a JSON object")
+            yield {**body, "type": str(headers.get(":event-type") or "")}
+
+
 def _json(payload: bytes) -> Any:
     try:
         return orjson.loads(payload)
@@ -47,24 +77,25 @@ class EventStreamReader:
     def __init__(self) -> None:
         self._buffer = EventStreamBuffer()
 
-    def feed(self, data: bytes) -> Iterator[JSONObject | StreamException]:
+    def messages(self, data: bytes) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """The (headers, payload) of each whole message ``data`` completes."""
         self._buffer.add_data(data)
         try:
             for message in self._buffer:
-                # to_response_dict: botocore's typed view of the parsed headers and payload.
                 parsed = message.to_response_dict()
-                yield from self._decode(parsed["headers"], parsed["body"])
+                yield parsed["headers"], parsed["body"]
         except ParserError as exc:
             raise StreamDecodeError(str(exc)) from exc
+
+    def feed(self, data: bytes) -> Iterator[JSONObject | StreamException]:
+        for headers, payload in self.messages(data):
+            yield from self._decode(headers, payload)
 
     @staticmethod
     def _decode(headers: dict[str, Any], payload: bytes) -> Iterator[JSONObject | StreamException]:
         kind = headers.get(":message-type")
         if kind in ("exception", "error"):
-            name = headers.get(":exception-type") or headers.get(":error-code") or "error"
-            body = _json(payload)
-            message = body.get("message") if isinstance(body, dict) else None
-            yield StreamException(str(name), str(message or headers.get(":error-message") or ""))
+            yield exception_of(headers, payload)
             return
         if kind != "event" or headers.get(":event-type") != "chunk":
             return

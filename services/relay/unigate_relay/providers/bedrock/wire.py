@@ -39,6 +39,13 @@ MODEL_IDS: Final[dict[str, str]] = {
     "claude-opus-4-20250514": "anthropic.claude-opus-4-20250514-v1:0",
 }
 
+#: One API's names of the Llama models on Bedrock (its aws/llama3 adaptor) → Bedrock's ids;
+#: every other family is named by its Bedrock id (through the model mapping or ``model_ids``).
+CONVERSE_MODEL_IDS: Final[dict[str, str]] = {
+    "llama3-8b-8192": "meta.llama3-8b-instruct-v1:0",
+    "llama3-70b-8192": "meta.llama3-70b-instruct-v1:0",
+}
+
 # "us.anthropic.claude-...-v1:0" (a cross-region inference profile) or an ARN's last part.
 _ID_PARTS: Final = re.compile(r"^(?:[a-z]{2,4}\.)?anthropic\.(.+?)(?:-v\d+(?::\d+)?)?$")
 
@@ -55,7 +62,15 @@ def model_id(model: str, config: JSONObject) -> str:
         return str(configured[model])
     if model.startswith("arn:") or "anthropic." in model:
         return model
-    return MODEL_IDS.get(model, model)
+    return MODEL_IDS.get(model) or CONVERSE_MODEL_IDS.get(model, model)
+
+
+def is_claude(model_id: str) -> bool:
+    """Whether the model is Anthropic's, served through InvokeModel with the Messages body;
+    every other family Bedrock hosts goes through the Converse API."""
+    return "anthropic." in model_id.rsplit("/", 1)[-1] or any(
+        model_id.endswith(known) for known in MODEL_IDS.values()
+    )
 
 
 def claude_name(model_id: str) -> str:
@@ -86,8 +101,17 @@ def channel_config(config_json: str) -> JSONObject:
 def invoke_url(base_url: str, region: str, model: str, *, stream: bool) -> str:
     """The already-encoded URL of the invocation; the model id is percent-encoded in the path
     (its ``:`` too, as the AWS SDKs send it, so the signed path is the sent path)."""
-    base = (base_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
     action = "invoke-with-response-stream" if stream else "invoke"
+    return _model_url(base_url, region, model, action)
+
+
+def converse_url(base_url: str, region: str, model: str, *, stream: bool) -> str:
+    """The already-encoded URL of a Converse (or ConverseStream) call."""
+    return _model_url(base_url, region, model, "converse-stream" if stream else "converse")
+
+
+def _model_url(base_url: str, region: str, model: str, action: str) -> str:
+    base = (base_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
     return f"{base}/model/{quote(model, safe='')}/{action}"
 
 

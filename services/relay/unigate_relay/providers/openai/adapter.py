@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
 
 from unigate.tokens import counted_usage, streamed_text
 from unigate.v1 import common_pb2, relay_pb2
@@ -75,11 +76,23 @@ class OpenAIProvider(Provider):
         # DeepSeek, Mistral, ... serve chat only: their Responses API is the translated one.
         return endpoint in spec_for(channel_type).endpoints
 
+    def spec(self, channel_type: int) -> CompatibleSpec:
+        """The wire details of ``channel_type``; a provider package that speaks the OpenAI
+        protocol from a package of its own (Cloudflare) gives its own."""
+        return spec_for(channel_type)
+
+    def upstream_error(
+        self, status: int, body: bytes, headers: CIMultiDictProxy[str], secrets: list[str]
+    ) -> relay_pb2.RelayError:
+        """The relay's error for the provider's HTTP error answer (OpenAI's shapes here; a
+        provider with its own error envelope maps its own)."""
+        return error_from_upstream(status, body, headers, secrets)
+
     def chat_output_field(self, channel_type: int) -> str:
-        return spec_for(channel_type).chat_output_field
+        return self.spec(channel_type).chat_output_field
 
     def _unsupported(self, ctx: CallContext) -> relay_pb2.RelayError | None:
-        spec = spec_for(ctx.channel.type)
+        spec = self.spec(ctx.channel.type)
         if ctx.request.endpoint in spec.endpoints:
             return None
         return relay_error(
@@ -90,7 +103,7 @@ class OpenAIProvider(Provider):
         )
 
     def _url(self, ctx: CallContext) -> str:
-        return spec_for(ctx.channel.type).url(
+        return self.spec(ctx.channel.type).url(
             ctx.channel.base_url,
             ctx.request.endpoint,
             ctx.request.upstream_model,
@@ -100,11 +113,11 @@ class OpenAIProvider(Provider):
     def _headers(self, ctx: CallContext, *, form: bool) -> dict[str, str]:
         # For a rebuilt form aiohttp sets the Content-Type (with its boundary) itself.
         defaults = {} if form else {"Content-Type": ctx.request.content_type or "application/json"}
-        return channel_headers(ctx, defaults, spec_for(ctx.channel.type).auth_headers(ctx.api_key))
+        return channel_headers(ctx, defaults, self.spec(ctx.channel.type).auth_headers(ctx.api_key))
 
     def _body(self, ctx: CallContext, *, stream: bool) -> bytes | aiohttp.FormData:
         req = ctx.request
-        spec = spec_for(ctx.channel.type)
+        spec = self.spec(ctx.channel.type)
         model = spec.body_model(req.endpoint, req.upstream_model, ctx.channel.config_json)
         if req.content_type.startswith("multipart/"):
             if req.model == model:
@@ -152,7 +165,9 @@ class OpenAIProvider(Provider):
             return answer
         status, content, upstream_ms = answer.status, answer.content, answer.upstream_ms
         if status >= 400:
-            return answer.upstream_failure(ctx)
+            return answer.failed(
+                self.upstream_error(status, content, answer.headers, list(ctx.channel.keys))
+            )
         content_type = answer.headers.get("Content-Type", "application/json")
         if "json" in content_type and answer.json() is None:
             return answer.unreadable()
@@ -183,7 +198,7 @@ class OpenAIProvider(Provider):
         content_events: list[bytes] = []
         finished = reusable = False
         include_usage = ctx.request.include_usage
-        usage_path = spec_for(ctx.channel.type).stream_usage_path
+        usage_path = self.spec(ctx.channel.type).stream_usage_path
         if (unsupported := self._unsupported(ctx)) is not None:
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=unsupported))
             return
@@ -197,7 +212,7 @@ class OpenAIProvider(Provider):
                 body = await resp.read()
                 yield relay_pb2.RelayChunk(
                     end=relay_pb2.StreamEnd(
-                        error=error_from_upstream(
+                        error=self.upstream_error(
                             resp.status, body, resp.headers, list(ctx.channel.keys)
                         )
                     )
