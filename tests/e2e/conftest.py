@@ -110,6 +110,9 @@ def stack(
                 "RESERVATION_TIMEOUT": "12",
                 "RESERVATION_SWEEP_INTERVAL": "0.5",
                 "CHANNEL_TEST_FREQUENCY": "1",
+                # Periodic tests of every enabled channel would add calls to the simulators
+                # that tests count (test_channel_monitoring.py runs them on a stack of its own).
+                "CHANNEL_MONITOR_FREQUENCY": "0",
             },
         )
     )

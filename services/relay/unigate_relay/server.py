@@ -13,6 +13,7 @@ import grpc
 from unigate import telemetry
 from unigate.channel_types import speaks_websocket
 from unigate.grpc_mux import RELAY_CALL, MuxServer
+from unigate.keys import key_fingerprint
 from unigate.logs import request_id_var
 from unigate.terminal_frames import terminal_at
 from unigate.urls import base_url_problem
@@ -127,8 +128,15 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             changed.CopyFrom(request)
             changed.body = body
             request = changed
-        key = self._channels.next_key(channel.id)
+        key, _ = self._channels.next_key(channel.id, self._health.key_cooling(channel.id))
         return provider, CallContext(request=request, channel=channel, api_key=key, http=self._http)
+
+    def _key_name(self, ctx: CallContext) -> str:
+        """The fingerprint of the key a call used, when its channel has several (a failure
+        of one of them is that key's, not the channel's); else empty."""
+        if self._channels.key_count(ctx.channel.id) > 1:
+            return key_fingerprint(ctx.api_key)
+        return ""
 
     async def Call(
         self, request: relay_pb2.RelayRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -167,7 +175,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         )
         if span is not None:
             _end_upstream_span(span, result.usage, error, b"" if error else result.body)
-        self._health.observe(request.channel_id, error, result.upstream_ms)
+        self._health.observe(request.channel_id, error, result.upstream_ms, self._key_name(ctx))
         self._usage.ended(
             request,
             result.usage,
@@ -205,7 +213,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                         time.perf_counter() - started,
                         first_data,
                     )
-                    self._health.observe(request.channel_id, error, end.first_token_ms)
+                    self._health.observe(
+                        request.channel_id, error, end.first_token_ms, self._key_name(ctx)
+                    )
                     # Recorded before the end goes out: the client may have every byte already.
                     self._usage.ended(
                         request,

@@ -177,21 +177,22 @@ class ChannelRpcs(AdminBase):
         if model not in models:
             raise invalid(f"the channel does not serve {model!r}")
         mapping = orjson.loads(row["model_mapping"] or "{}")
-        ms = await self._tester.test(
+        probe = await self._tester.probe(
             ChannelUnderTest(
                 id=row["id"],
                 type=row["type"],
                 model=model,
                 upstream_model=str(mapping.get(model) or model),
                 config_version=row["config_version"],
+                name=row["name"],
             )
         )
-        await self._channels.record_test(row["id"], ms or 0, int(time.time()))
-        if ms is None:
+        await self._channels.record_test(row["id"], probe.ms, int(time.time()), probe.error)
+        if not probe.passed:
             return admin_pb2.ChannelTestResult(
-                id=row["id"], success=False, message="the test request failed (see auth's log)"
+                id=row["id"], success=False, time_ms=probe.ms, message=probe.error
             )
-        return admin_pb2.ChannelTestResult(id=row["id"], success=True, time_ms=ms)
+        return admin_pb2.ChannelTestResult(id=row["id"], success=True, time_ms=probe.ms)
 
     @rpc(ROLE_ADMIN)
     async def TestChannels(self, caller: Caller, _: Empty) -> admin_pb2.ChannelTestResults:
