@@ -32,9 +32,10 @@ from starlette.routing import Route
 from tests import admin_writes
 from tests.conftest import NATS_URL, PG_ADMIN_DSN
 from tests.e2e.conftest import ThreadedServer
+from tests.e2e.test_management_api import ROOT_PASSWORD, Api
 from tests.smtp_inbox import Inbox, smtp_inbox
 from unigate.db.migrate import ensure_database, migrate
-from unigate.keys import key_fingerprint
+from unigate.keys import key_fingerprint, mask_key
 from unigate_cli.devstack import Stack, StackConfig, StackPorts
 from unigate_sim.openai import Fault, create_app
 
@@ -296,6 +297,8 @@ async def test_one_bad_key_of_three_is_disabled_and_the_others_keep_serving(
     provider: ThreadedServer,
 ) -> None:
     sim: Starlette = provider.server.config.app
+    # No response-time limit here: a slow cold call must not disable the channel.
+    await mon_pg.execute("UPDATE options SET value = '0' WHERE key = 'ChannelDisableThreshold'")
     good = ["sk-good-1" + "a" * 30, "sk-good-2" + "b" * 30]
     bad = "sk-revoked-" + "c" * 30
     model = "gpt-4o"
@@ -344,3 +347,28 @@ async def test_one_bad_key_of_three_is_disabled_and_the_others_keep_serving(
     # (the simulator records only the calls it authenticated: the good keys')
     assert len(sim.state.calls) - before == 6
     assert await mon_pg.fetchval("SELECT status FROM channels WHERE id = $1", channel_id) == 1
+
+    # The console's view: each key masked with its state; an admin puts the key back.
+    api = Api(mon_stack)
+    try:
+        assert (await api.login("root", ROOT_PASSWORD)).status_code == 200
+        raw = await api.raw("GET", f"/channel/{channel_id}")
+        assert bad not in raw.text and good[0] not in raw.text
+        assert raw.json()["data"], raw.text
+        shown = {k["masked"]: k for k in raw.json()["data"]["keys"]}
+        assert shown[mask_key(bad)]["status"] == 3
+        assert "upstream_auth_failed" in shown[mask_key(bad)]["reason"]
+        assert [shown[mask_key(g)]["status"] for g in good] == [1, 1]
+        fp = shown[mask_key(bad)]["fingerprint"]
+        again = await api.ok("POST", f"/channel/{channel_id}/key/{fp}/enable")
+        assert [k["status"] for k in again["keys"]] == [1, 1, 1]
+        missing = await api.raw("POST", f"/channel/{channel_id}/key/{'0' * 16}/enable")
+        assert missing.status_code == 404
+        malformed = await api.raw("POST", f"/channel/{channel_id}/key/not-a-fingerprint/enable")
+        assert malformed.status_code == 400
+    finally:
+        await api.close()
+    assert (
+        await mon_pg.fetchval("SELECT key_status::text FROM channels WHERE id = $1", channel_id)
+        == "{}"
+    )

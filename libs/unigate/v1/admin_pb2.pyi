@@ -776,6 +776,29 @@ class ChannelKeyState(_message.Message):
 Global___ChannelKeyState: _TypeAlias = ChannelKeyState  # noqa: Y015
 
 @_typing.final
+class ChannelKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """the channel"""
+    fingerprint: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        fingerprint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelKeyRequest: _TypeAlias = ChannelKeyRequest  # noqa: Y015
+
+@_typing.final
 class ChannelList(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

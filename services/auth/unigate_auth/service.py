@@ -27,7 +27,7 @@ from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, ReserveResult
 from unigate.unit_prices import UnitPrice, parse_unit_prices, unit_price_for, unit_quota
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_auth import metrics, reservation
-from unigate_auth.admin.channels import ChannelRecord
+from unigate_auth.admin.channels import ChannelRecord, split_keys
 from unigate_auth.backlog import Backlog
 from unigate_auth.balances import BalanceKeeper
 from unigate_auth.cache import TTLCache
@@ -533,8 +533,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.ReleaseResponse(released=released)
 
     def _keys_of(self, ch: ChannelRecord) -> list[str]:
-        text = decrypt_secret(ch.key_enc, self._settings.secret_key)
-        return [k for k in (line.strip() for line in text.splitlines()) if k]
+        return split_keys(decrypt_secret(ch.key_enc, self._settings.secret_key))
 
     async def DisableChannel(
         self, request: auth_pb2.DisableChannelRequest, context: grpc.aio.ServicerContext[Any, Any]

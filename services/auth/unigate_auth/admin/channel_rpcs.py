@@ -236,6 +236,18 @@ class ChannelRpcs(AdminBase):
                 out.append(admin_pb2.ChannelBalance(id=channel_id, error=str(exc)))
         return admin_pb2.ChannelBalances(balances=out)
 
+    @rpc(ROLE_ADMIN)
+    async def EnableChannelKey(
+        self, caller: Caller, req: admin_pb2.ChannelKeyRequest
+    ) -> admin_pb2.ChannelInfo:
+        channel = await self._channel(req.id)
+        if not any(k.fingerprint == req.fingerprint for k in channel.keys):
+            raise not_found("key")
+        if await self._channels.enable_key(req.id, req.fingerprint):
+            await self._broadcast("channel", [req.id])
+            channel = await self._channel(req.id)
+        return channel
+
     @rpc(ROLE_USER)
     async def ModelsByType(self, caller: Caller, _: Empty) -> admin_pb2.ChannelModels:
         by_type = await self._channels.models_by_type()
