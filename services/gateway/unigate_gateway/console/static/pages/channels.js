@@ -182,9 +182,55 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
   </${Modal}>`;
 }
 
+/** The last test of a channel: this page's "Test all" result if there is one, else what
+ * the periodic monitor wrote on the row. */
+function TestCell({ channel, result }) {
+  if (result) {
+    return result.success
+      ? html`<span class="badge badge-ok" data-testid="test-result" data-ok="1">${t("channels.test_passed_ms", { ms: result.time_ms })}</span>`
+      : html`<span class="badge badge-error" data-testid="test-result" data-ok="0" title=${result.message}>${result.message || t("channels.last_test_failed")}</span>`;
+  }
+  if (channel.test_error) {
+    return html`<span class="badge badge-warn" title=${`${channel.test_error} · ${fmtTime(channel.test_time)}`}>${t("channels.last_test_failed")}</span>`;
+  }
+  return html`<span title=${fmtTime(channel.test_time)}>${channel.response_time ? `${channel.response_time} ms` : "-"}</span>`;
+}
+
+/** Each key of a multi-key channel, masked, with its state; a disabled one can be put back. */
+function KeysModal({ channel, onClose, onChanged }) {
+  const [keys, setKeys] = useState(channel.keys || []);
+  const [busy, run] = useAction();
+  const enable = (k) =>
+    run(async () => {
+      const updated = await post(`/api/channel/${channel.id}/key/${k.fingerprint}/enable`, {});
+      setKeys(updated.keys || []);
+      toast(t("channels.key_enabled_toast", { key: k.masked }), "success");
+      onChanged();
+    });
+  return html`<${Modal} title=${t("channels.keys_title", { name: channel.name })} onClose=${onClose}>
+    <table class="key-table" data-testid="key-table">
+      <tbody>
+        ${keys.map(
+          (k) => html`<tr key=${k.fingerprint} data-key=${k.masked} data-status=${k.status}>
+            <td><code>${k.masked}</code></td>
+            <td>${k.status === 1
+              ? html`<${Badge} kind="ok">${t("channels.key_enabled")}</${Badge}>`
+              : html`<${Badge} kind="error" title=${k.reason}>${t("channels.key_disabled")}</${Badge}>`}
+              ${k.status !== 1 && html`<div class="muted">${k.reason}</div>`}</td>
+            <td>${k.status !== 1 &&
+              html`<button class="secondary" disabled=${busy} data-testid="enable-key" onClick=${() => enable(k)}>${t("channels.key_enable")}</button>`}</td>
+          </tr>`,
+        )}
+      </tbody>
+    </table>
+  </${Modal}>`;
+}
+
 export function ChannelsPage() {
   const [editing, setEditing] = useState(null);
   const [reason, setReason] = useState(null);
+  const [keysOf, setKeysOf] = useState(null);
+  const [results, setResults] = useState({});
   const [types, setTypes] = useState([]);
   const groups = useGroups();
   const list = usePagedList("/api/channel/");
@@ -198,6 +244,7 @@ export function ChannelsPage() {
     list.act(async () => {
       const r = await apiRaw("GET", `/api/channel/test/${c.id}`);
       const ms = r.time_ms ?? (r.time !== undefined ? Math.round(r.time * 1000) : undefined);
+      setResults((prev) => ({ ...prev, [c.id]: { id: c.id, success: Boolean(r.success), time_ms: ms, message: r.message } }));
       if (r.success) toast(t("channels.test_ok", { name: c.name, ms: ms ?? "?" }), "success");
       else toast(t("channels.test_failed", { name: c.name, message: r.message || r.status }), "error");
     });
@@ -205,6 +252,7 @@ export function ChannelsPage() {
     list.act(async () => {
       const r = await apiRaw("GET", "/api/channel/test");
       const results = Array.isArray(r.data) ? r.data : [];
+      setResults(Object.fromEntries(results.map((x) => [x.id, x])));
       const ok = results.filter((x) => x.success).length;
       if (r.success === false) toast(r.message || String(r.status), "error");
       else toast(t("channels.test_all_done", { ok, total: results.length }), ok === results.length ? "success" : "error");
@@ -241,8 +289,13 @@ export function ChannelsPage() {
               <${StatusBadge} channel=${c} />
               ${c.status === 3 &&
               html`<button class="link" data-testid="why-disabled" onClick=${() => setReason(c)}>${t("channels.why")}</button>`}
+              ${c.key_count > 1 &&
+              html`<button class="link" data-testid="channel-keys" onClick=${() => setKeysOf(c)}>${t("channels.keys_state", {
+                enabled: (c.keys || []).filter((k) => k.status === 1).length,
+                total: c.key_count,
+              })}</button>`}
             </td>
-            <td class="num" title=${fmtTime(c.test_time)}>${c.response_time ? `${c.response_time} ms` : "-"}</td>
+            <td class="num"><${TestCell} channel=${c} result=${results[c.id]} /></td>
             <td class="num" title=${fmtTime(c.balance_updated_time)}>
               <button class="link" onClick=${() => balance(c)}>
                 ${c.balance_updated_time ? `$${Number(c.balance).toFixed(2)}` : t("channels.balance_unknown")}
@@ -259,6 +312,8 @@ export function ChannelsPage() {
     ${editing &&
     html`<${ChannelForm} channel=${editing.id ? editing : null} types=${types} groups=${groups}
       onClose=${() => setEditing(null)} onSaved=${() => { setEditing(null); list.reload(); }} />`}
+    ${keysOf &&
+    html`<${KeysModal} channel=${keysOf} onClose=${() => setKeysOf(null)} onChanged=${() => list.reload()} />`}
     ${reason &&
     html`<${Modal} title=${t("channels.why_title", { name: reason.name })} onClose=${() => setReason(null)}>
       <p data-testid="disable-reason">${reason.status_reason || t("channels.no_reason")}</p>

@@ -1,0 +1,187 @@
+"""The console's channel page (Debian's Chromium driven by Playwright) shows what channel
+monitoring found: a multi-key channel whose bad key the relay took out of rotation shows
+"2/3 keys", each key masked with its state, and an admin puts the key back; "Test all" puts
+each channel's result in its row. In English and Chinese, at desktop and phone widths
+(screenshots kept in ``tests/artifacts/console-health/``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import openai
+import orjson
+import pytest
+from argon2 import PasswordHasher
+from playwright.async_api import Browser, Page, async_playwright, expect
+from starlette.applications import Starlette
+
+from tests import admin_writes
+from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
+from tests.e2e.test_console import CHROMIUM, CHROMIUM_ARGS
+from unigate.keys import key_fingerprint, mask_key
+from unigate_cli.devstack import Stack
+
+ARTIFACTS = (
+    Path(os.environ.get("UNIGATE_TEST_ARTIFACTS", Path(__file__).parents[1] / "artifacts"))
+    / "console-health"
+)
+TIMEOUT_MS = 30_000
+PASSWORD = "health-" + secrets.token_hex(6)
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"
+)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def _root(pg: asyncpg.Pool) -> str:
+    username = "health-root-" + secrets.token_hex(3)
+    await pg.execute(
+        "INSERT INTO users (username, password_hash, must_change_password, display_name, role,"
+        " status, quota) VALUES ($1, $2, FALSE, 'Health Root', 100, 1, 0)",
+        username,
+        PasswordHasher().hash(PASSWORD),
+    )
+    return username
+
+
+async def _login(page: Page, base: str, username: str) -> None:
+    await page.goto(base + "/")
+    await page.fill('input[name="username"]', username)
+    await page.fill('input[name="password"]', PASSWORD)
+    await page.click('button[type="submit"]')
+    await expect(page.get_by_test_id("who")).to_have_text("Health Root")
+
+
+async def test_key_states_re_enable_and_test_all_results(
+    stack: Stack,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    simulator: ThreadedServer,
+    sim_app: Starlette,
+    tenant: Tenant,
+    browser: Browser,
+) -> None:
+    base = stack.gateway_url
+    second = "sk-second-" + secrets.token_hex(16)
+    bad = "sk-revoked-" + secrets.token_hex(16)
+    sim_app.state.api_keys.add(second)
+    model = "health-" + secrets.token_hex(3)
+    name = "three-keys-" + secrets.token_hex(3)
+    channel_id = await admin_writes.create_channel(
+        pg,
+        secret_key=secret_key,
+        type=1,
+        name=name,
+        key="\n".join([SIM_KEY, bad, second]),
+        base_url=simulator.url,
+        models=model,
+        model_mapping={model: "gpt-4o-mini"},
+        priority=-100,
+    )
+    try:
+        # Real traffic finds the bad key: the relay takes it out of rotation.
+        client = openai.AsyncOpenAI(
+            api_key=tenant.key, base_url=base + "/v1", max_retries=0, timeout=60
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(openai.APIStatusError):
+                await client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "hello"}]
+                )
+            status = await pg.fetchval(
+                "SELECT key_status::text FROM channels WHERE id = $1", channel_id
+            )
+            if key_fingerprint(bad) in orjson.loads(status):
+                break
+            assert time.monotonic() < deadline, "the bad key was never disabled"
+            await asyncio.sleep(0.2)
+        assert await pg.fetchval("SELECT status FROM channels WHERE id = $1", channel_id) == 1
+
+        username = await _root(pg)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for lang in ("zh", "en"):
+            context = await browser.new_context(
+                viewport={"width": 1360, "height": 900}, locale="en-US"
+            )
+            page = await context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+            await _login(page, base, username)
+            if lang == "zh":
+                await page.get_by_test_id("lang-switch").click()
+                await expect(page.locator('nav a[data-nav="channels"]')).to_have_text("渠道")
+            await page.click('nav a[data-nav="channels"]')
+            row = page.locator(f'tr[data-channel="{name}"]')
+            await expect(row).to_be_visible()
+            keys_button = row.get_by_test_id("channel-keys")
+            await expect(keys_button).to_have_text("2/3 keys" if lang == "en" else "2/3 个密钥")
+            await keys_button.click()
+            table = page.get_by_test_id("key-table")
+            await expect(table.locator("tr")).to_have_count(3)
+            bad_row = table.locator(f'tr[data-key="{mask_key(bad)}"]')
+            await expect(bad_row).to_have_attribute("data-status", "3")
+            await expect(bad_row).to_contain_text("upstream_auth_failed")
+            for good in (SIM_KEY, second):
+                await expect(table.locator(f'tr[data-key="{mask_key(good)}"]')).to_have_attribute(
+                    "data-status", "1"
+                )
+            content = await page.content()
+            assert bad not in content and second not in content and SIM_KEY not in content
+            await page.screenshot(path=str(ARTIFACTS / f"keys-{lang}.png"), full_page=True)
+            await page.keyboard.press("Escape")  # closes the dialog
+            await expect(page.locator(".modal")).to_have_count(0)
+
+            # "Test all": every row gets its own result; ours passes on its two good keys.
+            await page.get_by_role(
+                "button", name="Test all" if lang == "en" else "测试全部"
+            ).click()
+            result = row.get_by_test_id("test-result")
+            await expect(result).to_have_attribute("data-ok", "1", timeout=120_000)
+            await page.screenshot(path=str(ARTIFACTS / f"test-all-{lang}.png"), full_page=True)
+
+            if lang == "en":  # last: the admin puts the bad key back into rotation
+                await keys_button.click()
+                await bad_row.get_by_test_id("enable-key").click()
+                await expect(bad_row).to_have_attribute("data-status", "1")
+                assert (
+                    await pg.fetchval(
+                        "SELECT key_status::text FROM channels WHERE id = $1", channel_id
+                    )
+                    == "{}"
+                )
+                await page.keyboard.press("Escape")
+                await expect(keys_button).to_have_text("3/3 keys")
+
+            # A phone's width: the page still renders, and is kept for a look.
+            await page.set_viewport_size({"width": 390, "height": 844})
+            await expect(row).to_be_attached()
+            # Tables scroll in their own box: the page itself never scrolls sideways.
+            assert await page.evaluate(
+                "document.documentElement.scrollWidth <= window.innerWidth"
+            ), "the page is wider than a phone"
+            await page.screenshot(path=str(ARTIFACTS / f"phone-{lang}.png"), full_page=True)
+            assert errors == []
+            await context.close()
+    finally:
+        sim_app.state.api_keys.discard(second)
+        await pg.execute("UPDATE channels SET status = 2 WHERE id = $1", channel_id)
+        await pg.execute("UPDATE abilities SET enabled = FALSE WHERE channel_id = $1", channel_id)
