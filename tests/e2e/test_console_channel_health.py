@@ -24,7 +24,8 @@ from starlette.applications import Starlette
 
 from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
-from tests.e2e.test_console import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_console import CHROMIUM, CHROMIUM_ARGS, leaves_no_channels  # noqa: F401
+from unigate.crypto import decrypt_secret
 from unigate.keys import key_fingerprint, mask_key
 from unigate_cli.devstack import Stack
 
@@ -185,3 +186,89 @@ async def test_key_states_re_enable_and_test_all_results(
         sim_app.state.api_keys.discard(second)
         await pg.execute("UPDATE channels SET status = 2 WHERE id = $1", channel_id)
         await pg.execute("UPDATE abilities SET enabled = FALSE WHERE channel_id = $1", channel_id)
+
+
+SERVICE_ACCOUNT = {
+    "type": "service_account",
+    "project_id": "unigate-test",
+    "private_key_id": "k1",
+    "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+    "client_email": "relay@unigate-test.iam.gserviceaccount.com",
+}
+
+
+@pytest.mark.usefixtures("leaves_no_channels")
+async def test_channel_form_defaults_hints_and_fill_models(
+    stack: Stack, pg: asyncpg.Pool, secret_key: str, browser: Browser
+) -> None:
+    base = stack.gateway_url
+    username = await _root(pg)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for lang in ("en", "zh"):
+        context = await browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")
+        page = await context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+        await _login(page, base, username)
+        if lang == "zh":
+            await page.get_by_test_id("lang-switch").click()
+            await expect(page.locator('nav a[data-nav="channels"]')).to_have_text("渠道")
+        await page.click('nav a[data-nav="channels"]')
+        await page.get_by_test_id("add-channel").click()
+        form = page.get_by_test_id("channel-form")
+        kind = form.locator('select[name="type"]')
+        base_url = form.locator('input[name="base_url"]')
+
+        # The relay's defaults: no base URL demanded where it has one.
+        for type_id, shown in (
+            ("18", "wss://spark-api.xf-yun.com"),
+            ("35", "https://api.cohere.com"),
+            ("33", "https://bedrock-runtime.{region}.amazonaws.com"),
+            ("42", "https://{region}-aiplatform.googleapis.com"),
+        ):
+            await kind.select_option(type_id)
+            await expect(form).to_contain_text(shown)
+            assert await base_url.get_attribute("required") is None, type_id
+        await kind.select_option("3")  # Azure: the resource URL must be given
+        assert await base_url.get_attribute("required") is not None
+
+        # Bedrock: AK|SK, checked as one types it.
+        await kind.select_option("33")
+        await expect(form).to_contain_text("AccessKeyId | SecretAccessKey")
+        key = form.locator('textarea[name="key"]')
+        await key.fill("not-an-access-key")
+        await expect(form.get_by_test_id("key-warning")).to_be_visible()
+        await key.fill("AKIAIOSFODNN7EXAMPLE|wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        await expect(form.get_by_test_id("key-warning")).to_have_count(0)
+        await expect(form).to_contain_text('{"region": "us-east-1"}')
+
+        # Fill models: the provider's own list (DeepSeek declares its two).
+        await kind.select_option("36")
+        await form.get_by_test_id("fill-models").click()
+        models = form.locator('textarea[name="models"]')
+        await expect(models).to_have_value("deepseek-chat,deepseek-reasoner")
+
+        # Vertex: the service account's JSON file, pasted as is (several lines).
+        await kind.select_option("42")
+        partial = {k: v for k, v in SERVICE_ACCOUNT.items() if k != "private_key"}
+        await key.fill(orjson.dumps(partial, option=orjson.OPT_INDENT_2).decode())
+        await expect(form.get_by_test_id("key-warning")).to_contain_text("private_key")
+        await key.fill(orjson.dumps(SERVICE_ACCOUNT, option=orjson.OPT_INDENT_2).decode())
+        await expect(form.get_by_test_id("key-warning")).to_have_count(0)
+        await models.fill("vertex-form-test-" + secrets.token_hex(3))
+        await page.screenshot(path=str(ARTIFACTS / f"form-phone-{lang}.png"), full_page=True)
+        assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+        if lang == "en":  # saved: the multi-line JSON is one key, stored on one line
+            name = "vertex-" + secrets.token_hex(3)
+            await form.locator('input[name="name"]').fill(name)
+            await form.locator('button[type="submit"]').click()
+            await expect(page.locator(f'tr[data-channel="{name}"]')).to_be_visible()
+            row = await pg.fetchrow("SELECT key_enc, base_url FROM channels WHERE name = $1", name)
+            stored = decrypt_secret(row["key_enc"], secret_key)
+            assert "\n" not in stored
+            assert orjson.loads(stored) == SERVICE_ACCOUNT
+            assert row["base_url"] == ""
+        assert errors == []
+        await context.close()

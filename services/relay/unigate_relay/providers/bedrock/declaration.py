@@ -3,6 +3,20 @@
 
 from __future__ import annotations
 
+from unigate_relay.providers.bedrock.wire import DEFAULT_REGION
 from unigate_relay.providers.declaration import ChannelDeclaration
 
-CHANNELS = (ChannelDeclaration(33, "AWS Bedrock Claude"),)
+CHANNELS = (
+    ChannelDeclaration(
+        33,
+        "AWS Bedrock Claude",
+        # wire.invoke_url builds it from the config's region.
+        base_url_hint="https://bedrock-runtime.{region}.amazonaws.com",
+        key_hint="AccessKeyId|SecretAccessKey",
+        # An access key id is 16 to 128 upper-case letters and digits (AKIA..., ASIA...);
+        # temporary credentials add the session token.
+        key_pattern=r"^[A-Z0-9]{16,128}\|[^|]+(\|[^|]+)?$",
+        key_parts=("AccessKeyId", "SecretAccessKey", "SessionToken (optional)"),
+        config_hint=f'{{"region": "{DEFAULT_REGION}"}}',
+    ),
+)

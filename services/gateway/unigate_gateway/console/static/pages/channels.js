@@ -55,6 +55,22 @@ function pretty(json) {
   }
 }
 
+/** A JSON key (a service-account file): [the object on one line, null] or [null, problem]. */
+function jsonKey(text, fields) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return [null, t("channels.key_json_invalid")];
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return [null, t("channels.key_json_invalid")];
+  }
+  const missing = fields.filter((f) => !value[f]);
+  if (missing.length) return [null, t("channels.key_json_missing", { fields: missing.join(", ") })];
+  return [JSON.stringify(value), null];
+}
+
 function ChannelForm({ channel, types, groups, onClose, onSaved }) {
   const editing = Boolean(channel && channel.id);
   const [form, setForm] = useState(() => ({
@@ -75,9 +91,17 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
   const [busy, run] = useAction();
   const type = types.find((x) => x.id === Number(form.type)) || {};
   const set = (k) => (e) => setForm({ ...form, [k]: e.target.value });
-  const keyLines = form.key.split("\n").map((s) => s.trim()).filter(Boolean);
+  const jsonFields = type.key_json_fields || [];
+  // A JSON key spans lines as pasted; it is one key, stored on one line.
+  const [jsonKeyLine, jsonProblem] =
+    jsonFields.length && form.key.trim() ? jsonKey(form.key, jsonFields) : [null, null];
+  const keyLines = jsonFields.length
+    ? jsonKeyLine ? [jsonKeyLine] : []
+    : form.key.split("\n").map((s) => s.trim()).filter(Boolean);
   const badKey =
     type.key_pattern && keyLines.some((k) => !new RegExp(type.key_pattern).test(k));
+  const needsBaseUrl = !type.base_url && !type.base_url_hint;
+  const fillModels = () => setForm({ ...form, models: (type.models || []).join(",") });
   const groupSet = new Set(form.group.split(",").map((s) => s.trim()).filter(Boolean));
   const toggleGroup = (g) => {
     const next = new Set(groupSet);
@@ -109,12 +133,16 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
         setError(err);
         return;
       }
+      if (jsonProblem) {
+        setError(new Error(jsonProblem));
+        return;
+      }
       if (keyLines.length) body.key = keyLines.join("\n");
       else if (!editing) {
         setError(new Error(t("channels.key_required")));
         return;
       }
-      if (!type.base_url && !body.base_url) {
+      if (needsBaseUrl && !body.base_url) {
         setError(new Error(t("channels.base_url_required")));
         return;
       }
@@ -138,18 +166,26 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
       <${Field} wide label=${t("channels.key")}
         hint=${`${t("channels.key_format")}: ${type.key_hint || "-"}` +
           (type.key_parts && type.key_parts.length ? ` (${type.key_parts.join(" | ")})` : "") +
-          ` · ${t("channels.key_multi")}` + (editing ? ` · ${t("channels.key_keep")}` : "")}>
+          (jsonFields.length ? "" : ` · ${t("channels.key_multi")}`) +
+          (editing ? ` · ${t("channels.key_keep")}` : "")}>
         <textarea name="key" rows="2" placeholder=${editing ? channel.key : type.key_hint}
           value=${form.key} onInput=${set("key")}></textarea>
         ${badKey && html`<span class="warning" data-testid="key-warning">${t("channels.key_mismatch", { format: type.key_hint })}</span>`}
+        ${jsonProblem && html`<span class="warning" data-testid="key-warning">${jsonProblem}</span>`}
       </${Field}>
       <${Field} wide label=${t("channels.base_url")}
-        hint=${type.base_url ? `${t("channels.base_url_default")}: ${type.base_url}` : t("channels.base_url_required")}>
-        <input name="base_url" placeholder=${type.base_url || "https://"} value=${form.base_url}
-          onInput=${set("base_url")} required=${!type.base_url} />
+        hint=${type.base_url
+          ? `${t("channels.base_url_default")}: ${type.base_url}`
+          : type.base_url_hint
+            ? `${t("channels.base_url_derived")}: ${type.base_url_hint}`
+            : t("channels.base_url_required")}>
+        <input name="base_url" placeholder=${type.base_url || type.base_url_hint || "https://"} value=${form.base_url}
+          onInput=${set("base_url")} required=${needsBaseUrl} />
       </${Field}>
       <${Field} wide label=${t("channels.models")} hint=${t("channels.models_hint")}>
         <textarea name="models" rows="2" value=${form.models} onInput=${set("models")}></textarea>
+        ${(type.models || []).length > 0 &&
+        html`<button type="button" class="secondary" data-testid="fill-models" onClick=${fillModels}>${t("channels.fill_models")}</button>`}
       </${Field}>
       <${Field} wide label=${t("channels.groups")}>
         <div class="checks">
@@ -187,7 +223,7 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
 function TestCell({ channel, result }) {
   if (result) {
     return result.success
-      ? html`<span class="badge badge-ok" data-testid="test-result" data-ok="1">${t("channels.test_passed_ms", { ms: result.time_ms })}</span>`
+      ? html`<span class="badge badge-ok" data-testid="test-result" data-ok="1">${result.time_ms} ms</span>`
       : html`<span class="badge badge-error" data-testid="test-result" data-ok="0" title=${result.message}>${result.message || t("channels.last_test_failed")}</span>`;
   }
   if (channel.test_error) {
