@@ -260,6 +260,14 @@ async def test_channel_form_defaults_hints_and_fill_models(
         await page.screenshot(path=str(ARTIFACTS / f"form-phone-{lang}.png"), full_page=True)
         assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
+        # Money on a chart axis: one precision for every tick (never "$0.00" next to
+        # "$0.000200"), enough to tell neighbours apart.
+        ticks = await page.evaluate(
+            "import('/console/ui.js').then((m) => [m.fmtQuotaTicks([0, 50, 100, 150]),"
+            " m.fmtQuotaTicks([0, 500000, 1000000])])"
+        )
+        assert ticks == [["$0.0000", "$0.0001", "$0.0002", "$0.0003"], ["$0.00", "$1.00", "$2.00"]]
+
         if lang == "en":  # saved: the multi-line JSON is one key, stored on one line
             name = "vertex-" + secrets.token_hex(3)
             await form.locator('input[name="name"]').fill(name)
