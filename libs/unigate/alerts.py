@@ -1,5 +1,5 @@
 """Operator notifications: a channel disabled or re-enabled, a key of a channel disabled,
-a balance running low. Each goes by email to the root user (One API mails root) and to every
+a user's balance running low. Each goes by email to the root user (One API mails root) and to every
 webhook of the ``NotificationWebhooks`` option, in the format its receiver expects:
 
 - ``generic``: ``{"event", "title", "text", "details", "time"}``; with a ``secret``, signed
@@ -50,6 +50,8 @@ class Alert:
     title: str
     text: str
     details: Mapping[str, object] = field(default_factory=dict)
+    # Mailed besides root: the user a low-balance reminder is about (One API mails them).
+    also_to: tuple[str, ...] = ()
     at: int = field(default_factory=lambda: int(time.time()))
 
     def message(self) -> str:
@@ -209,7 +211,8 @@ class Notifier:
         to = await self._recipients()
         jobs: list[Awaitable[None]] = [self._post(hook, alert) for hook in to.webhooks]
         if to.smtp is not None:
-            jobs += [self._mail(to.smtp, address, alert) for address in to.emails]
+            addresses = dict.fromkeys([*to.emails, *alert.also_to])  # once each, in order
+            jobs += [self._mail(to.smtp, address, alert) for address in addresses]
         await asyncio.gather(*jobs)
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:

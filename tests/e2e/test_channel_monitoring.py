@@ -182,6 +182,7 @@ async def mon_stack(
             extra_env={
                 "CHANNEL_TEST_FREQUENCY": str(PERIOD),
                 "CHANNEL_MONITOR_FREQUENCY": str(PERIOD),
+                "QUOTA_REMIND_FREQUENCY": str(PERIOD),
             },
         )
     )
@@ -344,8 +345,9 @@ async def test_one_bad_key_of_three_is_disabled_and_the_others_keep_serving(
         await client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "hello"}]
         )
-    # (the simulator records only the calls it authenticated: the good keys')
-    assert len(sim.state.calls) - before == 6
+    # (the simulator records only the calls it authenticated, the good keys'; the periodic
+    # tests add theirs)
+    assert len(sim.state.calls) - before >= 6
     assert await mon_pg.fetchval("SELECT status FROM channels WHERE id = $1", channel_id) == 1
 
     # The console's view: each key masked with its state; an admin puts the key back.
@@ -371,4 +373,68 @@ async def test_one_bad_key_of_three_is_disabled_and_the_others_keep_serving(
     assert (
         await mon_pg.fetchval("SELECT key_status::text FROM channels WHERE id = $1", channel_id)
         == "{}"
+    )
+
+
+async def test_a_user_falling_below_the_remind_threshold_is_told_once(
+    mon_stack: Stack,
+    mon_pg: asyncpg.Pool,
+    secret_key: str,
+    provider: ThreadedServer,
+    inbox: Inbox,
+    receiver: tuple[Receiver, ThreadedServer],
+) -> None:
+    rec = receiver[0]
+    model = "reminder-model"
+    await admin_writes.create_channel(
+        mon_pg,
+        secret_key=secret_key,
+        type=1,
+        name="for reminders",
+        key="sk-good-2" + "b" * 30,
+        base_url=provider.url,
+        models=model,
+        model_mapping={model: "gpt-4o-mini"},
+    )
+    start = 1_000_000
+    email = "spender@unigate.test"
+    user_id = await admin_writes.create_user(
+        mon_pg, username="spender", password="spender-password", quota=start
+    )
+    await mon_pg.execute("UPDATE users SET email = $2 WHERE id = $1", user_id, email)
+    token = await admin_writes.create_token(
+        mon_pg, user_id=user_id, name="t", remain_quota=start, unlimited_quota=False
+    )
+    await mon_pg.execute(
+        "INSERT INTO options (key, value) VALUES ('QuotaRemindThreshold', $1)"
+        " ON CONFLICT (key) DO UPDATE SET value = $1",
+        str(start - 1),  # any charge crosses it
+    )
+    mails, generic = len(inbox.messages), len(rec.generic)
+    client = openai.AsyncOpenAI(
+        api_key=token.key, base_url=mon_stack.gateway_url + "/v1", max_retries=0, timeout=60
+    )
+    await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hello"}]
+    )
+    # Billing charges it; the next sweep tells the user, root and the webhook.
+    mail = await asyncio.to_thread(inbox.wait_for, email, 60)
+    assert "Low balance: spender" in str(mail["Subject"])
+    await eventually(
+        lambda: asyncio.sleep(0, mails_about(inbox, mails, "Low balance")), lambda m: len(m) >= 2
+    )
+    hooks = await eventually(
+        lambda: asyncio.sleep(0, [h for h in rec.generic[generic:] if h["event"] == "quota_low"]),
+        bool,
+    )
+    assert hooks[0]["details"]["user_id"] == user_id
+    assert hooks[0]["details"]["quota"] < start
+    # Told once: later sweeps leave it be while the balance stays low.
+    await asyncio.sleep(3 * PERIOD)
+    assert len(mails_about(inbox, mails, "Low balance")) == 2  # the user and root, once
+    # A top-up above the threshold re-arms it.
+    await mon_pg.execute("UPDATE users SET quota = $2 WHERE id = $1", user_id, start * 2)
+    await eventually(
+        lambda: mon_pg.fetchval("SELECT quota_reminded_at FROM users WHERE id = $1", user_id),
+        lambda at: at == 0,
     )

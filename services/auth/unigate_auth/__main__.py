@@ -28,6 +28,7 @@ from unigate_auth.admin.sessions import LoginThrottle, Sessions, ThrottleLimits
 from unigate_auth.backlog import Backlog
 from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester
+from unigate_auth.quota_reminder import QuotaReminder
 from unigate_auth.service import AuthService
 from unigate_auth.settings import AuthSettings
 from unigate_auth.store import AuthStore
@@ -84,6 +85,11 @@ async def serve(settings: AuthSettings) -> None:
         background.append(asyncio.create_task(tester.run()))
     if settings.channel_monitor_frequency > 0:
         background.append(asyncio.create_task(tester.run_monitor()))
+    if settings.quota_remind_frequency > 0:
+        reminder = QuotaReminder(
+            pool, quota, alerts, frequency_seconds=settings.quota_remind_frequency
+        )
+        background.append(asyncio.create_task(reminder.run()))
 
     server = new_server(tls)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)

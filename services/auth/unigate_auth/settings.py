@@ -39,6 +39,8 @@ class AuthSettings(CommonSettings):
     # Seconds between tests of every enabled channel (disabled when one fails or answers
     # slower than the ChannelDisableThreshold option); 0 turns them off.
     channel_monitor_frequency: float = Field(600.0, alias="CHANNEL_MONITOR_FREQUENCY")
+    # Seconds between looks for users newly below the QuotaRemindThreshold option; 0: off.
+    quota_remind_frequency: float = Field(60.0, alias="QUOTA_REMIND_FREQUENCY")
 
     # Management sessions (admin.proto): lifetime, and failed logins allowed per username and
     # per client address within a window before logins are refused until it ends.
