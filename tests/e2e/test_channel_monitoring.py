@@ -116,6 +116,13 @@ def provider() -> Iterator[ThreadedServer]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def no_faults_left(provider: ThreadedServer) -> Iterator[None]:
+    """A test that stops half-way leaves no injected faults to the next."""
+    yield
+    provider.server.config.app.state.faults.clear()
+
+
 @pytest.fixture(scope="module")
 async def own_db(namespace: str) -> AsyncIterator[tuple[str, str]]:
     ns = namespace + "mon"
@@ -263,20 +270,26 @@ async def test_failing_then_slow_channel_is_disabled_and_recovers_with_notificat
     await eventually(
         lambda: asyncio.sleep(0, mails_about(inbox, mails, "disabled")), lambda m: len(m) >= 1
     )
-    assert f"Channel #{channel_id} (monitored) disabled" in mails_about(inbox, mails, "")[0]
+    subjects = mails_about(inbox, mails, "disabled")
+    assert any(f"Channel #{channel_id} (monitored) disabled" in m for m in subjects), subjects
     await eventually(lambda: asyncio.sleep(0, hooks("channel_disabled")), bool)
-    await eventually(lambda: asyncio.sleep(0, len(rec.dingtalk) - dingtalk), lambda n: n >= 1)
     assert hooks("channel_disabled")[0]["details"]["channel_id"] == channel_id
-    assert "disabled" in rec.dingtalk[dingtalk]["text"]["content"]
 
-    # It recovers: the retest re-enables it, and both are told.
+    def ding(word: str) -> list[str]:
+        told = [m["text"]["content"] for m in rec.dingtalk[dingtalk:]]
+        return [m for m in told if word in m]
+
+    await eventually(lambda: asyncio.sleep(0, ding("disabled")), bool)
+
+    # It recovers: the retest re-enables it, and both are told (counted from here on).
+    mails, generic, dingtalk = len(inbox.messages), len(rec.generic), len(rec.dingtalk)
     sim.state.faults.clear()
     await eventually(row, lambda r: r["status"] == 1)
     await eventually(
         lambda: asyncio.sleep(0, mails_about(inbox, mails, "re-enabled")), lambda m: len(m) >= 1
     )
     await eventually(lambda: asyncio.sleep(0, hooks("channel_enabled")), bool)
-    await eventually(lambda: asyncio.sleep(0, len(rec.dingtalk) - dingtalk), lambda n: n >= 2)
+    await eventually(lambda: asyncio.sleep(0, ding("re-enabled")), bool)
 
     # Slower than the 3-s threshold: disabled again by the periodic test.
     sim.state.faults.extend([Fault(delay=7.0)] * 500)
@@ -284,7 +297,7 @@ async def test_failing_then_slow_channel_is_disabled_and_recovers_with_notificat
     assert "threshold" in slow["status_reason"]
     assert slow["response_time"] >= 3000
     await eventually(
-        lambda: asyncio.sleep(0, mails_about(inbox, mails, "disabled")), lambda m: len(m) >= 2
+        lambda: asyncio.sleep(0, mails_about(inbox, mails, "disabled")), lambda m: len(m) >= 1
     )
     sim.state.faults.clear()
     await eventually(row, lambda r: r["status"] == 1, within=90)
@@ -325,7 +338,8 @@ async def test_one_bad_key_of_three_is_disabled_and_the_others_keep_serving(
             outcomes.append(True)
         except openai.APIStatusError:
             outcomes.append(False)
-    assert outcomes.count(True) >= 4  # the bad key is passed over once it failed
+    # The relay tries the next key when one is refused: no client ever sees the bad key.
+    assert outcomes == [True] * 6
 
     state = await eventually(
         lambda: mon_pg.fetchrow(

@@ -79,7 +79,6 @@ async def serve(settings: AuthSettings) -> None:
         alerts,
         frequency_seconds=settings.channel_test_frequency,
         monitor_frequency_seconds=settings.channel_monitor_frequency,
-        secret_key=settings.secret_key,
     )
     if settings.channel_test_frequency > 0:
         background.append(asyncio.create_task(tester.run()))

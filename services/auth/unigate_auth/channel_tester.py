@@ -95,10 +95,8 @@ class ChannelTester:
         *,
         frequency_seconds: float,
         monitor_frequency_seconds: float = 0.0,
-        secret_key: str = "",
     ) -> None:
         self._store = store
-        self._secret_key = secret_key
         self._relays = relays
         self._quota = quota
         self._notify = notify
@@ -134,7 +132,7 @@ class ChannelTester:
     async def test_disabled(self) -> list[int]:
         """Test every auto-disabled channel once; returns those re-enabled."""
         opts = await self._options()
-        channels = await self._store.channels.auto_disabled(self._secret_key)
+        channels = await self._store.channels.auto_disabled()
         probes = await self._probe_all(channels, opts)
         enabled = []
         for channel, probe in zip(channels, probes, strict=True):
@@ -157,7 +155,7 @@ class ChannelTester:
     async def test_enabled(self) -> list[int]:
         """Test every enabled channel once; returns those disabled."""
         opts = await self._options()
-        channels = await self._store.channels.enabled_for_test(self._secret_key)
+        channels = await self._store.channels.enabled_for_test()
         probes = await self._probe_all(channels, opts)
         disabled = []
         for channel, probe in zip(channels, probes, strict=True):
@@ -192,14 +190,9 @@ class ChannelTester:
 
         async def one(channel: ChannelUnderTest) -> Probe:
             async with gate:
+                # A multi-key channel fails only if every key does: the relay itself tries
+                # the next key when one is refused (server.py), and deals with that key.
                 probe = await self.probe(channel)
-                # A multi-key channel fails only if every key does: the relay rotates past
-                # a key that just failed, so each retry tries another one (and the failed
-                # key is dealt with on its own, see health_reporter.py).
-                for _ in range(channel.key_count - 1):
-                    if probe.passed:
-                        break
-                    probe = await self.probe(channel)
             if probe.passed and opts.threshold_ms and probe.ms > opts.threshold_ms:
                 return Probe(
                     probe.ms,

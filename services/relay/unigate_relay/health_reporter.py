@@ -23,6 +23,12 @@ from unigate_relay.providers.base import is_channel_failure
 log = logging.getLogger(__name__)
 
 
+def is_key_failure(error: relay_pb2.RelayError) -> bool:
+    """A failure that belongs to the key used, not to the channel: the provider refused the
+    key (or its account) for good, or rate-limited it."""
+    return error.fatal or error.upstream_status == 429
+
+
 class HealthReporter:
     def __init__(self, health: ChannelHealth, auth: auth_pb2_grpc.AuthServiceStub) -> None:
         self._health = health
@@ -51,7 +57,7 @@ class HealthReporter:
         """Take note of one call's outcome; ``latency_ms`` is how long the provider took to
         answer (to its first token, for a stream); ``key_fp`` names the key used when the
         channel has several."""
-        if key_fp and error is not None and (error.fatal or error.upstream_status == 429):
+        if key_fp and error is not None and is_key_failure(error):
             name = f"{channel_id}:{key_fp}"
             # Out of rotation here at once; the shared cooldown follows from Redis.
             until = int((time.time() + max(BASE_COOLDOWN_SECONDS, error.retry_after)) * 1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from unigate.urls import base_url_problem
 from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay import metrics
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
-from unigate_relay.health_reporter import HealthReporter
+from unigate_relay.health_reporter import HealthReporter, is_key_failure
 from unigate_relay.output_bound import bounded_body, bounded_stream
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 from unigate_relay.system_prompt import with_system_prompt
@@ -162,20 +163,33 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             return relay_pb2.RelayResult(error=prepared)
         provider, ctx = prepared
         span = _upstream_span(request) if telemetry.tracing_enabled() else None
-        metrics.IN_FLIGHT.inc()
-        started = time.perf_counter()
-        try:
-            with telemetry.current(span):
-                result = await provider.call(ctx)
-        finally:
-            metrics.IN_FLIGHT.dec()
-        error = result.error if result.HasField("error") else None
-        metrics.upstream_done(
-            provider.family, request.channel_id, error, time.perf_counter() - started
-        )
+        # A multi-key channel: a key the provider refuses or rate-limits is taken out of
+        # rotation at once (observe) and the call tried again with the next key, so one bad
+        # key costs the client nothing; no tokens were spent on the refused attempt.
+        for _ in range(max(self._channels.key_count(ctx.channel.id), 1)):
+            metrics.IN_FLIGHT.inc()
+            started = time.perf_counter()
+            try:
+                with telemetry.current(span):
+                    result = await provider.call(ctx)
+            finally:
+                metrics.IN_FLIGHT.dec()
+            error = result.error if result.HasField("error") else None
+            metrics.upstream_done(
+                provider.family, request.channel_id, error, time.perf_counter() - started
+            )
+            key_name = self._key_name(ctx)
+            self._health.observe(request.channel_id, error, result.upstream_ms, key_name)
+            if not key_name or error is None or not is_key_failure(error):
+                break
+            key, _ = self._channels.next_key(
+                ctx.channel.id, self._health.key_cooling(ctx.channel.id)
+            )
+            if key == ctx.api_key:
+                break  # every key is cooling: the channel's failure is the answer
+            ctx = dataclasses.replace(ctx, api_key=key)
         if span is not None:
             _end_upstream_span(span, result.usage, error, b"" if error else result.body)
-        self._health.observe(request.channel_id, error, result.upstream_ms, self._key_name(ctx))
         self._usage.ended(
             request,
             result.usage,

@@ -15,7 +15,7 @@ import asyncpg
 import orjson
 
 from unigate.channel_types import channel_type, routed_type, speaks_websocket
-from unigate.crypto import decrypt_secret, encrypt_secret
+from unigate.crypto import encrypt_secret
 from unigate.urls import base_url_problem
 from unigate_auth.admin.records import CHANNEL_COLUMNS, fetch_page, like
 from unigate_auth.admin.sessions import STATUS_ENABLED
@@ -33,7 +33,6 @@ class ChannelUnderTest:
     upstream_model: str
     config_version: int
     name: str = ""
-    key_count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,18 +369,17 @@ class ChannelTable:
             error[:500],
         )
 
-    async def auto_disabled(self, secret_key: str = "") -> list[ChannelUnderTest]:
+    async def auto_disabled(self) -> list[ChannelUnderTest]:
         """The auto-disabled channels with a model to test each with (the first by name)."""
-        return await self._under_test(3, secret_key)
+        return await self._under_test(3)
 
-    async def enabled_for_test(self, secret_key: str = "") -> list[ChannelUnderTest]:
+    async def enabled_for_test(self) -> list[ChannelUnderTest]:
         """The enabled channels, each with the model to test it with."""
-        return await self._under_test(STATUS_ENABLED, secret_key)
+        return await self._under_test(STATUS_ENABLED)
 
-    async def _under_test(self, status: int, secret_key: str) -> list[ChannelUnderTest]:
-        """With ``secret_key``, each channel's number of keys is counted too."""
+    async def _under_test(self, status: int) -> list[ChannelUnderTest]:
         rows = await self._pool.fetch(
-            "SELECT id, type, name, models, model_mapping, config_version, key_enc,"
+            "SELECT id, type, name, models, model_mapping, config_version,"
             " config->>'protocol' AS protocol FROM channels"
             " WHERE status = $1 ORDER BY id",
             status,
@@ -399,19 +397,9 @@ class ChannelTable:
                     upstream_model=_upstream_model(r["model_mapping"], models[0]),
                     config_version=r["config_version"],
                     name=r["name"],
-                    key_count=_key_count(r["key_enc"], secret_key),
                 )
             )
         return out
-
-
-def _key_count(key_enc: bytes, secret_key: str) -> int:
-    if not secret_key:
-        return 1
-    try:
-        return max(len(split_keys(decrypt_secret(key_enc, secret_key))), 1)
-    except Exception:  # a key sealed under another SECRET_KEY: its test will say so
-        return 1
 
 
 def split_keys(text: str) -> list[str]:
