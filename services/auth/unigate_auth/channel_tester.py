@@ -45,6 +45,8 @@ MONITOR_OPTION_DEFAULTS: dict[str, str] = {
     "AutomaticEnableChannelEnabled": "true",
 }
 _TESTS_AT_ONCE = 4
+# Relay answers that say unigate, not the provider, failed the test.
+_OUR_FAILURES = frozenset({"relay_failed", "relay_misrouted", "channel_config_unavailable"})
 _TRUE = frozenset({"true", "1", "yes", "on"})
 
 
@@ -78,6 +80,9 @@ class Probe:
 
     ms: int
     error: str = ""
+    # The failure was ours (no relay for the type, relay unreachable), not the channel's:
+    # recorded, never a reason to disable the channel (a relay outage would disable all).
+    ours: bool = False
 
     @property
     def passed(self) -> bool:
@@ -161,7 +166,7 @@ class ChannelTester:
         for channel, probe in zip(channels, probes, strict=True):
             now = int(time.time())
             await self._store.channels.record_test(channel.id, probe.ms, now, probe.error)
-            if probe.passed or not opts.auto_disable:
+            if probe.passed or probe.ours or not opts.auto_disable:
                 continue
             reason = f"periodic test failed: {probe.error}"
             if await self._store.channels.disable(channel.id, reason, now):
@@ -212,7 +217,7 @@ class ChannelTester:
         ct = channel_type(channel.type)
         stub = relay_for(self._relays, ct.family) if ct else None
         if stub is None:
-            return Probe(0, f"no relay serves channel type {channel.type}")
+            return Probe(0, f"no relay serves channel type {channel.type}", ours=True)
         body = orjson.dumps(
             {
                 "model": channel.model,
@@ -237,10 +242,14 @@ class ChannelTester:
             )
         except grpc.aio.AioRpcError as exc:
             log.warning("channel %d test could not reach its relay: %s", channel.id, exc.code())
-            return Probe(0, f"relay unreachable: {exc.code().name}")
+            return Probe(0, f"relay unreachable: {exc.code().name}", ours=True)
         ms = int((time.perf_counter() - started) * 1000)
         if result.HasField("error"):
             err = result.error.error
             log.info("channel %d test failed: %s", channel.id, err.code)
-            return Probe(ms, f"{err.code or err.http_status}: {err.message}"[:300])
+            return Probe(
+                ms,
+                f"{err.code or err.http_status}: {err.message}"[:300],
+                ours=err.code in _OUR_FAILURES,
+            )
         return Probe(ms)
