@@ -452,3 +452,21 @@ async def test_a_user_falling_below_the_remind_threshold_is_told_once(
         lambda: mon_pg.fetchval("SELECT quota_reminded_at FROM users WHERE id = $1", user_id),
         lambda at: at == 0,
     )
+
+
+async def test_webhook_option_is_checked_when_set(mon_stack: Stack, mon_pg: asyncpg.Pool) -> None:
+    before = await mon_pg.fetchval("SELECT value FROM options WHERE key = 'NotificationWebhooks'")
+    api = Api(mon_stack)
+    try:
+        assert (await api.login("root", ROOT_PASSWORD)).status_code == 200
+        for bad in ('[{"type": "teams", "url": "https://x.test"}]', "not json"):
+            r = await api.raw("PUT", "/option/", json={"key": "NotificationWebhooks", "value": bad})
+            assert 400 <= r.status_code < 500 and r.json()["success"] is False, r.text
+        good = '[{"type": "slack", "url": "https://hooks.slack.test/services/x"}]'
+        await api.ok("PUT", "/option/", json={"key": "NotificationWebhooks", "value": good})
+    finally:
+        # The module's own hooks again (other tests here read them).
+        await mon_pg.execute(
+            "UPDATE options SET value = $1 WHERE key = 'NotificationWebhooks'", before
+        )
+        await api.close()
