@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -139,6 +139,43 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             return key_fingerprint(ctx.api_key)
         return ""
 
+    async def _open_stream(
+        self, provider: Provider, ctx: CallContext
+    ) -> tuple[CallContext, AsyncIterator[relay_pb2.RelayChunk]]:
+        """The stream of a call, and the context it was opened with. In a multi-key channel,
+        a stream refused at once for its key (nothing sent to the client yet) is opened
+        again with the next usable key, as a non-streaming call is."""
+        for _ in range(max(self._channels.key_count(ctx.channel.id), 1)):
+            opened = time.perf_counter()
+            stream = bounded_stream(ctx.request, provider.stream(ctx))
+            first = await anext(stream, None)
+            key_name = self._key_name(ctx)
+            refused = (
+                first is not None
+                and first.HasField("end")
+                and first.end.HasField("error")
+                and bool(key_name)
+                and is_key_failure(first.end.error)
+            )
+            if not refused:
+                return ctx, _prepend(first, stream)
+            assert first is not None
+            key, _ = self._channels.next_key(
+                ctx.channel.id, _passing_over(key_name, self._health.key_cooling(ctx.channel.id))
+            )
+            if key == ctx.api_key:
+                return ctx, _prepend(first, stream)  # no other key: the failure is the answer
+            error = first.end.error
+            metrics.upstream_done(
+                provider.family, ctx.request.channel_id, error, time.perf_counter() - opened
+            )
+            self._health.observe(ctx.request.channel_id, error, 0.0, key_name)
+            # The refused stream has ended (its end was its only chunk); let it go.
+            if isinstance(stream, AsyncGenerator):
+                await stream.aclose()
+            ctx = dataclasses.replace(ctx, api_key=key)
+        return ctx, bounded_stream(ctx.request, provider.stream(ctx))
+
     async def Call(
         self, request: relay_pb2.RelayRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> relay_pb2.RelayResult:
@@ -214,7 +251,8 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         metrics.IN_FLIGHT.inc()
         started = time.perf_counter()
         try:
-            async for chunk in bounded_stream(ctx.request, provider.stream(ctx)):
+            ctx, chunks = await self._open_stream(provider, ctx)
+            async for chunk in chunks:
                 if chunk.HasField("end"):
                     end = chunk.end
                     held.close(end)
@@ -258,6 +296,20 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             if span is not None:
                 # The gateway cancelled (its client left) before the provider finished.
                 telemetry.end_genai_span(span, usage=None, outcome="cancelled")
+
+
+def _passing_over(failed: str, cooling: Callable[[str], bool]) -> Callable[[str], bool]:
+    """Keys to skip: the one that just failed, and those cooling down."""
+    return lambda fp: fp == failed or cooling(fp)
+
+
+async def _prepend(
+    first: relay_pb2.RelayChunk | None, rest: AsyncIterator[relay_pb2.RelayChunk]
+) -> AsyncIterator[relay_pb2.RelayChunk]:
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 class TerminalHold:
