@@ -43,13 +43,17 @@ class ChannelType:
     family: str
     # Its provider is called over WebSocket (its base URL may be ws:// or wss://).
     websocket: bool = False
-    # Used when a channel's base URL is empty ("" = the channel must give one).
+    # Used when a channel's base URL is empty ("" = the channel must give one, unless
+    # ``base_url_hint`` says how the relay derives it from the channel's config).
     base_url: str = ""
+    base_url_hint: str = ""
     # The console's key field: placeholder, loose check (JavaScript RegExp source), parts
     # joined with "|", and what the channel's config JSON may hold.
     key_hint: str = "API key"
     key_pattern: str = ""
     key_parts: tuple[str, ...] = ()
+    # The key is one JSON object with these fields (a service-account file).
+    key_json_fields: tuple[str, ...] = ()
     config_hint: str = ""
     balance: BalanceApi | None = None
     gen_ai_system: str = ""
@@ -67,9 +71,11 @@ def _channel_type(entry: dict[str, Any]) -> ChannelType:
         family=str(entry["family"]),
         websocket=bool(entry["websocket"]),
         base_url=str(entry["base_url"]),
+        base_url_hint=str(entry.get("base_url_hint", "")),
         key_hint=str(entry["key_hint"]),
         key_pattern=str(entry["key_pattern"]),
         key_parts=tuple(entry["key_parts"]),
+        key_json_fields=tuple(entry.get("key_json_fields", ())),
         config_hint=str(entry["config_hint"]),
         balance=BalanceApi(**balance) if balance else None,
         gen_ai_system=str(entry["gen_ai_system"]),

@@ -5,6 +5,11 @@ that doubles with each consecutive failure (at least what the provider's Retry-A
 Auth leaves cooling channels at the back of the candidate list. When a cooldown ends the
 channel is half-open: one request at a time may probe it; a success clears its record.
 
+A multi-key channel's failures that belong to one key (the provider refused the key, or
+rate-limited it: 429) cool that key down instead, with the same doubling, in hashes of their
+own keyed ``<channel>:<key fingerprint>``; relays rotate past cooling keys while any other
+is usable, and the channel keeps serving.
+
 Besides, every relay folds the outcomes it saw into an exponentially weighted moving average
 of each channel's latency and error rate, once a second per relay (never per request); auth
 gives a channel whose averages are far worse than its tier's proportionally less traffic.
@@ -98,6 +103,8 @@ class HealthSnapshot:
     fails: dict[int, int]
     cooling_until: dict[int, int]
     averages: dict[int, Averages] = field(default_factory=dict)
+    # Cooldown ends (unix ms) of single keys, by "<channel id>:<key fingerprint>".
+    key_cooling_until: dict[str, int] = field(default_factory=dict)
 
     def state(self, channel_id: int, now_ms: int) -> str:
         """ "healthy", "cooling" or "half-open"."""
@@ -115,6 +122,8 @@ class ChannelHealth:
         self._fails_key = ns.redis_key("health", "fails")
         self._cooling_key = ns.redis_key("health", "cooling")
         self._averages_key = ns.redis_key("health", "ewma")
+        self._key_fails_key = ns.redis_key("health", "keyfails")
+        self._key_cooling_key = ns.redis_key("health", "keycooling")
         self._fail = redis.register_script(_FAIL)
         self._observe = redis.register_script(_OBSERVE)
 
@@ -132,6 +141,31 @@ class ChannelHealth:
                 ],
             )
         )
+
+    async def record_key_failure(
+        self, channel_id: int, fingerprint: str, now_ms: int, retry_after: float = 0
+    ) -> int:
+        """Count a failure of one key of a channel and cool that key down; returns when its
+        cooldown ends (ms)."""
+        return int(
+            await self._fail(
+                keys=[self._key_fails_key, self._key_cooling_key],
+                args=[
+                    f"{channel_id}:{fingerprint}",
+                    now_ms,
+                    BASE_COOLDOWN_SECONDS,
+                    MAX_COOLDOWN_SECONDS,
+                    max(retry_after, 0.0),
+                ],
+            )
+        )
+
+    async def record_key_success(self, channel_id: int, fingerprint: str) -> None:
+        field_name = f"{channel_id}:{fingerprint}"
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hdel(self._key_fails_key, field_name)
+        pipe.hdel(self._key_cooling_key, field_name)
+        await pipe.execute()
 
     async def record_success(self, channel_id: int) -> None:
         """A channel with failures on record answered: it has recovered. Its moving averages
@@ -157,7 +191,8 @@ class ChannelHealth:
         pipe.hgetall(self._fails_key)
         pipe.hgetall(self._cooling_key)
         pipe.hgetall(self._averages_key)
-        fails, cooling, averages = await pipe.execute()
+        pipe.hgetall(self._key_cooling_key)
+        fails, cooling, averages, key_cooling = await pipe.execute()
         parsed: dict[int, Averages] = {}
         for k, v in averages.items():
             latency, error_rate = (float(x) for x in v.split())
@@ -166,6 +201,10 @@ class ChannelHealth:
             fails={int(k): int(v) for k, v in fails.items()},
             cooling_until={int(k): int(v) for k, v in cooling.items()},
             averages=parsed,
+            key_cooling_until={
+                (k.decode() if isinstance(k, bytes) else str(k)): int(v)
+                for k, v in key_cooling.items()
+            },
         )
 
     async def claim_probe(self, channel_id: int) -> bool:

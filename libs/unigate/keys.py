@@ -36,3 +36,10 @@ def mask_key(key: str) -> str:
     if len(key) <= 10:
         return MASK
     return f"{key[:5]}{MASK}{key[-4:]}"
+
+
+def key_fingerprint(key: str) -> str:
+    """A stable name for one provider key of a multi-key channel (its health and state are
+    kept per key): the first 64 bits of its SHA-256, which identify it without revealing it
+    (provider keys are high-entropy), and survive reordering the channel's key list."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -12,7 +12,7 @@ class BalanceApi:
     """The provider publishes its account balance: ``GET {base_url}{path}`` with the key as a
     bearer token answers it in the shape ``kind`` names, one of auth's balance parsers
     (``unigate_auth.admin.balances.PARSERS``: "deepseek", "siliconflow", "openrouter",
-    "moonshot"); a new provider whose answer has one of these shapes reuses it."""
+    "moonshot", "openai"); a new provider whose answer has one of these shapes reuses it."""
 
     kind: str
     path: str

@@ -157,7 +157,7 @@ async def test_a_channel_type_without_a_balance_api_says_so(stack: Stack, root: 
     channel = await root.ok(
         "POST",
         "/channel/",
-        json={"type": 1, "key": "sk-x-123456789", "models": "m", "group": "nobody-uses-this"},
+        json={"type": 14, "key": "sk-ant-x-123456789", "models": "m", "group": "nobody-uses-this"},
     )
     r = await root.raw("GET", f"/channel/update_balance/{channel['id']}")
     assert r.status_code == 200 and "publishes no balance" in r.json()["message"]

@@ -9,7 +9,7 @@ families) and as the providers send them where it passes them through.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import orjson
@@ -207,8 +207,13 @@ class OneChannel(ChannelConfigs):
     async def get(self, channel_id: int, version: int) -> auth_pb2.Channel:
         return auth_pb2.Channel(id=channel_id, type=1, config_version=version)
 
-    def next_key(self, channel_id: int) -> str:
-        return "k"
+    def next_key(
+        self, channel_id: int, cooling: Callable[[str], bool] = lambda _fp: False
+    ) -> tuple[str, str]:
+        return "k", "fp"
+
+    def key_count(self, channel_id: int) -> int:
+        return 1
 
 
 class Outcomes(HealthReporter):
@@ -216,9 +221,16 @@ class Outcomes(HealthReporter):
         self.seen: list[relay_pb2.RelayError | None] = []
 
     def observe(
-        self, channel_id: int, error: relay_pb2.RelayError | None, latency_ms: float = 0.0
+        self,
+        channel_id: int,
+        error: relay_pb2.RelayError | None,
+        latency_ms: float = 0.0,
+        key_fp: str = "",
     ) -> None:
         self.seen.append(error)
+
+    def key_cooling(self, channel_id: int) -> Callable[[str], bool]:
+        return lambda _fp: False
 
 
 @pytest.mark.parametrize(

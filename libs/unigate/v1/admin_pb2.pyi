@@ -710,6 +710,8 @@ class ChannelInfo(_message.Message):
     BALANCE_UPDATED_TIME_FIELD_NUMBER: _builtins.int
     CREATED_TIME_FIELD_NUMBER: _builtins.int
     CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    TEST_ERROR_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     type: _builtins.int
     name: _builtins.str
@@ -736,6 +738,12 @@ class ChannelInfo(_message.Message):
     balance_updated_time: _builtins.int
     created_time: _builtins.int
     config_version: _builtins.int
+    test_error: _builtins.str
+    """What the last test found; empty when it passed (or none ran: test_time 0)."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelKeyState]:
+        """Each key of the channel, masked, with its state (multi-key health)."""
+
     def __init__(
         self,
         *,
@@ -762,14 +770,72 @@ class ChannelInfo(_message.Message):
         balance_updated_time: _builtins.int = ...,
         created_time: _builtins.int = ...,
         config_version: _builtins.int = ...,
+        test_error: _builtins.str = ...,
+        keys: _abc.Iterable[Global___ChannelKeyState] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "balance_updated_time", b"balance_updated_time", "base_url", b"base_url", "config", b"config", "config_version", b"config_version", "created_time", b"created_time", "group", b"group", "id", b"id", "key", b"key", "key_count", b"key_count", "model_mapping", b"model_mapping", "models", b"models", "name", b"name", "priority", b"priority", "response_time", b"response_time", "status", b"status", "status_reason", b"status_reason", "system_prompt", b"system_prompt", "test_time", b"test_time", "timeout_ms", b"timeout_ms", "type", b"type", "used_quota", b"used_quota", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "balance_updated_time", b"balance_updated_time", "base_url", b"base_url", "config", b"config", "config_version", b"config_version", "created_time", b"created_time", "group", b"group", "id", b"id", "key", b"key", "key_count", b"key_count", "keys", b"keys", "model_mapping", b"model_mapping", "models", b"models", "name", b"name", "priority", b"priority", "response_time", b"response_time", "status", b"status", "status_reason", b"status_reason", "system_prompt", b"system_prompt", "test_error", b"test_error", "test_time", b"test_time", "timeout_ms", b"timeout_ms", "type", b"type", "used_quota", b"used_quota", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChannelInfo: _TypeAlias = ChannelInfo  # noqa: Y015
+
+@_typing.final
+class ChannelKeyState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    MASKED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    STATUS_TIME_FIELD_NUMBER: _builtins.int
+    fingerprint: _builtins.str
+    """unigate.keys.key_fingerprint: names the key, reveals nothing"""
+    masked: _builtins.str
+    status: _builtins.int
+    """1 enabled, 3 disabled automatically"""
+    reason: _builtins.str
+    status_time: _builtins.int
+    def __init__(
+        self,
+        *,
+        fingerprint: _builtins.str = ...,
+        masked: _builtins.str = ...,
+        status: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        status_time: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "masked", b"masked", "reason", b"reason", "status", b"status", "status_time", b"status_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelKeyState: _TypeAlias = ChannelKeyState  # noqa: Y015
+
+@_typing.final
+class ChannelKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """the channel"""
+    fingerprint: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        fingerprint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelKeyRequest: _TypeAlias = ChannelKeyRequest  # noqa: Y015
 
 @_typing.final
 class ChannelList(_message.Message):

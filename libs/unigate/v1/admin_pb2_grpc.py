@@ -206,6 +206,11 @@ class AdminServiceStub:
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_admin__pb2.ChannelModels.FromString,
                 _registered_method=True)
+        self.EnableChannelKey = channel.unary_unary(
+                '/unigate.v1.AdminService/EnableChannelKey',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.ChannelKeyRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.ChannelInfo.FromString,
+                _registered_method=True)
         self.ListRedemptions = channel.unary_unary(
                 '/unigate.v1.AdminService/ListRedemptions',
                 request_serializer=unigate_dot_v1_dot_admin__pb2.ListRequest.SerializeToString,
@@ -518,6 +523,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnableChannelKey(self, request, context):
+        """Put one key of a multi-key channel, taken out of rotation automatically, back (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListRedemptions(self, request, context):
         """Redemption codes (admin).
         """
@@ -799,6 +811,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ModelsByType,
                     request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                     response_serializer=unigate_dot_v1_dot_admin__pb2.ChannelModels.SerializeToString,
+            ),
+            'EnableChannelKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableChannelKey,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.ChannelKeyRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.ChannelInfo.SerializeToString,
             ),
             'ListRedemptions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRedemptions,
@@ -1749,6 +1766,33 @@ class AdminService:
             '/unigate.v1.AdminService/ModelsByType',
             google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             unigate_dot_v1_dot_admin__pb2.ChannelModels.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableChannelKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/EnableChannelKey',
+            unigate_dot_v1_dot_admin__pb2.ChannelKeyRequest.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.ChannelInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,8 @@ class AdminServiceStub:
     """The provider account's balance, for providers that publish one; stored on the channel."""
     UpdateChannelBalances: _aio.UnaryUnaryMultiCallable[_empty_pb2.Empty, _admin_pb2.ChannelBalances]
     ModelsByType: _aio.UnaryUnaryMultiCallable[_empty_pb2.Empty, _admin_pb2.ChannelModels]
+    EnableChannelKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.ChannelKeyRequest, _admin_pb2.ChannelInfo]
+    """Put one key of a multi-key channel, taken out of rotation automatically, back (admin)."""
     ListRedemptions: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListRequest, _admin_pb2.RedemptionList]
     """Redemption codes (admin)."""
     GetRedemption: _aio.UnaryUnaryMultiCallable[_admin_pb2.IdRequest, _admin_pb2.Redemption]
@@ -353,6 +355,14 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _empty_pb2.Empty,
         context: _aio.ServicerContext[_empty_pb2.Empty, _abc.Awaitable[_admin_pb2.ChannelModels]],
     ) -> _abc.Awaitable[_admin_pb2.ChannelModels]: ...
+
+    @_abc_1.abstractmethod
+    def EnableChannelKey(
+        self,
+        request: _admin_pb2.ChannelKeyRequest,
+        context: _aio.ServicerContext[_admin_pb2.ChannelKeyRequest, _abc.Awaitable[_admin_pb2.ChannelInfo]],
+    ) -> _abc.Awaitable[_admin_pb2.ChannelInfo]:
+        """Put one key of a multi-key channel, taken out of rotation automatically, back (admin)."""
 
     @_abc_1.abstractmethod
     def ListRedemptions(

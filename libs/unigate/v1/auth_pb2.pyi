@@ -244,17 +244,23 @@ class DisableChannelRequest(_message.Message):
 
     CHANNEL_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    KEY_FINGERPRINT_FIELD_NUMBER: _builtins.int
     channel_id: _builtins.int
     reason: _builtins.str
+    key_fingerprint: _builtins.str
+    """Set: only this key of a multi-key channel is at fault (unigate.keys.key_fingerprint);
+    the channel is disabled only once all its keys are.
+    """
     def __init__(
         self,
         *,
         channel_id: _builtins.int = ...,
         reason: _builtins.str = ...,
+        key_fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "key_fingerprint", b"key_fingerprint", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -265,16 +271,20 @@ class DisableChannelResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DISABLED_FIELD_NUMBER: _builtins.int
+    KEY_DISABLED_FIELD_NUMBER: _builtins.int
     disabled: _builtins.bool
     """False when the channel was already disabled (or is gone)."""
+    key_disabled: _builtins.bool
+    """The key named in the request was taken out of rotation by this call."""
     def __init__(
         self,
         *,
         disabled: _builtins.bool = ...,
+        key_disabled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled", b"disabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled", b"disabled", "key_disabled", b"key_disabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,11 +10,13 @@ from importlib.metadata import version as package_version
 import uvloop
 
 from unigate import bus
+from unigate.alerts import Notifier, Recipients, parse_webhooks
 from unigate.db import bound_namespace, create_pool
 from unigate.grpc_introspection import Introspection
 from unigate.grpcutil import client_channel, listen, new_server
 from unigate.health import ChannelHealth
 from unigate.logs import add_log_dir_argument, configure_logging
+from unigate.mailer import SmtpSettings
 from unigate.metrics import circuit_state_hook
 from unigate.ops import serve_ops, stop_event
 from unigate.quota import QuotaStore
@@ -29,6 +31,7 @@ from unigate_auth.channel_tester import ChannelTester
 from unigate_auth.mail_codes import MailCodes, MailLimits
 from unigate_auth.oauth.common import Endpoints
 from unigate_auth.oauth.flows import OAuthFlows
+from unigate_auth.quota_reminder import QuotaReminder
 from unigate_auth.service import AuthService
 from unigate_auth.settings import AuthSettings
 from unigate_auth.store import AuthStore
@@ -51,22 +54,44 @@ async def serve(settings: AuthSettings) -> None:
     async def notify(kind: str, ids: list[int]) -> None:
         await bus.publish_config_change(nc, ns, kind, ids)
 
+    async def recipients() -> Recipients:
+        options = await store.options()
+        try:
+            webhooks = parse_webhooks(options.get("NotificationWebhooks"))
+        except ValueError as exc:
+            log.error("option NotificationWebhooks ignored: %s", exc)
+            webhooks = []
+        return Recipients(SmtpSettings.from_options(options), await store.root_emails(), webhooks)
+
+    alerts = Notifier(recipients)
     health = ChannelHealth(redis, ns)
-    service = AuthService(settings, store, quota, health, notify, backlog)
+    service = AuthService(settings, store, quota, health, notify, backlog, alerts)
     await bus.subscribe_config_changes(nc, ns, service.on_config_change)
     relay_channels = {f: client_channel(a, tls, "relay") for f, a in settings.relay_map().items()}
     # Redemption codes are claimed by billing (it owns the exactly-once top-up).
     billing_channel = client_channel(settings.billing_addr, tls, "billing")
-    background = [asyncio.create_task(service.flush_accessed_times())]
+    background = [
+        asyncio.create_task(service.flush_accessed_times()),
+        asyncio.create_task(alerts.run()),
+    ]
     tester = ChannelTester(
         store,
         {f: relay_pb2_grpc.RelayServiceStub(c) for f, c in relay_channels.items()},
         quota,
         notify,
+        alerts,
         frequency_seconds=settings.channel_test_frequency,
+        monitor_frequency_seconds=settings.channel_monitor_frequency,
     )
     if settings.channel_test_frequency > 0:
         background.append(asyncio.create_task(tester.run()))
+    if settings.channel_monitor_frequency > 0:
+        background.append(asyncio.create_task(tester.run_monitor()))
+    if settings.quota_remind_frequency > 0:
+        reminder = QuotaReminder(
+            pool, quota, alerts, frequency_seconds=settings.quota_remind_frequency
+        )
+        background.append(asyncio.create_task(reminder.run()))
 
     server = new_server(tls)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(service, server)
@@ -152,6 +177,7 @@ async def serve(settings: AuthSettings) -> None:
     for channel in [*relay_channels.values(), billing_channel]:
         await channel.close()
     ops.should_exit = True
+    await alerts.aclose()
     await nc.drain()
     await redis.aclose()
     await pool.close()

@@ -15,21 +15,23 @@ import orjson
 from redis.exceptions import RedisError
 
 from unigate import content_log, errors
+from unigate.alerts import Alert, Notifier
 from unigate.channel_types import channel_type
 from unigate.crypto import decrypt_secret
 from unigate.grpc_mux import AUTHORIZE, MuxServer
 from unigate.health import ChannelHealth, HealthSnapshot
-from unigate.keys import hash_api_key, mask_key
+from unigate.keys import hash_api_key, key_fingerprint, mask_key
 from unigate.logs import request_id_var
 from unigate.pricing import price_for
 from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, ReserveResult
 from unigate.unit_prices import UnitPrice, parse_unit_prices, unit_price_for, unit_quota
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_auth import metrics, reservation
+from unigate_auth.admin.channels import ChannelRecord, split_keys
 from unigate_auth.backlog import Backlog
 from unigate_auth.balances import BalanceKeeper
 from unigate_auth.cache import TTLCache
-from unigate_auth.channel_tester import Notify
+from unigate_auth.channel_tester import MonitorOptions, Notify
 from unigate_auth.ratelimit import Limits, refusal, report, windows_for
 from unigate_auth.reservation_context import reservation_context
 from unigate_auth.routing import Ability, order_candidates
@@ -142,8 +144,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         health: ChannelHealth,
         notify: Notify,
         backlog: Backlog,
+        alerts: Notifier | None = None,
     ) -> None:
         self._settings = settings
+        self._alerts = alerts
         self._store = store
         self._quota = quota
         self._health = health
@@ -504,15 +508,17 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 grpc.StatusCode.NOT_FOUND, f"channel {request.channel_id} not found"
             )
             raise AssertionError("unreachable")
-        keys = [
-            k.strip() for k in decrypt_secret(ch.key_enc, self._settings.secret_key).splitlines()
-        ]
+        keys = self._keys_of(ch)
+        disabled = ch.disabled_keys()
+        # Keys taken out of rotation are left out, unless that leaves none (the channel is
+        # then disabled itself, and its retest needs a key to try).
+        keys = [k for k in keys if key_fingerprint(k) not in disabled] or keys
         return auth_pb2.Channel(
             id=ch.id,
             type=ch.type,
             name=ch.name,
             base_url=ch.base_url,
-            keys=[k for k in keys if k],
+            keys=keys,
             config_json=ch.config_json,
             headers_json=ch.headers_json,
             timeout_ms=ch.timeout_ms,
@@ -638,17 +644,68 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         deleted = await self._store.responses.delete(request.id, token.user_id)
         return auth_pb2.StoredResponseReply(allowed=True, found=deleted)
 
+    def _keys_of(self, ch: ChannelRecord) -> list[str]:
+        return split_keys(decrypt_secret(ch.key_enc, self._settings.secret_key))
+
     async def DisableChannel(
         self, request: auth_pb2.DisableChannelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.DisableChannelResponse:
-        disabled = await self._store.channels.disable(
-            request.channel_id, request.reason, int(time.time())
-        )
+        """A relay saw the provider refuse the channel (or one key of it) for good."""
+        if not MonitorOptions.from_options(await self._store.options()).auto_disable:
+            log.warning(
+                "channel %d failed fatally (%s); AutomaticDisableChannelEnabled is off",
+                request.channel_id,
+                request.reason,
+            )
+            return auth_pb2.DisableChannelResponse()
+        now = int(time.time())
+        ch = await self._store.channels.config(request.channel_id)
+        if ch is None:
+            return auth_pb2.DisableChannelResponse()
+        fingerprints = [key_fingerprint(k) for k in self._keys_of(ch)]
+        key_disabled = False
+        if request.key_fingerprint and len(fingerprints) > 1:
+            if request.key_fingerprint not in fingerprints:
+                return auth_pb2.DisableChannelResponse()  # a key since replaced
+            key_disabled, disabled = await self._store.channels.disable_key(
+                request.channel_id, request.key_fingerprint, request.reason, now, fingerprints
+            )
+            if key_disabled:
+                log.error(
+                    "channel %d key %s auto-disabled: %s",
+                    request.channel_id,
+                    request.key_fingerprint,
+                    request.reason,
+                )
+                self._alert(
+                    "channel_key_disabled",
+                    ch,
+                    f"Channel #{ch.id} ({ch.name}): a key was disabled",
+                    f"Key {request.key_fingerprint} was taken out of rotation: {request.reason}",
+                    key_fingerprint=request.key_fingerprint,
+                )
+        else:
+            disabled = await self._store.channels.disable(request.channel_id, request.reason, now)
         if disabled:
             log.error("channel %d auto-disabled: %s", request.channel_id, request.reason)
+            self._alert(
+                "channel_disabled",
+                ch,
+                f"Channel #{ch.id} ({ch.name}) disabled",
+                f"The provider refused it: {request.reason}",
+            )
+        if disabled or key_disabled:
             self._abilities.clear()
             await self._notify("channel", [request.channel_id])
-        return auth_pb2.DisableChannelResponse(disabled=disabled)
+        return auth_pb2.DisableChannelResponse(disabled=disabled, key_disabled=key_disabled)
+
+    def _alert(
+        self, event: str, ch: ChannelRecord, title: str, text: str, **details: object
+    ) -> None:
+        if self._alerts is not None:
+            self._alerts.send(
+                Alert(event, title, text, {"channel_id": ch.id, "channel": ch.name, **details})
+            )
 
     # ---- background ---------------------------------------------------------------------
     async def flush_accessed_times(self, interval: float = 5.0) -> None:

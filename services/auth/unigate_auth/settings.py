@@ -35,8 +35,13 @@ class AuthSettings(CommonSettings):
     relay_addrs: str = Field("openai=127.0.0.1:50061", alias="RELAY_ADDRS")
     # Billing's gRPC address: redemption codes are redeemed and minted there.
     billing_addr: str = Field("127.0.0.1:50071", alias="BILLING_ADDR")
-    # Seconds between tests of auto-disabled channels; 0 turns the tests off.
+    # Seconds between tests of auto-disabled channels (re-enabled when they pass); 0: off.
     channel_test_frequency: float = Field(300.0, alias="CHANNEL_TEST_FREQUENCY")
+    # Seconds between tests of every enabled channel (disabled when one fails or answers
+    # slower than the ChannelDisableThreshold option); 0 turns them off.
+    channel_monitor_frequency: float = Field(600.0, alias="CHANNEL_MONITOR_FREQUENCY")
+    # Seconds between looks for users newly below the QuotaRemindThreshold option; 0: off.
+    quota_remind_frequency: float = Field(60.0, alias="QUOTA_REMIND_FREQUENCY")
 
     # Management sessions (admin.proto): lifetime, and failed logins allowed per username and
     # per client address within a window before logins are refused until it ends.

@@ -101,6 +101,13 @@ class AuthStore:
             r["key"]: r["value"] for r in await self._pool.fetch("SELECT key, value FROM options")
         }
 
+    async def root_emails(self) -> list[str]:
+        """Where operator notifications are mailed: the enabled root users' addresses."""
+        rows = await self._pool.fetch(
+            "SELECT email FROM users WHERE role >= 100 AND status = 1 AND email <> '' ORDER BY id"
+        )
+        return [r["email"] for r in rows]
+
     async def touch_tokens(self, token_ids: list[int], now: int) -> None:
         await self._pool.execute(
             "UPDATE tokens SET accessed_time = $2 WHERE id = ANY($1::bigint[])", token_ids, now

@@ -50,7 +50,8 @@ async def proxy_call(
     spec = spec_for(channel.type)
     url = (channel.base_url or spec.default_base_url).rstrip("/") + request.path
     headers = dict(request.headers)
-    headers.update(spec.auth_headers(channels.next_key(channel.id)))
+    key, _fingerprint = channels.next_key(channel.id)
+    headers.update(spec.auth_headers(key))
     seconds = channel.timeout_ms / 1000 if channel.timeout_ms > 0 else None
     timeout = (
         aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+from collections.abc import Callable
 
 import grpc
 
+from unigate.keys import key_fingerprint
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 
 
@@ -18,7 +19,9 @@ class ChannelConfigs:
     def __init__(self, auth: auth_pb2_grpc.AuthServiceStub) -> None:
         self._auth = auth
         self._cache: dict[int, auth_pb2.Channel] = {}
-        self._rotation: dict[int, itertools.cycle[str]] = {}
+        # Each channel's keys with their fingerprints, and where its rotation stands.
+        self._keys: dict[int, list[tuple[str, str]]] = {}
+        self._turn: dict[int, int] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
     async def get(self, channel_id: int, version: int) -> auth_pb2.Channel:
@@ -41,9 +44,23 @@ class ChannelConfigs:
                     raise ChannelNotFound(channel_id) from exc
                 raise
             self._cache[channel_id] = ch
-            self._rotation[channel_id] = itertools.cycle(list(ch.keys) or [""])
+            self._keys[channel_id] = [(k, key_fingerprint(k)) for k in ch.keys] or [("", "")]
             return ch
 
-    def next_key(self, channel_id: int) -> str:
-        """Round-robin over the channel's keys."""
-        return next(self._rotation[channel_id])
+    def next_key(
+        self, channel_id: int, cooling: Callable[[str], bool] = lambda _fp: False
+    ) -> tuple[str, str]:
+        """(key, fingerprint): round-robin over the channel's keys, passing over those
+        cooling down (``cooling(fingerprint)``) unless every key is."""
+        keys = self._keys[channel_id]
+        start = self._turn.get(channel_id, 0)
+        for step in range(len(keys)):
+            i = (start + step) % len(keys)
+            if not cooling(keys[i][1]):
+                self._turn[channel_id] = i + 1
+                return keys[i]
+        self._turn[channel_id] = start + 1
+        return keys[start % len(keys)]
+
+    def key_count(self, channel_id: int) -> int:
+        return len(self._keys.get(channel_id, ()))

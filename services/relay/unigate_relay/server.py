@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ import grpc
 from unigate import telemetry
 from unigate.channel_types import speaks_websocket
 from unigate.grpc_mux import RELAY_CALL, MuxServer
+from unigate.keys import key_fingerprint
 from unigate.logs import request_id_var
 from unigate.terminal_frames import terminal_at
 from unigate.urls import base_url_problem
@@ -20,7 +22,7 @@ from unigate.v1 import common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_relay import metrics
 from unigate_relay.channel_proxy import proxy_call
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
-from unigate_relay.health_reporter import HealthReporter
+from unigate_relay.health_reporter import HealthReporter, is_key_failure
 from unigate_relay.output_bound import bounded_body, bounded_stream
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 from unigate_relay.system_prompt import with_system_prompt
@@ -140,8 +142,52 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             changed.CopyFrom(request)
             changed.body = body
             request = changed
-        key = self._channels.next_key(channel.id)
+        key, _ = self._channels.next_key(channel.id, self._health.key_cooling(channel.id))
         return provider, CallContext(request=request, channel=channel, api_key=key, http=self._http)
+
+    def _key_name(self, ctx: CallContext) -> str:
+        """The fingerprint of the key a call used, when its channel has several (a failure
+        of one of them is that key's, not the channel's); else empty."""
+        if self._channels.key_count(ctx.channel.id) > 1:
+            return key_fingerprint(ctx.api_key)
+        return ""
+
+    async def _open_stream(
+        self, provider: Provider, ctx: CallContext
+    ) -> tuple[CallContext, AsyncIterator[relay_pb2.RelayChunk]]:
+        """The stream of a call, and the context it was opened with. In a multi-key channel,
+        a stream refused at once for its key (nothing sent to the client yet) is opened
+        again with the next usable key, as a non-streaming call is."""
+        for _ in range(max(self._channels.key_count(ctx.channel.id), 1)):
+            opened = time.perf_counter()
+            stream = bounded_stream(ctx.request, provider.stream(ctx))
+            first = await anext(stream, None)
+            key_name = self._key_name(ctx)
+            refused = (
+                first is not None
+                and first.HasField("end")
+                and first.end.HasField("error")
+                and bool(key_name)
+                and is_key_failure(first.end.error)
+            )
+            if not refused:
+                return ctx, _prepend(first, stream)
+            assert first is not None
+            key, _ = self._channels.next_key(
+                ctx.channel.id, _passing_over(key_name, self._health.key_cooling(ctx.channel.id))
+            )
+            if key == ctx.api_key:
+                return ctx, _prepend(first, stream)  # no other key: the failure is the answer
+            error = first.end.error
+            metrics.upstream_done(
+                provider.family, ctx.request.channel_id, error, time.perf_counter() - opened
+            )
+            self._health.observe(ctx.request.channel_id, error, 0.0, key_name)
+            # The refused stream has ended (its end was its only chunk); let it go.
+            if isinstance(stream, AsyncGenerator):
+                await stream.aclose()
+            ctx = dataclasses.replace(ctx, api_key=key)
+        return ctx, bounded_stream(ctx.request, provider.stream(ctx))
 
     async def Call(
         self, request: relay_pb2.RelayRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -182,20 +228,33 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             return relay_pb2.RelayResult(error=prepared)
         provider, ctx = prepared
         span = _upstream_span(request) if telemetry.tracing_enabled() else None
-        metrics.IN_FLIGHT.inc()
-        started = time.perf_counter()
-        try:
-            with telemetry.current(span):
-                result = await provider.call(ctx)
-        finally:
-            metrics.IN_FLIGHT.dec()
-        error = result.error if result.HasField("error") else None
-        metrics.upstream_done(
-            provider.family, request.channel_id, error, time.perf_counter() - started
-        )
+        # A multi-key channel: a key the provider refuses or rate-limits is taken out of
+        # rotation at once (observe) and the call tried again with the next key, so one bad
+        # key costs the client nothing; no tokens were spent on the refused attempt.
+        for _ in range(max(self._channels.key_count(ctx.channel.id), 1)):
+            metrics.IN_FLIGHT.inc()
+            started = time.perf_counter()
+            try:
+                with telemetry.current(span):
+                    result = await provider.call(ctx)
+            finally:
+                metrics.IN_FLIGHT.dec()
+            error = result.error if result.HasField("error") else None
+            metrics.upstream_done(
+                provider.family, request.channel_id, error, time.perf_counter() - started
+            )
+            key_name = self._key_name(ctx)
+            self._health.observe(request.channel_id, error, result.upstream_ms, key_name)
+            if not key_name or error is None or not is_key_failure(error):
+                break
+            key, _ = self._channels.next_key(
+                ctx.channel.id, self._health.key_cooling(ctx.channel.id)
+            )
+            if key == ctx.api_key:
+                break  # every key is cooling: the channel's failure is the answer
+            ctx = dataclasses.replace(ctx, api_key=key)
         if span is not None:
             _end_upstream_span(span, result.usage, error, b"" if error else result.body)
-        self._health.observe(request.channel_id, error, result.upstream_ms)
         self._usage.ended(
             request,
             result.usage,
@@ -220,7 +279,8 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         metrics.IN_FLIGHT.inc()
         started = time.perf_counter()
         try:
-            async for chunk in bounded_stream(ctx.request, provider.stream(ctx)):
+            ctx, chunks = await self._open_stream(provider, ctx)
+            async for chunk in chunks:
                 if chunk.HasField("end"):
                     end = chunk.end
                     held.close(end)
@@ -233,7 +293,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                         time.perf_counter() - started,
                         first_data,
                     )
-                    self._health.observe(request.channel_id, error, end.first_token_ms)
+                    self._health.observe(
+                        request.channel_id, error, end.first_token_ms, self._key_name(ctx)
+                    )
                     # Recorded before the end goes out: the client may have every byte already.
                     self._usage.ended(
                         request,
@@ -262,6 +324,20 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             if span is not None:
                 # The gateway cancelled (its client left) before the provider finished.
                 telemetry.end_genai_span(span, usage=None, outcome="cancelled")
+
+
+def _passing_over(failed: str, cooling: Callable[[str], bool]) -> Callable[[str], bool]:
+    """Keys to skip: the one that just failed, and those cooling down."""
+    return lambda fp: fp == failed or cooling(fp)
+
+
+async def _prepend(
+    first: relay_pb2.RelayChunk | None, rest: AsyncIterator[relay_pb2.RelayChunk]
+) -> AsyncIterator[relay_pb2.RelayChunk]:
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 class TerminalHold:

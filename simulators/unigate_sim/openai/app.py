@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from unigate_sim.openai import billing
 from unigate_sim.openai.audio_formats import CONTENT_TYPES
 from unigate_sim.openai.audio_speech import parse_speech_request, speech_chunks, speech_events
 from unigate_sim.openai.audio_transcriptions import parse_audio_request
@@ -132,6 +133,13 @@ class _Simulator:
             Route("/v1/responses", self._serve(self.responses), methods=["POST"]),
             Route("/v1/models", self._serve(self.list_models), methods=["GET"]),
             Route("/v1/models/{model:path}", self._serve(self.retrieve_model), methods=["GET"]),
+            # The legacy billing API One API reads an OpenAI channel's balance from.
+            Route(
+                "/v1/dashboard/billing/subscription",
+                self._serve(billing.subscription),
+                methods=["GET"],
+            ),
+            Route("/v1/dashboard/billing/usage", self._serve(billing.usage), methods=["GET"]),
             # Where images/generations' URLs point; public, like OpenAI's signed blob URLs.
             Route("/images/{name}", _image_file, methods=["GET"]),
         ]
@@ -282,4 +290,6 @@ def create_app(api_keys: set[str], models: list[str] | None = None) -> Starlette
     app.state.stream_endings = endings
     # Mutable, so a test can revoke or restore a key while the simulator runs.
     app.state.api_keys = set(api_keys)
+    # The account's billing as the legacy billing API reports it (a test may change it).
+    app.state.billing = billing.Account()
     return app

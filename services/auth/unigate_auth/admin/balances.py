@@ -13,10 +13,16 @@ types publish one, where, and in which shape (``kind``) is each provider's decla
   openrouter.ai/docs/api/api-reference/credits/get-credits.
 - Moonshot ``GET /v1/users/me/balance`` → ``data.available_balance`` —
   platform.moonshot.ai/docs/api/balance.
+- OpenAI (and OpenAI-compatible services that keep its legacy billing API), as One API reads
+  it: ``GET /v1/dashboard/billing/subscription`` → ``hard_limit_usd``, less
+  ``GET /v1/dashboard/billing/usage?start_date&end_date`` → ``total_usage`` (cents) from the
+  first of this month (the last 100 days for an account without a payment method) to
+  tomorrow (the end date is exclusive).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +63,8 @@ PARSERS: dict[str, Callable[[Any], float]] = {
     "siliconflow": _siliconflow,
     "openrouter": _openrouter,
     "moonshot": _moonshot,
+    # Two calls (subscription, then usage): read_balance handles this shape itself.
+    "openai": lambda body: float(body["hard_limit_usd"]),
 }
 
 
@@ -75,18 +83,44 @@ async def read_balance(channel_type: int, base_url: str, api_key: str) -> float:
     parse = PARSERS.get(api.kind)
     if parse is None:
         raise BalanceUnavailable(f"this auth cannot read {api.kind!r} balance answers")
+    headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+    url = balance_url(ct, api, base_url)
+    async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
+        body = await _get_json(client, url, headers)
+        try:
+            if api.kind == "openai":
+                return await _openai_remaining(client, url, headers, body)
+            return parse(body)
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise BalanceUnavailable("provider's balance answer has an unexpected shape") from None
+
+
+async def _get_json(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> Any:
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
-            response = await client.get(
-                balance_url(ct, api, base_url),
-                headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            )
+        response = await client.get(url, headers=headers)
     except httpx.HTTPError as exc:
         raise BalanceUnavailable(f"provider unreachable: {type(exc).__name__}") from None
     if response.status_code != 200:
         # The provider's words are not repeated: they may quote the key.
         raise BalanceUnavailable(f"provider answered HTTP {response.status_code}")
     try:
-        return parse(response.json())
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise BalanceUnavailable("provider's balance answer has an unexpected shape") from None
+        return response.json()
+    except ValueError:
+        raise BalanceUnavailable("provider's balance answer is not JSON") from None
+
+
+async def _openai_remaining(
+    client: httpx.AsyncClient, subscription_url: str, headers: dict[str, str], body: Any
+) -> float:
+    """The hard limit of the subscription (``body``) less this period's usage."""
+    limit = float(body["hard_limit_usd"])
+    today = dt.datetime.now(dt.UTC).date()
+    start = today.replace(day=1) if body.get("has_payment_method") else today - dt.timedelta(99)
+    usage_url = subscription_url.removesuffix("/subscription") + "/usage"
+    usage = await _get_json(
+        client,
+        f"{usage_url}?start_date={start.isoformat()}"
+        f"&end_date={(today + dt.timedelta(1)).isoformat()}",
+        headers,
+    )
+    return limit - float(usage["total_usage"]) / 100

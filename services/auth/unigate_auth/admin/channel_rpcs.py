@@ -194,21 +194,22 @@ class ChannelRpcs(AdminBase):
         if model not in models:
             raise invalid(f"the channel does not serve {model!r}")
         mapping = orjson.loads(row["model_mapping"] or "{}")
-        ms = await self._tester.test(
+        probe = await self._tester.probe(
             ChannelUnderTest(
                 id=row["id"],
                 type=row["type"],
                 model=model,
                 upstream_model=str(mapping.get(model) or model),
                 config_version=row["config_version"],
+                name=row["name"],
             )
         )
-        await self._channels.record_test(row["id"], ms or 0, int(time.time()))
-        if ms is None:
+        await self._channels.record_test(row["id"], probe.ms, int(time.time()), probe.error)
+        if not probe.passed:
             return admin_pb2.ChannelTestResult(
-                id=row["id"], success=False, message="the test request failed (see auth's log)"
+                id=row["id"], success=False, time_ms=probe.ms, message=probe.error
             )
-        return admin_pb2.ChannelTestResult(id=row["id"], success=True, time_ms=ms)
+        return admin_pb2.ChannelTestResult(id=row["id"], success=True, time_ms=probe.ms)
 
     @rpc(ROLE_ADMIN)
     async def TestChannels(self, caller: Caller, _: Empty) -> admin_pb2.ChannelTestResults:
@@ -251,6 +252,18 @@ class ChannelRpcs(AdminBase):
             except Failure as exc:
                 out.append(admin_pb2.ChannelBalance(id=channel_id, error=str(exc)))
         return admin_pb2.ChannelBalances(balances=out)
+
+    @rpc(ROLE_ADMIN)
+    async def EnableChannelKey(
+        self, caller: Caller, req: admin_pb2.ChannelKeyRequest
+    ) -> admin_pb2.ChannelInfo:
+        channel = await self._channel(req.id)
+        if not any(k.fingerprint == req.fingerprint for k in channel.keys):
+            raise not_found("key")
+        if await self._channels.enable_key(req.id, req.fingerprint):
+            await self._broadcast("channel", [req.id])
+            channel = await self._channel(req.id)
+        return channel
 
     @rpc(ROLE_USER)
     async def ModelsByType(self, caller: Caller, _: Empty) -> admin_pb2.ChannelModels:

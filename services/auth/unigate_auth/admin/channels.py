@@ -32,6 +32,7 @@ class ChannelUnderTest:
     model: str
     upstream_model: str
     config_version: int
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,12 @@ class ChannelRecord:
     timeout_ms: int
     config_version: int
     system_prompt: str
+    key_status_json: str = "{}"
+
+    def disabled_keys(self) -> set[str]:
+        """Fingerprints of the keys taken out of rotation."""
+        states = orjson.loads(self.key_status_json or "{}")
+        return {fp for fp, st in states.items() if st.get("status") != STATUS_ENABLED}
 
 
 def _upstream_model(model_mapping: str | None, model: str) -> str:
@@ -91,8 +98,8 @@ class ChannelTable:
         """What a relay needs to call the channel's provider."""
         r = await self._pool.fetchrow(
             "SELECT id, type, name, base_url, key_enc, config::text AS config_json,"
-            " headers::text AS headers_json, timeout_ms, config_version, system_prompt"
-            " FROM channels WHERE id = $1",
+            " headers::text AS headers_json, timeout_ms, config_version, system_prompt,"
+            " key_status::text AS key_status_json FROM channels WHERE id = $1",
             channel_id,
         )
         return None if r is None else ChannelRecord(**dict(r))
@@ -261,13 +268,66 @@ class ChannelTable:
         return await self._switch(
             channel_id,
             "UPDATE channels SET status = 1, status_reason = '', status_time = $2,"
-            " test_time = $2, response_time = $3, config_version = config_version + 1"
+            " test_time = $2, response_time = $3, test_error = '', key_status = '{}',"
+            " config_version = config_version + 1"
             " WHERE id = $1 AND status = 3 RETURNING name",
             (now, response_ms),
             enabled=True,
             now=now,
             what="re-enabled: test passed",
         )
+
+    async def disable_key(
+        self, channel_id: int, fingerprint: str, reason: str, now: int, fingerprints: list[str]
+    ) -> tuple[bool, bool]:
+        """Take one key of an enabled multi-key channel out of rotation (``fingerprints``:
+        all its keys'); the channel itself is disabled once none is left. Returns (key
+        disabled now, channel disabled now)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT name, status, key_status::text AS ks FROM channels WHERE id = $1"
+                " FOR UPDATE",
+                channel_id,
+            )
+            if row is None or row["status"] != STATUS_ENABLED:
+                return False, False
+            states = orjson.loads(row["ks"])
+            if states.get(fingerprint, {}).get("status", STATUS_ENABLED) != STATUS_ENABLED:
+                return False, False
+            states[fingerprint] = {"status": 3, "reason": reason[:300], "time": now}
+            await conn.execute(
+                "UPDATE channels SET key_status = $2::jsonb, config_version = config_version + 1"
+                " WHERE id = $1",
+                channel_id,
+                orjson.dumps(states).decode(),
+            )
+            await conn.execute(
+                "INSERT INTO logs (type, created_at, channel_id, content) VALUES ($1, $2, $3, $4)",
+                LOG_TYPE_SYSTEM,
+                now,
+                channel_id,
+                f"channel #{channel_id} ({row['name']}) key {fingerprint} disabled"
+                f" automatically: {reason}",
+            )
+            left = [
+                fp
+                for fp in fingerprints
+                if states.get(fp, {}).get("status", STATUS_ENABLED) == STATUS_ENABLED
+            ]
+        if left:
+            return True, False
+        return True, await self.disable(channel_id, f"every key disabled; last: {reason}", now)
+
+    async def enable_key(self, channel_id: int, fingerprint: str) -> bool:
+        """An admin puts a key back into rotation; False if it was not disabled."""
+        done = await self._pool.fetchval(
+            "UPDATE channels SET key_status = key_status - $2::text,"
+            " config_version = config_version + 1"
+            " WHERE id = $1 AND key_status ? $2::text RETURNING id",
+            channel_id,
+            fingerprint,
+        )
+        return done is not None
 
     async def _switch(
         self,
@@ -297,20 +357,32 @@ class ChannelTable:
             )
         return True
 
-    async def record_test(self, channel_id: int, response_ms: int, now: int) -> None:
+    async def record_test(
+        self, channel_id: int, response_ms: int, now: int, error: str = ""
+    ) -> None:
+        """A test's outcome on the row: when, how long, and what failed (empty: passed)."""
         await self._pool.execute(
-            "UPDATE channels SET test_time = $2, response_time = $3 WHERE id = $1",
+            "UPDATE channels SET test_time = $2, response_time = $3, test_error = $4 WHERE id = $1",
             channel_id,
             now,
             response_ms,
+            error[:500],
         )
 
     async def auto_disabled(self) -> list[ChannelUnderTest]:
         """The auto-disabled channels with a model to test each with (the first by name)."""
+        return await self._under_test(3)
+
+    async def enabled_for_test(self) -> list[ChannelUnderTest]:
+        """The enabled channels, each with the model to test it with."""
+        return await self._under_test(STATUS_ENABLED)
+
+    async def _under_test(self, status: int) -> list[ChannelUnderTest]:
         rows = await self._pool.fetch(
-            "SELECT id, type, models, model_mapping, config_version,"
+            "SELECT id, type, name, models, model_mapping, config_version,"
             " config->>'protocol' AS protocol FROM channels"
-            " WHERE status = 3 ORDER BY id"
+            " WHERE status = $1 ORDER BY id",
+            status,
         )
         out = []
         for r in rows:
@@ -324,6 +396,12 @@ class ChannelTable:
                     model=models[0],
                     upstream_model=_upstream_model(r["model_mapping"], models[0]),
                     config_version=r["config_version"],
+                    name=r["name"],
                 )
             )
         return out
+
+
+def split_keys(text: str) -> list[str]:
+    """A channel's keys: one a line (One API's multi-key form)."""
+    return [k for k in (line.strip() for line in text.splitlines()) if k]

@@ -9,6 +9,7 @@ import re
 import orjson
 
 from unigate import unit_prices
+from unigate.alerts import parse_webhooks
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
 from unigate_auth.admin.option_defaults import option_defaults
@@ -58,6 +59,11 @@ class OptionRpcs(AdminBase):
         if req.key == "UnitPrice":
             try:
                 unit_prices.parse_unit_prices(req.value)
+            except ValueError as exc:
+                raise invalid(str(exc)) from None
+        if req.key == "NotificationWebhooks":
+            try:
+                parse_webhooks(req.value)
             except ValueError as exc:
                 raise invalid(str(exc)) from None
         await self._pool.execute(

@@ -11,7 +11,7 @@ import asyncpg
 import orjson
 
 from unigate.crypto import decrypt_secret
-from unigate.keys import mask_key
+from unigate.keys import key_fingerprint, mask_key
 from unigate.v1 import admin_pb2
 
 DEFAULT_PAGE_SIZE = 20
@@ -31,7 +31,8 @@ CHANNEL_COLUMNS = (
     'id, type, name, key_enc, status, status_reason, base_url, models, "group",'
     " model_mapping::text AS model_mapping, priority, weight, config::text AS config,"
     " system_prompt, timeout_ms, used_quota, response_time, test_time, balance,"
-    " balance_updated_time, created_time, config_version"
+    " balance_updated_time, created_time, config_version, test_error,"
+    " key_status::text AS key_status"
 )
 REDEMPTION_COLUMNS = (
     "id, user_id, key, status, name, quota, created_time, redeemed_time, redeemed_by"
@@ -156,7 +157,28 @@ def channel_message(r: asyncpg.Record, secret_key: str) -> admin_pb2.ChannelInfo
         balance_updated_time=r["balance_updated_time"],
         created_time=r["created_time"],
         config_version=r["config_version"],
+        test_error=r["test_error"],
+        keys=key_states(keys, r["key_status"]),
     )
+
+
+def key_states(keys: list[str], key_status_json: str) -> list[admin_pb2.ChannelKeyState]:
+    """Each key, masked, with its state: enabled unless taken out of rotation."""
+    states = orjson.loads(key_status_json or "{}")
+    out = []
+    for key in keys:
+        fp = key_fingerprint(key)
+        st = states.get(fp, {})
+        out.append(
+            admin_pb2.ChannelKeyState(
+                fingerprint=fp,
+                masked=mask_key(key),
+                status=int(st.get("status", 1)),
+                reason=str(st.get("reason", "")),
+                status_time=int(st.get("time", 0)),
+            )
+        )
+    return out
 
 
 def redemption_message(r: asyncpg.Record) -> admin_pb2.Redemption:

@@ -1,5 +1,5 @@
-"""What the console's channel form needs to know per channel type: the key's format and the
-default base URL.
+"""What the console's channel form needs to know per channel type: the key's format, the
+default base URL (or how the relay derives it from the config) and the type's models.
 
 Every fact comes from the provider's own declaration in the relay
 (``unigate_relay.providers.*.declaration``), read through ``unigate.channel_types`` (the
@@ -28,8 +28,12 @@ def channel_forms() -> list[dict[str, Any]]:
             "key_hint": t.key_hint,
             "key_pattern": t.key_pattern,
             "base_url": t.base_url,
+            "base_url_hint": t.base_url_hint,
             "key_parts": list(t.key_parts),
+            "key_json_fields": list(t.key_json_fields),
             "config_hint": t.config_hint,
+            # What "Fill models" puts in the form: the models the relay declares for the type.
+            "models": list(t.models),
         }
         for t in sorted(CHANNEL_TYPES.values(), key=lambda t: t.id)
         if t.id < 1000

@@ -21,17 +21,12 @@ from typing import Annotated, Any
 import grpc
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
-from google.protobuf.internal.containers import (
-    RepeatedCompositeFieldContainer,
-    RepeatedScalarFieldContainer,
-)
 from google.protobuf.message import Message
 
 from unigate.v1 import admin_pb2_grpc, billing_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-RepeatedContainer = (RepeatedCompositeFieldContainer, RepeatedScalarFieldContainer)
 
 SESSION_METADATA = "x-unigate-session"
 ACCESS_TOKEN_METADATA = "x-unigate-access-token"
@@ -99,7 +94,9 @@ def fields(message: Message) -> dict[str, Any]:
         value = getattr(message, f.name)
         if isinstance(value, Message):
             value = fields(value)
-        elif isinstance(value, RepeatedContainer):
+        # The descriptor says what is repeated: the upb runtime's repeated message
+        # containers are no subclasses of the Python ABCs.
+        elif f.is_repeated:
             value = [fields(v) if isinstance(v, Message) else v for v in value]
         out[f.name] = value
     return out

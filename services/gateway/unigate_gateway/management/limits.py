@@ -45,3 +45,5 @@ Size = Annotated[int, Query(ge=0, le=INT32_MAX, description="rows per page; 0: t
 Int64Query = Annotated[int, Query(ge=INT64_MIN, le=INT64_MAX)]
 Int32Query = Annotated[int, Query(ge=INT32_MIN, le=INT32_MAX)]
 TextQuery = Annotated[str, Query(max_length=NAME_LENGTH * 2, pattern=NO_NUL)]
+# A key of a multi-key channel, by unigate.keys.key_fingerprint (16 hex digits).
+KeyFingerprint = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]

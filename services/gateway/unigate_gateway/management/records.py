@@ -27,7 +27,14 @@ from unigate_gateway.management.bodies import (
     TokenBody,
     UserBody,
 )
-from unigate_gateway.management.limits import Int64Query, Page, RecordId, Size, TextQuery
+from unigate_gateway.management.limits import (
+    Int64Query,
+    KeyFingerprint,
+    Page,
+    RecordId,
+    Size,
+    TextQuery,
+)
 
 
 def _page(
@@ -190,6 +197,17 @@ def records_router(stubs: StubsGetter) -> APIRouter:
         return envelope(
             fields(await call("GetChannel", admin_pb2.IdRequest(id=channel_id), caller))
         )
+
+    @router.post(
+        "/channel/{channel_id}/key/{fingerprint}/enable",
+        tags=["channels"],
+        summary="Put a key of a multi-key channel back into rotation (admin)",
+    )
+    async def enable_channel_key(
+        caller: Writer, channel_id: RecordId, fingerprint: KeyFingerprint
+    ) -> dict[str, Any]:
+        request = admin_pb2.ChannelKeyRequest(id=channel_id, fingerprint=fingerprint)
+        return envelope(fields(await call("EnableChannelKey", request, caller)))
 
     @router.post("/channel/", tags=["channels"], summary="Create a channel (admin)")
     async def create_channel(caller: Writer, body: ChannelBody) -> dict[str, Any]:

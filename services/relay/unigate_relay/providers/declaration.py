@@ -28,14 +28,21 @@ class ChannelDeclaration:
 
     id: int
     name: str
-    # Used when a channel's base URL is empty ("" = the channel must give one).
+    # Used when a channel's base URL is empty ("" = the channel must give one, unless
+    # ``base_url_hint`` says how the relay derives it).
     base_url: str = ""
+    # The URL the relay builds from the channel's config when the base URL is empty, as the
+    # console shows it ("https://bedrock-runtime.{region}.amazonaws.com"); never called as is.
+    base_url_hint: str = ""
     # The console's key field: the format a key of this type has (its placeholder) and a
     # loose check it warns about, never blocks on (JavaScript RegExp source).
     key_hint: str = "API key"
     key_pattern: str = ""
     # The key is several values joined with "|", in this order.
     key_parts: tuple[str, ...] = ()
+    # The key is one JSON object holding at least these fields (a service-account file); the
+    # console checks them and stores the object on one line (a channel's keys are one a line).
+    key_json_fields: tuple[str, ...] = ()
     # What the channel's config JSON may hold, shown under the config field.
     config_hint: str = ""
     # Its provider is called over WebSocket (its base URL may be ws:// or wss://).

@@ -4,7 +4,9 @@
 import { html, useEffect, useRef, fmtNumber } from "./ui.js";
 
 /** A line chart of `values` over `days` (YYYY-MM-DD, UTC). */
-export function DayChart({ title, days, values, color, format, testid }) {
+/** `formatTicks` labels an axis's ticks together (one precision for all), else `format`
+ * labels each. */
+export function DayChart({ title, days, values, color, format, formatTicks, testid }) {
   const box = useRef(null);
   useEffect(() => {
     const el = box.current;
@@ -24,7 +26,8 @@ export function DayChart({ title, days, values, color, format, testid }) {
             stroke: "#64748b",
             grid: { stroke: "#e2e8f0" },
             size: 72,
-            values: (u, ticks) => ticks.map((v) => (format ? format(v) : fmtNumber(v))),
+            values: (u, ticks) =>
+              formatTicks ? formatTicks(ticks) : ticks.map((v) => (format ? format(v) : fmtNumber(v))),
           },
         ],
         series: [

@@ -92,13 +92,13 @@ export function ListHead({ title, list, noSearch, children }) {
  * how many), a note when it is empty, and the pager. */
 export function ListTable({ list, testid, columns, head, row }) {
   return html`<${ErrorNote} error=${list.error} />
-    <table data-testid=${testid}>
+    <div class="table-scroll"><table data-testid=${testid}>
       <thead><tr>${head}</tr></thead>
       <tbody>
         ${list.items.map(row)}
         ${!list.loading && list.items.length === 0 && html`<tr><td colspan=${columns} class="muted">${t("common.empty")}</td></tr>`}
       </tbody>
-    </table>
+    </table></div>
     <${Pager} page=${list.page} size=${PAGE_SIZE} total=${list.total} onPage=${list.setPage} />`;
 }
 

@@ -41,6 +41,16 @@ export function fmtQuota(q) {
   return `$${(n / quotaPerUnit).toFixed(n !== 0 && Math.abs(n) < quotaPerUnit / 100 ? 6 : 2)}`;
 }
 
+/** Money tick labels of a chart axis, all with the same number of decimals: enough to tell
+ * neighbouring ticks apart (at least cents, at most millionths of a dollar). */
+export function fmtQuotaTicks(ticks) {
+  const dollars = ticks.map((q) => Number(q || 0) / quotaPerUnit);
+  const steps = dollars.slice(1).map((d, i) => Math.abs(d - dollars[i])).filter((d) => d > 0);
+  const step = steps.length ? Math.min(...steps) : Math.max(...dollars.map(Math.abs), 0);
+  const decimals = step > 0 ? Math.min(6, Math.max(2, Math.ceil(-Math.log10(step) - 1e-9))) : 2;
+  return dollars.map((d) => `$${d.toFixed(decimals)}`);
+}
+
 export function fmtNumber(n) {
   return Number(n || 0).toLocaleString(lang() === "zh" ? "zh-CN" : "en-US");
 }

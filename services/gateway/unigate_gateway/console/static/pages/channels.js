@@ -55,6 +55,22 @@ function pretty(json) {
   }
 }
 
+/** A JSON key (a service-account file): [the object on one line, null] or [null, problem]. */
+function jsonKey(text, fields) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return [null, t("channels.key_json_invalid")];
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return [null, t("channels.key_json_invalid")];
+  }
+  const missing = fields.filter((f) => !value[f]);
+  if (missing.length) return [null, t("channels.key_json_missing", { fields: missing.join(", ") })];
+  return [JSON.stringify(value), null];
+}
+
 function ChannelForm({ channel, types, groups, onClose, onSaved }) {
   const editing = Boolean(channel && channel.id);
   const [form, setForm] = useState(() => ({
@@ -75,9 +91,17 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
   const [busy, run] = useAction();
   const type = types.find((x) => x.id === Number(form.type)) || {};
   const set = (k) => (e) => setForm({ ...form, [k]: e.target.value });
-  const keyLines = form.key.split("\n").map((s) => s.trim()).filter(Boolean);
+  const jsonFields = type.key_json_fields || [];
+  // A JSON key spans lines as pasted; it is one key, stored on one line.
+  const [jsonKeyLine, jsonProblem] =
+    jsonFields.length && form.key.trim() ? jsonKey(form.key, jsonFields) : [null, null];
+  const keyLines = jsonFields.length
+    ? jsonKeyLine ? [jsonKeyLine] : []
+    : form.key.split("\n").map((s) => s.trim()).filter(Boolean);
   const badKey =
     type.key_pattern && keyLines.some((k) => !new RegExp(type.key_pattern).test(k));
+  const needsBaseUrl = !type.base_url && !type.base_url_hint;
+  const fillModels = () => setForm({ ...form, models: (type.models || []).join(",") });
   const groupSet = new Set(form.group.split(",").map((s) => s.trim()).filter(Boolean));
   const toggleGroup = (g) => {
     const next = new Set(groupSet);
@@ -109,12 +133,16 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
         setError(err);
         return;
       }
+      if (jsonProblem) {
+        setError(new Error(jsonProblem));
+        return;
+      }
       if (keyLines.length) body.key = keyLines.join("\n");
       else if (!editing) {
         setError(new Error(t("channels.key_required")));
         return;
       }
-      if (!type.base_url && !body.base_url) {
+      if (needsBaseUrl && !body.base_url) {
         setError(new Error(t("channels.base_url_required")));
         return;
       }
@@ -138,18 +166,26 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
       <${Field} wide label=${t("channels.key")}
         hint=${`${t("channels.key_format")}: ${type.key_hint || "-"}` +
           (type.key_parts && type.key_parts.length ? ` (${type.key_parts.join(" | ")})` : "") +
-          ` · ${t("channels.key_multi")}` + (editing ? ` · ${t("channels.key_keep")}` : "")}>
+          (jsonFields.length ? "" : ` · ${t("channels.key_multi")}`) +
+          (editing ? ` · ${t("channels.key_keep")}` : "")}>
         <textarea name="key" rows="2" placeholder=${editing ? channel.key : type.key_hint}
           value=${form.key} onInput=${set("key")}></textarea>
         ${badKey && html`<span class="warning" data-testid="key-warning">${t("channels.key_mismatch", { format: type.key_hint })}</span>`}
+        ${jsonProblem && html`<span class="warning" data-testid="key-warning">${jsonProblem}</span>`}
       </${Field}>
       <${Field} wide label=${t("channels.base_url")}
-        hint=${type.base_url ? `${t("channels.base_url_default")}: ${type.base_url}` : t("channels.base_url_required")}>
-        <input name="base_url" placeholder=${type.base_url || "https://"} value=${form.base_url}
-          onInput=${set("base_url")} required=${!type.base_url} />
+        hint=${type.base_url
+          ? `${t("channels.base_url_default")}: ${type.base_url}`
+          : type.base_url_hint
+            ? `${t("channels.base_url_derived")}: ${type.base_url_hint}`
+            : t("channels.base_url_required")}>
+        <input name="base_url" placeholder=${type.base_url || type.base_url_hint || "https://"} value=${form.base_url}
+          onInput=${set("base_url")} required=${needsBaseUrl} />
       </${Field}>
       <${Field} wide label=${t("channels.models")} hint=${t("channels.models_hint")}>
         <textarea name="models" rows="2" value=${form.models} onInput=${set("models")}></textarea>
+        ${(type.models || []).length > 0 &&
+        html`<button type="button" class="secondary" data-testid="fill-models" onClick=${fillModels}>${t("channels.fill_models")}</button>`}
       </${Field}>
       <${Field} wide label=${t("channels.groups")}>
         <div class="checks">
@@ -182,9 +218,55 @@ function ChannelForm({ channel, types, groups, onClose, onSaved }) {
   </${Modal}>`;
 }
 
+/** The last test of a channel: this page's "Test all" result if there is one, else what
+ * the periodic monitor wrote on the row. */
+function TestCell({ channel, result }) {
+  if (result) {
+    return result.success
+      ? html`<span class="badge badge-ok" data-testid="test-result" data-ok="1">${result.time_ms} ms</span>`
+      : html`<span class="badge badge-error" data-testid="test-result" data-ok="0" title=${result.message}>${result.message || t("channels.last_test_failed")}</span>`;
+  }
+  if (channel.test_error) {
+    return html`<span class="badge badge-warn" title=${`${channel.test_error} · ${fmtTime(channel.test_time)}`}>${t("channels.last_test_failed")}</span>`;
+  }
+  return html`<span title=${fmtTime(channel.test_time)}>${channel.response_time ? `${channel.response_time} ms` : "-"}</span>`;
+}
+
+/** Each key of a multi-key channel, masked, with its state; a disabled one can be put back. */
+function KeysModal({ channel, onClose, onChanged }) {
+  const [keys, setKeys] = useState(channel.keys || []);
+  const [busy, run] = useAction();
+  const enable = (k) =>
+    run(async () => {
+      const updated = await post(`/api/channel/${channel.id}/key/${k.fingerprint}/enable`, {});
+      setKeys(updated.keys || []);
+      toast(t("channels.key_enabled_toast", { key: k.masked }), "success");
+      onChanged();
+    });
+  return html`<${Modal} title=${t("channels.keys_title", { name: channel.name })} onClose=${onClose}>
+    <table class="key-table" data-testid="key-table">
+      <tbody>
+        ${keys.map(
+          (k) => html`<tr key=${k.fingerprint} data-key=${k.masked} data-status=${k.status}>
+            <td><code>${k.masked}</code></td>
+            <td>${k.status === 1
+              ? html`<${Badge} kind="ok">${t("channels.key_enabled")}</${Badge}>`
+              : html`<${Badge} kind="error" title=${k.reason}>${t("channels.key_disabled")}</${Badge}>`}
+              ${k.status !== 1 && html`<div class="muted">${k.reason}</div>`}</td>
+            <td>${k.status !== 1 &&
+              html`<button class="secondary" disabled=${busy} data-testid="enable-key" onClick=${() => enable(k)}>${t("channels.key_enable")}</button>`}</td>
+          </tr>`,
+        )}
+      </tbody>
+    </table>
+  </${Modal}>`;
+}
+
 export function ChannelsPage() {
   const [editing, setEditing] = useState(null);
   const [reason, setReason] = useState(null);
+  const [keysOf, setKeysOf] = useState(null);
+  const [results, setResults] = useState({});
   const [types, setTypes] = useState([]);
   const groups = useGroups();
   const list = usePagedList("/api/channel/");
@@ -198,6 +280,7 @@ export function ChannelsPage() {
     list.act(async () => {
       const r = await apiRaw("GET", `/api/channel/test/${c.id}`);
       const ms = r.time_ms ?? (r.time !== undefined ? Math.round(r.time * 1000) : undefined);
+      setResults((prev) => ({ ...prev, [c.id]: { id: c.id, success: Boolean(r.success), time_ms: ms, message: r.message } }));
       if (r.success) toast(t("channels.test_ok", { name: c.name, ms: ms ?? "?" }), "success");
       else toast(t("channels.test_failed", { name: c.name, message: r.message || r.status }), "error");
     });
@@ -205,6 +288,7 @@ export function ChannelsPage() {
     list.act(async () => {
       const r = await apiRaw("GET", "/api/channel/test");
       const results = Array.isArray(r.data) ? r.data : [];
+      setResults(Object.fromEntries(results.map((x) => [x.id, x])));
       const ok = results.filter((x) => x.success).length;
       if (r.success === false) toast(r.message || String(r.status), "error");
       else toast(t("channels.test_all_done", { ok, total: results.length }), ok === results.length ? "success" : "error");
@@ -241,8 +325,13 @@ export function ChannelsPage() {
               <${StatusBadge} channel=${c} />
               ${c.status === 3 &&
               html`<button class="link" data-testid="why-disabled" onClick=${() => setReason(c)}>${t("channels.why")}</button>`}
+              ${c.key_count > 1 &&
+              html`<button class="link" data-testid="channel-keys" onClick=${() => setKeysOf(c)}>${t("channels.keys_state", {
+                enabled: (c.keys || []).filter((k) => k.status === 1).length,
+                total: c.key_count,
+              })}</button>`}
             </td>
-            <td class="num" title=${fmtTime(c.test_time)}>${c.response_time ? `${c.response_time} ms` : "-"}</td>
+            <td class="num"><${TestCell} channel=${c} result=${results[c.id]} /></td>
             <td class="num" title=${fmtTime(c.balance_updated_time)}>
               <button class="link" onClick=${() => balance(c)}>
                 ${c.balance_updated_time ? `$${Number(c.balance).toFixed(2)}` : t("channels.balance_unknown")}
@@ -259,6 +348,8 @@ export function ChannelsPage() {
     ${editing &&
     html`<${ChannelForm} channel=${editing.id ? editing : null} types=${types} groups=${groups}
       onClose=${() => setEditing(null)} onSaved=${() => { setEditing(null); list.reload(); }} />`}
+    ${keysOf &&
+    html`<${KeysModal} channel=${keysOf} onClose=${() => setKeysOf(null)} onChanged=${() => list.reload()} />`}
     ${reason &&
     html`<${Modal} title=${t("channels.why_title", { name: reason.name })} onClose=${() => setReason(null)}>
       <p data-testid="disable-reason">${reason.status_reason || t("channels.no_reason")}</p>

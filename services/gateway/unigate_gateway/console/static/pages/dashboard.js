@@ -6,6 +6,7 @@ import {
   useState,
   useLoad,
   fmtQuota,
+  fmtQuotaTicks,
   fmtNumber,
   ErrorNote,
   ROLE_ADMIN,
@@ -98,7 +99,7 @@ export function DashboardPage({ user }) {
         <${DayChart} testid="chart-tokens" title=${t("dashboard.tokens_per_day")} days=${dayList}
           values=${series(tokens)} color="#16a34a" />
         <${DayChart} testid="chart-quota" title=${t("dashboard.quota_per_day")} days=${dayList}
-          values=${series((r) => Number(r.quota || 0))} color="#d97706" format=${fmtQuota} />
+          values=${series((r) => Number(r.quota || 0))} color="#d97706" formatTicks=${fmtQuotaTicks} />
       </div>
       <div class="charts">
         <${Bars} testid="bars-model-quota" title=${t("dashboard.quota_by_model")}
