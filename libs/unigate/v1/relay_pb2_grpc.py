@@ -51,6 +51,11 @@ class RelayServiceStub:
                 request_serializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayChunk.FromString,
                 _registered_method=True)
+        self.Realtime = channel.stream_stream(
+                '/unigate.v1.RelayService/Realtime',
+                request_serializer=unigate_dot_v1_dot_relay__pb2.RealtimeUp.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_relay__pb2.RealtimeDown.FromString,
+                _registered_method=True)
 
 
 class RelayServiceServicer:
@@ -81,6 +86,15 @@ class RelayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Realtime(self, request_iterator, context):
+        """A Realtime API session (WebSocket) relayed both ways: the first message opens the
+        upstream connection, then client events go up and provider events come down, each as
+        the JSON text of one WebSocket message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +112,11 @@ def add_RelayServiceServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_relay__pb2.RelayChunk.SerializeToString,
+            ),
+            'Realtime': grpc.stream_stream_rpc_method_handler(
+                    servicer.Realtime,
+                    request_deserializer=unigate_dot_v1_dot_relay__pb2.RealtimeUp.FromString,
+                    response_serializer=unigate_dot_v1_dot_relay__pb2.RealtimeDown.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +202,33 @@ class RelayService:
             '/unigate.v1.RelayService/Stream',
             unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
             unigate_dot_v1_dot_relay__pb2.RelayChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Realtime(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/unigate.v1.RelayService/Realtime',
+            unigate_dot_v1_dot_relay__pb2.RealtimeUp.SerializeToString,
+            unigate_dot_v1_dot_relay__pb2.RealtimeDown.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,6 +25,9 @@ from unigate.output_bound import (
 from unigate.pricing import Price, quota_for
 from unigate.v1 import auth_pb2
 
+# One response of a Realtime API session (each is authorized, reserved and billed alone).
+REALTIME = "realtime"
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -59,6 +62,24 @@ def plan(
     prompt = max(req.estimated_prompt_tokens, 1)
     if req.endpoint not in GENERATING:
         completion = min(max(req.max_tokens or default_completion, 0), ceiling)
+        if req.endpoint == REALTIME:
+            # A realtime response's prompt and output may be audio, dearer than text: it
+            # reserves the worst of the two for each, and is allowed down to one output token
+            # (a tight balance still serves short answers; the next response is refused).
+            def worst(out: int) -> int:
+                return quota_for(
+                    price,
+                    prompt,
+                    out,
+                    audio_tokens=prompt if price.audio_ratio > 1 else 0,
+                    audio_completion_tokens=(
+                        out
+                        if price.audio_ratio * price.audio_completion_ratio > price.completion_ratio
+                        else 0
+                    ),
+                )
+
+            return Plan(worst(completion), worst(1))
         amount = quota_for(price, prompt, completion)
         return Plan(amount, amount)
     ratio = prompt_ratio(price, long_cache_writes=req.long_cache_writes)

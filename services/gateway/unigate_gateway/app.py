@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.websockets import WebSocket
 
 from unigate import bus, errors, telemetry, tokenizer
 from unigate.audio_duration import audio_seconds
@@ -44,6 +45,7 @@ from unigate_gateway.edge import BodyLimit, BodyLimits
 from unigate_gateway.management import Management
 from unigate_gateway.proxy import Proxy, RelayClient, error_response, new_request_id
 from unigate_gateway.publisher import UsagePublisher
+from unigate_gateway.realtime import realtime_routes
 from unigate_gateway.requests import (
     ParsedCall,
     check_single_fields,
@@ -228,7 +230,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 return rid
         return ""
 
-    def ip_of(request: Request) -> str:
+    def ip_of(request: Request | WebSocket) -> str:
         peer = request.client.host if request.client else ""
         return client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
 
@@ -281,6 +283,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         [
             *(relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED),
             *account_routes(proxy, ip_of),
+            # The Realtime API: a WebSocket relayed through the relay's Realtime RPC.
+            *realtime_routes(proxy, ip_of),
             # The web console: `/` and `/console/*` only (it routes inside the fragment).
             *console_routes(),
         ]

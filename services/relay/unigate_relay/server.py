@@ -22,6 +22,7 @@ from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.health_reporter import HealthReporter
 from unigate_relay.output_bound import bounded_body, bounded_stream
 from unigate_relay.providers.base import CallContext, Provider, relay_error
+from unigate_relay.realtime import REALTIME_CHANNEL_TYPES, REALTIME_ENDPOINT, run_session
 from unigate_relay.system_prompt import with_system_prompt
 from unigate_relay.translate import serving
 from unigate_relay.usage_record import UsageRecorder
@@ -74,8 +75,12 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 code="relay_misrouted",
                 retryable=True,
             )
-        # A family without the Messages API serves it through its chat completions.
-        if (provider := serving(provider, request.endpoint)) is None:
+        # A family without the Messages API serves it through its chat completions. Realtime
+        # sessions are not a provider call (unigate_relay.realtime checks the channel type).
+        if (
+            request.endpoint != REALTIME_ENDPOINT
+            and (provider := serving(provider, request.endpoint)) is None
+        ):
             return relay_error(
                 400,
                 f"This model's provider does not support `{request.endpoint}`.",
@@ -234,6 +239,50 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             if span is not None:
                 # The gateway cancelled (its client left) before the provider finished.
                 telemetry.end_genai_span(span, usage=None, outcome="cancelled")
+
+    async def Realtime(
+        self,
+        request_iterator: AsyncIterator[relay_pb2.RealtimeUp],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[relay_pb2.RealtimeDown]:
+        """A Realtime API session: the first message opens it on a channel, then events
+        pass both ways (``unigate_relay.realtime``)."""
+        upstream = aiter(request_iterator)
+        try:
+            first = await anext(upstream)
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("kind") != "open":
+            yield relay_pb2.RealtimeDown(
+                error=relay_error(
+                    400, "A realtime session starts with its open message.", code="bad_open"
+                )
+            )
+            return
+        request = first.open
+        if request.channel_type not in REALTIME_CHANNEL_TYPES:
+            yield relay_pb2.RealtimeDown(
+                error=relay_error(
+                    400,
+                    "This model's provider does not offer the Realtime API.",
+                    type="invalid_request_error",
+                    code="unsupported_endpoint",
+                )
+            )
+            return
+        prepared = await self._context(request)
+        if isinstance(prepared, relay_pb2.RelayError):
+            yield relay_pb2.RealtimeDown(error=prepared)
+            return
+        _, ctx = prepared
+        metrics.IN_FLIGHT.inc()
+        try:
+            async for down in run_session(ctx, upstream, self._usage):
+                if down.HasField("error"):
+                    self._health.observe(request.channel_id, down.error, 0)
+                yield down
+        finally:
+            metrics.IN_FLIGHT.dec()
 
 
 class TerminalHold:

@@ -1,0 +1,193 @@
+"""Realtime API sessions: one upstream WebSocket (OpenAI's ``/v1/realtime`` or Azure's
+``/openai/realtime``) per gateway ``Realtime`` stream, events passed through both ways.
+
+The relay reads only what billing needs: each ``response.created`` binds the response to
+the request id the gateway reserved for the session's next response, and each
+``response.done`` carries that response's usage down (in unigate's terms) and records it next
+to its reservation, so a gateway that dies mid-session still has each response billed at
+what the provider reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+
+from unigate.v1 import common_pb2, relay_pb2
+from unigate_relay.providers.base import CallContext, credentials_rejected, relay_error
+from unigate_relay.providers.compatible.azure import azure_settings
+from unigate_relay.usage_record import UsageRecorder
+
+log = logging.getLogger(__name__)
+
+REALTIME_ENDPOINT = "realtime"
+OPENAI, OPENAI_COMPATIBLE, AZURE = 1, 8, 3
+REALTIME_CHANNEL_TYPES = frozenset({OPENAI, OPENAI_COMPATIBLE, AZURE})
+OPENAI_BASE = "https://api.openai.com"
+# Azure's realtime API version when the channel's config names none ("realtime_api_version").
+AZURE_REALTIME_API_VERSION = "2025-04-01-preview"
+# The largest event a client or provider may send (a 15 MiB audio append is OpenAI's limit).
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+def _ws_base(base_url: str) -> str:
+    parts = urlsplit(base_url.rstrip("/"))
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+
+
+def upstream_target(ctx: CallContext, beta: str) -> tuple[str, dict[str, str]]:
+    """(URL, headers) of the provider's realtime endpoint for this channel."""
+    channel = ctx.channel
+    model = ctx.request.upstream_model or ctx.request.model
+    if channel.type == AZURE:
+        settings = azure_settings(channel.config)
+        try:
+            raw = orjson.loads(channel.config) if channel.config else {}
+        except orjson.JSONDecodeError:
+            raw = {}
+        version = raw.get("realtime_api_version") if isinstance(raw, dict) else None
+        if not isinstance(version, str) or not version:
+            version = AZURE_REALTIME_API_VERSION
+        url = (
+            f"{_ws_base(channel.base_url)}/openai/realtime?api-version={quote(version, safe='')}"
+            f"&deployment={quote(settings.deployment(model), safe='')}"
+        )
+        headers = {"api-key": ctx.api_key}
+    else:
+        base = channel.base_url or OPENAI_BASE
+        url = f"{_ws_base(base)}/v1/realtime?model={quote(model, safe='')}"
+        headers = {"Authorization": f"Bearer {ctx.api_key}"}
+    if beta:
+        headers["OpenAI-Beta"] = beta
+    return url, headers
+
+
+def usage_of(response: dict[str, Any]) -> common_pb2.Usage:
+    """A ``response.done`` usage in unigate's terms: audio input not read from the cache is
+    ``audio_tokens`` (the cached part is priced as any cached token), audio output is
+    ``audio_completion_tokens``."""
+    u = response.get("usage") or {}
+    details = u.get("input_token_details") or {}
+    cached = int(details.get("cached_tokens") or 0)
+    cached_audio = int((details.get("cached_tokens_details") or {}).get("audio_tokens") or 0)
+    out = u.get("output_token_details") or {}
+    prompt = int(u.get("input_tokens") or 0)
+    completion = int(u.get("output_tokens") or 0)
+    return common_pb2.Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=int(u.get("total_tokens") or prompt + completion),
+        cached_tokens=cached,
+        audio_tokens=max(int(details.get("audio_tokens") or 0) - cached_audio, 0),
+        audio_completion_tokens=int(out.get("audio_tokens") or 0),
+    )
+
+
+def _options(body: bytes) -> str:
+    """The handshake options the gateway passed in the open request's body (the client's
+    ``OpenAI-Beta``, which selects the beta or GA interface)."""
+    try:
+        data = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        return ""
+    beta = data.get("openai_beta") if isinstance(data, dict) else None
+    return beta if isinstance(beta, str) else ""
+
+
+async def run_session(
+    ctx: CallContext,
+    upstream: AsyncIterator[relay_pb2.RealtimeUp],
+    usage: UsageRecorder,
+) -> AsyncIterator[relay_pb2.RealtimeDown]:
+    """Open the provider's socket, then pass events both ways until either side ends."""
+    request = ctx.request
+    url, headers = upstream_target(ctx, _options(request.body))
+    try:
+        ws = await ctx.http.ws_connect(
+            url, headers=headers, max_msg_size=MAX_EVENT_BYTES, autoping=True, heartbeat=30
+        )
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status in (401, 403):
+            yield relay_pb2.RealtimeDown(error=credentials_rejected(exc.status))
+        else:
+            yield relay_pb2.RealtimeDown(
+                error=relay_error(
+                    502 if exc.status < 500 else exc.status,
+                    f"The provider refused the realtime connection ({exc.status}).",
+                    type="upstream_error",
+                    code="upstream_error",
+                    retryable=True,
+                    upstream_status=exc.status,
+                )
+            )
+        return
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        log.warning("realtime connect failed: %s", type(exc).__name__)
+        yield relay_pb2.RealtimeDown(
+            error=relay_error(
+                502,
+                "The provider's realtime endpoint could not be reached.",
+                type="upstream_error",
+                code="upstream_unreachable",
+                retryable=True,
+            )
+        )
+        return
+    # The request id the next response is billed under, and each response's once created.
+    next_id = [request.request_id]
+    bound: dict[str, str] = {}
+
+    async def pump_up() -> None:
+        async for up in upstream:
+            kind = up.WhichOneof("kind")
+            if kind == "event":
+                await ws.send_str(up.event)
+            elif kind == "next_request_id":
+                next_id[0] = up.next_request_id
+        # The gateway has closed its side (its client left): end the session.
+        await ws.close()
+
+    up_task = asyncio.create_task(pump_up())
+    yield relay_pb2.RealtimeDown(opened=True)
+    try:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue  # the Realtime API speaks JSON text frames only
+            text: str = msg.data
+            down = relay_pb2.RealtimeDown(event=text)
+            if '"response.created"' in text or '"response.done"' in text:
+                try:
+                    event = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    event = {}
+                response = event.get("response") if isinstance(event, dict) else None
+                if isinstance(response, dict):
+                    rid = str(response.get("id", ""))
+                    if event.get("type") == "response.created":
+                        bound[rid] = next_id[0]
+                    elif event.get("type") == "response.done":
+                        down.usage.CopyFrom(usage_of(response))
+                        billed = relay_pb2.RelayRequest()
+                        billed.CopyFrom(request)
+                        billed.body = b""
+                        billed.request_id = billed.reservation_id = bound.pop(rid, next_id[0])
+                        usage.ended(billed, down.usage, status=200)
+            yield down
+        yield relay_pb2.RealtimeDown(
+            close_code=ws.close_code or 1000,
+            close_reason=str(ws.extra or "") if isinstance(ws.extra, str) else "",
+        )
+    finally:
+        up_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await up_task
+        if not ws.closed:
+            await ws.close()

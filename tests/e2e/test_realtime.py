@@ -1,0 +1,255 @@
+"""The Realtime API (``/v1/realtime``) through the gateway with the ``openai`` SDK's realtime
+client, against the strict realtime simulator (``unigate_sim.realtime``): a text turn and an
+audio turn, each response one ledger row priced exactly (text and audio, cached apart), and
+refusals as OpenAI makes them."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import openai
+import pytest
+import websockets
+
+from tests import admin_writes
+from tests.e2e.conftest import SIM_KEY, Tenant
+from tests.e2e.provider_support import (
+    Simulator,
+    alias,
+    create_mapped_channel,
+    ledger_rows,
+    running,
+)
+from unigate.charge import quota_of
+from unigate.pricing import price_for
+from unigate.v1 import auth_pb2, common_pb2
+from unigate_sim.realtime import RealtimeSimulator, create_realtime_app
+
+OPENAI, AZURE = 1, 3
+MODEL = "gpt-realtime"
+
+
+class Realtime(Simulator):
+    def __init__(self) -> None:
+        super().__init__(create_realtime_app({SIM_KEY}))
+
+    @property
+    def sim(self) -> RealtimeSimulator:
+        sim: RealtimeSimulator = self.state.realtime
+        return sim
+
+
+@pytest.fixture
+def realtime() -> Iterator[Realtime]:
+    yield from running(Realtime())
+
+
+def pricing(model: str) -> auth_pb2.Pricing:
+    p = price_for(model)
+    return auth_pb2.Pricing(
+        model_ratio=p.model_ratio,
+        completion_ratio=p.completion_ratio,
+        group_ratio=1.0,
+        cached_ratio=p.cached_ratio,
+        audio_ratio=p.audio_ratio,
+        audio_completion_ratio=p.audio_completion_ratio,
+    )
+
+
+def expected_quota(model: str, usage: dict[str, Any]) -> int:
+    """What a response.done usage costs at the model's list prices, computed apart from the
+    relay's mapping: uncached text in, uncached audio in, cached, text out, audio out."""
+    d = usage["input_token_details"]
+    cached_audio = d["cached_tokens_details"]["audio_tokens"]
+    return quota_of(
+        pricing(model),
+        common_pb2.Usage(
+            prompt_tokens=usage["input_tokens"],
+            completion_tokens=usage["output_tokens"],
+            cached_tokens=d["cached_tokens"],
+            audio_tokens=d["audio_tokens"] - cached_audio,
+            audio_completion_tokens=usage["output_token_details"]["audio_tokens"],
+        ),
+    )
+
+
+def test_realtime_prices_are_the_list_prices() -> None:
+    """gpt-realtime: 4 / 16 USD per 1M text, 32 / 64 audio, 0.40 cached (500,000 units/USD)."""
+    u = common_pb2.Usage(
+        prompt_tokens=1_000_000 * 3,
+        completion_tokens=1_000_000 * 2,
+        cached_tokens=1_000_000,
+        audio_tokens=1_000_000,
+        audio_completion_tokens=1_000_000,
+    )
+    usd = 4 + 32 + 0.40 + 16 + 64
+    assert quota_of(pricing(MODEL), u) == round(usd * 500_000)
+
+
+async def channel(
+    pg: asyncpg.Pool,
+    secret_key: str,
+    sim: Realtime,
+    model: str,
+    type: int = OPENAI,
+    upstream: str = MODEL,
+) -> None:
+    await create_mapped_channel(
+        pg,
+        secret_key,
+        type=type,
+        name="realtime",
+        key=SIM_KEY,
+        base_url=sim.url,
+        models={model: upstream},
+        config={"realtime_api_version": "2025-04-01-preview"} if type == AZURE else None,
+    )
+
+
+async def run_turns(client: openai.AsyncOpenAI, model: str) -> list[dict[str, Any]]:
+    """A text turn, then an audio turn; the response.done events seen."""
+    done: list[dict[str, Any]] = []
+    async with client.realtime.connect(model=model) as conn:
+        created = await conn.recv()
+        assert created.type == "session.created", created
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "output_modalities": ["text"],
+                "audio": {"input": {"turn_detection": None}},
+            }
+        )
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hello realtime world"}],
+            }
+        )
+        await conn.response.create()
+        text = ""
+        async for event in conn:
+            if event.type == "response.output_text.delta":
+                text += event.delta
+            elif event.type == "error":
+                raise AssertionError(event.error)
+            elif event.type == "response.done":
+                done.append(event.response.model_dump())
+                break
+        assert text == "Echo: hello realtime world"
+        # The audio turn: 300 ms of PCM16 at 24 kHz, answered in audio.
+        pcm = bytes(14_400)
+        await conn.input_audio_buffer.append(audio=base64.b64encode(pcm).decode())
+        await conn.input_audio_buffer.commit()
+        await conn.response.create(response={"output_modalities": ["audio"]})
+        audio = b""
+        async for event in conn:
+            if event.type == "response.output_audio.delta":
+                audio += base64.b64decode(event.delta)
+            elif event.type == "error":
+                raise AssertionError(event.error)
+            elif event.type == "response.done":
+                done.append(event.response.model_dump())
+                break
+        assert audio and len(audio) % 2 == 0
+    return done
+
+
+async def test_text_and_audio_turns_billed_per_response(
+    stack: Any, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
+) -> None:
+    # Priced by the name the client asks for: the model's own (list prices), not an alias.
+    model = MODEL
+    await channel(pg, secret_key, realtime, model)
+    client = openai.AsyncOpenAI(
+        api_key=tenant.key, base_url=stack.gateway_url + "/v1", max_retries=0
+    )
+    done = await run_turns(client, model)
+    assert len(done) == 2
+    sim_usage = [r["usage"] for r in realtime.sim.responses[-2:]]
+    # The audio turn read the text turn's prompt from the cache, audio in and out priced apart.
+    assert sim_usage[1]["input_token_details"]["cached_tokens"] > 0
+    assert sim_usage[1]["output_token_details"]["audio_tokens"] > 0
+    assert sim_usage[1]["input_token_details"]["audio_tokens"] > 0
+    rows = [r for r in await ledger_rows(pg, tenant, 3) if r["prompt_tokens"]]
+    assert len(rows) == 2
+    for row, usage in zip(rows, sim_usage, strict=True):
+        assert row["endpoint"] == "realtime"
+        assert row["model_name"] == model and row["upstream_model"] == MODEL
+        assert row["prompt_tokens"] == usage["input_tokens"]
+        assert row["completion_tokens"] == usage["output_tokens"]
+        assert row["cached_tokens"] == usage["input_token_details"]["cached_tokens"]
+        assert row["quota"] == expected_quota(MODEL, usage)
+        assert row["status_code"] == 200 and not row["estimated"]
+    # The audio response costs more than text at the same token counts would.
+    assert rows[1]["quota"] > rows[0]["quota"]
+    # The reservation held for a third response was settled at zero when the session ended.
+    unused = [r for r in await ledger_rows(pg, tenant, 3) if not r["prompt_tokens"]]
+    assert [r["quota"] for r in unused] == [0]
+
+
+async def test_azure_channel(
+    stack: Any, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
+) -> None:
+    model = "gpt-4o-realtime-preview"
+    await channel(pg, secret_key, realtime, model, type=AZURE, upstream=model)
+    client = openai.AsyncOpenAI(
+        api_key=tenant.key, base_url=stack.gateway_url + "/v1", max_retries=0
+    )
+    done = await run_turns(client, model)
+    assert len(done) == 2
+    session = realtime.sim.sessions[-1]
+    assert session.model == model  # the deployment named like the model
+    rows = [r for r in await ledger_rows(pg, tenant, 3) if r["model_name"] == model]
+    usages = [r["usage"] for r in realtime.sim.responses[-2:]]
+    assert [r["quota"] for r in rows if r["prompt_tokens"]] == [
+        expected_quota(model, u) for u in usages
+    ]
+    assert "api-key" in session.headers
+
+
+async def test_bad_key_refused_as_openai_does(stack: Any) -> None:
+    url = stack.gateway_url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+    async with websockets.connect(
+        url, additional_headers={"Authorization": "Bearer sk-wrong" + "x" * 40}
+    ) as ws:
+        event = await ws.recv()
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert '"invalid_api_key"' in str(event)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 3000
+    assert closed.value.rcvd.reason == "invalid_request_error.invalid_api_key"
+
+
+async def test_browser_subprotocol_key_and_quota_exhaustion(
+    stack: Any, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
+) -> None:
+    """A key sent as the browser's subprotocol works; when the next response cannot be
+    reserved the session gets an error event and close code 3000."""
+    model = alias("rt-quota")
+    await channel(pg, secret_key, realtime, model)
+    token = await admin_writes.create_token(pg, user_id=1, name="rt", remain_quota=100)
+    url = stack.gateway_url.replace("http", "ws") + f"/v1/realtime?model={model}"
+    protocols: list[Any] = ["realtime", f"openai-insecure-api-key.{token.key}"]
+    events: list[str] = []
+    async with websockets.connect(url, subprotocols=protocols) as ws:
+        assert ws.subprotocol == "realtime"
+        assert '"session.created"' in str(await ws.recv())
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            for _ in range(20):
+                await ws.send(
+                    '{"type":"response.create","response":{"output_modalities":["text"]}}'
+                )
+                while True:
+                    events.append(str(await ws.recv()))
+                    if '"response.done"' in events[-1]:
+                        break
+    done = sum('"response.done"' in e for e in events)
+    assert done >= 1
+    assert '"insufficient_quota"' in events[-1]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 3000
+    rows = await pg.fetch("SELECT quota, prompt_tokens FROM logs WHERE token_id = $1", token.id)
+    assert sum(r["quota"] for r in rows) <= 100
