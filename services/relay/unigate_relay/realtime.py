@@ -48,9 +48,9 @@ def upstream_target(ctx: CallContext, beta: str) -> tuple[str, dict[str, str]]:
     channel = ctx.channel
     model = ctx.request.upstream_model or ctx.request.model
     if channel.type == AZURE:
-        settings = azure_settings(channel.config)
+        settings = azure_settings(channel.config_json)
         try:
-            raw = orjson.loads(channel.config) if channel.config else {}
+            raw = orjson.loads(channel.config_json) if channel.config_json else {}
         except orjson.JSONDecodeError:
             raw = {}
         version = raw.get("realtime_api_version") if isinstance(raw, dict) else None
@@ -158,7 +158,17 @@ async def run_session(
     up_task = asyncio.create_task(pump_up())
     yield relay_pb2.RealtimeDown(opened=True)
     try:
-        async for msg in ws:
+        reason = ""
+        while True:
+            msg = await ws.receive()
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            ):
+                reason = msg.extra if isinstance(msg.extra, str) else ""
+                break
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue  # the Realtime API speaks JSON text frames only
             text: str = msg.data
@@ -181,10 +191,7 @@ async def run_session(
                         billed.request_id = billed.reservation_id = bound.pop(rid, next_id[0])
                         usage.ended(billed, down.usage, status=200)
             yield down
-        yield relay_pb2.RealtimeDown(
-            close_code=ws.close_code or 1000,
-            close_reason=str(ws.extra or "") if isinstance(ws.extra, str) else "",
-        )
+        yield relay_pb2.RealtimeDown(close_code=ws.close_code or 1000, close_reason=reason)
     finally:
         up_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
