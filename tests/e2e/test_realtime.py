@@ -253,3 +253,28 @@ async def test_browser_subprotocol_key_and_quota_exhaustion(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 3000
     rows = await pg.fetch("SELECT quota, prompt_tokens FROM logs WHERE token_id = $1", token.id)
     assert sum(r["quota"] for r in rows) <= 100
+
+
+async def test_simulator_refuses_what_openai_refuses(realtime: Realtime) -> None:
+    """The simulator itself: an unknown event type and a commit of under 100 ms of audio get
+    `error` events; a wrong key is closed with 3000."""
+    url = realtime.url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {SIM_KEY}"}
+    ) as ws:
+        assert '"session.created"' in str(await ws.recv())
+        await ws.send('{"type":"response.make","event_id":"e1"}')
+        err = str(await ws.recv())
+        assert '"invalid_value"' in err and '"param":"type"' in err and '"e1"' in err
+        await ws.send(
+            '{"type":"input_audio_buffer.append","audio":"'
+            + base64.b64encode(bytes(960)).decode()
+            + '"}'
+        )
+        await ws.send('{"type":"input_audio_buffer.commit"}')
+        assert '"input_audio_buffer_commit_empty"' in str(await ws.recv())
+    async with websockets.connect(url, additional_headers={"Authorization": "Bearer nope"}) as ws:
+        assert '"invalid_api_key"' in str(await ws.recv())
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 3000
