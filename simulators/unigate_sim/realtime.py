@@ -63,7 +63,16 @@ CLIENT_EVENTS = (
     "response.cancel",
     "output_audio_buffer.clear",
 )
+MAX_OUTPUT_TOKENS = 4_096
 _ids = itertools.count(1)
+
+
+def _valid_limit(value: object) -> bool:
+    if value == "inf":
+        return True
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_OUTPUT_TOKENS
+    )
 
 
 def _id(prefix: str) -> str:
@@ -108,6 +117,8 @@ class Session:
     instructions: str = ""
     modalities: list[str] = field(default_factory=list)
     server_vad: bool = True
+    # GA max_output_tokens / beta max_response_output_tokens: 1..4096 or "inf".
+    max_output: int | str = "inf"
     items: list[Item] = field(default_factory=list)
     buffer: bytearray = field(default_factory=bytearray)
     prev_input: tuple[int, int] = (0, 0)
@@ -327,6 +338,21 @@ class RealtimeSimulator:
                 )
                 return
             s.modalities = list(mods)
+        limit_name = "max_response_output_tokens" if s.beta else "max_output_tokens"
+        if limit_name in session:
+            if not _valid_limit(session[limit_name]):
+                await self._send(
+                    ws,
+                    error_event(
+                        f"Invalid 'session.{limit_name}': expected an integer between 1 and"
+                        f" {MAX_OUTPUT_TOKENS} or 'inf'.",
+                        code="invalid_value",
+                        param=f"session.{limit_name}",
+                        event_id=eid,
+                    ),
+                )
+                return
+            s.max_output = session[limit_name]
         if isinstance(session.get("instructions"), str):
             s.instructions = session["instructions"]
         td_holder = session if s.beta else ((session.get("audio") or {}).get("input") or {})
@@ -490,6 +516,20 @@ class RealtimeSimulator:
                 ),
             )
             return
+        limit_name = "max_response_output_tokens" if s.beta else "max_output_tokens"
+        limit = options.get(limit_name, s.max_output)
+        if not _valid_limit(limit):
+            await self._send(
+                ws,
+                error_event(
+                    f"Invalid 'response.{limit_name}': expected an integer between 1 and"
+                    f" {MAX_OUTPUT_TOKENS} or 'inf'.",
+                    code="invalid_value",
+                    param=f"response.{limit_name}",
+                    event_id=str(eid) if eid else None,
+                ),
+            )
+            return
         audio_out = "audio" in modalities
         last_user = next((i for i in reversed(s.items) if i.role == "user"), None)
         if last_user is None:
@@ -509,6 +549,15 @@ class RealtimeSimulator:
             min(v, c) for v, c in zip(s.prev_input, (in_text, in_audio), strict=True)
         )
         s.prev_input = (in_text, in_audio)
+        status, details = "completed", None
+        per_token = 3 if audio_out else 1  # a text token, and two audio tokens with it
+        if isinstance(limit, int):
+            while " " in reply and count_tokens(reply) * per_token > limit:
+                reply = reply.rsplit(" ", 1)[0]
+                status, details = (
+                    "incomplete",
+                    {"type": "incomplete", "reason": "max_output_tokens"},
+                )
         out_text = count_tokens(reply)
         out_audio = 2 * out_text if audio_out else 0
         rid, item_id = _id("resp"), _id("item")
@@ -686,8 +735,16 @@ class RealtimeSimulator:
             },
             "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
         }
-        self.responses.append({"id": rid, "model": s.model, "usage": usage})
-        done = {**response, "status": "completed", "output": [item], "usage": usage}
+        self.responses.append(
+            {"id": rid, "model": s.model, "usage": usage, "status": status, "limit": limit}
+        )
+        done = {
+            **response,
+            "status": status,
+            "status_details": details,
+            "output": [item],
+            "usage": usage,
+        }
         await self._send(ws, {"type": "response.done", "event_id": _id("event"), "response": done})
 
 

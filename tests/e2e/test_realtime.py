@@ -5,12 +5,14 @@ refusals as OpenAI makes them."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import openai
+import orjson
 import pytest
 import websockets
 
@@ -18,7 +20,6 @@ from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, Tenant
 from tests.e2e.provider_support import (
     Simulator,
-    alias,
     create_mapped_channel,
     ledger_rows,
     running,
@@ -224,20 +225,35 @@ async def test_bad_key_refused_as_openai_does(stack: Any) -> None:
     assert closed.value.rcvd.reason == "invalid_request_error.invalid_api_key"
 
 
-async def test_browser_subprotocol_key_and_quota_exhaustion(
+async def test_browser_subprotocol_key_output_bound_and_quota_exhaustion(
     stack: Any, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
 ) -> None:
-    """A key sent as the browser's subprotocol works; when the next response cannot be
-    reserved the session gets an error event and close code 3000."""
-    model = alias("rt-quota")
-    await channel(pg, secret_key, realtime, model)
+    """A key sent as the browser's subprotocol works; a response goes upstream with the
+    output limit its reservation covers; when the next response cannot be reserved the
+    session gets an `insufficient_quota` error event and close code 3000; nothing is
+    overspent."""
+    model = "gpt-4o-mini-realtime-preview"  # priced: 0.60 USD/1M text in, 20 audio out
+    await channel(pg, secret_key, realtime, model, upstream=model)
     token = await admin_writes.create_token(pg, user_id=1, name="rt", remain_quota=100)
     url = stack.gateway_url.replace("http", "ws") + f"/v1/realtime?model={model}"
     protocols: list[Any] = ["realtime", f"openai-insecure-api-key.{token.key}"]
     events: list[str] = []
+    words = " ".join(f"word{n}" for n in range(30))
     async with websockets.connect(url, subprotocols=protocols) as ws:
         assert ws.subprotocol == "realtime"
         assert '"session.created"' in str(await ws.recv())
+        await ws.send(
+            orjson.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": words}],
+                    },
+                }
+            ).decode()
+        )
         with pytest.raises(websockets.ConnectionClosed) as closed:
             for _ in range(20):
                 await ws.send(
@@ -247,12 +263,29 @@ async def test_browser_subprotocol_key_and_quota_exhaustion(
                     events.append(str(await ws.recv()))
                     if '"response.done"' in events[-1]:
                         break
-    done = sum('"response.done"' in e for e in events)
-    assert done >= 1
+    assert sum('"response.done"' in e for e in events) == 1
     assert '"insufficient_quota"' in events[-1]
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 3000
-    rows = await pg.fetch("SELECT quota, prompt_tokens FROM logs WHERE token_id = $1", token.id)
+    # 100 units reserved whole: the output they cover at 20 USD/1M (audio, the dearest) after
+    # a one-token prompt at 10 USD/1M is 9 tokens, and the simulator stopped there.
+    answered = realtime.sim.responses[-1]
+    assert answered["limit"] == 9 and answered["status"] == "incomplete"
+    rows = await wait_rows(pg, token.id, 1)  # the next reservation was refused: no other
+    charged = [r for r in rows if r["prompt_tokens"]]
+    assert len(charged) == 1
+    assert charged[0]["quota"] == expected_quota(model, answered["usage"])
     assert sum(r["quota"] for r in rows) <= 100
+
+
+async def wait_rows(pg: asyncpg.Pool, token_id: int, n: int) -> list[asyncpg.Record]:
+    for _ in range(200):
+        rows: list[asyncpg.Record] = await pg.fetch(
+            "SELECT * FROM logs WHERE token_id = $1 ORDER BY id", token_id
+        )
+        if len(rows) >= n:
+            return rows
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"only {len(rows)} ledger rows")
 
 
 async def test_simulator_refuses_what_openai_refuses(realtime: Realtime) -> None:

@@ -238,7 +238,27 @@ class Session:
                     return
             if isinstance(event, dict):
                 self.note_input(kind, event)
+                if kind == "response.create" and self.standing is not None:
+                    text = self.bounded(event, self.standing[1].max_output_tokens) or text
             await self.write(relay_pb2.RealtimeUp(event=text))
+
+    def bounded(self, event: dict[str, Any], bound: int) -> str | None:
+        """``event`` (a ``response.create``) with its output limit lowered to what the
+        response's reservation covers, or None when it is within it already. The field is
+        the interface's: ``max_output_tokens`` (GA), ``max_response_output_tokens`` (beta)."""
+        if not 0 < bound < RESPONSE_OUTPUT_LIMIT:
+            return None  # the reservation covers the model's own limit
+        response = event.get("response")
+        if response is None:
+            response = event["response"] = {}
+        if not isinstance(response, dict):
+            return None  # the provider refuses it as it stands
+        name = "max_response_output_tokens" if self.beta else "max_output_tokens"
+        asked = response.get(name)
+        if isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked <= bound:
+            return None
+        response[name] = bound
+        return orjson.dumps(event).decode()
 
     def note_input(self, kind: str, event: dict[str, Any]) -> None:
         """Grow the next reservation's prompt estimate by what the client adds."""
