@@ -31,6 +31,7 @@ tokens twice that.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import itertools
@@ -131,6 +132,8 @@ class RealtimeSimulator:
         self.api_keys = set(api_keys)
         self.sessions: list[Session] = []
         self.responses: list[dict[str, Any]] = []
+        # Seconds to wait before each text delta (a slow model, for tests that leave mid-way).
+        self.delta_delay = 0.0
 
     # ---- connection ------------------------------------------------------------------
     def _key(self, ws: WebSocket, azure: bool) -> tuple[str, str | None]:
@@ -283,6 +286,16 @@ class RealtimeSimulator:
             await self._commit(ws, s, eid)
         elif kind == "response.create":
             await self._respond(ws, s, event.get("response") or {}, eid)
+        elif kind == "response.cancel":
+            # Responses here run to their end before the next event is read: none is active.
+            await self._send(
+                ws,
+                error_event(
+                    "Cancellation failed: no active response found.",
+                    code="response_cancel_not_active",
+                    event_id=eid,
+                ),
+            )
         else:
             await self._send(
                 ws,
@@ -665,6 +678,8 @@ class RealtimeSimulator:
             part = {"type": part_type, "transcript": reply}
         else:
             for n, w in enumerate(words):
+                if self.delta_delay:
+                    await asyncio.sleep(self.delta_delay)
                 await self._send(
                     ws,
                     {

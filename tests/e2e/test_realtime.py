@@ -20,6 +20,7 @@ from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, Tenant
 from tests.e2e.provider_support import (
     Simulator,
+    alias,
     create_mapped_channel,
     ledger_rows,
     running,
@@ -311,3 +312,82 @@ async def test_simulator_refuses_what_openai_refuses(realtime: Realtime) -> None
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 3000
+
+
+async def test_client_leaving_mid_response_is_billed_the_providers_usage(
+    stack: Any, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
+) -> None:
+    """The client closes its socket while a response streams: the gateway keeps the upstream
+    session until the response's `response.done`, and bills exactly that usage."""
+    model = "gpt-realtime-mini"
+    await channel(pg, secret_key, realtime, model, upstream=model)
+    realtime.sim.delta_delay = 0.05
+    url = stack.gateway_url.replace("http", "ws") + f"/v1/realtime?model={model}"
+    words = " ".join(f"word{n}" for n in range(20))
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {tenant.key}"}
+    ) as ws:
+        assert '"session.created"' in str(await ws.recv())
+        await ws.send(
+            orjson.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": words}],
+                    },
+                }
+            ).decode()
+        )
+        await ws.send('{"type":"response.create","response":{"output_modalities":["text"]}}')
+        while '"response.output_text.delta"' not in str(await ws.recv()):
+            pass
+    # Left after the first delta: the response went on upstream and reported its usage.
+    rows = await wait_rows(pg, tenant.token_id, 2)
+    charged = [r for r in rows if r["prompt_tokens"]]
+    assert len(charged) == 1
+    usage = realtime.sim.responses[-1]["usage"]
+    assert realtime.sim.responses[-1]["status"] == "completed"
+    assert charged[0]["completion_tokens"] == usage["output_tokens"]
+    assert charged[0]["quota"] == expected_quota(model, usage)
+    assert [r["quota"] for r in rows if not r["prompt_tokens"]] == [0]
+
+
+async def test_beta_interface_and_server_vad(
+    stack: Any, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
+) -> None:
+    """The SDK's beta client (`OpenAI-Beta: realtime=v1`, beta event names) passes through;
+    a response the provider's turn detection starts by itself is billed too."""
+    model = alias("rt-beta")
+    await channel(pg, secret_key, realtime, model)
+    # The beta client always dials wss:// unless told the WebSocket base.
+    client = openai.AsyncOpenAI(
+        api_key=tenant.key,
+        base_url=stack.gateway_url + "/v1",
+        websocket_base_url=stack.gateway_url.replace("http", "ws") + "/v1",
+        max_retries=0,
+    )
+    async with client.beta.realtime.connect(model=model) as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.session.update(session={"modalities": ["text"]})
+        assert (await conn.recv()).type == "session.updated"
+        # Server VAD is on by default: a committed turn is answered without response.create.
+        pcm = bytes(9_600)
+        await conn.input_audio_buffer.append(audio=base64.b64encode(pcm).decode())
+        await conn.input_audio_buffer.commit()
+        text = ""
+        async for event in conn:
+            if event.type == "response.text.delta":
+                text += event.delta
+            elif event.type == "error":
+                raise AssertionError(event.error)
+            elif event.type == "response.done":
+                break
+        assert text == "Heard 200 ms of audio"
+    assert realtime.sim.sessions[-1].beta
+    usage = realtime.sim.responses[-1]["usage"]
+    rows = await wait_rows(pg, tenant.token_id, 2)
+    charged = [r for r in rows if r["prompt_tokens"]]
+    assert [r["prompt_tokens"] for r in charged] == [usage["input_tokens"]]
+    assert charged[0]["quota"] == expected_quota(model, usage)
