@@ -15,6 +15,13 @@ Written from the public reference (platform.openai.com/docs/api-reference/realti
 * Client events: ``session.update``, ``conversation.item.create``,
   ``input_audio_buffer.append``/``commit``/``clear``, ``response.create``,
   ``response.cancel``. Anything else gets an ``error`` event naming the bad ``type``.
+* ``max_output_tokens`` (GA; beta ``max_response_output_tokens``) in ``session.update`` or
+  ``response.create``: 1..4,096 or ``"inf"``, else an error; an answer that would pass it is
+  cut there (``status: "incomplete"``, reason ``max_output_tokens``). A commit under 100 ms
+  of audio is refused (``input_audio_buffer_commit_empty``); with server VAD on (the
+  default) a commit is answered without ``response.create``. A ``response.cancel`` finds no
+  active response (answers run to their end before the next event is read), as OpenAI
+  answers it then.
 * Answers: text "Echo: <last user text>", or "Heard <N> ms of audio" for audio input; audio
   output is base64 PCM16 (24 kHz mono), 2,400 bytes (50 ms) per audio token.
 

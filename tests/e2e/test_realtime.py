@@ -391,3 +391,40 @@ async def test_beta_interface_and_server_vad(
     charged = [r for r in rows if r["prompt_tokens"]]
     assert [r["prompt_tokens"] for r in charged] == [usage["input_tokens"]]
     assert charged[0]["quota"] == expected_quota(model, usage)
+
+
+async def test_azure_client_inbound(
+    stack: Any, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
+) -> None:
+    """The `AzureOpenAI` client's realtime form (`/openai/realtime?api-version&deployment`,
+    `api-key`) reaches the same relay."""
+    model = alias("rt-az-in")
+    await channel(pg, secret_key, realtime, model)
+    client = openai.AsyncAzureOpenAI(
+        api_key=tenant.key,
+        azure_endpoint=stack.gateway_url,
+        api_version="2025-04-01-preview",
+        websocket_base_url=stack.gateway_url.replace("http", "ws") + "/openai",
+        max_retries=0,
+    )
+    async with client.realtime.connect(model=model) as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi from azure"}],
+            }
+        )
+        await conn.response.create(response={"output_modalities": ["text"]})
+        text = ""
+        async for event in conn:
+            if event.type == "response.output_text.delta":
+                text += event.delta
+            elif event.type == "error":
+                raise AssertionError(event.error)
+            elif event.type == "response.done":
+                break
+    assert text == "Echo: hi from azure"
+    rows = await wait_rows(pg, tenant.token_id, 2)
+    assert [r["model_name"] for r in rows if r["prompt_tokens"]] == [model]

@@ -65,11 +65,14 @@ def error_event(err: errors.ClientFacingError) -> str:
 
 
 def key_of(ws: WebSocket) -> tuple[str, str | None]:
-    """(API key, subprotocol to accept): ``Authorization: Bearer``, else the browser's
-    ``openai-insecure-api-key.<key>`` subprotocol (answered with ``realtime``)."""
+    """(API key, subprotocol to accept): ``Authorization: Bearer``, else Azure's ``api-key``
+    header (the ``AzureOpenAI`` client), else the browser's ``openai-insecure-api-key.<key>``
+    subprotocol (answered with ``realtime``)."""
     scheme, _, key = ws.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and key.strip():
         return key.strip(), None
+    if azure_key := ws.headers.get("api-key", "").strip():
+        return azure_key, None
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
     for p in offered:
         if p.startswith(INSECURE_KEY_PREFIX):
@@ -378,7 +381,8 @@ def realtime_routes(proxy: Callable[[], Proxy], ip_of: Callable[[WebSocket], str
                 ),
             )
             return
-        model = ws.query_params.get("model", "")
+        # Azure's path names the model as its deployment (the AzureOpenAI client's form).
+        model = ws.query_params.get("model") or ws.query_params.get("deployment") or ""
         if not model:
             await refuse(
                 ws,
@@ -388,4 +392,4 @@ def realtime_routes(proxy: Callable[[], Proxy], ip_of: Callable[[WebSocket], str
         beta = ws.headers.get("openai-beta", "")
         await Session(proxy(), ws, api_key, model, ip_of(ws), beta).run()
 
-    return [WebSocketRoute("/v1/realtime", handle)]
+    return [WebSocketRoute("/v1/realtime", handle), WebSocketRoute("/openai/realtime", handle)]
