@@ -141,6 +141,9 @@ class RealtimeSimulator:
         self.responses: list[dict[str, Any]] = []
         # Seconds to wait before each text delta (a slow model, for tests that leave mid-way).
         self.delta_delay = 0.0
+        # Close the socket (1011) after this many text deltas of a response (a provider lost
+        # mid-answer); 0 = never.
+        self.drop_after_deltas = 0
 
     # ---- connection ------------------------------------------------------------------
     def _key(self, ws: WebSocket, azure: bool) -> tuple[str, str | None]:
@@ -687,6 +690,9 @@ class RealtimeSimulator:
             for n, w in enumerate(words):
                 if self.delta_delay:
                     await asyncio.sleep(self.delta_delay)
+                if self.drop_after_deltas and n == self.drop_after_deltas:
+                    await ws.close(1011, "internal error")
+                    raise WebSocketDisconnect(1011)
                 await self._send(
                     ws,
                     {

@@ -27,6 +27,7 @@ from tests.e2e.provider_support import (
 )
 from unigate.charge import quota_of
 from unigate.pricing import price_for
+from unigate.tokenizer.counting import count_text
 from unigate.v1 import auth_pb2, common_pb2
 from unigate_sim.realtime import RealtimeSimulator, create_realtime_app
 
@@ -428,3 +429,46 @@ async def test_azure_client_inbound(
     assert text == "Echo: hi from azure"
     rows = await wait_rows(pg, tenant.token_id, 2)
     assert [r["model_name"] for r in rows if r["prompt_tokens"]] == [model]
+
+
+async def test_provider_lost_mid_response_is_billed_what_was_forwarded(
+    stack: Any, tenant: Tenant, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
+) -> None:
+    """The provider's socket drops mid-answer: the client sees its close code, and the
+    response is a row of its own, status 502, billed the output forwarded (estimated)."""
+    model = alias("rt-lost")
+    await channel(pg, secret_key, realtime, model)
+    realtime.sim.drop_after_deltas = 3
+    url = stack.gateway_url.replace("http", "ws") + f"/v1/realtime?model={model}"
+    seen: list[str] = []
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {tenant.key}"}
+    ) as ws:
+        assert '"session.created"' in str(await ws.recv())
+        await ws.send(
+            orjson.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "one two three four five"}],
+                    },
+                }
+            ).decode()
+        )
+        await ws.send('{"type":"response.create","response":{"output_modalities":["text"]}}')
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                seen.append(str(await ws.recv()))
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    forwarded = "".join(
+        orjson.loads(e)["delta"] for e in seen if '"response.output_text.delta"' in e
+    )
+    assert forwarded == "Echo: one two"
+    rows = await wait_rows(pg, tenant.token_id, 2)
+    broken = [r for r in rows if r["status_code"] == 502]
+    assert len(broken) == 1
+    assert broken[0]["estimated"] and broken[0]["error_code"] == "upstream_closed"
+    assert broken[0]["completion_tokens"] == count_text(forwarded, MODEL)
+    assert broken[0]["prompt_tokens"] > 0 and broken[0]["quota"] > 0

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -46,6 +47,17 @@ STARTS_RESPONSE = frozenset({"response.create", "input_audio_buffer.commit"})
 DRAIN_SECONDS = 15.0
 # 100 ms of 24 kHz PCM16 is one input audio token: a conservative reservation for appends.
 AUDIO_BYTES_PER_TOKEN = 4_800
+# Output audio: one token per 50 ms of 24 kHz PCM16 (an estimate only when usage is lost).
+OUTPUT_AUDIO_BYTES_PER_TOKEN = 2_400
+TEXT_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.text.delta",
+        "response.output_audio_transcript.delta",
+        "response.audio_transcript.delta",
+    }
+)
+AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"})
 
 
 def error_event(err: errors.ClientFacingError) -> str:
@@ -86,6 +98,12 @@ async def refuse(ws: WebSocket, err: errors.ClientFacingError) -> None:
         await ws.close(CLOSE_REFUSED, f"{err.type}.{err.code or 'error'}"[:120])
 
 
+@dataclass
+class Produced:
+    texts: list[str] = field(default_factory=list)
+    audio_bytes: int = 0
+
+
 class Session:
     def __init__(
         self, proxy: Proxy, ws: WebSocket, api_key: str, model: str, ip: str, beta: str
@@ -99,6 +117,8 @@ class Session:
         self.refused: errors.ClientFacingError | None = None
         self.last: auth_pb2.AuthorizeResponse | None = None
         self.active: dict[str, CallRecord] = {}
+        # Per active response: the text deltas and audio bytes forwarded so far.
+        self.produced: dict[str, Produced] = {}
         self.drained = asyncio.Event()
         self.writing = asyncio.Lock()
         # What the next response's prompt is estimated at: the conversation so far.
@@ -317,17 +337,50 @@ class Session:
             event = orjson.loads(text)
             if event.get("type") == "response.created":
                 await self.bind(str((event.get("response") or {}).get("id", "")))
+        if '.delta"' in text and self.active:
+            self.note_output(text)
         with contextlib.suppress(Exception):
             await self.ws.send_text(text)
         if down.HasField("usage"):
             event = orjson.loads(text)
-            rec = self.active.pop(str((event.get("response") or {}).get("id", "")), None)
+            response_id = str((event.get("response") or {}).get("id", ""))
+            rec = self.active.pop(response_id, None)
+            self.produced.pop(response_id, None)
             if rec is not None:
                 self.finish(rec, down.usage, 200)
             u = down.usage
             self.context_tokens = max(u.prompt_tokens + u.completion_tokens, 1)
             if not self.active:
                 self.drained.set()
+
+    def note_output(self, text: str) -> None:
+        """Keep what a response has produced so far: billed, estimated, if the provider goes
+        away before its ``response.done``."""
+        event = orjson.loads(text)
+        kind = event.get("type", "")
+        produced = self.produced.get(str(event.get("response_id", "")))
+        delta = event.get("delta")
+        if produced is None or not isinstance(delta, str):
+            return
+        if kind in TEXT_DELTAS:
+            produced.texts.append(delta)
+        elif kind in AUDIO_DELTAS:
+            produced.audio_bytes += len(delta) * 3 // 4
+
+    def estimate(self, rec: CallRecord, response_id: str) -> common_pb2.Usage:
+        """A broken response's usage: the prompt its reservation was priced on, and the
+        output forwarded (text counted with the tokenizer, audio at 50 ms a token)."""
+        produced = self.produced.get(response_id) or Produced()
+        audio = produced.audio_bytes // OUTPUT_AUDIO_BYTES_PER_TOKEN
+        completion = count_text("".join(produced.texts), self.model) + audio
+        prompt = rec.call.estimated_prompt_tokens
+        return common_pb2.Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            audio_completion_tokens=audio,
+            estimated=True,
+        )
 
     async def bind(self, response_id: str) -> None:
         if self.standing is None and self.next_task is not None:
@@ -342,6 +395,7 @@ class Session:
             decision.CopyFrom(self.last)
             decision.reservation_id, decision.reserved_quota = "", 0
         self.active[response_id] = self.record(rid, decision)
+        self.produced[response_id] = Produced()
         self.drained.clear()
         if self.refused is None:
             self.next_task = asyncio.create_task(self.reserve_next())
@@ -354,8 +408,8 @@ class Session:
     async def settle_rest(self) -> None:
         """The session is over: responses that never reported usage (the provider went
         away) are recorded as broken, and the unused reservation settles at zero."""
-        for rec in self.active.values():
-            self.finish(rec, common_pb2.Usage(estimated=True), 502, "upstream_closed")
+        for response_id, rec in self.active.items():
+            self.finish(rec, self.estimate(rec, response_id), 502, "upstream_closed")
         self.active.clear()
         if self.next_task is not None:
             with contextlib.suppress(Exception):
