@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from tests import admin_writes
-from tests.e2e.conftest import SIM_KEY, Tenant
+from tests.e2e.conftest import SIM_KEY, ExtraGateway, Tenant
 from tests.e2e.provider_support import (
     Simulator,
     alias,
@@ -472,3 +472,46 @@ async def test_provider_lost_mid_response_is_billed_what_was_forwarded(
     assert broken[0]["estimated"] and broken[0]["error_code"] == "upstream_closed"
     assert broken[0]["completion_tokens"] == count_text(forwarded, MODEL)
     assert broken[0]["prompt_tokens"] > 0 and broken[0]["quota"] > 0
+
+
+async def test_gateway_shutdown_mid_response_loses_no_charge(
+    stack: Any,
+    tenant: Tenant,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    realtime: Realtime,
+    extra_gateway: Callable[..., ExtraGateway],
+) -> None:
+    """A gateway told to stop (SIGTERM) while a response streams: the client's socket is
+    closed, the response finishes upstream and is billed its usage before the gateway exits."""
+    model = alias("rt-stop")
+    await channel(pg, secret_key, realtime, model)
+    realtime.sim.delta_delay = 0.05
+    gw = extra_gateway()
+    url = gw.url.replace("http", "ws") + f"/v1/realtime?model={model}"
+    words = " ".join(f"w{n}" for n in range(20))
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {tenant.key}"}
+    ) as ws:
+        assert '"session.created"' in str(await ws.recv())
+        await ws.send(
+            orjson.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": words}],
+                    },
+                }
+            ).decode()
+        )
+        await ws.send('{"type":"response.create","response":{"output_modalities":["text"]}}')
+        while '"response.output_text.delta"' not in str(await ws.recv()):
+            pass
+        await asyncio.to_thread(gw.stop)
+    rows = await wait_rows(pg, tenant.token_id, 2)
+    charged = [r for r in rows if r["prompt_tokens"] and r["status_code"] == 200]
+    usage = realtime.sim.responses[-1]["usage"]
+    assert [r["completion_tokens"] for r in charged] == [usage["output_tokens"]]
+    assert charged[0]["quota"] == expected_quota(model, usage)
