@@ -165,26 +165,32 @@ class Session:
             await refuse(self.ws, err)
             return
         self.last = decision
-        if not await self.open(rid, decision):
-            return
         self.standing = (rid, decision)
-        down = asyncio.create_task(self.pump_down())
+        down: asyncio.Task[None] | None = None
         try:
+            if not await self.open(rid, decision):
+                return
+            down = asyncio.create_task(self.pump_down())
             await self.pump_up()
         finally:
-            if self.active and not down.done():
-                # The client left mid-response: cancel, and wait for the provider's usage.
-                with contextlib.suppress(Exception):
-                    await self.write(relay_pb2.RealtimeUp(event='{"type":"response.cancel"}'))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.drained.wait(), DRAIN_SECONDS)
-            with contextlib.suppress(Exception):
-                await self.call.done_writing()
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(down), DRAIN_SECONDS)
-            down.cancel()
-            self.call.cancel()
+            if down is not None:
+                await self.wind_down(down)
+            # Whatever happened, every reservation of the session is settled by its row.
             await self.settle_rest()
+
+    async def wind_down(self, down: asyncio.Task[None]) -> None:
+        if self.active and not down.done():
+            # The client left mid-response: cancel, and wait for the provider's usage.
+            with contextlib.suppress(Exception):
+                await self.write(relay_pb2.RealtimeUp(event='{"type":"response.cancel"}'))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained.wait(), DRAIN_SECONDS)
+        with contextlib.suppress(Exception):
+            await self.call.done_writing()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(down), DRAIN_SECONDS)
+        down.cancel()
+        self.call.cancel()
 
     async def open(self, rid: str, decision: auth_pb2.AuthorizeResponse) -> bool:
         last: relay_pb2.RelayError | None = None
@@ -194,24 +200,23 @@ class Session:
             if relay is None:
                 continue
             self.call = relay.stub.Realtime()
-            await self.call.write(
-                relay_pb2.RealtimeUp(
-                    open=relay_pb2.RelayRequest(
-                        request_id=rid,
-                        endpoint=ENDPOINT,
-                        channel_id=cand.channel_id,
-                        channel_type=cand.channel_type,
-                        config_version=cand.config_version,
-                        upstream_model=cand.upstream_model,
-                        body=options,
-                        stream=True,
-                        model=self.model,
-                        reservation_id=decision.reservation_id,
-                        install=decision.install,
-                    )
+            up = relay_pb2.RealtimeUp(
+                open=relay_pb2.RelayRequest(
+                    request_id=rid,
+                    endpoint=ENDPOINT,
+                    channel_id=cand.channel_id,
+                    channel_type=cand.channel_type,
+                    config_version=cand.config_version,
+                    upstream_model=cand.upstream_model,
+                    body=options,
+                    stream=True,
+                    model=self.model,
+                    reservation_id=decision.reservation_id,
+                    install=decision.install,
                 )
             )
             try:
+                await self.call.write(up)
                 first = await self.call.read()
             except grpc.aio.AioRpcError as exc:
                 log.error("realtime relay failed: %s", exc.code())
@@ -237,6 +242,7 @@ class Session:
         )
         rec = self.record(rid, decision)
         rec.status, rec.error_code = err.status, err.code or err.type
+        self.standing = None  # settled by this row
         self.proxy.publish(rec)
         await refuse(self.ws, err)
         return False
@@ -263,7 +269,10 @@ class Session:
                 self.note_input(kind, event)
                 if kind == "response.create" and self.standing is not None:
                     text = self.bounded(event, self.standing[1].max_output_tokens) or text
-            await self.write(relay_pb2.RealtimeUp(event=text))
+            try:
+                await self.write(relay_pb2.RealtimeUp(event=text))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                return  # the relay is gone: pump_down tells the client
 
     def bounded(self, event: dict[str, Any], bound: int) -> str | None:
         """``event`` (a ``response.create``) with its output limit lowered to what the
