@@ -515,3 +515,37 @@ async def test_gateway_shutdown_mid_response_loses_no_charge(
     usage = realtime.sim.responses[-1]["usage"]
     assert [r["completion_tokens"] for r in charged] == [usage["output_tokens"]]
     assert charged[0]["quota"] == expected_quota(model, usage)
+
+
+async def test_refusals_before_and_at_open(
+    stack: Any, tenant: Tenant, pg: asyncpg.Pool, secret_key: str
+) -> None:
+    """An unknown model is refused before any channel is tried; a channel whose provider
+    cannot be reached ends the session with an error event, and its reservation is settled
+    by a row of its own (status 502, nothing charged)."""
+    base = stack.gateway_url.replace("http", "ws") + "/v1/realtime?model="
+    headers = {"Authorization": f"Bearer {tenant.key}"}
+    async with websockets.connect(base + "no-such-model", additional_headers=headers) as ws:
+        first = str(await ws.recv())
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert '"model_not_found"' in first
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 3000
+    model = alias("rt-dead")
+    await create_mapped_channel(
+        pg,
+        secret_key,
+        type=OPENAI,
+        name="dead",
+        key=SIM_KEY,
+        base_url="http://127.0.0.1:9",  # discard port: nothing listens
+        models={model: MODEL},
+    )
+    async with websockets.connect(base + model, additional_headers=headers) as ws:
+        first = str(await ws.recv())
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert '"type":"error"' in first and '"session.created"' not in first
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 3000
+    rows = await wait_rows(pg, tenant.token_id, 1)
+    assert [(r["status_code"], r["quota"]) for r in rows] == [(502, 0)]
