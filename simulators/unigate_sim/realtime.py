@@ -131,6 +131,9 @@ class Session:
     buffer: bytearray = field(default_factory=bytearray)
     prev_input: tuple[int, int] = (0, 0)
     received: list[dict[str, Any]] = field(default_factory=list)
+    # The response being generated (events are still read meanwhile) and its cancellation.
+    active: asyncio.Task[None] | None = None
+    cancel_requested: bool = False
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -205,8 +208,11 @@ class RealtimeSimulator:
             while True:
                 raw = await ws.receive_text()
                 await self._handle(ws, session, raw)
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, RuntimeError):
             return
+        finally:
+            if session.active is not None:
+                session.active.cancel()
 
     async def _refuse(self, ws: WebSocket, message: str) -> None:
         await self._send(ws, error_event(message, code="missing_required_parameter"))
@@ -295,9 +301,10 @@ class RealtimeSimulator:
         elif kind == "input_audio_buffer.commit":
             await self._commit(ws, s, eid)
         elif kind == "response.create":
-            await self._respond(ws, s, event.get("response") or {}, eid)
+            await self._start(ws, s, event.get("response") or {}, eid)
+        elif kind == "response.cancel" and s.active is not None and not s.active.done():
+            s.cancel_requested = True
         elif kind == "response.cancel":
-            # Responses here run to their end before the next event is read: none is active.
             await self._send(
                 ws,
                 error_event(
@@ -520,7 +527,23 @@ class RealtimeSimulator:
             },
         )
         if s.server_vad:  # the server's turn detection answers a finished turn by itself
-            await self._respond(ws, s, {}, None)
+            await self._start(ws, s, {}, None)
+
+    async def _start(self, ws: WebSocket, s: Session, options: dict[str, Any], eid: object) -> None:
+        """Generate a response while events are still read (so it can be cancelled); one
+        at a time, as the real API allows."""
+        if s.active is not None and not s.active.done():
+            await self._send(
+                ws,
+                error_event(
+                    "Conversation already has an active response in progress.",
+                    code="conversation_already_has_active_response",
+                    event_id=str(eid) if eid else None,
+                ),
+            )
+            return
+        s.cancel_requested = False
+        s.active = asyncio.create_task(self._respond(ws, s, options, eid))
 
     # ---- responses -------------------------------------------------------------------
     async def _respond(
@@ -645,6 +668,14 @@ class RealtimeSimulator:
             pcm = bytes((n * 37) & 0xFF for n in range(out_audio * BYTES_PER_OUTPUT_AUDIO_TOKEN))
             chunk = BYTES_PER_OUTPUT_AUDIO_TOKEN * 4
             for at in range(0, len(pcm), chunk):
+                if self.delta_delay:
+                    await asyncio.sleep(self.delta_delay)
+                if s.cancel_requested:
+                    reply, words, out_text = "", [], 0
+                    out_audio = at // BYTES_PER_OUTPUT_AUDIO_TOKEN
+                    status = "cancelled"
+                    details = {"type": "cancelled", "reason": "client_cancelled"}
+                    break
                 await self._send(
                     ws,
                     {
@@ -693,6 +724,11 @@ class RealtimeSimulator:
                 if self.drop_after_deltas and n == self.drop_after_deltas:
                     await ws.close(1011, "internal error")
                     raise WebSocketDisconnect(1011)
+                if s.cancel_requested:
+                    reply = " ".join(words[:n])
+                    out_text, status = count_tokens(reply), "cancelled"
+                    details = {"type": "cancelled", "reason": "client_cancelled"}
+                    break
                 await self._send(
                     ws,
                     {
