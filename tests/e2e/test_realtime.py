@@ -550,3 +550,36 @@ async def test_refusals_before_and_at_open(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 3000
     rows = await wait_rows(pg, tenant.token_id, 1)
     assert [(r["status_code"], r["quota"]) for r in rows] == [(502, 0)]
+
+
+async def test_server_vad_response_cut_at_its_bound(
+    stack: Any, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
+) -> None:
+    """A response the provider's turn detection starts (no response.create to carry a
+    limit) is cancelled once its output reaches what its reservation covers; the client
+    never sees the gateway's own cancel, and the row is what the provider reported."""
+    model = "gpt-4o-mini-realtime-preview"
+    await channel(pg, secret_key, realtime, model, upstream=model)
+    realtime.sim.delta_delay = 0.2
+    token = await admin_writes.create_token(pg, user_id=1, name="rt-vad", remain_quota=40)
+    url = stack.gateway_url.replace("http", "ws") + f"/v1/realtime?model={model}"
+    seen: list[dict[str, Any]] = []
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {token.key}"}
+    ) as ws:
+        assert '"session.created"' in str(await ws.recv())
+        audio = base64.b64encode(bytes(9_600)).decode()
+        await ws.send(orjson.dumps({"type": "input_audio_buffer.append", "audio": audio}).decode())
+        await ws.send('{"type":"input_audio_buffer.commit"}')
+        while True:
+            seen.append(orjson.loads(await ws.recv()))
+            if seen[-1]["type"] == "response.done":
+                break
+    assert seen[-1]["response"]["status"] == "cancelled"
+    assert not [e for e in seen if e["type"] == "error"]
+    usage = seen[-1]["response"]["usage"]
+    # Uncut, the answer ("Heard 200 ms of audio") is 10 audio tokens.
+    assert usage["output_token_details"]["audio_tokens"] < 10
+    rows = await wait_rows(pg, token.id, 1)
+    charged = [r for r in rows if r["prompt_tokens"]]
+    assert [r["quota"] for r in charged] == [expected_quota(model, usage)]

@@ -58,6 +58,9 @@ TEXT_DELTAS = frozenset(
     }
 )
 AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"})
+# The event_id of the gateway's own events: the provider's errors about them are not the
+# client's to see.
+OWN_EVENT_PREFIX = "unigate_cancel_"
 
 
 def error_event(err: errors.ClientFacingError) -> str:
@@ -102,6 +105,13 @@ async def refuse(ws: WebSocket, err: errors.ClientFacingError) -> None:
 class Produced:
     texts: list[str] = field(default_factory=list)
     audio_bytes: int = 0
+    text_tokens: int = 0
+    # A response.cancel went up for it (its output reached its reservation's bound).
+    cut: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.text_tokens + self.audio_bytes // OUTPUT_AUDIO_BYTES_PER_TOKEN
 
 
 class Session:
@@ -119,6 +129,7 @@ class Session:
         self.active: dict[str, CallRecord] = {}
         # Per active response: the text deltas and audio bytes forwarded so far.
         self.produced: dict[str, Produced] = {}
+        self.background: set[asyncio.Task[None]] = set()
         self.drained = asyncio.Event()
         self.writing = asyncio.Lock()
         # What the next response's prompt is estimated at: the conversation so far.
@@ -348,6 +359,8 @@ class Session:
                 await self.bind(str((event.get("response") or {}).get("id", "")))
         if '.delta"' in text and self.active:
             self.note_output(text)
+        if OWN_EVENT_PREFIX in text and orjson.loads(text).get("type") == "error":
+            return  # the answer to the gateway's own cancel (the response had just ended)
         with contextlib.suppress(Exception):
             await self.ws.send_text(text)
         if down.HasField("usage"):
@@ -367,14 +380,32 @@ class Session:
         away before its ``response.done``."""
         event = orjson.loads(text)
         kind = event.get("type", "")
-        produced = self.produced.get(str(event.get("response_id", "")))
+        response_id = str(event.get("response_id", ""))
+        produced = self.produced.get(response_id)
         delta = event.get("delta")
         if produced is None or not isinstance(delta, str):
             return
         if kind in TEXT_DELTAS:
             produced.texts.append(delta)
+            produced.text_tokens += count_text(delta, self.model)
         elif kind in AUDIO_DELTAS:
             produced.audio_bytes += len(delta) * 3 // 4
+        rec = self.active.get(response_id)
+        bound = rec.auth.max_output_tokens if rec is not None else 0
+        if not produced.cut and 0 < bound < RESPONSE_OUTPUT_LIMIT and produced.tokens >= bound:
+            # A response no response.create limited (the provider's turn detection started
+            # it) reached what its reservation covers: stop it, as streams are cut at theirs.
+            produced.cut = True
+            cancel = orjson.dumps(
+                {
+                    "type": "response.cancel",
+                    "event_id": OWN_EVENT_PREFIX + response_id,
+                    "response_id": response_id,
+                }
+            )
+            task = asyncio.create_task(self.write(relay_pb2.RealtimeUp(event=cancel.decode())))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
 
     def estimate(self, rec: CallRecord, response_id: str) -> common_pb2.Usage:
         """A broken response's usage: the prompt its reservation was priced on, and the
