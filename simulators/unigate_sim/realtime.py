@@ -19,9 +19,11 @@ Written from the public reference (platform.openai.com/docs/api-reference/realti
   ``response.create``: 1..4,096 or ``"inf"``, else an error; an answer that would pass it is
   cut there (``status: "incomplete"``, reason ``max_output_tokens``). A commit under 100 ms
   of audio is refused (``input_audio_buffer_commit_empty``); with server VAD on (the
-  default) a commit is answered without ``response.create``. A ``response.cancel`` finds no
-  active response (answers run to their end before the next event is read), as OpenAI
-  answers it then.
+  default) a commit is answered without ``response.create``. One response at a time is
+  generated while events are still read: ``response.cancel`` stops it (``status:
+  "cancelled"``, usage of what was sent), with none active it is an error
+  (``response_cancel_not_active``), and a second ``response.create`` meanwhile is refused
+  (``conversation_already_has_active_response``).
 * Answers: text "Echo: <last user text>", or "Heard <N> ms of audio" for audio input; audio
   output is base64 PCM16 (24 kHz mono), 2,400 bytes (50 ms) per audio token.
 
