@@ -157,7 +157,9 @@ class Session:
             self.refused = err
             return
         self.standing, self.last = (rid, decision), decision
-        await self.write(relay_pb2.RealtimeUp(next_request_id=rid))
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            # The relay gone: the session is ending, and this reservation settles at zero.
+            await self.write(relay_pb2.RealtimeUp(next_request_id=rid))
 
     async def write(self, up: relay_pb2.RealtimeUp) -> None:
         async with self.writing:  # one write at a time on a gRPC stream
