@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -583,3 +584,67 @@ async def test_server_vad_response_cut_at_its_bound(
     rows = await wait_rows(pg, token.id, 1)
     charged = [r for r in rows if r["prompt_tokens"]]
     assert [r["quota"] for r in charged] == [expected_quota(model, usage)]
+
+
+async def test_gateway_killed_mid_response_is_billed_by_the_relays_record(
+    stack: Any,
+    tenant: Tenant,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    realtime: Realtime,
+    extra_gateway: Callable[..., ExtraGateway],
+) -> None:
+    """A gateway SIGKILLed while a response streams: the relay cancels the response upstream,
+    records the usage its `response.done` reports next to the reservation, and billing's
+    sweeper charges exactly that (no estimate, no reservation-sized charge)."""
+    model = alias("rt-kill")
+    await channel(pg, secret_key, realtime, model)
+    realtime.sim.delta_delay = 0.2
+    gw = extra_gateway()
+    url = gw.url.replace("http", "ws") + f"/v1/realtime?model={model}"
+    words = " ".join(f"w{n}" for n in range(40))
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async with websockets.connect(
+            url, additional_headers={"Authorization": f"Bearer {tenant.key}"}
+        ) as ws:
+            assert '"session.created"' in str(await ws.recv())
+            await ws.send(
+                orjson.dumps(
+                    {
+                        "type": "conversation.item.create",
+                        "item": {
+                            "type": "message",
+                            "role": "user",
+                            "content": [{"type": "input_text", "text": words}],
+                        },
+                    }
+                ).decode()
+            )
+            await ws.send('{"type":"response.create","response":{"output_modalities":["text"]}}')
+            while '"response.output_text.delta"' not in str(await ws.recv()):
+                pass
+            gw.proc.kill()
+            gw.proc.wait(10)
+            await ws.recv()
+    rows = await wait_rows_for(pg, tenant.token_id, lambda r: r["prompt_tokens"] > 0, 120)
+    answered = realtime.sim.responses[-1]
+    assert answered["status"] == "cancelled"
+    usage = answered["usage"]
+    assert [(r["completion_tokens"], r["quota"]) for r in rows] == [
+        (usage["output_tokens"], expected_quota(model, usage))
+    ]
+
+
+async def wait_rows_for(
+    pg: asyncpg.Pool, token_id: int, keep: Callable[[asyncpg.Record], bool], within: float
+) -> list[asyncpg.Record]:
+    for _ in range(int(within * 2)):
+        rows = [
+            r
+            for r in await pg.fetch("SELECT * FROM logs WHERE token_id = $1 ORDER BY id", token_id)
+            if keep(r)
+        ]
+        if rows:
+            return rows
+        await asyncio.sleep(0.5)
+    raise AssertionError("no ledger row")

@@ -145,6 +145,31 @@ async def run_session(
     next_id = [request.request_id]
     bound: dict[str, str] = {}
 
+    def observe(text: str, down: relay_pb2.RealtimeDown | None) -> None:
+        """Bind a created response to its request id; record a finished one's usage next to
+        its reservation (and put it on ``down``)."""
+        if '"response.created"' not in text and '"response.done"' not in text:
+            return
+        try:
+            event = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return
+        response = event.get("response") if isinstance(event, dict) else None
+        if not isinstance(response, dict):
+            return
+        rid = str(response.get("id", ""))
+        if event.get("type") == "response.created":
+            bound[rid] = next_id[0]
+        elif event.get("type") == "response.done":
+            found = usage_of(response)
+            if down is not None:
+                down.usage.CopyFrom(found)
+            billed = relay_pb2.RelayRequest()
+            billed.CopyFrom(request)
+            billed.body = b""
+            billed.request_id = billed.reservation_id = bound.pop(rid, next_id[0])
+            usage.ended(billed, found, status=200)
+
     async def pump_up() -> None:
         async for up in upstream:
             kind = up.WhichOneof("kind")
@@ -152,10 +177,14 @@ async def run_session(
                 await ws.send_str(up.event)
             elif kind == "next_request_id":
                 next_id[0] = up.next_request_id
-        # The gateway has closed its side (its client left): end the session.
-        await ws.close()
+        # The gateway has closed its side (its client left, after the responses it waited
+        # for): end the session; with responses still in flight (the gateway died and its
+        # stream simply ended) leave the socket to the drain that its cancellation starts.
+        if not bound:
+            await ws.close()
 
     up_task = asyncio.create_task(pump_up())
+    handed_off = False
     yield relay_pb2.RealtimeDown(opened=True)
     try:
         reason = ""
@@ -171,30 +200,59 @@ async def run_session(
                 break
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue  # the Realtime API speaks JSON text frames only
-            text: str = msg.data
-            down = relay_pb2.RealtimeDown(event=text)
-            if '"response.created"' in text or '"response.done"' in text:
-                try:
-                    event = orjson.loads(text)
-                except orjson.JSONDecodeError:
-                    event = {}
-                response = event.get("response") if isinstance(event, dict) else None
-                if isinstance(response, dict):
-                    rid = str(response.get("id", ""))
-                    if event.get("type") == "response.created":
-                        bound[rid] = next_id[0]
-                    elif event.get("type") == "response.done":
-                        down.usage.CopyFrom(usage_of(response))
-                        billed = relay_pb2.RelayRequest()
-                        billed.CopyFrom(request)
-                        billed.body = b""
-                        billed.request_id = billed.reservation_id = bound.pop(rid, next_id[0])
-                        usage.ended(billed, down.usage, status=200)
+            down = relay_pb2.RealtimeDown(event=msg.data)
+            observe(msg.data, down)
             yield down
         yield relay_pb2.RealtimeDown(close_code=ws.close_code or 1000, close_reason=reason)
+    except asyncio.CancelledError:
+        if bound and not ws.closed:
+            # The gateway is gone mid-response: finish its responses upstream in the
+            # background and record their usage, which billing's sweeper then charges.
+            handed_off = True
+            _spawn(_drain(ws, list(bound), observe))
+        raise
     finally:
         up_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await up_task
-        if not ws.closed:
+        if not handed_off and not ws.closed:
             await ws.close()
+
+
+# Sessions whose gateway went away, finishing their responses (kept referenced until done).
+_draining: set[asyncio.Task[None]] = set()
+DRAIN_SECONDS = 15.0
+
+
+def _spawn(coro: Any) -> None:
+    task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    _draining.add(task)
+    task.add_done_callback(_draining.discard)
+
+
+async def _drain(
+    ws: aiohttp.ClientWebSocketResponse,
+    responses: list[str],
+    observe: Any,
+) -> None:
+    """Cancel the responses in flight and read until each reported its usage (``observe``
+    records it), then close the provider's socket."""
+    waiting = set(responses)
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            for rid in responses:
+                await ws.send_str(
+                    orjson.dumps({"type": "response.cancel", "response_id": rid}).decode()
+                )
+            while waiting:
+                msg = await ws.receive()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                observe(msg.data, None)
+                if '"response.done"' in msg.data:
+                    with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                        waiting.discard(str(orjson.loads(msg.data)["response"]["id"]))
+    except (TimeoutError, aiohttp.ClientError, ConnectionError, KeyError, TypeError):
+        log.warning("realtime responses left unfinished by a lost gateway: %d", len(waiting))
+    finally:
+        await ws.close()
