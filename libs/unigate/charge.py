@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from unigate.pricing import DEFAULT_AUDIO_RATIO, DEFAULT_CACHE_WRITE_RATIO, Price, quota_for
+from unigate.pricing import (
+    DEFAULT_AUDIO_COMPLETION_RATIO,
+    DEFAULT_AUDIO_RATIO,
+    DEFAULT_CACHE_WRITE_RATIO,
+    Price,
+    quota_for,
+)
 from unigate.unit_prices import unit_quota
 from unigate.v1 import auth_pb2, common_pb2
 
@@ -30,6 +36,11 @@ def price_of(p: auth_pb2.Pricing) -> Price:
             else DEFAULT_CACHE_WRITE_RATIO
         ),
         audio_ratio=p.audio_ratio if p.HasField("audio_ratio") else DEFAULT_AUDIO_RATIO,
+        audio_completion_ratio=(
+            p.audio_completion_ratio
+            if p.HasField("audio_completion_ratio")
+            else DEFAULT_AUDIO_COMPLETION_RATIO
+        ),
     )
 
 
@@ -46,4 +57,5 @@ def quota_of(p: auth_pb2.Pricing, u: common_pb2.Usage) -> int:
         cache_write_5m_tokens=u.cache_write_5m_tokens,
         cache_write_1h_tokens=u.cache_write_1h_tokens,
         audio_tokens=u.audio_tokens,
+        audio_completion_tokens=u.audio_completion_tokens,
     )

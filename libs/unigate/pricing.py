@@ -162,6 +162,15 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-transcribe": (_r(2.5), 4.0),
     "gpt-4o-mini-transcribe": (_r(1.25), 4.0),
     "gpt-image-1": (_r(5.0), 8.0),
+    # The Realtime API's models (USD per 1M text in / out; audio in DEFAULT_AUDIO_RATIOS and
+    # out in DEFAULT_AUDIO_COMPLETION_RATIOS, cached input in DEFAULT_CACHED_RATIOS):
+    # gpt-realtime 4 / 16, audio 32 / 64, cached 0.40; gpt-realtime-mini 0.60 / 2.40, audio
+    # 10 / 20, cached 0.06; gpt-4o-realtime-preview 5 / 20, audio 40 / 80, cached 2.50;
+    # gpt-4o-mini-realtime-preview 0.60 / 2.40, audio 10 / 20, cached 0.30.
+    "gpt-realtime": (_r(4.0), 4.0),
+    "gpt-realtime-mini": (_r(0.6), 4.0),
+    "gpt-4o-realtime-preview": (_r(5.0), 4.0),
+    "gpt-4o-mini-realtime-preview": (_r(0.6), 4.0),
 }
 
 # Audio input tokens (Usage.audio_tokens, part of the prompt) as a multiple of the input
@@ -170,6 +179,21 @@ DEFAULT_AUDIO_RATIO = 1.0
 DEFAULT_AUDIO_RATIOS: dict[str, float] = {
     "gpt-4o-transcribe": 6.0 / 2.5,
     "gpt-4o-mini-transcribe": 3.0 / 1.25,
+    "gpt-realtime": 32.0 / 4.0,
+    "gpt-realtime-mini": 10.0 / 0.6,
+    "gpt-4o-realtime-preview": 40.0 / 5.0,
+    "gpt-4o-mini-realtime-preview": 10.0 / 0.6,
+}
+
+# Audio output tokens (Usage.audio_completion_tokens, part of the completion) as a multiple
+# of the AUDIO input price (New API's AudioCompletionRatio, which the option of that name
+# overrides): every realtime model bills audio out at twice audio in.
+DEFAULT_AUDIO_COMPLETION_RATIO = 1.0
+DEFAULT_AUDIO_COMPLETION_RATIOS: dict[str, float] = {
+    "gpt-realtime": 2.0,
+    "gpt-realtime-mini": 2.0,
+    "gpt-4o-realtime-preview": 2.0,
+    "gpt-4o-mini-realtime-preview": 2.0,
 }
 
 
@@ -181,6 +205,9 @@ DEFAULT_AUDIO_RATIOS: dict[str, float] = {
 DEFAULT_CACHED_RATIOS: dict[str, float] = {
     **{model: 0.1 for model in DEFAULT_PRICES if model.startswith("claude-")},
     **{model: 0.25 for model in ("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini")},
+    # Realtime: cached text and cached audio cost the same (see DEFAULT_PRICES).
+    "gpt-realtime": 0.1,
+    "gpt-realtime-mini": 0.1,
     "deepseek-chat": 0.07 / 0.27,
     "deepseek-reasoner": 0.14 / 0.55,
     **{
@@ -208,6 +235,7 @@ class Price:
     cache_write_5m_ratio: float = DEFAULT_CACHE_WRITE_RATIO
     cache_write_1h_ratio: float = DEFAULT_CACHE_WRITE_RATIO
     audio_ratio: float = DEFAULT_AUDIO_RATIO
+    audio_completion_ratio: float = DEFAULT_AUDIO_COMPLETION_RATIO
 
 
 def price_for(
@@ -218,6 +246,7 @@ def price_for(
     cached_ratios: dict[str, float] | None = None,
     cache_write_ratios: dict[str, float] | None = None,
     audio_ratios: dict[str, float] | None = None,
+    audio_completion_ratios: dict[str, float] | None = None,
 ) -> Price:
     """The price of ``model`` from operator overrides (the ModelRatio, CompletionRatio,
     CacheRatio, CreateCacheRatio and AudioRatio options, by model), else the defaults, else
@@ -242,6 +271,9 @@ def price_for(
         audio_ratio=(audio_ratios or {}).get(
             model, DEFAULT_AUDIO_RATIOS.get(model, DEFAULT_AUDIO_RATIO)
         ),
+        audio_completion_ratio=(audio_completion_ratios or {}).get(
+            model, DEFAULT_AUDIO_COMPLETION_RATIOS.get(model, DEFAULT_AUDIO_COMPLETION_RATIO)
+        ),
     )
 
 
@@ -254,6 +286,7 @@ def quota_for(
     cache_write_5m_tokens: int = 0,
     cache_write_1h_tokens: int = 0,
     audio_tokens: int = 0,
+    audio_completion_tokens: int = 0,
 ) -> int:
     """Cost of a call in quota units, rounded up; never 0 for a paid model that was used.
 
@@ -261,20 +294,23 @@ def quota_for(
     instead of the input price; the rest of the prompt is plain input. Reads, then 1-hour
     writes, then 5-minute writes are bounded by what is left of the prompt, so a usage that
     claims more than its prompt never bills more than the prompt at those prices. Audio
-    input tokens, the rest of the prompt, are billed at the audio ratio.
+    input tokens, the rest of the prompt, are billed at the audio ratio; audio output tokens,
+    part of the completion, at the audio ratio times the audio completion ratio.
     """
     room = max(prompt_tokens, 0)
     cached = min(max(cached_tokens, 0), room)
     write_1h = min(max(cache_write_1h_tokens, 0), room - cached)
     write_5m = min(max(cache_write_5m_tokens, 0), room - cached - write_1h)
     audio = min(max(audio_tokens, 0), room - cached - write_1h - write_5m)
+    audio_out = min(max(audio_completion_tokens, 0), max(completion_tokens, 0))
     weighted = (
         (prompt_tokens - cached - write_1h - write_5m - audio)
         + audio * price.audio_ratio
         + cached * price.cached_ratio
         + write_5m * price.cache_write_5m_ratio
         + write_1h * price.cache_write_1h_ratio
-        + completion_tokens * price.completion_ratio
+        + (completion_tokens - audio_out) * price.completion_ratio
+        + audio_out * price.audio_ratio * price.audio_completion_ratio
     )
     quota = math.ceil(weighted * price.model_ratio * price.group_ratio - 1e-9)
     if quota <= 0 and price.model_ratio > 0 and (prompt_tokens or completion_tokens):

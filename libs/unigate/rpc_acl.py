@@ -82,6 +82,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _auth("DisableChannel"): frozenset({RELAY}),
     **_every(admin_pb2.DESCRIPTOR, "AdminService", {GATEWAY, ADMIN}),
     _relay("Call"): frozenset({GATEWAY, AUTH}),
+    _relay("Realtime"): frozenset({GATEWAY}),
     _relay("CallMany"): frozenset({GATEWAY}),
     _relay("Stream"): frozenset({GATEWAY}),
     _billing("ListLogs"): frozenset({GATEWAY, ADMIN}),

@@ -15,6 +15,8 @@ its token endpoint (``unigate_sim.gemini``);
 ``github-oauth``, ``oidc`` and ``lark-oauth`` ``--client 'ID|SECRET|REDIRECT_URI' --person
 '{"id": 1, "login": "ada"}'`` the login providers, and ``wechat-server --token T`` One API's
 WeChat server (``unigate_sim.identity``).
+``realtime --api-key KEY`` the Realtime API's WebSocket, OpenAI's path and Azure's
+(``unigate_sim.realtime``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from unigate_sim.gemini.vertex import vertex_app_for_key_files
 from unigate_sim.hunyuan import create_hunyuan_app
 from unigate_sim.identity import identity_app
 from unigate_sim.openai import DEFAULT_MODELS, create_app
+from unigate_sim.realtime import create_realtime_app
 from unigate_sim.spark import SparkApp, SparkServer, SparkSimulator
 
 
@@ -79,6 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated model ids to serve (default: {','.join(DEFAULT_MODELS)})",
     )
     openai.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (warning)",
+    )
+    realtime = providers.add_parser(
+        "realtime", help="simulate the Realtime API (WebSocket; OpenAI's path and Azure's)"
+    )
+    realtime.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    realtime.add_argument("--port", type=int, default=8930, help="port to listen on (8930)")
+    realtime.add_argument(
+        "--api-key",
+        dest="api_keys",
+        action="append",
+        required=True,
+        metavar="KEY",
+        help="a key the simulator accepts (bearer, subprotocol or api-key); repeatable",
+    )
+    realtime.add_argument(
         "--log-level",
         default="warning",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -258,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.provider in ("baidu", "hunyuan", "dashscope", "gemini", "vertex")
         else create_azure_app(set(args.api_keys), args.deployments)
         if args.provider == "azure"
+        else create_realtime_app(set(args.api_keys))
+        if args.provider == "realtime"
         else create_anthropic_app(set(args.api_keys), args.models)
         if args.provider == "anthropic"
         else create_app(set(args.api_keys), args.models)

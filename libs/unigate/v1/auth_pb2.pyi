@@ -404,6 +404,7 @@ class Pricing(_message.Message):
     UNIT_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     AUDIO_RATIO_FIELD_NUMBER: _builtins.int
+    AUDIO_COMPLETION_RATIO_FIELD_NUMBER: _builtins.int
     model_ratio: _builtins.float
     completion_ratio: _builtins.float
     group_ratio: _builtins.float
@@ -423,6 +424,10 @@ class Pricing(_message.Message):
     unit_price: _builtins.str
     audio_ratio: _builtins.float
     """Audio input tokens (Usage.audio_tokens) as a multiple of the input price; unset is 1."""
+    audio_completion_ratio: _builtins.float
+    """Audio output tokens (Usage.audio_completion_tokens) as a multiple of the AUDIO input price
+    (New API's AudioCompletionRatio); unset is 1.
+    """
     def __init__(
         self,
         *,
@@ -435,17 +440,22 @@ class Pricing(_message.Message):
         unit: _builtins.str = ...,
         unit_price: _builtins.str = ...,
         audio_ratio: _builtins.float | None = ...,
+        audio_completion_ratio: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_audio_ratio", b"_audio_ratio", "_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "audio_ratio", b"audio_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_audio_completion_ratio", b"_audio_completion_ratio", "_audio_ratio", b"_audio_ratio", "_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "audio_completion_ratio", b"audio_completion_ratio", "audio_ratio", b"audio_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audio_ratio", b"_audio_ratio", "_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "audio_ratio", b"audio_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio", "cached_ratio", b"cached_ratio", "completion_ratio", b"completion_ratio", "group_ratio", b"group_ratio", "model_ratio", b"model_ratio", "unit", b"unit", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audio_completion_ratio", b"_audio_completion_ratio", "_audio_ratio", b"_audio_ratio", "_cache_write_1h_ratio", b"_cache_write_1h_ratio", "_cache_write_5m_ratio", b"_cache_write_5m_ratio", "audio_completion_ratio", b"audio_completion_ratio", "audio_ratio", b"audio_ratio", "cache_write_1h_ratio", b"cache_write_1h_ratio", "cache_write_5m_ratio", b"cache_write_5m_ratio", "cached_ratio", b"cached_ratio", "completion_ratio", b"completion_ratio", "group_ratio", b"group_ratio", "model_ratio", b"model_ratio", "unit", b"unit", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__audio_completion_ratio: _TypeAlias = _typing.Literal["audio_completion_ratio"]  # noqa: Y015
+    _WhichOneofArgType__audio_completion_ratio: _TypeAlias = _typing.Literal["_audio_completion_ratio", b"_audio_completion_ratio"]  # noqa: Y015
     _WhichOneofReturnType__audio_ratio: _TypeAlias = _typing.Literal["audio_ratio"]  # noqa: Y015
     _WhichOneofArgType__audio_ratio: _TypeAlias = _typing.Literal["_audio_ratio", b"_audio_ratio"]  # noqa: Y015
     _WhichOneofReturnType__cache_write_1h_ratio: _TypeAlias = _typing.Literal["cache_write_1h_ratio"]  # noqa: Y015
     _WhichOneofArgType__cache_write_1h_ratio: _TypeAlias = _typing.Literal["_cache_write_1h_ratio", b"_cache_write_1h_ratio"]  # noqa: Y015
     _WhichOneofReturnType__cache_write_5m_ratio: _TypeAlias = _typing.Literal["cache_write_5m_ratio"]  # noqa: Y015
     _WhichOneofArgType__cache_write_5m_ratio: _TypeAlias = _typing.Literal["_cache_write_5m_ratio", b"_cache_write_5m_ratio"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__audio_completion_ratio) -> _WhichOneofReturnType__audio_completion_ratio | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__audio_ratio) -> _WhichOneofReturnType__audio_ratio | None: ...
     @_typing.overload

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17unigate/v1/common.proto\x12\nunigate.v1\"\xed\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x15\n\rcached_tokens\x18\x04 \x01(\x03\x12\x11\n\testimated\x18\x05 \x01(\x08\x12\x1d\n\x15\x63\x61\x63he_write_5m_tokens\x18\x06 \x01(\x03\x12\x1d\n\x15\x63\x61\x63he_write_1h_tokens\x18\x07 \x01(\x03\x12\x0c\n\x04unit\x18\x08 \x01(\t\x12\x10\n\x08quantity\x18\t \x01(\x03\x12\x14\n\x0c\x61udio_tokens\x18\n \x01(\x03\"^\n\x0b\x43lientError\x12\x13\n\x0bhttp_status\x18\x01 \x01(\x05\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\r\n\x05param\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17unigate/v1/common.proto\x12\nunigate.v1\"\x8f\x02\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x15\n\rcached_tokens\x18\x04 \x01(\x03\x12\x11\n\testimated\x18\x05 \x01(\x08\x12\x1d\n\x15\x63\x61\x63he_write_5m_tokens\x18\x06 \x01(\x03\x12\x1d\n\x15\x63\x61\x63he_write_1h_tokens\x18\x07 \x01(\x03\x12\x0c\n\x04unit\x18\x08 \x01(\t\x12\x10\n\x08quantity\x18\t \x01(\x03\x12\x14\n\x0c\x61udio_tokens\x18\n \x01(\x03\x12 \n\x17\x61udio_completion_tokens\x18\xc8\x01 \x01(\x03\"^\n\x0b\x43lientError\x12\x13\n\x0bhttp_status\x18\x01 \x01(\x05\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\r\n\x05param\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'unigate.v1.common_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USAGE']._serialized_start=40
-  _globals['_USAGE']._serialized_end=277
-  _globals['_CLIENTERROR']._serialized_start=279
-  _globals['_CLIENTERROR']._serialized_end=373
+  _globals['_USAGE']._serialized_end=311
+  _globals['_CLIENTERROR']._serialized_start=313
+  _globals['_CLIENTERROR']._serialized_end=407
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,7 @@ class Usage(_message.Message):
     UNIT_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     AUDIO_TOKENS_FIELD_NUMBER: _builtins.int
+    AUDIO_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     completion_tokens: _builtins.int
     total_tokens: _builtins.int
@@ -59,6 +60,11 @@ class Usage(_message.Message):
     """Prompt tokens that were audio (gpt-4o-transcribe's input_token_details.audio_tokens):
     part of prompt_tokens, priced at Pricing.audio_ratio times the input price.
     """
+    audio_completion_tokens: _builtins.int
+    """Completion tokens that were audio (the Realtime API's output_token_details.audio_tokens):
+    part of completion_tokens, priced at Pricing.audio_ratio x Pricing.audio_completion_ratio
+    times the input price instead of completion_ratio.
+    """
     def __init__(
         self,
         *,
@@ -72,10 +78,11 @@ class Usage(_message.Message):
         unit: _builtins.str = ...,
         quantity: _builtins.int = ...,
         audio_tokens: _builtins.int = ...,
+        audio_completion_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_tokens", b"audio_tokens", "cache_write_1h_tokens", b"cache_write_1h_tokens", "cache_write_5m_tokens", b"cache_write_5m_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "quantity", b"quantity", "total_tokens", b"total_tokens", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_completion_tokens", b"audio_completion_tokens", "audio_tokens", b"audio_tokens", "cache_write_1h_tokens", b"cache_write_1h_tokens", "cache_write_5m_tokens", b"cache_write_5m_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "quantity", b"quantity", "total_tokens", b"total_tokens", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

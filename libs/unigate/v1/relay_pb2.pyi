@@ -20,6 +20,89 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class RealtimeUp(_message.Message):
+    """Gateway -> relay on a Realtime session."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    NEXT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """One client event, as the client sent it."""
+    next_request_id: _builtins.str
+    """The request (= reservation) id the session's next response is billed under: the relay
+    records that response's usage next to it, in case the gateway dies before publishing.
+    """
+    @_builtins.property
+    def open(self) -> Global___RelayRequest:
+        """First message: the channel, models and the first response's reservation (endpoint
+        "realtime", body empty, request_id/reservation_id those of the first response).
+        """
+
+    def __init__(
+        self,
+        *,
+        open: Global___RelayRequest | None = ...,
+        event: _builtins.str = ...,
+        next_request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "kind", b"kind", "next_request_id", b"next_request_id", "open", b"open"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "kind", b"kind", "next_request_id", b"next_request_id", "open", b"open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["open", "event", "next_request_id"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___RealtimeUp: _TypeAlias = RealtimeUp  # noqa: Y015
+
+@_typing.final
+class RealtimeDown(_message.Message):
+    """Relay -> gateway on a Realtime session."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    CLOSE_CODE_FIELD_NUMBER: _builtins.int
+    CLOSE_REASON_FIELD_NUMBER: _builtins.int
+    OPENED_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """One provider event, as the provider sent it ("" on the last message of a failed open)."""
+    close_code: _builtins.int
+    """The provider closed the connection: its close code and reason (last message)."""
+    close_reason: _builtins.str
+    opened: _builtins.bool
+    """First message after a successful open."""
+    @_builtins.property
+    def usage(self) -> _common_pb2.Usage:
+        """Set on a `response.done` event: that response's usage, in unigate's terms."""
+
+    @_builtins.property
+    def error(self) -> Global___RelayError:
+        """The upstream connection could not be opened (first message only) or failed."""
+
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        usage: _common_pb2.Usage | None = ...,
+        error: Global___RelayError | None = ...,
+        close_code: _builtins.int = ...,
+        close_reason: _builtins.str = ...,
+        opened: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_code", b"close_code", "close_reason", b"close_reason", "error", b"error", "event", b"event", "opened", b"opened", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RealtimeDown: _TypeAlias = RealtimeDown  # noqa: Y015
+
+@_typing.final
 class RelayRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -56,6 +56,11 @@ class RelayServiceStub:
                 request_serializer=unigate_dot_v1_dot_relay__pb2.ProxyRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_relay__pb2.ProxyResult.FromString,
                 _registered_method=True)
+        self.Realtime = channel.stream_stream(
+                '/unigate.v1.RelayService/Realtime',
+                request_serializer=unigate_dot_v1_dot_relay__pb2.RealtimeUp.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_relay__pb2.RealtimeDown.FromString,
+                _registered_method=True)
 
 
 class RelayServiceServicer:
@@ -93,6 +98,15 @@ class RelayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Realtime(self, request_iterator, context):
+        """A Realtime API session (WebSocket) relayed both ways: the first message opens the
+        upstream connection, then client events go up and provider events come down, each as
+        the JSON text of one WebSocket message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +129,11 @@ def add_RelayServiceServicer_to_server(servicer, server):
                     servicer.ProxyCall,
                     request_deserializer=unigate_dot_v1_dot_relay__pb2.ProxyRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_relay__pb2.ProxyResult.SerializeToString,
+            ),
+            'Realtime': grpc.stream_stream_rpc_method_handler(
+                    servicer.Realtime,
+                    request_deserializer=unigate_dot_v1_dot_relay__pb2.RealtimeUp.FromString,
+                    response_serializer=unigate_dot_v1_dot_relay__pb2.RealtimeDown.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +246,33 @@ class RelayService:
             '/unigate.v1.RelayService/ProxyCall',
             unigate_dot_v1_dot_relay__pb2.ProxyRequest.SerializeToString,
             unigate_dot_v1_dot_relay__pb2.ProxyResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Realtime(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/unigate.v1.RelayService/Realtime',
+            unigate_dot_v1_dot_relay__pb2.RealtimeUp.SerializeToString,
+            unigate_dot_v1_dot_relay__pb2.RealtimeDown.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,6 +29,11 @@ class RelayServiceStub:
     """Streaming call: SSE bytes in OpenAI's framing, then one final message."""
     ProxyCall: _aio.UnaryUnaryMultiCallable[_relay_pb2.ProxyRequest, _relay_pb2.ProxyResult]
     """One API's channel proxy: a raw request to the channel's base URL with its key."""
+    Realtime: _aio.StreamStreamMultiCallable[_relay_pb2.RealtimeUp, _relay_pb2.RealtimeDown]
+    """A Realtime API session (WebSocket) relayed both ways: the first message opens the
+    upstream connection, then client events go up and provider events come down, each as
+    the JSON text of one WebSocket message.
+    """
 
 class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
     """A relay translates one OpenAI-shaped call for one channel and calls the
@@ -69,5 +74,16 @@ class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_relay_pb2.ProxyRequest, _abc.Awaitable[_relay_pb2.ProxyResult]],
     ) -> _abc.Awaitable[_relay_pb2.ProxyResult]:
         """One API's channel proxy: a raw request to the channel's base URL with its key."""
+
+    @_abc_1.abstractmethod
+    def Realtime(
+        self,
+        request_iterator: _abc.AsyncIterator[_relay_pb2.RealtimeUp],
+        context: _aio.ServicerContext[_abc.AsyncIterator[_relay_pb2.RealtimeUp], _abc.AsyncIterator[_relay_pb2.RealtimeDown]],
+    ) -> _abc.AsyncIterator[_relay_pb2.RealtimeDown]:
+        """A Realtime API session (WebSocket) relayed both ways: the first message opens the
+        upstream connection, then client events go up and provider events come down, each as
+        the JSON text of one WebSocket message.
+        """
 
 def add_RelayServiceServicer_to_server(servicer: RelayServiceServicer, server: _aio.Server) -> None: ...

@@ -11,7 +11,7 @@ Other endpoints reserve their estimate whole.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from unigate.output_bound import (
     GENERATING,
@@ -25,6 +25,9 @@ from unigate.output_bound import (
 from unigate.pricing import Price, quota_for
 from unigate.v1 import auth_pb2
 
+# One response of a Realtime API session (each is authorized, reserved and billed alone).
+REALTIME = "realtime"
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -36,13 +39,17 @@ class Plan:
     cap: int = 0
     client_max: int = 0
     known_limit: int | None = None
+    # What an output token may cost when it is not priced as text (realtime audio).
+    output_price: Price | None = None
 
     def bound(self, price: Price, reserved: int) -> int:
         """The output limit the request goes upstream with, from what ``reserved`` covers
         (0: none, a non-generating request or the model's own limit, see ``limit_to_send``)."""
         if not self.cap:
             return 0
-        covered = affordable_output(price, self.prompt_tokens, reserved, self.ratio, self.cap)
+        covered = affordable_output(
+            self.output_price or price, self.prompt_tokens, reserved, self.ratio, self.cap
+        )
         return limit_to_send(max(covered, 1), self.client_max, self.known_limit)
 
 
@@ -59,6 +66,8 @@ def plan(
     prompt = max(req.estimated_prompt_tokens, 1)
     if req.endpoint not in GENERATING:
         completion = min(max(req.max_tokens or default_completion, 0), ceiling)
+        if req.endpoint == REALTIME:
+            return realtime_plan(price, prompt, completion)
         amount = quota_for(price, prompt, completion)
         return Plan(amount, amount)
     ratio = prompt_ratio(price, long_cache_writes=req.long_cache_writes)
@@ -73,6 +82,29 @@ def plan(
         cap=cap,
         client_max=client_max,
         known_limit=known_output_limit(models),
+    )
+
+
+def realtime_plan(price: Price, prompt: int, cap: int) -> Plan:
+    """One realtime response: its prompt and output may be audio, dearer than text, so each
+    token is priced at the dearer of the two; it may go down to one output token (a tight
+    balance still serves a short answer), and its bound is the output that covers (the
+    gateway sends it as the response's ``max_output_tokens``)."""
+    out_price = replace(
+        price,
+        completion_ratio=max(
+            price.completion_ratio, price.audio_ratio * price.audio_completion_ratio
+        ),
+    )
+    ratio = max(prompt_ratio(price), price.audio_ratio)
+    return Plan(
+        amount=worst_cost(out_price, prompt, cap, ratio),
+        least=worst_cost(out_price, prompt, 1, ratio),
+        prompt_tokens=prompt,
+        ratio=ratio,
+        cap=cap,
+        client_max=cap,
+        output_price=out_price,
     )
 
 

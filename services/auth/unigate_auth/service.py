@@ -65,6 +65,8 @@ class Options:
     # Audio input tokens as multiples of the input price (New API's AudioRatio), and prices
     # per unit other than tokens (seconds, characters, images, search units).
     audio_ratio: dict[str, float] = field(default_factory=dict)
+    # Audio output tokens as multiples of the audio input price (New API's AudioCompletionRatio).
+    audio_completion_ratio: dict[str, float] = field(default_factory=dict)
     unit_price: dict[str, UnitPrice] = field(default_factory=dict)
     group_ratio: dict[str, float] = field(default_factory=lambda: {"default": 1.0})
     # {"vip": {"rpm": 600, "tpm": 100000}}: per-user defaults by group.
@@ -212,6 +214,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 cache_ratio=_json_option(raw.get("CacheRatio"), "CacheRatio"),
                 create_cache_ratio=_json_option(raw.get("CreateCacheRatio"), "CreateCacheRatio"),
                 audio_ratio=_json_option(raw.get("AudioRatio"), "AudioRatio"),
+                audio_completion_ratio=_json_option(
+                    raw.get("AudioCompletionRatio"), "AudioCompletionRatio"
+                ),
                 unit_price=_unit_price_option(raw.get("UnitPrice")),
                 group_ratio=_json_option(raw.get("GroupRatio"), "GroupRatio") or {"default": 1.0},
                 group_rate_limits=_rate_limits_option(raw.get("GroupRateLimits")),
@@ -326,6 +331,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             opts.cache_ratio,
             opts.create_cache_ratio,
             opts.audio_ratio,
+            opts.audio_completion_ratio,
         )
         unit = unit_price_for(model, req.endpoint, req.price_variant, opts.unit_price)
         if unit is not None and req.estimated_units > 0:
@@ -360,6 +366,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             cache_write_5m_ratio=price.cache_write_5m_ratio,
             cache_write_1h_ratio=price.cache_write_1h_ratio,
             audio_ratio=price.audio_ratio,
+            audio_completion_ratio=price.audio_completion_ratio,
             unit=unit[0] if unit else "",
             unit_price=str(unit[1]) if unit else "",
         )

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.websockets import WebSocket
 
 from unigate import bus, errors, telemetry, tokenizer
 from unigate import gemini_endpoints as gemini
@@ -60,6 +61,7 @@ from unigate_gateway.management import Management
 from unigate_gateway.not_implemented import not_implemented_routes
 from unigate_gateway.proxy import Proxy, RelayClient, error_response
 from unigate_gateway.publisher import UsagePublisher
+from unigate_gateway.realtime import realtime_routes
 from unigate_gateway.requests import (
     ParsedCall,
     check_single_fields,
@@ -263,7 +265,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 return rid
         return ""
 
-    def ip_of(request: Request) -> str:
+    def ip_of(request: Request | WebSocket) -> str:
         peer = request.client.host if request.client else ""
         return client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
 
@@ -409,6 +411,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             ),
             # After every served route: 501 for One API's routes unigate does not serve.
             *not_implemented_routes(),
+            # The Realtime API: a WebSocket relayed through the relay's Realtime RPC.
+            *realtime_routes(proxy, ip_of),
             # The web console: `/` and `/console/*` only (it routes inside the fragment).
             *console_routes(),
         ]

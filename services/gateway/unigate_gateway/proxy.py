@@ -191,6 +191,18 @@ class Proxy:
             response.headers[MAX_TOKENS_HEADER] = str(bound)
         return response
 
+    def candidates(self, decision: auth_pb2.AuthorizeResponse) -> list[auth_pb2.ChannelCandidate]:
+        """The channels a call may try, in order (a realtime session's too)."""
+        retries = decision.retry_times if decision.HasField("retry_times") else self._retry_times
+        return list(decision.candidates)[: 1 + max(retries, 0)]
+
+    def relay(self, family: str) -> RelayClient | None:
+        return relay_for(self._relays, family)
+
+    def publish(self, record: CallRecord) -> None:
+        """Hand a finished call's usage event to the publisher (a realtime response's)."""
+        self._publish(record)
+
     def _candidates(self, record: CallRecord) -> list[auth_pb2.ChannelCandidate]:
         # The RetryTimes option, when an operator set one, wins over this gateway's setting.
         retries = (

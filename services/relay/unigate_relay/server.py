@@ -25,6 +25,7 @@ from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.health_reporter import HealthReporter, is_key_failure
 from unigate_relay.output_bound import bounded_body, bounded_stream
 from unigate_relay.providers.base import CallContext, Provider, relay_error
+from unigate_relay.realtime import REALTIME_CHANNEL_TYPES, REALTIME_ENDPOINT, run_session
 from unigate_relay.system_prompt import with_system_prompt
 from unigate_relay.translate import ResponsesOverChat, serving
 from unigate_relay.translate.legacy_functions import answering_legacy
@@ -82,14 +83,20 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 retryable=True,
             )
         # A family without the Messages, Responses or Gemini routes serves them translated.
-        provider = serving(provider, request.endpoint, request.channel_type, request.upstream_model)
-        if provider is None:
-            return relay_error(
-                400,
-                f"This model's provider does not support `{request.endpoint}`.",
-                type="invalid_request_error",
-                code="unsupported_endpoint",
+        # Realtime sessions are not a provider call (unigate_relay.realtime checks the
+        # channel type).
+        if request.endpoint != REALTIME_ENDPOINT:
+            served = serving(
+                provider, request.endpoint, request.channel_type, request.upstream_model
             )
+            if served is None:
+                return relay_error(
+                    400,
+                    f"This model's provider does not support `{request.endpoint}`.",
+                    type="invalid_request_error",
+                    code="unsupported_endpoint",
+                )
+            provider = served
         if (refused := unsupported_format(provider, request)) is not None:
             return refused
         provider = answering_legacy(provider, request)
@@ -324,6 +331,50 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             if span is not None:
                 # The gateway cancelled (its client left) before the provider finished.
                 telemetry.end_genai_span(span, usage=None, outcome="cancelled")
+
+    async def Realtime(
+        self,
+        request_iterator: AsyncIterator[relay_pb2.RealtimeUp],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[relay_pb2.RealtimeDown]:
+        """A Realtime API session: the first message opens it on a channel, then events
+        pass both ways (``unigate_relay.realtime``)."""
+        upstream = aiter(request_iterator)
+        try:
+            first = await anext(upstream)
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("kind") != "open":
+            yield relay_pb2.RealtimeDown(
+                error=relay_error(
+                    400, "A realtime session starts with its open message.", code="bad_open"
+                )
+            )
+            return
+        request = first.open
+        if request.channel_type not in REALTIME_CHANNEL_TYPES:
+            yield relay_pb2.RealtimeDown(
+                error=relay_error(
+                    400,
+                    "This model's provider does not offer the Realtime API.",
+                    type="invalid_request_error",
+                    code="unsupported_endpoint",
+                )
+            )
+            return
+        prepared = await self._context(request)
+        if isinstance(prepared, relay_pb2.RelayError):
+            yield relay_pb2.RealtimeDown(error=prepared)
+            return
+        _, ctx = prepared
+        metrics.IN_FLIGHT.inc()
+        try:
+            async for down in run_session(ctx, upstream, self._usage):
+                if down.HasField("error"):
+                    self._health.observe(request.channel_id, down.error, 0)
+                yield down
+        finally:
+            metrics.IN_FLIGHT.dec()
 
 
 def _passing_over(failed: str, cooling: Callable[[str], bool]) -> Callable[[str], bool]:

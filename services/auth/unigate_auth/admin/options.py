@@ -28,6 +28,7 @@ _JSON_OPTIONS = frozenset(
         "CacheRatio",
         "CreateCacheRatio",
         "AudioRatio",
+        "AudioCompletionRatio",
         "UnitPrice",
         "GroupRatio",
         "GroupRateLimits",
