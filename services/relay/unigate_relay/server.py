@@ -153,7 +153,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         if isinstance(prepared, relay_pb2.RelayError):
             return relay_pb2.RelayResult(error=prepared)
         provider, ctx = prepared
-        span = _upstream_span(request) if telemetry.tracing_enabled() else None
+        span = _upstream_span(request) if telemetry.recording() else None
         metrics.IN_FLIGHT.inc()
         started = time.perf_counter()
         try:
@@ -184,7 +184,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=prepared))
             return
         provider, ctx = prepared
-        span = _upstream_span(request) if telemetry.tracing_enabled() else None
+        span = _upstream_span(request) if telemetry.recording() else None
         first = True
         ended = False
         first_data: float | None = None
