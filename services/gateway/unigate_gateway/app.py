@@ -23,6 +23,7 @@ from unigate.audio_duration import audio_seconds
 from unigate.gateways import GatewayRegistry, new_gateway_id
 from unigate.grpc_mux import AUTHORIZE, MuxClient
 from unigate.grpcutil import client_channel
+from unigate.heap import freeze_startup_heap
 from unigate.logs import request_id_var
 from unigate.namespace import Namespace
 from unigate.ops import ops_routes, serve_ops
@@ -176,6 +177,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         state["auth_channel"] = auth_channel
         ops = await serve_ops(settings.ops_host, settings.ops_port, ready)
         log.info("gateway listening on %s:%d", settings.host, settings.port)
+        freeze_startup_heap()
         try:
             yield
         finally:
