@@ -24,12 +24,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from otlp_sink import PRODUCTION_SAMPLE_RATIO, Sink
 from run import delete_redis_keys, delete_stream, drop_database, machine_info, with_database
 
 from tests import admin_writes
 from unigate.db import create_pool
 from unigate.db.migrate import ensure_database, migrate
-from unigate_cli.devstack import Stack, StackConfig, StackPorts
+from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -41,6 +42,10 @@ BODY = {
     "messages": [{"role": "user", "content": "Stream a sentence of about twenty tokens back."}],
 }
 RESULTS_FILE = Path(__file__).parent / "ttft-results.md"
+# The bar (issue 22), in the production configuration: added TTFT p50 at one in flight, and
+# "flat" up to 8 in flight, read as: the added p50 at 8 within this much of the one at 1.
+BAR_ADDED_P50_MS = 2.0
+BAR_FLAT_MS = 2.0
 
 
 async def prepare(dsn: str, secret_key: str, sim_url: str, sim_key: str) -> str:
@@ -107,7 +112,33 @@ async def measure(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--internal-tls",
+        choices=("on", "off"),
+        default="on",
+        help="mutual TLS between the services (default on, as in production)",
+    )
+    parser.add_argument(
+        "--tracing",
+        choices=("on", "off"),
+        default="on",
+        help="trace export to a local OTLP sink (default on, as in production)",
+    )
+    parser.add_argument(
+        "--trace-sample",
+        type=float,
+        default=PRODUCTION_SAMPLE_RATIO,
+        help=f"share of requests traced (default {PRODUCTION_SAMPLE_RATIO:g})",
+    )
     args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="unigate-ttft-"))
+    sink = Sink(free_port(), workdir, args.trace_sample) if args.tracing == "on" else None
+    production = args.internal_tls == "on" and args.tracing == "on"
+    configuration = (
+        ("production" if production else "NOT the production configuration")
+        + f": internal mTLS {args.internal_tls}, metrics on, tracing {args.tracing}"
+        + (f" ({args.trace_sample:.0%} of requests sampled)" if sink is not None else "")
+    )
     suffix = secrets.token_hex(4)
     namespace, db_name = f"bench{suffix}", f"unigate_bench_{suffix}"
     dsn = with_database(ADMIN_DSN, db_name)
@@ -120,7 +151,9 @@ def main() -> int:
         nats_url=NATS_URL,
         ports=StackPorts.free(),
         simulator_key="sk-sim-" + secrets.token_hex(8),
-        log_dir=Path(tempfile.mkdtemp(prefix="unigate-ttft-")),
+        log_dir=workdir / "logs",
+        internal_tls=args.internal_tls == "on",
+        extra_env=sink.env() if sink is not None else {},
     )
     stack = Stack(config)
     lines = [
@@ -130,12 +163,17 @@ def main() -> int:
         "simulator and through the gateway, alternately, in the same run.",
         "",
         *machine_info(),
+        f"- configuration: {configuration}",
         "",
         "| in flight | direct p50 ms | direct p99 ms | gateway p50 ms | gateway p99 ms "
         "| added p50 ms | added p99 ms |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    added: dict[int, float] = {}
+    print(configuration, flush=True)
     try:
+        if sink is not None:
+            sink.start()
         key = asyncio.run(prepare(dsn, secret_key, stack.simulator_url, config.simulator_key))
         stack.start(timeout=60)
         targets = {
@@ -152,11 +190,32 @@ def main() -> int:
             )
             print(row, flush=True)
             lines.append(row)
+            added[in_flight] = g50 - d50
     finally:
         stack.stop()
+        if sink is not None:
+            sink.stop()
         asyncio.run(drop_database(ADMIN_DSN, db_name))
         delete_redis_keys(REDIS_URL, namespace)
         asyncio.run(delete_stream(NATS_URL, namespace))
+    verdicts = []
+    if 1 in added:
+        ok = "met" if added[1] <= BAR_ADDED_P50_MS else "NOT met"
+        verdicts.append(
+            f"added TTFT p50 at 1 in flight: {added[1]:.2f} ms"
+            f" (bar ≤ {BAR_ADDED_P50_MS:g} ms: {ok})"
+        )
+    if 1 in added and 8 in added:
+        rise = added[8] - added[1]
+        ok = "met" if rise <= BAR_FLAT_MS else "NOT met"
+        verdicts.append(
+            f"added TTFT p50 at 8 in flight minus at 1: {rise:.2f} ms"
+            f" (flat: bar ≤ {BAR_FLAT_MS:g} ms: {ok})"
+        )
+    print()
+    for line in verdicts:
+        print(line)
+    lines += ["", *[f"- {line}" for line in verdicts]]
     RESULTS_FILE.write_text("\n".join(lines) + "\n")
     print(f"written to {RESULTS_FILE}")
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from fractions import Fraction
+from functools import lru_cache
 
 from unigate import gemini_endpoints as gemini
 from unigate import model_limits
@@ -35,16 +36,28 @@ def prompt_ratio(price: Price, *, long_cache_writes: bool = False) -> float:
     return max(ratios)
 
 
+# A float's exact fraction, and the products below, are pure functions of a handful of
+# configured ratios: remembered, they cost a dict lookup instead of the big-integer
+# arithmetic of a 2**52 denominator on every Authorize (measured: plan + bound of a chat
+# request 38 -> 24 us, in-process).
+@lru_cache(maxsize=4096)
+def _exact(value: float) -> Fraction:
+    return Fraction(value)
+
+
+@lru_cache(maxsize=4096)
+def _scale_of(model_ratio: float, group_ratio: float) -> Fraction:
+    return _exact(model_ratio) * _exact(group_ratio)
+
+
 def _scale(price: Price) -> Fraction:
-    return Fraction(price.model_ratio) * Fraction(price.group_ratio)
+    return _scale_of(price.model_ratio, price.group_ratio)
 
 
 def worst_cost(price: Price, prompt_tokens: int, completion_tokens: int, ratio: float) -> int:
     """Quota units a call may cost at most: ``prompt_tokens`` at ``ratio`` times the input
     price and ``completion_tokens`` of output, rounded up; never 0 for a paid model."""
-    weighted = prompt_tokens * Fraction(ratio) + completion_tokens * Fraction(
-        price.completion_ratio
-    )
+    weighted = prompt_tokens * _exact(ratio) + completion_tokens * _exact(price.completion_ratio)
     quota = math.ceil(weighted * _scale(price))
     if quota <= 0 and price.model_ratio > 0 and (prompt_tokens or completion_tokens):
         return 1
@@ -57,11 +70,11 @@ def affordable_output(price: Price, prompt_tokens: int, budget: int, ratio: floa
     if worst_cost(price, prompt_tokens, 0, ratio) > budget:
         return -1
     scale = _scale(price)
-    completion = Fraction(price.completion_ratio)
+    completion = _exact(price.completion_ratio)
     if scale <= 0 or completion <= 0:
         return cap  # output costs nothing: only the cap bounds it
     # ceil((p·r + c·k)·s) <= budget  <=>  (p·r + c·k)·s <= budget, budget being an integer.
-    room = Fraction(budget) / scale - prompt_tokens * Fraction(ratio)
+    room = Fraction(budget) / scale - prompt_tokens * _exact(ratio)
     return max(min(math.floor(room / completion), cap), 0)
 
 

@@ -1288,7 +1288,7 @@ def test_k8s_env_comes_from_the_configmap_and_secret() -> None:
     from unigate_gateway.settings import GatewaySettings
     from unigate_relay.settings import RelaySettings
 
-    known = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+    known = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER_ARG"}  # read by telemetry.setup
     for cls in (GatewaySettings, AuthSettings, RelaySettings, BillingSettings, CliSettings):
         known |= {f.alias for f in cls.model_fields.values() if f.alias}
     assert set(k8s_config()) <= known, f"unknown settings {set(k8s_config()) - known}"

@@ -18,14 +18,15 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from unigate.telemetry.setup import (
     NO_SPAN,
+    recording,
     tracer,
-    tracing_enabled,
 )
 
 
 def stamp_event(carrier: MutableMapping[str, str]) -> None:
-    """Put the current (request's) trace context into a usage event."""
-    if tracing_enabled():
+    """Put the current (request's) trace context into a usage event, if it was sampled (an
+    event without one gets no span in billing)."""
+    if recording():
         propagate.inject(carrier)
 
 
@@ -97,6 +98,8 @@ class ConsumeTrace:
                 attributes={"unigate.request_id": request_id, "messaging.system": "nats"},
             )
             for request_id, carrier in events
+            # No context: its request was not sampled (a root here would start a trace).
+            if carrier
         }
 
     @contextlib.contextmanager

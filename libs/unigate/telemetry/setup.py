@@ -13,7 +13,7 @@ from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
-from unigate.telemetry.sampling import WorkRoots
+from unigate.telemetry.sampling import SAMPLE_RATIO_ENV, WorkRoots, sample_ratio
 
 _configured = False
 _capture_content = False
@@ -37,7 +37,7 @@ def setup_tracing(service_name: str) -> None:
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}),
-        sampler=ParentBased(root=WorkRoots()),
+        sampler=ParentBased(root=WorkRoots(sample_ratio(os.environ.get(SAMPLE_RATIO_ENV)))),
     )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
@@ -49,6 +49,12 @@ def setup_tracing(service_name: str) -> None:
 
 def tracing_enabled() -> bool:
     return _configured
+
+
+def recording() -> bool:
+    """Whether the current span records: tracing is on and this request's trace was sampled.
+    Span sites below the edge check this, so an unsampled request costs no span work."""
+    return _configured and trace.get_current_span().is_recording()
 
 
 def capture_content() -> bool:

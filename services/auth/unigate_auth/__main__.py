@@ -15,6 +15,7 @@ from unigate.db import bound_namespace, create_pool
 from unigate.grpc_introspection import Introspection
 from unigate.grpcutil import client_channel, listen, new_server
 from unigate.health import ChannelHealth
+from unigate.heap import freeze_startup_heap
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.mailer import SmtpSettings
 from unigate.metrics import circuit_state_hook
@@ -147,6 +148,7 @@ async def serve(settings: AuthSettings) -> None:
     listen(server, settings.listen, tls)
     await server.start()
     await introspection.serving()
+    freeze_startup_heap()
 
     async def ready() -> dict[str, bool]:
         checks = {"nats": nc.is_connected}

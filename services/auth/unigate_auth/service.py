@@ -154,7 +154,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self._quota = quota
         self._health = health
         self._notify = notify
-        self._health_snapshot: tuple[float, HealthSnapshot] | None = None
+        # One entry (""): the latest snapshot, read by one request for all that need it.
+        self._health_snapshot: TTLCache[str, HealthSnapshot] = TTLCache(_HEALTH_TTL)
         stale = settings.stale_if_error_seconds
         self._tokens: TTLCache[bytes, TokenRecord | None] = TTLCache(
             settings.cache_ttl_seconds, stale_seconds=stale
@@ -425,16 +426,18 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         )
 
     async def _health_now(self) -> HealthSnapshot:
-        cached = self._health_snapshot
-        if cached is not None and time.monotonic() - cached[0] < _HEALTH_TTL:
-            return cached[1]
+        async def load() -> HealthSnapshot:
+            try:
+                return await self._health.snapshot()
+            except Exception as exc:  # routing must survive a health-store hiccup
+                log.warning("channel health unavailable: %s", exc)
+                return HealthSnapshot({}, {})
+
         try:
-            snapshot = await self._health.snapshot()
-        except Exception as exc:  # routing must survive a health-store hiccup
-            log.warning("channel health unavailable: %s", exc)
-            snapshot = HealthSnapshot({}, {})
-        self._health_snapshot = (time.monotonic(), snapshot)
-        return snapshot
+            return await self._health_snapshot.get_or_load("", load)
+        except TimeoutError:
+            log.warning("channel health unavailable: no answer in time")
+            return HealthSnapshot({}, {})
 
     async def _healthy_first(
         self, ordered: list[Ability], snapshot: HealthSnapshot, now_ms: int

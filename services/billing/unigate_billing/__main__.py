@@ -13,6 +13,7 @@ from unigate.db import bound_namespace, create_pool
 from unigate.gateways import GatewayRegistry
 from unigate.grpc_introspection import Introspection
 from unigate.grpcutil import listen, new_server
+from unigate.heap import freeze_startup_heap
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.metrics import reservations_hook
 from unigate.ops import serve_ops, stop_event
@@ -88,6 +89,7 @@ async def serve(settings: BillingSettings) -> None:
     listen(server, settings.listen, tls)
     await server.start()
     await introspection.serving()
+    freeze_startup_heap()
 
     async def ready() -> dict[str, bool]:
         checks = {"nats": nc.is_connected, "consumer": not consuming.done()}

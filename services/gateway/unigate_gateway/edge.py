@@ -177,6 +177,16 @@ _HEAD_REFUSALS = {
 }
 
 
+def _is_final_head(data: bytes) -> bool:
+    """A response's status line and headers as uvicorn writes them, not a 1xx (an interim
+    answer such as ``100 Continue`` goes out at once: the client waits for it)."""
+    return (
+        data.startswith(b"HTTP/1.1 ")
+        and not data.startswith(b"HTTP/1.1 1")
+        and data.endswith(b"\r\n\r\n")
+    )
+
+
 # After a closing answer: how long, and how many bytes, the client's leftovers are drained.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024 * 1024
@@ -184,7 +194,13 @@ LINGER_BYTES = 64 * 1024 * 1024
 
 class LingeringTransport(asyncio.Transport):
     """The connection's transport, whose ``close`` half-closes (FIN after what is buffered)
-    and drains what the client still sends for a moment before the real close."""
+    and drains what the client still sends for a moment before the real close.
+
+    It also sends a response's head together with the first bytes of its body: uvicorn
+    writes the status line and headers, then the body, each a ``send`` system call of its
+    own (measured: the gateway's socket writes were a sixth of its CPU at 32 connections).
+    The head is held until the next write or, at the latest, the end of the event loop's
+    current step, so nothing waits longer than that."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -192,8 +208,19 @@ class LingeringTransport(asyncio.Transport):
         self._loop = loop
         self.lingering = False
         self._drained = 0
+        self._head: bytes | None = None
+
+    def _hold_head(self, data: bytes) -> None:
+        self._head = data
+        self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        head, self._head = self._head, None
+        if head is not None and not self._t.is_closing():
+            self._t.write(head)
 
     def close(self) -> None:
+        self._flush()
         if self.lingering or self._t.is_closing():
             return
         if not self._t.can_write_eof():
@@ -205,6 +232,7 @@ class LingeringTransport(asyncio.Transport):
         self._loop.call_later(LINGER_SECONDS, self._t.close)
 
     def close_now(self) -> None:
+        self._flush()
         self._t.close()
 
     def drain(self, size: int) -> None:
@@ -217,17 +245,28 @@ class LingeringTransport(asyncio.Transport):
         return self.lingering or self._t.is_closing()
 
     def abort(self) -> None:
+        self._head = None
         self._t.abort()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self.lingering:
+        if self.lingering:
+            return
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._t.writelines((head, data))  # one writev
+        elif isinstance(data, bytes) and _is_final_head(data):
+            self._hold_head(data)
+        else:
             self._t.write(data)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         if not self.lingering:
+            self._flush()
             self._t.writelines(list_of_data)
 
     def write_eof(self) -> None:
+        self._flush()
         self._t.write_eof()
 
     def can_write_eof(self) -> bool:
@@ -250,7 +289,7 @@ class LingeringTransport(asyncio.Transport):
         self._t.set_write_buffer_limits(high, low)
 
     def get_write_buffer_size(self) -> int:
-        return self._t.get_write_buffer_size()
+        return self._t.get_write_buffer_size() + len(self._head or b"")
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._t.set_protocol(protocol)

@@ -307,7 +307,7 @@ class Proxy:
             if relay is None:
                 last = self._no_relay_error(cand)
                 continue
-            token = self._start_attempt(record, cand) if telemetry.tracing_enabled() else None
+            token = self._start_attempt(record, cand) if telemetry.recording() else None
             try:
                 result = await self._relay_call(relay, self._relay_request(record, cand))
             except (grpc.aio.AioRpcError, MuxError) as exc:
@@ -362,7 +362,7 @@ class Proxy:
             if relay is None:
                 last = self._no_relay_error(cand)
                 continue
-            token = self._start_attempt(record, cand) if telemetry.tracing_enabled() else None
+            token = self._start_attempt(record, cand) if telemetry.recording() else None
             # The interceptor's task (and so the relay's client span) takes the context here.
             call = relay.stub.Stream(self._relay_request(record, cand), timeout=self._relay_timeout)
             if token is not None:

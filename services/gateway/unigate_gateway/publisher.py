@@ -52,7 +52,7 @@ class UsagePublisher:
         metrics.USAGE_BUFFER.set_function(lambda: self.pending)
 
     def publish(self, event: events_pb2.UsageEvent) -> None:
-        if telemetry.tracing_enabled():
+        if telemetry.recording():
             # Called in the request's context: the event carries it through the batch to billing.
             telemetry.stamp_event(event.trace_context)
         try:

@@ -12,6 +12,7 @@ import uvloop
 from unigate import tokenizer
 from unigate.grpcutil import client_channel, listen, new_server
 from unigate.health import ChannelHealth
+from unigate.heap import freeze_startup_heap
 from unigate.logs import add_log_dir_argument, configure_logging
 from unigate.namespace import Namespace
 from unigate.ops import serve_ops, stop_event
@@ -64,6 +65,7 @@ async def serve(settings: RelaySettings, families: list[str]) -> None:
     relay_pb2_grpc.add_RelayServiceServicer_to_server(service, server)
     listen(server, settings.listen, tls)
     await server.start()
+    freeze_startup_heap()
 
     async def ready() -> dict[str, bool]:
         state = auth_channel.get_state(try_to_connect=True)

@@ -234,7 +234,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         if isinstance(prepared, relay_pb2.RelayError):
             return relay_pb2.RelayResult(error=prepared)
         provider, ctx = prepared
-        span = _upstream_span(request) if telemetry.tracing_enabled() else None
+        span = _upstream_span(request) if telemetry.recording() else None
         # A multi-key channel: a key the provider refuses or rate-limits is taken out of
         # rotation at once (observe) and the call tried again with the next key, so one bad
         # key costs the client nothing; no tokens were spent on the refused attempt.
@@ -278,7 +278,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=prepared))
             return
         provider, ctx = prepared
-        span = _upstream_span(request) if telemetry.tracing_enabled() else None
+        span = _upstream_span(request) if telemetry.recording() else None
         first = True
         ended = False
         first_data: float | None = None

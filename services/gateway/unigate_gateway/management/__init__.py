@@ -92,6 +92,8 @@ class Management:
         app = FastAPI(
             title="unigate management API",
             version="1",
+            # As the gateway's app: the request's one server span is ServerSpanMiddleware's.
+            telemetry={"tracing": False, "metrics": False, "logs": False},
             description=(
                 "One API's management paths and JSON. Authenticate with the session cookie"
                 " from POST /api/user/login (cookie writes must send X-CSRF-Token, returned"
