@@ -153,6 +153,10 @@ class GenerateStreamWriter:
             "responseId": self.response_id,
         }
 
+    def begin(self) -> bytes:
+        """Nothing: a Gemini stream has no opening frame, its first chunk is an answer's."""
+        return b""
+
     def feed(self, chunk: Any) -> bytes:
         """The frames for one OpenAI ``chat.completion.chunk`` object."""
         if not isinstance(chunk, dict):

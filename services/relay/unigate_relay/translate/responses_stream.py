@@ -59,6 +59,10 @@ class ResponsesStreamWriter:
             {"type": "response.in_progress", "response": copy.deepcopy(snapshot)}
         )
 
+    def begin(self) -> bytes:
+        """The opening events the first time, nothing after."""
+        return b"" if self.started else self.start()
+
     @property
     def _index(self) -> int:
         return len(self.response["output"])
@@ -224,7 +228,7 @@ class ResponsesStreamWriter:
     def finish(self, usage: common_pb2.Usage) -> bytes:
         """Close the open item; ``response.completed`` (or ``.incomplete``) with the whole
         response and the provider's usage."""
-        out = b"" if self.started else self.start()
+        out = self.begin()
         out += self._close()
         finished(self.response, self.finish_reason, usage)
         kind = (

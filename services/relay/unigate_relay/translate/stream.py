@@ -58,6 +58,10 @@ class MessagesStreamWriter:
             {"type": "ping"}
         )
 
+    def begin(self) -> bytes:
+        """The opening events the first time, nothing after."""
+        return b"" if self.started else self.start()
+
     def _close(self) -> bytes:
         if self._open is None:
             return b""
@@ -129,7 +133,7 @@ class MessagesStreamWriter:
     def finish(self, usage: common_pb2.Usage) -> bytes:
         """Close the open block; ``message_delta`` with the stop reason and the final usage;
         ``message_stop``."""
-        out = b"" if self.started else self.start()
+        out = self.begin()
         out += self._close()
         delta = {
             "stop_reason": stop_reason(self.finish_reason) or "end_turn",
