@@ -195,45 +195,58 @@ def client(stack: Stack, tenant: Tenant) -> openai.AsyncOpenAI:
     )
 
 
-class ExtraGateway:
-    """Another gateway process of the same stack (a second edge, or other settings)."""
+class ExtraProcess:
+    """Another service process of the same stack (database, Redis, NATS), with its own env:
+    started with the stack's settings under ``env``, logged to ``<what>-<port>.log`` in the
+    stack's log folder, and waited for until ``ready_url`` answers 200."""
 
-    def __init__(self, stack: Stack, **env: str) -> None:
-        self.port = free_port()
-        self.ops_port = free_port()
-        full_env = {
-            **stack.config.env(),
-            "PORT": str(self.port),
-            "GATEWAY_OPS_PORT": str(self.ops_port),
-            **env,
-        }
+    def __init__(
+        self,
+        stack: Stack,
+        what: str,
+        port: int,
+        env: dict[str, str],
+        ready_url: str,
+        ready_within: float,
+    ) -> None:
+        full_env = {**stack.config.env(), **env}
         assert stack.config.log_dir is not None
-        self._log = open(stack.config.log_dir / f"gateway-{self.port}.log", "ab")  # noqa: SIM115
+        self._log = open(stack.config.log_dir / f"{what}-{port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "unigate_gateway"],
+            [sys.executable, "-m", f"unigate_{what}"],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + ready_within
         while True:
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("extra gateway did not become ready")
+                raise RuntimeError(f"extra {what} did not become ready")
             time.sleep(0.1)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(15)
         self._log.close()
+
+
+class ExtraGateway(ExtraProcess):
+    """Another gateway process of the same stack (a second edge, or other settings)."""
+
+    def __init__(self, stack: Stack, **env: str) -> None:
+        self.port = free_port()
+        self.ops_port = free_port()
+        ports = {"PORT": str(self.port), "GATEWAY_OPS_PORT": str(self.ops_port)}
+        super().__init__(stack, "gateway", self.port, {**ports, **env}, f"{self.url}/readyz", 20)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture

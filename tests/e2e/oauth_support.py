@@ -4,17 +4,13 @@ simulators themselves; shared by the API tests and the browser test."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
-from tests.e2e.conftest import ExtraGateway, ThreadedServer
+from tests.e2e.conftest import ExtraGateway, ExtraProcess, ThreadedServer
 from unigate_cli.devstack import Stack, free_port
 from unigate_sim.identity.github import create_github_app
 from unigate_sim.identity.lark import create_lark_app
@@ -28,42 +24,19 @@ WECHAT_TOKEN = "wechat-server-token-" + "t" * 12
 RATE_LIMIT = 100
 
 
-class ExtraAuth:
+class ExtraAuth(ExtraProcess):
     """Another auth process of the same stack (database, Redis, NATS), with its own env."""
 
     def __init__(self, stack: Stack, **env: str) -> None:
         self.port = free_port()
         ops = free_port()
-        full_env = {
-            **stack.config.env(),
+        own = {
             "AUTH_LISTEN": f"127.0.0.1:{self.port}",
             "AUTH_OPS_PORT": str(ops),
             "CHANNEL_TEST_FREQUENCY": "0",
-            **env,
         }
-        assert stack.config.log_dir is not None
-        self._log = open(stack.config.log_dir / f"auth-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "unigate_auth"],
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{ops}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("extra auth did not become ready")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(15)
-        self._log.close()
+        ready = f"http://127.0.0.1:{ops}/readyz"
+        super().__init__(stack, "auth", self.port, {**own, **env}, ready, 30)
 
 
 @dataclass

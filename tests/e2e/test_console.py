@@ -30,7 +30,7 @@ from argon2 import PasswordHasher
 from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
 
 from tests.e2e.conftest import SIM_KEY, ThreadedServer, broadcast_change
-from tests.e2e.test_management_api import ROOT_PASSWORD
+from tests.e2e.test_management_api import ROOT_PASSWORD, sim_channel
 from unigate_cli.devstack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -389,17 +389,7 @@ async def test_console_settings_are_prefilled_and_logged_bodies_show(
             assert r.status_code == 200 and r.json()["success"], r.text
             return r.json()["data"]
 
-        channel = await ok(
-            "POST",
-            "/channel/",
-            json={
-                "type": 1,
-                "key": SIM_KEY,
-                "base_url": simulator.url,
-                "models": model,
-                "model_mapping": {model: "gpt-4o-mini"},
-            },
-        )
+        channel = await sim_channel(ok, simulator, model)
         logged = await ok("POST", "/token/", json={"name": "c-logged", "unlimited_quota": True})
         quiet = await ok("POST", "/token/", json={"name": "c-quiet", "unlimited_quota": True})
         await ok("PUT", "/option/", json={"key": "ContentLogTokens", "value": str(logged["id"])})

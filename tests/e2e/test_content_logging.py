@@ -13,7 +13,15 @@ import asyncpg
 import openai
 
 from tests.e2e.conftest import SIM_KEY, ThreadedServer
-from tests.e2e.test_management_api import Api, apis, new_user, root, unique, wait_for_log
+from tests.e2e.test_management_api import (
+    Api,
+    apis,
+    new_user,
+    root,
+    sim_channel,
+    unique,
+    wait_for_log,
+)
 from unigate_billing.contents import ContentWriter
 from unigate_cli.devstack import Stack
 
@@ -34,17 +42,7 @@ async def test_content_logging_stores_one_keys_bodies_and_no_secret(
     stack: Stack, root: Api, apis: list[Api], simulator: ThreadedServer, pg: asyncpg.Pool
 ) -> None:
     model = unique("content-gpt-")
-    channel = await root.ok(
-        "POST",
-        "/channel/",
-        json={
-            "type": 1,
-            "key": SIM_KEY,
-            "base_url": simulator.url,
-            "models": model,
-            "model_mapping": {model: "gpt-4o-mini"},
-        },
-    )
+    channel = await sim_channel(root.ok, simulator, model)
     user = await new_user(stack, root, apis, quota=5_000_000)
     logged = await user.ok("POST", "/token/", json={"name": "logged", "unlimited_quota": True})
     quiet = await user.ok("POST", "/token/", json={"name": "quiet", "unlimited_quota": True})

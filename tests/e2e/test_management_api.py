@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -491,22 +491,26 @@ async def wait_for_log(api: Api, path: str, params: dict[str, Any]) -> list[dict
         await asyncio.sleep(0.2)
 
 
+async def sim_channel(
+    ok: Callable[..., Awaitable[Any]], simulator: ThreadedServer, model: str, **fields: Any
+) -> Any:
+    """An OpenAI channel on the session's simulator serving ``model`` (as gpt-4o-mini),
+    created through ``ok`` (an :meth:`Api.ok`, or a browser session's own)."""
+    channel = {
+        "type": 1,
+        "key": SIM_KEY,
+        "base_url": simulator.url,
+        "models": model,
+        "model_mapping": {model: "gpt-4o-mini"},
+    }
+    return await ok("POST", "/channel/", json={**channel, **fields})
+
+
 async def test_a_channel_and_key_made_by_the_api_serve_the_sdk_and_show_in_the_logs(
     stack: Stack, root: Api, apis: list[Api], simulator: ThreadedServer
 ) -> None:
     model = unique("mgmt-gpt-")
-    channel = await root.ok(
-        "POST",
-        "/channel/",
-        json={
-            "type": 1,
-            "name": "via-api",
-            "key": SIM_KEY,
-            "base_url": simulator.url,
-            "models": model,
-            "model_mapping": {model: "gpt-4o-mini"},
-        },
-    )
+    channel = await sim_channel(root.ok, simulator, model, name="via-api")
     assert channel["key"] != SIM_KEY and channel["key_count"] == 1
     user = await new_user(stack, root, apis, quota=5_000_000)
     token = await user.ok("POST", "/token/", json={"name": "sdk-key", "unlimited_quota": True})

@@ -26,7 +26,16 @@ import orjson
 import pytest
 
 from tests.e2e.conftest import SIM_KEY, ThreadedServer
-from tests.e2e.test_management_api import Api, apis, new_user, refused, root, unique, wait_for_log
+from tests.e2e.test_management_api import (
+    Api,
+    apis,
+    new_user,
+    refused,
+    root,
+    sim_channel,
+    unique,
+    wait_for_log,
+)
 from unigate_cli.devstack import Stack
 from unigate_gateway.not_implemented import NOT_IMPLEMENTED
 
@@ -314,17 +323,7 @@ async def test_dashboard_and_log_search(
     stack: Stack, root: Api, apis: list[Api], simulator: ThreadedServer
 ) -> None:
     model = unique("dash-gpt-")
-    channel = await root.ok(
-        "POST",
-        "/channel/",
-        json={
-            "type": 1,
-            "key": SIM_KEY,
-            "base_url": simulator.url,
-            "models": model,
-            "model_mapping": {model: "gpt-4o-mini"},
-        },
-    )
+    channel = await sim_channel(root.ok, simulator, model)
     user = await new_user(stack, root, apis, quota=5_000_000)
     other = await new_user(stack, root, apis, quota=5_000_000)
     token = await user.ok("POST", "/token/", json={"name": "dash", "unlimited_quota": True})

@@ -19,6 +19,7 @@ import orjson
 
 from unigate.v1 import common_pb2
 from unigate_relay.providers.anthropic.wire import JSONObject
+from unigate_relay.translate.chat_chunks import ChatChunkReader
 
 FINISH_REASONS = {
     "stop": "STOP",
@@ -131,7 +132,7 @@ def chunk_frame(payload: JSONObject) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-class GenerateStreamWriter:
+class GenerateStreamWriter(ChatChunkReader):
     """Feed OpenAI chunk objects; get ``streamGenerateContent`` SSE frames. Text and thoughts
     go out as they come; tool calls, whose arguments OpenAI streams in pieces, go out whole
     in the last chunk, which also carries the finish reason and the final usage."""
@@ -142,6 +143,8 @@ class GenerateStreamWriter:
         self.finish_reason: str | None = None
         # OpenAI tool call index → [id, name, arguments so far].
         self._calls: dict[int, list[str]] = {}
+        # The parts of the chunk being read.
+        self._parts: list[JSONObject] = []
 
     def _chunk(self, parts: list[JSONObject], extra: JSONObject | None = None) -> JSONObject:
         candidate: JSONObject = {"content": {"role": "model", "parts": parts}, "index": 0}
@@ -153,33 +156,25 @@ class GenerateStreamWriter:
             "responseId": self.response_id,
         }
 
-    def feed(self, chunk: Any) -> bytes:
-        """The frames for one OpenAI ``chat.completion.chunk`` object."""
-        if not isinstance(chunk, dict):
-            return b""
-        parts: list[JSONObject] = []
-        for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                parts.append({"text": reasoning, "thought": True})
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                parts.append({"text": text})
-            for call in delta.get("tool_calls") or []:
-                self._tool_delta(call)
-            if isinstance(choice.get("finish_reason"), str):
-                self.finish_reason = choice["finish_reason"]
-        return chunk_frame(self._chunk(parts)) if parts else b""
+    def begin(self) -> bytes:
+        """Nothing: a Gemini stream has no opening frame, its first chunk is an answer's."""
+        return b""
 
-    def _tool_delta(self, call: Any) -> None:
-        if not isinstance(call, dict):
-            return
-        key = call.get("index", 0)
-        key = key if isinstance(key, int) else 0
-        function = call.get("function") or {}
+    def feed(self, chunk: Any) -> bytes:
+        """The frame for one OpenAI ``chat.completion.chunk`` object: its text and thoughts."""
+        self._parts = []
+        super().feed(chunk)
+        return chunk_frame(self._chunk(self._parts)) if self._parts else b""
+
+    def on_reasoning(self, text: str) -> bytes:
+        self._parts.append({"text": text, "thought": True})
+        return b""
+
+    def on_text(self, text: str) -> bytes:
+        self._parts.append({"text": text})
+        return b""
+
+    def on_tool_call(self, key: int, call: dict[str, Any], function: Any) -> bytes:
         entry = self._calls.setdefault(key, ["", "", ""])
         if call.get("id"):
             entry[0] = str(call["id"])
@@ -188,6 +183,7 @@ class GenerateStreamWriter:
                 entry[1] = str(function["name"])
             if isinstance(function.get("arguments"), str):
                 entry[2] += function["arguments"]
+        return b""
 
     def finish(self, usage: common_pb2.Usage) -> bytes:
         """The last chunk: the tool calls, the finish reason and the final usage."""

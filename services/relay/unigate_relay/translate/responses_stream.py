@@ -22,6 +22,7 @@ import orjson
 
 from unigate.v1 import common_pb2
 from unigate_relay.providers.anthropic.wire import JSONObject
+from unigate_relay.translate.chat_chunks import ChatChunkReader
 from unigate_relay.translate.responses_response import (
     finished,
     function_call_item,
@@ -30,7 +31,7 @@ from unigate_relay.translate.responses_response import (
 )
 
 
-class ResponsesStreamWriter:
+class ResponsesStreamWriter(ChatChunkReader):
     """Feed OpenAI chunk objects; get Responses API event frames."""
 
     def __init__(self, response: JSONObject) -> None:
@@ -58,6 +59,10 @@ class ResponsesStreamWriter:
         return self._event({"type": "response.created", "response": snapshot}) + self._event(
             {"type": "response.in_progress", "response": copy.deepcopy(snapshot)}
         )
+
+    def begin(self) -> bytes:
+        """The opening events the first time, nothing after."""
+        return b"" if self.started else self.start()
 
     @property
     def _index(self) -> int:
@@ -176,38 +181,20 @@ class ResponsesStreamWriter:
             {"type": "response.function_call_arguments.delta", **ids, "delta": delta}
         )
 
-    def feed(self, chunk: Any) -> bytes:
-        """The events for one OpenAI ``chat.completion.chunk`` object."""
-        if not isinstance(chunk, dict):
-            return b""
+    def on_reasoning(self, text: str) -> bytes:
         out = b""
-        for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                if self._open != ("reasoning", 0):
-                    out += self._open_item("reasoning", 0, {**reasoning_item(""), "summary": []})
-                out += self._delta("reasoning", reasoning)
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                if self._open != ("message", 0):
-                    item = {**message_item("", status="in_progress"), "content": []}
-                    out += self._open_item("message", 0, item)
-                out += self._delta("message", text)
-            for call in delta.get("tool_calls") or []:
-                out += self._tool_delta(call)
-            if isinstance(choice.get("finish_reason"), str):
-                self.finish_reason = choice["finish_reason"]
-        return out
+        if self._open != ("reasoning", 0):
+            out += self._open_item("reasoning", 0, {**reasoning_item(""), "summary": []})
+        return out + self._delta("reasoning", text)
 
-    def _tool_delta(self, call: Any) -> bytes:
-        if not isinstance(call, dict):
-            return b""
-        key = call.get("index", 0)
-        key = key if isinstance(key, int) else 0
-        function = call.get("function") or {}
+    def on_text(self, text: str) -> bytes:
+        out = b""
+        if self._open != ("message", 0):
+            item = {**message_item("", status="in_progress"), "content": []}
+            out += self._open_item("message", 0, item)
+        return out + self._delta("message", text)
+
+    def on_tool_call(self, key: int, call: dict[str, Any], function: Any) -> bytes:
         out = b""
         if self._open != ("function_call", key):
             # OpenAI sends one call's arguments whole before the next call starts.
@@ -224,7 +211,7 @@ class ResponsesStreamWriter:
     def finish(self, usage: common_pb2.Usage) -> bytes:
         """Close the open item; ``response.completed`` (or ``.incomplete``) with the whole
         response and the provider's usage."""
-        out = b"" if self.started else self.start()
+        out = self.begin()
         out += self._close()
         finished(self.response, self.finish_reason, usage)
         kind = (

@@ -16,6 +16,7 @@ import orjson
 
 from unigate.v1 import common_pb2
 from unigate_relay.providers.anthropic.wire import JSONObject, stop_reason
+from unigate_relay.translate.chat_chunks import ChatChunkReader
 from unigate_relay.translate.response import anthropic_usage, message_id
 
 
@@ -26,7 +27,7 @@ def event_frame(payload: JSONObject) -> bytes:
     )
 
 
-class MessagesStreamWriter:
+class MessagesStreamWriter(ChatChunkReader):
     """Feed OpenAI chunk objects; get Anthropic event frames."""
 
     def __init__(self, model: str, input_tokens: int) -> None:
@@ -58,6 +59,10 @@ class MessagesStreamWriter:
             {"type": "ping"}
         )
 
+    def begin(self) -> bytes:
+        """The opening events the first time, nothing after."""
+        return b"" if self.started else self.start()
+
     def _close(self) -> bytes:
         if self._open is None:
             return b""
@@ -74,40 +79,20 @@ class MessagesStreamWriter:
     def _delta(self, index: int, delta: JSONObject) -> bytes:
         return event_frame({"type": "content_block_delta", "index": index, "delta": delta})
 
-    def feed(self, chunk: Any) -> bytes:
-        """The events for one OpenAI ``chat.completion.chunk`` object."""
-        if not isinstance(chunk, dict):
-            return b""
+    def on_reasoning(self, text: str) -> bytes:
         out = b""
-        for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                if self._open != ("thinking", 0):
-                    block = {"type": "thinking", "thinking": "", "signature": ""}
-                    out += self._open_block("thinking", 0, block)
-                out += self._delta(
-                    self._open_index, {"type": "thinking_delta", "thinking": reasoning}
-                )
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                if self._open != ("text", 0):
-                    out += self._open_block("text", 0, {"type": "text", "text": ""})
-                out += self._delta(self._open_index, {"type": "text_delta", "text": text})
-            for call in delta.get("tool_calls") or []:
-                out += self._tool_delta(call)
-            if isinstance(choice.get("finish_reason"), str):
-                self.finish_reason = choice["finish_reason"]
-        return out
+        if self._open != ("thinking", 0):
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            out += self._open_block("thinking", 0, block)
+        return out + self._delta(self._open_index, {"type": "thinking_delta", "thinking": text})
 
-    def _tool_delta(self, call: Any) -> bytes:
-        if not isinstance(call, dict):
-            return b""
-        key = call.get("index", 0)
-        key = key if isinstance(key, int) else 0
-        function = call.get("function") or {}
+    def on_text(self, text: str) -> bytes:
+        out = b""
+        if self._open != ("text", 0):
+            out += self._open_block("text", 0, {"type": "text", "text": ""})
+        return out + self._delta(self._open_index, {"type": "text_delta", "text": text})
+
+    def on_tool_call(self, key: int, call: dict[str, Any], function: Any) -> bytes:
         out = b""
         if key not in self._tools:
             block = {
@@ -129,7 +114,7 @@ class MessagesStreamWriter:
     def finish(self, usage: common_pb2.Usage) -> bytes:
         """Close the open block; ``message_delta`` with the stop reason and the final usage;
         ``message_stop``."""
-        out = b"" if self.started else self.start()
+        out = self.begin()
         out += self._close()
         delta = {
             "stop_reason": stop_reason(self.finish_reason) or "end_turn",

@@ -140,6 +140,18 @@ class GeminiProvider(Provider):
             return answer.unreadable()
         return data, answer.upstream_ms
 
+    async def open_stream(
+        self, ctx: CallContext, payload: bytes
+    ) -> aiohttp.ClientResponse | relay_pb2.RelayError:
+        """POST a ``streamGenerateContent`` (SSE): the upstream's response, or the error that
+        ends the stream before anything was read (no credential, no connection)."""
+        try:
+            return await self._post(ctx, "streamGenerateContent?alt=sse", payload)
+        except CredentialError as exc:
+            return exc.error
+        except UPSTREAM_ERRORS as exc:
+            return error_from_exception(exc)
+
     def _request_body(self, ctx: CallContext) -> dict[str, Any]:
         try:
             body = orjson.loads(ctx.request.body)
@@ -195,13 +207,9 @@ class GeminiProvider(Provider):
             model=self._answer_model(ctx),
             include_usage=ctx.request.include_usage,
         )
-        try:
-            resp = await self._post(ctx, "streamGenerateContent?alt=sse", payload)
-        except CredentialError as exc:
-            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=exc.error))
-            return
-        except UPSTREAM_ERRORS as exc:
-            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+        resp = await self.open_stream(ctx, payload)
+        if isinstance(resp, relay_pb2.RelayError):
+            yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=resp))
             return
         first_token_ms = 0
         failure: relay_pb2.RelayError | None = None

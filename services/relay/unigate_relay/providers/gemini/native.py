@@ -34,7 +34,6 @@ from unigate_relay.providers.base import (
     stream_truncated,
     unreadable_answer,
 )
-from unigate_relay.providers.gemini.errors import CredentialError
 from unigate_relay.providers.gemini.response import usage_from
 from unigate_relay.providers.upstream import let_go, ms_since
 from unigate_relay.sse import SSESplitter, event_data
@@ -118,13 +117,9 @@ async def native_stream(
     if isinstance(body, relay_pb2.RelayError):
         yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=body))
         return
-    try:
-        resp = await provider._post(ctx, "streamGenerateContent?alt=sse", body)
-    except CredentialError as exc:
-        yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=exc.error))
-        return
-    except UPSTREAM_ERRORS as exc:
-        yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=error_from_exception(exc)))
+    resp = await provider.open_stream(ctx, body)
+    if isinstance(resp, relay_pb2.RelayError):
+        yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=resp))
         return
     usage: common_pb2.Usage | None = None
     first_token_ms = 0
