@@ -112,9 +112,11 @@ class ChannelHealth:
         # Relays (no database) write these, so they are not bound to one (see Namespace).
         ns = ns.unbound
         self._ns = ns
-        self._fails_key = ns.redis_key("health", "fails")
-        self._cooling_key = ns.redis_key("health", "cooling")
-        self._averages_key = ns.redis_key("health", "ewma")
+        # One hash tag for the three hashes: the failure script writes two of them, which
+        # Redis Cluster allows only within one slot.
+        self._fails_key = ns.redis_key("{health}", "fails")
+        self._cooling_key = ns.redis_key("{health}", "cooling")
+        self._averages_key = ns.redis_key("{health}", "ewma")
         self._fail = redis.register_script(_FAIL)
         self._observe = redis.register_script(_OBSERVE)
 

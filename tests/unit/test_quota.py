@@ -115,17 +115,17 @@ async def test_a_charge_settled_while_a_balance_loads_is_not_lost(
         user_id=900005,
         user_balance=read_from_postgres[1],
     )
-    assert int(await redis.get(ns.redis_key("q", "t", 900005, "bal"))) == 70
-    assert int(await redis.get(ns.redis_key("q", "u", 900005, "bal"))) == 970
+    assert int(await redis.get(ns.user_key(900005, "q", "t", 900005, "bal"))) == 70
+    assert int(await redis.get(ns.user_key(900005, "q", "u", 900005, "bal"))) == 970
     # The load's record is gone, and later charges go straight to the cached balance.
-    assert not await redis.exists(ns.redis_key("q", "t", 900005, "ld"))
+    assert not await redis.exists(ns.user_key(900005, "q", "t", 900005, "ld"))
     await q.settle([Settlement("later", 900005, 900005, charged=5, unlimited=False)])
-    assert int(await redis.get(ns.redis_key("q", "t", 900005, "bal"))) == 65
+    assert int(await redis.get(ns.user_key(900005, "q", "t", 900005, "bal"))) == 65
     # With nothing cached and no load under way a charge leaves nothing behind: the next
     # load reads it from Postgres.
     await q.settle([Settlement("x", 900006, 900006, charged=5, unlimited=False)])
-    assert not await redis.exists(ns.redis_key("q", "t", 900006, "ld"))
-    assert not await redis.exists(ns.redis_key("q", "t", 900006, "bal"))
+    assert not await redis.exists(ns.user_key(900006, "q", "t", 900006, "ld"))
+    assert not await redis.exists(ns.user_key(900006, "q", "t", 900006, "bal"))
 
 
 def _charge(rid: str, owner: int, charged: int, xid: int) -> Settlement:
@@ -133,7 +133,7 @@ def _charge(rid: str, owner: int, charged: int, xid: int) -> Settlement:
 
 
 async def _balance(redis: Redis, ns: Namespace, kind: str, owner: int) -> int:
-    return int(await redis.get(ns.redis_key("q", kind, owner, "bal")))
+    return int(await redis.get(ns.user_key(owner, "q", kind, owner, "bal")))
 
 
 async def test_a_load_subtracts_exactly_the_charges_its_snapshot_did_not_see(
@@ -186,12 +186,12 @@ async def test_a_refresh_replaces_a_cached_balance_exactly_and_yields_to_a_top_u
     await q.refresh_balances(read, token=True, user=True)
     assert await _balance(redis, ns, "t", 900011) == 58
     assert await _balance(redis, ns, "u", 900011) == 696
-    assert 590 < await redis.ttl(ns.redis_key("q", "t", 900011, "bal")) <= 600
+    assert 590 < await redis.ttl(ns.user_key(900011, "q", "t", 900011, "bal")) <= 600
     # A top-up drops the balance while a refresh is under way: the refresh writes nothing.
     assert await q.begin_refresh(token_id=900011, user_id=900011) == (True, True)
-    await q.forget_balances(token_ids=[900011], user_ids=[])
+    await q.forget_balances(tokens=[(900011, 900011)], user_ids=[])
     await q.refresh_balances(read, token=True, user=True)
-    assert not await redis.exists(ns.redis_key("q", "t", 900011, "bal"))
+    assert not await redis.exists(ns.user_key(900011, "q", "t", 900011, "bal"))
 
 
 async def test_reservation_takes_what_is_left_down_to_its_least(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from unigate.v1 import common_pb2 as unigate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16unigate/v1/relay.proto\x12\nunigate.v1\x1a\x17unigate/v1/common.proto\"\xb5\x03\n\x0cRelayRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x12\n\nchannel_id\x18\x03 \x01(\x03\x12\x14\n\x0c\x63hannel_type\x18\x04 \x01(\x05\x12\x16\n\x0e\x63onfig_version\x18\x05 \x01(\x03\x12\x16\n\x0eupstream_model\x18\x06 \x01(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\x0c\x12\x0e\n\x06stream\x18\x08 \x01(\x08\x12\x15\n\rinclude_usage\x18\t \x01(\x08\x12\r\n\x05model\x18\n \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x0b \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0c \x01(\x04\x12\x41\n\rtrace_context\x18\r \x03(\x0b\x32*.unigate.v1.RelayRequest.TraceContextEntry\x12\x16\n\x0ereservation_id\x18\x0e \x01(\t\x12\x0f\n\x07install\x18\x1e \x01(\t\x12\x19\n\x11max_output_tokens\x18\x14 \x01(\x03\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x01\n\nRelayError\x12&\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x11\n\tretryable\x18\x02 \x01(\x08\x12\x17\n\x0fupstream_status\x18\x03 \x01(\x05\x12\x13\n\x0bretry_after\x18\x04 \x01(\x01\x12\r\n\x05\x66\x61tal\x18\x05 \x01(\x08\"\xb5\x01\n\x0bRelayResult\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x13\n\x0bupstream_ms\x18\x06 \x01(\r\x12\x0f\n\x07\x63\x61ll_id\x18\x07 \x01(\x04\"\x8f\x01\n\tStreamEnd\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x16\n\x0e\x66irst_token_ms\x18\x03 \x01(\r\x12\x13\n\x0bupstream_ms\x18\x04 \x01(\r\x12\x0c\n\x04tail\x18\x05 \x01(\x0c\"n\n\nRelayChunk\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12$\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x15.unigate.v1.StreamEndH\x00\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x11.unigate.v1.UsageH\x00\x42\x06\n\x04kind2\xca\x01\n\x0cRelayService\x12\x39\n\x04\x43\x61ll\x12\x18.unigate.v1.RelayRequest\x1a\x17.unigate.v1.RelayResult\x12\x41\n\x08\x43\x61llMany\x12\x18.unigate.v1.RelayRequest\x1a\x17.unigate.v1.RelayResult(\x01\x30\x01\x12<\n\x06Stream\x12\x18.unigate.v1.RelayRequest\x1a\x16.unigate.v1.RelayChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16unigate/v1/relay.proto\x12\nunigate.v1\x1a\x17unigate/v1/common.proto\"\xc7\x03\n\x0cRelayRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x12\n\nchannel_id\x18\x03 \x01(\x03\x12\x14\n\x0c\x63hannel_type\x18\x04 \x01(\x05\x12\x16\n\x0e\x63onfig_version\x18\x05 \x01(\x03\x12\x16\n\x0eupstream_model\x18\x06 \x01(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\x0c\x12\x0e\n\x06stream\x18\x08 \x01(\x08\x12\x15\n\rinclude_usage\x18\t \x01(\x08\x12\r\n\x05model\x18\n \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x0b \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0c \x01(\x04\x12\x41\n\rtrace_context\x18\r \x03(\x0b\x32*.unigate.v1.RelayRequest.TraceContextEntry\x12\x16\n\x0ereservation_id\x18\x0e \x01(\t\x12\x0f\n\x07install\x18\x1e \x01(\t\x12\x10\n\x07user_id\x18\x8c\x01 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x14 \x01(\x03\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x01\n\nRelayError\x12&\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x11\n\tretryable\x18\x02 \x01(\x08\x12\x17\n\x0fupstream_status\x18\x03 \x01(\x05\x12\x13\n\x0bretry_after\x18\x04 \x01(\x01\x12\r\n\x05\x66\x61tal\x18\x05 \x01(\x08\"\xb5\x01\n\x0bRelayResult\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x13\n\x0bupstream_ms\x18\x06 \x01(\r\x12\x0f\n\x07\x63\x61ll_id\x18\x07 \x01(\x04\"\x8f\x01\n\tStreamEnd\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x16\n\x0e\x66irst_token_ms\x18\x03 \x01(\r\x12\x13\n\x0bupstream_ms\x18\x04 \x01(\r\x12\x0c\n\x04tail\x18\x05 \x01(\x0c\"n\n\nRelayChunk\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12$\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x15.unigate.v1.StreamEndH\x00\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x11.unigate.v1.UsageH\x00\x42\x06\n\x04kind2\xca\x01\n\x0cRelayService\x12\x39\n\x04\x43\x61ll\x12\x18.unigate.v1.RelayRequest\x1a\x17.unigate.v1.RelayResult\x12\x41\n\x08\x43\x61llMany\x12\x18.unigate.v1.RelayRequest\x1a\x17.unigate.v1.RelayResult(\x01\x30\x01\x12<\n\x06Stream\x12\x18.unigate.v1.RelayRequest\x1a\x16.unigate.v1.RelayChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_RELAYREQUEST']._serialized_start=64
-  _globals['_RELAYREQUEST']._serialized_end=501
-  _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._serialized_start=450
-  _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._serialized_end=501
-  _globals['_RELAYERROR']._serialized_start=504
-  _globals['_RELAYERROR']._serialized_end=636
-  _globals['_RELAYRESULT']._serialized_start=639
-  _globals['_RELAYRESULT']._serialized_end=820
-  _globals['_STREAMEND']._serialized_start=823
-  _globals['_STREAMEND']._serialized_end=966
-  _globals['_RELAYCHUNK']._serialized_start=968
-  _globals['_RELAYCHUNK']._serialized_end=1078
-  _globals['_RELAYSERVICE']._serialized_start=1081
-  _globals['_RELAYSERVICE']._serialized_end=1283
+  _globals['_RELAYREQUEST']._serialized_end=519
+  _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._serialized_start=468
+  _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._serialized_end=519
+  _globals['_RELAYERROR']._serialized_start=522
+  _globals['_RELAYERROR']._serialized_end=654
+  _globals['_RELAYRESULT']._serialized_start=657
+  _globals['_RELAYRESULT']._serialized_end=838
+  _globals['_STREAMEND']._serialized_start=841
+  _globals['_STREAMEND']._serialized_end=984
+  _globals['_RELAYCHUNK']._serialized_start=986
+  _globals['_RELAYCHUNK']._serialized_end=1096
+  _globals['_RELAYSERVICE']._serialized_start=1099
+  _globals['_RELAYSERVICE']._serialized_end=1301
 # @@protoc_insertion_point(module_scope)

@@ -117,7 +117,8 @@ class BalanceKeeper:
                 with contextlib.suppress(Exception):
                     await self._quota.abandon_refresh(
                         token_id=token.id if owned[0] else None,
-                        user_id=token.user_id if owned[1] else None,
+                        user_id=token.user_id,
+                        user=owned[1],
                     )
 
     # ---- Redis outage -------------------------------------------------------------------
