@@ -381,17 +381,7 @@ class QuotaStore:
         """Check the rate windows and both balances, then book all of them, atomically.
         With ``least`` below ``amount``, a balance between the two is reserved whole (the
         request is then bounded to what it covers); below ``least`` the request is refused."""
-        tb, tr = self._token_keys(token_id, user_id)
-        ub, ur = self._user_keys(user_id)
-        keys = [
-            tb,
-            tr,
-            ub,
-            ur,
-            self._reservation_key(reservation_id, user_id),
-            self.reservation_index(user_id),
-        ]
-        keys += [self.window_key(user_id, w.scope, now_ms) for w in windows]
+        keys = self.reserve_keys(reservation_id, token_id, user_id, windows, now_ms)
         args: list[str | int | bytes] = [
             amount,
             "1" if unlimited else "0",
@@ -413,6 +403,27 @@ class QuotaStore:
         if outcome is ReserveOutcome.RESERVED:
             return ReserveResult(outcome, counts=tuple(raw[3:]), amount=raw[1], left=raw[2])
         return ReserveResult(outcome)
+
+    def reserve_keys(
+        self,
+        reservation_id: str,
+        token_id: int,
+        user_id: int,
+        windows: tuple[RateWindow, ...],
+        now_ms: int,
+    ) -> list[str]:
+        """The keys the reserve script touches (all in ``user_id``'s group)."""
+        tb, tr = self._token_keys(token_id, user_id)
+        ub, ur = self._user_keys(user_id)
+        keys = [
+            tb,
+            tr,
+            ub,
+            ur,
+            self._reservation_key(reservation_id, user_id),
+            self.reservation_index(user_id),
+        ]
+        return keys + [self.window_key(user_id, w.scope, now_ms) for w in windows]
 
     async def lower(self, *, reservation_id: str, token_id: int, user_id: int, cost: int) -> int:
         """Lower an open reservation to its request's real cost (known before billing settles

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -143,3 +144,163 @@ class OwnRedis:
 
     def flush(self) -> None:
         sync_redis.Redis(port=self.port).flushall()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class OwnRedisCluster:
+    """A real Redis Cluster: ``masters`` masters with one replica each, each node its own
+    ``redis-server --cluster-enabled yes`` on free ports, joined by ``redis-cli --cluster
+    create``. Without persistence, as ``OwnRedis``."""
+
+    def __init__(self, base: Path, masters: int = 3) -> None:
+        self.dir = base
+        self.ports = [_cluster_port() for _ in range(masters * 2)]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start_node(self, port: int) -> None:
+        with (self.dir / f"redis-{port}.log").open("ab") as out:
+            self.procs[port] = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    # Its own files: never an RDB some other server left in the cwd.
+                    "--dir",
+                    str(self.dir),
+                    "--dbfilename",
+                    f"dump-{port}.rdb",
+                    "--cluster-config-file",
+                    f"nodes-{port}.conf",
+                    # A dead master is replaced within ~2 s of going silent.
+                    "--cluster-node-timeout",
+                    "2000",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        client = sync_redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except sync_redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def start(self) -> None:
+        for port in self.ports:
+            self.start_node(port)
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.wait_ok()
+        # Until every master's replica has joined (a master killed before could not fail over).
+        deadline = time.monotonic() + 60
+        while not all(self._shards()) or len(self._shards()) * 2 != len(self.ports):
+            assert time.monotonic() < deadline, f"replicas never joined: {self._shards()}"
+            time.sleep(0.2)
+
+    def _shards(self) -> list[list[int]]:
+        """Per master serving slots (as one live node sees them): its replicas' ports."""
+        for port in self.procs:
+            try:
+                shards = sync_redis.Redis(port=port).execute_command("CLUSTER", "SLOTS")
+            except sync_redis.ConnectionError:
+                continue
+            by_master: dict[int, list[int]] = {}
+            for _, _, master, *replicas in shards:
+                by_master[int(master[1])] = [int(r[1]) for r in replicas]
+            return list(by_master.values())
+        return []
+
+    def wait_ok(self, within: float = 60.0) -> None:
+        """Until every live node says the cluster is ok and sees all 16384 slots served."""
+        deadline = time.monotonic() + within
+        while True:
+            states = []
+            for port in self.procs:
+                try:
+                    info = sync_redis.Redis(port=port).cluster("info")
+                except sync_redis.ConnectionError:
+                    states.append("unreachable")
+                    continue
+                states.append(str(info.get("cluster_state")) + str(info.get("cluster_slots_ok")))
+            if all(s == "ok16384" for s in states):
+                return
+            assert time.monotonic() < deadline, f"cluster not ok: {states}"
+            time.sleep(0.2)
+
+    def master_of(self, slot: int) -> tuple[int, list[int]]:
+        """The port of the master serving ``slot``, and its replicas' ports."""
+        for port in self.procs:
+            try:
+                shards = sync_redis.Redis(port=port).execute_command("CLUSTER", "SLOTS")
+            except sync_redis.ConnectionError:
+                continue
+            for start, end, master, *replicas in shards:
+                if start <= slot <= end:
+                    return int(master[1]), [int(r[1]) for r in replicas]
+        raise AssertionError(f"no node serves slot {slot}")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL a node: no goodbye, as a machine lost."""
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(10)
+
+    def kill_master_of(self, slot: int, within: float = 60.0) -> tuple[int, int]:
+        """SIGKILL the master serving ``slot`` and wait until its replica took over and the
+        cluster is ok again; returns (the dead master's port, the new master's)."""
+        dead, replicas = self.master_of(slot)
+        assert replicas, f"master {dead} of slot {slot} has no replica"
+        self.kill(dead)
+        deadline = time.monotonic() + within
+        while (new := self.master_of(slot)[0]) == dead:
+            assert time.monotonic() < deadline, f"no replica of {dead} was promoted"
+            time.sleep(0.1)
+        self.wait_ok(within)
+        return dead, new
+
+    def stop(self) -> None:
+        for port in list(self.procs):
+            proc = self.procs.pop(port)
+            proc.terminate()
+            proc.wait(10)
