@@ -43,6 +43,14 @@ _RESERVE = """
 --       9+2n gateway id, 10+2n context (a serialized ReservationContext),
 --       11+2n least amount worth reserving (the amount is lowered to what is left, not below)
 local n = tonumber(ARGV[7])
+local held = redis.call('HGET', KEYS[5], 'a')
+if held then
+  -- This reservation is booked already: a client's retry of a call whose reply was lost (a
+  -- connection cut, a master failing over). Book nothing twice; answer as the first time.
+  local again = {1, tonumber(held), tonumber(held)}
+  for i = 1, n do again[i + 3] = tonumber(redis.call('GET', KEYS[6 + i]) or '0') end
+  return again
+end
 local counts = {}
 for i = 1, n do
   local c = tonumber(redis.call('GET', KEYS[6 + i]) or '0')

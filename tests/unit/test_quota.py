@@ -246,3 +246,28 @@ async def test_lowering_a_reservation_to_its_real_cost(redis: Redis, namespace: 
     other = dict(token_id=900112, user_id=900112, unlimited=False, now_ms=1)
     await q.reserve(reservation_id="d4", amount=10, **other)
     assert await q.lower(reservation_id="d4", token_id=900111, user_id=900112, cost=0) == 0
+
+
+async def test_a_retried_reservation_is_booked_once(redis: Redis, namespace: str) -> None:
+    """A client retries a reserve whose reply was lost (a connection cut, a failover): the
+    second call answers as the first did and books neither the balance nor a window again."""
+    ns = Namespace(namespace)
+    q = QuotaStore(redis, ns)
+    await q.load_balances(token_id=900201, token_balance=100, user_id=900202, user_balance=1000)
+    kw = dict(
+        reservation_id="once",
+        token_id=900201,
+        user_id=900202,
+        amount=30,
+        unlimited=False,
+        now_ms=1,
+        windows=(RateWindow("t:900201:rpm", 5, 1),),
+    )
+    first = await q.reserve(**kw)
+    again = await q.reserve(**kw)
+    assert first.outcome is again.outcome is ReserveOutcome.RESERVED
+    assert (again.amount, again.counts) == (30, (1,))
+    assert int(await redis.get(ns.user_key(900202, "q", "t", 900201, "rsvd"))) == 30
+    assert int(await redis.get(ns.user_key(900202, "q", "u", 900202, "rsvd"))) == 30
+    assert await q.settle([Settlement("once", 900201, 900202, charged=10, unlimited=False)]) == 1
+    assert int(await redis.get(ns.user_key(900202, "q", "t", 900201, "rsvd"))) == 0
