@@ -237,6 +237,12 @@ class OwnRedisCluster:
         while not all(self._shards()) or len(self._shards()) * 2 != len(self.ports):
             assert time.monotonic() < deadline, f"replicas never joined: {self._shards()}"
             time.sleep(0.2)
+        for replica in (r for shard in self._shards() for r in shard):
+            link = sync_redis.Redis(port=replica).info("replication")
+            while link["master_link_status"] != "up":
+                assert time.monotonic() < deadline, f"replica {replica} never synced"
+                time.sleep(0.1)
+                link = sync_redis.Redis(port=replica).info("replication")
 
     def _shards(self) -> list[list[int]]:
         """Per master serving slots (as one live node sees them): its replicas' ports."""
@@ -298,6 +304,88 @@ class OwnRedisCluster:
             time.sleep(0.1)
         self.wait_ok(within)
         return dead, new
+
+    def stop(self) -> None:
+        for port in list(self.procs):
+            proc = self.procs.pop(port)
+            proc.terminate()
+            proc.wait(10)
+
+
+class OwnRedisSentinel:
+    """A master, its replica and one ``redis-server --sentinel`` watching them (quorum 1),
+    each on free ports: the master killed, the Sentinel promotes the replica."""
+
+    MASTER_NAME = "unigate"
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base
+        self.master, self.replica, self.sentinel = free_port(), free_port(), free_port()
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel}/{self.MASTER_NAME}/0"
+
+    def _spawn(self, port: int, *args: str) -> None:
+        with (self.dir / f"redis-{port}.log").open("ab") as out:
+            self.procs[port] = subprocess.Popen(
+                list(args), stdout=out, stderr=subprocess.STDOUT, cwd=self.dir
+            )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                sync_redis.Redis(port=port).ping()
+                return
+            except sync_redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def start(self) -> None:
+        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+        self._spawn(self.master, "redis-server", "--port", str(self.master), *common)
+        self._spawn(
+            self.replica,
+            "redis-server",
+            "--port",
+            str(self.replica),
+            *common,
+            "--replicaof",
+            "127.0.0.1",
+            str(self.master),
+        )
+        # A Sentinel rewrites its configuration file: one of its own.
+        conf = self.dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel}\nbind 127.0.0.1\n"
+            f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.master} 1\n"
+            f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+            f"sentinel failover-timeout {self.MASTER_NAME} 5000\n"
+        )
+        self._spawn(self.sentinel, "redis-server", str(conf), "--sentinel")
+        deadline = time.monotonic() + 30
+        while sync_redis.Redis(port=self.replica).info("replication")["master_link_status"] != "up":
+            assert time.monotonic() < deadline, "the replica never synced"
+            time.sleep(0.1)
+
+    def master_port(self) -> int:
+        addr = sync_redis.Redis(port=self.sentinel).execute_command(
+            "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.MASTER_NAME
+        )
+        return int(addr[1])
+
+    def kill_master(self, within: float = 60.0) -> int:
+        """SIGKILL the master; wait until the Sentinel names another; returns its port."""
+        dead = self.master_port()
+        proc = self.procs.pop(dead)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + within
+        while (now := self.master_port()) == dead:
+            assert time.monotonic() < deadline, "the Sentinel never promoted the replica"
+            time.sleep(0.1)
+        return now
 
     def stop(self) -> None:
         for port in list(self.procs):
