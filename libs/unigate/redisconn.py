@@ -16,12 +16,13 @@ every script and transaction in one hash slot, so the same code runs on all thre
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 _SENTINEL = ("redis+sentinel", "rediss+sentinel")
@@ -54,17 +55,46 @@ def _hosts(netloc: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
     return (unquote(user) or None), (unquote(password) or None), nodes
 
 
+class _WaitingCluster(RedisCluster):
+    """A ``RedisCluster`` whose callers wait for a free connection under a burst.
+
+    redis-py's cluster client raises ``MaxConnectionsError`` once a node's connections are all
+    busy, where a single Redis's ``BlockingConnectionPool`` waits: a burst of requests would
+    fail instead of queueing. Commands and pipelines in flight are bounded client-wide to the
+    per-node limit, so no node can run out, and the rest wait their turn."""
+
+    def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self.in_flight = asyncio.Semaphore(max_connections)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py
+        # (The stubs call ClusterPipeline abstract; redis-py's own pipeline() builds it so.)
+        return _WaitingPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _WaitingPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        client = self.cluster_client
+        assert isinstance(client, _WaitingCluster)
+        async with client.in_flight:
+            return await super().execute(raise_on_error, allow_redirections)
+
+
 def _cluster(url: str, *, max_connections: int) -> Redis:
     parts = urlsplit(url)
     user, password, nodes = _hosts(parts.netloc)
-    client = RedisCluster(
+    client = _WaitingCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in nodes],
         username=user,
         password=password,
         ssl=parts.scheme.lower().startswith("rediss"),
-        # Per node; RedisCluster raises rather than waits when they are all busy, so a node
-        # gets several times a single Redis's pool.
-        max_connections=max_connections * 4,
+        max_connections=max_connections,
     )
     # RedisCluster serves every command unigate sends (single-slot scripts and transactions,
     # non-transactional pipelines split by node): typed as the one client the code is for.
