@@ -316,7 +316,7 @@ class QuotaStore:
         self._note_usage = redis.register_script(_NOTE_USAGE)
         self._lower = redis.register_script(_LOWER)
 
-    # Every key below but ``intact`` and the leases is in the owning user's hash-tag group
+    # Every key below but the leases is in the owning user's hash-tag group
     # (``Namespace.user_key``): a token's keys under its user's, so that one reservation,
     # settlement or load is one slot on Redis Cluster.
     def _q(self, user_id: int, kind: str, owner_id: int, field: str) -> str:
@@ -337,19 +337,20 @@ class QuotaStore:
     def _snapshot_key(self, kind: str, owner_id: int, user_id: int) -> str:
         return self._q(user_id, kind, owner_id, "sn")
 
-    @property
-    def _intact_key(self) -> str:
-        # Read once per balance load, never inside a script: it may live in any slot.
-        return self._ns.redis_key("q", "intact")
+    def _intact_key(self, user_id: int) -> str:
+        # One marker per key group, in the group's slot: on Redis Cluster a shard (master and
+        # replicas) may lose its state while the others keep theirs.
+        return self._ns.user_key(user_id, "q", "intact")
 
-    async def state_intact(self) -> bool:
-        """False when Redis lost its state (flushed, restarted empty) since ``mark_intact``:
-        then reservations of requests still unbilled are gone too, and a balance read from
-        Postgres may not be trusted until billing has applied the backlog."""
-        return bool(await self._redis.exists(self._intact_key))
+    async def state_intact(self, user_id: int) -> bool:
+        """False when Redis lost the state of ``user_id``'s key group (flushed, restarted
+        empty, a shard lost) since ``mark_intact``: then reservations of requests still
+        unbilled are gone too, and a balance read from Postgres may not be trusted until
+        billing has applied the backlog."""
+        return bool(await self._redis.exists(self._intact_key(user_id)))
 
-    async def mark_intact(self) -> None:
-        await self._redis.set(self._intact_key, int(time.time()))
+    async def mark_intact(self, user_id: int) -> None:
+        await self._redis.set(self._intact_key(user_id), int(time.time()))
 
     def _reservation_key(self, reservation_id: str, user_id: int) -> str:
         return self._ns.user_key(user_id, "rsv", reservation_id)
