@@ -162,7 +162,7 @@ async def measure(batch_size: int, events: int) -> Result:
             used = await pool.fetchval(
                 "SELECT used_quota FROM tokens WHERE id = $1", fixture.token_id
             )
-            open_reservations = await redis.zcard(quota.reservation_index)
+            open_reservations = (await quota.open_reservations())[0]
             if (rows, charged, used, open_reservations) != (
                 events,
                 events * CHARGED,

@@ -149,6 +149,7 @@ async def measure(port: int, calls: int, batch: int) -> None:
                 reservation_id=f"after0-{i}",
                 channel_id=3,
                 upstream_model="gpt-4o-mini",
+                user_id=1,
             )
             for i in range(calls)
         ]
@@ -164,7 +165,7 @@ async def measure(port: int, calls: int, batch: int) -> None:
         cpu = time.process_time() - cpu
         c1, u1 = await evalsha_usec(redis)
         assert recorder.written == calls
-        written = await redis.hget(Namespace("bench").redis_key("rsv", "after0-0"), "ru")
+        written = await redis.hget(Namespace("bench").user_key(1, "rsv", "after0-0"), "ru")
         assert written, "no record was written"
         print(f"relay usage records ({calls}, {batch} per pipelined round trip):")
         print(

@@ -119,11 +119,13 @@ class ChannelHealth:
         # Relays (no database) write these, so they are not bound to one (see Namespace).
         ns = ns.unbound
         self._ns = ns
-        self._fails_key = ns.redis_key("health", "fails")
-        self._cooling_key = ns.redis_key("health", "cooling")
-        self._averages_key = ns.redis_key("health", "ewma")
-        self._key_fails_key = ns.redis_key("health", "keyfails")
-        self._key_cooling_key = ns.redis_key("health", "keycooling")
+        # One hash tag for the health hashes: the failure scripts write several of them, which
+        # Redis Cluster allows only within one slot.
+        self._fails_key = ns.redis_key("{health}", "fails")
+        self._cooling_key = ns.redis_key("{health}", "cooling")
+        self._averages_key = ns.redis_key("{health}", "ewma")
+        self._key_fails_key = ns.redis_key("{health}", "keyfails")
+        self._key_cooling_key = ns.redis_key("{health}", "keycooling")
         self._fail = redis.register_script(_FAIL)
         self._observe = redis.register_script(_OBSERVE)
 

@@ -94,16 +94,14 @@ def circuit_state_hook(health: ChannelHealth) -> ScrapeHook:
 
 
 def reservations_hook(redis: Redis, ns: Namespace) -> ScrapeHook:
-    """Sets the open-reservation gauges from the reservation index (one ZCARD, one ZRANGE)."""
-    index = QuotaStore(redis, ns).reservation_index
+    """Sets the open-reservation gauges from the groups' reservation indexes (a ZCARD and a
+    ZRANGE each, one pipeline)."""
+    quota = QuotaStore(redis, ns)
 
     async def update() -> None:
-        pipe = redis.pipeline(transaction=False)
-        pipe.zcard(index)
-        pipe.zrange(index, 0, 0, withscores=True)
-        count, oldest = await pipe.execute()
-        RESERVATIONS_OPEN.set(int(count))
-        age = time.time() - float(oldest[0][1]) / 1000 if oldest else 0.0
+        count, oldest = await quota.open_reservations()
+        RESERVATIONS_OPEN.set(count)
+        age = time.time() - oldest / 1000 if oldest is not None else 0.0
         RESERVATION_OLDEST_AGE.set(max(age, 0.0))
 
     return update

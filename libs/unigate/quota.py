@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from unigate.namespace import Namespace
+from unigate.namespace import KEY_GROUPS, Namespace
 
 BALANCE_TTL_SECONDS = 300
 
@@ -43,6 +43,14 @@ _RESERVE = """
 --       9+2n gateway id, 10+2n context (a serialized ReservationContext),
 --       11+2n least amount worth reserving (the amount is lowered to what is left, not below)
 local n = tonumber(ARGV[7])
+local held = redis.call('HGET', KEYS[5], 'a')
+if held then
+  -- This reservation is booked already: a client's retry of a call whose reply was lost (a
+  -- connection cut, a master failing over). Book nothing twice; answer as the first time.
+  local again = {1, tonumber(held), tonumber(held)}
+  for i = 1, n do again[i + 3] = tonumber(redis.call('GET', KEYS[6 + i]) or '0') end
+  return again
+end
 local counts = {}
 for i = 1, n do
   local c = tonumber(redis.call('GET', KEYS[6 + i]) or '0')
@@ -287,6 +295,8 @@ class RelayUsageNote:
     replaces: bool
     # The install the reservation's keys are bound to (the relay itself has no database).
     install: str = ""
+    # The reservation's user, whose hash-tag group its keys are in.
+    user_id: int = 0
 
 
 class QuotaStore:
@@ -306,52 +316,62 @@ class QuotaStore:
         self._note_usage = redis.register_script(_NOTE_USAGE)
         self._lower = redis.register_script(_LOWER)
 
-    def _token_keys(self, token_id: int) -> tuple[str, str]:
-        return self._ns.redis_key("q", "t", token_id, "bal"), self._ns.redis_key(
-            "q", "t", token_id, "rsvd"
-        )
+    # Every key below but the leases is in the owning user's hash-tag group
+    # (``Namespace.user_key``): a token's keys under its user's, so that one reservation,
+    # settlement or load is one slot on Redis Cluster.
+    def _q(self, user_id: int, kind: str, owner_id: int, field: str) -> str:
+        return self._ns.user_key(user_id, "q", kind, owner_id, field)
+
+    def _token_keys(self, token_id: int, user_id: int) -> tuple[str, str]:
+        return self._q(user_id, "t", token_id, "bal"), self._q(user_id, "t", token_id, "rsvd")
 
     def _user_keys(self, user_id: int) -> tuple[str, str]:
-        return self._ns.redis_key("q", "u", user_id, "bal"), self._ns.redis_key(
-            "q", "u", user_id, "rsvd"
-        )
+        return self._q(user_id, "u", user_id, "bal"), self._q(user_id, "u", user_id, "rsvd")
 
-    def _load_key(self, kind: str, owner_id: int) -> str:
-        return self._ns.redis_key("q", kind, owner_id, "ld")
+    def _load_key(self, kind: str, owner_id: int, user_id: int) -> str:
+        return self._q(user_id, kind, owner_id, "ld")
 
-    def _refresh_key(self, kind: str, owner_id: int) -> str:
-        return self._ns.redis_key("q", kind, owner_id, "rf")
+    def _refresh_key(self, kind: str, owner_id: int, user_id: int) -> str:
+        return self._q(user_id, kind, owner_id, "rf")
 
-    def _snapshot_key(self, kind: str, owner_id: int) -> str:
-        return self._ns.redis_key("q", kind, owner_id, "sn")
+    def _snapshot_key(self, kind: str, owner_id: int, user_id: int) -> str:
+        return self._q(user_id, kind, owner_id, "sn")
 
-    @property
-    def _intact_key(self) -> str:
-        return self._ns.redis_key("q", "intact")
+    def _intact_key(self, user_id: int) -> str:
+        # One marker per key group, in the group's slot: on Redis Cluster a shard (master and
+        # replicas) may lose its state while the others keep theirs.
+        return self._ns.user_key(user_id, "q", "intact")
 
-    async def state_intact(self) -> bool:
-        """False when Redis lost its state (flushed, restarted empty) since ``mark_intact``:
-        then reservations of requests still unbilled are gone too, and a balance read from
-        Postgres may not be trusted until billing has applied the backlog."""
-        return bool(await self._redis.exists(self._intact_key))
+    async def state_intact(self, user_id: int) -> bool:
+        """False when Redis lost the state of ``user_id``'s key group (flushed, restarted
+        empty, a shard lost) since ``mark_intact``: then reservations of requests still
+        unbilled are gone too, and a balance read from Postgres may not be trusted until
+        billing has applied the backlog."""
+        return bool(await self._redis.exists(self._intact_key(user_id)))
 
-    async def mark_intact(self) -> None:
-        await self._redis.set(self._intact_key, int(time.time()))
+    async def mark_intact(self, user_id: int) -> None:
+        await self._redis.set(self._intact_key(user_id), int(time.time()))
 
-    def _reservation_key(self, reservation_id: str) -> str:
-        return self._ns.redis_key("rsv", reservation_id)
+    def _reservation_key(self, reservation_id: str, user_id: int) -> str:
+        return self._ns.user_key(user_id, "rsv", reservation_id)
 
     @property
     def install(self) -> str:
         """The database identity this store's keys are bound to ("" when unbound)."""
         return self._ns.install
 
-    @property
-    def reservation_index(self) -> str:
-        return self._ns.redis_key("rsv", "index")
+    def reservation_index(self, user_id: int) -> str:
+        """The index of open reservations (id -> opened at, ms) of ``user_id``'s group."""
+        return self._ns.user_key(user_id, "rsv", "index")
 
-    def window_key(self, scope: str, now_ms: int) -> str:
-        return self._ns.redis_key("rl", scope, now_ms // 1000 // RATE_WINDOW_SECONDS)
+    @property
+    def reservation_indexes(self) -> list[str]:
+        """Every group's index of open reservations (what the sweeper walks)."""
+        return [self._ns.group_key(g, "rsv", "index") for g in range(KEY_GROUPS)]
+
+    def window_key(self, user_id: int, scope: str, now_ms: int) -> str:
+        """A rate-limit window, in the group of the user whose request it counts."""
+        return self._ns.user_key(user_id, "rl", scope, now_ms // 1000 // RATE_WINDOW_SECONDS)
 
     async def reserve(
         self,
@@ -370,10 +390,7 @@ class QuotaStore:
         """Check the rate windows and both balances, then book all of them, atomically.
         With ``least`` below ``amount``, a balance between the two is reserved whole (the
         request is then bounded to what it covers); below ``least`` the request is refused."""
-        tb, tr = self._token_keys(token_id)
-        ub, ur = self._user_keys(user_id)
-        keys = [tb, tr, ub, ur, self._reservation_key(reservation_id), self.reservation_index]
-        keys += [self.window_key(w.scope, now_ms) for w in windows]
+        keys = self.reserve_keys(reservation_id, token_id, user_id, windows, now_ms)
         args: list[str | int | bytes] = [
             amount,
             "1" if unlimited else "0",
@@ -396,12 +413,33 @@ class QuotaStore:
             return ReserveResult(outcome, counts=tuple(raw[3:]), amount=raw[1], left=raw[2])
         return ReserveResult(outcome)
 
+    def reserve_keys(
+        self,
+        reservation_id: str,
+        token_id: int,
+        user_id: int,
+        windows: tuple[RateWindow, ...],
+        now_ms: int,
+    ) -> list[str]:
+        """The keys the reserve script touches (all in ``user_id``'s group)."""
+        tb, tr = self._token_keys(token_id, user_id)
+        ub, ur = self._user_keys(user_id)
+        keys = [
+            tb,
+            tr,
+            ub,
+            ur,
+            self._reservation_key(reservation_id, user_id),
+            self.reservation_index(user_id),
+        ]
+        return keys + [self.window_key(user_id, w.scope, now_ms) for w in windows]
+
     async def lower(self, *, reservation_id: str, token_id: int, user_id: int, cost: int) -> int:
         """Lower an open reservation to its request's real cost (known before billing settles
         it), giving the rest back to the balances; returns the units given back."""
         keys = [
-            self._reservation_key(reservation_id),
-            self._token_keys(token_id)[1],
+            self._reservation_key(reservation_id, user_id),
+            self._token_keys(token_id, user_id)[1],
             self._user_keys(user_id)[1],
         ]
         return int(await self._lower(keys=keys, args=[max(cost, 0), token_id, user_id]))
@@ -411,9 +449,9 @@ class QuotaStore:
         charges settled while no balance is cached are set aside for the loader, so a
         balance read before they were committed is not cached too high."""
         pipe = self._redis.pipeline(transaction=False)
-        keys = [self._load_key("u", user_id)]
+        keys = [self._load_key("u", user_id, user_id)]
         if token_id is not None:
-            keys.append(self._load_key("t", token_id))
+            keys.append(self._load_key("t", token_id, user_id))
         for key in keys:
             # A hash of charges by transaction id; field "0" only makes it exist.
             pipe.hsetnx(key, "0", 0)
@@ -441,21 +479,22 @@ class QuotaStore:
         """Start recording charges for a refresh of cached balances; returns whether this
         caller owns the token's and the user's refresh (another refresh may be under way)."""
         pipe = self._redis.pipeline(transaction=False)
-        keys = [self._refresh_key("u", user_id)]
+        keys = [self._refresh_key("u", user_id, user_id)]
         if token_id is not None:
-            keys.insert(0, self._refresh_key("t", token_id))
+            keys.insert(0, self._refresh_key("t", token_id, user_id))
         for key in keys:
             pipe.hsetnx(key, "0", 0)
             pipe.expire(key, LOAD_WINDOW_SECONDS)
         owned = [bool(r) for r in (await pipe.execute())[::2]]
         return (owned[0] if token_id is not None else False), owned[-1]
 
-    async def abandon_refresh(self, *, token_id: int | None, user_id: int | None) -> None:
-        """Give up a refresh begun (its read failed), so the next one need not wait."""
-        keys = [] if token_id is None else [self._refresh_key("t", token_id)]
-        keys += [] if user_id is None else [self._refresh_key("u", user_id)]
+    async def abandon_refresh(self, *, token_id: int | None, user_id: int, user: bool) -> None:
+        """Give up a refresh begun (its read failed), so the next one need not wait: the
+        token's (unless ``token_id`` is None) and the user's (if ``user``)."""
+        keys = [] if token_id is None else [self._refresh_key("t", token_id, user_id)]
+        keys += [self._refresh_key("u", user_id, user_id)] if user else []
         if keys:
-            await self._redis.delete(*keys)
+            await self._redis.delete(*keys)  # one user's keys: one slot
 
     async def refresh_balances(self, read: Balances, *, token: bool, user: bool) -> None:
         """Replace cached balances with ``read`` (after ``begin_refresh``, for those it
@@ -484,9 +523,9 @@ class QuotaStore:
             owners.append(("u", read.user_id, read.user_balance))
         for kind, owner, balance in owners:
             keys += [
-                (self._token_keys if kind == "t" else self._user_keys)(owner)[0],
-                collector(kind, owner),
-                self._snapshot_key(kind, owner),
+                self._q(read.user_id, kind, owner, "bal"),
+                collector(kind, owner, read.user_id),
+                self._snapshot_key(kind, owner, read.user_id),
             ]
             values.append(balance)
         if not keys:
@@ -494,47 +533,72 @@ class QuotaStore:
         snap = "" if read.snapshot is None else str(read.snapshot)
         await self._load(keys=keys, args=[self.balance_ttl, mode, snap, *values])
 
-    async def forget_balances(self, *, token_ids: list[int], user_ids: list[int]) -> None:
-        """Drop cached balances so the next request reloads them (after a top-up or edit)."""
+    async def forget_balances(self, *, tokens: list[tuple[int, int]], user_ids: list[int]) -> None:
+        """Drop cached balances so the next request reloads them (after a top-up or edit):
+        of ``tokens`` (token id, its user's id) and of ``user_ids``."""
         # Refreshes under way are called off too: they may have read the old balance.
-        keys = [k for t in token_ids for k in (self._token_keys(t)[0], self._refresh_key("t", t))]
-        keys += [k for u in user_ids for k in (self._user_keys(u)[0], self._refresh_key("u", u))]
+        keys = [
+            k for t, u in tokens for k in (self._q(u, "t", t, "bal"), self._refresh_key("t", t, u))
+        ]
+        keys += [k for u in user_ids for k in (self._user_keys(u)[0], self._refresh_key("u", u, u))]
         if keys:
-            await self._redis.delete(*keys)
+            # One DEL per key: the keys may be in several slots.
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.delete(key)
+            await pipe.execute()
 
     async def settle(self, settlements: list[Settlement]) -> int:
         """Release reservations and mirror committed charges; returns how many were released."""
         if not settlements:
             return 0
+        # EVALSHA by hand, not the registered script through the pipeline: on Redis Cluster
+        # nothing loads the script on a node beforehand (a promoted replica has none), so a
+        # NOSCRIPT reply (the script did not run) is retried alone through the script, which
+        # loads it; any other error is raised as the pipeline would.
+        calls = [(self.settle_keys(s), self._settle_args(s)) for s in settlements]
         pipe = self._redis.pipeline(transaction=False)
-        for s in settlements:
-            tb, tr = self._token_keys(s.token_id)
-            ub, ur = self._user_keys(s.user_id)
-            await self._settle(
-                keys=[
-                    self._reservation_key(s.reservation_id),
-                    self.reservation_index,
-                    tb,
-                    tr,
-                    ub,
-                    ur,
-                    self._load_key("t", s.token_id),
-                    self._load_key("u", s.user_id),
-                    self._refresh_key("t", s.token_id),
-                    self._refresh_key("u", s.user_id),
-                    self._snapshot_key("t", s.token_id),
-                    self._snapshot_key("u", s.user_id),
-                ],
-                args=[
-                    s.reservation_id,
-                    s.charged,
-                    "1" if s.unlimited else "0",
-                    s.xid,
-                    "1" if s.only_if_open else "0",
-                ],
-                client=pipe,
-            )
-        return sum(int(r) for r in await pipe.execute())
+        for keys, args in calls:
+            pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
+        released = 0
+        for (keys, args), result in zip(
+            calls, await pipe.execute(raise_on_error=False), strict=True
+        ):
+            if isinstance(result, NoScriptError):
+                result = await self._settle(keys=keys, args=args)
+            elif isinstance(result, Exception):
+                raise result
+            released += int(result)
+        return released
+
+    @staticmethod
+    def _settle_args(s: Settlement) -> list[str | int]:
+        return [
+            s.reservation_id,
+            s.charged,
+            "1" if s.unlimited else "0",
+            s.xid,
+            "1" if s.only_if_open else "0",
+        ]
+
+    def settle_keys(self, s: Settlement) -> list[str]:
+        """The keys the settle script touches (all in ``s.user_id``'s group)."""
+        tb, tr = self._token_keys(s.token_id, s.user_id)
+        ub, ur = self._user_keys(s.user_id)
+        return [
+            self._reservation_key(s.reservation_id, s.user_id),
+            self.reservation_index(s.user_id),
+            tb,
+            tr,
+            ub,
+            ur,
+            self._load_key("t", s.token_id, s.user_id),
+            self._load_key("u", s.user_id, s.user_id),
+            self._refresh_key("t", s.token_id, s.user_id),
+            self._refresh_key("u", s.user_id, s.user_id),
+            self._snapshot_key("t", s.token_id, s.user_id),
+            self._snapshot_key("u", s.user_id, s.user_id),
+        ]
 
     async def note_relay_usage(self, notes: list[RelayUsageNote]) -> None:
         """Record relays' usage records next to their reservations: one round trip.
@@ -551,7 +615,9 @@ class QuotaStore:
                     "EVALSHA",
                     self._note_usage.sha,
                     1,
-                    replace(self._ns, install=n.install).redis_key("rsv", n.reservation_id),
+                    replace(self._ns, install=n.install).user_key(
+                        n.user_id, "rsv", n.reservation_id
+                    ),
                     n.record,
                     "1" if n.replaces else "0",
                 )
@@ -564,23 +630,28 @@ class QuotaStore:
                     raise
                 await self._redis.script_load(_NOTE_USAGE)
 
-    async def stale_reservations(
-        self, before_ms: int, limit: int = 500, offset: int = 0
-    ) -> list[OpenReservation]:
-        """Reservations opened before ``before_ms`` and never settled (oldest first)."""
-        raw = await self._redis.zrangebyscore(
-            self.reservation_index, "-inf", before_ms, offset, limit
-        )
-        ids = [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
-        if not ids:
+    async def stale_reservations(self, before_ms: int, limit: int = 500) -> list[OpenReservation]:
+        """Reservations opened before ``before_ms`` and never settled (oldest first, at most
+        ``limit``): every group's index is read (one pipeline), then the oldest hashes."""
+        indexes = self.reservation_indexes
+        pipe = self._redis.pipeline(transaction=False)
+        for index in indexes:
+            pipe.zrangebyscore(index, "-inf", before_ms, 0, limit, withscores=True)
+        found: list[tuple[float, int, str]] = []
+        for group, entries in enumerate(await pipe.execute()):
+            for rid, score in entries:
+                found.append((score, group, rid.decode() if isinstance(rid, bytes) else rid))
+        found = sorted(found)[:limit]
+        if not found:
             return []
         pipe = self._redis.pipeline(transaction=False)
-        for rid in ids:
-            pipe.hgetall(self._reservation_key(rid))
-        out, gone = [], []
-        for rid, fields in zip(ids, await pipe.execute(), strict=True):
+        for _, group, rid in found:
+            pipe.hgetall(self._ns.group_key(group, "rsv", rid))
+        out: list[OpenReservation] = []
+        gone = []
+        for (_, group, rid), fields in zip(found, await pipe.execute(), strict=True):
             if not fields:
-                gone.append(rid)  # settled, but its index entry outlived it
+                gone.append((group, rid))  # settled, but its index entry outlived it
                 continue
             out.append(
                 OpenReservation(
@@ -596,8 +667,22 @@ class QuotaStore:
                 )
             )
         if gone:
-            await self._redis.zrem(self.reservation_index, *gone)
+            pipe = self._redis.pipeline(transaction=False)
+            for group, rid in gone:
+                pipe.zrem(indexes[group], rid)
+            await pipe.execute()
         return out
+
+    async def open_reservations(self) -> tuple[int, float | None]:
+        """How many reservations are open, and when the oldest was opened (unix ms)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for index in self.reservation_indexes:
+            pipe.zcard(index)
+            pipe.zrange(index, 0, 0, withscores=True)
+        replies = await pipe.execute()
+        count = sum(int(n) for n in replies[::2])
+        oldest = [float(first[0][1]) for first in replies[1::2] if first]
+        return count, min(oldest, default=None)
 
     async def try_lead(self, role: str, owner: str, ttl_ms: int) -> bool:
         """Hold a short lease so that one instance among many does periodic work."""

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from tests import admin_writes
+from tests.conftest import REDIS_URL
 from unigate.bus import publish_config_change
 from unigate.certs import write_certificates
 from unigate.namespace import Namespace
@@ -113,6 +114,9 @@ def stack(
             sql_dsn=database,
             namespace=namespace,
             secret_key=secret_key,
+            # The Redis the tests read (TEST_REDIS_URL: e.g. a redis+cluster:// URL runs the
+            # suite against a Redis Cluster).
+            redis_url=REDIS_URL,
             ports=StackPorts.free(),
             simulator=None,
             log_dir=log_dir,

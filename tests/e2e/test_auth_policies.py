@@ -264,9 +264,10 @@ async def _eventually_within(seconds: float, attempt: Callable[[], Any]) -> None
 # ---- Redis loss and the sweeper ----------------------------------------------------------
 
 
-async def hot_key(pg: asyncpg.Pool, namespace: str, *parts: str | int) -> str:
-    """A Redis key of hot state as auth and billing build it (bound to this database)."""
-    return (await bound_namespace(pg, namespace)).redis_key(*parts)
+async def hot_key(pg: asyncpg.Pool, namespace: str, user_id: int, *parts: str | int) -> str:
+    """A Redis key of hot state as auth and billing build it (bound to this database, in
+    ``user_id``'s key group)."""
+    return (await bound_namespace(pg, namespace)).user_key(user_id, *parts)
 
 
 async def test_losing_redis_state_mid_run_keeps_serving_and_ledger_agrees(
@@ -293,9 +294,9 @@ async def test_losing_redis_state_mid_run_keeps_serving_and_ledger_agrees(
         "SELECT remain_quota, used_quota FROM tokens WHERE id = $1", token.id
     )
     assert (used, remain) == (total, 10**7 - total)
-    cached = await redis.get(await hot_key(pg, namespace, "q", "t", token.id, "bal"))
+    cached = await redis.get(await hot_key(pg, namespace, 1, "q", "t", token.id, "bal"))
     open_reserved = int(
-        await redis.get(await hot_key(pg, namespace, "q", "t", token.id, "rsvd")) or 0
+        await redis.get(await hot_key(pg, namespace, 1, "q", "t", token.id, "rsvd")) or 0
     )
     # The reload waited for the first burst's charges to be applied, and subtracted exactly
     # those its read of Postgres did not see: the cached balance is the balance of record.
@@ -336,7 +337,9 @@ async def test_unsettled_reservation_is_swept_at_its_reserved_amount(
         await pg.fetchval("SELECT used_quota FROM tokens WHERE id = $1", tenant.token_id)
         == decision.reserved_quota
     )
-    assert not await redis.exists(await hot_key(pg, namespace, "rsv", decision.reservation_id))
+    assert not await redis.exists(
+        await hot_key(pg, namespace, decision.user_id, "rsv", decision.reservation_id)
+    )
 
     # The request's own event turns up after all (its gateway had been cut off from NATS):
     # the ledger takes the real figures, once, and moves every charge by the difference.
@@ -363,7 +366,7 @@ async def test_unsettled_reservation_is_swept_at_its_reserved_amount(
     )
     # The owner's cached balance (the key is unlimited, so the user's balance is what limits
     # it), which the sweeper charged the whole reservation.
-    user_balance = await hot_key(pg, namespace, "q", "u", decision.user_id, "bal")
+    user_balance = await hot_key(pg, namespace, decision.user_id, "q", "u", decision.user_id, "bal")
     cached_before = await redis.get(user_balance)
     assert cached_before is not None
     nc = await nats.connect(stack.config.nats_url)

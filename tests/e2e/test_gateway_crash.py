@@ -36,6 +36,7 @@ from tests.e2e.test_parallel_billing import (
     token_ledger,
 )
 from unigate.charge import quota_of
+from unigate.quota import QuotaStore
 from unigate.v1 import auth_pb2, common_pb2
 from unigate_billing.sweeper import RECOVERED_CODE, SWEPT_CODE
 from unigate_sim.openai import create_app
@@ -183,16 +184,9 @@ async def drive(url: str, key: str, load: Load) -> None:
 
 async def open_reservations(env: LedgerEnv, token_id: int) -> dict[str, bool]:
     """The token's open reservations, each with whether its gateway is alive."""
-    index = env.ns.redis_key("rsv", "index")
-    ids = [r.decode() for r in await env.redis.zrange(index, 0, -1)]
-    pipe = env.redis.pipeline(transaction=False)
-    for rid in ids:
-        pipe.hmget(env.ns.redis_key("rsv", rid), ["t", "g"])
-    found = await pipe.execute()
+    open_ = await QuotaStore(env.redis, env.ns).stale_reservations(2**62, limit=100_000)
     mine = {
-        rid: g.decode()
-        for rid, (t, g) in zip(ids, found, strict=True)
-        if t == str(token_id).encode() and g
+        r.reservation_id: r.gateway_id for r in open_ if r.token_id == token_id and r.gateway_id
     }
     pipe = env.redis.pipeline(transaction=False)
     for g in mine.values():
@@ -311,8 +305,8 @@ async def test_sigkilled_gateway_loses_no_usage(env: LedgerEnv) -> None:
     assert used == total
     remain = await env.pg.fetchval("SELECT remain_quota FROM tokens WHERE id = $1", token.id)
     assert remain == QUOTA - total
-    cached = await env.redis.get(env.ns.redis_key("q", "t", token.id, "bal"))
+    cached = await env.redis.get(env.ns.user_key(1, "q", "t", token.id, "bal"))
     if cached is not None:
         assert int(cached) == remain
-    assert int(await env.redis.get(env.ns.redis_key("q", "t", token.id, "rsvd")) or 0) == 0
+    assert int(await env.redis.get(env.ns.user_key(1, "q", "t", token.id, "rsvd")) or 0) == 0
     await assert_rollups_match_ledger(env.pg)

@@ -42,6 +42,7 @@ from tests.e2e.test_parallel_billing import (
     wait_drained,
 )
 from unigate.namespace import USAGE_SCHEMA_VERSION
+from unigate.quota import QuotaStore
 from unigate.v1 import common_pb2, events_pb2
 
 # How many requests must succeed (2xx). 10,000 fits the time budget on 2 cores at CONCURRENCY
@@ -489,10 +490,10 @@ async def test_ledger_is_exact_through_crashes_and_outages(env: LedgerEnv) -> No
 
     # Every reservation was released, by exactly one settlement.
     quota_keys = [
-        env.ns.redis_key("q", "t", token.id, "rsvd"),
-        env.ns.redis_key("q", "u", 1, "rsvd"),
+        env.ns.user_key(1, "q", "t", token.id, "rsvd"),
+        env.ns.user_key(1, "q", "u", 1, "rsvd"),
     ]
     assert [int(v or 0) for v in await env.redis.mget(quota_keys)] == [0, 0]
-    assert await env.redis.zcard(env.ns.redis_key("rsv", "index")) == 0
+    assert (await QuotaStore(env.redis, env.ns).open_reservations())[0] == 0
     # And the audit agrees: ledger, balances, rollups and Redis, with no drift anywhere.
     assert_audit_clean(env)

@@ -120,9 +120,9 @@ async def test_every_service_counts_what_it_did(
     )
     scraper = Scraper(stack)
     before = await scraper.all()
-    index = QuotaStore(redis, await bound_namespace(pg, stack.config.namespace)).reservation_index
+    quota = QuotaStore(redis, await bound_namespace(pg, stack.config.namespace))
     # Reservations open before this test's calls (an earlier test's, or none).
-    baseline = await redis.zcard(index)
+    baseline = (await quota.open_reservations())[0]
     channel = str(own_channel)
     messages: Any = [{"role": "user", "content": "count me"}]
 
@@ -153,10 +153,10 @@ async def test_every_service_counts_what_it_did(
     # The calls so far are settled first: billing settles a reservation once the call's usage
     # event (held back a few milliseconds by the gateway, to batch) is in the ledger.
     async def settled() -> bool:
-        return bool(await redis.zcard(index) <= baseline)
+        return bool((await quota.open_reservations())[0] <= baseline)
 
     await eventually(settled)
-    quiet = await redis.zcard(index)
+    quiet = (await quota.open_reservations())[0]
 
     # While a slow call is in flight its reservation is open, and billing's scrape reads it
     # from Redis at that moment.
@@ -164,14 +164,14 @@ async def test_every_service_counts_what_it_did(
     slow = asyncio.create_task(client.chat.completions.create(model=MODEL, messages=messages))
 
     async def reserved() -> bool:
-        return bool(await redis.zcard(index) > quiet)
+        return bool((await quota.open_reservations())[0] > quiet)
 
     await eventually(reserved)
     # Equal to what Redis holds at that moment (one, unless an earlier test left another).
     while True:
-        open_before = await redis.zcard(index)
+        open_before = (await quota.open_reservations())[0]
         open_now = await scrape(scraper.urls["billing"])
-        if await redis.zcard(index) == open_before:
+        if (await quota.open_reservations())[0] == open_before:
             break
     assert value(open_now, "unigate_reservations_outstanding") == open_before >= 1
     assert value(open_now, "unigate_reservation_oldest_age_seconds") > 0

@@ -53,11 +53,12 @@ def burst_sdk(stack: Stack, key: str) -> openai.AsyncOpenAI:
 
 
 async def _balances_sampler(
-    pg: asyncpg.Pool, redis: Redis, ns: Namespace, token_id: int, low: list[int]
+    pg: asyncpg.Pool, redis: Redis, ns: Namespace, token_id: int, user_id: int, low: list[int]
 ) -> None:
     """Record the lowest token balance seen in Postgres and in Redis (cached balance, and
     balance less open reservations, read atomically), until cancelled."""
-    bal, rsvd = ns.redis_key("q", "t", token_id, "bal"), ns.redis_key("q", "t", token_id, "rsvd")
+    bal = ns.user_key(user_id, "q", "t", token_id, "bal")
+    rsvd = ns.user_key(user_id, "q", "t", token_id, "rsvd")
     while True:
         low[0] = min(
             low[0], await pg.fetchval("SELECT remain_quota FROM tokens WHERE id = $1", token_id)
@@ -88,7 +89,9 @@ async def test_long_prompts_without_max_tokens_never_overspend(
     token = await new_key(pg, user_id, remain_quota=quota)
     client = burst_sdk(stack, token.key)
     low = [quota, quota, quota]
-    sampler = asyncio.create_task(_balances_sampler(pg, redis, Namespace(namespace), token.id, low))
+    sampler = asyncio.create_task(
+        _balances_sampler(pg, redis, Namespace(namespace), token.id, user_id, low)
+    )
 
     def bound_of(headers: Any) -> int:
         # No header: the request went with no limit of unigate's own, its reservation

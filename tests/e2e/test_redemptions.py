@@ -136,7 +136,7 @@ async def test_cli_creates_and_redeems_codes(env: LedgerEnv, quota: QuotaStore) 
     assert len(set(codes)) == 3
 
     # A cached balance for the user, as auth leaves one: the CLI must drop it.
-    balance_key = env.ns.redis_key("q", "u", user_id, "bal")
+    balance_key = env.ns.user_key(user_id, "q", "u", user_id, "bal")
     await quota.load_balances(token_id=0, token_balance=None, user_id=user_id, user_balance=0)
     assert await env.redis.exists(balance_key)
     assert run_cli(env, "redemption", "redeem", "--user", username, codes[0]).stdout.strip() == (

@@ -115,17 +115,17 @@ async def test_a_charge_settled_while_a_balance_loads_is_not_lost(
         user_id=900005,
         user_balance=read_from_postgres[1],
     )
-    assert int(await redis.get(ns.redis_key("q", "t", 900005, "bal"))) == 70
-    assert int(await redis.get(ns.redis_key("q", "u", 900005, "bal"))) == 970
+    assert int(await redis.get(ns.user_key(900005, "q", "t", 900005, "bal"))) == 70
+    assert int(await redis.get(ns.user_key(900005, "q", "u", 900005, "bal"))) == 970
     # The load's record is gone, and later charges go straight to the cached balance.
-    assert not await redis.exists(ns.redis_key("q", "t", 900005, "ld"))
+    assert not await redis.exists(ns.user_key(900005, "q", "t", 900005, "ld"))
     await q.settle([Settlement("later", 900005, 900005, charged=5, unlimited=False)])
-    assert int(await redis.get(ns.redis_key("q", "t", 900005, "bal"))) == 65
+    assert int(await redis.get(ns.user_key(900005, "q", "t", 900005, "bal"))) == 65
     # With nothing cached and no load under way a charge leaves nothing behind: the next
     # load reads it from Postgres.
     await q.settle([Settlement("x", 900006, 900006, charged=5, unlimited=False)])
-    assert not await redis.exists(ns.redis_key("q", "t", 900006, "ld"))
-    assert not await redis.exists(ns.redis_key("q", "t", 900006, "bal"))
+    assert not await redis.exists(ns.user_key(900006, "q", "t", 900006, "ld"))
+    assert not await redis.exists(ns.user_key(900006, "q", "t", 900006, "bal"))
 
 
 def _charge(rid: str, owner: int, charged: int, xid: int) -> Settlement:
@@ -133,7 +133,7 @@ def _charge(rid: str, owner: int, charged: int, xid: int) -> Settlement:
 
 
 async def _balance(redis: Redis, ns: Namespace, kind: str, owner: int) -> int:
-    return int(await redis.get(ns.redis_key("q", kind, owner, "bal")))
+    return int(await redis.get(ns.user_key(owner, "q", kind, owner, "bal")))
 
 
 async def test_a_load_subtracts_exactly_the_charges_its_snapshot_did_not_see(
@@ -186,12 +186,12 @@ async def test_a_refresh_replaces_a_cached_balance_exactly_and_yields_to_a_top_u
     await q.refresh_balances(read, token=True, user=True)
     assert await _balance(redis, ns, "t", 900011) == 58
     assert await _balance(redis, ns, "u", 900011) == 696
-    assert 590 < await redis.ttl(ns.redis_key("q", "t", 900011, "bal")) <= 600
+    assert 590 < await redis.ttl(ns.user_key(900011, "q", "t", 900011, "bal")) <= 600
     # A top-up drops the balance while a refresh is under way: the refresh writes nothing.
     assert await q.begin_refresh(token_id=900011, user_id=900011) == (True, True)
-    await q.forget_balances(token_ids=[900011], user_ids=[])
+    await q.forget_balances(tokens=[(900011, 900011)], user_ids=[])
     await q.refresh_balances(read, token=True, user=True)
-    assert not await redis.exists(ns.redis_key("q", "t", 900011, "bal"))
+    assert not await redis.exists(ns.user_key(900011, "q", "t", 900011, "bal"))
 
 
 async def test_reservation_takes_what_is_left_down_to_its_least(
@@ -246,3 +246,28 @@ async def test_lowering_a_reservation_to_its_real_cost(redis: Redis, namespace: 
     other = dict(token_id=900112, user_id=900112, unlimited=False, now_ms=1)
     await q.reserve(reservation_id="d4", amount=10, **other)
     assert await q.lower(reservation_id="d4", token_id=900111, user_id=900112, cost=0) == 0
+
+
+async def test_a_retried_reservation_is_booked_once(redis: Redis, namespace: str) -> None:
+    """A client retries a reserve whose reply was lost (a connection cut, a failover): the
+    second call answers as the first did and books neither the balance nor a window again."""
+    ns = Namespace(namespace)
+    q = QuotaStore(redis, ns)
+    await q.load_balances(token_id=900201, token_balance=100, user_id=900202, user_balance=1000)
+    kw = dict(
+        reservation_id="once",
+        token_id=900201,
+        user_id=900202,
+        amount=30,
+        unlimited=False,
+        now_ms=1,
+        windows=(RateWindow("t:900201:rpm", 5, 1),),
+    )
+    first = await q.reserve(**kw)
+    again = await q.reserve(**kw)
+    assert first.outcome is again.outcome is ReserveOutcome.RESERVED
+    assert (again.amount, again.counts) == (30, (1,))
+    assert int(await redis.get(ns.user_key(900202, "q", "t", 900201, "rsvd"))) == 30
+    assert int(await redis.get(ns.user_key(900202, "q", "u", 900202, "rsvd"))) == 30
+    assert await q.settle([Settlement("once", 900201, 900202, charged=10, unlimited=False)]) == 1
+    assert int(await redis.get(ns.user_key(900202, "q", "t", 900201, "rsvd"))) == 0

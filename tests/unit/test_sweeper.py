@@ -126,7 +126,11 @@ async def env(
 
 def relay_request(env: Env, rid: str) -> relay_pb2.RelayRequest:
     return relay_pb2.RelayRequest(
-        request_id=rid, reservation_id=rid, channel_id=env.channel_id, upstream_model="gpt-4o-mini"
+        request_id=rid,
+        reservation_id=rid,
+        channel_id=env.channel_id,
+        upstream_model="gpt-4o-mini",
+        user_id=env.user_id,
     )
 
 
@@ -255,7 +259,7 @@ async def test_relay_record_never_revives_a_settled_reservation(env: Env) -> Non
     rid = await env.reserve("gw-x")
     assert await env.sweeper().sweep_once() == 1  # gw-x never beat: dead
     await record(env, (rid, USAGE, 200))
-    assert not await env.redis.exists(env.ns.redis_key("rsv", rid))
+    assert not await env.redis.exists(env.ns.user_key(env.user_id, "rsv", rid))
 
 
 async def test_heartbeat_expires(env: Env) -> None:
@@ -305,10 +309,13 @@ async def test_relay_records_survive_a_server_that_lost_its_scripts(private_redi
         )
     await private_redis.script_flush()
     await quota.note_relay_usage(
-        [RelayUsageNote("a", b"rec-a", True), RelayUsageNote("b", b"rec-b", False)]
+        [
+            RelayUsageNote("a", b"rec-a", True, user_id=1),
+            RelayUsageNote("b", b"rec-b", False, user_id=1),
+        ]
     )
-    assert await private_redis.hget(ns.redis_key("rsv", "a"), "ru") == b"rec-a"
-    assert await private_redis.hget(ns.redis_key("rsv", "b"), "ru") == b"rec-b"
+    assert await private_redis.hget(ns.user_key(1, "rsv", "a"), "ru") == b"rec-a"
+    assert await private_redis.hget(ns.user_key(1, "rsv", "b"), "ru") == b"rec-b"
 
 
 async def test_real_event_racing_the_sweepers_uncommitted_row_corrects_it(env: Env) -> None:

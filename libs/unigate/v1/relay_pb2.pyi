@@ -141,6 +141,7 @@ class RelayRequest(_message.Message):
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     INSTALL_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     RESPONSES_HISTORY_FIELD_NUMBER: _builtins.int
     RESPONSES_CHANNEL_ID_FIELD_NUMBER: _builtins.int
@@ -170,6 +171,10 @@ class RelayRequest(_message.Message):
     """
     install: _builtins.str
     """The install the reservation's keys are bound to (AuthorizeResponse.install)."""
+    user_id: _builtins.int
+    """The reservation's user (AuthorizeResponse.user_id): the reservation's keys carry the
+    hash tag of its user's key group (one slot on Redis Cluster).
+    """
     max_output_tokens: _builtins.int
     """The output bound auth granted (AuthorizeResponse.max_output_tokens); 0 = none. The relay
     sends it in the provider's own field and cuts a stream that runs past it.
@@ -202,13 +207,14 @@ class RelayRequest(_message.Message):
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         reservation_id: _builtins.str = ...,
         install: _builtins.str = ...,
+        user_id: _builtins.int = ...,
         max_output_tokens: _builtins.int = ...,
         responses_history: _builtins.bytes = ...,
         responses_channel_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_id", b"call_id", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "content_type", b"content_type", "endpoint", b"endpoint", "include_usage", b"include_usage", "install", b"install", "max_output_tokens", b"max_output_tokens", "model", b"model", "request_id", b"request_id", "reservation_id", b"reservation_id", "responses_channel_id", b"responses_channel_id", "responses_history", b"responses_history", "stream", b"stream", "trace_context", b"trace_context", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "call_id", b"call_id", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "content_type", b"content_type", "endpoint", b"endpoint", "include_usage", b"include_usage", "install", b"install", "max_output_tokens", b"max_output_tokens", "model", b"model", "request_id", b"request_id", "reservation_id", b"reservation_id", "responses_channel_id", b"responses_channel_id", "responses_history", b"responses_history", "stream", b"stream", "trace_context", b"trace_context", "upstream_model", b"upstream_model", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

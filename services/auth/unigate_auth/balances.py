@@ -48,7 +48,7 @@ class BalanceKeeper:
 
     # ---- load ---------------------------------------------------------------------------
     async def load(self, token: TokenRecord) -> None:
-        if not await self._quota.state_intact():
+        if not await self._quota.state_intact(token.user_id):
             try:
                 await self._backlog.wait_applied()
             except BacklogPending as exc:
@@ -59,7 +59,7 @@ class BalanceKeeper:
                 ) from None
             # Everything published before Redis lost its state is in Postgres now: loads of
             # any key may trust it from here on.
-            await self._quota.mark_intact()
+            await self._quota.mark_intact(token.user_id)
         await self._quota.begin_load(
             token_id=None if token.unlimited_quota else token.id, user_id=token.user_id
         )
@@ -117,7 +117,8 @@ class BalanceKeeper:
                 with contextlib.suppress(Exception):
                     await self._quota.abandon_refresh(
                         token_id=token.id if owned[0] else None,
-                        user_id=token.user_id if owned[1] else None,
+                        user_id=token.user_id,
+                        user=owned[1],
                     )
 
     # ---- Redis outage -------------------------------------------------------------------

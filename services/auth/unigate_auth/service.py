@@ -185,9 +185,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         if kind in ("token", "user"):
             self._tokens.clear()
             # A top-up or edit changes the balance of record: reload it on the next request.
-            await self._quota.forget_balances(
-                token_ids=ids if kind == "token" else [], user_ids=ids if kind == "user" else []
-            )
+            # (A deleted key's balance is not found, nor needed: it is never read again.)
+            tokens = await self._store.token_owners(ids) if kind == "token" and ids else []
+            await self._quota.forget_balances(tokens=tokens, user_ids=ids if kind == "user" else [])
         elif kind == "channel":
             self._abilities.clear()
         elif kind == "option":

@@ -96,6 +96,14 @@ class AuthStore:
             snapshot=Snapshot(row["xmin"], row["xmax"], tuple(row["running"])),
         )
 
+    async def token_owners(self, token_ids: list[int]) -> list[tuple[int, int]]:
+        """(token id, its user's id) of those of ``token_ids`` that exist: a token's cached
+        balance is kept under its user's hash tag."""
+        rows = await self._pool.fetch(
+            "SELECT id, user_id FROM tokens WHERE id = ANY($1::bigint[])", token_ids
+        )
+        return [(r["id"], r["user_id"]) for r in rows]
+
     async def options(self) -> dict[str, str]:
         return {
             r["key"]: r["value"] for r in await self._pool.fetch("SELECT key, value FROM options")

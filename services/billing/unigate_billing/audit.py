@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 
 from unigate.namespace import Namespace
 from unigate.quota import QuotaStore
+from unigate.redisconn import get_many
 from unigate.v1 import billing_pb2
 
 # A Redis difference must still be there this much later to count: a charge committed in
@@ -173,12 +174,12 @@ class Auditor:
         keys = [
             k
             async for k in self._redis.scan_iter(
-                match=self._ns.redis_key("q", kind, "*", "bal"), count=1000
+                match=self._ns.redis_key("{g*}", "q", kind, "*", "bal"), count=1000
             )
         ]
         if not keys:
             return {}
-        values = await self._redis.mget(keys)
+        values = await get_many(self._redis, keys)
         out = {}
         for key, value in zip(keys, values, strict=True):
             if value is not None:
@@ -245,10 +246,10 @@ class Auditor:
             keys = [
                 k
                 async for k in self._redis.scan_iter(
-                    match=self._ns.redis_key("q", kind, "*", "rsvd"), count=1000
+                    match=self._ns.redis_key("{g*}", "q", kind, "*", "rsvd"), count=1000
                 )
             ]
-            for key, value in zip(keys, await self._redis.mget(keys) if keys else [], strict=True):
+            for key, value in zip(keys, await get_many(self._redis, keys), strict=True):
                 if value is not None:
                     out[(kind, int(key.decode().rsplit(":", 2)[-2]))] = int(value)
         return out

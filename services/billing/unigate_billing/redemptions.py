@@ -137,7 +137,7 @@ async def redeem(pool: asyncpg.Pool, code: str, user_id: int, *, quota: QuotaSto
         )
     if quota is not None:
         try:
-            await quota.forget_balances(token_ids=[], user_ids=[user_id])
+            await quota.forget_balances(tokens=[], user_ids=[user_id])
         except Exception:
             # The top-up is committed and must not be reported as failed; the cached balance
             # expires on its own (quota.BALANCE_TTL_SECONDS) and the new one is loaded then.

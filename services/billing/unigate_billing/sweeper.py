@@ -39,9 +39,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["RECOVERED_CODE", "SWEPT_CODE", "ReservationSweeper"]
 
-# Open reservations read per round trip, and at most per sweep (the oldest first; the rest
-# wait for the next sweep).
-_PAGE = 500
+# Open reservations read at most per sweep (the oldest first; the rest wait for the next).
 _MAX_SCAN = 20_000
 
 
@@ -125,14 +123,7 @@ class ReservationSweeper:
 
     async def orphans(self, now_ms: int) -> list[OpenReservation]:
         """Open reservations of dead gateways, and any past the timeout (oldest first)."""
-        scanned: list[OpenReservation] = []
-        while len(scanned) < _MAX_SCAN:
-            page = await self._quota.stale_reservations(
-                now_ms - self._grace_ms, limit=_PAGE, offset=len(scanned)
-            )
-            scanned += page
-            if len(page) < _PAGE:
-                break
+        scanned = await self._quota.stale_reservations(now_ms - self._grace_ms, limit=_MAX_SCAN)
         expired_before = now_ms - self._timeout_ms
         young = [r for r in scanned if r.created_ms > expired_before]
         alive = await self._gateways.alive({r.gateway_id for r in young if r.gateway_id})

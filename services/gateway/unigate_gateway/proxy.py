@@ -236,6 +236,7 @@ class Proxy:
             content_type=record.call.content_type,
             reservation_id=record.auth.reservation_id,
             install=record.auth.install,
+            user_id=record.auth.user_id,
             max_output_tokens=record.auth.max_output_tokens,
         )
 

@@ -98,7 +98,11 @@ class UsageRecorder:
             return
         self._pending.append(
             RelayUsageNote(
-                request.reservation_id, record.SerializeToString(), replaces, request.install
+                request.reservation_id,
+                record.SerializeToString(),
+                replaces,
+                request.install,
+                request.user_id,
             )
         )
         self._wake.set()

@@ -115,7 +115,7 @@ async def adjust_quota(
     if quota is not None:
         try:
             await quota.forget_balances(
-                token_ids=[target_id] if target == "token" else [],
+                tokens=[(target_id, row["user_id"])] if target == "token" else [],
                 user_ids=[target_id] if target == "user" else [],
             )
         except Exception:

@@ -26,6 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from unigate.namespace import Namespace
+from unigate.redisconn import get_many
 
 ROLE_USER, ROLE_ADMIN, ROLE_ROOT = 1, 10, 100
 STATUS_ENABLED, STATUS_DISABLED = 1, 2
@@ -98,11 +99,14 @@ class Sessions:
 
     async def create(self, user_id: int) -> str:
         session_id = secrets.token_urlsafe(32)
+        # The user's set first, then the session: the two keys are in different slots (no
+        # MULTI on Redis Cluster), and in this order a session never exists unlisted, where
+        # ``end_all`` (a password change) could not find it.
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key(session_id), str(user_id), ex=self._ttl)
             pipe.sadd(self._user_key(user_id), session_id)
             pipe.expire(self._user_key(user_id), self._ttl)
             await pipe.execute()
+        await self._redis.set(self._key(session_id), str(user_id), ex=self._ttl)
         return session_id
 
     async def user_of(self, session_id: str) -> int | None:
@@ -119,7 +123,10 @@ class Sessions:
         names = [m.decode() if isinstance(m, bytes) else m for m in members]
         ended = [m for m in names if m != keep]
         if ended:
-            await self._redis.delete(*(self._key(s) for s in ended))
+            pipe = self._redis.pipeline(transaction=False)
+            for s in ended:  # one DEL per session: they are in different slots
+                pipe.delete(self._key(s))
+            await pipe.execute()
             await self._redis.srem(self._user_key(user_id), *ended)
 
 
@@ -165,7 +172,7 @@ class LoginThrottle:
     async def blocked_for(self, username: str, client_ip: str) -> int:
         """Seconds until this address may try this account again; 0 when it may now."""
         pair_key, ip_key, _ = self._keys(username, client_ip)
-        pair_fails, ip_fails = await self._redis.mget(pair_key, ip_key)
+        pair_fails, ip_fails = await get_many(self._redis, [pair_key, ip_key])
         waits = []
         if pair_fails is not None and int(pair_fails) >= self._limits.per_user:
             waits.append(await self._redis.ttl(pair_key))
@@ -182,12 +189,14 @@ class LoginThrottle:
         return float(min(self._limits.max_delay_seconds, 0.25 * 2 ** min(over, 16)))
 
     async def failed(self, username: str, client_ip: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for key in self._keys(username, client_ip):
+        # A MULTI per key (the three are in different slots; each counter and its expiry must
+        # still go together, or a counter could outlive its window).
+        for key in self._keys(username, client_ip):
+            async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 # NX: the window starts at the first failure and is not extended by later ones.
                 pipe.expire(key, self._limits.window_seconds, nx=True)
-            await pipe.execute()
+                await pipe.execute()
 
     async def succeeded(self, username: str, client_ip: str) -> None:
         await self._redis.delete(self._keys(username, client_ip)[0])

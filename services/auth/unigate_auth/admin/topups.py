@@ -64,7 +64,7 @@ async def credit_topup(conn: asyncpg.Connection, user_id: int, amount: int, cont
 class TopUpRpcs(AdminBase):
     async def _forget_balance(self, *user_ids: int) -> None:
         try:
-            await self._quota.forget_balances(token_ids=[], user_ids=list(user_ids))
+            await self._quota.forget_balances(tokens=[], user_ids=list(user_ids))
         except Exception:
             # Committed; the cached balance expires on its own and the new one loads then.
             log.exception("top-up committed, but the cached balance could not be dropped")
