@@ -108,16 +108,19 @@ class MailCodes:
         asked again if either window is over its limit (0: go ahead)."""
         address = self._ns.redis_key("mail-send", "addr", self._digest("addr", email)[:32])
         client = self._ns.redis_key("mail-send", "ip", (client_ip or "unknown")[:64])
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for key in (address, client):
+        # One transaction per key: the two keys may be in different slots (Redis Cluster).
+        counted = []
+        for key in (address, client):
+            async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, self._limits.window_seconds, nx=True)
-            pipe.ttl(address)
-            pipe.ttl(client)
-            by_address, _, by_client, _, address_ttl, client_ttl = await pipe.execute()
+                pipe.ttl(key)
+                count, _, ttl = await pipe.execute()
+            counted.append((int(count), int(ttl)))
+        (by_address, address_ttl), (by_client, client_ttl) = counted
         waits = []
-        if int(by_address) > self._limits.sends_per_address:
-            waits.append(max(int(address_ttl), 1))
-        if int(by_client) > self._limits.sends_per_ip:
-            waits.append(max(int(client_ttl), 1))
+        if by_address > self._limits.sends_per_address:
+            waits.append(max(address_ttl, 1))
+        if by_client > self._limits.sends_per_ip:
+            waits.append(max(client_ttl, 1))
         return max(waits, default=0)
