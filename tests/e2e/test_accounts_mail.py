@@ -285,6 +285,40 @@ async def test_no_smtp_server_is_a_clear_refusal(
     refusal(r, "SMTP")
 
 
+async def test_a_mailed_code_binds_the_callers_email_once(
+    stack: Stack, apis: list[Api], signup: None, inbox: Inbox, pg: asyncpg.Pool
+) -> None:
+    api = client(stack, apis)
+    name, _ = await verified_signup(api, inbox)
+    assert logged_in(await api.login(name, PASSWORD))
+    email = f"{unique('bind')}@Example.com"
+    await api.ok("GET", "/verification", params={"email": email})
+    code = code_in(await next_mail(inbox, email, 0))
+    wrong = str((int(code) + 1) % 1_000_000).zfill(6)
+    # Without a login: One API's 401.
+    anonymous = client(stack, apis)
+    r = await anonymous.raw("GET", "/oauth/email/bind", params={"email": email, "code": code})
+    assert r.status_code == 401
+    refusal(
+        await api.raw("GET", "/oauth/email/bind", params={"email": email, "code": wrong}),
+        "wrong or has expired",
+    )
+    me = await api.ok("GET", "/oauth/email/bind", params={"email": email, "code": code})
+    assert me["email"] == email.lower()
+    assert await pg.fetchval("SELECT email FROM users WHERE username = $1", name) == email.lower()
+    # Spent: the same code binds nothing for another user.
+    other = client(stack, apis)
+    other_name, other_email = await verified_signup(other, inbox)
+    assert logged_in(await other.login(other_name, PASSWORD))
+    refusal(
+        await other.raw("GET", "/oauth/email/bind", params={"email": email, "code": code}),
+        "wrong or has expired",
+    )
+    assert await pg.fetchval("SELECT email FROM users WHERE username = $1", other_name) == (
+        other_email.lower()
+    )
+
+
 # ---- password reset by mailed link --------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ replayed step refused with One API's envelope (200, success false), with no acco
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -117,6 +118,36 @@ async def test_a_new_person_logs_in_when_registration_is_open(
     async with httpx.AsyncClient(base_url=providers.url) as http:
         again = await finish(http, provider, await authorize(http, providers, provider))
     assert again.json()["data"]["id"] == me["id"]
+
+
+async def test_a_new_external_user_gets_the_sign_up_gift_in_the_ledger_once(
+    providers: Providers, options: dict[str, str], pg: asyncpg.Pool
+) -> None:
+    await set_options(pg, {"QuotaForNewUser": "1234"})
+    try:
+        subject = unique("gift")
+        person_at(providers, "oidc", {"sub": subject, "name": "Gifted"})
+        # Two browsers finish a login for the same new person at once: one account, one gift.
+        async with (
+            httpx.AsyncClient(base_url=providers.url) as one,
+            httpx.AsyncClient(base_url=providers.url) as two,
+        ):
+            flows = [
+                await authorize(one, providers, "oidc"),
+                await authorize(two, providers, "oidc"),
+            ]
+            answers = await asyncio.gather(
+                finish(one, "oidc", flows[0]), finish(two, "oidc", flows[1])
+            )
+        for answer in answers:
+            assert answer.status_code == 200 and answer.json()["success"] is True, answer.text
+        [user_id] = await users_with(pg, "oidc_id", subject)
+        rows = await pg.fetch("SELECT quota FROM logs WHERE type = 1 AND user_id = $1", user_id)
+        assert [r["quota"] for r in rows] == [1234]
+        user = await pg.fetchrow("SELECT quota, aff_code FROM users WHERE id = $1", user_id)
+        assert user["quota"] == 1234 and len(user["aff_code"]) == 8
+    finally:
+        await pg.execute("DELETE FROM options WHERE key = 'QuotaForNewUser'")
 
 
 @pytest.mark.parametrize("provider", ["github", "oidc"])

@@ -78,6 +78,7 @@ def test_every_rpc_declares_a_role() -> None:
         "WeChatLogin",
     ]
     assert declared["UnbindOAuth"] == ROLE_USER
+    assert declared["BindEmail"] == ROLE_USER
     assert declared["AdminTopUp"] == ROLE_ADMIN
     assert declared["GetAffCode"] == ROLE_USER
     assert declared["DeleteUser"] == ROLE_ADMIN

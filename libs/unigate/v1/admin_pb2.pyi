@@ -1606,9 +1606,31 @@ class QuotaChange(_message.Message):
 Global___QuotaChange: _TypeAlias = QuotaChange  # noqa: Y015
 
 @_typing.final
-class MailCodeRequest(_message.Message):
+class EmailBindRequest(_message.Message):
     """An address to mail a code or a reset link to."""
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "email", b"email"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmailBindRequest: _TypeAlias = EmailBindRequest  # noqa: Y015
+
+@_typing.final
+class MailCodeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EMAIL_FIELD_NUMBER: _builtins.int

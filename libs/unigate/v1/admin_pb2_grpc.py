@@ -276,6 +276,11 @@ class AdminServiceStub:
                 request_serializer=unigate_dot_v1_dot_admin__pb2.OAuthUnbindRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_admin__pb2.User.FromString,
                 _registered_method=True)
+        self.BindEmail = channel.unary_unary(
+                '/unigate.v1.AdminService/BindEmail',
+                request_serializer=unigate_dot_v1_dot_admin__pb2.EmailBindRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_admin__pb2.User.FromString,
+                _registered_method=True)
         self.SendVerificationCode = channel.unary_unary(
                 '/unigate.v1.AdminService/SendVerificationCode',
                 request_serializer=unigate_dot_v1_dot_admin__pb2.MailCodeRequest.SerializeToString,
@@ -615,6 +620,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BindEmail(self, request, context):
+        """One API's /api/oauth/email/bind: the caller's email, proven by the mailed verify code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SendVerificationCode(self, request, context):
         """Self-service accounts by mail (One API's /api/verification, /api/reset_password,
         /api/user/reset), Turnstile, invitations and top-ups. The first four are public (the
@@ -880,6 +892,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
             'UnbindOAuth': grpc.unary_unary_rpc_method_handler(
                     servicer.UnbindOAuth,
                     request_deserializer=unigate_dot_v1_dot_admin__pb2.OAuthUnbindRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_admin__pb2.User.SerializeToString,
+            ),
+            'BindEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.BindEmail,
+                    request_deserializer=unigate_dot_v1_dot_admin__pb2.EmailBindRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_admin__pb2.User.SerializeToString,
             ),
             'SendVerificationCode': grpc.unary_unary_rpc_method_handler(
@@ -2143,6 +2160,33 @@ class AdminService:
             target,
             '/unigate.v1.AdminService/UnbindOAuth',
             unigate_dot_v1_dot_admin__pb2.OAuthUnbindRequest.SerializeToString,
+            unigate_dot_v1_dot_admin__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BindEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AdminService/BindEmail',
+            unigate_dot_v1_dot_admin__pb2.EmailBindRequest.SerializeToString,
             unigate_dot_v1_dot_admin__pb2.User.FromString,
             options,
             channel_credentials,

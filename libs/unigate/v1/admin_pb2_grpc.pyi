@@ -98,6 +98,8 @@ class AdminServiceStub:
     FinishOAuth: _aio.UnaryUnaryMultiCallable[_admin_pb2.OAuthFinishRequest, _admin_pb2.OAuthFinishResponse]
     WeChatLogin: _aio.UnaryUnaryMultiCallable[_admin_pb2.WeChatCodeRequest, _admin_pb2.OAuthFinishResponse]
     UnbindOAuth: _aio.UnaryUnaryMultiCallable[_admin_pb2.OAuthUnbindRequest, _admin_pb2.User]
+    BindEmail: _aio.UnaryUnaryMultiCallable[_admin_pb2.EmailBindRequest, _admin_pb2.User]
+    """One API's /api/oauth/email/bind: the caller's email, proven by the mailed verify code."""
     SendVerificationCode: _aio.UnaryUnaryMultiCallable[_admin_pb2.MailCodeRequest, _empty_pb2.Empty]
     """Self-service accounts by mail (One API's /api/verification, /api/reset_password,
     /api/user/reset), Turnstile, invitations and top-ups. The first four are public (the
@@ -462,6 +464,14 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.OAuthUnbindRequest,
         context: _aio.ServicerContext[_admin_pb2.OAuthUnbindRequest, _abc.Awaitable[_admin_pb2.User]],
     ) -> _abc.Awaitable[_admin_pb2.User]: ...
+
+    @_abc_1.abstractmethod
+    def BindEmail(
+        self,
+        request: _admin_pb2.EmailBindRequest,
+        context: _aio.ServicerContext[_admin_pb2.EmailBindRequest, _abc.Awaitable[_admin_pb2.User]],
+    ) -> _abc.Awaitable[_admin_pb2.User]:
+        """One API's /api/oauth/email/bind: the caller's email, proven by the mailed verify code."""
 
     @_abc_1.abstractmethod
     def SendVerificationCode(

@@ -27,6 +27,7 @@ import grpc
 from unigate.urls import base_url_problem
 from unigate.v1 import admin_pb2
 from unigate_auth.admin import records
+from unigate_auth.admin.invitations import assign_aff_code, reward_signup
 from unigate_auth.admin.records import USER_COLUMNS
 from unigate_auth.admin.rpc import AdminBase, Failure, denied, invalid, public_or_user, rpc
 from unigate_auth.admin.sessions import ROLE_USER, STATUS_ENABLED, Caller
@@ -284,23 +285,29 @@ class OAuthRpcs(AdminBase):
     async def _register(
         self, column: str, provider: str, identity: ExternalIdentity, options: dict[str, str]
     ) -> asyncpg.Record:
-        try:
-            quota = max(int(options.get("QuotaForNewUser") or 0), 0)
-        except ValueError:
-            quota = 0
         display = (identity.display_name.strip() or f"{LABELS[provider]} User")[:64]
         for _ in range(5):
             # One API names them <provider>_<n>; a random suffix needs no max(id) race.
             username = f"{provider}_{secrets.token_hex(4)}"
             try:
-                row: asyncpg.Record = await self._pool.fetchrow(
-                    "INSERT INTO users (username, password_hash, display_name, quota,"
-                    f" {column}) VALUES ($1, '', $2, $3, $4) RETURNING {USER_COLUMNS}",
-                    username,
-                    display,
-                    quota,
-                    identity.subject,
-                )
+                # One transaction: the user, its invitation code and QuotaForNewUser as a
+                # top-up row (the ledger path the mail sign-up uses), or none of them. A raced
+                # second login rolls back whole, so the gift is credited exactly once.
+                async with self._pool.acquire() as conn, conn.transaction():
+                    user_id: int = await conn.fetchval(
+                        "INSERT INTO users (username, password_hash, display_name, quota,"
+                        f" {column}) VALUES ($1, '', $2, 0, $3) RETURNING id",
+                        username,
+                        display,
+                        identity.subject,
+                    )
+                    await assign_aff_code(conn, user_id)
+                    # No inviter: an external login carries no invitation code. A new id has
+                    # no cached balance to forget.
+                    await reward_signup(conn, user_id, 0, options)
+                    row: asyncpg.Record = await conn.fetchrow(
+                        f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id
+                    )
                 return row
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == f"users_{column}":

@@ -40,8 +40,9 @@ from unigate_auth.admin.rpc import (
     denied,
     invalid,
     public,
+    rpc,
 )
-from unigate_auth.admin.sessions import hash_password
+from unigate_auth.admin.sessions import ROLE_USER, Caller, hash_password
 from unigate_auth.admin.topups import TopUpRpcs
 from unigate_auth.admin.users import create_user, user_message_of
 from unigate_auth.mail_codes import (
@@ -241,6 +242,27 @@ class SignupRpcs(TopUpRpcs, AdminBase):
             log.error("%s", exc)
             raise unavailable("the Turnstile check could not be made; try again later") from None
         return admin_pb2.TurnstileVerdict(required=True, passed=outcome.passed)
+
+    @rpc(ROLE_USER)
+    async def BindEmail(self, caller: Caller, req: admin_pb2.EmailBindRequest) -> admin_pb2.User:
+        """One API's email binding: the code mailed to the address (SendVerificationCode)
+        proves it is the caller's; spent here, so it binds once."""
+        options = await self._options(*SIGNUP_OPTIONS)
+        email = checked_email(req.email, options)
+        if not req.code or not await self._codes.consume("verify", email, req.code.strip()):
+            raise invalid("the verification code is wrong or has expired")
+        try:
+            await self._pool.execute(
+                "UPDATE users SET email = $2, updated_time = $3 WHERE id = $1",
+                caller.id,
+                email,
+                int(time.time()),
+            )
+        except asyncpg.UniqueViolationError:
+            raise Failure(
+                grpc.StatusCode.ALREADY_EXISTS, "that email address is bound to another user"
+            ) from None
+        return await user_message_of(self._pool, caller.id)
 
     @public
     async def Register(self, req: admin_pb2.RegisterRequest) -> admin_pb2.User:

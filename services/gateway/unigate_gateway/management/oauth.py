@@ -9,7 +9,8 @@ to ``/oauth/<provider>`` (the console's page), whose script calls
 constant time, then dropped), so only the browser that started a flow can finish it, and
 auth takes the flow once. A caller with a session binds instead of logging in (as One
 API: the flow was opened by that session). WeChat's is a typed code: ``GET
-/api/oauth/wechat?code=`` logs in, ``/api/oauth/wechat/bind?code=`` binds. ``POST
+/api/oauth/wechat?code=`` logs in, ``/api/oauth/wechat/bind?code=`` binds;
+``/api/oauth/email/bind?email=&code=`` binds an address the caller proved by its mailed code. ``POST
 /api/oauth/<provider>/unbind`` removes the caller's own binding (unigate's; One API has none).
 """
 
@@ -129,6 +130,21 @@ def oauth_router(stubs: StubsGetter, client_ip: ClientIp) -> APIRouter:
             timeout=s.timeout,
         )
         return logged_in(request, answer)
+
+    @router.get("/oauth/email/bind", tags=["oauth"], summary="Bind a verified email")
+    async def email_bind(
+        caller: Reader,
+        email: str = Query(min_length=1, max_length=254),
+        code: str = Query(min_length=1, max_length=16),
+    ) -> dict[str, Any]:
+        # One API's route: the code /api/verification mailed to the address proves it.
+        s = stubs()
+        me = await s.admin.BindEmail(
+            admin_pb2.EmailBindRequest(email=email, code=code),
+            metadata=caller.metadata,
+            timeout=s.timeout,
+        )
+        return envelope(fields(me))
 
     @router.post("/oauth/{provider}/unbind", tags=["oauth"], summary="Remove the caller's binding")
     async def unbind(caller: Writer, provider: str) -> dict[str, Any]:
