@@ -119,9 +119,7 @@ async def test_reseller_balance_is_read_stored_and_refused(
         assert refused.status_code == 200
         assert refused.json()["success"] is False
         assert refusal in refused.json()["message"] and wrong not in refused.json()["message"]
-        assert (await root.ok("GET", f"/channel/{channel['id']}"))["balance"] == pytest.approx(
-            3.21
-        )
+        assert (await root.ok("GET", f"/channel/{channel['id']}"))["balance"] == pytest.approx(3.21)
     finally:
         app.state.balance = DEFAULT_BALANCES[name]
         await root.ok("DELETE", f"/channel/{channel['id']}")
