@@ -11,9 +11,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from tests.e2e.conftest import ThreadedServer
 from tests.e2e.test_management_api import ROOT_PASSWORD, Api
+from unigate_auth.admin.balances import BalanceUnavailable, read_balance
 from unigate_cli.devstack import Stack
 from unigate_sim.reseller_billing import DEFAULT_BALANCES, create_reseller_billing_app
 
@@ -123,3 +128,22 @@ async def test_reseller_balance_is_read_stored_and_refused(
     finally:
         app.state.balance = DEFAULT_BALANCES[name]
         await root.ok("DELETE", f"/channel/{channel['id']}")
+
+
+async def test_a_refusal_quoting_the_key_is_passed_on_without_it() -> None:
+    """OpenAI-SB and AIProxy refuse in their own words (HTTP 200): should those words quote
+    the key, the operator's message carries the reason with the key blanked out."""
+
+    async def quoting(request: Request) -> JSONResponse:
+        key = request.query_params["api_key"]
+        return JSONResponse({"code": 403, "msg": f"api_key {key} is disabled", "data": None})
+
+    server = ThreadedServer(Starlette(routes=[Route("/sb-api/user/status", quoting)]))
+    server.start()
+    try:
+        key = "sk-sb-" + secrets.token_hex(16)
+        with pytest.raises(BalanceUnavailable) as refused:
+            await read_balance(5, server.url, key)
+        assert str(refused.value) == "provider refused: api_key *** is disabled"
+    finally:
+        server.stop()
