@@ -18,6 +18,13 @@ types publish one, where, and in which shape (``kind``) is each provider's decla
   ``GET /v1/dashboard/billing/usage?start_date&end_date`` → ``total_usage`` (cents) from the
   first of this month (the last 100 days for an account without a payment method) to
   tomorrow (the end date is exclusive).
+- One API's OpenAI resellers, as its ``controller/channel-billing.go`` reads them (the only
+  public description of these account APIs): CloseAI and AIGC2D ``GET
+  /dashboard/billing/credit_grants`` → ``total_available``; API2GPT the same path →
+  ``total_remaining``; OpenAI-SB ``GET /sb-api/user/status?api_key=`` → ``data.credit`` (a
+  string; ``data`` null and ``msg`` saying why when the key is refused); AIProxy ``GET
+  https://aiproxy.io/api/report/getUserOverview`` with an ``Api-Key`` header →
+  ``data.totalPoints`` (``success`` false, ``error_code`` and ``message`` when refused).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -57,12 +65,40 @@ def _moonshot(body: Any) -> float:
     return float(body["data"]["available_balance"])
 
 
+def _credit_grants(body: Any) -> float:
+    return float(body["total_available"])
+
+
+def _api2gpt(body: Any) -> float:
+    return float(body["total_remaining"])
+
+
+def _openai_sb(body: Any) -> float:
+    # A refused key is answered 200 with no data and the reason in ``msg``.
+    if body.get("data") is None:
+        raise BalanceUnavailable(f"provider refused: {body.get('msg') or 'no account data'}")
+    return float(body["data"]["credit"])
+
+
+def _aiproxy(body: Any) -> float:
+    # A refused key is answered 200 with ``success`` false.
+    if body.get("success") is not True:
+        raise BalanceUnavailable(
+            f"provider refused: code {body.get('error_code')}, {body.get('message') or ''}"
+        )
+    return float(body["data"]["totalPoints"])
+
+
 # The answer shapes a provider's declaration may name as its balance API's ``kind``.
 PARSERS: dict[str, Callable[[Any], float]] = {
     "deepseek": _deepseek,
     "siliconflow": _siliconflow,
     "openrouter": _openrouter,
     "moonshot": _moonshot,
+    "credit_grants": _credit_grants,
+    "api2gpt": _api2gpt,
+    "openai_sb": _openai_sb,
+    "aiproxy": _aiproxy,
     # Two calls (subscription, then usage): read_balance handles this shape itself.
     "openai": lambda body: float(body["hard_limit_usd"]),
 }
@@ -70,6 +106,8 @@ PARSERS: dict[str, Callable[[Any], float]] = {
 
 def balance_url(ct: ChannelType, api: BalanceApi, base_url: str) -> str:
     base = (base_url or ct.base_url).rstrip("/")
+    if api.host and base == ct.base_url.rstrip("/"):
+        base = api.host.rstrip("/")
     if api.strip_v1 and base.endswith("/v1"):
         base = base[: -len("/v1")]
     return base + api.path
@@ -83,15 +121,25 @@ async def read_balance(channel_type: int, base_url: str, api_key: str) -> float:
     parse = PARSERS.get(api.kind)
     if parse is None:
         raise BalanceUnavailable(f"this auth cannot read {api.kind!r} balance answers")
-    headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+    headers = {"Accept": "application/json"}
+    if api.key_header:
+        headers[api.key_header] = api_key
+    else:
+        headers["Authorization"] = f"Bearer {api_key}"
     url = balance_url(ct, api, base_url)
+    if api.key_query:
+        url += "?" + urlencode({api.key_query: api_key})
     async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
         body = await _get_json(client, url, headers)
         try:
             if api.kind == "openai":
                 return await _openai_remaining(client, url, headers, body)
             return parse(body)
-        except (ValueError, KeyError, IndexError, TypeError):
+        except BalanceUnavailable as exc:
+            # The provider's own words are kept, but never the key they may quote.
+            message = str(exc).replace(api_key, "***") if api_key else str(exc)
+            raise BalanceUnavailable(message) from None
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise BalanceUnavailable("provider's balance answer has an unexpected shape") from None
 
 
