@@ -378,10 +378,13 @@ async def test_one_bad_key_of_three_is_disabled_and_the_others_keep_serving(
         fp = shown[mask_key(bad)]["fingerprint"]
         again = await api.ok("POST", f"/channel/{channel_id}/key/{fp}/enable")
         assert [k["status"] for k in again["keys"]] == [1, 1, 1]
+        # Refusals in One API's convention: HTTP 200, success false, a message.
         missing = await api.raw("POST", f"/channel/{channel_id}/key/{'0' * 16}/enable")
-        assert missing.status_code == 404
+        assert missing.status_code == 200 and missing.json()["success"] is False, missing.text
+        assert missing.json()["message"]
         malformed = await api.raw("POST", f"/channel/{channel_id}/key/not-a-fingerprint/enable")
-        assert malformed.status_code == 400
+        assert malformed.status_code == 200 and malformed.json()["success"] is False
+        assert malformed.json()["message"]
     finally:
         await api.close()
     assert (
@@ -470,7 +473,8 @@ async def test_webhook_option_is_checked_when_set(mon_stack: Stack, mon_pg: asyn
         assert (await api.login("root", ROOT_PASSWORD)).status_code == 200
         for bad in ('[{"type": "teams", "url": "https://x.test"}]', "not json"):
             r = await api.raw("PUT", "/option/", json={"key": "NotificationWebhooks", "value": bad})
-            assert 400 <= r.status_code < 500 and r.json()["success"] is False, r.text
+            # One API's convention: a refusal is HTTP 200 with success false.
+            assert r.status_code == 200 and r.json()["success"] is False, r.text
         good = '[{"type": "slack", "url": "https://hooks.slack.test/services/x"}]'
         await api.ok("PUT", "/option/", json={"key": "NotificationWebhooks", "value": good})
     finally:
