@@ -241,7 +241,7 @@ async def test_channel_form_defaults_hints_and_fill_models(
         await expect(form.get_by_test_id("key-warning")).to_be_visible()
         await key.fill("AKIAIOSFODNN7EXAMPLE|wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
         await expect(form.get_by_test_id("key-warning")).to_have_count(0)
-        await expect(form).to_contain_text('{"region": "us-east-1"}')
+        await expect(form).to_contain_text('{"region": "us-east-1", "model_ids"')
 
         # Fill models: the provider's own list (DeepSeek declares its two).
         await kind.select_option("36")
