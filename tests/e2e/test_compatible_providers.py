@@ -36,6 +36,14 @@ class Case:
     provider: str
     channel_type: int
     base_path: str
+    # What the provider's spec puts between the channel's base URL and the endpoint (One API
+    # gives Spark v2 and Qianfan v2 channels the bare host; the version is the spec's).
+    spec_prefix: str = ""
+
+    @property
+    def api_path(self) -> str:
+        """The path the provider's endpoints sit under."""
+        return self.base_path + self.spec_prefix
 
     @property
     def profile(self) -> Profile:
@@ -74,6 +82,8 @@ CASES = [
     Case("gemini_openai", 51, "/v1beta/openai"),
     Case("novita", 41, "/v3/openai"),
     Case("minimax", 27, "/v1"),
+    Case("spark", 48, "", "/v1"),
+    Case("qianfan_v2", 47, "", "/v2"),
 ]
 BY_NAME = {case.provider: case for case in CASES}
 IMAGE_PART: Any = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
@@ -180,7 +190,7 @@ async def test_chat_and_stream_usage_are_exact_in_the_ledger(
     assert ledger[1]["is_stream"] and ledger[1]["upstream_model"] == case.chat_model
     assert ledger[1]["completion_tokens"] == count_tokens(text)
     assert ledger[0]["prompt_tokens"] == ledger[1]["prompt_tokens"] == plain.usage.prompt_tokens
-    assert [c["path"] for c in sim.calls] == [case.base_path + "/chat/completions"] * 2
+    assert [c["path"] for c in sim.calls] == [case.api_path + "/chat/completions"] * 2
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -260,7 +270,7 @@ async def test_embeddings(
     assert [d.index for d in result.data] == [0, 1]
     assert all(len(d.embedding) > 0 for d in result.data)
     assert result.model == upstream
-    assert sim.calls[-1]["path"] == case.base_path + "/embeddings"
+    assert sim.calls[-1]["path"] == case.api_path + "/embeddings"
     ledger = await rows(pg, tenant.token_id, 1)
     assert ledger[0]["prompt_tokens"] == result.usage.prompt_tokens and not ledger[0]["estimated"]
 

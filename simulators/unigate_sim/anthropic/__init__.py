@@ -1,7 +1,8 @@
 """A strict, deterministic simulator of Anthropic's Messages API.
 
 Faithful to Anthropic's API reference: ``POST /v1/messages`` (JSON or SSE),
-``POST /v1/messages/count_tokens``, ``GET /v1/models``; the ``x-api-key`` header (401
+``POST /v1/messages/count_tokens``, ``GET /v1/models``, the Message Batches API
+(``batches``: create, retrieve, list, cancel, results JSONL, delete); the ``x-api-key`` header (401
 ``authentication_error``) and a required ``anthropic-version``; requests validated as
 Anthropic does (``request``, ``blocks``), errors in its shape
 (``{"type": "error", "error": {"type", "message"}, "request_id"}``).
@@ -21,7 +22,9 @@ read every later time.
 * ``faults`` — the OpenAI simulator's :class:`Fault` (errors with headers, delays, streams cut
   or slowed); ``stream_endings`` records how streams ended;
 * ``stream_errors`` — :class:`StreamError`: a stream that breaks off with an ``error`` event;
-* ``api_keys`` (mutable) and ``prompt_cache`` (the prefixes written so far).
+* ``api_keys`` (mutable) and ``prompt_cache`` (the prefixes written so far);
+* ``batch_delay`` — seconds before a new batch is processed (0.5); ``batch_expired`` — custom
+  ids whose requests end ``expired``.
 """
 
 from unigate_sim.anthropic.app import Fault, StreamEnding, StreamError, create_anthropic_app

@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from unigate_sim.anthropic.auth import authenticate
+from unigate_sim.anthropic.batches import BatchStore
 from unigate_sim.anthropic.errors import AnthropicError, error_body, invalid
 from unigate_sim.anthropic.models import DEFAULT_MODELS, MODELS
 from unigate_sim.anthropic.render import render_events, render_message
@@ -81,14 +82,39 @@ _Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
 class _Simulator:
-    def __init__(self, models: frozenset[str]) -> None:
+    def __init__(self, models: frozenset[str], prompt_cache: set[str]) -> None:
         self.models = models
+        self.batches = BatchStore(models, prompt_cache)
 
     def routes(self) -> list[Route]:
         return [
             Route("/v1/messages", self._serve(self.messages), methods=["POST"]),
             Route("/v1/messages/count_tokens", self._serve(self.count), methods=["POST"]),
             Route("/v1/models", self._serve(self.list_models, body=False), methods=["GET"]),
+            Route("/v1/messages/batches", self._serve(self.create_batch), methods=["POST"]),
+            Route(
+                "/v1/messages/batches", self._serve(self.list_batches, body=False), methods=["GET"]
+            ),
+            Route(
+                "/v1/messages/batches/{batch_id}",
+                self._serve(self.retrieve_batch, body=False),
+                methods=["GET"],
+            ),
+            Route(
+                "/v1/messages/batches/{batch_id}",
+                self._serve(self.delete_batch, body=False),
+                methods=["DELETE"],
+            ),
+            Route(
+                "/v1/messages/batches/{batch_id}/cancel",
+                self._serve(self.cancel_batch, body=False),
+                methods=["POST"],
+            ),
+            Route(
+                "/v1/messages/batches/{batch_id}/results",
+                self._serve(self.batch_results, body=False),
+                methods=["GET"],
+            ),
         ]
 
     def _serve(
@@ -139,6 +165,58 @@ class _Simulator:
         parsed = parse_messages_request(payload, self.models, counting=True)
         return _json({"input_tokens": input_tokens(parsed)})
 
+    @staticmethod
+    def _base_url(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    @staticmethod
+    def _expired(request: Request) -> set[str]:
+        expired: set[str] = request.app.state.batch_expired
+        return expired
+
+    async def create_batch(self, request: Request, payload: Any) -> Response:
+        batch = self.batches.create(payload, request.app.state.batch_delay)
+        return _json(batch.render(self._base_url(request)))
+
+    async def retrieve_batch(self, request: Request, payload: Any) -> Response:
+        batch = self.batches.get(request.path_params["batch_id"], self._expired(request))
+        return _json(batch.render(self._base_url(request)))
+
+    async def list_batches(self, request: Request, payload: Any) -> Response:
+        query = request.query_params
+        raw_limit = query.get("limit", "20")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise invalid("limit: Input should be between 1 and 1000")
+        page, has_more = self.batches.page(
+            self._expired(request), int(raw_limit), query.get("before_id"), query.get("after_id")
+        )
+        data = [batch.render(self._base_url(request)) for batch in page]
+        return _json(
+            {
+                "data": data,
+                "has_more": has_more,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
+
+    async def cancel_batch(self, request: Request, payload: Any) -> Response:
+        batch = self.batches.cancel(request.path_params["batch_id"], self._expired(request))
+        return _json(batch.render(self._base_url(request)))
+
+    async def delete_batch(self, request: Request, payload: Any) -> Response:
+        batch_id = request.path_params["batch_id"]
+        self.batches.delete(batch_id, self._expired(request))
+        return _json({"id": batch_id, "type": "message_batch_deleted"})
+
+    async def batch_results(self, request: Request, payload: Any) -> Response:
+        body = self.batches.results_jsonl(request.path_params["batch_id"], self._expired(request))
+        return Response(
+            body,
+            media_type="application/binary",
+            headers={"request-id": random_id("req_", 24)},
+        )
+
     async def list_models(self, request: Request, payload: Any) -> Response:
         data = [
             {
@@ -172,7 +250,10 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 def create_anthropic_app(api_keys: set[str], models: list[str] | None = None) -> Starlette:
     """An ASGI app simulating Anthropic's Messages API for ``api_keys``, serving ``models``
     (default :data:`DEFAULT_MODELS`); its ``state`` is described in the package docstring."""
-    simulator = _Simulator(frozenset(models if models is not None else DEFAULT_MODELS))
+    prompt_cache: set[str] = set()
+    simulator = _Simulator(
+        frozenset(models if models is not None else DEFAULT_MODELS), prompt_cache
+    )
     app = Starlette(
         routes=simulator.routes(),
         exception_handlers={404: _not_found, 405: _not_allowed},
@@ -183,7 +264,9 @@ def create_anthropic_app(api_keys: set[str], models: list[str] | None = None) ->
     app.state.faults = []
     app.state.stream_errors = []
     app.state.stream_endings = []
-    app.state.prompt_cache = set()
+    app.state.prompt_cache = prompt_cache
+    app.state.batch_delay = 0.5
+    app.state.batch_expired = set()
     return app
 
 

@@ -11,7 +11,7 @@ usage. One module per provider says what it does and where that was read:
 ``ollama``, ``xai``, ``siliconflow``, ``together``, ``openrouter``, ``stepfun``, ``lingyi``,
 ``doubao``, ``baichuan``, ``gemini_openai`` (the Gemini API's OpenAI-compatible endpoint),
 ``bailian`` (Alibaba Model Studio: ``qwen``'s API under another channel type), ``novita``,
-``minimax``.
+``minimax``, ``spark`` (iFlytek Spark's HTTP API), ``qianfan_v2`` (Baidu Qianfan v2).
 
 ``app.state`` is the wrapped OpenAI simulator's (``calls`` — with the provider's own paths —,
 ``fail_next``, ``faults``, ``api_keys``). Answers injected through ``fail_next``/``faults``
@@ -37,8 +37,10 @@ from unigate_sim.compatible import (
     novita,
     ollama,
     openrouter,
+    qianfan_v2,
     qwen,
     siliconflow,
+    spark,
     stepfun,
     together,
     xai,
@@ -71,6 +73,8 @@ PROFILES: dict[str, Profile] = {
         gemini_openai,
         novita,
         minimax,
+        spark,
+        qianfan_v2,
     )
 }
 PROFILES[qwen.BAILIAN.name] = qwen.BAILIAN

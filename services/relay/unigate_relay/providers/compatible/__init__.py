@@ -22,9 +22,11 @@ from unigate_relay.providers.compatible import (
     novita,
     ollama,
     openrouter,
+    qianfan_v2,
     qwen,
     resellers,
     siliconflow,
+    spark,
     stepfun,
     together,
     xai,
@@ -56,6 +58,8 @@ MODULES = (
     gemini_openai,
     novita,
     minimax,
+    spark,
+    qianfan_v2,
 )
 
 SPECS: dict[int, CompatibleSpec] = {
