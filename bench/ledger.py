@@ -634,59 +634,68 @@ async def bench(args: argparse.Namespace) -> list[str]:
             else:
                 days = list(range(today - args.days, today))
                 await make_history(conn, args, w, days, say)
-            say("## Consumer throughput")
-            say()
-            say("| table | events | batch | seconds | events/s | load |")
-            say("|---|---:|---:|---:|---:|---|")
-            for label, measure in (
-                ("with the history", lambda: measure_consumer_in(dsn, args.batch, args.events)),
-                ("empty", lambda: measure_consumer_empty(args.batch, args.events)),
-            ):
-                r = await measure()
-                rate = f"{r.events / r.seconds:,.0f}"
-                say(cells(label, f"{r.events:,}", args.batch, f"{r.seconds:.2f}", rate, load()))
-            say()
-
             middle = days[len(days) // 2]
-            say("## `/api/log/` pages (list_logs: count + page of 50)")
-            say()
-            say(f"Load at the start: {load()}.")
-            say()
-            say("| query | runs | p50 ms | p99 ms | |")
-            say("|---|---:|---:|---:|---|")
-            for timing in await log_pages(pool, w, middle, args.repeat):
-                out.append(timing.row())
-            say()
+            steps = set(args.steps.split(","))
+            if "consumer" in steps:
+                say("## Consumer throughput")
+                say()
+                say("| table | events | batch | seconds | events/s | load |")
+                say("|---|---:|---:|---:|---:|---|")
+                for label, measure in (
+                    ("with the history", lambda: measure_consumer_in(dsn, args.batch, args.events)),
+                    ("empty", lambda: measure_consumer_empty(args.batch, args.events)),
+                ):
+                    r = await measure()
+                    rate = f"{r.events / r.seconds:,.0f}"
+                    say(cells(label, f"{r.events:,}", args.batch, f"{r.seconds:.2f}", rate, load()))
+                say()
 
-            say("## Statistics (usage_stats)")
-            say()
-            say(f"Load at the start: {load()}.")
-            say()
-            say("| query | runs | p50 ms | p99 ms | |")
-            say("|---|---:|---:|---:|---|")
-            for timing in await stats(pool, w, days, args.repeat):
-                out.append(timing.row())
-            say()
+            if "pages" in steps:
+                say("## `/api/log/` pages (list_logs: count + page of 50)")
+                say()
+                say(f"Load at the start: {load()}.")
+                say()
+                say("| query | runs | p50 ms | p99 ms | |")
+                say("|---|---:|---:|---:|---|")
+                for timing in await log_pages(pool, w, middle, args.repeat):
+                    out.append(timing.row())
+                say()
 
-            say("## CSV export (export_csv: one channel, one day)")
-            say()
-            n, size, s = await export(pool, w, middle)
-            mb = size / 1024**2
-            say(f"{n:,} rows, {mb:.1f} MB in {s:.2f} s: **{n / s:,.0f} rows/s** (load {load()}).")
-            say()
+            if "stats" in steps:
+                say("## Statistics (usage_stats)")
+                say()
+                say(f"Load at the start: {load()}.")
+                say()
+                say("| query | runs | p50 ms | p99 ms | |")
+                say("|---|---:|---:|---:|---|")
+                for timing in await stats(pool, w, days, args.repeat):
+                    out.append(timing.row())
+                say()
 
-            say("## Retention: one day")
-            say()
-            r = await retention(conn, pool, days[0])
-            say("| how | rows | seconds | load |")
-            say("|---|---:|---:|---|")
-            n_rows = f"{r['rows']:,}"
-            say(cells("batched DELETE (10,000 a batch), plain table, before 0017", n_rows,
-                      f"{r['delete_s']:.2f}", load()))  # fmt: skip
-            say(cells("+ the VACUUM it leaves to do", "", f"{r['vacuum_s']:.2f}", ""))
-            say(cells("partition dropped (forget_consume_before: count + DROP TABLE)", n_rows,
-                      f"{r['drop_s']:.3f}", load()))  # fmt: skip
-            say()
+            if "export" in steps:
+                say("## CSV export (export_csv: one channel, one day)")
+                say()
+                n, size, s = await export(pool, w, middle)
+                mb = size / 1024**2
+                say(
+                    f"{n:,} rows, {mb:.1f} MB in {s:.2f} s:"
+                    f" **{n / s:,.0f} rows/s** (load {load()})."
+                )
+                say()
+
+            if "retention" in steps:
+                say("## Retention: one day")
+                say()
+                r = await retention(conn, pool, days[0])
+                say("| how | rows | seconds | load |")
+                say("|---|---:|---:|---|")
+                n_rows = f"{r['rows']:,}"
+                say(cells("batched DELETE (10,000 a batch), plain table, before 0017", n_rows,
+                          f"{r['delete_s']:.2f}", load()))  # fmt: skip
+                say(cells("+ the VACUUM it leaves to do", "", f"{r['vacuum_s']:.2f}", ""))
+                say(cells("partition dropped (forget_consume_before: count + DROP TABLE)", n_rows,
+                          f"{r['drop_s']:.3f}", load()))  # fmt: skip
+                say()
         finally:
             await pool.close()
             await conn.close()
@@ -720,6 +729,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20, help="runs of each query")
     parser.add_argument("--conversion-rows", type=int, default=2_000_000, help="0 to skip")
     parser.add_argument("--keep", action="store_true", help="keep the history database")
+    parser.add_argument(
+        "--steps",
+        default="consumer,pages,stats,export,retention",
+        help="what to measure on the history (comma-separated)",
+    )
     parser.add_argument(
         "--history", metavar="DATABASE", help="measure on a history kept by --keep (no COPY)"
     )
