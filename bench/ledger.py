@@ -29,6 +29,7 @@ at the end (``--keep`` keeps the history database for a look with psql).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import logging
 import math
@@ -42,6 +43,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import uvloop
@@ -117,10 +119,55 @@ COPY_COLUMNS = (
     "content",
 )
 Row = tuple[object, ...]
+T = TypeVar("T")
 
 
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# What a Postgres restart looks like from here (the shared server is restarted by other work's
+# tests now and then): the statement in flight is rolled back, so it is retried afresh.
+_GONE = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+class Db:
+    """One connection to the bench's database that survives a restart of the server."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+
+    async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        for attempt in range(30):
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await asyncpg.connect(self.dsn)
+                return await fn(self._conn)
+            except _GONE as exc:
+                print(f"  Postgres went away ({type(exc).__name__}); retrying", flush=True)
+                self._conn = None
+                await asyncio.sleep(min(2 + attempt, 10))
+        raise RuntimeError("Postgres did not come back")
+
+    async def execute(self, sql: str, *args: object) -> str:
+        return await self.run(lambda c: c.execute(sql, *args))
+
+    async def fetchval(self, sql: str, *args: object) -> Any:
+        return await self.run(lambda c: c.fetchval(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: object) -> Any:
+        return await self.run(lambda c: c.fetchrow(sql, *args))
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
 
 
 @dataclass
@@ -219,7 +266,7 @@ class Generator:
 # --------------------------------------------------------------------------------------------
 
 
-async def seed_world(conn: asyncpg.Connection, w: World) -> None:
+async def seed_world(conn: Db | asyncpg.Connection, w: World) -> None:
     """Users, their keys and the channels, in bulk: the rows the log rows name."""
     await conn.execute(
         "INSERT INTO users (id, username, password_hash, quota)"
@@ -244,7 +291,7 @@ async def seed_world(conn: asyncpg.Connection, w: World) -> None:
 
 
 async def copy_history(
-    conn: asyncpg.Connection, gen: Generator, rows: int, days: list[int], table: str = "logs"
+    conn: Db, gen: Generator, rows: int, days: list[int], table: str = "logs"
 ) -> tuple[float, float]:
     """COPY ``rows`` rows spread evenly over ``days``; returns (seconds in all, seconds in
     Postgres' COPY alone)."""
@@ -260,7 +307,12 @@ async def copy_history(
             lo = day * DAY + s * DAY // slices
             consume, other = gen.rows(lo, day * DAY + (s + 1) * DAY // slices, n)
             t = time.perf_counter()
-            await conn.copy_records_to_table(table, records=consume + other, columns=COPY_COLUMNS)
+            records = consume + other
+            await conn.run(
+                lambda c, records=records: c.copy_records_to_table(  # type: ignore[misc]
+                    table, records=records, columns=COPY_COLUMNS
+                )
+            )
             in_copy += time.perf_counter() - t
         print(
             f"  day {i + 1}/{len(days)} {day_table(day)}: {gen.next_id - 1:,} rows,"
@@ -290,7 +342,7 @@ UPDATE channels c SET used_quota = s.q
 """
 
 
-async def check_consistent(conn: asyncpg.Connection) -> None:
+async def check_consistent(conn: Db) -> None:
     """The audit's invariants on the generated history: rollups = rows, used = rollups."""
     logs = await conn.fetchrow(
         "SELECT count(*) n, sum(quota) q, sum(prompt_tokens) p FROM logs WHERE type = 2"
@@ -308,7 +360,7 @@ async def check_consistent(conn: asyncpg.Connection) -> None:
         raise RuntimeError(f"{default} rows fell into logs_consume_default")
 
 
-async def sizes(conn: asyncpg.Connection, root: str = "logs") -> tuple[int, int]:
+async def sizes(conn: Db, root: str = "logs") -> tuple[int, int]:
     row = await conn.fetchrow(
         "SELECT sum(pg_table_size(relid)), sum(pg_indexes_size(relid))"
         " FROM pg_partition_tree($1) WHERE isleaf",
@@ -351,7 +403,12 @@ async def timed(name: str, fn: Callable[[], Awaitable[str]], repeat: int, budget
     started = time.perf_counter()
     while len(ms) < repeat and (len(ms) < 3 or time.perf_counter() - started < budget):
         t = time.perf_counter()
-        note = await fn()
+        try:
+            note = await fn()
+        except _GONE as exc:  # a restart of the server: that run does not count
+            print(f"  Postgres went away ({type(exc).__name__}); retrying", flush=True)
+            await asyncio.sleep(5)
+            continue
         ms.append((time.perf_counter() - t) * 1000)
     out = Timing(name, ms, note)
     print("  " + out.row(), flush=True)
@@ -432,7 +489,7 @@ async def export(pool: asyncpg.Pool, w: World, day: int) -> tuple[int, int, floa
     return lines - 1, size, time.perf_counter() - started
 
 
-async def retention(conn: asyncpg.Connection, pool: asyncpg.Pool, day: int) -> dict[str, float]:
+async def retention(conn: Db, pool: asyncpg.Pool, day: int) -> dict[str, float]:
     """Drop ``day``'s partition as billing's retention does, and DELETE the same rows, in
     batches as before partitioning, from a plain table holding that day and the next."""
     cols = ", ".join(f'"{c}"' for c in COPY_COLUMNS)
@@ -506,14 +563,18 @@ async def conversion(rows: int, days: int, w: World) -> tuple[int, float]:
                         "INSERT INTO schema_migrations VALUES ($1, $2)", version, name
                     )
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
-            await seed_world(conn, w)
-            today = int(time.time()) // DAY
-            await copy_history(
-                conn, Generator(w, 0.005), rows, list(range(today - days, today)), "logs"
-            )
-            await conn.execute("VACUUM ANALYZE logs")
         finally:
             await conn.close()
+        db = Db(dsn)
+        try:
+            await seed_world(db, w)
+            today = int(time.time()) // DAY
+            await copy_history(
+                db, Generator(w, 0.005), rows, list(range(today - days, today)), "logs"
+            )
+            await db.execute("VACUUM ANALYZE logs")
+        finally:
+            await db.close()
         t = time.perf_counter()
         applied = await migrate(dsn)
         seconds = time.perf_counter() - t
@@ -537,13 +598,13 @@ async def conversion(rows: int, days: int, w: World) -> tuple[int, float]:
 
 
 async def make_history(
-    conn: asyncpg.Connection,
+    conn: Db,
     args: argparse.Namespace,
     w: World,
     days: list[int],
     say: Callable[..., None],
 ) -> None:
-    have = await consume_days(conn)
+    have = await conn.run(consume_days)
     for d in days:
         if d not in have:
             await conn.execute(
@@ -619,13 +680,13 @@ async def bench(args: argparse.Namespace) -> list[str]:
     try:
         await migrate(dsn)
         today = int(time.time()) // DAY
-        conn = await asyncpg.connect(dsn)
+        conn = Db(dsn)
         pool = await create_pool(dsn, min_size=1, max_size=4)
         try:
             if args.history:
                 # A history kept by an earlier run (--keep): its days that still hold rows.
                 days = []
-                for d, table in sorted((await consume_days(conn)).items()):
+                for d, table in sorted((await conn.run(consume_days)).items()):
                     if d < today and await conn.fetchval(f"SELECT EXISTS (SELECT FROM {table})"):
                         days.append(d)
                 n = await conn.fetchval("SELECT max(id) FROM logs")
