@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(wildcard protos/unigate/v1/*.proto)
 
-.PHONY: install proto proto-check providers providers-check migrate dev test lint typecheck bench bench-auth bench-consumer bench-ttft clean
+.PHONY: install proto proto-check providers providers-check migrate dev test lint typecheck bench bench-auth bench-consumer bench-ttft bench-ledger clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -62,6 +62,11 @@ bench-auth: install
 # billing's consumer alone: usage events applied per second at 1, 100 and 1000 messages per fetch.
 bench-consumer: install
 	$(PY) bench/consumer.py
+
+# the ledger at scale: 100 million log rows by COPY, then the consumer, log pages, statistics,
+# export, retention and migration 0017 on them (ARGS="--rows 1000000" for less; hours at 100M).
+bench-ledger: install
+	$(PY) bench/ledger.py $(ARGS)
 
 # stream time-to-first-token, direct to the simulator vs through the gateway.
 bench-ttft: install

@@ -95,9 +95,22 @@ def event(request_id: str, token_id: int, channel_id: int) -> events_pb2.UsageEv
 
 
 async def measure(batch_size: int, events: int) -> Result:
+    """In a fresh database of its own, dropped afterwards."""
+    db_name = f"unigate_bench_{secrets.token_hex(4)}"
+    dsn = with_database(ADMIN_DSN, db_name)
+    try:
+        return await measure_in(dsn, batch_size, events)
+    finally:
+        await drop_database(ADMIN_DSN, db_name)
+
+
+async def measure_in(dsn: str, batch_size: int, events: int) -> Result:
+    """In the database at ``dsn`` (migrated here if it is not; a key and a channel of its own
+    are added), in a namespace of its own, removed afterwards. ``bench/ledger.py`` runs it on
+    a database holding a long history."""
     suffix = secrets.token_hex(4)
-    name, db_name = f"bench{suffix}", f"unigate_bench_{suffix}"
-    ns, dsn = Namespace(name), with_database(ADMIN_DSN, db_name)
+    name = f"bench{suffix}"
+    ns = Namespace(name)
     try:
         fixture = await prepare_database(dsn, secrets.token_urlsafe(32), "http://127.0.0.1:9")
         # The same pools as unigate-billing.
@@ -178,7 +191,6 @@ async def measure(batch_size: int, events: int) -> Result:
             await redis.aclose()
             await pool.close()
     finally:
-        await drop_database(ADMIN_DSN, db_name)
         delete_redis_keys(REDIS_URL, name)
         await delete_stream(NATS_URL, name)
     return Result(batch_size, events, seconds, cpu)

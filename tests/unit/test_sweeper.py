@@ -348,7 +348,7 @@ async def test_real_event_racing_the_sweepers_uncommitted_row_corrects_it(env: E
         tx = conn.transaction()
         await tx.start()
         # What the sweeper's Ledger.apply runs, held open before its commit.
-        await conn.fetch(ledger_module._APPLY, *ledger_module._columns([swept]))
+        await conn.fetch(ledger_module._APPLY, *ledger_module._params([swept]))
         consumer = asyncio.create_task(env.ledger.apply([event(real, USAGE, "")]))
         # Until the consumer's insert waits on the sweeper's uncommitted row.
         for _ in range(400):
