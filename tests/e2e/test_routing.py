@@ -132,12 +132,12 @@ async def test_failing_channel_is_cooled_down_and_probed_back(
     assert steady.calls == 100  # every request succeeded through the healthy channel
     # Cooled down after its first failures instead of taking half of the traffic.
     assert flaky.calls < 50
-    assert await redis.hget(f"{namespace}:health:cooling", str(flaky_id)) is not None
+    assert await redis.hget(f"{namespace}:{{health}}:cooling", str(flaky_id)) is not None
 
     flaky.app.state.fail_next.clear()
     before = flaky.calls
     deadline = time.monotonic() + 20
-    while await redis.hexists(f"{namespace}:health:fails", str(flaky_id)):
+    while await redis.hexists(f"{namespace}:{{health}}:fails", str(flaky_id)):
         assert time.monotonic() < deadline, "the recovered channel was never probed back in"
         await client.chat.completions.create(model=model, messages=HELLO)
         await asyncio.sleep(0.05)
@@ -172,7 +172,7 @@ async def test_429_with_retry_after_fails_over_and_cools_for_as_long_as_asked(
     assert reply.choices[0].message.content == "Echo: hello"
     assert (limited.calls, steady.calls) == (1, 1)
     await asyncio.sleep(0.3)
-    until = int(await redis.hget(f"{namespace}:health:cooling", str(limited_id)) or 0)
+    until = int(await redis.hget(f"{namespace}:{{health}}:cooling", str(limited_id)) or 0)
     assert until / 1000 - time.time() > 15
     # The higher-priority channel is skipped while it cools.
     await run_many(20, lambda: client.chat.completions.create(model=model, messages=HELLO))
