@@ -227,6 +227,9 @@ class Session:
                     model=self.model,
                     reservation_id=decision.reservation_id,
                     install=decision.install,
+                    # The relay records each response's usage in its reservation's hash,
+                    # which lives in the user's Redis Cluster slot.
+                    user_id=decision.user_id,
                 )
             )
             try:
