@@ -34,3 +34,11 @@ def arrived_ms(request_id: str) -> int | None:
     if len(request_id) != _LENGTH or not _HEX.issuperset(request_id):
         return None
     return int(request_id[:_TIME_DIGITS], 16)
+
+
+def issuer(request_id: str) -> str | None:
+    """The random prefix of the gateway process that made this id (which gateway served the
+    request), or None for an id not made here."""
+    if arrived_ms(request_id) is None:
+        return None
+    return request_id[_TIME_DIGITS : _TIME_DIGITS + len(_ID_PREFIX)]

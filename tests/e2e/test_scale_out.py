@@ -49,6 +49,7 @@ from tests.e2e.test_parallel_billing import (
     token_ledger,
     wait_drained,
 )
+from unigate.request_ids import issuer
 from unigate_cli.devstack import free_port
 from unigate_sim.openai import create_app
 from unigate_sim.openai.faults import Fault
@@ -331,8 +332,10 @@ def gateway_id(headers: httpx.Headers) -> str | None:
 
 
 def prefix(request_id: str) -> str:
-    """Gateway request ids are a per-process random prefix (20 hex digits) and a counter."""
-    return request_id[:20]
+    """Which gateway process made a request id (unigate.request_ids)."""
+    made_by = issuer(request_id)
+    assert made_by is not None, request_id
+    return made_by
 
 
 async def upstream_calls(metric_urls: list[str]) -> list[float]:

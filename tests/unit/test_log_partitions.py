@@ -16,7 +16,7 @@ from tests.conftest import PG_ADMIN_DSN
 from unigate.db import migrate as migrate_module
 from unigate.db.migrate import ensure_database, migrate
 from unigate.namespace import USAGE_SCHEMA_VERSION
-from unigate.request_ids import arrived_ms, new_request_id
+from unigate.request_ids import arrived_ms, issuer, new_request_id
 from unigate.v1 import auth_pb2, billing_pb2, common_pb2, events_pb2
 from unigate_billing import partitions
 from unigate_billing.ledger import SWEPT_CODE, Ledger
@@ -254,3 +254,9 @@ def test_retention_by_type_is_parsed_or_refused() -> None:
     assert partitions.parse_retention_by_type("") == {}
     with pytest.raises(ValueError, match="type=days"):
         partitions.parse_retention_by_type("1:30")
+
+
+def test_request_ids_name_the_gateway_process_that_made_them() -> None:
+    a, b = new_request_id(now_ms=1), new_request_id(now_ms=2)
+    assert issuer(a) == issuer(b) and issuer(a) is not None and len(issuer(a) or "") == 16
+    assert issuer(secrets.token_hex(16)) is None
