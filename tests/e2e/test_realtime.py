@@ -46,9 +46,19 @@ class Realtime(Simulator):
         return sim
 
 
-@pytest.fixture
-def realtime() -> Iterator[Realtime]:
+@pytest.fixture(scope="module")
+def realtime_server() -> Iterator[Realtime]:
+    # One simulator for the module: tests whose model names are list-priced (so they cannot
+    # be made unique) leave channels for the same name in the session's routing, which must
+    # keep reaching a live simulator.
     yield from running(Realtime())
+
+
+@pytest.fixture
+def realtime(realtime_server: Realtime) -> Realtime:
+    realtime_server.sim.delta_delay = 0.0
+    realtime_server.sim.drop_after_deltas = 0
+    return realtime_server
 
 
 def pricing(model: str) -> auth_pb2.Pricing:
