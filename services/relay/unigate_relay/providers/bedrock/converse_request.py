@@ -24,6 +24,7 @@ from typing import Any, Final
 import orjson
 
 from unigate_relay.providers.anthropic.wire import ConversionError, JSONObject
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
 
 _DATA_URL: Final = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,(.*)$", re.DOTALL)
 _INFERENCE: Final = (
@@ -36,18 +37,12 @@ _INFERENCE: Final = (
 
 def _text_of(content: Any, where: str) -> str:
     """The text of a message whose content may only be text (system, tool, assistant)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise ConversionError(f"Only text content is supported at {where}.", where)
-            texts.append(str(part.get("text") or ""))
-        return "".join(texts)
-    raise ConversionError(f"Invalid content at {where}.", where)
+    try:
+        return text_only(content, none_is_empty=True)
+    except NonTextPart:
+        raise ConversionError(f"Only text content is supported at {where}.", where) from None
+    except NotContent:
+        raise ConversionError(f"Invalid content at {where}.", where) from None
 
 
 def _image(part: JSONObject, where: str) -> JSONObject:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
+
 DEFAULT_BASE_URL: Final = "https://api.coze.com"
 CHAT_PATH: Final = "/v3/chat"
 DEFAULT_USER: Final = "unigate"
@@ -27,16 +29,12 @@ class Unsupported(ValueError):
 
 
 def _text(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise Unsupported(f"Coze bots take text only at {where}.")
-            texts.append(str(part.get("text") or ""))
-        return "".join(texts)
-    raise Unsupported(f"Invalid content at {where}.")
+    try:
+        return text_only(content)
+    except NonTextPart:
+        raise Unsupported(f"Coze bots take text only at {where}.") from None
+    except NotContent:
+        raise Unsupported(f"Invalid content at {where}.") from None
 
 
 def bot_id(model: str) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
+
 PRO_BASE_URL: Final = "https://api.deepl.com"
 FREE_BASE_URL: Final = "https://api-free.deepl.com"
 TRANSLATE_PATH: Final = "/v2/translate"
@@ -34,16 +36,12 @@ def target_lang(model: str) -> str:
 
 
 def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise Unsupported("DeepL translates text only.")
-            parts.append(str(part.get("text") or ""))
-        return "".join(parts)
-    raise Unsupported("The last message has no text to translate.")
+    try:
+        return text_only(content)
+    except NonTextPart:
+        raise Unsupported("DeepL translates text only.") from None
+    except NotContent:
+        raise Unsupported("The last message has no text to translate.") from None
 
 
 def translate_body(chat: dict[str, Any], model: str) -> tuple[dict[str, Any], str]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
+
 DEFAULT_BASE_URL: Final = "https://api.replicate.com"
 DEFAULT_MAX_TOKENS: Final = 500  # One API's default when the client sets none
 FINAL: Final = frozenset({"succeeded", "failed", "canceled"})
@@ -30,18 +32,12 @@ class Unsupported(ValueError):
 
 
 def _text(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise Unsupported(f"Replicate language models take text only ({where}).")
-            texts.append(str(part.get("text") or ""))
-        return "".join(texts)
-    if content is None:
-        return ""
-    raise Unsupported(f"Invalid content at {where}.")
+    try:
+        return text_only(content, none_is_empty=True)
+    except NonTextPart:
+        raise Unsupported(f"Replicate language models take text only ({where}).") from None
+    except NotContent:
+        raise Unsupported(f"Invalid content at {where}.") from None
 
 
 def predictions_path(model: str) -> str:
