@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from contextvars import Token
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import orjson
@@ -44,6 +44,13 @@ CLIENT_CLOSED = 499
 # Set when unigate injected or lowered the request's output limit (what its payer affords).
 MAX_TOKENS_HEADER = "x-unigate-max-tokens"
 T = TypeVar("T")
+
+
+def reservation_of(auth: auth_pb2.AuthorizeResponse) -> dict[str, Any]:
+    """The fields of a relay request that name its reservation: the relay records the call's
+    usage in the reservation's Redis hash, which is bound to the install and lives in the
+    user's Redis Cluster slot. Every builder of a relay request takes them from here."""
+    return {"reservation_id": auth.reservation_id, "install": auth.install, "user_id": auth.user_id}
 
 
 def error_response(err: errors.ClientFacingError, request_id: str, endpoint: str = "") -> Response:
@@ -234,10 +241,8 @@ class Proxy:
             include_usage=record.call.include_usage,
             model=record.call.model,
             content_type=record.call.content_type,
-            reservation_id=record.auth.reservation_id,
-            install=record.auth.install,
-            user_id=record.auth.user_id,
             max_output_tokens=record.auth.max_output_tokens,
+            **reservation_of(record.auth),
         )
 
     def _no_relay_error(self, cand: auth_pb2.ChannelCandidate) -> relay_pb2.RelayError:

@@ -31,7 +31,7 @@ from unigate import errors
 from unigate.request_ids import new_request_id
 from unigate.tokenizer.counting import count_text
 from unigate.v1 import auth_pb2, common_pb2, relay_pb2
-from unigate_gateway.proxy import CallRecord, Proxy
+from unigate_gateway.proxy import CallRecord, Proxy, reservation_of
 from unigate_gateway.requests import ParsedCall
 
 log = logging.getLogger(__name__)
@@ -225,11 +225,7 @@ class Session:
                     body=options,
                     stream=True,
                     model=self.model,
-                    reservation_id=decision.reservation_id,
-                    install=decision.install,
-                    # The relay records each response's usage in its reservation's hash,
-                    # which lives in the user's Redis Cluster slot.
-                    user_id=decision.user_id,
+                    **reservation_of(decision),
                 )
             )
             try:
