@@ -53,16 +53,20 @@ EWMA_ALPHA = 0.05
 _OBSERVE = """
 -- ARGV[1]: alpha; then per channel: id, successes, failures, latency sum of the successes (ms).
 -- Each call moves the averages by alpha, so a batch of n moves them by 1 - (1 - alpha)^n.
+-- The third field counts the calls the averages summarize (capped), so readers can tell a
+-- figure from one call from a trend.
 local keep = 1 - tonumber(ARGV[1])
 for i = 2, #ARGV, 4 do
   local ok, failed, lat_sum = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local calls = ok + failed
   local lat, err = 0, failed / calls
   if ok > 0 then lat = lat_sum / ok end
+  local n = calls
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if cur then
-    local old_lat, old_err = string.match(cur, '^(%S+) (%S+)$')
+    local old_lat, old_err, old_n = string.match(cur, '^(%S+) (%S+) ?(%S*)$')
     old_lat, old_err = tonumber(old_lat), tonumber(old_err)
+    n = math.min((tonumber(old_n) or 0) + calls, 1000000)
     local d = keep ^ calls
     err = old_err * d + err * (1 - d)
     if ok > 0 then
@@ -72,7 +76,7 @@ for i = 2, #ARGV, 4 do
       lat = old_lat
     end
   end
-  redis.call('HSET', KEYS[1], ARGV[i], string.format('%.3f %.5f', lat, err))
+  redis.call('HSET', KEYS[1], ARGV[i], string.format('%.3f %.5f %d', lat, err, n))
 end
 return 1
 """
@@ -89,10 +93,12 @@ class Outcomes:
 
 @dataclass(frozen=True, slots=True)
 class Averages:
-    """A channel's moving averages: latency of its successful calls (ms) and error rate."""
+    """A channel's moving averages: latency of its successful calls (ms) and error rate,
+    and how many calls (capped at a million) they summarize."""
 
     latency_ms: float
     error_rate: float
+    calls: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +203,10 @@ class ChannelHealth:
         fails, cooling, averages, key_cooling = await pipe.execute()
         parsed: dict[int, Averages] = {}
         for k, v in averages.items():
-            latency, error_rate = (float(x) for x in v.split())
-            parsed[int(k)] = Averages(latency, error_rate)
+            latency, error_rate, *calls = v.split()
+            parsed[int(k)] = Averages(
+                float(latency), float(error_rate), int(calls[0]) if calls else 0
+            )
         return HealthSnapshot(
             fails={int(k): int(v) for k, v in fails.items()},
             cooling_until={int(k): int(v) for k, v in cooling.items()},

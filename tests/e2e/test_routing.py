@@ -318,8 +318,9 @@ async def test_slow_channel_gets_less_traffic_from_its_moving_average(
     def call() -> Awaitable[Any]:
         return client.chat.completions.create(model=model, messages=HELLO)
 
-    # Equal weights: until the relays report averages, both get traffic.
-    await run_many(60, call, 8)
+    # Equal weights: until the relays report averages over enough calls (MIN_CALLS), both
+    # get traffic.
+    await run_many(80, call, 8)
     assert fast.calls > 0 and slow.calls > 0
     # Relays report once a second; auth reads the averages with its health snapshot.
     await asyncio.sleep(2.5)

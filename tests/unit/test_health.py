@@ -54,8 +54,8 @@ async def test_moving_averages_fold_batches_of_outcomes(redis: Redis, namespace:
         await h.record_outcomes({1: Outcomes(successes=4, failures=0, latency_ms_sum=400)})
         await h.record_outcomes({2: Outcomes(successes=1, failures=3, latency_ms_sum=50)})
         snap = await h.snapshot()
-        assert snap.averages[1] == Averages(100.0, 0.0)
-        assert snap.averages[2] == Averages(50.0, 0.75)
+        assert snap.averages[1] == Averages(100.0, 0.0, 4)
+        assert snap.averages[2] == Averages(50.0, 0.75, 4)
         # Later ones move them by 1 - (1 - alpha)^calls towards the batch's own figures.
         await h.record_outcomes({1: Outcomes(successes=10, failures=10, latency_ms_sum=3000)})
         moved = (await h.snapshot()).averages[1]
@@ -63,6 +63,7 @@ async def test_moving_averages_fold_batches_of_outcomes(redis: Redis, namespace:
         error_step = 1 - (1 - EWMA_ALPHA) ** 20
         assert abs(moved.latency_ms - (100 + (300 - 100) * latency_step)) < 0.01
         assert abs(moved.error_rate - 0.5 * error_step) < 0.0001
+        assert moved.calls == 24
         # Failures alone leave the latency where it was.
         await h.record_outcomes({2: Outcomes(failures=5)})
         assert (await h.snapshot()).averages[2].latency_ms == 50.0

@@ -17,6 +17,10 @@ SLOW_FACTOR = 2.0
 ERROR_RATE_SLACK = 0.05
 # Never starve a channel entirely: it must keep getting some calls to show it recovered.
 MIN_SHARE_FACTOR = 0.05
+# Averages over fewer calls are no trend: a recovered channel's first probe, answered on an
+# idle machine, once made a peer measured under a burst look six times slower and took
+# nine tenths of the traffic from it.
+MIN_CALLS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +35,21 @@ class Ability:
 
 def health_factors(tier: list[Ability], averages: Mapping[int, Averages]) -> dict[int, float]:
     """Each channel's weight multiplier in its tier: 1 unless its moving averages are far
-    worse than the tier's best; channels with no averages yet count as healthy."""
-    known = [averages[a.channel_id] for a in tier if a.channel_id in averages]
+    worse than the tier's best; channels without :data:`MIN_CALLS` calls on record count as
+    healthy and are not measured against."""
+    trends = {
+        a.channel_id: avg
+        for a in tier
+        if (avg := averages.get(a.channel_id)) is not None and avg.calls >= MIN_CALLS
+    }
+    known = list(trends.values())
     if len(known) < 2:
         return {}
     fastest = min((k.latency_ms for k in known if k.latency_ms > 0), default=0.0)
     best_errors = min(k.error_rate for k in known)
     factors: dict[int, float] = {}
     for a in tier:
-        avg = averages.get(a.channel_id)
+        avg = trends.get(a.channel_id)
         if avg is None:
             continue
         factor = 1.0
