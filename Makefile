@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(wildcard protos/unigate/v1/*.proto)
 
-.PHONY: install proto proto-check providers providers-check migrate dev test lint typecheck bench bench-auth bench-consumer bench-ttft bench-ledger clean
+.PHONY: install proto proto-check providers providers-check migrate dev test lint typecheck bench bench-rss bench-compare-setup bench-auth bench-consumer bench-ttft bench-ledger clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,6 +54,15 @@ typecheck: install
 
 bench: install
 	$(PY) bench/run.py
+
+# memory: each service's RSS over 200,000 requests after a 20,000 warm-up (issue 22: flat ±10 %).
+bench-rss: install
+	$(PY) bench/run.py --rss-requests 200000
+
+# LiteLLM's proxy and Portkey's gateway, which `make bench` runs beside unigate for scale,
+# into bench/.work/compare/ (never into the project's venv).
+bench-compare-setup:
+	bench/compare/setup.sh
 
 # auth's Authorize alone: calls/s and latency at 1 and 32 in flight.
 bench-auth: install

@@ -4,7 +4,8 @@
 --
 -- The API key comes from the first script argument (after `--`) or else from the environment
 -- variable BENCH_API_KEY; the model from the second argument or BENCH_MODEL (default
--- gpt-4o-mini). Each thread counts the responses it got and how many were not 2xx; done()
+-- gpt-4o-mini). BENCH_HEADERS adds request headers, one `Name: value` a line (the other
+-- gateways bench/run.py compares with route by headers of their own). Each thread counts the responses it got and how many were not 2xx; done()
 -- adds them up over the threads and prints one line the harness (bench/run.py) parses:
 --
 --   BENCH responses=<n> non2xx=<n>
@@ -24,6 +25,12 @@ function init(args)
    wrk.headers["Content-Type"] = "application/json"
    if key ~= "" then
       wrk.headers["Authorization"] = "Bearer " .. key
+   end
+   for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
+      local name, value = line:match("^%s*([^:]-)%s*:%s*(.-)%s*$")
+      if name and name ~= "" then
+         wrk.headers[name] = value
+      end
    end
    wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello"}]}'
 end

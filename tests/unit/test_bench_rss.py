@@ -1,0 +1,77 @@
+"""The memory bar's arithmetic and /proc reading (bench/rss.py, used by bench/run.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import rss
+
+
+def samples(*rows: tuple[int, dict[str, int]]) -> list[rss.RssSample]:
+    return [rss.RssSample(n, kib) for n, kib in rows]
+
+
+def test_flat_within_tolerance_is_met() -> None:
+    s = samples((20_000, {"gateway": 100_000}), (40_000, {"gateway": 109_000}))
+    lines, met = rss.verdicts(s, names=("gateway",))
+    assert met
+    assert "met" in lines[0] and "NOT" not in lines[0]
+    assert "+9.0%" in lines[0]
+
+
+def test_growth_in_the_middle_fails_even_if_the_end_is_back() -> None:
+    s = samples(
+        (20_000, {"auth": 100_000}),
+        (40_000, {"auth": 111_000}),
+        (60_000, {"auth": 101_000}),
+    )
+    lines, met = rss.verdicts(s, names=("auth",))
+    assert not met
+    assert "largest change +11.0%" in lines[0] and "end +1.0%" in lines[0]
+
+
+def test_a_shrinking_service_beyond_tolerance_fails() -> None:
+    s = samples((0, {"relay": 100_000}), (1, {"relay": 85_000}))
+    _, met = rss.verdicts(s, names=("relay",))
+    assert not met
+
+
+def test_a_service_without_reading_or_too_few_samples_is_not_met() -> None:
+    assert not rss.verdicts(samples((0, {"gateway": 1})), names=("gateway",))[1]
+    s = samples((0, {"gateway": 1}), (1, {"gateway": 1}))
+    assert not rss.verdicts(s, names=("gateway", "billing"))[1]
+
+
+def test_table_shows_mib_and_change_from_the_first_sample() -> None:
+    s = samples((20_000, {"billing": 51_200}), (40_000, {"billing": 56_320}))
+    text = rss.table(s, names=("billing",))
+    assert "| 20,000 | 50.0 |" in text
+    assert "| 40,000 | 55.0 (+10.0%) |" in text
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_tree_rss_counts_children() -> None:
+    own = rss.vm_rss_kib(os.getpid())
+    assert own is not None and own > 0
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        # The child is counted once it has started (its VmRSS readable).
+        while rss.vm_rss_kib(child.pid) in (None, 0):
+            pass
+        tree = rss.tree_rss_kib(os.getpid())
+        assert tree is not None and tree > rss.vm_rss_kib(os.getpid())  # type: ignore[operator]
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)
+    assert rss.vm_rss_kib(child.pid) is None
+    assert rss.tree_rss_kib(child.pid) is None
