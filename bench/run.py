@@ -602,7 +602,24 @@ def write_results(
             "",
         ]
     )
-    RESULTS_FILE.write_text(text)
+    write_keeping_history(RESULTS_FILE, text)
+
+
+KEEP_RUNS = 10
+
+
+def write_keeping_history(path: Path, text: str, keep: int = KEEP_RUNS) -> None:
+    """Write ``text`` (a title, an introduction, then one ``## <date>`` section) with the
+    earlier runs' ``## `` sections of the file below it, newest first, at most ``keep`` runs
+    in all: figures measured on a quiet machine stay next to those of a loaded one."""
+    earlier: list[str] = []
+    if path.exists():
+        old = path.read_text()
+        start = old.find("\n## ")
+        if start >= 0:
+            earlier = ["## " + part for part in old[start + 4 :].split("\n## ")]
+    sections = [text.rstrip("\n") + "\n"] + [e.rstrip("\n") + "\n" for e in earlier[: keep - 1]]
+    path.write_text("\n".join(sections))
 
 
 def configuration(args: argparse.Namespace) -> str:
@@ -1075,7 +1092,8 @@ def rss_bench(
     ledger_line, problems = check_ledger(args, dsn, fixture, runs, 1)
     status = "FAILED: " + "; ".join(problems) if problems else "ok (no errors, ledger matches)"
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    RSS_RESULTS_FILE.write_text(
+    write_keeping_history(
+        RSS_RESULTS_FILE,
         "\n".join(
             [
                 "# Memory under load",
@@ -1107,7 +1125,7 @@ def rss_bench(
                 f"- status: {status}",
                 "",
             ]
-        )
+        ),
     )
     print(f"wrote {RSS_RESULTS_FILE.relative_to(BENCH_DIR.parent)}")
     if problems:

@@ -1,4 +1,5 @@
-"""The memory bar's arithmetic and /proc reading (bench/rss.py, used by bench/run.py)."""
+"""bench/run.py's helpers: the memory bar's arithmetic and /proc reading (bench/rss.py) and
+the results files that keep earlier runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import rss
+import run
 
 
 def samples(*rows: tuple[int, dict[str, int]]) -> list[rss.RssSample]:
@@ -75,3 +77,36 @@ def test_tree_rss_counts_children() -> None:
         child.wait(10)
     assert rss.vm_rss_kib(child.pid) is None
     assert rss.tree_rss_kib(child.pid) is None
+
+
+def results(date: str, figure: str) -> str:
+    return f"# Results\n\nWhat this is.\n\n## {date}\n\n- load: 1\n\n| a |\n|---|\n| {figure} |\n"
+
+
+def test_results_keep_earlier_runs_newest_first(tmp_path: Path) -> None:
+    path = tmp_path / "results.md"
+    run.write_keeping_history(path, results("2026-01-01 10:00 UTC", "1"))
+    run.write_keeping_history(path, results("2026-01-02 10:00 UTC", "2"))
+    run.write_keeping_history(path, results("2026-01-03 10:00 UTC", "3"))
+    text = path.read_text()
+    assert text.count("# Results") == 1 and text.count("What this is.") == 1
+    dates = [line for line in text.splitlines() if line.startswith("## ")]
+    assert dates == [
+        "## 2026-01-03 10:00 UTC",
+        "## 2026-01-02 10:00 UTC",
+        "## 2026-01-01 10:00 UTC",
+    ]
+    # Each section keeps its own figures.
+    assert text.index("| 3 |") < text.index("| 2 |") < text.index("| 1 |")
+
+
+def test_results_keep_at_most_the_given_number_of_runs(tmp_path: Path) -> None:
+    path = tmp_path / "results.md"
+    for day in range(1, 6):
+        run.write_keeping_history(path, results(f"2026-01-0{day} 10:00 UTC", str(day)), keep=3)
+    dates = [line for line in path.read_text().splitlines() if line.startswith("## ")]
+    assert dates == [
+        "## 2026-01-05 10:00 UTC",
+        "## 2026-01-04 10:00 UTC",
+        "## 2026-01-03 10:00 UTC",
+    ]
