@@ -110,3 +110,33 @@ def test_results_keep_at_most_the_given_number_of_runs(tmp_path: Path) -> None:
         "## 2026-01-04 10:00 UTC",
         "## 2026-01-03 10:00 UTC",
     ]
+
+
+class _Upstream:
+    url = "http://127.0.0.1:9"
+
+
+def test_other_gateways_not_installed_are_skipped_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import other_gateways
+
+    monkeypatch.setattr(other_gateways, "LITELLM_BIN", tmp_path / "none" / "litellm")
+    monkeypatch.setattr(other_gateways, "PORTKEY_SERVER", tmp_path / "none" / "start-server.js")
+    args = run.parse_args(["--compare", "litellm,portkey"])
+    started: list[other_gateways.OtherGateway] = []
+    notes = run.start_others(args, _Upstream(), tmp_path, started)  # type: ignore[arg-type]
+    assert started == []
+    assert notes == [
+        other_gateways.NOT_INSTALLED.format(name="litellm"),
+        other_gateways.NOT_INSTALLED.format(name="portkey"),
+    ]
+    assert "litellm is not installed" in capsys.readouterr().out
+
+
+def test_compare_takes_known_gateways_or_none() -> None:
+    assert run.parse_args([]).compare_list == ["litellm", "portkey"]
+    assert run.parse_args(["--compare", "none"]).compare_list == []
+    assert run.parse_args(["--compare", "portkey"]).compare_list == ["portkey"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--compare", "kong"])
