@@ -78,6 +78,10 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # One API's /v1/oneapi/proxy/:channel/* (admins' keys): the gateway's check and call.
     _auth("AuthorizeChannelProxy"): frozenset({GATEWAY}),
     _relay("ProxyCall"): frozenset({GATEWAY}),
+    # Anthropic's Message Batches: the gateway's /v1/messages/batches routes ask auth, which
+    # keeps the batches and makes their upstream calls (and its poller's) through the relay.
+    _auth("MessageBatchCall"): frozenset({GATEWAY}),
+    _relay("MessageBatch"): frozenset({AUTH}),
     _auth("GetChannel"): frozenset({RELAY}),
     _auth("DisableChannel"): frozenset({RELAY}),
     **_every(admin_pb2.DESCRIPTOR, "AdminService", {GATEWAY, ADMIN}),
