@@ -249,7 +249,7 @@ class ExtraGateway(ExtraProcess):
         self.port = free_port()
         self.ops_port = free_port()
         ports = {"PORT": str(self.port), "GATEWAY_OPS_PORT": str(self.ops_port)}
-        super().__init__(stack, "gateway", self.port, {**ports, **env}, f"{self.url}/readyz", 20)
+        super().__init__(stack, "gateway", self.port, {**ports, **env}, f"{self.url}/readyz", 60)
 
     @property
     def url(self) -> str:
