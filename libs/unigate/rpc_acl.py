@@ -15,8 +15,9 @@ the user's session or access token in the call's metadata; only the operator's i
 The table is the code's own call graph (``docs/security.md`` explains each line):
 gateway → auth (Authorize, ListModels, GetKeyInfo, the stored responses of the Responses API,
 AdminService for ``/api``), gateway →
-relay (Call, CallMany, Stream), gateway → auth (MessageBatchCall: Anthropic's Message Batches,
-whose upstream calls auth makes), auth → relay (MessageBatch), gateway → billing (the ``/api/log`` reads; DeleteLogs for
+relay (Call, CallMany, Stream), gateway → auth (MessageBatchCall: Anthropic's Message
+Batches, whose upstream calls auth makes), auth → relay (MessageBatch), gateway → billing
+(the ``/api/log`` reads; DeleteLogs for
 ``DELETE /api/log/``, which auth has confirmed is an admin's); relay → auth (GetChannel,
 DisableChannel: its channel configuration and health reports); auth → relay (Call: the
 channel tester's one-token request); auth → billing (RedeemCode, CreateRedemptions:

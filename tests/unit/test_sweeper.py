@@ -24,7 +24,7 @@ from tests import admin_writes
 from unigate.charge import quota_of
 from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
-from unigate.quota import QuotaStore, RelayUsageNote, ReserveOutcome
+from unigate.quota import BATCH_HOLDER, QuotaStore, RelayUsageNote, ReserveOutcome
 from unigate.request_ids import new_request_id
 from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2
 from unigate_billing import ledger as ledger_module
@@ -253,6 +253,17 @@ async def test_living_gateway_reservation_waits_for_the_timeout(env: Env) -> Non
     for rid in (slow, anonymous):
         row = await env.row(rid)
         assert row is not None and (row["error_code"], row["quota"]) == (SWEPT_CODE, AMOUNT)
+
+
+async def test_a_message_batch_reservation_is_never_swept(env: Env) -> None:
+    """A batch may run a day: its reservation names no gateway that could die, and neither
+    the dead-gateway rule nor the timeout settles it (auth bills the batch and releases it)."""
+    batch = await env.reserve(BATCH_HOLDER, age_s=3600)
+    anonymous = await env.reserve("", age_s=3600)
+    assert await env.sweeper(timeout=60).sweep_once() == 1
+    assert await env.row(batch) is None and await env.row(anonymous) is not None
+    held = {r.reservation_id for r in await env.quota.stale_reservations(2**62, limit=10_000)}
+    assert batch in held
 
 
 async def test_relay_record_never_revives_a_settled_reservation(env: Env) -> None:

@@ -98,7 +98,7 @@ async def serve(settings: AuthSettings) -> None:
         js=nc.jetstream(),
         ns=ns,
         check_key=service.check_key,
-        abilities=service.abilities_for,
+        routes=service.routes_for,
         prices=service.batch_pricing,
         reserve=service.reserve_batch,
         channel_row=store.channels.row,

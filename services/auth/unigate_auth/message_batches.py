@@ -187,7 +187,7 @@ class MessageBatches:
         js: JetStreamContext,
         ns: Namespace,
         check_key: Callable[[str, str], Awaitable[TokenRecord]],
-        abilities: Callable[[str, str], Awaitable[list[Ability]]],
+        routes: Callable[[TokenRecord, str], Awaitable[list[Ability]]],
         prices: Callable[[TokenRecord, str], Awaitable[auth_pb2.Pricing]],
         reserve: Callable[[TokenRecord, str, int, bytes], Awaitable[int]],
         channel_row: Callable[[int], Awaitable[Any]],
@@ -201,7 +201,7 @@ class MessageBatches:
         self._js = js
         self._ns = ns
         self._check_key = check_key
-        self._abilities = abilities
+        self._routes = routes
         self._prices = prices
         self._reserve = reserve
         self._channel_row = channel_row
@@ -323,17 +323,7 @@ class MessageBatches:
         order: list[Ability] = []
         ordered_models = sorted(models)
         for n, model in enumerate(ordered_models):
-            if token.models and model not in token.models:
-                raise errors.PermissionDenied(
-                    f"This API key may not use the model `{model}`.", code="model_not_allowed"
-                )
-            abilities = await self._abilities(token.group, model)
-            if not abilities:
-                raise errors.NotFound(
-                    f"The model `{model}` does not exist or you do not have access to it.",
-                    code="model_not_found",
-                )
-            for a in abilities:
+            for a in await self._routes(token, model):
                 ct = channel_type(a.channel_type)
                 if ct is not None and ct.family == _FAMILY:
                     served.setdefault(a.channel_id, {})[model] = a.upstream_model

@@ -282,6 +282,21 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             (group, model), lambda: self._store.channels.abilities(group, model)
         )
 
+    async def routes_for(self, token: TokenRecord, model: str) -> list[Ability]:
+        """The channels that may serve ``model`` for ``token`` (refused if the key may not
+        use it, or no channel of its group serves it)."""
+        if token.models and model not in token.models:
+            raise errors.PermissionDenied(
+                f"This API key may not use the model `{model}`.", code="model_not_allowed"
+            )
+        abilities = await self.abilities_for(token.group, model)
+        if not abilities:
+            raise errors.NotFound(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
+        return abilities
+
     async def check_key(self, api_key: str, client_ip: str) -> TokenRecord:
         """The token behind ``api_key`` if it may be used at all from ``client_ip``."""
         if not api_key:
@@ -351,16 +366,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def _authorize(self, req: auth_pb2.AuthorizeRequest) -> auth_pb2.AuthorizeResponse:
         token = await self.check_key(req.api_key, req.client_ip)
         model = req.model
-        if token.models and model not in token.models:
-            raise errors.PermissionDenied(
-                f"This API key may not use the model `{model}`.", code="model_not_allowed"
-            )
-        abilities = await self.abilities_for(token.group, model)
-        if not abilities:
-            raise errors.NotFound(
-                f"The model `{model}` does not exist or you do not have access to it.",
-                code="model_not_found",
-            )
+        abilities = await self.routes_for(token, model)
         opts = await self._options_now()
         price = self._price(opts, token, model)
         unit = unit_price_for(model, req.endpoint, req.price_variant, opts.unit_price)

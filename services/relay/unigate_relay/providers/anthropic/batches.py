@@ -20,6 +20,7 @@ import orjson
 
 from unigate.keys import key_fingerprint
 from unigate.v1 import relay_pb2
+from unigate_relay.channel_proxy import channel_timeout
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.providers.anthropic.response import usage_from_anthropic
 from unigate_relay.providers.anthropic.wire import API_VERSION, DEFAULT_BASE_URL
@@ -86,12 +87,7 @@ async def batch_call(
     headers = {"x-api-key": key, "anthropic-version": API_VERSION}
     if request.body:
         headers["content-type"] = "application/json"
-    seconds = channel.timeout_ms / 1000 if channel.timeout_ms > 0 else None
-    timeout = (
-        aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
-        if seconds
-        else http.timeout
-    )
+    timeout = channel_timeout(channel, http)
     try:
         async with http.request(
             request.method,
