@@ -83,6 +83,10 @@ _OUTCOMES: dict[str, tuple[int, str]] = {
 _MISSING = (502, "batch_result_missing")
 # Usage events per published message (as the gateway's publisher packs them).
 _EVENTS_PER_MESSAGE = 256
+# Failures of a call that never left for the provider (the rest may have reached it).
+_NEVER_SENT = frozenset(
+    {"batch_channel_gone", "relay_missing", "relay_misrouted", "channel_gone", "batch_key_gone"}
+)
 # A creation still unrecorded after this long was cut off half-way.
 CREATE_GRACE_MS = 120_000
 
@@ -293,9 +297,15 @@ class MessageBatches:
         except BaseException:
             await self._release(record, recorded=False)
             raise
-        # A failure here may come after the provider took the batch (a timeout): the record
-        # stays `creating`, and the poller adopts the batch or releases the reservation.
-        result = await self._relay(record, "POST", _PATH, body)
+        try:
+            result = await self._relay(record, "POST", _PATH, body)
+        except errors.ClientFacingError as err:
+            if err.code in _NEVER_SENT:
+                await self._release(record)
+            # Otherwise the provider may have taken the batch (a timeout, a relay gone
+            # mid-call): the record stays `creating`, and the poller adopts the batch or
+            # releases the reservation.
+            raise
         obj = _loads(result.body) if result.http_status == 200 else None
         if obj is None or not isinstance(obj.get("id"), str):
             await self._release(record)
@@ -467,7 +477,9 @@ class MessageBatches:
             )
         relay = relay_for(self._relays, _FAMILY)
         if relay is None:
-            raise errors.ServiceUnavailable("No relay serves Anthropic channels.")
+            raise errors.ServiceUnavailable(
+                "No relay serves Anthropic channels.", code="relay_missing"
+            )
         request = relay_pb2.BatchUpstreamRequest(
             request_id=record.reservation_id,
             channel_id=record.channel_id,
