@@ -102,7 +102,7 @@ def _not_found(batch_id: str) -> errors.ClientFacingError:
     return errors.NotFound(f"Message Batch {batch_id} not found.", code="batch_not_found")
 
 
-def _result_row(
+def result_row(
     record: BatchRecord, item: BatchItem, line: relay_pb2.BatchResultLine | None
 ) -> tuple[events_pb2.UsageEvent, BatchShare]:
     """The usage event of one result, and its share of the batch's reservation (carrying what
@@ -429,7 +429,7 @@ class MessageBatches:
         self, record: BatchRecord, lines: Iterable[relay_pb2.BatchResultLine]
     ) -> None:
         by_id = {line.custom_id: line for line in lines}
-        rows = [_result_row(record, item, by_id.get(item.custom_id)) for item in record.items]
+        rows = [result_row(record, item, by_id.get(item.custom_id)) for item in record.items]
         await self._quota.split_batch(
             reservation_id=record.reservation_id,
             token_id=record.token_id,
