@@ -511,6 +511,9 @@ class MessageBatches:
                 if record.state == CREATING:
                     if now - record.created_ms >= CREATE_GRACE_MS:
                         await self._recover_creation(record)
+                    else:
+                        # Looked at: to the back of the queue, behind batches to poll.
+                        await self._store.touch(record.reservation_id)
                     continue
                 result = await self._relay(record, "GET", f"{_PATH}/{record.batch_id}")
                 obj = _loads(result.body) if result.http_status == 200 else None
