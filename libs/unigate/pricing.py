@@ -10,7 +10,7 @@ ratio multiplies everything.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 QUOTA_PER_USD = 500_000
 # One API prices "ratio 1" at 0.002 USD / 1K tokens.
@@ -21,6 +21,12 @@ DEFAULT_COMPLETION_RATIO = 1.0
 DEFAULT_CACHED_RATIO = 0.5
 # A prompt-cache write costs what plain input does unless the provider charges more for it.
 DEFAULT_CACHE_WRITE_RATIO = 1.0
+
+
+# Anthropic's Message Batches cost half the standard price, input and output alike (its
+# pricing page: "Batch processing ... 50% discount"). The MessageBatchRatio option overrides
+# it; the ratio multiplies the model ratio of every request of a batch (batch_price).
+DEFAULT_BATCH_RATIO = 0.5
 
 
 # Providers that price in RMB are converted at this rate.
@@ -275,6 +281,12 @@ def price_for(
             model, DEFAULT_AUDIO_COMPLETION_RATIOS.get(model, DEFAULT_AUDIO_COMPLETION_RATIO)
         ),
     )
+
+
+def batch_price(price: Price, batch_ratio: float) -> Price:
+    """The price of a request made through a Message Batch: the model ratio times the batch
+    ratio (cache reads and writes, output and group keep their multiples of it)."""
+    return replace(price, model_ratio=price.model_ratio * batch_ratio)
 
 
 def quota_for(

@@ -190,6 +190,52 @@ return 1
 """
 )
 
+# A Message Batch's reservation: the whole batch's amount, held in one hash (its gateway
+# field is BATCH_HOLDER, so the sweeper leaves it alone: a batch may run 24 hours) until its
+# results are billed. Then each result gets a reservation of its own, split off this one,
+# holding that request's share, its ReservationContext and the provider's usage as a relay
+# record: billing settles each when its row is applied (or the sweeper, at that usage, if
+# the rows were never published). A result is split off once (its custom id is marked in the
+# batch's hash); when all are, what is left of the batch's amount is released and the hash
+# goes.
+_SPLIT_BATCH = """
+-- KEYS: 1 batch reservation, 2 index, 3 token rsvd, 4 user rsvd, 5.. result reservations
+-- ARGV: 1 batch reservation id, 2 now ms, 3 requests in the batch, 4 results here, then per
+--       result: custom id, reservation id, amount, context, relay usage
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local t = redis.call('HGET', KEYS[1], 't')
+local u = redis.call('HGET', KEYS[1], 'u')
+local ul = redis.call('HGET', KEYS[1], 'ul')
+for i = 1, tonumber(ARGV[4]) do
+  local at = 4 + (i - 1) * 5
+  if redis.call('HSETNX', KEYS[1], 's:' .. ARGV[at + 1], 1) == 1 then
+    local left = tonumber(redis.call('HGET', KEYS[1], 'a'))
+    local amount = tonumber(ARGV[at + 3])
+    if amount > left then amount = left end
+    redis.call('HSET', KEYS[4 + i], 'a', amount, 'ul', ul, 't', t, 'u', u, 'ts', ARGV[2],
+               'g', '', 'x', ARGV[at + 4], 'ru', ARGV[at + 5])
+    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[at + 2])
+    redis.call('HINCRBY', KEYS[1], 'a', -amount)
+    redis.call('HINCRBY', KEYS[1], 'n', 1)
+  end
+end
+if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') < tonumber(ARGV[3]) then return 0 end
+local rest = tonumber(redis.call('HGET', KEYS[1], 'a'))
+if rest > 0 then
+  if ul ~= '1' then redis.call('DECRBY', KEYS[3], rest) end
+  redis.call('DECRBY', KEYS[4], rest)
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+#: The gateway a batch's reservation names: none (the sweeper never settles it).
+BATCH_HOLDER = "message-batch"
+# Results split off per script call: bounds one call's work (a batch has up to 100,000).
+_SPLIT_CHUNK = 1000
+
+
 # How long a balance load may take (read Postgres, write Redis) before its record of the
 # charges settled meanwhile is dropped.
 LOAD_WINDOW_SECONDS = 60
@@ -288,6 +334,18 @@ class OpenReservation:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchShare:
+    """One result of a Message Batch, split off the batch's reservation."""
+
+    custom_id: str
+    reservation_id: str
+    amount: int
+    # A serialized ReservationContext and RelayUsage (what the sweeper bills it at).
+    context: bytes
+    relay_usage: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class RelayUsageNote:
     reservation_id: str
     record: bytes
@@ -315,6 +373,7 @@ class QuotaStore:
         self._load = redis.register_script(_LOAD)
         self._note_usage = redis.register_script(_NOTE_USAGE)
         self._lower = redis.register_script(_LOWER)
+        self._split_batch = redis.register_script(_SPLIT_BATCH)
 
     # Every key below but the leases is in the owning user's hash-tag group
     # (``Namespace.user_key``): a token's keys under its user's, so that one reservation,
@@ -443,6 +502,35 @@ class QuotaStore:
             self._user_keys(user_id)[1],
         ]
         return int(await self._lower(keys=keys, args=[max(cost, 0), token_id, user_id]))
+
+    async def split_batch(
+        self,
+        *,
+        reservation_id: str,
+        token_id: int,
+        user_id: int,
+        requests: int,
+        shares: list[BatchShare],
+        now_ms: int,
+    ) -> bool:
+        """Split a Message Batch's reservation into its results' (see ``_SPLIT_BATCH``), in
+        chunks, each atomic and idempotent; True once the batch's reservation is gone (every
+        result split off, the rest released, now or before)."""
+        done = False
+        for start in range(0, max(len(shares), 1), _SPLIT_CHUNK):
+            chunk = shares[start : start + _SPLIT_CHUNK]
+            keys = [
+                self._reservation_key(reservation_id, user_id),
+                self.reservation_index(user_id),
+                self._token_keys(token_id, user_id)[1],
+                self._user_keys(user_id)[1],
+                *(self._reservation_key(s.reservation_id, user_id) for s in chunk),
+            ]
+            args: list[str | int | bytes] = [reservation_id, now_ms, requests, len(chunk)]
+            for s in chunk:
+                args += [s.custom_id, s.reservation_id, s.amount, s.context, s.relay_usage]
+            done = int(await self._split_batch(keys=keys, args=args)) != 0
+        return done
 
     async def begin_load(self, *, token_id: int | None, user_id: int) -> None:
         """Call before reading balances from Postgres for ``load_balances``: from now on,

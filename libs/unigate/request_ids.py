@@ -13,6 +13,7 @@ before this format (32 digits, no time) are told apart by their length.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import time
@@ -42,3 +43,12 @@ def issuer(request_id: str) -> str | None:
     if arrived_ms(request_id) is None:
         return None
     return request_id[_TIME_DIGITS : _TIME_DIGITS + len(_ID_PREFIX)]
+
+
+def derived_request_id(arrived: int, *parts: str) -> str:
+    """An id in the same format, made from ``parts`` rather than drawn: the same parts always
+    give the same id, so whoever writes the row for them, however often, writes one row (a
+    Message Batch's result: its batch id and ``custom_id``). ``arrived`` (ms) places the row
+    in its day's partition, as a drawn id's time does."""
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return f"{arrived:0{_TIME_DIGITS}x}{digest[: _LENGTH - _TIME_DIGITS]}"

@@ -15,7 +15,9 @@ the user's session or access token in the call's metadata; only the operator's i
 The table is the code's own call graph (``docs/security.md`` explains each line):
 gateway → auth (Authorize, ListModels, GetKeyInfo, the stored responses of the Responses API,
 AdminService for ``/api``), gateway →
-relay (Call, CallMany, Stream), gateway → billing (the ``/api/log`` reads; DeleteLogs for
+relay (Call, CallMany, Stream), gateway → auth (MessageBatchCall: Anthropic's Message
+Batches, whose upstream calls auth makes), auth → relay (MessageBatch), gateway → billing
+(the ``/api/log`` reads; DeleteLogs for
 ``DELETE /api/log/``, which auth has confirmed is an admin's); relay → auth (GetChannel,
 DisableChannel: its channel configuration and health reports); auth → relay (Call: the
 channel tester's one-token request); auth → billing (RedeemCode, CreateRedemptions:
@@ -78,6 +80,10 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # One API's /v1/oneapi/proxy/:channel/* (admins' keys): the gateway's check and call.
     _auth("AuthorizeChannelProxy"): frozenset({GATEWAY}),
     _relay("ProxyCall"): frozenset({GATEWAY}),
+    # Anthropic's Message Batches: the gateway's /v1/messages/batches routes ask auth, which
+    # keeps the batches and makes their upstream calls (and its poller's) through the relay.
+    _auth("MessageBatchCall"): frozenset({GATEWAY}),
+    _relay("MessageBatch"): frozenset({AUTH}),
     _auth("GetChannel"): frozenset({RELAY}),
     _auth("DisableChannel"): frozenset({RELAY}),
     **_every(admin_pb2.DESCRIPTOR, "AdminService", {GATEWAY, ADMIN}),

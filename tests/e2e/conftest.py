@@ -131,11 +131,14 @@ def stack(
                 # Periodic tests of every enabled channel would add calls to the simulators
                 # that tests count (test_channel_monitoring.py runs them on a stack of its own).
                 "CHANNEL_MONITOR_FREQUENCY": "0",
+                # Batches no client fetches are billed by auth's poller: soon, here.
+                "MESSAGE_BATCH_POLL": "1",
             },
         )
     )
     try:
-        s.start()
+        # A loaded machine (the CI runner, engineers sharing one) may take a while to import.
+        s.start(timeout=120)
         yield s
         audit_until_clean(s)
     finally:
@@ -246,7 +249,7 @@ class ExtraGateway(ExtraProcess):
         self.port = free_port()
         self.ops_port = free_port()
         ports = {"PORT": str(self.port), "GATEWAY_OPS_PORT": str(self.ops_port)}
-        super().__init__(stack, "gateway", self.port, {**ports, **env}, f"{self.url}/readyz", 20)
+        super().__init__(stack, "gateway", self.port, {**ports, **env}, f"{self.url}/readyz", 60)
 
     @property
     def url(self) -> str:

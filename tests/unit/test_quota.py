@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from unigate.namespace import Namespace
 from unigate.quota import (
     Balances,
+    BatchShare,
     QuotaStore,
     RateWindow,
     ReserveOutcome,
@@ -271,3 +272,44 @@ async def test_a_retried_reservation_is_booked_once(redis: Redis, namespace: str
     assert int(await redis.get(ns.user_key(900202, "q", "u", 900202, "rsvd"))) == 30
     assert await q.settle([Settlement("once", 900201, 900202, charged=10, unlimited=False)]) == 1
     assert int(await redis.get(ns.user_key(900202, "q", "t", 900201, "rsvd"))) == 0
+
+
+async def test_a_batch_reservation_splits_into_its_results_once(
+    redis: Redis, namespace: str
+) -> None:
+    """A Message Batch's reservation becomes one reservation per result (each its share,
+    context and usage record), each result split off once however often the split is asked
+    (chunks of one, again, and all at once), the rest released when the last goes."""
+    q = QuotaStore(redis, Namespace(namespace))
+    user = token = 900077
+    await q.load_balances(token_id=token, token_balance=100, user_id=user, user_balance=1000)
+    kw = dict(token_id=token, user_id=user, unlimited=False, now_ms=1)
+    reserved = await q.reserve(reservation_id="batch", amount=60, least=60, **kw)
+    assert reserved.outcome is ReserveOutcome.RESERVED and reserved.amount == 60
+    # 41 more than the 40 left: refused whole, nothing booked.
+    assert (
+        await q.reserve(reservation_id="other", amount=41, least=41, **kw)
+    ).outcome is ReserveOutcome.TOKEN_EXHAUSTED
+    shares = [BatchShare(f"c{i}", f"r{i}", 15, b"ctx", b"ru") for i in range(3)]
+    split = dict(reservation_id="batch", token_id=token, user_id=user, requests=3, now_ms=5)
+    assert not await q.split_batch(shares=shares[:1], **split)
+    assert not await q.split_batch(shares=shares[:2], **split)  # c0 again: nothing twice
+    rsvd_key = Namespace(namespace).user_key(user, "q", "t", token, "rsvd")
+    assert int(await redis.get(rsvd_key)) == 60  # the shares are still reserved
+    assert await q.split_batch(shares=shares, **split)
+    # 3 x 15 split off, the 15 left over released; the batch's hash gone.
+    assert int(await redis.get(rsvd_key)) == 45
+    assert await q.split_batch(shares=shares, **split)  # again: nothing happens
+    assert int(await redis.get(rsvd_key)) == 45
+    held = {r.reservation_id: r for r in await q.stale_reservations(10, limit=100)}
+    assert "batch" not in held
+    assert [(held[f"r{i}"].amount, held[f"r{i}"].relay_usage) for i in range(3)] == [
+        (15, b"ru")
+    ] * 3
+    # Each result settles as any request: its share released, its charge mirrored, once.
+    await q.settle([Settlement(f"r{i}", token, user, charged=4, unlimited=False) for i in range(3)])
+    # A redelivery settles late: its reservation is gone, so nothing moves.
+    await q.settle([Settlement("r0", token, user, charged=4, unlimited=False, only_if_open=True)])
+    assert int(await redis.get(rsvd_key)) == 0
+    bal = Namespace(namespace).user_key(user, "q", "t", token, "bal")
+    assert int(await redis.get(bal)) == 100 - 12

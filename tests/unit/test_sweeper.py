@@ -24,9 +24,11 @@ from tests import admin_writes
 from unigate.charge import quota_of
 from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
-from unigate.quota import QuotaStore, RelayUsageNote, ReserveOutcome
+from unigate.quota import BATCH_HOLDER, QuotaStore, RelayUsageNote, ReserveOutcome
 from unigate.request_ids import new_request_id
 from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2
+from unigate_auth.batch_store import BatchItem, BatchRecord
+from unigate_auth.message_batches import result_row
 from unigate_billing import ledger as ledger_module
 from unigate_billing.ledger import Ledger
 from unigate_billing.sweeper import RECOVERED_CODE, SWEPT_CODE, ReservationSweeper
@@ -255,6 +257,17 @@ async def test_living_gateway_reservation_waits_for_the_timeout(env: Env) -> Non
         assert row is not None and (row["error_code"], row["quota"]) == (SWEPT_CODE, AMOUNT)
 
 
+async def test_a_message_batch_reservation_is_never_swept(env: Env) -> None:
+    """A batch may run a day: its reservation names no gateway that could die, and neither
+    the dead-gateway rule nor the timeout settles it (auth bills the batch and releases it)."""
+    batch = await env.reserve(BATCH_HOLDER, age_s=3600)
+    anonymous = await env.reserve("", age_s=3600)
+    assert await env.sweeper(timeout=60).sweep_once() == 1
+    assert await env.row(batch) is None and await env.row(anonymous) is not None
+    held = {r.reservation_id for r in await env.quota.stale_reservations(2**62, limit=10_000)}
+    assert batch in held
+
+
 async def test_relay_record_never_revives_a_settled_reservation(env: Env) -> None:
     rid = await env.reserve("gw-x")
     assert await env.sweeper().sweep_once() == 1  # gw-x never beat: dead
@@ -368,3 +381,77 @@ async def test_real_event_racing_the_sweepers_uncommitted_row_corrects_it(env: E
     row = await env.row(rid)
     assert row is not None and (row["error_code"], row["quota"]) == ("", real)
     assert await env.used() == before + real
+
+
+async def test_batch_results_split_but_never_published_are_billed_once_at_their_usage(
+    env: Env,
+) -> None:
+    """Auth died after splitting a batch's reservation into its results and before their
+    events reached billing: the sweeper bills each at the usage the split recorded (0 for a
+    result that used nothing); the events published on the next look then change nothing."""
+    created_ms = int((time.time() - 3600) * 1000)
+    record = BatchRecord(
+        reservation_id=new_request_id(now_ms=created_ms),
+        batch_id="msgbatch_" + secrets.token_hex(8),
+        user_id=env.user_id,
+        token_id=env.token_id,
+        token_name="sweeper-test",
+        group="default",
+        client_ip="",
+        unlimited=False,
+        channel_id=env.channel_id,
+        key_fingerprint="",
+        created_ms=created_ms,
+        reserved_quota=2 * AMOUNT,
+        items=(
+            BatchItem("a", "m", "gpt-4o-mini", AMOUNT),
+            BatchItem("b", "m", "gpt-4o-mini", AMOUNT),
+        ),
+        pricing={"m": PRICING},
+        state="open",
+        object=None,
+    )
+    reserved = await env.quota.reserve(
+        reservation_id=record.reservation_id,
+        token_id=env.token_id,
+        user_id=env.user_id,
+        amount=2 * AMOUNT,
+        least=2 * AMOUNT,
+        unlimited=False,
+        now_ms=created_ms,
+        gateway_id=BATCH_HOLDER,
+    )
+    assert reserved.outcome is ReserveOutcome.RESERVED
+    lines = {
+        "a": relay_pb2.BatchResultLine(custom_id="a", type="succeeded", usage=USAGE),
+        "b": relay_pb2.BatchResultLine(custom_id="b", type="expired"),
+    }
+    rows = [result_row(record, item, lines[item.custom_id]) for item in record.items]
+    assert await env.quota.split_batch(
+        reservation_id=record.reservation_id,
+        token_id=env.token_id,
+        user_id=env.user_id,
+        requests=2,
+        shares=[share for _, share in rows],
+        now_ms=created_ms,
+    )
+    before = await env.used()
+    assert await env.sweeper(timeout=60).sweep_once() == 2
+    real = quota_of(PRICING, USAGE)
+    a, b = [await env.row(event.request_id) for event, _ in rows]
+    assert a is not None and (a["error_code"], a["quota"], a["prompt_tokens"]) == (
+        RECOVERED_CODE,
+        real,
+        7,
+    )
+    assert b is not None and (b["quota"], b["status_code"]) == (0, 408)
+    assert await env.used() == before + real
+    # The next look publishes the events after all: the rows take them, the charge stays.
+    events = [event for event, _ in rows]
+    applied = {x.request_id: x for x in await env.ledger.apply(events)}
+    await env.quota.settle(await env.ledger.settlements(events, applied))
+    await env.ledger.apply(events)  # and once more: nothing
+    a = await env.row(events[0].request_id)
+    assert a is not None and (a["error_code"], a["quota"]) == ("", real)
+    assert await env.used() == before + real
+    assert not await env.quota.stale_reservations(2**62, limit=10_000)

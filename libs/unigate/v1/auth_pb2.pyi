@@ -20,6 +20,125 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class MessageBatchItem(_message.Message):
+    """One request of a batch, as the gateway read it (the body itself travels whole)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOM_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ESTIMATED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    LONG_CACHE_WRITES_FIELD_NUMBER: _builtins.int
+    custom_id: _builtins.str
+    model: _builtins.str
+    estimated_prompt_tokens: _builtins.int
+    max_tokens: _builtins.int
+    long_cache_writes: _builtins.bool
+    def __init__(
+        self,
+        *,
+        custom_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        estimated_prompt_tokens: _builtins.int = ...,
+        max_tokens: _builtins.int = ...,
+        long_cache_writes: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_id", b"custom_id", "estimated_prompt_tokens", b"estimated_prompt_tokens", "long_cache_writes", b"long_cache_writes", "max_tokens", b"max_tokens", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageBatchItem: _TypeAlias = MessageBatchItem  # noqa: Y015
+
+@_typing.final
+class MessageBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OP_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    BEFORE_ID_FIELD_NUMBER: _builtins.int
+    AFTER_ID_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    client_ip: _builtins.str
+    request_id: _builtins.str
+    """The gateway's request id: on "create", the batch's reservation id."""
+    op: _builtins.str
+    """"create", "retrieve", "list", "cancel", "results", "delete"."""
+    batch_id: _builtins.str
+    """Anthropic's batch id (every op but create and list)."""
+    body: _builtins.bytes
+    """create: the client's body; its requests as read by the gateway, in order."""
+    limit: _builtins.int
+    """list: Anthropic's limit, before_id, after_id (0 / "" when absent)."""
+    before_id: _builtins.str
+    after_id: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessageBatchItem]: ...
+    def __init__(
+        self,
+        *,
+        api_key: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        op: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        body: _builtins.bytes = ...,
+        items: _abc.Iterable[Global___MessageBatchItem] | None = ...,
+        limit: _builtins.int = ...,
+        before_id: _builtins.str = ...,
+        after_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_id", b"after_id", "api_key", b"api_key", "batch_id", b"batch_id", "before_id", b"before_id", "body", b"body", "client_ip", b"client_ip", "items", b"items", "limit", b"limit", "op", b"op", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageBatchRequest: _TypeAlias = MessageBatchRequest  # noqa: Y015
+
+@_typing.final
+class MessageBatchReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    HTTP_STATUS_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    """Refused before anything upstream (`error` says why, in the gateway's terms)."""
+    http_status: _builtins.int
+    """The answer to send (Anthropic's JSON, or the results' JSONL)."""
+    body: _builtins.bytes
+    content_type: _builtins.str
+    @_builtins.property
+    def error(self) -> _common_pb2.ClientError: ...
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        error: _common_pb2.ClientError | None = ...,
+        http_status: _builtins.int = ...,
+        body: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "body", b"body", "content_type", b"content_type", "error", b"error", "http_status", b"http_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageBatchReply: _TypeAlias = MessageBatchReply  # noqa: Y015
+
+@_typing.final
 class SaveStoredResponseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -91,6 +91,11 @@ class AuthServiceStub:
                 request_serializer=unigate_dot_v1_dot_auth__pb2.StoredResponseRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_auth__pb2.StoredResponseReply.FromString,
                 _registered_method=True)
+        self.MessageBatchCall = channel.unary_unary(
+                '/unigate.v1.AuthService/MessageBatchCall',
+                request_serializer=unigate_dot_v1_dot_auth__pb2.MessageBatchRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.MessageBatchReply.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -181,6 +186,16 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MessageBatchCall(self, request, context):
+        """Anthropic's Message Batches (the gateway's /v1/messages/batches routes): auth checks the
+        key, reserves the whole batch at the batch price, keeps the batch bound to its user and
+        channel, makes the upstream call through the relay, and bills each result exactly once
+        (unigate_auth.message_batches).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +253,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.DeleteStoredResponse,
                     request_deserializer=unigate_dot_v1_dot_auth__pb2.StoredResponseRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_auth__pb2.StoredResponseReply.SerializeToString,
+            ),
+            'MessageBatchCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.MessageBatchCall,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.MessageBatchRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.MessageBatchReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -539,6 +559,33 @@ class AuthService:
             '/unigate.v1.AuthService/DeleteStoredResponse',
             unigate_dot_v1_dot_auth__pb2.StoredResponseRequest.SerializeToString,
             unigate_dot_v1_dot_auth__pb2.StoredResponseReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MessageBatchCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.AuthService/MessageBatchCall',
+            unigate_dot_v1_dot_auth__pb2.MessageBatchRequest.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.MessageBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,12 @@ class AuthServiceStub:
     """
     GetStoredResponse: _aio.UnaryUnaryMultiCallable[_auth_pb2.StoredResponseRequest, _auth_pb2.StoredResponseReply]
     DeleteStoredResponse: _aio.UnaryUnaryMultiCallable[_auth_pb2.StoredResponseRequest, _auth_pb2.StoredResponseReply]
+    MessageBatchCall: _aio.UnaryUnaryMultiCallable[_auth_pb2.MessageBatchRequest, _auth_pb2.MessageBatchReply]
+    """Anthropic's Message Batches (the gateway's /v1/messages/batches routes): auth checks the
+    key, reserves the whole batch at the batch price, keeps the batch bound to its user and
+    channel, makes the upstream call through the relay, and bills each result exactly once
+    (unigate_auth.message_batches).
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """The auth service decides, once per request, whether a key may make a call,
@@ -155,5 +161,17 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.StoredResponseRequest,
         context: _aio.ServicerContext[_auth_pb2.StoredResponseRequest, _abc.Awaitable[_auth_pb2.StoredResponseReply]],
     ) -> _abc.Awaitable[_auth_pb2.StoredResponseReply]: ...
+
+    @_abc_1.abstractmethod
+    def MessageBatchCall(
+        self,
+        request: _auth_pb2.MessageBatchRequest,
+        context: _aio.ServicerContext[_auth_pb2.MessageBatchRequest, _abc.Awaitable[_auth_pb2.MessageBatchReply]],
+    ) -> _abc.Awaitable[_auth_pb2.MessageBatchReply]:
+        """Anthropic's Message Batches (the gateway's /v1/messages/batches routes): auth checks the
+        key, reserves the whole batch at the batch price, keeps the batch bound to its user and
+        channel, makes the upstream call through the relay, and bills each result exactly once
+        (unigate_auth.message_batches).
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _aio.Server) -> None: ...

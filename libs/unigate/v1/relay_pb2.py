@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from unigate.v1 import common_pb2 as unigate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16unigate/v1/relay.proto\x12\nunigate.v1\x1a\x17unigate/v1/common.proto\"j\n\nRealtimeUp\x12(\n\x04open\x18\x01 \x01(\x0b\x32\x18.unigate.v1.RelayRequestH\x00\x12\x0f\n\x05\x65vent\x18\x02 \x01(\tH\x00\x12\x19\n\x0fnext_request_id\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"\xa0\x01\n\x0cRealtimeDown\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.unigate.v1.Usage\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12\x12\n\nclose_code\x18\x04 \x01(\x05\x12\x14\n\x0c\x63lose_reason\x18\x05 \x01(\t\x12\x0e\n\x06opened\x18\x06 \x01(\x08\"\x82\x04\n\x0cRelayRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x12\n\nchannel_id\x18\x03 \x01(\x03\x12\x14\n\x0c\x63hannel_type\x18\x04 \x01(\x05\x12\x16\n\x0e\x63onfig_version\x18\x05 \x01(\x03\x12\x16\n\x0eupstream_model\x18\x06 \x01(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\x0c\x12\x0e\n\x06stream\x18\x08 \x01(\x08\x12\x15\n\rinclude_usage\x18\t \x01(\x08\x12\r\n\x05model\x18\n \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x0b \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0c \x01(\x04\x12\x41\n\rtrace_context\x18\r \x03(\x0b\x32*.unigate.v1.RelayRequest.TraceContextEntry\x12\x16\n\x0ereservation_id\x18\x0e \x01(\t\x12\x0f\n\x07install\x18\x1e \x01(\t\x12\x10\n\x07user_id\x18\x8c\x01 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x14 \x01(\x03\x12\x1a\n\x11responses_history\x18\x82\x01 \x01(\x0c\x12\x1d\n\x14responses_channel_id\x18\x83\x01 \x01(\x03\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x01\n\nRelayError\x12&\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x11\n\tretryable\x18\x02 \x01(\x08\x12\x17\n\x0fupstream_status\x18\x03 \x01(\x05\x12\x13\n\x0bretry_after\x18\x04 \x01(\x01\x12\r\n\x05\x66\x61tal\x18\x05 \x01(\x08\"\xb5\x01\n\x0bRelayResult\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x13\n\x0bupstream_ms\x18\x06 \x01(\r\x12\x0f\n\x07\x63\x61ll_id\x18\x07 \x01(\x04\"\x8f\x01\n\tStreamEnd\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x16\n\x0e\x66irst_token_ms\x18\x03 \x01(\r\x12\x13\n\x0bupstream_ms\x18\x04 \x01(\r\x12\x0c\n\x04tail\x18\x05 \x01(\x0c\"n\n\nRelayChunk\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12$\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x15.unigate.v1.StreamEndH\x00\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x11.unigate.v1.UsageH\x00\x42\x06\n\x04kind\"\xf8\x01\n\x0cProxyRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\x03\x12\x14\n\x0c\x63hannel_type\x18\x03 \x01(\x05\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\x03\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\x12\x36\n\x07headers\x18\x07 \x03(\x0b\x32%.unigate.v1.ProxyRequest.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x08 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd3\x01\n\x0bProxyResult\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x35\n\x07headers\x18\x03 \x03(\x0b\x32$.unigate.v1.ProxyResult.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x13\n\x0bupstream_ms\x18\x05 \x01(\r\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xcc\x02\n\x0cRelayService\x12\x39\n\x04\x43\x61ll\x12\x18.unigate.v1.RelayRequest\x1a\x17.unigate.v1.RelayResult\x12\x41\n\x08\x43\x61llMany\x12\x18.unigate.v1.RelayRequest\x1a\x17.unigate.v1.RelayResult(\x01\x30\x01\x12<\n\x06Stream\x12\x18.unigate.v1.RelayRequest\x1a\x16.unigate.v1.RelayChunk0\x01\x12>\n\tProxyCall\x12\x18.unigate.v1.ProxyRequest\x1a\x17.unigate.v1.ProxyResult\x12@\n\x08Realtime\x12\x16.unigate.v1.RealtimeUp\x1a\x18.unigate.v1.RealtimeDown(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16unigate/v1/relay.proto\x12\nunigate.v1\x1a\x17unigate/v1/common.proto\"\xc8\x01\n\x14\x42\x61tchUpstreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\x03\x12\x14\n\x0c\x63hannel_type\x18\x03 \x01(\x05\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\x03\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\x0c\x12\x15\n\rparse_results\x18\x08 \x01(\x08\x12\x17\n\x0fkey_fingerprint\x18\t \x01(\t\"w\n\x0f\x42\x61tchResultLine\x12\x11\n\tcustom_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12 \n\x05usage\x18\x03 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\r\n\x05model\x18\x04 \x01(\t\x12\x12\n\nerror_type\x18\x05 \x01(\t\"\xbc\x01\n\x13\x42\x61tchUpstreamResult\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12,\n\x07results\x18\x05 \x03(\x0b\x32\x1b.unigate.v1.BatchResultLine\x12\x17\n\x0fkey_fingerprint\x18\x06 \x01(\t\"j\n\nRealtimeUp\x12(\n\x04open\x18\x01 \x01(\x0b\x32\x18.unigate.v1.RelayRequestH\x00\x12\x0f\n\x05\x65vent\x18\x02 \x01(\tH\x00\x12\x19\n\x0fnext_request_id\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"\xa0\x01\n\x0cRealtimeDown\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.unigate.v1.Usage\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12\x12\n\nclose_code\x18\x04 \x01(\x05\x12\x14\n\x0c\x63lose_reason\x18\x05 \x01(\t\x12\x0e\n\x06opened\x18\x06 \x01(\x08\"\x82\x04\n\x0cRelayRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x12\n\nchannel_id\x18\x03 \x01(\x03\x12\x14\n\x0c\x63hannel_type\x18\x04 \x01(\x05\x12\x16\n\x0e\x63onfig_version\x18\x05 \x01(\x03\x12\x16\n\x0eupstream_model\x18\x06 \x01(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\x0c\x12\x0e\n\x06stream\x18\x08 \x01(\x08\x12\x15\n\rinclude_usage\x18\t \x01(\x08\x12\r\n\x05model\x18\n \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x0b \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0c \x01(\x04\x12\x41\n\rtrace_context\x18\r \x03(\x0b\x32*.unigate.v1.RelayRequest.TraceContextEntry\x12\x16\n\x0ereservation_id\x18\x0e \x01(\t\x12\x0f\n\x07install\x18\x1e \x01(\t\x12\x10\n\x07user_id\x18\x8c\x01 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x14 \x01(\x03\x12\x1a\n\x11responses_history\x18\x82\x01 \x01(\x0c\x12\x1d\n\x14responses_channel_id\x18\x83\x01 \x01(\x03\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x01\n\nRelayError\x12&\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x17.unigate.v1.ClientError\x12\x11\n\tretryable\x18\x02 \x01(\x08\x12\x17\n\x0fupstream_status\x18\x03 \x01(\x05\x12\x13\n\x0bretry_after\x18\x04 \x01(\x01\x12\r\n\x05\x66\x61tal\x18\x05 \x01(\x08\"\xb5\x01\n\x0bRelayResult\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12 \n\x05usage\x18\x05 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x13\n\x0bupstream_ms\x18\x06 \x01(\r\x12\x0f\n\x07\x63\x61ll_id\x18\x07 \x01(\x04\"\x8f\x01\n\tStreamEnd\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12 \n\x05usage\x18\x02 \x01(\x0b\x32\x11.unigate.v1.Usage\x12\x16\n\x0e\x66irst_token_ms\x18\x03 \x01(\r\x12\x13\n\x0bupstream_ms\x18\x04 \x01(\r\x12\x0c\n\x04tail\x18\x05 \x01(\x0c\"n\n\nRelayChunk\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12$\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x15.unigate.v1.StreamEndH\x00\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x11.unigate.v1.UsageH\x00\x42\x06\n\x04kind\"\xf8\x01\n\x0cProxyRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\x03\x12\x14\n\x0c\x63hannel_type\x18\x03 \x01(\x05\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\x03\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x0c\n\x04path\x18\x06 \x01(\t\x12\x36\n\x07headers\x18\x07 \x03(\x0b\x32%.unigate.v1.ProxyRequest.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x08 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd3\x01\n\x0bProxyResult\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.unigate.v1.RelayError\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x35\n\x07headers\x18\x03 \x03(\x0b\x32$.unigate.v1.ProxyResult.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x13\n\x0bupstream_ms\x18\x05 \x01(\r\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\x9f\x03\n\x0cRelayService\x12\x39\n\x04\x43\x61ll\x12\x18.unigate.v1.RelayRequest\x1a\x17.unigate.v1.RelayResult\x12\x41\n\x08\x43\x61llMany\x12\x18.unigate.v1.RelayRequest\x1a\x17.unigate.v1.RelayResult(\x01\x30\x01\x12<\n\x06Stream\x12\x18.unigate.v1.RelayRequest\x1a\x16.unigate.v1.RelayChunk0\x01\x12>\n\tProxyCall\x12\x18.unigate.v1.ProxyRequest\x1a\x17.unigate.v1.ProxyResult\x12@\n\x08Realtime\x12\x16.unigate.v1.RealtimeUp\x1a\x18.unigate.v1.RealtimeDown(\x01\x30\x01\x12Q\n\x0cMessageBatch\x12 .unigate.v1.BatchUpstreamRequest\x1a\x1f.unigate.v1.BatchUpstreamResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,30 +38,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROXYREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_PROXYRESULT_HEADERSENTRY']._loaded_options = None
   _globals['_PROXYRESULT_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_REALTIMEUP']._serialized_start=63
-  _globals['_REALTIMEUP']._serialized_end=169
-  _globals['_REALTIMEDOWN']._serialized_start=172
-  _globals['_REALTIMEDOWN']._serialized_end=332
-  _globals['_RELAYREQUEST']._serialized_start=335
-  _globals['_RELAYREQUEST']._serialized_end=849
-  _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._serialized_start=798
-  _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._serialized_end=849
-  _globals['_RELAYERROR']._serialized_start=852
-  _globals['_RELAYERROR']._serialized_end=984
-  _globals['_RELAYRESULT']._serialized_start=987
-  _globals['_RELAYRESULT']._serialized_end=1168
-  _globals['_STREAMEND']._serialized_start=1171
-  _globals['_STREAMEND']._serialized_end=1314
-  _globals['_RELAYCHUNK']._serialized_start=1316
-  _globals['_RELAYCHUNK']._serialized_end=1426
-  _globals['_PROXYREQUEST']._serialized_start=1429
-  _globals['_PROXYREQUEST']._serialized_end=1677
-  _globals['_PROXYREQUEST_HEADERSENTRY']._serialized_start=1631
-  _globals['_PROXYREQUEST_HEADERSENTRY']._serialized_end=1677
-  _globals['_PROXYRESULT']._serialized_start=1680
-  _globals['_PROXYRESULT']._serialized_end=1891
-  _globals['_PROXYRESULT_HEADERSENTRY']._serialized_start=1631
-  _globals['_PROXYRESULT_HEADERSENTRY']._serialized_end=1677
-  _globals['_RELAYSERVICE']._serialized_start=1894
-  _globals['_RELAYSERVICE']._serialized_end=2226
+  _globals['_BATCHUPSTREAMREQUEST']._serialized_start=64
+  _globals['_BATCHUPSTREAMREQUEST']._serialized_end=264
+  _globals['_BATCHRESULTLINE']._serialized_start=266
+  _globals['_BATCHRESULTLINE']._serialized_end=385
+  _globals['_BATCHUPSTREAMRESULT']._serialized_start=388
+  _globals['_BATCHUPSTREAMRESULT']._serialized_end=576
+  _globals['_REALTIMEUP']._serialized_start=578
+  _globals['_REALTIMEUP']._serialized_end=684
+  _globals['_REALTIMEDOWN']._serialized_start=687
+  _globals['_REALTIMEDOWN']._serialized_end=847
+  _globals['_RELAYREQUEST']._serialized_start=850
+  _globals['_RELAYREQUEST']._serialized_end=1364
+  _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._serialized_start=1313
+  _globals['_RELAYREQUEST_TRACECONTEXTENTRY']._serialized_end=1364
+  _globals['_RELAYERROR']._serialized_start=1367
+  _globals['_RELAYERROR']._serialized_end=1499
+  _globals['_RELAYRESULT']._serialized_start=1502
+  _globals['_RELAYRESULT']._serialized_end=1683
+  _globals['_STREAMEND']._serialized_start=1686
+  _globals['_STREAMEND']._serialized_end=1829
+  _globals['_RELAYCHUNK']._serialized_start=1831
+  _globals['_RELAYCHUNK']._serialized_end=1941
+  _globals['_PROXYREQUEST']._serialized_start=1944
+  _globals['_PROXYREQUEST']._serialized_end=2192
+  _globals['_PROXYREQUEST_HEADERSENTRY']._serialized_start=2146
+  _globals['_PROXYREQUEST_HEADERSENTRY']._serialized_end=2192
+  _globals['_PROXYRESULT']._serialized_start=2195
+  _globals['_PROXYRESULT']._serialized_end=2406
+  _globals['_PROXYRESULT_HEADERSENTRY']._serialized_start=2146
+  _globals['_PROXYRESULT_HEADERSENTRY']._serialized_end=2192
+  _globals['_RELAYSERVICE']._serialized_start=2409
+  _globals['_RELAYSERVICE']._serialized_end=2824
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,131 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class BatchUpstreamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_TYPE_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    PARSE_RESULTS_FIELD_NUMBER: _builtins.int
+    KEY_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    channel_id: _builtins.int
+    channel_type: _builtins.int
+    config_version: _builtins.int
+    method: _builtins.str
+    """"GET", "POST" or "DELETE", and the path under the channel's base URL (with its query)."""
+    path: _builtins.str
+    body: _builtins.bytes
+    parse_results: _builtins.bool
+    """The answer is a results file: parse each line's result and usage into `results`."""
+    key_fingerprint: _builtins.str
+    """The channel key the batch was created with (unigate.keys.key_fingerprint): a batch
+    lives in its key's workspace. "" (create): the channel's next key.
+    """
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        channel_id: _builtins.int = ...,
+        channel_type: _builtins.int = ...,
+        config_version: _builtins.int = ...,
+        method: _builtins.str = ...,
+        path: _builtins.str = ...,
+        body: _builtins.bytes = ...,
+        parse_results: _builtins.bool = ...,
+        key_fingerprint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "key_fingerprint", b"key_fingerprint", "method", b"method", "parse_results", b"parse_results", "path", b"path", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchUpstreamRequest: _TypeAlias = BatchUpstreamRequest  # noqa: Y015
+
+@_typing.final
+class BatchResultLine(_message.Message):
+    """One line of a batch's results file, in unigate's terms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOM_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    custom_id: _builtins.str
+    type: _builtins.str
+    """"succeeded", "errored", "canceled", "expired"."""
+    model: _builtins.str
+    error_type: _builtins.str
+    """errored: the error's type (Anthropic's, e.g. "invalid_request_error")."""
+    @_builtins.property
+    def usage(self) -> _common_pb2.Usage:
+        """succeeded: the message's usage (Anthropic's fields, as for /v1/messages) and model."""
+
+    def __init__(
+        self,
+        *,
+        custom_id: _builtins.str = ...,
+        type: _builtins.str = ...,
+        usage: _common_pb2.Usage | None = ...,
+        model: _builtins.str = ...,
+        error_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_id", b"custom_id", "error_type", b"error_type", "model", b"model", "type", b"type", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchResultLine: _TypeAlias = BatchResultLine  # noqa: Y015
+
+@_typing.final
+class BatchUpstreamResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERROR_FIELD_NUMBER: _builtins.int
+    HTTP_STATUS_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    KEY_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    http_status: _builtins.int
+    body: _builtins.bytes
+    content_type: _builtins.str
+    key_fingerprint: _builtins.str
+    """The fingerprint of the key the call was made with."""
+    @_builtins.property
+    def error(self) -> Global___RelayError:
+        """The provider could not be reached, or its answer could not be read."""
+
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchResultLine]: ...
+    def __init__(
+        self,
+        *,
+        error: Global___RelayError | None = ...,
+        http_status: _builtins.int = ...,
+        body: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+        results: _abc.Iterable[Global___BatchResultLine] | None = ...,
+        key_fingerprint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "content_type", b"content_type", "error", b"error", "http_status", b"http_status", "key_fingerprint", b"key_fingerprint", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchUpstreamResult: _TypeAlias = BatchUpstreamResult  # noqa: Y015
+
+@_typing.final
 class RealtimeUp(_message.Message):
     """Gateway -> relay on a Realtime session."""
 

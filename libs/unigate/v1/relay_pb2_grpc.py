@@ -61,6 +61,11 @@ class RelayServiceStub:
                 request_serializer=unigate_dot_v1_dot_relay__pb2.RealtimeUp.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_relay__pb2.RealtimeDown.FromString,
                 _registered_method=True)
+        self.MessageBatch = channel.unary_unary(
+                '/unigate.v1.RelayService/MessageBatch',
+                request_serializer=unigate_dot_v1_dot_relay__pb2.BatchUpstreamRequest.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_relay__pb2.BatchUpstreamResult.FromString,
+                _registered_method=True)
 
 
 class RelayServiceServicer:
@@ -107,6 +112,14 @@ class RelayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MessageBatch(self, request, context):
+        """Anthropic's Message Batches on one Anthropic channel, with its key: auth's calls for the
+        gateway's /v1/messages/batches routes and its poller of open batches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +147,11 @@ def add_RelayServiceServicer_to_server(servicer, server):
                     servicer.Realtime,
                     request_deserializer=unigate_dot_v1_dot_relay__pb2.RealtimeUp.FromString,
                     response_serializer=unigate_dot_v1_dot_relay__pb2.RealtimeDown.SerializeToString,
+            ),
+            'MessageBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.MessageBatch,
+                    request_deserializer=unigate_dot_v1_dot_relay__pb2.BatchUpstreamRequest.FromString,
+                    response_serializer=unigate_dot_v1_dot_relay__pb2.BatchUpstreamResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +291,33 @@ class RelayService:
             '/unigate.v1.RelayService/Realtime',
             unigate_dot_v1_dot_relay__pb2.RealtimeUp.SerializeToString,
             unigate_dot_v1_dot_relay__pb2.RealtimeDown.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MessageBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/unigate.v1.RelayService/MessageBatch',
+            unigate_dot_v1_dot_relay__pb2.BatchUpstreamRequest.SerializeToString,
+            unigate_dot_v1_dot_relay__pb2.BatchUpstreamResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,10 @@ class RelayServiceStub:
     upstream connection, then client events go up and provider events come down, each as
     the JSON text of one WebSocket message.
     """
+    MessageBatch: _aio.UnaryUnaryMultiCallable[_relay_pb2.BatchUpstreamRequest, _relay_pb2.BatchUpstreamResult]
+    """Anthropic's Message Batches on one Anthropic channel, with its key: auth's calls for the
+    gateway's /v1/messages/batches routes and its poller of open batches.
+    """
 
 class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
     """A relay translates one OpenAI-shaped call for one channel and calls the
@@ -84,6 +88,16 @@ class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
         """A Realtime API session (WebSocket) relayed both ways: the first message opens the
         upstream connection, then client events go up and provider events come down, each as
         the JSON text of one WebSocket message.
+        """
+
+    @_abc_1.abstractmethod
+    def MessageBatch(
+        self,
+        request: _relay_pb2.BatchUpstreamRequest,
+        context: _aio.ServicerContext[_relay_pb2.BatchUpstreamRequest, _abc.Awaitable[_relay_pb2.BatchUpstreamResult]],
+    ) -> _abc.Awaitable[_relay_pb2.BatchUpstreamResult]:
+        """Anthropic's Message Batches on one Anthropic channel, with its key: auth's calls for the
+        gateway's /v1/messages/batches routes and its poller of open batches.
         """
 
 def add_RelayServiceServicer_to_server(servicer: RelayServiceServicer, server: _aio.Server) -> None: ...

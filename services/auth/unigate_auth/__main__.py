@@ -27,9 +27,11 @@ from unigate.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, relay
 from unigate_auth.admin.service import AdminService
 from unigate_auth.admin.sessions import LoginThrottle, Sessions, ThrottleLimits
 from unigate_auth.backlog import Backlog
+from unigate_auth.batch_store import BatchStore
 from unigate_auth.billing_client import BillingClient
 from unigate_auth.channel_tester import ChannelTester
 from unigate_auth.mail_codes import MailCodes, MailLimits
+from unigate_auth.message_batches import BatchPoller, MessageBatches
 from unigate_auth.oauth.common import Endpoints
 from unigate_auth.oauth.flows import OAuthFlows
 from unigate_auth.quota_reminder import QuotaReminder
@@ -88,6 +90,24 @@ async def serve(settings: AuthSettings) -> None:
         background.append(asyncio.create_task(tester.run()))
     if settings.channel_monitor_frequency > 0:
         background.append(asyncio.create_task(tester.run_monitor()))
+    relay_stubs = {f: relay_pb2_grpc.RelayServiceStub(c) for f, c in relay_channels.items()}
+    service.batches = MessageBatches(
+        store=BatchStore(pool),
+        quota=quota,
+        relays=relay_stubs,
+        js=nc.jetstream(),
+        ns=ns,
+        check_key=service.check_key,
+        routes=service.routes_for,
+        prices=service.batch_pricing,
+        reserve=service.reserve_batch,
+        channel_row=store.channels.row,
+        ceiling=service.output_ceiling,
+        default_completion=settings.default_completion_reserve,
+    )
+    if settings.message_batch_poll > 0:
+        poller = BatchPoller(service.batches, quota, settings.message_batch_poll)
+        background.append(asyncio.create_task(poller.run()))
     if settings.quota_remind_frequency > 0:
         reminder = QuotaReminder(
             pool, quota, alerts, frequency_seconds=settings.quota_remind_frequency

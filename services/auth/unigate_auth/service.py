@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import grpc
@@ -22,8 +23,8 @@ from unigate.grpc_mux import AUTHORIZE, MuxServer
 from unigate.health import ChannelHealth, HealthSnapshot
 from unigate.keys import hash_api_key, key_fingerprint, mask_key
 from unigate.logs import request_id_var
-from unigate.pricing import price_for
-from unigate.quota import QuotaStore, RateWindow, ReserveOutcome, ReserveResult
+from unigate.pricing import DEFAULT_BATCH_RATIO, Price, batch_price, price_for
+from unigate.quota import BATCH_HOLDER, QuotaStore, RateWindow, ReserveOutcome, ReserveResult
 from unigate.unit_prices import UnitPrice, parse_unit_prices, unit_price_for, unit_quota
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_auth import metrics, reservation
@@ -32,6 +33,7 @@ from unigate_auth.backlog import Backlog
 from unigate_auth.balances import BalanceKeeper
 from unigate_auth.cache import TTLCache
 from unigate_auth.channel_tester import MonitorOptions, Notify
+from unigate_auth.message_batches import MessageBatches
 from unigate_auth.ratelimit import Limits, refusal, report, windows_for
 from unigate_auth.reservation_context import reservation_context
 from unigate_auth.routing import Ability, order_candidates
@@ -81,6 +83,8 @@ class Options:
     content_log_tokens: str = ""
     content_log_groups: str = ""
     content_log_max_bytes: int = content_log.DEFAULT_MAX_BYTES
+    # The MessageBatchRatio option: Message Batch requests' price as a share of the standard.
+    message_batch_ratio: float = DEFAULT_BATCH_RATIO
 
 
 def _int_option(raw: str | None, name: str, low: int, high: int) -> int | None:
@@ -133,6 +137,36 @@ def _unit_price_option(raw: str | None) -> dict[str, UnitPrice]:
         return {}
 
 
+def _ratio_option(raw: str | None, name: str, default: float) -> float:
+    """A positive number option (a decimal string); unset or unusable: ``default``."""
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        log.error("option %s is not a positive number: %r; using %s", name, raw, default)
+        return default
+    return value
+
+
+def _pricing_of(price: Price, unit: tuple[str, Fraction] | None = None) -> auth_pb2.Pricing:
+    """The prices a request is billed at, as they travel with it to the ledger."""
+    return auth_pb2.Pricing(
+        model_ratio=price.model_ratio,
+        completion_ratio=price.completion_ratio,
+        group_ratio=price.group_ratio,
+        cached_ratio=price.cached_ratio,
+        cache_write_5m_ratio=price.cache_write_5m_ratio,
+        cache_write_1h_ratio=price.cache_write_1h_ratio,
+        audio_ratio=price.audio_ratio,
+        audio_completion_ratio=price.audio_completion_ratio,
+        unit=unit[0] if unit else "",
+        unit_price=str(unit[1]) if unit else "",
+    )
+
+
 def _deny(err: errors.ClientFacingError) -> auth_pb2.AuthorizeResponse:
     return auth_pb2.AuthorizeResponse(allowed=False, error=err.to_proto())
 
@@ -168,6 +202,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         )
         self._touched: set[int] = set()
         self._balances = BalanceKeeper(settings, store, quota, backlog)
+        # Set by the entry point (it needs the relays and JetStream): the batches' calls.
+        self.batches: MessageBatches | None = None
         self._many: MuxServer[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = MuxServer(
             self.decide,
             lambda exc: _deny(
@@ -234,16 +270,34 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                     content_log.MAX_MAX_BYTES,
                 )
                 or content_log.DEFAULT_MAX_BYTES,
+                message_batch_ratio=_ratio_option(
+                    raw.get("MessageBatchRatio"), "MessageBatchRatio", DEFAULT_BATCH_RATIO
+                ),
             )
 
         return await self._options.get_or_load("", load)
 
-    async def _abilities_for(self, group: str, model: str) -> list[Ability]:
+    async def abilities_for(self, group: str, model: str) -> list[Ability]:
         return await self._abilities.get_or_load(
             (group, model), lambda: self._store.channels.abilities(group, model)
         )
 
-    async def _check_key(self, api_key: str, client_ip: str) -> TokenRecord:
+    async def routes_for(self, token: TokenRecord, model: str) -> list[Ability]:
+        """The channels that may serve ``model`` for ``token`` (refused if the key may not
+        use it, or no channel of its group serves it)."""
+        if token.models and model not in token.models:
+            raise errors.PermissionDenied(
+                f"This API key may not use the model `{model}`.", code="model_not_allowed"
+            )
+        abilities = await self.abilities_for(token.group, model)
+        if not abilities:
+            raise errors.NotFound(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
+        return abilities
+
+    async def check_key(self, api_key: str, client_ip: str) -> TokenRecord:
         """The token behind ``api_key`` if it may be used at all from ``client_ip``."""
         if not api_key:
             raise errors.AuthenticationFailed(
@@ -310,30 +364,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self._many.drain()
 
     async def _authorize(self, req: auth_pb2.AuthorizeRequest) -> auth_pb2.AuthorizeResponse:
-        token = await self._check_key(req.api_key, req.client_ip)
+        token = await self.check_key(req.api_key, req.client_ip)
         model = req.model
-        if token.models and model not in token.models:
-            raise errors.PermissionDenied(
-                f"This API key may not use the model `{model}`.", code="model_not_allowed"
-            )
-        abilities = await self._abilities_for(token.group, model)
-        if not abilities:
-            raise errors.NotFound(
-                f"The model `{model}` does not exist or you do not have access to it.",
-                code="model_not_found",
-            )
+        abilities = await self.routes_for(token, model)
         opts = await self._options_now()
-        group_ratio = opts.group_ratio.get(token.group, 1.0)
-        price = price_for(
-            model,
-            group_ratio,
-            opts.model_ratio,
-            opts.completion_ratio,
-            opts.cache_ratio,
-            opts.create_cache_ratio,
-            opts.audio_ratio,
-            opts.audio_completion_ratio,
-        )
+        price = self._price(opts, token, model)
         unit = unit_price_for(model, req.endpoint, req.price_variant, opts.unit_price)
         if unit is not None and req.estimated_units > 0:
             # Priced per unit: the gateway counted the units (seconds of the upload,
@@ -359,18 +394,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             ),
             req.estimated_prompt_tokens + req.max_tokens,
         )
-        pricing = auth_pb2.Pricing(
-            model_ratio=price.model_ratio,
-            completion_ratio=price.completion_ratio,
-            group_ratio=price.group_ratio,
-            cached_ratio=price.cached_ratio,
-            cache_write_5m_ratio=price.cache_write_5m_ratio,
-            cache_write_1h_ratio=price.cache_write_1h_ratio,
-            audio_ratio=price.audio_ratio,
-            audio_completion_ratio=price.audio_completion_ratio,
-            unit=unit[0] if unit else "",
-            unit_price=str(unit[1]) if unit else "",
-        )
+        pricing = _pricing_of(price, unit)
         result = await self._reserve(
             token, req, want, now_ms, windows, reservation_context(req, token, pricing)
         )
@@ -424,6 +448,55 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             ),
             content_log_max_bytes=opts.content_log_max_bytes,
         )
+
+    @staticmethod
+    def _price(opts: Options, token: TokenRecord, model: str) -> Price:
+        return price_for(
+            model,
+            opts.group_ratio.get(token.group, 1.0),
+            opts.model_ratio,
+            opts.completion_ratio,
+            opts.cache_ratio,
+            opts.create_cache_ratio,
+            opts.audio_ratio,
+            opts.audio_completion_ratio,
+        )
+
+    # ---- Message Batches (unigate_auth.message_batches) ---------------------------------
+    async def batch_pricing(self, token: TokenRecord, model: str) -> auth_pb2.Pricing:
+        """What a request of a Message Batch is billed at: the batch price."""
+        opts = await self._options_now()
+        return _pricing_of(batch_price(self._price(opts, token, model), opts.message_batch_ratio))
+
+    async def output_ceiling(self) -> int:
+        opts = await self._options_now()
+        return opts.max_output_tokens or self._settings.max_completion_reserve
+
+    async def reserve_batch(
+        self, token: TokenRecord, reservation_id: str, amount: int, context: bytes
+    ) -> int:
+        """Reserve a whole batch, all or nothing (refused as any request would be)."""
+        req = auth_pb2.AuthorizeRequest(request_id=reservation_id, gateway_id=BATCH_HOLDER)
+        plan = reservation.Plan(amount, amount)
+        result = await self._reserve(token, req, plan, int(time.time() * 1000), (), context)
+        if result.outcome is ReserveOutcome.TOKEN_EXHAUSTED:
+            raise errors.InsufficientQuota(
+                "This API key does not have enough quota left for this batch."
+            )
+        if result.outcome is not ReserveOutcome.RESERVED:
+            raise errors.InsufficientQuota(
+                "You exceeded your current quota, please top up your account."
+            )
+        return result.amount
+
+    async def MessageBatchCall(
+        self, request: auth_pb2.MessageBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.MessageBatchReply:
+        request_id_var.set(request.request_id)
+        if self.batches is None:
+            err = errors.ServiceUnavailable("Message Batches are not served here.")
+            return auth_pb2.MessageBatchReply(allowed=False, error=err.to_proto())
+        return await self.batches.call(request)
 
     async def _health_now(self) -> HealthSnapshot:
         async def load() -> HealthSnapshot:
@@ -501,7 +574,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ListModelsResponse:
         try:
-            token = await self._check_key(request.api_key, request.client_ip)
+            token = await self.check_key(request.api_key, request.client_ip)
         except errors.ClientFacingError as err:
             return auth_pb2.ListModelsResponse(allowed=False, error=err.to_proto())
         models = await self._store.channels.models_for_group(token.group)
@@ -540,7 +613,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.KeyInfo:
         try:
-            token = await self._check_key(request.api_key, request.client_ip)
+            token = await self.check_key(request.api_key, request.client_ip)
         except errors.ClientFacingError as err:
             return auth_pb2.KeyInfo(allowed=False, error=err.to_proto())
         row = await self._store.key_info(token.id)
@@ -558,7 +631,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         key name a channel there): a raw request to one channel, outside routing and prices.
         Only OpenAI-protocol channels: their key is a bearer token the relay can set."""
         try:
-            token = await self._check_key(request.api_key, request.client_ip)
+            token = await self.check_key(request.api_key, request.client_ip)
             if await self._store.user_role(token.user_id) < _ROLE_ADMIN:
                 raise errors.PermissionDenied(
                     "Only an administrator's key may use the channel proxy.",
@@ -627,7 +700,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.StoredResponseRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.StoredResponseReply:
         try:
-            token = await self._check_key(request.api_key, request.client_ip)
+            token = await self.check_key(request.api_key, request.client_ip)
         except errors.ClientFacingError as err:
             return auth_pb2.StoredResponseReply(allowed=False, error=err.to_proto())
         found = await self._store.responses.get(request.id, token.user_id)
@@ -648,7 +721,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.StoredResponseRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.StoredResponseReply:
         try:
-            token = await self._check_key(request.api_key, request.client_ip)
+            token = await self.check_key(request.api_key, request.client_ip)
         except errors.ClientFacingError as err:
             return auth_pb2.StoredResponseReply(allowed=False, error=err.to_proto())
         deleted = await self._store.responses.delete(request.id, token.user_id)

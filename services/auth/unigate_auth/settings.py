@@ -40,6 +40,9 @@ class AuthSettings(CommonSettings):
     # Seconds between tests of every enabled channel (disabled when one fails or answers
     # slower than the ChannelDisableThreshold option); 0 turns them off.
     channel_monitor_frequency: float = Field(600.0, alias="CHANNEL_MONITOR_FREQUENCY")
+    # Seconds between looks at Message Batches whose results are not billed yet (one auth at
+    # a time): a batch no client fetches is billed within this of its end; 0: off.
+    message_batch_poll: float = Field(30.0, ge=0, alias="MESSAGE_BATCH_POLL")
     # Seconds between looks for users newly below the QuotaRemindThreshold option; 0: off.
     quota_remind_frequency: float = Field(60.0, alias="QUOTA_REMIND_FREQUENCY")
 

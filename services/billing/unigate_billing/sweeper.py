@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 from unigate.charge import quota_of
 from unigate.gateways import GatewayRegistry
 from unigate.namespace import USAGE_SCHEMA_VERSION
-from unigate.quota import OpenReservation, QuotaStore
+from unigate.quota import BATCH_HOLDER, OpenReservation, QuotaStore
 from unigate.v1 import common_pb2, events_pb2
 from unigate_billing.ledger import RECOVERED_CODE, SWEPT_CODE, Ledger
 
@@ -124,6 +124,9 @@ class ReservationSweeper:
     async def orphans(self, now_ms: int) -> list[OpenReservation]:
         """Open reservations of dead gateways, and any past the timeout (oldest first)."""
         scanned = await self._quota.stale_reservations(now_ms - self._grace_ms, limit=_MAX_SCAN)
+        # A Message Batch's reservation lives as long as its batch (up to a day); auth's
+        # poller bills its results and releases it (unigate_auth.message_batches).
+        scanned = [r for r in scanned if r.gateway_id != BATCH_HOLDER]
         expired_before = now_ms - self._timeout_ms
         young = [r for r in scanned if r.created_ms > expired_before]
         alive = await self._gateways.alive({r.gateway_id for r in young if r.gateway_id})

@@ -103,7 +103,7 @@ def _load(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _check(data: dict[str, Any], *, needs_max_tokens: bool) -> tuple[str, int]:
+def check_fields(data: dict[str, Any], *, needs_max_tokens: bool) -> tuple[str, int]:
     """(model, max_tokens) after Anthropic's checks of the fields the gateway relies on."""
     model = data.get("model")
     if model is None:
@@ -147,7 +147,7 @@ def _check(data: dict[str, Any], *, needs_max_tokens: bool) -> tuple[str, int]:
 def parse_messages(body: bytes) -> ParsedCall:
     """A ``POST /v1/messages`` body, checked before anything is spent on it."""
     data = _load(body)
-    model, max_tokens = _check(data, needs_max_tokens=True)
+    model, max_tokens = check_fields(data, needs_max_tokens=True)
     return ParsedCall(
         endpoint=MESSAGES,
         body=body,
@@ -164,7 +164,7 @@ def parse_messages(body: bytes) -> ParsedCall:
 def parse_count_tokens(body: bytes) -> ParsedCall:
     """A ``POST /v1/messages/count_tokens`` body (no ``max_tokens``, never streamed)."""
     data = _load(body)
-    model, _ = _check(data, needs_max_tokens=False)
+    model, _ = check_fields(data, needs_max_tokens=False)
     if data.get("stream") is not None:
         raise InvalidRequest("stream: Extra inputs are not permitted", param="stream")
     return ParsedCall(

@@ -45,6 +45,7 @@ from unigate_gateway.anthropic_api import (
     parse_messages,
     request_id_headers,
 )
+from unigate_gateway.anthropic_batches import batch_routes
 from unigate_gateway.channel_proxy import ChannelProxy
 from unigate_gateway.client_ip import client_ip, parse_networks
 from unigate_gateway.console import console_routes
@@ -415,6 +416,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             Route("/v1/models/{target:path}", gemini_method, methods=["POST"]),
             Route("/v1beta/models", v1beta_models, methods=["GET"]),
             Route("/v1beta/models/{model:path}", v1beta_model, methods=["GET"]),
+            # Anthropic's Message Batches (auth keeps and bills them).
+            *batch_routes(lambda r: proxy().message_batch(r), ip_of, error_response),
             # One API's channel proxy, for administrators' keys.
             Route(
                 "/v1/oneapi/proxy/{channel_id:int}/{target:path}",

@@ -638,6 +638,15 @@ class Proxy:
             raise errors.ClientFacingError.from_proto(resp.error)
         return resp.found
 
+    async def message_batch(
+        self, request: auth_pb2.MessageBatchRequest
+    ) -> auth_pb2.MessageBatchReply:
+        """A Message Batches call, which auth makes (unigate_auth.message_batches): the
+        upstream calls of a batch may take a while, so the relay's timeout bounds it."""
+        return await self._ask_auth(
+            self._auth.MessageBatchCall(request, timeout=self._relay_timeout)
+        )
+
     async def list_models(self, api_key: str, client_ip: str) -> list[str]:
         request = auth_pb2.ListModelsRequest(api_key=api_key, client_ip=client_ip)
         resp = await self._ask_auth(self._auth.ListModels(request, timeout=self._authorize_timeout))

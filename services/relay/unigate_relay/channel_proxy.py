@@ -12,7 +12,7 @@ import time
 
 import aiohttp
 
-from unigate.v1 import relay_pb2
+from unigate.v1 import auth_pb2, relay_pb2
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.providers.base import UPSTREAM_ERRORS, error_from_exception, relay_error
 from unigate_relay.providers.openai.adapter import spec_for
@@ -34,6 +34,16 @@ _HOP_BY_HOP = frozenset(
 )
 
 
+def channel_timeout(
+    channel: auth_pb2.Channel, http: aiohttp.ClientSession
+) -> aiohttp.ClientTimeout:
+    """A raw call's timeout: the channel's own (connect and each read), else the session's."""
+    seconds = channel.timeout_ms / 1000 if channel.timeout_ms > 0 else None
+    if not seconds:
+        return http.timeout
+    return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+
+
 async def proxy_call(
     request: relay_pb2.ProxyRequest, channels: ChannelConfigs, http: aiohttp.ClientSession
 ) -> relay_pb2.ProxyResult:
@@ -52,12 +62,7 @@ async def proxy_call(
     headers = dict(request.headers)
     key, _fingerprint = channels.next_key(channel.id)
     headers.update(spec.auth_headers(key))
-    seconds = channel.timeout_ms / 1000 if channel.timeout_ms > 0 else None
-    timeout = (
-        aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
-        if seconds
-        else http.timeout
-    )
+    timeout = channel_timeout(channel, http)
     started = time.perf_counter()
     try:
         async with http.request(

@@ -64,3 +64,8 @@ class ChannelConfigs:
 
     def key_count(self, channel_id: int) -> int:
         return len(self._keys.get(channel_id, ()))
+
+    def key_named(self, channel_id: int, fingerprint: str) -> str | None:
+        """The channel's key with this fingerprint (a batch's, pinned to its workspace), or
+        None when the channel no longer has it."""
+        return next((k for k, fp in self._keys[channel_id] if fp == fingerprint), None)

@@ -24,6 +24,7 @@ from unigate_relay.channel_proxy import proxy_call
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.health_reporter import HealthReporter, is_key_failure
 from unigate_relay.output_bound import bounded_body, bounded_stream
+from unigate_relay.providers.anthropic.batches import batch_call
 from unigate_relay.providers.base import CallContext, Provider, relay_error
 from unigate_relay.realtime import REALTIME_CHANNEL_TYPES, REALTIME_ENDPOINT, run_session
 from unigate_relay.system_prompt import with_system_prompt
@@ -223,6 +224,22 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 )
             )
         return await proxy_call(request, self._channels, self._http)
+
+    async def MessageBatch(
+        self, request: relay_pb2.BatchUpstreamRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> relay_pb2.BatchUpstreamResult:
+        request_id_var.set(request.request_id)
+        provider = self._by_type.get(request.channel_type)
+        if provider is None or provider.family != "anthropic":
+            return relay_pb2.BatchUpstreamResult(
+                error=relay_error(
+                    503,
+                    f"No relay here serves Message Batches on channel type {request.channel_type}.",
+                    type="unigate_error",
+                    code="relay_misrouted",
+                )
+            )
+        return await batch_call(request, self._channels, self._http)
 
     def drain(self) -> None:
         """Shutting down: gateways are asked to send their next calls elsewhere."""

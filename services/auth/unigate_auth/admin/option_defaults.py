@@ -42,6 +42,8 @@ def option_defaults() -> dict[str, str]:
         "AudioRatio": _json(pricing.DEFAULT_AUDIO_RATIOS),
         "UnitPrice": unit_prices.defaults_json(),
         "GroupRatio": _json({"default": 1}),
+        # Message Batch requests' price as a share of the standard one (Anthropic's 50 %).
+        "MessageBatchRatio": str(pricing.DEFAULT_BATCH_RATIO),
         "GroupRateLimits": "{}",
         # Content logging (off): key ids and groups it is on for, the cap per body, and how
         # long billing keeps the bodies.
