@@ -50,7 +50,7 @@ def converse_result(ctx: CallContext, reply: Answer) -> relay_pb2.RelayResult:
         )
     answer = reply.json_object()
     if answer is None or not isinstance(answer.get("output"), dict):
-        return reply.unreadable()
+        return reply.unreadable(converse_usage(answer.get("usage")) if answer else None)
     message, finish = answer_message(answer)
     usage = converse_usage(answer.get("usage")) or _counted(ctx, message_text(message))
     body = completion_body(
