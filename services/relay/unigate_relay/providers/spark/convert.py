@@ -24,6 +24,7 @@ import orjson
 from unigate.v1 import common_pb2
 from unigate_relay.providers.openai_shapes import chunk_frame
 from unigate_relay.providers.spark.models import FUNCTION_DOMAINS, SYSTEM_DOMAINS
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
 
 # iFlytek limits ``header.uid`` to 32 characters.
 _UID_MAX = 32
@@ -42,19 +43,12 @@ class Unsupported(ValueError):
 
 
 def _text(content: Any, role: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                parts.append(str(part.get("text") or ""))
-            else:
-                raise Unsupported(f"Spark's chat API takes text only ({role} message).")
-        return "".join(parts)
-    raise Unsupported(f"Invalid content in a {role} message.")
+    try:
+        return text_only(content, none_is_empty=True)
+    except NonTextPart:
+        raise Unsupported(f"Spark's chat API takes text only ({role} message).") from None
+    except NotContent:
+        raise Unsupported(f"Invalid content in a {role} message.") from None
 
 
 def _call_text(call: dict[str, Any]) -> str:
