@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from unigate.v1 import common_pb2
+from unigate_relay.providers.json_values import count, obj
 from unigate_relay.providers.openai_shapes import chunk_frame
 from unigate_relay.providers.spark.models import FUNCTION_DOMAINS, SYSTEM_DOMAINS
 from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
@@ -31,11 +32,6 @@ _UID_MAX = 32
 DEFAULT_UID = "unigate"
 # What the assistant "answers" to a system prompt given as a user turn (New API's wording).
 SYSTEM_ACK = "Okay"
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an empty one."""
-    return value if isinstance(value, dict) else {}
 
 
 class Unsupported(ValueError):
@@ -52,7 +48,7 @@ def _text(content: Any, role: str) -> str:
 
 
 def _call_text(call: dict[str, Any]) -> str:
-    function = _obj(call.get("function")) or call
+    function = obj(call.get("function")) or call
     return orjson.dumps(
         {
             "function_call": {
@@ -180,10 +176,6 @@ def spark_error(frame: dict[str, Any]) -> tuple[int, str] | None:
         return 0, str(header.get("message") or code)
 
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
 class Answer:
     """Spark's answer frames as they arrive: the OpenAI stream frames for each, and the whole
     answer (text, function call, usage) for a non-streamed call."""
@@ -203,8 +195,8 @@ class Answer:
 
     def feed(self, frame: dict[str, Any]) -> bytes:
         """The OpenAI frames for one (non-error) Spark answer frame."""
-        payload = _obj(frame.get("payload"))
-        choices = _obj(payload.get("choices"))
+        payload = obj(frame.get("payload"))
+        choices = obj(payload.get("choices"))
         out = bytearray()
         for item in choices.get("text") or []:
             if not isinstance(item, dict):
@@ -228,16 +220,16 @@ class Answer:
             if "content" in delta or "tool_calls" in delta or not self.started:
                 out += self._frame(delta)
                 self.started = True
-        usage = _obj(payload.get("usage")).get("text")
+        usage = obj(payload.get("usage")).get("text")
         if isinstance(usage, dict):
-            prompt = _int(usage.get("prompt_tokens"))
-            completion = _int(usage.get("completion_tokens"))
+            prompt = count(usage.get("prompt_tokens"))
+            completion = count(usage.get("completion_tokens"))
             self.usage = common_pb2.Usage(
                 prompt_tokens=prompt,
                 completion_tokens=completion,
-                total_tokens=_int(usage.get("total_tokens")) or prompt + completion,
+                total_tokens=count(usage.get("total_tokens")) or prompt + completion,
             )
-        header = _obj(frame.get("header"))
+        header = obj(frame.get("header"))
         if choices.get("status") == 2 or header.get("status") == 2:
             self.finished = True
             out += self._frame({}, self.finish_reason)
