@@ -715,6 +715,40 @@ async def test_no_read_ever_shows_a_secret(
     await root.ok("DELETE", f"/channel/{channel['id']}")
 
 
+async def test_webhook_credentials_are_masked_and_kept_when_saved_back(
+    root: Api, pg: asyncpg.Pool
+) -> None:
+    """NotificationWebhooks' URLs (a Slack or DingTalk URL is the credential) and signing
+    secrets never come back, even to root; the masked list PUT back (as the console's
+    settings page does) keeps the stored values, and a mask that stands for nothing stored
+    is the client's 400."""
+    token, secret = "dt" + secrets.token_hex(16), "SEC" + secrets.token_hex(16)
+    # Port 9 (discard) on loopback: an alert raised meanwhile fails at once, harmlessly.
+    hooks = [
+        {"type": "dingtalk", "url": f"http://127.0.0.1:9/robot/send?access_token={token}"},
+        {"type": "generic", "url": "http://127.0.0.1:9/alerts/ops-hook-path", "secret": secret},
+    ]
+    stored = orjson.dumps(hooks).decode()
+    before = await pg.fetchval("SELECT value FROM options WHERE key = 'NotificationWebhooks'")
+    try:
+        await root.ok("PUT", "/option/", json={"key": "NotificationWebhooks", "value": hooks})
+        r = await root.raw("GET", "/option/")
+        assert r.status_code == 200 and token not in r.text and secret not in r.text
+        shown = {o["key"]: o["value"] for o in r.json()["data"]}["NotificationWebhooks"]
+        assert [h.get("secret") for h in orjson.loads(shown)] == [None, "***"]
+        await root.ok("PUT", "/option/", json={"key": "NotificationWebhooks", "value": shown})
+        saved = "SELECT value FROM options WHERE key = 'NotificationWebhooks'"
+        assert orjson.loads(await pg.fetchval(saved)) == orjson.loads(stored)
+        forged = [{"type": "generic", "url": "http://127.0.0.1:9/x", "secret": "***"}]
+        r = await root.raw("PUT", "/option/", json={"key": "NotificationWebhooks", "value": forged})
+        assert refused(r) and "masked" in r.json()["message"]
+        assert orjson.loads(await pg.fetchval(saved)) == orjson.loads(stored)
+    finally:
+        # Through the API, so every auth reloads it (none had webhooks: an empty list).
+        restore = {"key": "NotificationWebhooks", "value": before or ""}
+        await root.ok("PUT", "/option/", json=restore)
+
+
 async def test_unknown_routes_and_bad_bodies_keep_the_envelope(root: Api) -> None:
     r = await root.raw("GET", "/no/such/route")
     assert r.status_code == 404 and r.json()["success"] is False

@@ -20,15 +20,12 @@ import logging
 
 from unigate.quota import QuotaStore, RelayUsageNote
 from unigate.v1 import common_pb2, events_pb2, relay_pb2
+from unigate_relay.providers.base import has_usage
 
 log = logging.getLogger(__name__)
 
 # After a failed write, the writer waits this long before the next (the queue is bounded).
 _RETRY_PAUSE = 1.0
-
-
-def _has_usage(u: common_pb2.Usage) -> bool:
-    return bool(u.prompt_tokens or u.completion_tokens or u.total_tokens)
 
 
 class UsageRecorder:
@@ -72,7 +69,7 @@ class UsageRecorder:
                 first_token_ms=first_token_ms,
                 upstream_ms=upstream_ms,
             ),
-            replaces=status < 400 or _has_usage(usage),
+            replaces=status < 400 or has_usage(usage),
         )
 
     def broken_off(self, request: relay_pb2.RelayRequest) -> None:

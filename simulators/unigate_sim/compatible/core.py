@@ -337,6 +337,8 @@ class CompatibleSimulator:
             framed = b"".join(data_frame(c) for c in content)
             return self.profile.stream_preamble + framed + DONE_FRAME
         data = orjson.loads(answer)
+        if not isinstance(data, dict):
+            return answer  # an injected answer that is not a completion, sent as it is
         if self.profile.usage_hook is not None and isinstance(data.get("usage"), dict):
             data["usage"] = self.profile.usage_hook(self, request, data["usage"])
         if self.profile.answer_hook is not None:

@@ -1,26 +1,19 @@
-"""Options (One API's system settings, root only) and the user groups they name. Options
-whose names end in Secret, Token, Password or Key are credentials and never read back; an
-update is broadcast so every auth reloads them."""
+"""Options (One API's system settings, root only) and the user groups they name. Credentials
+are never read back (:mod:`.option_secrets`); an update is broadcast so every auth reloads
+them."""
 
 from __future__ import annotations
-
-import re
 
 import orjson
 
 from unigate import unit_prices
 from unigate.alerts import parse_webhooks
 from unigate.v1 import admin_pb2
-from unigate_auth.admin import records
+from unigate_auth.admin import option_secrets, records
 from unigate_auth.admin.option_defaults import option_defaults
 from unigate_auth.admin.rpc import AdminBase, Empty, invalid, rpc
 from unigate_auth.admin.sessions import ROLE_ADMIN, ROLE_ROOT, Caller
 
-# Options whose values are credentials (One API hides keys ending in Token or Secret).
-_SECRET_OPTION = re.compile(r"(secret|token|password|key)$", re.IGNORECASE)
-# Named like credentials, but public: Turnstile's site key is in every page with the widget
-# (and in /api/status).
-_PUBLIC_OPTIONS = frozenset({"TurnstileSiteKey"})
 _JSON_OPTIONS = frozenset(
     {
         "ModelRatio",
@@ -44,9 +37,7 @@ class OptionRpcs(AdminBase):
         # settings open on the values in force, built-in price tables included.
         options = option_defaults()
         options.update((r["key"], r["value"]) for r in rows)
-        options = {
-            k: v for k, v in options.items() if k in _PUBLIC_OPTIONS or not _SECRET_OPTION.search(k)
-        }
+        options = option_secrets.readable(options)
         return admin_pb2.OptionList(
             options=[admin_pb2.OptionEntry(key=k, value=v) for k, v in sorted(options.items())]
         )
@@ -62,16 +53,19 @@ class OptionRpcs(AdminBase):
                 unit_prices.parse_unit_prices(req.value)
             except ValueError as exc:
                 raise invalid(str(exc)) from None
-        if req.key == "NotificationWebhooks":
+        value = req.value
+        if req.key == option_secrets.WEBHOOKS:
             try:
-                parse_webhooks(req.value)
+                # The masks a read showed stand for the stored URLs and secrets.
+                value = option_secrets.restored_webhooks(value, await self._option(req.key))
+                parse_webhooks(value)
             except ValueError as exc:
                 raise invalid(str(exc)) from None
         await self._pool.execute(
             "INSERT INTO options (key, value) VALUES ($1, $2)"
             " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             req.key,
-            req.value,
+            value,
         )
         await self._broadcast("option", [])
         return Empty()

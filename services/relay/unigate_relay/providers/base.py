@@ -173,6 +173,28 @@ def unreadable_answer(upstream_status: int) -> relay_pb2.RelayError:
     )
 
 
+def has_usage(usage: common_pb2.Usage) -> bool:
+    """Whether ``usage`` says anything was used (tokens, or units of a unit-priced call)."""
+    return bool(
+        usage.prompt_tokens or usage.completion_tokens or usage.total_tokens or usage.quantity
+    )
+
+
+def unreadable_but_used(
+    upstream_status: int, usage: common_pb2.Usage, upstream_ms: int = 0
+) -> relay_pb2.RelayResult:
+    """The result for a provider's success that could not be read or translated into the
+    client's protocol. By the money rule, usage the provider reported is work it did: it
+    stays on the result and is billed, and such an attempt is then not retried elsewhere
+    (another attempt's usage would replace it: the ledger would not show what was used).
+    With nothing used, it is retried like any unreadable answer."""
+    error = unreadable_answer(upstream_status)
+    if not has_usage(usage):
+        return relay_pb2.RelayResult(error=error, upstream_ms=upstream_ms)
+    error.retryable = False
+    return relay_pb2.RelayResult(error=error, usage=usage, upstream_ms=upstream_ms)
+
+
 def stream_truncated() -> relay_pb2.RelayError:
     """The provider's stream ended (or broke) before its last event."""
     return relay_error(

@@ -125,6 +125,30 @@ class ChunkTranslator(abc.ABC):
         return chunk_frame(id=self._id, model=self._model, created=self._created, usage=usage)
 
 
+def stream_ending(
+    ctx: CallContext,
+    usage: common_pb2.Usage,
+    usage_frame: Callable[[common_pb2.Usage], bytes],
+    *,
+    error: relay_pb2.RelayError | None,
+    first_token_ms: int,
+    upstream_ms: int,
+    tail: bytes = b"",
+) -> list[relay_pb2.RelayChunk]:
+    """The last chunks of a stream relayed as OpenAI's: unless it failed, ``tail`` (what the
+    answer still owes, e.g. its finish chunk), the usage chunk when the client asked for it
+    (``usage_frame``) and ``[DONE]``; then the one ``StreamEnd`` with the usage billed."""
+    chunks = []
+    if error is None:
+        owed = usage_frame(usage) if ctx.request.include_usage else b""
+        chunks.append(relay_pb2.RelayChunk(data=tail + owed + DONE_FRAME))
+    end = relay_pb2.StreamEnd(
+        usage=usage, first_token_ms=first_token_ms, upstream_ms=upstream_ms, error=error
+    )
+    chunks.append(relay_pb2.RelayChunk(end=end))
+    return chunks
+
+
 async def relay_sse_stream(
     ctx: CallContext,
     resp: aiohttp.ClientResponse,
@@ -194,11 +218,13 @@ async def relay_sse_stream(
     usage = translator.usage or counted_usage(
         req.endpoint, req.body, req.upstream_model, "".join(translator.text)
     )
-    if error is None:
-        tail = translator.usage_frame(usage) if req.include_usage else b""
-        yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
-    yield relay_pb2.RelayChunk(
-        end=relay_pb2.StreamEnd(
-            usage=usage, first_token_ms=first_token_ms, upstream_ms=upstream_ms, error=error
-        )
+    ending = stream_ending(
+        ctx,
+        usage,
+        translator.usage_frame,
+        error=error,
+        first_token_ms=first_token_ms,
+        upstream_ms=upstream_ms,
     )
+    for chunk in ending:
+        yield chunk

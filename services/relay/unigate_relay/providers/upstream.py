@@ -22,7 +22,7 @@ from unigate_relay.providers.base import (
     CallContext,
     error_from_exception,
     error_from_upstream,
-    unreadable_answer,
+    unreadable_but_used,
 )
 
 
@@ -96,9 +96,10 @@ class Answer:
         """The result that reports ``error`` for this answer."""
         return relay_pb2.RelayResult(error=error, upstream_ms=self.upstream_ms)
 
-    def unreadable(self) -> relay_pb2.RelayResult:
-        """The result for an answer whose body could not be decoded or understood."""
-        return self.failed(unreadable_answer(self.status))
+    def unreadable(self, usage: common_pb2.Usage | None = None) -> relay_pb2.RelayResult:
+        """The result for an answer whose body could not be decoded or understood; with the
+        ``usage`` it reported nonetheless, billed (see :func:`unreadable_but_used`)."""
+        return unreadable_but_used(self.status, usage or common_pb2.Usage(), self.upstream_ms)
 
     def upstream_failure(self, ctx: CallContext) -> relay_pb2.RelayResult:
         """The result for an HTTP error answer, mapped by the shared OpenAI-style table

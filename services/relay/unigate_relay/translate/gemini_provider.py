@@ -17,7 +17,7 @@ from unigate import gemini_endpoints as gemini
 from unigate.tokenizer import prompt_tokens
 from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.anthropic.wire import ConversionError, JSONObject
-from unigate_relay.providers.base import CallContext, relay_error
+from unigate_relay.providers.base import CallContext
 from unigate_relay.translate.gemini_request import (
     count_request,
     embed_to_embeddings,
@@ -46,15 +46,6 @@ class GeminiOverOpenAI(OverChat):
     """The Gemini-native routes in front of another family's chat and embeddings."""
 
     endpoints: ClassVar[frozenset[str]] = gemini.ENDPOINTS
-
-    def unreadable(self, result: relay_pb2.RelayResult) -> relay_pb2.RelayResult:
-        error = relay_error(
-            502,
-            "The upstream provider returned an answer that could not be read.",
-            code="bad_upstream_response",
-            retryable=True,
-        )
-        return relay_pb2.RelayResult(error=error, usage=result.usage)
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         endpoint = ctx.request.endpoint

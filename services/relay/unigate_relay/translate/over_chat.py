@@ -3,6 +3,9 @@
 wrapping the family's own provider, reading the client's JSON body, handing the translated
 OpenAI request to the family, turning its answer (or its SSE stream, through the protocol's
 stream writer) back into the client's protocol, and the zero-usage answer of a local count.
+An answer that cannot be translated is the same failure for every protocol
+(:func:`~unigate_relay.providers.base.unreadable_but_used`): the client's 502 in its own
+error shape, billed the usage the family reported.
 
 Each wrapper keeps only its protocol's conversion: how its request becomes chat, which
 writer turns chat chunks into its events, and how a mistake reads.
@@ -18,7 +21,7 @@ import orjson
 from unigate.v1 import common_pb2, relay_pb2
 from unigate_relay.providers.anthropic.errors import conversion_error
 from unigate_relay.providers.anthropic.wire import ConversionError, JSONObject
-from unigate_relay.providers.base import CallContext, Provider, relay_error
+from unigate_relay.providers.base import CallContext, Provider, unreadable_but_used
 from unigate_relay.sse import SSESplitter, event_data
 
 CHAT = "chat.completions"
@@ -84,19 +87,6 @@ class OverChat(Provider):
         """The client's 400 for a request its protocol's translation refuses."""
         return conversion_error(exc)
 
-    def unreadable(self, result: relay_pb2.RelayResult) -> relay_pb2.RelayResult:
-        """The answer when the family's success could not be read or translated."""
-        result.Clear()
-        result.error.CopyFrom(
-            relay_error(
-                502,
-                "The upstream provider returned invalid JSON.",
-                code="bad_upstream_response",
-                retryable=True,
-            )
-        )
-        return result
-
     async def call_inner(
         self,
         ctx: CallContext,
@@ -115,7 +105,7 @@ class OverChat(Provider):
             parsed = None
         answer = translate(parsed, result.usage)
         if answer is None:
-            return self.unreadable(result)
+            return unreadable_but_used(result.http_status or 200, result.usage, result.upstream_ms)
         result.body = orjson.dumps(answer)
         result.content_type = "application/json"
         return result

@@ -18,10 +18,7 @@ import orjson
 
 from unigate.v1 import common_pb2
 from unigate_relay.providers.anthropic.wire import JSONObject, finish_reason
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+from unigate_relay.providers.json_values import count
 
 
 def cache_writes(raw: JSONObject) -> tuple[int, int]:
@@ -35,10 +32,10 @@ def cache_writes(raw: JSONObject) -> tuple[int, int]:
     """
     split = raw.get("cache_creation")
     split = split if isinstance(split, dict) else {}
-    five = max(_int(split.get("ephemeral_5m_input_tokens")), 0)
-    hour = max(_int(split.get("ephemeral_1h_input_tokens")), 0)
+    five = max(count(split.get("ephemeral_5m_input_tokens")), 0)
+    hour = max(count(split.get("ephemeral_1h_input_tokens")), 0)
     reported = raw.get("cache_creation_input_tokens")
-    total = max(_int(reported), 0) if reported is not None else five + hour
+    total = max(count(reported), 0) if reported is not None else five + hour
     hour = min(hour, total)
     return total - hour, hour
 
@@ -47,10 +44,10 @@ def usage_from_anthropic(raw: Any) -> common_pb2.Usage:
     """The ledger's usage for Anthropic's ``usage`` object."""
     if not isinstance(raw, dict):
         return common_pb2.Usage()
-    cache_read = _int(raw.get("cache_read_input_tokens"))
+    cache_read = count(raw.get("cache_read_input_tokens"))
     write_5m, write_1h = cache_writes(raw)
-    prompt = _int(raw.get("input_tokens")) + cache_read + write_5m + write_1h
-    completion = _int(raw.get("output_tokens"))
+    prompt = count(raw.get("input_tokens")) + cache_read + write_5m + write_1h
+    completion = count(raw.get("output_tokens"))
     return common_pb2.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,

@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 from unigate.v1 import common_pb2
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
 
 
 class Unsupported(ValueError):
@@ -29,21 +30,12 @@ FINISH_REASONS = {
 
 
 def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict):
-                continue
-            if part.get("type") == "text":
-                texts.append(str(part.get("text") or ""))
-            else:
-                raise Unsupported("ERNIE models take text only; remove the non-text parts.")
-        return "\n".join(texts)
-    raise Unsupported("`content` must be a string or a list of parts.")
+    try:
+        return text_only(content, none_is_empty=True)
+    except NonTextPart:
+        raise Unsupported("ERNIE models take text only; remove the non-text parts.") from None
+    except NotContent:
+        raise Unsupported("`content` must be a string or a list of parts.") from None
 
 
 def _function_names(messages: list[dict[str, Any]]) -> dict[str, str]:

@@ -33,7 +33,8 @@ from unigate_relay.providers.bedrock.eventstream import (
     StreamDecodeError,
     StreamException,
 )
-from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
+from unigate_relay.providers.native_stream import stream_ending
+from unigate_relay.providers.openai_shapes import completion_body, completion_id
 from unigate_relay.providers.upstream import Answer, json_result, let_go, ms_since
 
 
@@ -50,7 +51,7 @@ def converse_result(ctx: CallContext, reply: Answer) -> relay_pb2.RelayResult:
         )
     answer = reply.json_object()
     if answer is None or not isinstance(answer.get("output"), dict):
-        return reply.unreadable()
+        return reply.unreadable(converse_usage(answer.get("usage")) if answer else None)
     message, finish = answer_message(answer)
     usage = converse_usage(answer.get("usage")) or _counted(ctx, message_text(message))
     body = completion_body(
@@ -100,14 +101,13 @@ async def converse_stream(
     if error is None and not translator.finished:
         error = stream_truncated()
     usage = translator.usage or _counted(ctx, "".join(translator.text))
-    if error is None:
-        tail = translator.usage_frame(usage) if ctx.request.include_usage else b""
-        yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
-    yield relay_pb2.RelayChunk(
-        end=relay_pb2.StreamEnd(
-            usage=usage,
-            first_token_ms=first_token_ms,
-            upstream_ms=int((time.perf_counter() - started) * 1000),
-            error=error,
-        )
+    ending = stream_ending(
+        ctx,
+        usage,
+        translator.usage_frame,
+        error=error,
+        first_token_ms=first_token_ms,
+        upstream_ms=int((time.perf_counter() - started) * 1000),
     )
+    for chunk in ending:
+        yield chunk

@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 
 from unigate.v1 import common_pb2
+from unigate_relay.providers.json_values import count, obj
 from unigate_relay.providers.native_stream import ChunkTranslator
 
 FINISH: Final[dict[str, str]] = {
@@ -30,23 +31,15 @@ FINISH: Final[dict[str, str]] = {
 }
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
-
-
 def converse_usage(usage: Any) -> common_pb2.Usage | None:
     """The usage Bedrock reported (``None`` when it reported none). Cache reads and writes are
     counted apart from ``inputTokens`` by Bedrock and are part of the prompt here."""
     if not isinstance(usage, dict) or "inputTokens" not in usage:
         return None
-    read = _int(usage.get("cacheReadInputTokens"))
-    written = _int(usage.get("cacheWriteInputTokens"))
-    prompt = _int(usage.get("inputTokens")) + read + written
-    completion = _int(usage.get("outputTokens"))
+    read = count(usage.get("cacheReadInputTokens"))
+    written = count(usage.get("cacheWriteInputTokens"))
+    prompt = count(usage.get("inputTokens")) + read + written
+    completion = count(usage.get("outputTokens"))
     return common_pb2.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -62,16 +55,16 @@ def finish_reason(stop: Any) -> str:
 
 def answer_message(answer: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """(the OpenAI assistant message, its finish reason) of a Converse answer."""
-    content = _obj(_obj(answer.get("output")).get("message")).get("content")
+    content = obj(obj(answer.get("output")).get("message")).get("content")
     texts: list[str] = []
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in content if isinstance(content, list) else []:
-        block = _obj(block)
+        block = obj(block)
         if isinstance(block.get("text"), str):
             texts.append(block["text"])
         elif "toolUse" in block:
-            use = _obj(block["toolUse"])
+            use = obj(block["toolUse"])
             calls.append(
                 {
                     "id": str(use.get("toolUseId") or ""),
@@ -83,7 +76,7 @@ def answer_message(answer: dict[str, Any]) -> tuple[dict[str, Any], str]:
                 }
             )
         elif "reasoningContent" in block:
-            text = _obj(_obj(block["reasoningContent"]).get("reasoningText")).get("text")
+            text = obj(obj(block["reasoningContent"]).get("reasoningText")).get("text")
             if isinstance(text, str):
                 reasoning.append(text)
     message: dict[str, Any] = {"content": "".join(texts) if texts or not calls else None}
@@ -116,11 +109,11 @@ class ConverseStreamTranslator(ChunkTranslator):
 
     def feed(self, payload: dict[str, Any]) -> bytes:
         kind = payload.get("type")
-        index = _int(payload.get("contentBlockIndex"))
+        index = count(payload.get("contentBlockIndex"))
         if kind == "messageStart":
             return self.delta("", None)
         if kind == "contentBlockStart":
-            use = _obj(_obj(payload.get("start")).get("toolUse"))
+            use = obj(obj(payload.get("start")).get("toolUse"))
             if not use:
                 return b""
             self._calls[index] = len(self._calls)
@@ -132,16 +125,16 @@ class ConverseStreamTranslator(ChunkTranslator):
             }
             return self.delta("", [call])
         if kind == "contentBlockDelta":
-            delta = _obj(payload.get("delta"))
+            delta = obj(payload.get("delta"))
             if isinstance(delta.get("text"), str):
                 return self.delta(delta["text"], None) if delta["text"] else b""
             if "toolUse" in delta and index in self._calls:
-                piece = str(_obj(delta["toolUse"]).get("input") or "")
+                piece = str(obj(delta["toolUse"]).get("input") or "")
                 if not piece:
                     return b""
                 call = {"index": self._calls[index], "function": {"arguments": piece}}
                 return self.delta("", [call])
-            thought = _obj(delta.get("reasoningContent")).get("text")
+            thought = obj(delta.get("reasoningContent")).get("text")
             if isinstance(thought, str) and thought:
                 self.text.append(thought)
                 return self.frame({"reasoning_content": thought})

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
+
 # What an embedding is for, when neither the client nor the channel says (Cohere requires it
 # for v3+ models; LiteLLM's default too).
 DEFAULT_INPUT_TYPE = "search_document"
@@ -27,19 +29,12 @@ class Unsupported(ValueError):
 
 
 def _text(content: Any, role: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                parts.append(str(part.get("text") or ""))
-            else:
-                raise Unsupported(f"Only text content is supported in a {role} message.")
-        return "".join(parts)
-    raise Unsupported(f"Invalid content in a {role} message.")
+    try:
+        return text_only(content, none_is_empty=True)
+    except NonTextPart:
+        raise Unsupported(f"Only text content is supported in a {role} message.") from None
+    except NotContent:
+        raise Unsupported(f"Invalid content in a {role} message.") from None
 
 
 def _user_content(content: Any) -> str | list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from unigate import unit_prices
 from unigate.v1 import common_pb2
+from unigate_relay.providers.json_values import count
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -25,10 +26,6 @@ FINISH_REASONS = {
 }
 # Finish reasons that mean the generation failed rather than ended.
 FAILED_REASONS = frozenset({"ERROR", "TIMEOUT"})
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def chat_usage(usage: Any) -> common_pb2.Usage | None:
@@ -41,7 +38,7 @@ def chat_usage(usage: Any) -> common_pb2.Usage | None:
     )
     if source is None:
         return None
-    prompt, completion = _int(source.get("input_tokens")), _int(source.get("output_tokens"))
+    prompt, completion = count(source.get("input_tokens")), count(source.get("output_tokens"))
     return common_pb2.Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
     )
@@ -100,7 +97,7 @@ def embeddings_body(
             embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     billed = (answer.get("meta") or {}).get("billed_units") or {}
-    tokens = _int(billed.get("input_tokens"))
+    tokens = count(billed.get("input_tokens"))
     usage = common_pb2.Usage(prompt_tokens=tokens, total_tokens=tokens)
     body = {
         "object": "list",
@@ -119,14 +116,14 @@ def rerank_answer(
     for result in answer.get("results") or []:
         if not isinstance(result, dict):
             continue
-        index = _int(result.get("index"))
+        index = count(result.get("index"))
         entry: dict[str, Any] = {"index": index, "relevance_score": result.get("relevance_score")}
         if return_documents and 0 <= index < len(documents):
             entry["document"] = {"text": documents[index]}
         results.append(entry)
     found = answer.get("meta")
     meta: dict[str, Any] = found if isinstance(found, dict) else {}
-    units = _int((meta.get("billed_units") or {}).get("search_units"))
+    units = count((meta.get("billed_units") or {}).get("search_units"))
     usage = common_pb2.Usage(unit=unit_prices.SEARCH_UNIT, quantity=units)
     body = {"id": answer.get("id") or "", "model": model, "results": results, "meta": meta}
     return body, usage

@@ -15,15 +15,11 @@ from typing import Any
 
 from unigate_relay.providers import native_stream
 from unigate_relay.providers.cohere.response import FAILED_REASONS, chat_usage, finish_reason
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an empty one."""
-    return value if isinstance(value, dict) else {}
+from unigate_relay.providers.json_values import obj
 
 
 def _message_delta(event: dict[str, Any]) -> dict[str, Any]:
-    return _obj(_obj(event.get("delta")).get("message"))
+    return obj(obj(event.get("delta")).get("message"))
 
 
 class EventTranslator(native_stream.ChunkTranslator):
@@ -42,7 +38,7 @@ class EventTranslator(native_stream.ChunkTranslator):
         if kind == "message-start":
             return self.frame({"role": "assistant", "content": ""})
         if kind == "content-delta":
-            content = _obj(message.get("content"))
+            content = obj(message.get("content"))
             if content.get("thinking"):
                 self.text.append(str(content["thinking"]))
                 return self.frame({"reasoning_content": str(content["thinking"])})
@@ -57,8 +53,8 @@ class EventTranslator(native_stream.ChunkTranslator):
                 self.text.append(plan)
                 return self.frame({"content": plan})
             return b""
-        calls = _obj(message.get("tool_calls"))
-        function = _obj(calls.get("function"))
+        calls = obj(message.get("tool_calls"))
+        function = obj(calls.get("function"))
         if kind == "tool-call-start":
             self._calls += 1
             name, arguments = str(function.get("name") or ""), str(function.get("arguments") or "")
@@ -88,7 +84,7 @@ class EventTranslator(native_stream.ChunkTranslator):
                 }
             )
         if kind == "message-end":
-            delta = _obj(event.get("delta"))
+            delta = obj(event.get("delta"))
             self.usage = chat_usage(delta.get("usage"))
             reason = str(delta.get("finish_reason") or "")
             if reason in FAILED_REASONS:

@@ -28,7 +28,8 @@ from unigate_relay.providers.base import (
 from unigate_relay.providers.coze.errors import coze_error, error_of
 from unigate_relay.providers.coze.stream import CozeTranslator, event_name
 from unigate_relay.providers.coze.wire import CHAT_PATH, DEFAULT_BASE_URL, Unsupported, chat_body
-from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
+from unigate_relay.providers.native_stream import stream_ending
+from unigate_relay.providers.openai_shapes import completion_body, completion_id
 from unigate_relay.providers.upstream import (
     channel_headers,
     decoded,
@@ -183,14 +184,13 @@ class CozeProvider(Provider):
         if error is None and not translator.finished:
             error = stream_truncated()
         usage = self._usage(ctx, translator)
-        if error is None:
-            tail = translator.usage_frame(usage) if ctx.request.include_usage else b""
-            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
-        yield relay_pb2.RelayChunk(
-            end=relay_pb2.StreamEnd(
-                usage=usage,
-                first_token_ms=first_token_ms,
-                upstream_ms=ms_since(started),
-                error=error,
-            )
+        ending = stream_ending(
+            ctx,
+            usage,
+            translator.usage_frame,
+            error=error,
+            first_token_ms=first_token_ms,
+            upstream_ms=ms_since(started),
         )
+        for chunk in ending:
+            yield chunk

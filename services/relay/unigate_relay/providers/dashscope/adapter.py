@@ -86,7 +86,7 @@ class DashScopeProvider(Provider):
             return reply.failed(map_error(reply.status, *parse(reply.content), secrets))
         answer = reply.json_object()
         if answer is None or not first_choice(answer):
-            return reply.unreadable()
+            return reply.unreadable(usage_of(answer) if answer is not None else None)
         choice = first_choice(answer)
         raw = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         assert isinstance(raw, dict)

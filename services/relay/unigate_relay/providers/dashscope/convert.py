@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from unigate.v1 import common_pb2
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
 
 
 class Unsupported(ValueError):
@@ -21,17 +22,12 @@ _PARAMETERS = ("temperature", "top_p", "seed", "presence_penalty", "tools", "n")
 
 
 def _text(content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                texts.append(str(part.get("text") or ""))
-            elif isinstance(part, dict):
-                raise Unsupported("The DashScope text models take text only.")
-        return "\n".join(texts)
-    raise Unsupported("`content` must be a string or a list of parts.")
+    try:
+        return text_only(content, none_is_empty=True)
+    except NonTextPart:
+        raise Unsupported("The DashScope text models take text only.") from None
+    except NotContent:
+        raise Unsupported("`content` must be a string or a list of parts.") from None
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:

@@ -29,8 +29,8 @@ from unigate_relay.providers.base import (
     scrub,
 )
 from unigate_relay.providers.deepl.wire import TRANSLATE_PATH, Unsupported, base_url, translate_body
+from unigate_relay.providers.native_stream import stream_ending
 from unigate_relay.providers.openai_shapes import (
-    DONE_FRAME,
     chunk_frame,
     completion_body,
     completion_id,
@@ -154,15 +154,16 @@ class DeepLProvider(Provider):
             model=ctx.request.upstream_model,
             created=int(time.time()),
         )
-        data = frame(delta={"role": "assistant", "content": text})
-        data += frame(delta={}, finish_reason="stop")
-        if ctx.request.include_usage:
-            data += frame(usage=usage)
-        yield relay_pb2.RelayChunk(data=data + DONE_FRAME)
-        yield relay_pb2.RelayChunk(
-            end=relay_pb2.StreamEnd(
-                usage=usage,
-                first_token_ms=int((time.perf_counter() - started) * 1000),
-                upstream_ms=upstream_ms,
-            )
+        # DeepL does not stream: the whole translation is one chunk, then the ending.
+        answer = frame(delta={"role": "assistant", "content": text})
+        ending = stream_ending(
+            ctx,
+            usage,
+            lambda used: frame(usage=used),
+            error=None,
+            first_token_ms=int((time.perf_counter() - started) * 1000),
+            upstream_ms=upstream_ms,
+            tail=answer + frame(delta={}, finish_reason="stop"),
         )
+        for chunk in ending:
+            yield chunk

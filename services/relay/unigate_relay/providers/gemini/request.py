@@ -31,6 +31,7 @@ from unigate_relay.providers.gemini.wire import (
     ThinkingConfig,
     ToolConfig,
 )
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
 
 
 class InvalidRequest(Exception):
@@ -49,19 +50,14 @@ _AUDIO_TYPES: Final = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
 
 def _text_of(content: Any, param: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for i, part in enumerate(content):
-            if isinstance(part, dict) and part.get("type") in ("text", "refusal"):
-                texts.append(str(part.get("text") or part.get("refusal") or ""))
-            else:
-                raise InvalidRequest(f"Only text parts are allowed in {param}.", f"{param}[{i}]")
-        return "".join(texts)
-    raise InvalidRequest(f"{param} must be a string or an array of parts.", param)
+    try:
+        return text_only(content, none_is_empty=True, refusals=True)
+    except NonTextPart as exc:
+        raise InvalidRequest(
+            f"Only text parts are allowed in {param}.", f"{param}[{exc.index}]"
+        ) from None
+    except NotContent:
+        raise InvalidRequest(f"{param} must be a string or an array of parts.", param) from None
 
 
 def _blob(url: str, param: str) -> Part:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from unigate.v1 import common_pb2
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
 
 
 class Unsupported(ValueError):
@@ -26,19 +27,14 @@ FINISH_REASONS = {"stop": "stop", "tool_calls": "tool_calls", "sensitive": "cont
 
 
 def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                texts.append(str(part.get("text") or ""))
-            elif isinstance(part, dict):
-                raise Unsupported("This Hunyuan relay takes text only; remove the non-text parts.")
-        return "\n".join(texts)
-    raise Unsupported("`content` must be a string or a list of parts.")
+    try:
+        return text_only(content, none_is_empty=True)
+    except NonTextPart:
+        raise Unsupported(
+            "This Hunyuan relay takes text only; remove the non-text parts."
+        ) from None
+    except NotContent:
+        raise Unsupported("`content` must be a string or a list of parts.") from None
 
 
 def _tool_calls(calls: Any) -> list[dict[str, Any]]:

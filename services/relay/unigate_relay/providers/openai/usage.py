@@ -12,13 +12,10 @@ from unigate import unit_prices
 from unigate.audio_duration import audio_seconds, billed_seconds
 from unigate.tokens import counted_usage
 from unigate.v1 import common_pb2
+from unigate_relay.providers.json_values import count
 from unigate_relay.providers.openai.multipart import uploaded_file
 
 _AUDIO_UPLOADS = ("audio.transcriptions", "audio.translations")
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def usage_object(raw: Any) -> common_pb2.Usage | None:
@@ -35,22 +32,22 @@ def usage_object(raw: Any) -> common_pb2.Usage | None:
         return common_pb2.Usage(
             unit=unit_prices.SECOND, quantity=billed_seconds(Fraction(repr(seconds)))
         )
-    prompt = _int(raw.get("prompt_tokens")) or _int(raw.get("input_tokens"))
-    completion = _int(raw.get("completion_tokens")) or _int(raw.get("output_tokens"))
+    prompt = count(raw.get("prompt_tokens")) or count(raw.get("input_tokens"))
+    completion = count(raw.get("completion_tokens")) or count(raw.get("output_tokens"))
     details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
     # DeepSeek reports its context-cache hits as prompt_cache_hit_tokens, Moonshot as a
     # top-level cached_tokens.
-    cached = cached or _int(raw.get("prompt_cache_hit_tokens")) or _int(raw.get("cached_tokens"))
-    if not prompt and not completion and _int(raw.get("total_tokens")):
-        prompt = _int(raw.get("total_tokens"))  # rerank and embeddings report only a total
+    cached = cached or count(raw.get("prompt_cache_hit_tokens")) or count(raw.get("cached_tokens"))
+    if not prompt and not completion and count(raw.get("total_tokens")):
+        prompt = count(raw.get("total_tokens"))  # rerank and embeddings report only a total
     # gpt-4o-transcribe: the audio part of the input, priced above text input.
     audio_details = raw.get("input_token_details") or details
-    audio = _int(audio_details.get("audio_tokens")) if isinstance(audio_details, dict) else 0
+    audio = count(audio_details.get("audio_tokens")) if isinstance(audio_details, dict) else 0
     return common_pb2.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        total_tokens=_int(raw.get("total_tokens")) or prompt + completion,
+        total_tokens=count(raw.get("total_tokens")) or prompt + completion,
         cached_tokens=cached,
         audio_tokens=min(audio, prompt),
     )
@@ -84,7 +81,7 @@ def _answer_text(data: Any) -> str:
 def _search_units(data: Any) -> int:
     """Cohere's billed search units (``meta.billed_units.search_units``) of a rerank answer."""
     billed = _at(data, ("meta", "billed_units", "search_units"))
-    return _int(billed)
+    return count(billed)
 
 
 def _uploaded_seconds(request_body: bytes, request_content_type: str) -> common_pb2.Usage:
@@ -135,7 +132,7 @@ def usage_from_answer(
         if isinstance(images, list):
             n = len(images)  # what was delivered
         else:
-            n = _int(_request_json(request_body).get("n")) or 1
+            n = count(_request_json(request_body).get("n")) or 1
         return common_pb2.Usage(unit=unit_prices.IMAGE, quantity=n)
     if endpoint in _AUDIO_UPLOADS:
         return _uploaded_seconds(request_body, request_content_type)

@@ -29,8 +29,8 @@ from unigate_relay.providers.base import (
     stream_truncated,
     unreadable_answer,
 )
+from unigate_relay.providers.native_stream import stream_ending
 from unigate_relay.providers.openai_shapes import (
-    DONE_FRAME,
     chunk_frame,
     completion_body,
     completion_id,
@@ -245,16 +245,14 @@ class ReplicateProvider(Provider):
             else:
                 final = done
         usage = _usage(ctx, final, text)
-        if error is None:
-            tail = frame(delta={}, finish_reason="stop")
-            if ctx.request.include_usage:
-                tail += frame(usage=usage)
-            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
-        yield relay_pb2.RelayChunk(
-            end=relay_pb2.StreamEnd(
-                usage=usage,
-                first_token_ms=first_token_ms,
-                upstream_ms=ms_since(started),
-                error=error,
-            )
+        ending = stream_ending(
+            ctx,
+            usage,
+            lambda used: frame(usage=used),
+            error=error,
+            first_token_ms=first_token_ms,
+            upstream_ms=ms_since(started),
+            tail=frame(delta={}, finish_reason="stop"),
         )
+        for chunk in ending:
+            yield chunk

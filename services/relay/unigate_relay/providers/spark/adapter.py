@@ -32,7 +32,8 @@ from unigate_relay.providers.base import (
     relay_error,
     stream_truncated,
 )
-from unigate_relay.providers.openai_shapes import DONE_FRAME, completion_body, completion_id
+from unigate_relay.providers.native_stream import stream_ending
+from unigate_relay.providers.openai_shapes import completion_body, completion_id
 from unigate_relay.providers.spark.auth import KeyFormatError, parse_key, signed_url
 from unigate_relay.providers.spark.convert import Answer, Unsupported, request_frame, spark_error
 from unigate_relay.providers.spark.errors import handshake_error, map_code
@@ -222,11 +223,13 @@ class SparkProvider(Provider):
             )
             return
         usage = answer.usage or self._estimate(ctx, answer)
-        if error is None:
-            tail = answer.usage_frame(usage) if ctx.request.include_usage else b""
-            yield relay_pb2.RelayChunk(data=tail + DONE_FRAME)
-        yield relay_pb2.RelayChunk(
-            end=relay_pb2.StreamEnd(
-                usage=usage, first_token_ms=first_token_ms, upstream_ms=upstream_ms, error=error
-            )
+        ending = stream_ending(
+            ctx,
+            usage,
+            answer.usage_frame,
+            error=error,
+            first_token_ms=first_token_ms,
+            upstream_ms=upstream_ms,
         )
+        for chunk in ending:
+            yield chunk

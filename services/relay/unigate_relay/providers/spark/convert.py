@@ -22,8 +22,10 @@ from typing import Any
 import orjson
 
 from unigate.v1 import common_pb2
+from unigate_relay.providers.json_values import count, obj
 from unigate_relay.providers.openai_shapes import chunk_frame
 from unigate_relay.providers.spark.models import FUNCTION_DOMAINS, SYSTEM_DOMAINS
+from unigate_relay.providers.text_content import NonTextPart, NotContent, text_only
 
 # iFlytek limits ``header.uid`` to 32 characters.
 _UID_MAX = 32
@@ -32,33 +34,21 @@ DEFAULT_UID = "unigate"
 SYSTEM_ACK = "Okay"
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an empty one."""
-    return value if isinstance(value, dict) else {}
-
-
 class Unsupported(ValueError):
     """The request asks for something Spark's WebSocket API cannot do."""
 
 
 def _text(content: Any, role: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                parts.append(str(part.get("text") or ""))
-            else:
-                raise Unsupported(f"Spark's chat API takes text only ({role} message).")
-        return "".join(parts)
-    raise Unsupported(f"Invalid content in a {role} message.")
+    try:
+        return text_only(content, none_is_empty=True)
+    except NonTextPart:
+        raise Unsupported(f"Spark's chat API takes text only ({role} message).") from None
+    except NotContent:
+        raise Unsupported(f"Invalid content in a {role} message.") from None
 
 
 def _call_text(call: dict[str, Any]) -> str:
-    function = _obj(call.get("function")) or call
+    function = obj(call.get("function")) or call
     return orjson.dumps(
         {
             "function_call": {
@@ -186,10 +176,6 @@ def spark_error(frame: dict[str, Any]) -> tuple[int, str] | None:
         return 0, str(header.get("message") or code)
 
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
 class Answer:
     """Spark's answer frames as they arrive: the OpenAI stream frames for each, and the whole
     answer (text, function call, usage) for a non-streamed call."""
@@ -209,8 +195,8 @@ class Answer:
 
     def feed(self, frame: dict[str, Any]) -> bytes:
         """The OpenAI frames for one (non-error) Spark answer frame."""
-        payload = _obj(frame.get("payload"))
-        choices = _obj(payload.get("choices"))
+        payload = obj(frame.get("payload"))
+        choices = obj(payload.get("choices"))
         out = bytearray()
         for item in choices.get("text") or []:
             if not isinstance(item, dict):
@@ -234,16 +220,16 @@ class Answer:
             if "content" in delta or "tool_calls" in delta or not self.started:
                 out += self._frame(delta)
                 self.started = True
-        usage = _obj(payload.get("usage")).get("text")
+        usage = obj(payload.get("usage")).get("text")
         if isinstance(usage, dict):
-            prompt = _int(usage.get("prompt_tokens"))
-            completion = _int(usage.get("completion_tokens"))
+            prompt = count(usage.get("prompt_tokens"))
+            completion = count(usage.get("completion_tokens"))
             self.usage = common_pb2.Usage(
                 prompt_tokens=prompt,
                 completion_tokens=completion,
-                total_tokens=_int(usage.get("total_tokens")) or prompt + completion,
+                total_tokens=count(usage.get("total_tokens")) or prompt + completion,
             )
-        header = _obj(frame.get("header"))
+        header = obj(frame.get("header"))
         if choices.get("status") == 2 or header.get("status") == 2:
             self.finished = True
             out += self._frame({}, self.finish_reason)
