@@ -135,7 +135,9 @@ def stack(
         )
     )
     try:
-        s.start()
+        # Four services importing at once on a loaded 2-core machine can take well over
+        # 30 s to answer their readiness probes (seen at load average 20); wait for them.
+        s.start(timeout=120)
         yield s
         audit_until_clean(s)
     finally:
