@@ -106,6 +106,7 @@ def test_count_tokens_uses_openai_o200k_encoding() -> None:
     assert count_tokens("<|endoftext|>") > 1  # special-token text is plain text here
     assert "".join(token_pieces("Echo: hi  there ")) == "Echo: hi  there "
     assert token_pieces("Echo: hi") == ["Echo", ":", " hi"]
+    assert token_pieces("") == []  # an answer a stop sequence cut to nothing
     # A character split across tokens is never split across pieces.
     text = "测试🙂😀 emoji"
     assert "".join(token_pieces(text)) == text
