@@ -24,7 +24,7 @@ from tests.e2e.conftest import Tenant, ThreadedServer
 from tests.e2e.offline_clients import litellm, loopback_only
 from tests.e2e.provider_support import WEATHER_TOOL, alias, ledger_row
 from tests.e2e.test_anthropic import Claude, claude, claude_channel, openai_channel
-from tests.e2e.test_structured_outputs import FAMILIES, PROMPT, Person, Served, served
+from tests.e2e.test_structured_outputs import FAMILIES, PROMPT, Address, Person, Served, served
 from unigate_cli.devstack import Stack
 
 __all__ = ["claude", "loopback_only", "served"]  # fixtures used here
@@ -210,6 +210,21 @@ async def test_anthropic_provider_on_the_messages_route(
         assert called.choices[0].finish_reason == "tool_calls"
         n += 1
         await assert_ledger(pg, tenant, n, called.usage, stream=False)
+
+        # LiteLLM asks Claude for a response_format with a forced tool of its own, and reads
+        # the tool's input back as the message content. A flat model: LiteLLM 1.110 sends a
+        # nested model's `$ref` as "/$defs/Address", without its "#", which no JSON Schema
+        # reader (the simulated Claude's included) resolves.
+        shaped = await litellm.acompletion(
+            model="anthropic/" + model,
+            messages=PROMPT,
+            response_format=Address,
+            max_tokens=1000,
+            **to_gateway,
+        )
+        assert Address.model_validate_json(shaped.choices[0].message.content).zip_code == 1
+        n += 1
+        await assert_ledger(pg, tenant, n, shaped.usage, stream=False)
     assert claude.calls[0]["path"] == "/v1/messages"
 
 
