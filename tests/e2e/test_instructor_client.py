@@ -28,11 +28,18 @@ from instructor.core.exceptions import InstructorRetryException
 
 from tests.e2e.conftest import Tenant, ThreadedServer
 from tests.e2e.provider_support import Simulator, alias, create_mapped_channel, ledger_rows
-from tests.e2e.test_anthropic import CLAUDE_KEY, SONNET, Claude, claude, claude_channel
+from tests.e2e.test_anthropic import (
+    CLAUDE_KEY,
+    SONNET,
+    Claude,
+    claude,
+    claude_channel,
+    warm_stack,
+)
 from tests.e2e.test_structured_outputs import FAMILIES, Family, _simulator
 from unigate_cli.devstack import Stack
 
-__all__ = ["claude"]  # fixtures used here
+__all__ = ["claude", "warm_stack"]  # fixtures used here
 
 
 class Address(pydantic.BaseModel):
@@ -275,14 +282,18 @@ async def test_from_anthropic_on_the_messages_route(
     await claude_channel(pg, secret_key, claude, model)
     client = instructor.from_anthropic(anthropic_sdk(stack, tenant), mode=instructor.Mode.TOOLS)
     system, user = PROMPT
-    person, message = await client.messages.create_with_completion(
-        model=model,
-        system=system["content"],
-        messages=[user],
-        max_tokens=1024,
-        response_model=Person,
-        max_retries=0,
-    )
+
+    async def extract(max_retries: int) -> tuple[Person, anthropic.types.Message]:
+        return await client.messages.create_with_completion(
+            model=model,
+            system=system["content"],
+            messages=[user],
+            max_tokens=1024,
+            response_model=Person,
+            max_retries=max_retries,
+        )
+
+    person, message = await extract(max_retries=0)
     assert_person(person)
     sent = claude.calls[-1]["body"]
     assert sent["tool_choice"]["name"] == "Person" and sent["model"] == SONNET
@@ -291,14 +302,7 @@ async def test_from_anthropic_on_the_messages_route(
     # The retry path: an invalid tool input first, then the error as a tool_result.
     invalid = scripted_call(ANTHROPIC, "Person", INVALID)
     claude.app.state.fail_next.append((200, invalid))
-    person, message = await client.messages.create_with_completion(
-        model=model,
-        system=system["content"],
-        messages=[user],
-        max_tokens=1024,
-        response_model=Person,
-        max_retries=1,
-    )
+    person, message = await extract(max_retries=1)
     assert_person(person)
     results = [
         block

@@ -15,7 +15,6 @@ import json
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 from starlette.applications import Starlette
 
@@ -23,29 +22,16 @@ from tests import admin_writes
 from tests.e2e.conftest import Tenant, ThreadedServer
 from tests.e2e.offline_clients import litellm, loopback_only
 from tests.e2e.provider_support import WEATHER_TOOL, alias, ledger_row
-from tests.e2e.test_anthropic import Claude, claude, claude_channel, openai_channel
+from tests.e2e.test_anthropic import Claude, claude, claude_channel, openai_channel, warm_stack
 from tests.e2e.test_structured_outputs import FAMILIES, PROMPT, Address, Person, Served, served
 from unigate_cli.devstack import Stack
 
-__all__ = ["claude", "loopback_only", "served"]  # fixtures used here
+__all__ = ["claude", "loopback_only", "served", "warm_stack"]  # fixtures used here
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
 # OpenAI, Anthropic and Gemini channels (the structured-output families but DeepSeek).
 CHANNELS = [f for f in FAMILIES if f.name in ("openai", "anthropic", "gemini")]
-
-
-@pytest.fixture(scope="module", autouse=True)
-async def warm_stack(stack: Stack, pg: asyncpg.Pool, channel_id: int) -> None:
-    """One request through every service first: a cold first request on a loaded machine can
-    outlast the reservation timeout, and the sweeper would then settle it first."""
-    token = await admin_writes.create_token(pg, user_id=1, name="warm-up", unlimited_quota=True)
-    async with httpx.AsyncClient(timeout=60) as warm:
-        await warm.post(
-            stack.gateway_url + "/v1/chat/completions",
-            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
-            headers={"Authorization": f"Bearer {token.key}"},
-        )
 
 
 def via_openai(stack: Stack, key: str) -> dict[str, Any]:
@@ -172,10 +158,9 @@ async def test_anthropic_provider_on_the_messages_route(
             "api_key": tenant.key,
             "max_retries": 0,
             "timeout": 60,
+            "max_tokens": 1000,
         }
-        plain = await litellm.acompletion(
-            model="anthropic/" + model, messages=HELLO, max_tokens=100, **to_gateway
-        )
+        plain = await litellm.acompletion(model="anthropic/" + model, messages=HELLO, **to_gateway)
         assert plain.choices[0].message.content == "Echo: hello litellm"
         assert plain.choices[0].finish_reason == "stop"
         n += 1
@@ -184,7 +169,6 @@ async def test_anthropic_provider_on_the_messages_route(
         stream = await litellm.acompletion(
             model="anthropic/" + model,
             messages=HELLO,
-            max_tokens=100,
             stream=True,
             stream_options={"include_usage": True},
             **to_gateway,
@@ -199,11 +183,7 @@ async def test_anthropic_provider_on_the_messages_route(
 
         asked: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
         called = await litellm.acompletion(
-            model="anthropic/" + model,
-            messages=asked,
-            tools=[WEATHER_TOOL],
-            max_tokens=100,
-            **to_gateway,
+            model="anthropic/" + model, messages=asked, tools=[WEATHER_TOOL], **to_gateway
         )
         (call,) = called.choices[0].message.tool_calls
         assert call.function.name == "get_weather"
@@ -216,11 +196,7 @@ async def test_anthropic_provider_on_the_messages_route(
         # nested model's `$ref` as "/$defs/Address", without its "#", which no JSON Schema
         # reader (the simulated Claude's included) resolves.
         shaped = await litellm.acompletion(
-            model="anthropic/" + model,
-            messages=PROMPT,
-            response_format=Address,
-            max_tokens=1000,
-            **to_gateway,
+            model="anthropic/" + model, messages=PROMPT, response_format=Address, **to_gateway
         )
         assert Address.model_validate_json(shaped.choices[0].message.content).zip_code == 1
         n += 1
