@@ -55,6 +55,25 @@ async def assert_ledger(pg: asyncpg.Pool, tenant: Tenant, n: int, usage: Any, st
 HELLO: Any = [{"role": "user", "content": "hello litellm"}]
 
 
+async def stream_hello(
+    model: str, to_gateway: dict[str, Any]
+) -> tuple[str, list[str | None], list[Any]]:
+    """HELLO streamed with ``include_usage``: the text, the finish reasons and the usages of
+    the chunks that carry one."""
+    stream = await litellm.acompletion(
+        model=model,
+        messages=HELLO,
+        stream=True,
+        stream_options={"include_usage": True},
+        **to_gateway,
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    reported = [u for c in chunks if (u := getattr(c, "usage", None)) and u.total_tokens]
+    return text, finishes, reported
+
+
 @pytest.mark.parametrize("served", CHANNELS, ids=str, indirect=True)
 async def test_acompletion_plain_stream_tools_and_json_schema(
     served: Served, stack: Stack, tenant: Tenant, pg: asyncpg.Pool
@@ -67,21 +86,9 @@ async def test_acompletion_plain_stream_tools_and_json_schema(
     assert plain.choices[0].finish_reason == "stop"
     await assert_ledger(pg, tenant, 1, plain.usage, stream=False)
 
-    stream = await litellm.acompletion(
-        model=model,
-        messages=HELLO,
-        stream=True,
-        stream_options={"include_usage": True},
-        **to_gateway,
-    )
-    chunks = [chunk async for chunk in stream]
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "Echo: hello litellm"
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
-    assert finishes[-1] == "stop"
-    usage = [getattr(c, "usage", None) for c in chunks]
-    reported = [u for u in usage if u is not None and u.total_tokens]
-    assert len(reported) == 1, usage  # one usage chunk, as include_usage asks
+    text, finishes, reported = await stream_hello(model, to_gateway)
+    assert text == "Echo: hello litellm" and finishes[-1] == "stop"
+    assert len(reported) == 1, reported  # one usage chunk, as include_usage asks
     assert usage_pair(reported[0]) == usage_pair(plain.usage)
     await assert_ledger(pg, tenant, 2, reported[0], stream=True)
 
@@ -166,17 +173,8 @@ async def test_anthropic_provider_on_the_messages_route(
         n += 1
         await assert_ledger(pg, tenant, n, plain.usage, stream=False)
 
-        stream = await litellm.acompletion(
-            model="anthropic/" + model,
-            messages=HELLO,
-            stream=True,
-            stream_options={"include_usage": True},
-            **to_gateway,
-        )
-        chunks = [chunk async for chunk in stream]
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert text == "Echo: hello litellm"
-        reported = [u for c in chunks if (u := getattr(c, "usage", None)) and u.total_tokens]
+        text, finishes, reported = await stream_hello("anthropic/" + model, to_gateway)
+        assert text == "Echo: hello litellm" and finishes[-1] == "stop"
         assert reported and usage_pair(reported[-1]) == usage_pair(plain.usage)
         n += 1
         await assert_ledger(pg, tenant, n, reported[-1], stream=True)
