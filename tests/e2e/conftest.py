@@ -137,7 +137,8 @@ def stack(
         )
     )
     try:
-        # A loaded machine (the CI runner, engineers sharing one) may take a while to import.
+        # Four services importing at once on a loaded 2-core machine can take well over
+        # 30 s to answer their readiness probes (seen at load average 20); wait for them.
         s.start(timeout=120)
         yield s
         audit_until_clean(s)

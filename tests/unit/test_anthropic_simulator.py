@@ -233,6 +233,15 @@ def tool_turns() -> list[Any]:
 def test_tool_results_must_answer_the_previous_turn(client: TestClient) -> None:
     answered = post(client, body(messages=tool_turns(), tools=[WEATHER_TOOL])).json()
     assert answered["content"] == [{"type": "text", "text": "Echo: sunny"}]
+    # A forced tool is called again after its results (instructor's retries rely on it).
+    for forced in ({"type": "any"}, {"type": "tool", "name": "get_weather"}):
+        again = post(
+            client, body(messages=tool_turns(), tools=[WEATHER_TOOL], tool_choice=forced)
+        ).json()
+        assert again["stop_reason"] == "tool_use"
+        assert [(b["type"], b["input"]["city"]) for b in again["content"]] == [
+            ("tool_use", "sunny")
+        ]
     assert answered["stop_reason"] == "end_turn"
     # Answering the call is not enough: every result must answer a call of the turn before.
     extra = tool_turns()

@@ -216,6 +216,10 @@ def test_function_call_then_answer_from_its_result(client: TestClient) -> None:
     ]
     answer = post(client, asked).json()
     assert answer["candidates"][0]["content"]["parts"] == [{"text": "Echo: sunny"}]
+    # Mode ANY calls on every turn, also after function responses.
+    again = {**asked, "toolConfig": {"functionCallingConfig": {"mode": "ANY"}}}
+    recall = post(client, again).json()["candidates"][0]["content"]["parts"][0]
+    assert recall["functionCall"] == {"name": "get_weather", "args": {"city": "sunny"}}
     # Mode NONE never calls; ANY with an allowed name always does.
     asked["contents"] = asked["contents"][:1]
     none = {**asked, "toolConfig": {"functionCallingConfig": {"mode": "NONE"}}}

@@ -106,6 +106,7 @@ def test_count_tokens_uses_openai_o200k_encoding() -> None:
     assert count_tokens("<|endoftext|>") > 1  # special-token text is plain text here
     assert "".join(token_pieces("Echo: hi  there ")) == "Echo: hi  there "
     assert token_pieces("Echo: hi") == ["Echo", ":", " hi"]
+    assert token_pieces("") == []  # an answer a stop sequence cut to nothing
     # A character split across tokens is never split across pieces.
     text = "测试🙂😀 emoji"
     assert "".join(token_pieces(text)) == text
@@ -307,6 +308,18 @@ def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     )
     assert final.choices[0].finish_reason == "stop"
     assert final.choices[0].message.content == "Echo: sunny, 21C"
+
+    # A forced choice calls again after the results (OpenAI honours it on every turn), the
+    # arguments made up from them. The tool message may name its function, as OpenAI's
+    # function-calling guide wrote it.
+    messages[-1]["name"] = "get_weather"
+    for forced in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        again = client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL], tool_choice=forced
+        )
+        assert again.choices[0].finish_reason == "tool_calls"
+        [recall] = again.choices[0].message.tool_calls or []
+        assert json.loads(recall.function.arguments)["city"] == "sunny, 21C"
 
 
 def test_tools_without_weather_answer_in_text(client: openai.OpenAI) -> None:

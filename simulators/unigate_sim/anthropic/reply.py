@@ -2,7 +2,8 @@
 
 As the OpenAI simulator: ``"Echo: "`` + the text of the last user turn (or of its tool
 results); with tools offered it calls one when ``tool_choice`` forces it (``any``: the first,
-``tool``: the named one) or, under ``auto``, when the user mentions the weather; a user who
+``tool``: the named one; also when answering tool results, as Claude must) or, under
+``auto``, when the user mentions the weather; a user who
 asks for "all tools" gets one call per tool (parallel tool use, unless
 ``disable_parallel_tool_use``). Tool inputs are made up from the schema as the OpenAI
 simulator makes up arguments. With extended thinking the answer opens with a signed
@@ -58,13 +59,16 @@ def _tool_id(request: MessagesRequest, name: str, position: int) -> str:
     return "toolu_" + hashlib.sha256(seed).hexdigest()[:24]
 
 
-def _tool_calls(request: MessagesRequest, text: str) -> list[JSONObject]:
+def _tool_calls(request: MessagesRequest, text: str, answering_tools: bool) -> list[JSONObject]:
     choice = request.tool_choice
     tools = request.tools
     if not tools or choice["type"] == "none":
         return []
     if choice["type"] == "tool":
         chosen = [t for t in tools if t["name"] == choice["name"]]
+    elif answering_tools:
+        # Answering tool results, Claude calls again only when a tool is forced.
+        chosen = tools[:1] if choice["type"] == "any" else []
     elif _ALL_TOOLS.search(text):
         chosen = tools[:1] if choice.get("disable_parallel_tool_use") else list(tools)
     elif choice["type"] == "any" or _WEATHER.search(text):
@@ -105,7 +109,7 @@ def plan_reply(request: MessagesRequest) -> Reply:
             {"type": "thinking", "thinking": thought, "signature": thinking_signature(thought)}
         )
         budget -= count_tokens(thought)
-    calls = [] if answering_tools else _tool_calls(request, text)
+    calls = _tool_calls(request, text, answering_tools)
     if calls:
         used = sum(
             count_tokens(c["name"]) + count_tokens(orjson.dumps(c["input"]).decode()) for c in calls

@@ -2,8 +2,9 @@
 
 Deterministic, like the OpenAI simulator: the answer is ``"Echo: " + <text of the last user
 turn>`` (or of the function responses, when the conversation ends with them); with functions
-declared it calls the first one (or the first allowed) when the mode is ANY, or when the user
-asks about the weather, its arguments made up from the schema. ``responseMimeType`` JSON
+declared it calls the first one (or the first allowed) when the mode is ANY (on every turn,
+as Gemini must), or when the user asks about the weather, its arguments made up from the
+schema. ``responseMimeType`` JSON
 gives ``{"content": echo}`` or a value shaped by ``responseSchema``; ``stopSequences`` cut the
 text, ``maxOutputTokens`` truncates it (``MAX_TOKENS``); ``candidateCount`` repeats the
 candidate; a ``thinkingConfig`` with a budget other than 0 thinks ``"Thinking about: " +
@@ -205,7 +206,8 @@ def _candidate(request: dict[str, Any], text: str, answered: bool, thinks: bool)
     functions = declared_functions(request)
     calling = (request.get("toolConfig") or {}).get("functionCallingConfig") or {}
     mode = calling.get("mode", "AUTO")
-    if functions and not answered and mode != "NONE":
+    # Mode ANY calls a function on every turn, also right after function responses.
+    if functions and (mode == "ANY" or (mode != "NONE" and not answered)):
         allowed = calling.get("allowedFunctionNames")
         if allowed:
             functions = [f for f in functions if f["name"] in allowed]

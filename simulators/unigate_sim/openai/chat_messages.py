@@ -41,7 +41,10 @@ _MESSAGE_FIELDS: Final[dict[str, frozenset[str]]] = {
             "annotations",
         }
     ),
-    "tool": frozenset({"role", "content", "tool_call_id"}),
+    # "name" is not in the reference's tool message either, but OpenAI's own function-calling
+    # guide sent it (`{"tool_call_id", "role": "tool", "name", "content"}`) and clients still
+    # do (instructor's retry of a failed call), so OpenAI accepts it.
+    "tool": frozenset({"role", "content", "tool_call_id", "name"}),
     "function": frozenset({"role", "content", "name"}),
 }
 # Content part types each role may use.

@@ -1,7 +1,8 @@
 """What the simulated model answers to a validated chat request.
 
 It echoes the last user message (or the tool results), in the requested format; with
-functions offered it calls one when told to, or when the user asks about the weather.
+functions offered it calls one when told to (also right after tool results), or when the
+user asks about the weather.
 """
 
 from __future__ import annotations
@@ -176,17 +177,19 @@ def apply_stop(content: str, stops: Sequence[str]) -> str:
 def plan_reply(request: ChatRequest) -> Reply:
     """Decide what the simulated model answers to a validated request."""
     last = request.messages[-1]
-    # With tool results in, the model answers from them rather than calling again.
-    if last["role"] in ("tool", "function"):
-        text = message_text(last)
-    else:
-        text = _last_user_text(request.messages)
-        tool = _chosen_function(request.tools, request.tool_choice, "required", text)
-        if tool is not None:
-            return Reply(tool_call=_make_call(tool, text), finish_reason="tool_calls")
-        function = _chosen_function(request.functions, request.function_call, "", text)
-        if function is not None:
-            return Reply(function_call=_make_call(function, text), finish_reason="function_call")
+    # With tool results in, the model answers from them rather than calling again, unless
+    # the request forces a call ("required" or a named function), which OpenAI honours on
+    # every turn (clients that retry a failed call, like instructor, rely on it). The
+    # arguments are then made up from the results.
+    answering = last["role"] in ("tool", "function")
+    text = message_text(last) if answering else _last_user_text(request.messages)
+    asked = "" if answering else text
+    tool = _chosen_function(request.tools, request.tool_choice, "required", asked)
+    if tool is not None:
+        return Reply(tool_call=_make_call(tool, text), finish_reason="tool_calls")
+    function = _chosen_function(request.functions, request.function_call, "", asked)
+    if function is not None:
+        return Reply(function_call=_make_call(function, text), finish_reason="function_call")
     content = apply_stop(
         shaped_content(request.response_format, "Echo: " + text, request.messages), request.stop
     )

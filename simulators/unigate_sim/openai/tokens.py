@@ -56,6 +56,8 @@ def token_pieces(text: str) -> list[str]:
     The pieces join back to ``text`` exactly; streams send one piece per chunk, like OpenAI
     sends one token per chunk.
     """
+    if not text:  # no token, no piece (a stop sequence can cut an answer to nothing)
+        return []
     starts = _token_starts(text)
     return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
 
