@@ -203,7 +203,8 @@ def main() -> int:
         if sink is not None:
             sink.start()
         key = asyncio.run(prepare(dsn, secret_key, stack.simulator_url, config.simulator_key))
-        stack.start(timeout=60)
+        # Generous: on a machine shared with other stacks the services import slowly.
+        stack.start(timeout=180)
         targets = {
             "direct": (stack.simulator_url + "/v1/chat/completions", config.simulator_key),
             "gateway": (stack.gateway_url + "/v1/chat/completions", key),
