@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -368,7 +370,40 @@ class MuxClient(_Lanes[ReqT, RespT]):
 
 class MuxStream(Generic[SUpT, SDownT, ChunkT]):
     """One server-streaming call on a lane, read as a grpc.aio call is: ``read()`` gives the
-    next chunk, ``grpc.aio.EOF`` after the last; ``cancel()`` stops it on the server."""
+    next chunk, ``grpc.aio.EOF`` after the last; ``cancel()`` stops it on the server.
+
+    A call its caller drops unfinished is cancelled when it is collected, as a grpc.aio call
+    is (the gateway's response may be abandoned before it reads a byte: a client gone before
+    its headers): else the server's task would wait for credit, and hold its provider's
+    connection, for as long as the lane lives. So the lane holds the call's state
+    (``_StreamCall``), and only the caller holds this."""
+
+    __slots__ = ("__weakref__", "_call")
+
+    def __init__(self, call: _StreamCall[SUpT, SDownT, ChunkT]) -> None:
+        self._call = call
+        # Not at exit: the lanes go with the process.
+        weakref.finalize(self, call.abandon).atexit = False
+
+    @property
+    def buffered(self) -> int:
+        """Chunks received and not yet read (at most ``STREAM_WINDOW``)."""
+        return len(self._call.chunks)
+
+    async def read(self) -> ChunkT | Any:
+        """The next chunk; ``grpc.aio.EOF`` after the last. Raises MuxUnavailable (the lane
+        broke), MuxFailed (the server failed), MuxTimeout (past the call's deadline: the
+        call is cancelled)."""
+        return await self._call.read()
+
+    def cancel(self) -> bool:
+        """Stop the call, on the server too; False if it had already ended."""
+        return self._call.cancel()
+
+
+class _StreamCall(Generic[SUpT, SDownT, ChunkT]):
+    """A multiplexed stream's state: the lane's receiver of its messages, and what
+    ``MuxStream`` reads."""
 
     def __init__(
         self,
@@ -382,7 +417,7 @@ class MuxStream(Generic[SUpT, SDownT, ChunkT]):
         self._span = telemetry.start_rpc_client(lanes._method, request.trace_context)
         self._deadline = asyncio.get_running_loop().time() + within
         self._within = within
-        self._chunks: collections.deque[ChunkT] = collections.deque()
+        self.chunks: collections.deque[ChunkT] = collections.deque()
         self._arrived = asyncio.Event()
         self._error: MuxError | None = None
         # The call has ended (its last message, a failure, or a cancel).
@@ -402,15 +437,10 @@ class MuxStream(Generic[SUpT, SDownT, ChunkT]):
         )
         return lane
 
-    @property
-    def buffered(self) -> int:
-        """Chunks received and not yet read (at most ``STREAM_WINDOW``)."""
-        return len(self._chunks)
-
     def deliver(self, message: SDownT) -> bool:
         self._answered = True
         if message.HasField("chunk"):
-            self._chunks.append(message.chunk)
+            self.chunks.append(message.chunk)
         if message.failed:
             self._error = MuxFailed(f"{self._lanes._method}: {message.failed}")
         if message.last or message.failed:
@@ -434,10 +464,7 @@ class MuxStream(Generic[SUpT, SDownT, ChunkT]):
             telemetry.end_rpc_client(self._span, code)
 
     async def read(self) -> ChunkT | Any:
-        """The next chunk; ``grpc.aio.EOF`` after the last. Raises MuxUnavailable (the lane
-        broke), MuxFailed (the server failed), MuxTimeout (past the call's deadline: the
-        call is cancelled)."""
-        while not self._chunks:
+        while not self.chunks:
             if self._error is not None:
                 raise self._error
             if self._over:
@@ -451,15 +478,21 @@ class MuxStream(Generic[SUpT, SDownT, ChunkT]):
                 self._error = MuxTimeout(
                     f"{self._lanes._method}: not finished within {self._within:g} s"
                 )
-        chunk = self._chunks.popleft()
+        chunk = self.chunks.popleft()
         self._read += 1
         if self._read >= STREAM_WINDOW // 2 and not self._over:
             self._lane.control(self._lanes._envelope(call_id=self.call_id, credit=self._read))
             self._read = 0
         return chunk
 
+    def abandon(self) -> None:
+        """The caller dropped the call: cancel it if it has not ended."""
+        if not self._over:
+            # RuntimeError: no event loop any more (the process is exiting).
+            with contextlib.suppress(RuntimeError):
+                self.cancel()
+
     def cancel(self, code: str = "CANCELLED") -> bool:
-        """Stop the call, on the server too; False if it had already ended."""
         if self._over:
             return False
         if self.call_id in self._lane.sent:
@@ -490,7 +523,7 @@ class MuxStreamClient(_Lanes[SUpT, SDownT], Generic[SUpT, SDownT, ChunkT]):
     def open(self, request: Any, within: float) -> MuxStream[SUpT, SDownT, ChunkT]:
         """Start a call of ``request`` (its ``trace_context`` is filled in here, from the
         current context) that must end within ``within`` seconds."""
-        return MuxStream(self, request, within)
+        return MuxStream(_StreamCall(self, request, within))
 
 
 class _Served(Generic[DownT]):

@@ -7,6 +7,7 @@ ones to a new stream; the server's failure and a lost stream reach the reader as
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -194,6 +195,22 @@ async def test_cancel_reaches_the_server_and_stops_its_stream() -> None:
         assert data == [b"after 0", b"after 1", b"after 2"]
         assert running.servicer.streams_open == 1
         await mux.close()
+
+
+async def test_a_stream_its_caller_drops_is_cancelled() -> None:
+    """As a grpc.aio call is when collected: the gateway may drop a response unread (its
+    client gone before the headers), and the relay must not wait for credit for ever."""
+    async with Running() as running, grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+        mux = client_for(ch, lanes=1)
+        dropped = mux.open(request("dropped", "-1 0"), 60)
+        assert isinstance(await dropped.read(), relay_pb2.RelayChunk)
+        await until(lambda: running.servicer.produced.get("dropped", 0) >= STREAM_WINDOW)
+        assert "dropped" not in running.servicer.ended
+        del dropped
+        gc.collect()
+        await until(lambda: running.servicer.ended.get("dropped") == "cancelled")
+        await mux.close()
+        await until(lambda: running.servicer.streams_open == 0)
 
 
 async def test_a_stream_past_its_deadline_times_out_and_is_cancelled() -> None:
