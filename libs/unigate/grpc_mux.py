@@ -143,6 +143,13 @@ class _NotSent(MuxUnavailable):
     """The stream ended before the request was handed to it: safe to send elsewhere."""
 
 
+# How long after a server went away (or a stream broke) lanes with a ``settling_age`` keep
+# being replaced at that age: long enough for a restarted replica's successor to come up.
+SETTLING_SECONDS = 120.0
+# A stream lane's age limit meanwhile: a streaming call is long and its placement matters
+# (a call of its own was placed afresh each time); a lane open costs about one such call.
+STREAM_SETTLING_AGE = 1.0
+
 # A request whose stream failed before sending it is sent on a fresh stream, this many times
 # at most (a relay shutting down refuses new streams while the client learns of it).
 _SENDS = 3
@@ -161,7 +168,11 @@ class _Receiver(Protocol[DownT]):  # type: ignore[misc]
 class _Lane(Generic[UpT, DownT]):
     """One open stream and the calls in flight on it."""
 
-    def __init__(self, open_stream: OpenStream[UpT], name: str) -> None:
+    def __init__(
+        self, open_stream: OpenStream[UpT], name: str, unsettled: Callable[[], None]
+    ) -> None:
+        # Called when the server goes away or the stream breaks: a replica is leaving.
+        self._unsettled = unsettled
         self.pending: dict[int, _Receiver[DownT]] = {}
         # Of the pending calls, those whose opening message went to gRPC.
         self.sent: set[int] = set()
@@ -228,6 +239,7 @@ class _Lane(Generic[UpT, DownT]):
             async for message in self._call:
                 call_id = message.call_id
                 if call_id == GOAWAY_CALL_ID:
+                    self._unsettled()
                     self.stop_sending()
                     continue
                 receiver = self.pending.get(call_id)
@@ -235,6 +247,7 @@ class _Lane(Generic[UpT, DownT]):
                     self.forget(call_id)
         except grpc.aio.AioRpcError as exc:
             why = f"{exc.code().name}: {exc.details()}"
+            self._unsettled()
         except asyncio.CancelledError:
             why = "the client closed the stream"
         finally:
@@ -257,14 +270,27 @@ class _Lanes(Generic[UpT, DownT]):
     replaced on next use, and so is one older than ``max_age`` seconds: a new stream is
     placed by the channel's balancing policy afresh, so replicas added since (or a server's
     reconnect after its max_connection_age) get their share, as they would with calls of
-    their own."""
+    their own.
+
+    ``settling_age``, when given: for ``SETTLING_SECONDS`` after a server went away or a
+    stream broke (a replica draining, restarting, or gone), streams are replaced once they
+    are this old instead, so the replica's successor, or the replicas that take its place,
+    get their share within about that long of being up rather than of ``max_age``."""
 
     def __init__(
-        self, open_stream: OpenStream[UpT], *, method: str, lanes: int, max_age: float
+        self,
+        open_stream: OpenStream[UpT],
+        *,
+        method: str,
+        lanes: int,
+        max_age: float,
+        settling_age: float | None = None,
     ) -> None:
         self._open = open_stream
         self._method = method
         self._max_age = max_age
+        self._settling_age = settling_age
+        self._settled_at = 0.0
         self._lanes: list[_Lane[UpT, DownT] | None] = [None] * max(1, lanes)
         # Replaced lanes still owe their calls in flight: kept until they end.
         self._retired: set[_Lane[UpT, DownT]] = set()
@@ -274,13 +300,20 @@ class _Lanes(Generic[UpT, DownT]):
     def _lane(self) -> _Lane[UpT, DownT]:
         self._turn = (self._turn + 1) % len(self._lanes)
         lane = self._lanes[self._turn]
-        if lane is not None and lane.accepting and time.monotonic() - lane.opened > self._max_age:
+        now = time.monotonic()
+        max_age = self._max_age
+        if self._settling_age is not None and now < self._settled_at:
+            max_age = self._settling_age
+        if lane is not None and lane.accepting and now - lane.opened > max_age:
             lane.stop_sending()
         if lane is None or not lane.accepting:
             if lane is not None and not lane.reader.done():
                 self._retire(lane)
-            lane = self._lanes[self._turn] = _Lane(self._open, self._method)
+            lane = self._lanes[self._turn] = _Lane(self._open, self._method, self._unsettled)
         return lane
+
+    def _unsettled(self) -> None:
+        self._settled_at = time.monotonic() + SETTLING_SECONDS
 
     def _retire(self, lane: _Lane[UpT, DownT]) -> None:
         self._retired.add(lane)
@@ -517,7 +550,13 @@ class MuxStreamClient(_Lanes[SUpT, SDownT], Generic[SUpT, SDownT, ChunkT]):
         lanes: int = 4,
         max_age: float = 30.0,
     ) -> None:
-        super().__init__(open_stream, method=method, lanes=lanes, max_age=max_age)
+        super().__init__(
+            open_stream,
+            method=method,
+            lanes=lanes,
+            max_age=max_age,
+            settling_age=STREAM_SETTLING_AGE,
+        )
         self._envelope = envelope
 
     def open(self, request: Any, within: float) -> MuxStream[SUpT, SDownT, ChunkT]:
