@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
+from unigate import grpc_mux
 from unigate.grpc_mux import (
     STREAM_WINDOW,
     MuxFailed,
@@ -273,4 +274,44 @@ async def test_a_lost_lane_fails_its_streams_and_the_server_stops_them() -> None
             while True:
                 await endless.read()
         assert running.servicer.ended.get("endless") == "cancelled"
+        await mux.close()
+
+
+async def test_after_a_goaway_stream_lanes_are_placed_afresh_soon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lane opened while a replica was away is replaced at the settling age, not at its
+    30 s: the replica's successor (here: whatever the next opens reach) gets streams soon."""
+    monkeypatch.setattr(grpc_mux, "STREAM_SETTLING_AGE", 0.2)
+    async with (
+        Running() as leaving,
+        Running() as staying,
+        grpc.aio.insecure_channel(f"127.0.0.1:{leaving.port}") as to_leaving,
+        grpc.aio.insecure_channel(f"127.0.0.1:{staying.port}") as to_staying,
+    ):
+        stubs = [
+            relay_pb2_grpc.RelayServiceStub(to_leaving),
+            relay_pb2_grpc.RelayServiceStub(to_staying),
+        ]
+        opened: list[int] = []
+
+        def open_stream(messages: AsyncIterator[relay_pb2.RelayStreamUp]) -> Any:
+            opened.append(len(opened))
+            return stubs[min(len(opened) - 1, 1)].StreamMany(messages)
+
+        mux: MuxStreamClient[
+            relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk
+        ] = MuxStreamClient(open_stream, relay_pb2.RelayStreamUp, method=METHOD, lanes=1)
+        await read_all(mux.open(request("before", "1 0"), 10))
+        leaving.servicer.mux.drain()
+        await until(lambda: leaving.servicer.streams_open == 0)
+        await read_all(mux.open(request("moved", "1 0"), 10))
+        assert len(opened) == 2 and "moved" in staying.servicer.ended
+        # Young lanes are kept ...
+        await read_all(mux.open(request("kept", "1 0"), 10))
+        assert len(opened) == 2
+        # ... and replaced once past the settling age (30 s otherwise).
+        await asyncio.sleep(0.3)
+        await read_all(mux.open(request("afresh", "1 0"), 10))
+        assert len(opened) == 3
         await mux.close()
