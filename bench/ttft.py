@@ -5,9 +5,11 @@ whole stack is started on free ports with its own database and namespace, with o
 the simulator. The same streamed chat request is then sent directly to the simulator and
 through the gateway, alternately, at 1 and at 8 in flight; TTFT is the time from sending the
 request to reading the first chunk that carries content. The relay forwards OpenAI-shaped
-streams as bytes, so the difference is the key check, reservation and two gRPC hops.
+streams as bytes, so the difference is the key check, reservation and two gRPC hops. The CPU
+the services (gateway, auth, relay, billing) spend per streamed request is read from /proc
+over the same run (the direct requests cost them nothing).
 
-    .venv/bin/python bench/ttft.py [--requests 300]
+    .venv/bin/python bench/ttft.py [--requests 300] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +29,16 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 
 from otlp_sink import PRODUCTION_SAMPLE_RATIO, Sink
-from run import delete_redis_keys, delete_stream, drop_database, machine_info, with_database
+from run import (
+    PROFILED,
+    cpu_snapshot,
+    delete_redis_keys,
+    delete_stream,
+    drop_database,
+    machine_info,
+    start_profilers,
+    with_database,
+)
 
 from tests import admin_writes
 from unigate.db import create_pool
@@ -90,14 +103,20 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def measure(
-    targets: dict[str, tuple[str, str]], requests: int, in_flight: int
+    targets: dict[str, tuple[str, str]],
+    requests: int,
+    in_flight: int,
+    pids: dict[str, int],
+    cpu: dict[str, float],
 ) -> dict[str, list[float]]:
+    """TTFT of each target's requests; ``cpu`` gets each service's CPU seconds over them."""
     found: dict[str, list[float]] = {name: [] for name in targets}
     limits = httpx.Limits(max_connections=in_flight * 2, max_keepalive_connections=in_flight * 2)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         for url, key in targets.values():  # warm connections and caches
             for _ in range(20):
                 await first_token(client, url, key)
+        before = cpu_snapshot(pids)
 
         async def worker(n: int) -> None:
             for _ in range(n):
@@ -106,12 +125,21 @@ async def measure(
                     found[name].append(await first_token(client, url, key))
 
         await asyncio.gather(*(worker(requests // in_flight) for _ in range(in_flight)))
+        after = cpu_snapshot(pids)
+    cpu.update({name: after[name] - before[name] for name in after if name in before})
     return found
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy each service during the measured requests into this directory (raw"
+        " collapsed stacks per service and in-flight count; the figures of a profiled run are"
+        " skewed by the sampling)",
+    )
     parser.add_argument(
         "--internal-tls",
         choices=("on", "off"),
@@ -166,8 +194,8 @@ def main() -> int:
         f"- configuration: {configuration}",
         "",
         "| in flight | direct p50 ms | direct p99 ms | gateway p50 ms | gateway p99 ms "
-        "| added p50 ms | added p99 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| added p50 ms | added p99 ms | CPU ms/stream (gateway, auth, relay, billing) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     added: dict[int, float] = {}
     print(configuration, flush=True)
@@ -175,18 +203,35 @@ def main() -> int:
         if sink is not None:
             sink.start()
         key = asyncio.run(prepare(dsn, secret_key, stack.simulator_url, config.simulator_key))
-        stack.start(timeout=60)
+        # Generous: on a machine shared with other stacks the services import slowly.
+        stack.start(timeout=180)
         targets = {
             "direct": (stack.simulator_url + "/v1/chat/completions", config.simulator_key),
             "gateway": (stack.gateway_url + "/v1/chat/completions", key),
         }
+        pids = {name: proc.pid for name, proc in stack.procs.items() if name in PROFILED}
         for in_flight in (1, 8):
-            found = asyncio.run(measure(targets, args.requests, in_flight))
+            # py-spy ends at the end of the measurement (SIGINT), not after a fixed time.
+            spies = start_profilers(args.profile, f"inflight{in_flight}", 3600, pids)
+            cpu: dict[str, float] = {}
+            try:
+                found = asyncio.run(measure(targets, args.requests, in_flight, pids, cpu))
+            finally:
+                for spy in spies:
+                    spy.send_signal(signal.SIGINT)
+                for spy in spies:
+                    try:
+                        spy.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        spy.kill()
             d50, d99 = percentile(found["direct"], 0.5), percentile(found["direct"], 0.99)
             g50, g99 = percentile(found["gateway"], 0.5), percentile(found["gateway"], 0.99)
+            streams = len(found["gateway"])
+            per = [cpu.get(name, 0.0) * 1000 / streams for name in PROFILED]
             row = (
                 f"| {in_flight} | {d50:.2f} | {d99:.2f} | {g50:.2f} | {g99:.2f} "
-                f"| {g50 - d50:.2f} | {g99 - d99:.2f} |"
+                f"| {g50 - d50:.2f} | {g99 - d99:.2f} "
+                f"| {sum(per):.2f} ({', '.join(f'{v:.2f}' for v in per)}) |"
             )
             print(row, flush=True)
             lines.append(row)

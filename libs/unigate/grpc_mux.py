@@ -1,28 +1,49 @@
-"""Many unary calls multiplexed over a few long-lived gRPC bidirectional streams.
+"""Many gRPC calls multiplexed over a few long-lived bidirectional streams ("lanes"): unary
+calls (``AuthorizeMany``, ``CallMany``) and server-streaming calls (``StreamMany``).
 
 Why: on a 2-core machine a grpc.aio unary call costs about 0.35 ms round trip and 0.4 ms of CPU
 across both ends, while a message on an open stream costs about 0.15 ms and half the CPU. The
 gateway makes two such calls per request (auth, then the relay), so this is the largest cost
-its path can shed without changing what the services say to each other.
+its path can shed without changing what the services say to each other. A streaming call of
+its own costs more still before its first message (the call's setup, its metadata and
+trace headers, a task on each end): measured in ``make bench-ttft``.
 
-The wire contract (``AuthorizeMany``, ``CallMany``): the client numbers each request with a
-``call_id`` and the server answers each with its own ``call_id``, in whatever order the calls
-finish. A message with ``call_id`` 0 from the server is a GOAWAY: the server is shutting down,
-will answer what it already received and wants nothing more on this stream; the client then
-half-closes it and opens a new one for later calls. The per-request trace context travels in
-the request's ``trace_context`` map, since a stream's metadata is sent only once.
+The wire contract, unary (``AuthorizeMany``, ``CallMany``): the client numbers each request
+with a ``call_id`` and the server answers each with its own ``call_id``, in whatever order the
+calls finish. The per-request trace context travels in the request's ``trace_context`` map,
+since a stream's metadata is sent only once.
 
-What a multiplexed call does not do: carry a deadline to the server (the client stops waiting
-at its timeout; the server's own timeouts bound the work), or cancel the server's work when
-the caller goes away.
+Streaming (``StreamMany``): the client's messages are envelopes (``call_id`` and one of
+``open`` (the request), ``credit`` (a count), ``cancel``); the server's carry the call's
+``call_id`` and one chunk, the call's ``last`` message marks its end (what the end of a
+server-streaming call's response was), ``failed`` the server's failure (what a status other
+than OK was). Flow control is per call, by credit: the server may send a call
+``STREAM_WINDOW`` chunks after its open and one more per credit; the client grants credit as
+its caller reads chunks, in batches of half the window. So a slow reader holds at most a
+window of its own chunks in the client and stops its own server task (and, through it, the
+provider's connection), and never the lane: the lane's reader only moves each message to its
+call. ``cancel`` stops the call's task on the server (the caller went away, or its deadline
+passed).
+
+Both: a message with ``call_id`` 0 from the server is a GOAWAY: the server is shutting down,
+will finish what it already received and wants no new calls on this stream; the client opens
+no more calls on it, half-closes it once the calls in flight on it have ended (a stream's
+credits and cancels still travel on it until then) and opens a new one for later calls.
+
+What a multiplexed unary call does not do: carry a deadline to the server (the client stops
+waiting at its timeout; the server's own timeouts bound the work), or cancel the server's work
+when the caller goes away. A multiplexed stream does both, by ``cancel``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -32,12 +53,17 @@ from unigate import telemetry
 
 log = logging.getLogger(__name__)
 
-# The unary methods the multiplexed ones (AuthorizeMany, CallMany) carry: the names their
-# calls' spans and logs go by, on both ends.
+# The methods the multiplexed ones (AuthorizeMany, CallMany, StreamMany) carry: the names
+# their calls' spans and logs go by, on both ends.
 AUTHORIZE = "/unigate.v1.AuthService/Authorize"
 RELAY_CALL = "/unigate.v1.RelayService/Call"
+RELAY_STREAM = "/unigate.v1.RelayService/Stream"
 
 GOAWAY_CALL_ID = 0
+# Chunks the server may send a stream ahead of its reader; the client grants credit in
+# batches of half of it. A relay's chunk is usually one SSE event (a token or a few), so 16
+# leave the provider's pace unhindered while a reader that stalls holds at most 16 chunks.
+STREAM_WINDOW = 16
 
 
 class _Request(Protocol):
@@ -51,12 +77,48 @@ class _Response(Protocol):
     call_id: int
 
 
+class _Down(Protocol):
+    call_id: int
+
+
+class _StreamDown(Protocol):
+    """What a streaming lane's server sends (``RelayStreamDown``)."""
+
+    call_id: int
+    last: bool
+    failed: str
+
+    def HasField(self, field_name: Any, /) -> bool: ...
+
+    @property
+    def chunk(self) -> Any: ...
+
+
+class _StreamUp(Protocol):
+    """What a streaming lane's client sends (``RelayStreamUp``)."""
+
+    call_id: int
+
+    def WhichOneof(self, oneof_group: Any, /) -> str | None: ...
+
+    @property
+    def open(self) -> Any: ...
+
+    @property
+    def credit(self) -> int: ...
+
+
 ReqT = TypeVar("ReqT", bound=_Request)
 RespT = TypeVar("RespT", bound=_Response)
+UpT = TypeVar("UpT")
+DownT = TypeVar("DownT", bound=_Down)
+SUpT = TypeVar("SUpT", bound=_StreamUp)
+SDownT = TypeVar("SDownT", bound=_StreamDown)
+ChunkT = TypeVar("ChunkT")
 
-# What a stub's stream-stream method is, seen from here: give it the request iterator, get
+# What a stub's stream-stream method is, seen from here: give it the message iterator, get
 # the call back (stub.AuthorizeMany, bound to its options by the caller).
-OpenStream = Callable[[AsyncIterator[ReqT]], "grpc.aio.StreamStreamCall[Any, Any]"]
+OpenStream = Callable[[AsyncIterator[UpT]], "grpc.aio.StreamStreamCall[Any, Any]"]
 
 
 class MuxError(Exception):
@@ -72,30 +134,58 @@ class MuxTimeout(MuxError):
     """No answer within the caller's timeout."""
 
 
+class MuxFailed(MuxError):
+    """The server failed while serving the call (a multiplexed stream's ``failed``): what a
+    status other than OK (UNKNOWN, an exception in the handler) is to a call of its own."""
+
+
 class _NotSent(MuxUnavailable):
     """The stream ended before the request was handed to it: safe to send elsewhere."""
 
+
+# How long after a server went away (or a stream broke) lanes with a ``settling_age`` keep
+# being replaced at that age: long enough for a restarted replica's successor to come up.
+SETTLING_SECONDS = 120.0
+# A stream lane's age limit meanwhile: a streaming call is long and its placement matters
+# (a call of its own was placed afresh each time); a lane open costs about one such call.
+STREAM_SETTLING_AGE = 1.0
 
 # A request whose stream failed before sending it is sent on a fresh stream, this many times
 # at most (a relay shutting down refuses new streams while the client learns of it).
 _SENDS = 3
 
 
-class _Lane(Generic[ReqT, RespT]):
-    """One open stream and the calls waiting on it."""
+class _Receiver(Protocol[DownT]):  # type: ignore[misc]
+    """One call in flight on a lane, as the lane's reader sees it."""
 
-    def __init__(self, open_stream: OpenStream[ReqT], name: str) -> None:
-        self.pending: dict[int, asyncio.Future[RespT]] = {}
-        # Of the pending calls, those whose request went to gRPC.
+    def deliver(self, message: DownT) -> bool:
+        """Take one of the call's messages; True when it was the call's last."""
+        ...
+
+    def fail(self, error: MuxUnavailable) -> None: ...
+
+
+class _Lane(Generic[UpT, DownT]):
+    """One open stream and the calls in flight on it."""
+
+    def __init__(
+        self, open_stream: OpenStream[UpT], name: str, unsettled: Callable[[], None]
+    ) -> None:
+        # Called when the server goes away or the stream breaks: a replica is leaving.
+        self._unsettled = unsettled
+        self.pending: dict[int, _Receiver[DownT]] = {}
+        # Of the pending calls, those whose opening message went to gRPC.
         self.sent: set[int] = set()
         self.accepting = True
         self.opened = time.monotonic()
         self._name = name
-        self._outbox: asyncio.Queue[ReqT | None] = asyncio.Queue()
+        self._half_closed = False
+        # (message, whether it opens a call) or None: half-close.
+        self._outbox: asyncio.Queue[tuple[UpT, bool] | None] = asyncio.Queue()
         self._call = open_stream(self._requests())
         self.reader = asyncio.create_task(self._read())
 
-    async def _requests(self) -> AsyncIterator[ReqT]:
+    async def _requests(self) -> AsyncIterator[UpT]:
         # Requests wait here, not in gRPC's write, until the stream is up: then one whose
         # caller gave up meanwhile (timeout, cancelled) is never sent, and the server does no
         # work nobody will see (auth would reserve quota for a request already refused).
@@ -103,20 +193,41 @@ class _Lane(Generic[ReqT, RespT]):
             await self._call.wait_for_connection()
         except grpc.aio.AioRpcError:
             return  # the reader sees the same error and fails the calls
-        while (request := await self._outbox.get()) is not None:
-            if request.call_id in self.pending:
-                self.sent.add(request.call_id)
-                yield request
+        while (item := await self._outbox.get()) is not None:
+            message, opens = item
+            call_id: int = message.call_id  # type: ignore[attr-defined]
+            if opens:
+                if call_id not in self.pending:
+                    continue
+                self.sent.add(call_id)
+            yield message
 
-    def send(self, request: ReqT) -> asyncio.Future[RespT]:
-        future: asyncio.Future[RespT] = asyncio.get_running_loop().create_future()
-        self.pending[request.call_id] = future
-        self._outbox.put_nowait(request)
-        return future
+    def send(self, call_id: int, message: UpT, receiver: _Receiver[DownT]) -> None:
+        """Open a call: ``message`` is sent when the stream is up, unless the call was
+        forgotten by then."""
+        self.pending[call_id] = receiver
+        self._outbox.put_nowait((message, True))
+
+    def control(self, message: UpT) -> None:
+        """Send a message about a call already sent (a stream's credit or cancel)."""
+        if not self._half_closed:
+            self._outbox.put_nowait((message, False))
+
+    def forget(self, call_id: int) -> None:
+        """The call is over for its caller: later messages for it are dropped."""
+        self.pending.pop(call_id, None)
+        self.sent.discard(call_id)
+        if not self.accepting:
+            self._half_close_when_idle()
 
     def stop_sending(self) -> None:
-        if self.accepting:
-            self.accepting = False
+        """No new calls on this stream; it is half-closed once its calls have ended."""
+        self.accepting = False
+        self._half_close_when_idle()
+
+    def _half_close_when_idle(self) -> None:
+        if not self.pending and not self._half_closed:
+            self._half_closed = True
             self._outbox.put_nowait(None)
 
     def cancel(self) -> None:
@@ -125,39 +236,125 @@ class _Lane(Generic[ReqT, RespT]):
     async def _read(self) -> None:
         why = "the server ended the stream"
         try:
-            async for response in self._call:
-                if response.call_id == GOAWAY_CALL_ID:
+            async for message in self._call:
+                call_id = message.call_id
+                if call_id == GOAWAY_CALL_ID:
+                    self._unsettled()
                     self.stop_sending()
                     continue
-                future = self.pending.pop(response.call_id, None)
-                self.sent.discard(response.call_id)
-                if future is not None and not future.done():
-                    future.set_result(response)
+                receiver = self.pending.get(call_id)
+                if receiver is not None and receiver.deliver(message):
+                    self.forget(call_id)
         except grpc.aio.AioRpcError as exc:
             why = f"{exc.code().name}: {exc.details()}"
+            self._unsettled()
         except asyncio.CancelledError:
             why = "the client closed the stream"
         finally:
+            self.accepting = False
+            pending, self.pending = self.pending, {}
+            sent, self.sent = self.sent, set()
             # Ends the request iterator too, so gRPC's task consuming it does not linger.
-            self.stop_sending()
-            if self.pending:
+            self._half_close_when_idle()
+            if pending:
                 log.warning(
-                    "%s stream lost with %d calls in flight: %s", self._name, len(self.pending), why
+                    "%s stream lost with %d calls in flight: %s", self._name, len(pending), why
                 )
-            for call_id, future in self.pending.items():
-                if not future.done():
-                    lost = MuxUnavailable if call_id in self.sent else _NotSent
-                    future.set_exception(lost(f"{self._name}: {why}"))
-            self.pending.clear()
-            self.sent.clear()
+            for call_id, receiver in pending.items():
+                lost = MuxUnavailable if call_id in sent else _NotSent
+                receiver.fail(lost(f"{self._name}: {why}"))
 
 
-class MuxClient(Generic[ReqT, RespT]):
-    """Calls ``method`` (named as its unary twin, for spans and logs) over ``lanes`` streams,
-    round-robin; a stream that broke or was told to go away is replaced on next use, and so
-    is one older than ``max_age`` seconds: a new stream is placed by the channel's balancing
-    policy afresh, so replicas added since (or a server's reconnect after its
-    max_connection_age) get their share, as they would with unary calls."""
+class _Lanes(Generic[UpT, DownT]):
+    """``lanes`` streams used round-robin; a stream that broke or was told to go away is
+    replaced on next use, and so is one older than ``max_age`` seconds: a new stream is
+    placed by the channel's balancing policy afresh, so replicas added since (or a server's
+    reconnect after its max_connection_age) get their share, as they would with calls of
+    their own.
+
+    ``settling_age``, when given: for ``SETTLING_SECONDS`` after a server went away or a
+    stream broke (a replica draining, restarting, or gone), streams are replaced once they
+    are this old instead, so the replica's successor, or the replicas that take its place,
+    get their share within about that long of being up rather than of ``max_age``."""
+
+    def __init__(
+        self,
+        open_stream: OpenStream[UpT],
+        *,
+        method: str,
+        lanes: int,
+        max_age: float,
+        settling_age: float | None = None,
+    ) -> None:
+        self._open = open_stream
+        self._method = method
+        self._max_age = max_age
+        self._settling_age = settling_age
+        self._settled_at = 0.0
+        self._lanes: list[_Lane[UpT, DownT] | None] = [None] * max(1, lanes)
+        # Replaced lanes still owe their calls in flight: kept until they end.
+        self._retired: set[_Lane[UpT, DownT]] = set()
+        self._ids = itertools.count(1)
+        self._turn = 0
+
+    def _lane(self) -> _Lane[UpT, DownT]:
+        self._turn = (self._turn + 1) % len(self._lanes)
+        lane = self._lanes[self._turn]
+        now = time.monotonic()
+        max_age = self._max_age
+        if self._settling_age is not None and now < self._settled_at:
+            max_age = self._settling_age
+        if lane is not None and lane.accepting and now - lane.opened > max_age:
+            lane.stop_sending()
+        if lane is None or not lane.accepting:
+            if lane is not None and not lane.reader.done():
+                self._retire(lane)
+            lane = self._lanes[self._turn] = _Lane(self._open, self._method, self._unsettled)
+        return lane
+
+    def _unsettled(self) -> None:
+        self._settled_at = time.monotonic() + SETTLING_SECONDS
+
+    def _retire(self, lane: _Lane[UpT, DownT]) -> None:
+        self._retired.add(lane)
+        lane.reader.add_done_callback(lambda _: self._retired.discard(lane))
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Open no more calls, let those in flight end (up to ``grace``), close the streams."""
+        lanes = [lane for lane in self._lanes if lane is not None] + list(self._retired)
+        for lane in lanes:
+            lane.stop_sending()
+        readers = [lane.reader for lane in lanes]
+        if readers:
+            _, late = await asyncio.wait(readers, timeout=grace)
+            for lane in lanes:
+                if lane.reader in late:
+                    lane.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        self._lanes = [None] * len(self._lanes)
+
+
+class _Answer(Generic[RespT]):
+    """A unary call's receiver: its one answer."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[RespT] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, message: RespT) -> bool:
+        if not self.future.done():
+            self.future.set_result(message)
+        return True
+
+    def fail(self, error: MuxUnavailable) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+class MuxClient(_Lanes[ReqT, RespT]):
+    """Unary calls of ``method`` (named as its unary twin, for spans and logs) over
+    ``lanes`` streams (``_Lanes``)."""
 
     def __init__(
         self,
@@ -167,29 +364,7 @@ class MuxClient(Generic[ReqT, RespT]):
         lanes: int = 4,
         max_age: float = 30.0,
     ) -> None:
-        self._open = open_stream
-        self._method = method
-        self._max_age = max_age
-        self._lanes: list[_Lane[ReqT, RespT] | None] = [None] * max(1, lanes)
-        # Replaced lanes still owe answers to their calls in flight: kept until they end.
-        self._retired: set[_Lane[ReqT, RespT]] = set()
-        self._ids = itertools.count(1)
-        self._turn = 0
-
-    def _lane(self) -> _Lane[ReqT, RespT]:
-        self._turn = (self._turn + 1) % len(self._lanes)
-        lane = self._lanes[self._turn]
-        if lane is not None and lane.accepting and time.monotonic() - lane.opened > self._max_age:
-            lane.stop_sending()
-        if lane is None or not lane.accepting:
-            if lane is not None and not lane.reader.done():
-                self._retire(lane)
-            lane = self._lanes[self._turn] = _Lane(self._open, self._method)
-        return lane
-
-    def _retire(self, lane: _Lane[ReqT, RespT]) -> None:
-        self._retired.add(lane)
-        lane.reader.add_done_callback(lambda _: self._retired.discard(lane))
+        super().__init__(open_stream, method=method, lanes=lanes, max_age=max_age)
 
     async def call(self, request: ReqT, within: float) -> RespT:
         """Send ``request`` (its ``call_id`` is set here) and wait ``within`` seconds at most
@@ -214,50 +389,232 @@ class MuxClient(Generic[ReqT, RespT]):
     async def _send(self, request: ReqT) -> RespT:
         for sends_left in range(_SENDS - 1, -1, -1):
             lane = self._lane()
-            future = lane.send(request)
+            answer: _Answer[RespT] = _Answer()
+            lane.send(request.call_id, request, answer)
             try:
-                return await future
+                return await answer.future
             except _NotSent:
                 if not sends_left:
                     raise
             finally:
-                lane.pending.pop(request.call_id, None)
-                lane.sent.discard(request.call_id)
+                lane.forget(request.call_id)
         raise AssertionError("unreachable")
 
-    async def close(self, grace: float = 5.0) -> None:
-        """Half-close every stream, let the answers in flight arrive (up to ``grace``)."""
-        lanes = [lane for lane in self._lanes if lane is not None] + list(self._retired)
-        for lane in lanes:
-            lane.stop_sending()
-        readers = [lane.reader for lane in lanes]
-        if readers:
-            _, late = await asyncio.wait(readers, timeout=grace)
-            for lane in lanes:
-                if lane.reader in late:
-                    lane.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-        self._lanes = [None] * len(self._lanes)
+
+class MuxStream(Generic[SUpT, SDownT, ChunkT]):
+    """One server-streaming call on a lane, read as a grpc.aio call is: ``read()`` gives the
+    next chunk, ``grpc.aio.EOF`` after the last; ``cancel()`` stops it on the server.
+
+    A call its caller drops unfinished is cancelled when it is collected, as a grpc.aio call
+    is (the gateway's response may be abandoned before it reads a byte: a client gone before
+    its headers): else the server's task would wait for credit, and hold its provider's
+    connection, for as long as the lane lives. So the lane holds the call's state
+    (``_StreamCall``), and only the caller holds this."""
+
+    __slots__ = ("__weakref__", "_call")
+
+    def __init__(self, call: _StreamCall[SUpT, SDownT, ChunkT]) -> None:
+        self._call = call
+        # Not at exit: the lanes go with the process.
+        weakref.finalize(self, call.abandon).atexit = False
+
+    @property
+    def buffered(self) -> int:
+        """Chunks received and not yet read (at most ``STREAM_WINDOW``)."""
+        return len(self._call.chunks)
+
+    async def read(self) -> ChunkT | Any:
+        """The next chunk; ``grpc.aio.EOF`` after the last. Raises MuxUnavailable (the lane
+        broke), MuxFailed (the server failed), MuxTimeout (past the call's deadline: the
+        call is cancelled)."""
+        return await self._call.read()
+
+    def cancel(self) -> bool:
+        """Stop the call, on the server too; False if it had already ended."""
+        return self._call.cancel()
 
 
-class MuxServer(Generic[ReqT, RespT]):
-    """Serves one multiplexed method: every request runs as its own task, answers go out as
-    they finish. ``drain`` sends every open stream a GOAWAY (call it before the server's
-    ``stop(grace)``, so clients move their new calls elsewhere while these finish)."""
+class _StreamCall(Generic[SUpT, SDownT, ChunkT]):
+    """A multiplexed stream's state: the lane's receiver of its messages, and what
+    ``MuxStream`` reads."""
 
     def __init__(
         self,
-        handle: Callable[[ReqT], Awaitable[RespT]],
-        on_error: Callable[[BaseException], RespT],
-        goaway: Callable[[], RespT],
+        lanes: MuxStreamClient[SUpT, SDownT, ChunkT],
+        request: Any,
+        within: float,
+    ) -> None:
+        self._lanes = lanes
+        self._request = request
+        self.call_id = next(lanes._ids)
+        self._span = telemetry.start_rpc_client(lanes._method, request.trace_context)
+        self._deadline = asyncio.get_running_loop().time() + within
+        self._within = within
+        self.chunks: collections.deque[ChunkT] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._error: MuxError | None = None
+        # The call has ended (its last message, a failure, or a cancel).
+        self._over = False
+        # Whether anything came back yet: until then, a stream that failed before sending
+        # the request may send it elsewhere.
+        self._answered = False
+        self._sends_left = _SENDS - 1
+        # Chunks read since the last credit granted.
+        self._read = 0
+        self._lane = self._open()
+
+    def _open(self) -> _Lane[SUpT, SDownT]:
+        lane = self._lanes._lane()
+        lane.send(
+            self.call_id, self._lanes._envelope(call_id=self.call_id, open=self._request), self
+        )
+        return lane
+
+    def deliver(self, message: SDownT) -> bool:
+        self._answered = True
+        if message.HasField("chunk"):
+            self.chunks.append(message.chunk)
+        if message.failed:
+            self._error = MuxFailed(f"{self._lanes._method}: {message.failed}")
+        if message.last or message.failed:
+            self._end("UNKNOWN" if message.failed else None)
+        self._arrived.set()
+        return self._over
+
+    def fail(self, error: MuxUnavailable) -> None:
+        if isinstance(error, _NotSent) and not self._answered and self._sends_left:
+            # Never sent: opened again on a fresh stream when the caller next reads.
+            self._sends_left -= 1
+            self._lane = self._open()
+            return
+        self._error = error
+        self._end("UNAVAILABLE")
+        self._arrived.set()
+
+    def _end(self, code: str | None) -> None:
+        if not self._over:
+            self._over = True
+            telemetry.end_rpc_client(self._span, code)
+
+    async def read(self) -> ChunkT | Any:
+        while not self.chunks:
+            if self._error is not None:
+                raise self._error
+            if self._over:
+                return grpc.aio.EOF
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    await self._arrived.wait()
+            except TimeoutError:
+                self.cancel("DEADLINE_EXCEEDED")
+                self._error = MuxTimeout(
+                    f"{self._lanes._method}: not finished within {self._within:g} s"
+                )
+        chunk = self.chunks.popleft()
+        self._read += 1
+        if self._read >= STREAM_WINDOW // 2 and not self._over:
+            self._lane.control(self._lanes._envelope(call_id=self.call_id, credit=self._read))
+            self._read = 0
+        return chunk
+
+    def abandon(self) -> None:
+        """The caller dropped the call: cancel it if it has not ended."""
+        if not self._over:
+            # RuntimeError: no event loop any more (the process is exiting).
+            with contextlib.suppress(RuntimeError):
+                self.cancel()
+
+    def cancel(self, code: str = "CANCELLED") -> bool:
+        if self._over:
+            return False
+        if self.call_id in self._lane.sent:
+            self._lane.control(self._lanes._envelope(call_id=self.call_id, cancel=True))
+        self._lane.forget(self.call_id)
+        self._end(code)
+        self._arrived.set()
+        return True
+
+
+class MuxStreamClient(_Lanes[SUpT, SDownT], Generic[SUpT, SDownT, ChunkT]):
+    """Server-streaming calls of ``method`` (named as its own streaming twin, for spans and
+    logs) over ``lanes`` streams (``_Lanes``); ``envelope`` builds the client's messages
+    (``RelayStreamUp``)."""
+
+    def __init__(
+        self,
+        open_stream: OpenStream[SUpT],
+        envelope: Callable[..., SUpT],
         *,
         method: str,
+        lanes: int = 4,
+        max_age: float = 30.0,
     ) -> None:
-        self._handle = handle
-        self._on_error = on_error
+        super().__init__(
+            open_stream,
+            method=method,
+            lanes=lanes,
+            max_age=max_age,
+            settling_age=STREAM_SETTLING_AGE,
+        )
+        self._envelope = envelope
+
+    def open(self, request: Any, within: float) -> MuxStream[SUpT, SDownT, ChunkT]:
+        """Start a call of ``request`` (its ``trace_context`` is filled in here, from the
+        current context) that must end within ``within`` seconds."""
+        return MuxStream(_StreamCall(self, request, within))
+
+
+class _Served(Generic[DownT]):
+    """A lane as its server sees it: the answers going out, the calls running."""
+
+    __slots__ = ("credits", "outbox", "running")
+
+    def __init__(self) -> None:
+        self.outbox: asyncio.Queue[DownT | None] = asyncio.Queue()
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self.credits: dict[int, _Credit] = {}
+
+    def start(self, call_id: int, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.running[call_id] = task
+        task.add_done_callback(lambda _: self._done(call_id, task))
+
+    def _done(self, call_id: int, task: asyncio.Task[None]) -> None:
+        if self.running.get(call_id) is task:
+            del self.running[call_id]
+            self.credits.pop(call_id, None)
+
+
+class _Credit:
+    """How many more chunks one stream may send."""
+
+    __slots__ = ("_left", "_more")
+
+    def __init__(self, left: int) -> None:
+        self._left = left
+        self._more = asyncio.Event()
+
+    def grant(self, count: int) -> None:
+        self._left += count
+        self._more.set()
+
+    async def take(self) -> None:
+        while self._left <= 0:
+            self._more.clear()
+            await self._more.wait()
+        self._left -= 1
+
+
+class _MuxServing(Generic[UpT, DownT]):
+    """Serves one multiplexed method: every call runs as its own task, answers go out as
+    they come. ``drain`` sends every open stream a GOAWAY (call it before the server's
+    ``stop(grace)``, so clients move their new calls elsewhere while these finish)."""
+
+    def __init__(self, goaway: Callable[[], DownT], *, method: str) -> None:
         self._goaway = goaway
         self._method = method
-        self._outboxes: set[asyncio.Queue[RespT | None]] = set()
+        self._outboxes: set[asyncio.Queue[DownT | None]] = set()
         self._draining = False
 
     def drain(self) -> None:
@@ -265,31 +622,22 @@ class MuxServer(Generic[ReqT, RespT]):
         for outbox in self._outboxes:
             outbox.put_nowait(self._goaway())
 
-    async def serve(self, requests: AsyncIterator[ReqT]) -> AsyncIterator[RespT]:
-        outbox: asyncio.Queue[RespT | None] = asyncio.Queue()
-        running: set[asyncio.Task[None]] = set()
+    def _receive(self, message: UpT, lane: _Served[DownT]) -> None:
+        raise NotImplementedError
 
-        async def one(request: ReqT) -> None:
-            try:
-                with telemetry.rpc_server_span(self._method, request.trace_context):
-                    response = await self._handle(request)
-            except Exception as exc:
-                log.exception("%s failed", self._method)
-                response = self._on_error(exc)
-            response.call_id = request.call_id
-            outbox.put_nowait(response)
+    async def serve(self, messages: AsyncIterator[UpT]) -> AsyncIterator[DownT]:
+        lane: _Served[DownT] = _Served()
+        outbox = lane.outbox
 
         async def read() -> None:
             try:
-                async for request in requests:
-                    task = asyncio.create_task(one(request))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                async for message in messages:
+                    self._receive(message, lane)
             except Exception as exc:  # the client went away: answer what is running, if it can
                 log.debug("%s stream read ended: %r", self._method, exc)
             try:
-                while running:
-                    await asyncio.wait(set(running))
+                while lane.running:
+                    await asyncio.wait(set(lane.running.values()))
             finally:
                 outbox.put_nowait(None)
 
@@ -303,5 +651,87 @@ class MuxServer(Generic[ReqT, RespT]):
         finally:
             self._outboxes.discard(outbox)
             reader.cancel()
-            for task in list(running):
+            for task in list(lane.running.values()):
                 task.cancel()
+
+
+class MuxServer(_MuxServing[ReqT, RespT]):
+    """Serves multiplexed unary calls: ``handle`` answers each, ``on_error`` stands in for an
+    answer when it raises."""
+
+    def __init__(
+        self,
+        handle: Callable[[ReqT], Awaitable[RespT]],
+        on_error: Callable[[BaseException], RespT],
+        goaway: Callable[[], RespT],
+        *,
+        method: str,
+    ) -> None:
+        super().__init__(goaway, method=method)
+        self._handle = handle
+        self._on_error = on_error
+
+    def _receive(self, message: ReqT, lane: _Served[RespT]) -> None:
+        lane.start(message.call_id, self._one(message, lane.outbox))
+
+    async def _one(self, request: ReqT, outbox: asyncio.Queue[RespT | None]) -> None:
+        try:
+            with telemetry.rpc_server_span(self._method, request.trace_context):
+                response = await self._handle(request)
+        except Exception as exc:
+            log.exception("%s failed", self._method)
+            response = self._on_error(exc)
+        response.call_id = request.call_id
+        outbox.put_nowait(response)
+
+
+class MuxStreamServer(_MuxServing[SUpT, SDownT], Generic[SUpT, SDownT, ChunkT]):
+    """Serves multiplexed server-streaming calls: ``handle`` gives each call's chunks, sent
+    as its credit allows; ``down`` builds the server's messages (``RelayStreamDown``)."""
+
+    def __init__(
+        self,
+        handle: Callable[[Any], AsyncIterator[ChunkT]],
+        down: Callable[..., SDownT],
+        *,
+        method: str,
+    ) -> None:
+        super().__init__(down, method=method)
+        self._handle = handle
+        self._down = down
+
+    def _receive(self, message: SUpT, lane: _Served[SDownT]) -> None:
+        call_id = message.call_id
+        kind = message.WhichOneof("kind")
+        if kind == "open":
+            credit = lane.credits[call_id] = _Credit(STREAM_WINDOW)
+            lane.start(call_id, self._one(call_id, message.open, credit, lane.outbox))
+        elif kind == "credit":
+            if (more := lane.credits.get(call_id)) is not None:
+                more.grant(message.credit)
+        elif kind == "cancel" and (task := lane.running.get(call_id)) is not None:
+            task.cancel()
+
+    async def _one(
+        self,
+        call_id: int,
+        request: Any,
+        credit: _Credit,
+        outbox: asyncio.Queue[SDownT | None],
+    ) -> None:
+        try:
+            with telemetry.rpc_server_span(self._method, request.trace_context):
+                chunks = self._handle(request)
+                try:
+                    async for chunk in chunks:
+                        await credit.take()
+                        outbox.put_nowait(self._down(call_id=call_id, chunk=chunk))
+                finally:
+                    aclose = getattr(chunks, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+        except Exception as exc:
+            log.exception("%s failed", self._method)
+            outbox.put_nowait(self._down(call_id=call_id, failed=repr(exc), last=True))
+        else:
+            outbox.put_nowait(self._down(call_id=call_id, last=True))

@@ -14,10 +14,9 @@ the user's session or access token in the call's metadata; only the operator's i
 
 The table is the code's own call graph (``docs/security.md`` explains each line):
 gateway → auth (Authorize, ListModels, GetKeyInfo, the stored responses of the Responses API,
-AdminService for ``/api``), gateway →
-relay (Call, CallMany, Stream), gateway → auth (MessageBatchCall: Anthropic's Message
-Batches, whose upstream calls auth makes), auth → relay (MessageBatch), gateway → billing
-(the ``/api/log`` reads; DeleteLogs for
+AdminService for ``/api``), gateway → relay (Call, CallMany, Stream, StreamMany), gateway →
+auth (MessageBatchCall: Anthropic's Message Batches, whose upstream calls auth makes), auth →
+relay (MessageBatch), gateway → billing (the ``/api/log`` reads; DeleteLogs for
 ``DELETE /api/log/``, which auth has confirmed is an admin's); relay → auth (GetChannel,
 DisableChannel: its channel configuration and health reports); auth → relay (Call: the
 channel tester's one-token request); auth → billing (RedeemCode, CreateRedemptions:
@@ -91,6 +90,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _relay("Realtime"): frozenset({GATEWAY}),
     _relay("CallMany"): frozenset({GATEWAY}),
     _relay("Stream"): frozenset({GATEWAY}),
+    _relay("StreamMany"): frozenset({GATEWAY}),
     _billing("ListLogs"): frozenset({GATEWAY, ADMIN}),
     _billing("ExportLogs"): frozenset({GATEWAY, ADMIN}),
     _billing("UsageStats"): frozenset({GATEWAY, ADMIN}),
@@ -188,7 +188,7 @@ class CallerCheck(grpc.aio.ServerInterceptor):
 
     Per call this costs the interceptor hop, one dict lookup for the method's guarded
     handler (built once per method) and, in it, the auth context's identity and one
-    set lookup. A multiplexed stream (AuthorizeMany, CallMany) is checked once, when it
+    set lookup. A multiplexed stream (AuthorizeMany, CallMany, StreamMany) is checked once, when it
     opens, not per message."""
 
     def __init__(self, allowed: Mapping[str, frozenset[str]] = ALLOWED) -> None:

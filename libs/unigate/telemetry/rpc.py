@@ -1,5 +1,6 @@
 """gRPC client and server spans: interceptors for unary calls, and hand-made spans for the
-multiplexed streams (``AuthorizeMany``, ``CallMany``) whose calls are not one RPC each."""
+multiplexed streams (``AuthorizeMany``, ``CallMany``, ``StreamMany``) whose calls are not one RPC
+each."""
 
 from __future__ import annotations
 
@@ -175,5 +176,5 @@ def grpc_server_interceptors() -> list[grpc.aio.ServerInterceptor] | None:
     return [aio_server_interceptor(filter_=not_mux)]  # type: ignore[no-untyped-call]
 
 
-# The stream-stream methods served through grpc_mux.MuxServer.
-MUX_METHODS = ("AuthorizeMany", "CallMany")
+# The stream-stream methods served through grpc_mux (MuxServer, MuxStreamServer).
+MUX_METHODS = ("AuthorizeMany", "CallMany", "StreamMany")

@@ -500,6 +500,88 @@ class RelayChunk(_message.Message):
 Global___RelayChunk: _TypeAlias = RelayChunk  # noqa: Y015
 
 @_typing.final
+class RelayStreamUp(_message.Message):
+    """Gateway -> relay on StreamMany."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    OPEN_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.int
+    """The client's number for the call, unique on its stream."""
+    credit: _builtins.int
+    """The client has passed on this many more of the call's chunks: the relay may send as
+    many more.
+    """
+    cancel: _builtins.bool
+    """The client went away: stop the call (its upstream request) now."""
+    @_builtins.property
+    def open(self) -> Global___RelayRequest:
+        """Starts the call (its trace_context carries the caller's trace); the relay may send
+        STREAM_WINDOW chunks (grpc_mux) before any credit.
+        """
+
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.int = ...,
+        open: Global___RelayRequest | None = ...,
+        credit: _builtins.int = ...,
+        cancel: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "credit", b"credit", "kind", b"kind", "open", b"open"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "cancel", b"cancel", "credit", b"credit", "kind", b"kind", "open", b"open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["open", "credit", "cancel"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___RelayStreamUp: _TypeAlias = RelayStreamUp  # noqa: Y015
+
+@_typing.final
+class RelayStreamDown(_message.Message):
+    """Relay -> gateway on StreamMany."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.int
+    """The call this is part of; 0: a GOAWAY (the relay is shutting down: the calls in flight
+    go on, new ones go elsewhere).
+    """
+    last: _builtins.bool
+    """The call's last message: what Stream's end of the response stream was."""
+    failed: _builtins.str
+    """The relay failed while serving the call (what a status other than OK was to Stream):
+    the call ends here, with this message's last.
+    """
+    @_builtins.property
+    def chunk(self) -> Global___RelayChunk:
+        """What Stream would have sent."""
+
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.int = ...,
+        chunk: Global___RelayChunk | None = ...,
+        last: _builtins.bool = ...,
+        failed: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "chunk", b"chunk", "failed", b"failed", "last", b"last"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayStreamDown: _TypeAlias = RelayStreamDown  # noqa: Y015
+
+@_typing.final
 class ProxyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

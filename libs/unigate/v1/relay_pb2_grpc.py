@@ -51,6 +51,11 @@ class RelayServiceStub:
                 request_serializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
                 response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayChunk.FromString,
                 _registered_method=True)
+        self.StreamMany = channel.stream_stream(
+                '/unigate.v1.RelayService/StreamMany',
+                request_serializer=unigate_dot_v1_dot_relay__pb2.RelayStreamUp.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayStreamDown.FromString,
+                _registered_method=True)
         self.ProxyCall = channel.unary_unary(
                 '/unigate.v1.RelayService/ProxyCall',
                 request_serializer=unigate_dot_v1_dot_relay__pb2.ProxyRequest.SerializeToString,
@@ -91,6 +96,16 @@ class RelayServiceServicer:
 
     def Stream(self, request, context):
         """Streaming call: SSE bytes in OpenAI's framing, then one final message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamMany(self, request_iterator, context):
+        """Many streaming calls multiplexed over one long-lived stream, the gateways' streaming
+        path (libs/unigate/grpc_mux.py): each call's chunks carry its call_id; the relay sends a
+        call no more chunks than the gateway granted it credit for; a message with call_id 0
+        asks the client to open no more calls on this stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,6 +152,11 @@ def add_RelayServiceServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.FromString,
                     response_serializer=unigate_dot_v1_dot_relay__pb2.RelayChunk.SerializeToString,
+            ),
+            'StreamMany': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamMany,
+                    request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayStreamUp.FromString,
+                    response_serializer=unigate_dot_v1_dot_relay__pb2.RelayStreamDown.SerializeToString,
             ),
             'ProxyCall': grpc.unary_unary_rpc_method_handler(
                     servicer.ProxyCall,
@@ -237,6 +257,33 @@ class RelayService:
             '/unigate.v1.RelayService/Stream',
             unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
             unigate_dot_v1_dot_relay__pb2.RelayChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamMany(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/unigate.v1.RelayService/StreamMany',
+            unigate_dot_v1_dot_relay__pb2.RelayStreamUp.SerializeToString,
+            unigate_dot_v1_dot_relay__pb2.RelayStreamDown.FromString,
             options,
             channel_credentials,
             insecure,

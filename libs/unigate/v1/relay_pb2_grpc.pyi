@@ -27,6 +27,12 @@ class RelayServiceStub:
     """
     Stream: _aio.UnaryStreamMultiCallable[_relay_pb2.RelayRequest, _relay_pb2.RelayChunk]
     """Streaming call: SSE bytes in OpenAI's framing, then one final message."""
+    StreamMany: _aio.StreamStreamMultiCallable[_relay_pb2.RelayStreamUp, _relay_pb2.RelayStreamDown]
+    """Many streaming calls multiplexed over one long-lived stream, the gateways' streaming
+    path (libs/unigate/grpc_mux.py): each call's chunks carry its call_id; the relay sends a
+    call no more chunks than the gateway granted it credit for; a message with call_id 0
+    asks the client to open no more calls on this stream.
+    """
     ProxyCall: _aio.UnaryUnaryMultiCallable[_relay_pb2.ProxyRequest, _relay_pb2.ProxyResult]
     """One API's channel proxy: a raw request to the channel's base URL with its key."""
     Realtime: _aio.StreamStreamMultiCallable[_relay_pb2.RealtimeUp, _relay_pb2.RealtimeDown]
@@ -70,6 +76,18 @@ class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_relay_pb2.RelayRequest, _abc.AsyncIterator[_relay_pb2.RelayChunk]],
     ) -> _abc.AsyncIterator[_relay_pb2.RelayChunk]:
         """Streaming call: SSE bytes in OpenAI's framing, then one final message."""
+
+    @_abc_1.abstractmethod
+    def StreamMany(
+        self,
+        request_iterator: _abc.AsyncIterator[_relay_pb2.RelayStreamUp],
+        context: _aio.ServicerContext[_abc.AsyncIterator[_relay_pb2.RelayStreamUp], _abc.AsyncIterator[_relay_pb2.RelayStreamDown]],
+    ) -> _abc.AsyncIterator[_relay_pb2.RelayStreamDown]:
+        """Many streaming calls multiplexed over one long-lived stream, the gateways' streaming
+        path (libs/unigate/grpc_mux.py): each call's chunks carry its call_id; the relay sends a
+        call no more chunks than the gateway granted it credit for; a message with call_id 0
+        asks the client to open no more calls on this stream.
+        """
 
     @_abc_1.abstractmethod
     def ProxyCall(

@@ -222,7 +222,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await warming
             await authorizer.close()
             for relay in relays.values():
-                await relay.many.close()
+                await relay.close()
             await publisher.close(settings.usage_flush_timeout)
             await content.close()
             await nc.drain()

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from contextvars import Token
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 import orjson
@@ -20,7 +20,15 @@ from starlette.responses import Response, StreamingResponse
 
 from unigate import errors, telemetry
 from unigate.charge import quota_of
-from unigate.grpc_mux import RELAY_CALL, MuxClient, MuxError
+from unigate.grpc_mux import (
+    RELAY_CALL,
+    RELAY_STREAM,
+    MuxClient,
+    MuxError,
+    MuxFailed,
+    MuxStream,
+    MuxStreamClient,
+)
 from unigate.namespace import USAGE_SCHEMA_VERSION
 from unigate.settings import relay_for
 from unigate.terminal_frames import terminal_at
@@ -44,6 +52,11 @@ CLIENT_CLOSED = 499
 # Set when unigate injected or lowered the request's output limit (what its payer affords).
 MAX_TOKENS_HEADER = "x-unigate-max-tokens"
 T = TypeVar("T")
+# A streaming relay call: multiplexed on a StreamMany lane, or a Stream call of its own.
+RelayStream: TypeAlias = (
+    "MuxStream[relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk]"
+    " | grpc.aio.UnaryStreamCall[relay_pb2.RelayRequest, relay_pb2.RelayChunk]"
+)
 
 
 def reservation_of(auth: auth_pb2.AuthorizeResponse) -> dict[str, Any]:
@@ -93,16 +106,30 @@ class CallRecord:
 
 @dataclass(frozen=True, slots=True)
 class RelayClient:
-    """The gateway's way to one relay address: streaming calls and large bodies as gRPC calls
-    of their own, every other call multiplexed on the relay's CallMany streams."""
+    """The gateway's way to one relay address: large bodies as gRPC calls of their own,
+    every other call multiplexed, unary ones on the relay's CallMany streams, streaming ones
+    on its StreamMany streams."""
 
     stub: relay_pb2_grpc.RelayServiceStub
     many: MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult]
+    streams: MuxStreamClient[
+        relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk
+    ]
 
     @classmethod
     def over(cls, channel: grpc.aio.Channel, lanes: int) -> RelayClient:
         stub = relay_pb2_grpc.RelayServiceStub(channel)
-        return cls(stub, MuxClient(stub.CallMany, method=RELAY_CALL, lanes=lanes))
+        return cls(
+            stub,
+            MuxClient(stub.CallMany, method=RELAY_CALL, lanes=lanes),
+            MuxStreamClient(
+                stub.StreamMany, relay_pb2.RelayStreamUp, method=RELAY_STREAM, lanes=lanes
+            ),
+        )
+
+    async def close(self) -> None:
+        """Let the calls in flight end, then close the streams."""
+        await asyncio.gather(self.many.close(), self.streams.close())
 
 
 class Proxy:
@@ -256,7 +283,9 @@ class Proxy:
     def _rpc_error(self, exc: grpc.aio.AioRpcError | MuxError) -> relay_pb2.RelayError:
         if isinstance(exc, MuxError):
             log.error("relay call failed: %s", exc)
-            retryable = True
+            # A relay that failed serving the call (a status other than OK, once): as final
+            # as UNKNOWN was; a lost stream or a timeout may go to another channel.
+            retryable = not isinstance(exc, MuxFailed)
         else:
             log.error("relay call failed: %s %s", exc.code(), exc.details())
             retryable = exc.code() in (
@@ -276,6 +305,13 @@ class Proxy:
         if len(request.body) <= MAX_MULTIPLEXED_BODY:
             return await relay.many.call(request, self._relay_timeout)
         return await relay.stub.Call(request, timeout=self._relay_timeout)
+
+    def _relay_stream(self, relay: RelayClient, request: relay_pb2.RelayRequest) -> RelayStream:
+        """Start a streaming relay call (in the current context: the attempt's span is the
+        parent of the call's)."""
+        if len(request.body) <= MAX_MULTIPLEXED_BODY:
+            return relay.streams.open(request, self._relay_timeout)
+        return relay.stub.Stream(request, timeout=self._relay_timeout)
 
     def _start_attempt(
         self, record: CallRecord, cand: auth_pb2.ChannelCandidate
@@ -369,8 +405,9 @@ class Proxy:
                 last = self._no_relay_error(cand)
                 continue
             token = self._start_attempt(record, cand) if telemetry.recording() else None
-            # The interceptor's task (and so the relay's client span) takes the context here.
-            call = relay.stub.Stream(self._relay_request(record, cand), timeout=self._relay_timeout)
+            # The call's client span (the interceptor's task for a call of its own) takes the
+            # context here.
+            call = self._relay_stream(relay, self._relay_request(record, cand))
             if token is not None:
                 telemetry.detach(token)
             try:
@@ -380,7 +417,7 @@ class Proxy:
                 while isinstance(first, relay_pb2.RelayChunk) and first.HasField("usage"):
                     record.usage, reported = first.usage, True
                     first = await call.read()
-            except grpc.aio.AioRpcError as exc:
+            except (grpc.aio.AioRpcError, MuxError) as exc:
                 last = self._rpc_error(exc)
             else:
                 if not isinstance(first, relay_pb2.RelayChunk):  # grpc.aio.EOF
@@ -418,7 +455,7 @@ class Proxy:
     async def _forward(
         self,
         record: CallRecord,
-        call: grpc.aio.UnaryStreamCall[relay_pb2.RelayRequest, relay_pb2.RelayChunk],
+        call: RelayStream,
         first: relay_pb2.RelayChunk,
         reported: bool,
     ) -> AsyncIterator[bytes]:
@@ -471,9 +508,12 @@ class Proxy:
                     terminated = terminated or terminal_at(record.call.endpoint, chunk.data) >= 0
                     yield chunk.data
                 chunk = await call.read()
-        except grpc.aio.AioRpcError as exc:
+        except (grpc.aio.AioRpcError, MuxError) as exc:
             err = errors.UpstreamError("The relay failed mid-stream.")
-            log.error("relay stream failed: %s %s", exc.code(), exc.details())
+            if isinstance(exc, MuxError):
+                log.error("relay stream failed: %s", exc)
+            else:
+                log.error("relay stream failed: %s %s", exc.code(), exc.details())
             finished = self._broken(record, err, reported, terminated)
             if not terminated:
                 yield error_frame(err, record.call.endpoint)

@@ -13,7 +13,7 @@ import grpc
 
 from unigate import telemetry
 from unigate.channel_types import speaks_websocket
-from unigate.grpc_mux import RELAY_CALL, MuxServer
+from unigate.grpc_mux import RELAY_CALL, RELAY_STREAM, MuxServer, MuxStreamServer
 from unigate.keys import key_fingerprint
 from unigate.logs import request_id_var
 from unigate.terminal_frames import terminal_at
@@ -69,6 +69,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
             relay_pb2.RelayResult,
             method=RELAY_CALL,
         )
+        self._streams: MuxStreamServer[
+            relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk
+        ] = MuxStreamServer(self.stream, relay_pb2.RelayStreamDown, method=RELAY_STREAM)
 
     async def _context(
         self, request: relay_pb2.RelayRequest
@@ -210,6 +213,14 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         async for result in self._many.serve(request_iterator):
             yield result
 
+    async def StreamMany(
+        self,
+        request_iterator: AsyncIterator[relay_pb2.RelayStreamUp],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[relay_pb2.RelayStreamDown]:
+        async for message in self._streams.serve(request_iterator):
+            yield message
+
     async def ProxyCall(
         self, request: relay_pb2.ProxyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> relay_pb2.ProxyResult:
@@ -244,6 +255,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
     def drain(self) -> None:
         """Shutting down: gateways are asked to send their next calls elsewhere."""
         self._many.drain()
+        self._streams.drain()
 
     async def call(self, request: relay_pb2.RelayRequest) -> relay_pb2.RelayResult:
         """One non-streaming call (Call, or one of CallMany's)."""
@@ -290,6 +302,12 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
     async def Stream(
         self, request: relay_pb2.RelayRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[relay_pb2.RelayChunk]:
+        async for chunk in self.stream(request):
+            yield chunk
+
+    async def stream(self, request: relay_pb2.RelayRequest) -> AsyncIterator[relay_pb2.RelayChunk]:
+        """One streaming call (Stream, or one of StreamMany's). Closed early (the gateway's
+        client left), it stops the provider's call and records the call as broken off."""
         prepared = await self._context(request)
         if isinstance(prepared, relay_pb2.RelayError):
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=prepared))
