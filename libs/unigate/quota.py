@@ -85,6 +85,77 @@ end
 return result
 """
 
+# Spare reservations (see "Spare reservations" in docs/architecture.md): ordinary reservation
+# hashes booked ahead of requests for a hot key, each flagged unbound by its expiry ('sp',
+# Redis time in ms). Binding one to a request replaces its context with the request's and
+# clears the flag; an unbound one is released with no charge. Bind and release are atomic
+# against each other: whichever runs first wins, so a spare is either billed as a request's
+# reservation or released, never both.
+_ISSUE_SPARES = """
+-- KEYS: 1 token bal, 2 token rsvd, 3 user bal, 4 user rsvd, 5 index, 6.. spare reservations
+-- ARGV: 1 amount each, 2 unlimited, 3 token id, 4 user id, 5 gateway id, 6 context (unbound),
+--       7 validity ms, 8 share: issue only while what is left covers share x all spares,
+--       9.. the spares' ids (one per key from 6)
+local amount = tonumber(ARGV[1])
+if amount <= 0 then return 0 end
+local unlimited = ARGV[2] == '1'
+local tb = redis.call('GET', KEYS[1])
+local ub = redis.call('GET', KEYS[3])
+if ((not unlimited) and not tb) or not ub then return 0 end
+local left = tonumber(ub) - tonumber(redis.call('GET', KEYS[4]) or '0')
+if not unlimited then
+  local tleft = tonumber(tb) - tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tleft < left then left = tleft end
+end
+local n = math.floor(left / (amount * tonumber(ARGV[8])))
+if n > #KEYS - 5 then n = #KEYS - 5 end
+if n <= 0 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expiry = now + tonumber(ARGV[7])
+for i = 1, n do
+  if not unlimited then redis.call('INCRBY', KEYS[2], amount) end
+  redis.call('INCRBY', KEYS[4], amount)
+  redis.call('HSET', KEYS[5 + i], 'a', amount, 'ul', ARGV[2], 't', ARGV[3], 'u', ARGV[4],
+             'ts', now, 'g', ARGV[5], 'x', ARGV[6], 'sp', expiry)
+  redis.call('ZADD', KEYS[5], now, ARGV[8 + i])
+end
+return n
+"""
+
+_BIND_SPARE = """
+-- KEYS: 1 spare reservation, 2 index.
+-- ARGV: 1 the request's context, 2 gateway id, 3 reservation id, 4 the request's time (ms)
+-- 1: bound; 0: gone (released, swept), expired, already bound or another gateway's.
+local sp = redis.call('HGET', KEYS[1], 'sp')
+if not sp or redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then return 0 end
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= tonumber(sp) then return 0 end
+redis.call('HDEL', KEYS[1], 'sp')
+-- From now on it is the request's reservation, opened when the request arrived.
+redis.call('HSET', KEYS[1], 'x', ARGV[1], 'ts', ARGV[4])
+redis.call('ZADD', KEYS[2], 'XX', ARGV[4], ARGV[3])
+return 1
+"""
+
+_RELEASE_SPARE = """
+-- KEYS: 1 spare reservation, 2 index, 3 token rsvd, 4 user rsvd
+-- ARGV: 1 reservation id, 2 '1': only once expired (the sweeper)
+-- 1: released with no charge; 0: bound (billed as its request), gone, or not yet expired.
+local sp = redis.call('HGET', KEYS[1], 'sp')
+if not sp then return 0 end
+if ARGV[2] == '1' then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) < tonumber(sp) then return 0 end
+end
+local a = redis.call('HGET', KEYS[1], 'a')
+if redis.call('HGET', KEYS[1], 'ul') ~= '1' then redis.call('DECRBY', KEYS[3], a) end
+redis.call('DECRBY', KEYS[4], a)
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
 # Whether a committed transaction (by id) is in a snapshot "xmin:xmax:running,ids"; an empty
 # snapshot or an unknown transaction (id 0) is taken as not seen.
 _SEEN = """
@@ -331,6 +402,9 @@ class OpenReservation:
     gateway_id: str = ""
     context: bytes = b""
     relay_usage: bytes = b""
+    # A spare reservation not bound to any request yet: when it stops being bindable (Redis
+    # time, ms); 0 for a request's reservation.
+    spare_expiry_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +448,9 @@ class QuotaStore:
         self._note_usage = redis.register_script(_NOTE_USAGE)
         self._lower = redis.register_script(_LOWER)
         self._split_batch = redis.register_script(_SPLIT_BATCH)
+        self._issue_spares = redis.register_script(_ISSUE_SPARES)
+        self._bind_spare = redis.register_script(_BIND_SPARE)
+        self._release_spare = redis.register_script(_RELEASE_SPARE)
 
     # Every key below but the leases is in the owning user's hash-tag group
     # (``Namespace.user_key``): a token's keys under its user's, so that one reservation,
@@ -531,6 +608,73 @@ class QuotaStore:
                 args += [s.custom_id, s.reservation_id, s.amount, s.context, s.relay_usage]
             done = int(await self._split_batch(keys=keys, args=args)) != 0
         return done
+
+    async def issue_spares(
+        self,
+        *,
+        spare_ids: list[str],
+        token_id: int,
+        user_id: int,
+        amount: int,
+        unlimited: bool,
+        gateway_id: str,
+        context: bytes,
+        valid_ms: int,
+        share: int,
+    ) -> list[str]:
+        """Book up to ``len(spare_ids)`` reservations of ``amount`` each for ``gateway_id``,
+        only as many as leave what is left at least ``share`` times all of them; returns the
+        ids booked. Their context is the key's, without a request: unbound."""
+        if not spare_ids:
+            return []
+        tb, tr = self._token_keys(token_id, user_id)
+        ub, ur = self._user_keys(user_id)
+        keys = [tb, tr, ub, ur, self.reservation_index(user_id)]
+        keys += [self._reservation_key(rid, user_id) for rid in spare_ids]
+        args: list[str | int | bytes] = [
+            amount,
+            "1" if unlimited else "0",
+            token_id,
+            user_id,
+            gateway_id,
+            context,
+            valid_ms,
+            share,
+            *spare_ids,
+        ]
+        n = int(await self._issue_spares(keys=keys, args=args))
+        return spare_ids[:n]
+
+    async def bind_spare(
+        self, *, reservation_id: str, user_id: int, gateway_id: str, context: bytes, now_ms: int
+    ) -> bool:
+        """Make an unexpired spare of ``gateway_id`` the reservation of the request
+        ``context`` describes, arrived at ``now_ms`` (before its provider is called); False:
+        it is gone or expired, and the request must be authorized afresh."""
+        keys = [self._reservation_key(reservation_id, user_id), self.reservation_index(user_id)]
+        args: list[bytes | str | int] = [context, gateway_id, reservation_id, now_ms]
+        return bool(await self._bind_spare(keys=keys, args=args))
+
+    async def release_spares(
+        self, spares: list[tuple[str, int, int]], *, only_expired: bool = False
+    ) -> int:
+        """Release unbound spares (reservation id, token id, user id) with no charge; bound
+        ones are left to their request's settlement. Returns how many were released."""
+        if not spares:
+            return 0
+        released = 0
+        for rid, token_id, user_id in spares:
+            # One script per spare: each is in its user's slot (Redis Cluster).
+            keys = [
+                self._reservation_key(rid, user_id),
+                self.reservation_index(user_id),
+                self._token_keys(token_id, user_id)[1],
+                self._user_keys(user_id)[1],
+            ]
+            released += int(
+                await self._release_spare(keys=keys, args=[rid, "1" if only_expired else "0"])
+            )
+        return released
 
     async def begin_load(self, *, token_id: int | None, user_id: int) -> None:
         """Call before reading balances from Postgres for ``load_balances``: from now on,
@@ -752,6 +896,7 @@ class QuotaStore:
                     gateway_id=fields.get(b"g", b"").decode(),
                     context=fields.get(b"x", b""),
                     relay_usage=fields.get(b"ru", b""),
+                    spare_expiry_ms=int(fields.get(b"sp", b"0")),
                 )
             )
         if gone:

@@ -26,7 +26,7 @@ from tests.conftest import REDIS_URL
 from unigate.bus import publish_config_change
 from unigate.certs import write_certificates
 from unigate.namespace import Namespace
-from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
+from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port, ready_timeout
 from unigate_sim.openai import create_app
 from unigate_sim.turnstile import create_app as create_turnstile_app
 
@@ -226,7 +226,7 @@ class ExtraProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + ready_within
+        deadline = time.monotonic() + max(ready_within, ready_timeout())
         while True:
             try:
                 if httpx.get(ready_url, timeout=1).status_code == 200:

@@ -35,6 +35,7 @@ from tests.e2e.test_parallel_billing import (
     ledger_env,
     token_ledger,
 )
+from tests.e2e.test_spare_reservations import spares_served
 from unigate.charge import quota_of
 from unigate.quota import QuotaStore
 from unigate.v1 import auth_pb2, common_pb2
@@ -214,6 +215,12 @@ async def test_sigkilled_gateway_loses_no_usage(env: LedgerEnv) -> None:
         )
         driving = asyncio.create_task(drive(gateway.url, token.key, load))
         await asyncio.sleep(LOAD_SECONDS)
+        # The key is hot there: it is killed while serving requests from spare reservations
+        # (bound ones in flight, unbound ones held), as well as ones auth authorized.
+        deadline = time.monotonic() + 30
+        while (served := await spares_served(gateway.ops_port)) < 10:
+            assert time.monotonic() < deadline, "the gateway never served from spares"
+            await asyncio.sleep(0.2)
         gateway.proc.kill()
         killed_at = time.monotonic()
         await asyncio.to_thread(gateway.proc.wait)
@@ -302,6 +309,9 @@ async def test_sigkilled_gateway_loses_no_usage(env: LedgerEnv) -> None:
         await asyncio.sleep(0.2)
     n, distinct, total, used = await token_ledger(env.pg, token.id)
     assert n == distinct == len(rows) >= warmed[0] + len(every)
+    # No row for a spare reservation: unbound ones were released with no charge.
+    assert not [rid for rid in rows if ".s" in rid]
+    print(f"{served:.0f} requests served from spare reservations before the kill")
     assert used == total
     remain = await env.pg.fetchval("SELECT remain_quota FROM tokens WHERE id = $1", token.id)
     assert remain == QUOTA - total

@@ -41,7 +41,7 @@ from unigate.db.migrate import ensure_database, migrate
 from unigate.namespace import Namespace
 from unigate.redisconn import connect_redis
 from unigate.v1 import events_pb2
-from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port
+from unigate_cli.devstack import Stack, StackConfig, StackPorts, free_port, ready_timeout
 
 MODEL = "gpt-4o-mini"
 
@@ -344,8 +344,8 @@ class ExtraBilling:
         )
         self.ready_url = f"http://127.0.0.1:{ops_port}/readyz"
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or ready_timeout())
         while True:
             try:
                 if httpx.get(self.ready_url, timeout=1).status_code == 200:

@@ -50,7 +50,7 @@ from tests.e2e.test_parallel_billing import (
     wait_drained,
 )
 from unigate.request_ids import issuer
-from unigate_cli.devstack import free_port
+from unigate_cli.devstack import free_port, ready_timeout
 from unigate_sim.openai import create_app
 from unigate_sim.openai.faults import Fault
 
@@ -100,8 +100,8 @@ class Process:
         )
         self.ready_url = ready_url
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or ready_timeout())
         while True:
             try:
                 if httpx.get(self.ready_url, timeout=1).status_code == 200:

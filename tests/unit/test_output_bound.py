@@ -20,8 +20,8 @@ from unigate.output_bound import (
     worst_cost,
 )
 from unigate.pricing import Price, price_for, quota_for
+from unigate.reservation import plan
 from unigate.v1 import auth_pb2, relay_pb2
-from unigate_auth.reservation import plan
 from unigate_relay.output_bound import bounded_body, bounded_stream
 
 MINI = price_for("gpt-4o-mini")  # 0.075, completion 4

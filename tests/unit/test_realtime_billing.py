@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from unigate.charge import quota_of
 from unigate.pricing import price_for
+from unigate.reservation import plan
 from unigate.v1 import auth_pb2
-from unigate_auth.reservation import plan
 from unigate_relay.realtime import usage_of
 
 

@@ -4,7 +4,7 @@ import random
 from collections import Counter
 
 from unigate.health import Averages
-from unigate_auth.routing import (
+from unigate.routing import (
     MIN_CALLS,
     MIN_SHARE_FACTOR,
     Ability,

@@ -455,3 +455,128 @@ async def test_batch_results_split_but_never_published_are_billed_once_at_their_
     assert a is not None and (a["error_code"], a["quota"]) == ("", real)
     assert await env.used() == before + real
     assert not await env.quota.stale_reservations(2**62, limit=10_000)
+
+
+# ---- spare reservations (a hot key served by its gateway without Authorize) ----------------
+
+
+async def rsvd(env: Env) -> tuple[int, int]:
+    """The token's and the user's sum of open reservations."""
+    t = await env.redis.get(env.ns.user_key(env.user_id, "q", "t", env.token_id, "rsvd"))
+    u = await env.redis.get(env.ns.user_key(env.user_id, "q", "u", env.user_id, "rsvd"))
+    return int(t or 0), int(u or 0)
+
+
+async def issue(env: Env, gateway_id: str, n: int, valid_ms: int = 1000) -> list[str]:
+    unbound = events_pb2.ReservationContext(
+        token_name="sweeper-test", model="gpt-4o-mini", endpoint="chat.completions"
+    )
+    base = new_request_id()
+    return await env.quota.issue_spares(
+        spare_ids=[f"{base}.s{i}" for i in range(n)],
+        token_id=env.token_id,
+        user_id=env.user_id,
+        amount=AMOUNT,
+        unlimited=False,
+        gateway_id=gateway_id,
+        context=unbound.SerializeToString(),
+        valid_ms=valid_ms,
+        share=4,
+    )
+
+
+async def bind(env: Env, spare: str, gateway_id: str) -> tuple[bool, str]:
+    rid = new_request_id()
+    context = events_pb2.ReservationContext(
+        request_id=rid,
+        token_name="sweeper-test",
+        model="gpt-4o-mini",
+        endpoint="chat.completions",
+        pricing=PRICING,
+    ).SerializeToString()
+    bound = await env.quota.bind_spare(
+        reservation_id=spare,
+        user_id=env.user_id,
+        gateway_id=gateway_id,
+        context=context,
+        now_ms=int(time.time() * 1000),
+    )
+    return bound, rid
+
+
+async def test_spares_only_while_the_balance_covers_them_comfortably(env: Env) -> None:
+    assert len(await issue(env, "gw-a", 5)) == 5
+    assert await rsvd(env) == (5 * AMOUNT, 5 * AMOUNT)
+    # What is left covers 4x only so many spares: the rest is not booked.
+    await env.redis.set(
+        env.ns.user_key(env.user_id, "q", "t", env.token_id, "bal"), 5 * AMOUNT + 9 * AMOUNT
+    )
+    assert len(await issue(env, "gw-a", 5)) == 2
+    assert await rsvd(env) == (7 * AMOUNT, 7 * AMOUNT)
+    # Each issue takes at most a quarter of what is left, so spares never hold the last
+    # three requests' worth of a balance: those are reserved per request, by auth.
+    while await issue(env, "gw-b", 5):
+        pass
+    assert await rsvd(env) == (11 * AMOUNT, 11 * AMOUNT)
+
+
+async def test_a_spare_is_bound_or_released_never_both(env: Env) -> None:
+    first, second = await issue(env, "gw-a", 2)
+    # Released first: a late binding fails (the gateway then asks auth).
+    assert await env.quota.release_spares([(first, env.token_id, env.user_id)]) == 1
+    assert (await bind(env, first, "gw-a"))[0] is False
+    # Bound first: releasing it does nothing (its request's settlement releases it).
+    assert (await bind(env, second, "gw-b"))[0] is False  # another gateway's spare
+    assert (await bind(env, second, "gw-a"))[0] is True
+    assert (await bind(env, second, "gw-a"))[0] is False  # bound once only
+    assert await env.quota.release_spares([(second, env.token_id, env.user_id)]) == 0
+    assert await rsvd(env) == (AMOUNT, AMOUNT)
+    # Past its validity a spare cannot be bound, by Redis' clock.
+    (late,) = await issue(env, "gw-a", 1, valid_ms=50)
+    await asyncio.sleep(0.1)
+    assert (await bind(env, late, "gw-a"))[0] is False
+
+
+async def test_dead_gateways_spares_bound_are_billed_unbound_released_without_a_row(
+    env: Env,
+) -> None:
+    await env.gateways.beat("gw-alive", 30)
+    live = await issue(env, "gw-alive", 2, valid_ms=200)
+    dead = await issue(env, "gw-dead", 4, valid_ms=200)
+    bound_known, bound_unknown = dead[0], dead[1]
+    _, rid_known = await bind(env, bound_known, "gw-dead")
+    _, rid_unknown = await bind(env, bound_unknown, "gw-dead")
+    ok, rid_live = await bind(env, live[0], "gw-alive")
+    assert ok
+    # The relay recorded the provider's usage of one (by the spare's id, as the gateway
+    # names its reservation).
+    recorder = UsageRecorder(env.quota, linger=0.005, max_pending=10)
+    recorder.start()
+    request = relay_request(env, rid_known)
+    request.reservation_id = bound_known
+    recorder.ended(request, USAGE, status=200, upstream_ms=42)
+    await recorder.close()
+    before = await env.used()
+    # The dead gateway's bound spares are settled as any request's reservation; unbound
+    # ones not yet expired are left (their gateway may still bind them).
+    sweeper = env.sweeper()
+    assert await sweeper.sweep_once() == 2
+    assert sweeper.spares_released == 0
+    await asyncio.sleep(0.25)
+    # Once expired, every unbound spare, the living gateway's too, is released with no row.
+    assert await sweeper.sweep_once() == 0
+    assert sweeper.spares_released == 3
+    real = quota_of(PRICING, USAGE)
+    row = await env.row(rid_known)
+    assert row is not None and (row["error_code"], row["quota"]) == (RECOVERED_CODE, real)
+    row = await env.row(rid_unknown)
+    assert row is not None and (row["error_code"], row["quota"]) == (SWEPT_CODE, AMOUNT)
+    assert await env.row(rid_live) is None  # its gateway lives: its request is running
+    assert await env.used() == before + real + AMOUNT
+    assert await rsvd(env) == (AMOUNT, AMOUNT)  # the living gateway's bound spare only
+    for spare in (*dead[2:], live[1]):
+        assert not await env.redis.exists(env.ns.user_key(env.user_id, "rsv", spare))
+    rows = await env.pg.fetchval(
+        "SELECT count(*) FROM logs WHERE request_id LIKE '%.s%' AND token_id = $1", env.token_id
+    )
+    assert rows == 0  # no row ever names a spare

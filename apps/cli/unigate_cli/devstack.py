@@ -47,6 +47,12 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
+def ready_timeout() -> float:
+    """How long processes get to become ready at least: 30 s, or ``UNIGATE_READY_TIMEOUT`` (a
+    machine shared with other test runs took 54 s to start a stack at a load average of 22)."""
+    return float(os.environ.get("UNIGATE_READY_TIMEOUT", "30"))
+
+
 @dataclass
 class StackPorts:
     gateway: int = 3000
@@ -185,7 +191,7 @@ class Stack:
             cmd, env=self.config.env(), stdout=out, stderr=subprocess.STDOUT if out else None
         )
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
         for name in self._commands():
             self.start_process(name)
         self.wait_ready(timeout)
@@ -202,8 +208,8 @@ class Stack:
             urls["simulator"] = f"{self.simulator_url}/v1/models"
         return urls
 
-    def wait_ready(self, timeout: float = 30.0, names: list[str] | None = None) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_ready(self, timeout: float | None = None, names: list[str] | None = None) -> None:
+        deadline = time.monotonic() + max(timeout or 0.0, ready_timeout())
         pending = {n: u for n, u in self.ready_urls().items() if names is None or n in names}
         with httpx.Client(timeout=1.0) as client:
             while pending:

@@ -447,6 +447,7 @@ class AuthorizeRequest(_message.Message):
     ESTIMATED_UNITS_FIELD_NUMBER: _builtins.int
     GATEWAY_ID_FIELD_NUMBER: _builtins.int
     LONG_CACHE_WRITES_FIELD_NUMBER: _builtins.int
+    SPARES_WANTED_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
     model: _builtins.str
     client_ip: _builtins.str
@@ -478,6 +479,10 @@ class AuthorizeRequest(_message.Message):
     """The body asks for 1-hour prompt-cache entries (Anthropic's cache_control ttl "1h"):
     the reservation prices the prompt at that write price.
     """
+    spares_wanted: _builtins.int
+    """The key is hot at this gateway: issue up to this many spare reservations with the
+    decision (see SpareReservations); 0 asks for none.
+    """
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -497,10 +502,11 @@ class AuthorizeRequest(_message.Message):
         estimated_units: _builtins.int = ...,
         gateway_id: _builtins.str = ...,
         long_cache_writes: _builtins.bool = ...,
+        spares_wanted: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "estimated_units", b"estimated_units", "gateway_id", b"gateway_id", "long_cache_writes", b"long_cache_writes", "max_tokens", b"max_tokens", "model", b"model", "price_variant", b"price_variant", "request_id", b"request_id", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "estimated_units", b"estimated_units", "gateway_id", b"gateway_id", "long_cache_writes", b"long_cache_writes", "max_tokens", b"max_tokens", "model", b"model", "price_variant", b"price_variant", "request_id", b"request_id", "spares_wanted", b"spares_wanted", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -594,6 +600,7 @@ class ChannelCandidate(_message.Message):
     UPSTREAM_MODEL_FIELD_NUMBER: _builtins.int
     CONFIG_VERSION_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
     channel_id: _builtins.int
     channel_type: _builtins.int
     family: _builtins.str
@@ -603,6 +610,10 @@ class ChannelCandidate(_message.Message):
     config_version: _builtins.int
     """Bumped on every change of the channel; relays key their cache on it."""
     priority: _builtins.int
+    weight: _builtins.float
+    """The channel's weight in its tier, already scaled by its health factors: what a gateway
+    serving from spare reservations draws its own order by (unigate.routing).
+    """
     def __init__(
         self,
         *,
@@ -612,10 +623,11 @@ class ChannelCandidate(_message.Message):
         upstream_model: _builtins.str = ...,
         config_version: _builtins.int = ...,
         priority: _builtins.int = ...,
+        weight: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "family", b"family", "priority", b"priority", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "channel_type", b"channel_type", "config_version", b"config_version", "family", b"family", "priority", b"priority", "upstream_model", b"upstream_model", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -699,6 +711,7 @@ class AuthorizeResponse(_message.Message):
     RELEASE_EARLY_FIELD_NUMBER: _builtins.int
     LOG_CONTENT_FIELD_NUMBER: _builtins.int
     CONTENT_LOG_MAX_BYTES_FIELD_NUMBER: _builtins.int
+    SPARES_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reservation_id: _builtins.str
     reserved_quota: _builtins.int
@@ -741,6 +754,12 @@ class AuthorizeResponse(_message.Message):
     def rate_limits(self) -> Global___RateLimits:
         """Present when a rate limit applies to this key (also on refusals)."""
 
+    @_builtins.property
+    def spares(self) -> Global___SpareReservations:
+        """Spare reservations for the key's next requests of this model and endpoint, served by the
+        gateway without calling Authorize (unset: none issued).
+        """
+
     def __init__(
         self,
         *,
@@ -762,10 +781,11 @@ class AuthorizeResponse(_message.Message):
         release_early: _builtins.bool = ...,
         log_content: _builtins.bool = ...,
         content_log_max_bytes: _builtins.int = ...,
+        spares: Global___SpareReservations | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits", "retry_times", b"retry_times"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits", "retry_times", b"retry_times", "spares", b"spares"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "content_log_max_bytes", b"content_log_max_bytes", "error", b"error", "group", b"group", "install", b"install", "log_content", b"log_content", "max_output_tokens", b"max_output_tokens", "pricing", b"pricing", "rate_limits", b"rate_limits", "release_early", b"release_early", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "content_log_max_bytes", b"content_log_max_bytes", "error", b"error", "group", b"group", "install", b"install", "log_content", b"log_content", "max_output_tokens", b"max_output_tokens", "pricing", b"pricing", "rate_limits", b"rate_limits", "release_early", b"release_early", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "spares", b"spares", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_times: _TypeAlias = _typing.Literal["retry_times"]  # noqa: Y015
     _WhichOneofArgType__retry_times: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times"]  # noqa: Y015
@@ -961,3 +981,56 @@ class ChannelProxyAuth(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChannelProxyAuth: _TypeAlias = ChannelProxyAuth  # noqa: Y015
+
+@_typing.final
+class SpareReservations(_message.Message):
+    """Reservations auth booked in Redis ahead of requests (gateway id and an unbound context in
+    each hash); the gateway binds one to a request in Redis before calling a provider, and
+    releases the ones it did not use. Each covers `amount`; none is usable after `valid_ms`
+    from when the gateway sent its Authorize, and Redis refuses to bind one after its expiry.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    VALID_MS_FIELD_NUMBER: _builtins.int
+    SUBNETS_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    EXPIRED_TIME_FIELD_NUMBER: _builtins.int
+    CEILING_FIELD_NUMBER: _builtins.int
+    DEFAULT_COMPLETION_FIELD_NUMBER: _builtins.int
+    amount: _builtins.int
+    valid_ms: _builtins.int
+    expired_time: _builtins.int
+    """Unix seconds; -1 never."""
+    ceiling: _builtins.int
+    """What the output bound of a request is computed with (unigate.reservation.plan)."""
+    default_completion: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def subnets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The key's facts the gateway checks itself for a request served from a spare."""
+
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        amount: _builtins.int = ...,
+        valid_ms: _builtins.int = ...,
+        subnets: _abc.Iterable[_builtins.str] | None = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
+        expired_time: _builtins.int = ...,
+        ceiling: _builtins.int = ...,
+        default_completion: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "ceiling", b"ceiling", "default_completion", b"default_completion", "expired_time", b"expired_time", "ids", b"ids", "models", b"models", "subnets", b"subnets", "valid_ms", b"valid_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpareReservations: _TypeAlias = SpareReservations  # noqa: Y015

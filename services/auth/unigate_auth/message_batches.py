@@ -47,16 +47,16 @@ import grpc
 import orjson
 from nats.js import JetStreamContext
 
-from unigate import errors
+from unigate import errors, reservation
 from unigate.anthropic_errors import status_of_type
 from unigate.channel_types import channel_type
 from unigate.charge import price_of, quota_of
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import BatchShare, QuotaStore, Settlement
 from unigate.request_ids import arrived_ms, derived_request_id
+from unigate.routing import Ability
 from unigate.settings import relay_for
 from unigate.v1 import auth_pb2, common_pb2, events_pb2, relay_pb2, relay_pb2_grpc
-from unigate_auth import reservation
 from unigate_auth.batch_store import (
     BILLED,
     CREATING,
@@ -65,7 +65,6 @@ from unigate_auth.batch_store import (
     BatchRecord,
     BatchStore,
 )
-from unigate_auth.routing import Ability
 from unigate_auth.store import TokenRecord
 
 log = logging.getLogger(__name__)

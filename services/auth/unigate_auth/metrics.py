@@ -22,3 +22,13 @@ def decided(decision: auth_pb2.AuthorizeResponse) -> None:
     else:
         # Error codes are auth's own, a small fixed set.
         _decisions(decision.error.code or decision.error.type or "denied").inc()
+
+
+SPARES = Counter(
+    "unigate_auth_spare_reservations_total",
+    "Spare reservations issued to gateways for hot keys",
+)
+
+
+def spares_issued(n: int) -> None:
+    SPARES.inc(n)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +14,7 @@ import grpc
 import orjson
 from redis.exceptions import RedisError
 
-from unigate import content_log, errors
+from unigate import content_log, errors, reservation
 from unigate.alerts import Alert, Notifier
 from unigate.channel_types import channel_type
 from unigate.crypto import decrypt_secret
@@ -23,11 +22,15 @@ from unigate.grpc_mux import AUTHORIZE, MuxServer
 from unigate.health import ChannelHealth, HealthSnapshot
 from unigate.keys import hash_api_key, key_fingerprint, mask_key
 from unigate.logs import request_id_var
+from unigate.output_bound import GENERATING
 from unigate.pricing import DEFAULT_BATCH_RATIO, Price, batch_price, price_for
 from unigate.quota import BATCH_HOLDER, QuotaStore, RateWindow, ReserveOutcome, ReserveResult
+from unigate.reservation_context import reservation_context
+from unigate.routing import Ability, draw_order, effective_weights
+from unigate.subnets import ip_allowed
 from unigate.unit_prices import UnitPrice, parse_unit_prices, unit_price_for, unit_quota
 from unigate.v1 import auth_pb2, auth_pb2_grpc
-from unigate_auth import metrics, reservation
+from unigate_auth import metrics
 from unigate_auth.admin.channels import ChannelRecord, split_keys
 from unigate_auth.backlog import Backlog
 from unigate_auth.balances import BalanceKeeper
@@ -35,8 +38,6 @@ from unigate_auth.cache import TTLCache
 from unigate_auth.channel_tester import MonitorOptions, Notify
 from unigate_auth.message_batches import MessageBatches
 from unigate_auth.ratelimit import Limits, refusal, report, windows_for
-from unigate_auth.reservation_context import reservation_context
-from unigate_auth.routing import Ability, order_candidates
 from unigate_auth.settings import AuthSettings
 from unigate_auth.store import AuthStore, TokenRecord
 
@@ -169,6 +170,36 @@ def _pricing_of(price: Price, unit: tuple[str, Fraction] | None = None) -> auth_
 
 def _deny(err: errors.ClientFacingError) -> auth_pb2.AuthorizeResponse:
     return auth_pb2.AuthorizeResponse(allowed=False, error=err.to_proto())
+
+
+def spares_allowed(
+    req: auth_pb2.AuthorizeRequest,
+    token: TokenRecord,
+    windows: tuple[RateWindow, ...],
+    unit: object,
+    want: reservation.Plan,
+    result: ReserveResult,
+    abilities: list[Ability],
+    snapshot: HealthSnapshot,
+    now_ms: int,
+) -> bool:
+    """Whether a request's key may be served from spare reservations at its gateway:
+    a text-generating request priced per token, reserved in full from a known balance; no
+    rate limit on the key or its user (their windows count every request in Redis, shared by
+    all gateways, so those keys are authorized per request); every candidate channel healthy
+    (the gateway draws among them by weight, and a cooling or half-open channel needs auth's
+    ordering and probe lease). The gateway checks the key's expiry and subnets itself."""
+    return (
+        bool(req.gateway_id)
+        and not windows
+        and unit is None
+        and req.endpoint in GENERATING
+        and req.endpoint != reservation.REALTIME
+        and result.amount == want.amount
+        and result.left > 0
+        and token.status == TOKEN_ENABLED
+        and all(snapshot.state(a.channel_id, now_ms) == "healthy" for a in abilities)
+    )
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
@@ -323,16 +354,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             raise errors.PermissionDenied(
                 "The owner of this API key is disabled.", code="user_disabled"
             )
-        if token.subnets:
-            try:
-                ip = ipaddress.ip_address(client_ip)
-            except ValueError:
-                ip = None
-            if ip is None or not any(ip in net for net in token.subnets):
-                raise errors.PermissionDenied(
-                    f"This API key may not be used from {client_ip or 'an unknown address'}.",
-                    code="ip_not_allowed",
-                )
+        if token.subnets and not ip_allowed(client_ip, token.subnets):
+            raise errors.PermissionDenied(
+                f"This API key may not be used from {client_ip or 'an unknown address'}.",
+                code="ip_not_allowed",
+            )
         self._touched.add(token.id)
         return token
 
@@ -396,7 +422,12 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         )
         pricing = _pricing_of(price, unit)
         result = await self._reserve(
-            token, req, want, now_ms, windows, reservation_context(req, token, pricing)
+            token,
+            req,
+            want,
+            now_ms,
+            windows,
+            reservation_context(req, token.name, token.group, pricing),
         )
         if result.outcome is ReserveOutcome.RATE_LIMITED:
             err, limits = refusal(windows, result.violated, result.violated_count, now_ms)
@@ -413,7 +444,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             )
         candidates = []
         snapshot = await self._health_now()
-        ordered = order_candidates(abilities, averages=snapshot.averages)
+        weights = effective_weights(abilities, snapshot.averages)
+        ordered = draw_order(abilities, lambda a: a.priority, lambda a: weights[a.channel_id])
         for a in await self._healthy_first(ordered, snapshot, now_ms):
             ct = channel_type(a.channel_type)
             if ct is None:
@@ -426,9 +458,16 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                     upstream_model=a.upstream_model,
                     config_version=a.config_version,
                     priority=a.priority,
+                    weight=weights[a.channel_id],
                 )
             )
+        spares = None
+        if req.spares_wanted > 0 and spares_allowed(
+            req, token, windows, unit, want, result, abilities, snapshot, now_ms
+        ):
+            spares = await self._issue_spares(token, req, want, pricing, opts)
         return auth_pb2.AuthorizeResponse(
+            spares=spares,
             allowed=True,
             reservation_id=req.request_id,
             install=self._quota.install,
@@ -497,6 +536,49 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             err = errors.ServiceUnavailable("Message Batches are not served here.")
             return auth_pb2.MessageBatchReply(allowed=False, error=err.to_proto())
         return await self.batches.call(request)
+
+    async def _issue_spares(
+        self,
+        token: TokenRecord,
+        req: auth_pb2.AuthorizeRequest,
+        want: reservation.Plan,
+        pricing: auth_pb2.Pricing,
+        opts: Options,
+    ) -> auth_pb2.SpareReservations | None:
+        """Book spare reservations of this request's size for its gateway, only while the
+        balance covers them comfortably (``RELEASE_EARLY_SHARE`` times over), so a tight
+        balance is never held by spares."""
+        count = min(req.spares_wanted, self._settings.max_spares)
+        ids = [f"{req.request_id}.s{i}" for i in range(count)]
+        unbound = auth_pb2.AuthorizeRequest(model=req.model, endpoint=req.endpoint)
+        try:
+            booked = await self._quota.issue_spares(
+                spare_ids=ids,
+                token_id=token.id,
+                user_id=token.user_id,
+                amount=want.amount,
+                unlimited=token.unlimited_quota,
+                gateway_id=req.gateway_id,
+                context=reservation_context(unbound, token.name, token.group, pricing),
+                valid_ms=self._settings.spare_valid_ms,
+                share=reservation.RELEASE_EARLY_SHARE,
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("no spare reservations: %r", exc)
+            return None
+        if not booked:
+            return None
+        metrics.spares_issued(len(booked))
+        return auth_pb2.SpareReservations(
+            ids=booked,
+            amount=want.amount,
+            valid_ms=self._settings.spare_valid_ms,
+            subnets=[str(n) for n in token.subnets],
+            models=sorted(token.models),
+            expired_time=token.expired_time,
+            ceiling=opts.max_output_tokens or self._settings.max_completion_reserve,
+            default_completion=self._settings.default_completion_reserve,
+        )
 
     async def _health_now(self) -> HealthSnapshot:
         async def load() -> HealthSnapshot:

@@ -110,6 +110,7 @@ class ReservationSweeper:
         self._interval = interval_seconds
         self._owner = f"{os.uname().nodename}:{os.getpid()}"
         self.swept = 0
+        self.spares_released = 0
 
     async def run(self) -> None:
         while True:
@@ -122,11 +123,14 @@ class ReservationSweeper:
                 log.exception("reservation sweep failed; will retry")
 
     async def orphans(self, now_ms: int) -> list[OpenReservation]:
-        """Open reservations of dead gateways, and any past the timeout (oldest first)."""
+        """Open reservations of dead gateways, and any past the timeout (oldest first);
+        unbound spare reservations past their expiry are released on the way, with no row."""
         scanned = await self._quota.stale_reservations(now_ms - self._grace_ms, limit=_MAX_SCAN)
         # A Message Batch's reservation lives as long as its batch (up to a day); auth's
         # poller bills its results and releases it (unigate_auth.message_batches).
         scanned = [r for r in scanned if r.gateway_id != BATCH_HOLDER]
+        await self._release_spares([r for r in scanned if r.spare_expiry_ms])
+        scanned = [r for r in scanned if not r.spare_expiry_ms]
         expired_before = now_ms - self._timeout_ms
         young = [r for r in scanned if r.created_ms > expired_before]
         alive = await self._gateways.alive({r.gateway_id for r in young if r.gateway_id})
@@ -135,6 +139,19 @@ class ReservationSweeper:
             for r in scanned
             if r.created_ms <= expired_before or (r.gateway_id and r.gateway_id not in alive)
         ]
+
+    async def _release_spares(self, unbound: list[OpenReservation]) -> None:
+        """Spares a gateway never bound to a request (it died, or lost Redis when it would
+        have released them): no request used them, so they go back with no charge. The
+        script releases only a spare still unbound and expired by Redis' clock, atomically
+        against a late binding, which then fails and its request is authorized afresh."""
+        if not unbound:
+            return
+        released = await self._quota.release_spares(
+            [(r.reservation_id, r.token_id, r.user_id) for r in unbound], only_expired=True
+        )
+        self.spares_released += released
+        log.info("released %d unused spare reservations", released)
 
     async def sweep_once(self) -> int:
         now_ms = int(time.time() * 1000)

@@ -87,6 +87,7 @@ from unigate_gateway.responses_api import (
 )
 from unigate_gateway.settings import GatewaySettings
 from unigate_gateway.slash_redirect import relative_slash_redirects
+from unigate_gateway.spares import SparePools
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,10 @@ RELAYED: list[tuple[str, str, Parser]] = [
 ]
 
 
+async def _drop_spares(spares: SparePools) -> None:
+    spares.drop_all()
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     ns = Namespace(settings.namespace)
     trusted = parse_networks(settings.trusted_proxies)
@@ -171,8 +176,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         publisher.start()
         # Announced before the first request: a reservation never names a silent gateway.
-        redis = connect_redis(settings.redis_conn_string, max_connections=2)
+        # The heartbeat, and binding and releasing spare reservations (one round trip each).
+        redis = connect_redis(settings.redis_conn_string, max_connections=32)
         gateways, gateway_id = GatewayRegistry(redis, ns), new_gateway_id()
+        spares = SparePools(redis, ns, gateway_id, max_wanted=settings.spares_wanted)
+        # Any change of keys, users, balances, channels or options drops every spare at once.
+        await bus.subscribe_config_changes(nc, ns, lambda _change: _drop_spares(spares))
+        janitor = asyncio.create_task(spares.janitor())
         try:
             await gateways.beat(gateway_id, settings.heartbeat_ttl)
         except Exception as exc:  # serve anyway; a silent gateway's rows are corrected later
@@ -202,6 +212,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             relay_timeout=settings.relay_timeout,
             gateway_id=gateway_id,
             content=content,
+            spares=spares,
         )
         state["channel_proxy"] = ChannelProxy(
             auth,
@@ -219,6 +230,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             ops.should_exit = True
+            janitor.cancel()
+            await asyncio.gather(janitor, return_exceptions=True)
+            await spares.close()
             await warming
             await authorizer.close()
             for relay in relays.values():

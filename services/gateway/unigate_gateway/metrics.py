@@ -30,6 +30,10 @@ TTFT_SECONDS = Histogram(
     ["route"],
     buckets=TTFT_BUCKETS,
 )
+SPARES_SERVED = Counter(
+    "unigate_gateway_spare_served_total",
+    "Requests of a hot key served from a spare reservation, without a call to auth",
+)
 RETRIES = Counter("unigate_gateway_retries_total", "Attempts on a further channel", ["reason"])
 USAGE_PUBLISHED = Counter(
     "unigate_gateway_usage_events_published_total", "Usage events JetStream acknowledged"

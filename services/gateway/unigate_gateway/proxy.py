@@ -30,6 +30,7 @@ from unigate.grpc_mux import (
     MuxStreamClient,
 )
 from unigate.namespace import USAGE_SCHEMA_VERSION
+from unigate.output_bound import GENERATING
 from unigate.settings import relay_for
 from unigate.terminal_frames import terminal_at
 from unigate.tokens import counted_usage, sse_payloads, streamed_text
@@ -41,6 +42,7 @@ from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
 from unigate_gateway.requests import ParsedCall
 from unigate_gateway.responses_api import ResponsesTurn, final_response
+from unigate_gateway.spares import SparePools
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ RelayStream: TypeAlias = (
     "MuxStream[relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk]"
     " | grpc.aio.UnaryStreamCall[relay_pb2.RelayRequest, relay_pb2.RelayChunk]"
 )
+# The endpoints a hot key may be served from spare reservations on (auth issues spares for
+# text generation priced per token only; a realtime session reserves per response).
+SPARE_ENDPOINTS = frozenset(GENERATING)
 
 
 def reservation_of(auth: auth_pb2.AuthorizeResponse) -> dict[str, Any]:
@@ -145,8 +150,11 @@ class Proxy:
         relay_timeout: float,
         gateway_id: str = "",
         content: ContentPublisher | None = None,
+        spares: SparePools | None = None,
     ) -> None:
         self._auth = auth
+        # A hot key's requests are served from spare reservations (None: always Authorize).
+        self._spares = spares
         self._content = content
         # Sent with every Authorize: the reservation names the gateway that holds it.
         self._gateway_id = gateway_id
@@ -161,29 +169,42 @@ class Proxy:
     async def authorize(
         self, api_key: str, call: ParsedCall, client_ip: str, request_id: str
     ) -> auth_pb2.AuthorizeResponse:
+        request = auth_pb2.AuthorizeRequest(
+            api_key=api_key,
+            model=call.model,
+            client_ip=client_ip,
+            request_id=request_id,
+            endpoint=call.endpoint,
+            stream=call.stream,
+            estimated_prompt_tokens=call.estimated_prompt_tokens,
+            max_tokens=call.max_tokens,
+            estimated_units=call.estimated_units,
+            price_variant=call.price_variant,
+            gateway_id=self._gateway_id,
+            long_cache_writes=call.long_cache_writes,
+        )
+        spares = self._spares if call.endpoint in SPARE_ENDPOINTS else None
+        key = (api_key, call.model, call.endpoint)
+        if spares is not None:
+            spares.note(key)
+            local = await spares.take(key, request)
+            if local is not None:
+                return local
+            request.spares_wanted = spares.wanted(key)
+        generation = spares.generation if spares is not None else 0
+        sent_at = time.monotonic()
         try:
-            decision = await self._authorizer.call(
-                auth_pb2.AuthorizeRequest(
-                    api_key=api_key,
-                    model=call.model,
-                    client_ip=client_ip,
-                    request_id=request_id,
-                    endpoint=call.endpoint,
-                    stream=call.stream,
-                    estimated_prompt_tokens=call.estimated_prompt_tokens,
-                    max_tokens=call.max_tokens,
-                    estimated_units=call.estimated_units,
-                    price_variant=call.price_variant,
-                    gateway_id=self._gateway_id,
-                    long_cache_writes=call.long_cache_writes,
-                ),
-                self._authorize_timeout,
-            )
+            decision = await self._authorizer.call(request, self._authorize_timeout)
         except MuxError as exc:
             log.error("authorize failed: %s", exc)
             raise errors.ServiceUnavailable(
                 "The gateway could not check your API key right now; please retry."
             ) from None
+        finally:
+            if spares is not None and request.spares_wanted:
+                spares.asked(key)
+        if spares is not None and decision.HasField("spares"):
+            spares.keep(key, decision, sent_at, generation)
         if not decision.allowed:
             err = errors.ClientFacingError.from_proto(decision.error)
             if decision.HasField("rate_limits"):
@@ -219,6 +240,10 @@ class Proxy:
                 await release
         if decision.HasField("rate_limits"):
             response.headers.update(rate_limit_headers(decision.rate_limits))
+        if len(record.tried) > 1 and self._spares is not None:
+            # A channel failed over: the key's next requests go through auth, whose ordering
+            # knows the channel's health (cooling, half-open probes).
+            self._spares.forget((api_key, call.model, call.endpoint))
         bound = decision.max_output_tokens
         if bound and (not call.max_tokens or bound < call.max_tokens):
             # The output limit the request went upstream with, where it is not the client's.

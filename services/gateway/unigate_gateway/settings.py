@@ -47,6 +47,9 @@ class GatewaySettings(CommonSettings):
     # The gateway's heartbeat in Redis expires this long after its last renewal (renewed four
     # times as often): billing settles a silent gateway's reservations soon after.
     heartbeat_ttl: float = Field(10.0, gt=0, le=30, alias="GATEWAY_HEARTBEAT_TTL")
+    # Spare reservations a hot key's Authorize asks auth for at most (served here without a
+    # call to auth, see unigate_gateway/spares.py); 0: every request calls Authorize.
+    spares_wanted: int = Field(32, ge=0, le=256, alias="GATEWAY_SPARES")
 
     # Management API (/api): billing's log queries; the session cookie's signing secret
     # (empty: derived from SECRET_KEY), lifetime (as auth's SESSION_TTL) and Secure flag

@@ -16,11 +16,11 @@ import orjson
 
 from unigate.channel_types import channel_type, routed_type, speaks_websocket
 from unigate.crypto import encrypt_secret
+from unigate.routing import Ability
 from unigate.urls import base_url_problem
 from unigate_auth.admin.records import CHANNEL_COLUMNS, fetch_page, like
 from unigate_auth.admin.sessions import STATUS_ENABLED
 from unigate_auth.lists import split_list
-from unigate_auth.routing import Ability
 
 LOG_TYPE_SYSTEM = 4  # logs.type of auto-disable and re-enable rows
 

@@ -5,9 +5,10 @@ tier's."""
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import groupby
+from typing import TypeVar
 
 from unigate.health import Averages
 
@@ -21,6 +22,8 @@ MIN_SHARE_FACTOR = 0.05
 # idle machine, once made a peer measured under a burst look six times slower and took
 # nine tenths of the traffic from it.
 MIN_CALLS = 20
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,23 +64,49 @@ def health_factors(tier: list[Ability], averages: Mapping[int, Averages]) -> dic
     return factors
 
 
+def effective_weights(
+    abilities: list[Ability], averages: Mapping[int, Averages] | None = None
+) -> dict[int, float]:
+    """Each channel's weight in its tier (0 counts as 1) scaled by :func:`health_factors`."""
+    out: dict[int, float] = {}
+    by_priority = sorted(abilities, key=lambda a: -a.priority)
+    for _, tier_iter in groupby(by_priority, key=lambda a: a.priority):
+        tier = list(tier_iter)
+        factors = health_factors(tier, averages) if averages and len(tier) > 1 else {}
+        for a in tier:
+            out[a.channel_id] = max(a.weight, 1) * factors.get(a.channel_id, 1.0)
+    return out
+
+
+def draw_order(
+    items: Iterable[T],
+    priority: Callable[[T], int],
+    weight: Callable[[T], float],
+    rng: random.Random | None = None,
+) -> list[T]:
+    """Highest priority tier first; within a tier, a weighted random permutation, so the
+    first pick follows the weights and the rest are fallbacks. Auth draws a request's order
+    with it, and so does a gateway serving a request from a spare reservation."""
+    rnd = rng or random
+    ordered: list[T] = []
+    for _, tier_iter in groupby(sorted(items, key=lambda a: -priority(a)), key=priority):
+        # Efraimidis-Spirakis: sorting by u**(1/w) draws a weighted permutation.
+        ordered.extend(
+            sorted(
+                tier_iter,
+                key=lambda a: rnd.random() ** (1.0 / max(weight(a), 1e-9)),
+                reverse=True,
+            )
+        )
+    return ordered
+
+
 def order_candidates(
     abilities: list[Ability],
     rng: random.Random | None = None,
     averages: Mapping[int, Averages] | None = None,
 ) -> list[Ability]:
     """Highest priority tier first; within a tier, a weighted random permutation (weight 0
-    counts as 1, scaled by :func:`health_factors`), so the first pick follows the weights and
-    the rest are fallbacks."""
-    rnd = rng or random
-    ordered: list[Ability] = []
-    by_priority = sorted(abilities, key=lambda a: -a.priority)
-    for _, tier_iter in groupby(by_priority, key=lambda a: a.priority):
-        tier = list(tier_iter)
-        factors = health_factors(tier, averages) if averages and len(tier) > 1 else {}
-        weights = {a.channel_id: max(a.weight, 1) * factors.get(a.channel_id, 1.0) for a in tier}
-        # Efraimidis-Spirakis: sorting by u**(1/w) draws a weighted permutation.
-        ordered.extend(
-            sorted(tier, key=lambda a: rnd.random() ** (1.0 / weights[a.channel_id]), reverse=True)
-        )
-    return ordered
+    counts as 1, scaled by :func:`health_factors`)."""
+    weights = effective_weights(abilities, averages)
+    return draw_order(abilities, lambda a: a.priority, lambda a: weights[a.channel_id], rng)

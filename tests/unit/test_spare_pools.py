@@ -1,0 +1,166 @@
+"""The gateway's side of spare reservations against the real Redis: a pool serves only
+requests its spares cover, from addresses the key allows, within its validity; binding
+writes the request's context; a broadcast drops every pool and releases its spares; a
+decision asked for before a broadcast is not kept."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from redis.asyncio import Redis
+
+from unigate.namespace import Namespace
+from unigate.quota import QuotaStore
+from unigate.request_ids import new_request_id
+from unigate.v1 import auth_pb2, events_pb2
+from unigate_gateway.spares import HOT_REQUESTS, SparePools
+
+PRICING = auth_pb2.Pricing(model_ratio=0.075, completion_ratio=4, group_ratio=1, cached_ratio=0.5)
+KEY = ("sk-test", "gpt-4o-mini", "chat.completions")
+TOKEN, USER = 31, 4242
+
+
+@dataclass
+class Env:
+    redis: Redis
+    ns: Namespace
+    quota: QuotaStore
+    pools: SparePools
+
+    def rsvd(self) -> str:
+        return self.ns.user_key(USER, "q", "u", USER, "rsvd")
+
+
+@pytest.fixture
+async def env(redis: Redis, namespace: str) -> AsyncIterator[Env]:
+    ns = Namespace(f"{namespace}sp{secrets.token_hex(3)}")
+    quota = QuotaStore(redis, ns)
+    await quota.load_balances(token_id=TOKEN, token_balance=10**7, user_id=USER, user_balance=10**7)
+    yield Env(redis, ns, quota, SparePools(redis, ns, "gw-1"))
+    keys = [k async for k in redis.scan_iter(match=f"{ns.name}:*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+
+
+def request(max_tokens: int = 50, client_ip: str = "10.0.0.7") -> auth_pb2.AuthorizeRequest:
+    return auth_pb2.AuthorizeRequest(
+        api_key=KEY[0],
+        model=KEY[1],
+        endpoint=KEY[2],
+        client_ip=client_ip,
+        request_id=new_request_id(),
+        estimated_prompt_tokens=20,
+        max_tokens=max_tokens,
+        gateway_id="gw-1",
+    )
+
+
+async def decision(
+    env: Env, n: int, amount: int, subnets: tuple[str, ...] = ()
+) -> auth_pb2.AuthorizeResponse:
+    """What auth answers a hot key's Authorize with: its own reservation and n spares."""
+    ids = await env.quota.issue_spares(
+        spare_ids=[f"{new_request_id()}.s{i}" for i in range(n)],
+        token_id=TOKEN,
+        user_id=USER,
+        amount=amount,
+        unlimited=False,
+        gateway_id="gw-1",
+        context=b"",
+        valid_ms=1000,
+        share=4,
+    )
+    assert len(ids) == n
+    return auth_pb2.AuthorizeResponse(
+        allowed=True,
+        reservation_id="the-request",
+        token_id=TOKEN,
+        token_name="k",
+        user_id=USER,
+        group="default",
+        pricing=PRICING,
+        candidates=[
+            auth_pb2.ChannelCandidate(channel_id=1, priority=0, weight=1.0, family="openai"),
+            auth_pb2.ChannelCandidate(channel_id=2, priority=5, weight=1.0, family="openai"),
+        ],
+        spares=auth_pb2.SpareReservations(
+            ids=ids,
+            amount=amount,
+            valid_ms=1000,
+            subnets=list(subnets),
+            expired_time=-1,
+            ceiling=65536,
+            default_completion=512,
+        ),
+    )
+
+
+async def test_served_from_a_spare_bound_to_the_request(env: Env) -> None:
+    for _ in range(HOT_REQUESTS):
+        env.pools.note(KEY)
+    wanted = env.pools.wanted(KEY)
+    assert wanted > 0
+    assert env.pools.wanted(KEY) == 0  # one Authorize asks at a time
+    env.pools.keep(KEY, await decision(env, 2, 10_000), time.monotonic(), env.pools.generation)
+    env.pools.asked(KEY)
+
+    req = request()
+    local = await env.pools.take(KEY, req)
+    assert local is not None
+    assert local.reservation_id.endswith((".s0", ".s1")) and local.reserved_quota == 10_000
+    assert not local.HasField("spares") and not local.release_early
+    # Its bound: what the spare covers, and the client's own limit here.
+    assert local.max_output_tokens == 50
+    # The priority tier first, whatever the order auth sent.
+    assert [c.channel_id for c in local.candidates] == [2, 1]
+    fields = await env.redis.hgetall(env.ns.user_key(USER, "rsv", local.reservation_id))
+    assert b"sp" not in fields
+    ctx = events_pb2.ReservationContext.FromString(fields[b"x"])
+    assert (ctx.request_id, ctx.client_ip, ctx.model) == (req.request_id, "10.0.0.7", KEY[1])
+    assert ctx.pricing == PRICING
+
+
+async def test_only_requests_the_spares_cover_and_the_key_allows(env: Env) -> None:
+    env.pools.keep(KEY, await decision(env, 2, 300, subnets=("10.0.0.0/8",)), time.monotonic(), 0)
+    # A request reserving more than a spare holds is authorized by auth.
+    assert await env.pools.take(KEY, request(max_tokens=4000)) is None
+    # So is one from an address outside the key's subnets (auth refuses it in its words).
+    assert await env.pools.take(KEY, request(client_ip="192.0.2.1")) is None
+    assert await env.pools.take(KEY, request(max_tokens=5)) is not None
+
+
+async def test_expired_pool_is_never_used_and_its_spares_go_back(env: Env) -> None:
+    before = int(await env.redis.get(env.rsvd()) or 0)
+    # Sent 2 s ago: past its validity on arrival.
+    env.pools.keep(KEY, await decision(env, 3, 1000), time.monotonic() - 2, 0)
+    assert await env.pools.take(KEY, request()) is None
+    await env.pools.close()
+    assert int(await env.redis.get(env.rsvd()) or 0) == before
+
+
+async def test_a_broadcast_drops_every_pool_and_stale_decisions(env: Env) -> None:
+    before = int(await env.redis.get(env.rsvd()) or 0)
+    env.pools.keep(KEY, await decision(env, 3, 1000), time.monotonic(), 0)
+    asked_at = env.pools.generation
+    env.pools.drop_all()  # config.changed
+    assert await env.pools.take(KEY, request()) is None
+    # An Authorize sent before the broadcast: its spares are released, not kept.
+    env.pools.keep(KEY, await decision(env, 3, 1000), time.monotonic(), asked_at)
+    assert await env.pools.take(KEY, request()) is None
+    await env.pools.close()
+    assert int(await env.redis.get(env.rsvd()) or 0) == before
+
+
+async def test_a_spare_released_meanwhile_sends_the_request_to_auth(env: Env) -> None:
+    d = await decision(env, 2, 1000)
+    env.pools.keep(KEY, d, time.monotonic(), 0)
+    # The sweeper (or a shutdown) released them in Redis.
+    await env.quota.release_spares([(rid, TOKEN, USER) for rid in d.spares.ids])
+    assert await env.pools.take(KEY, request()) is None
+    assert await env.pools.take(KEY, request()) is None  # the pool is gone with it
+    await asyncio.sleep(0)
