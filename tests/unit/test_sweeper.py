@@ -541,8 +541,10 @@ async def test_dead_gateways_spares_bound_are_billed_unbound_released_without_a_
     env: Env,
 ) -> None:
     await env.gateways.beat("gw-alive", 30)
-    live = await issue(env, "gw-alive", 2, valid_ms=200)
-    dead = await issue(env, "gw-dead", 4, valid_ms=200)
+    # Valid for a minute: the first sweep must find them unexpired however slow the machine
+    # is; they are expired below by moving their expiry into the past.
+    live = await issue(env, "gw-alive", 2, valid_ms=60_000)
+    dead = await issue(env, "gw-dead", 4, valid_ms=60_000)
     bound_known, bound_unknown = dead[0], dead[1]
     _, rid_known = await bind(env, bound_known, "gw-dead")
     _, rid_unknown = await bind(env, bound_unknown, "gw-dead")
@@ -562,7 +564,8 @@ async def test_dead_gateways_spares_bound_are_billed_unbound_released_without_a_
     sweeper = env.sweeper()
     assert await sweeper.sweep_once() == 2
     assert sweeper.spares_released == 0
-    await asyncio.sleep(0.25)
+    for spare in (*dead[2:], live[1]):
+        await env.redis.hset(env.ns.user_key(env.user_id, "rsv", spare), "sp", 1)
     # Once expired, every unbound spare, the living gateway's too, is released with no row.
     assert await sweeper.sweep_once() == 0
     assert sweeper.spares_released == 3
