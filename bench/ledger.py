@@ -51,7 +51,6 @@ from typing import Any, TypeVar
 
 import asyncpg
 import uvloop
-from asyncpg.connection import LoggedQuery
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -61,6 +60,7 @@ from run import drop_database, with_database
 
 from unigate.db import create_pool
 from unigate.db.migrate import _LOCK_ID, _migrations, migrate
+from unigate.db.plans import StatementLog, buffers, rows_read
 from unigate.v1 import billing_pb2
 from unigate_billing.logexport import export_csv
 from unigate_billing.logpages import list_logs, page_session
@@ -421,36 +421,10 @@ async def timed(name: str, fn: Callable[[], Awaitable[str]], repeat: int, budget
     return out
 
 
-class StatementLog:
-    """Every statement a pool's connections run (a query logger added as each connects)."""
-
-    def __init__(self) -> None:
-        self.statements: list[tuple[str, tuple[Any, ...]]] = []
-
-    async def attach(self, conn: asyncpg.Connection) -> None:
-        conn.add_query_logger(self.log)
-
-    def log(self, q: LoggedQuery) -> None:
-        if " FROM logs " in q.query:  # not the transaction, its settings, the pool's reset
-            self.statements.append((q.query, tuple(q.args)))
-
-
-def _plan_reads(plan: dict[str, Any]) -> tuple[int, int]:
-    """(rows the plan's scans returned or filtered out, shared buffers it touched)."""
-    rows = 0
-    if "Scan" in plan["Node Type"]:
-        rows = (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * plan.get(
-            "Actual Loops", 1
-        )
-    for child in plan.get("Plans", []):
-        rows += _plan_reads(child)[0]
-    return rows, plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
-
-
 async def explained(dsn: str, request: billing_pb2.ListLogsRequest, plans: list[str] | None) -> str:
     """What each statement of one page read, from EXPLAIN (ANALYZE, BUFFERS) planned for its
     values as list_logs plans it; the text plans go to ``plans``."""
-    log = StatementLog()
+    log = StatementLog("logs")
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1, init=log.attach)
     assert pool is not None
     try:
@@ -462,8 +436,8 @@ async def explained(dsn: str, request: billing_pb2.ListLogsRequest, plans: list[
                 doc = json.loads(
                     await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *args)
                 )[0]
-                rows, buffers = _plan_reads(doc["Plan"])
-                parts.append(f"{rows:,} rows/{buffers:,} buf")
+                plan = doc["Plan"]
+                parts.append(f"{rows_read(plan):,} rows/{buffers(plan):,} buf")
                 if plans is not None:
                     text = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}", *args)
                     plans.append(f"-- {sql}\n-- {args}\n" + "\n".join(r[0] for r in text) + "\n")

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from asyncpg.connection import LoggedQuery
 
 from tests.conftest import PG_ADMIN_DSN
 from unigate.db.migrate import ensure_database, migrate
+from unigate.db.plans import StatementLog, rows_read
 from unigate.v1 import billing_pb2
 from unigate_billing import logpages
 from unigate_billing.logfilter import InvalidFilter
@@ -293,30 +293,6 @@ SCAN_DAYS = 12
 SCAN_ROWS_A_DAY = 2_000  # twice: 24,000 rows, then 48,000
 
 
-class Recorder:
-    """Every statement a pool's connections run (a query logger added as each connects)."""
-
-    def __init__(self) -> None:
-        self.statements: list[tuple[str, tuple[Any, ...]]] = []
-
-    async def attach(self, conn: asyncpg.Connection) -> None:
-        conn.add_query_logger(self.log)
-
-    def log(self, q: LoggedQuery) -> None:
-        if " FROM logs " in q.query:  # not the transaction, its settings, the pool's reset
-            self.statements.append((q.query, tuple(q.args)))
-
-
-def _rows_read(plan: dict[str, Any]) -> int:
-    """Rows the plan's scans produced or discarded (index entries or heap rows)."""
-    own = 0
-    if "Scan" in plan["Node Type"]:
-        loops = plan.get("Actual Loops", 1)
-        own = (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * loops
-        own += plan.get("Rows Removed by Index Recheck", 0)
-    return own + sum(_rows_read(child) for child in plan.get("Plans", []))
-
-
 async def _add_rows(pool: asyncpg.Pool, first: int, offset: int) -> None:
     """SCAN_ROWS_A_DAY rows a day over SCAN_DAYS days from ``first`` (+``offset`` seconds):
     20 users, 60 keys, 10 channels, 5 models, one top-up in 50."""
@@ -336,11 +312,11 @@ async def _add_rows(pool: asyncpg.Pool, first: int, offset: int) -> None:
 
 
 @pytest.fixture
-async def big() -> AsyncIterator[tuple[asyncpg.Pool, int, Recorder, asyncpg.Pool]]:
+async def big() -> AsyncIterator[tuple[asyncpg.Pool, int, StatementLog, asyncpg.Pool]]:
     """A table of 12 days, its pool, and a pool whose statements are recorded."""
     name, dsn = await _database()
     p = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    recorder = Recorder()
+    recorder = StatementLog("logs")
     recorded = await asyncpg.create_pool(dsn, min_size=1, max_size=1, init=recorder.attach)
     assert p is not None and recorded is not None
     today = int(time.time()) // DAY
@@ -355,7 +331,7 @@ async def big() -> AsyncIterator[tuple[asyncpg.Pool, int, Recorder, asyncpg.Pool
 
 
 async def test_no_page_statement_grows_with_the_table(
-    big: tuple[asyncpg.Pool, int, Recorder, asyncpg.Pool], monkeypatch: pytest.MonkeyPatch
+    big: tuple[asyncpg.Pool, int, StatementLog, asyncpg.Pool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """EXPLAIN ANALYZE of every statement a page runs (first and last pages, a page by cursor
     each way from the middle, One API's page 3), unfiltered and by each filter, on the table,
@@ -400,7 +376,7 @@ async def test_no_page_statement_grows_with_the_table(
                     plan = json.loads(
                         await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
                     )[0]["Plan"]
-                    out[label, n] = _rows_read(plan)
+                    out[label, n] = rows_read(plan)
         return out
 
     before = await reads()
