@@ -431,7 +431,7 @@ async def explained(dsn: str, request: billing_pb2.ListLogsRequest, plans: list[
         await list_logs(pool, request)
         statements = list(log.statements)
         parts = []
-        async with page_session(pool) as conn:
+        async with page_session(pool, request.filter) as conn:
             for sql, args in statements:
                 doc = json.loads(
                     await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *args)
