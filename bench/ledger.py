@@ -10,8 +10,11 @@
 2. **Consumer.** billing's consumer (bench/consumer.py: real JetStream, Redis reservations,
    ``UsageConsumer`` + ``Ledger``) applies ``--events`` events into this database, and into a
    fresh empty one, same run: events/s.
-3. **Log pages.** ``list_logs`` as billing's ``ListLogs`` runs it (count + page), first and
-   last page, unfiltered and by user, key, model, channel and one day: p50/p99 ms.
+3. **Log pages.** ``list_logs`` as billing's ``ListLogs`` runs it (capped count + page): the
+   first page, the next by cursor, the last, the one before it by cursor and One API's
+   ``p=0``, unfiltered and by user, key, model, channel, type and one day: p50/p95/p99 ms, and
+   the rows and buffers each statement read (EXPLAIN ANALYZE; ``--plans FILE`` keeps the
+   plans).
 4. **Statistics.** ``usage_stats`` by day, by model, by day and model: whole range, a range
    with partial days, one user.
 5. **Export.** ``export_csv`` of one channel's rows of one day: rows/s.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import logging
 import math
 import os
@@ -56,8 +60,10 @@ from run import drop_database, with_database
 
 from unigate.db import create_pool
 from unigate.db.migrate import _LOCK_ID, _migrations, migrate
+from unigate.db.plans import StatementLog, buffers, rows_read
 from unigate.v1 import billing_pb2
 from unigate_billing.logexport import export_csv
+from unigate_billing.logpages import list_logs, page_session
 from unigate_billing.partitions import (
     BATCH_ROWS,
     DAY,
@@ -65,7 +71,6 @@ from unigate_billing.partitions import (
     day_table,
     forget_consume_before,
 )
-from unigate_billing.queries import list_logs
 from unigate_billing.usage_stats import usage_stats
 
 ADMIN_DSN = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -391,8 +396,9 @@ class Timing:
     def row(self) -> str:
         s = sorted(self.ms)
         p50 = statistics.median(s)
+        p95 = s[min(len(s) - 1, math.ceil(len(s) * 0.95) - 1)]
         p99 = s[min(len(s) - 1, math.ceil(len(s) * 0.99) - 1)]
-        return f"| {self.name} | {len(s)} | {p50:,.1f} | {p99:,.1f} | {self.note} |"
+        return f"| {self.name} | {len(s)} | {p50:,.1f} | {p95:,.1f} | {p99:,.1f} | {self.note} |"
 
 
 async def timed(name: str, fn: Callable[[], Awaitable[str]], repeat: int, budget: float) -> Timing:
@@ -415,15 +421,54 @@ async def timed(name: str, fn: Callable[[], Awaitable[str]], repeat: int, budget
     return out
 
 
-async def log_pages(pool: asyncpg.Pool, w: World, day: int, repeat: int) -> list[Timing]:
+async def explained(dsn: str, request: billing_pb2.ListLogsRequest, plans: list[str] | None) -> str:
+    """What each statement of one page read, from EXPLAIN (ANALYZE, BUFFERS) planned for its
+    values as list_logs plans it; the text plans go to ``plans``."""
+    log = StatementLog("logs")
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1, init=log.attach)
+    assert pool is not None
+    try:
+        await list_logs(pool, request)
+        statements = list(log.statements)
+        parts = []
+        async with page_session(pool, request.filter) as conn:
+            for sql, args in statements:
+                doc = json.loads(
+                    await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *args)
+                )[0]
+                plan = doc["Plan"]
+                parts.append(f"{rows_read(plan):,} rows/{buffers(plan):,} buf")
+                if plans is not None:
+                    text = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}", *args)
+                    plans.append(f"-- {sql}\n-- {args}\n" + "\n".join(r[0] for r in text) + "\n")
+    finally:
+        await pool.close()
+    return "; ".join(parts)
+
+
+def _position(e: billing_pb2.LogEntry) -> billing_pb2.LogPosition:
+    return billing_pb2.LogPosition(created_at=e.created_at, id=e.id)
+
+
+async def log_pages(
+    pool: asyncpg.Pool, dsn: str, w: World, day: int, repeat: int, plans: list[str] | None
+) -> list[Timing]:
+    """The console's page (``list_logs``: capped count + page of 50), per filter: the first
+    page, the next one by cursor, the last (oldest) and the one before it by cursor, and One
+    API's ``p=0``; each with what its statements read (EXPLAIN)."""
     size = 50
     filters = {
         "unfiltered": billing_pb2.LogFilter(),
         "user (the busiest)": billing_pb2.LogFilter(user_id=w.user_id(0)),
         "user (a quiet one)": billing_pb2.LogFilter(user_id=w.user_id(w.users // 2)),
         "key": billing_pb2.LogFilter(token_id=w.token_id(0, 0)),
+        "key by name, within a user (/api/log/self)": billing_pb2.LogFilter(
+            user_id=w.user_id(0), token_name="key0"
+        ),
         "model": billing_pb2.LogFilter(model_name=MODELS[2][0]),
         "channel": billing_pb2.LogFilter(channel_id=w.model_channels[4][0]),
+        "type consume": billing_pb2.LogFilter(type=2),
+        "type top-up": billing_pb2.LogFilter(type=1),
         "one day": billing_pb2.LogFilter(
             start_timestamp=day * DAY, end_timestamp=(day + 1) * DAY - 1
         ),
@@ -433,18 +478,34 @@ async def log_pages(pool: asyncpg.Pool, w: World, day: int, repeat: int) -> list
     }
     out = []
     for label, f in filters.items():
-        total = (await list_logs(pool, billing_pb2.ListLogsRequest(filter=f, page_size=1))).total
-        last = max(0, (total - 1) // size)
-        for which, page in (("first", 0), ("last", last)):
-            request = billing_pb2.ListLogsRequest(filter=f, page=page, page_size=size)
+        first = await list_logs(pool, billing_pb2.ListLogsRequest(filter=f, page_size=size))
+        last = await list_logs(
+            pool, billing_pb2.ListLogsRequest(filter=f, page_size=size, oldest=True)
+        )
+        requests = {
+            "first page": billing_pb2.ListLogsRequest(filter=f, page_size=size),
+            "next page (cursor)": billing_pb2.ListLogsRequest(
+                filter=f, page_size=size, older_than=_position(first.logs[-1])
+            ),
+            "last page": billing_pb2.ListLogsRequest(filter=f, page_size=size, oldest=True),
+            "before the last (cursor)": billing_pb2.ListLogsRequest(
+                filter=f, page_size=size, newer_than=_position(last.logs[0])
+            ),
+            "One API p=0": billing_pb2.ListLogsRequest(filter=f, page=0, page_size=size),
+        }
+        for which, request in requests.items():
 
             async def run(request: billing_pb2.ListLogsRequest = request) -> str:
                 r = await list_logs(pool, request)
                 if not r.logs and r.total:
                     raise RuntimeError(f"empty page {request}")
-                return f"{r.total:,} rows match"
+                return f"{r.total:,}{'+' if r.total_capped else ''} rows match"
 
-            out.append(await timed(f"{label}, {which} page", run, repeat, 30.0))
+            if plans is not None:
+                plans.append(f"### {label}, {which}\n")
+            timing = await timed(f"{label}, {which}", run, repeat, 30.0)
+            timing.note += "; read: " + await explained(dsn, request, plans)
+            out.append(timing)
     return out
 
 
@@ -712,14 +773,18 @@ async def bench(args: argparse.Namespace) -> list[str]:
                 say()
 
             if "pages" in steps:
-                say("## `/api/log/` pages (list_logs: count + page of 50)")
+                say("## `/api/log/` pages (list_logs: capped count + page of 50)")
                 say()
                 say(f"Load at the start: {load()}.")
                 say()
-                say("| query | runs | p50 ms | p99 ms | |")
-                say("|---|---:|---:|---:|---|")
-                for timing in await log_pages(pool, w, middle, args.repeat):
+                say("| query | runs | p50 ms | p95 ms | p99 ms | |")
+                say("|---|---:|---:|---:|---:|---|")
+                plans: list[str] | None = [] if args.plans else None
+                for timing in await log_pages(pool, dsn, w, middle, args.repeat, plans):
                     out.append(timing.row())
+                if args.plans and plans is not None:
+                    args.plans.write_text("\n".join(plans))
+                    print(f"plans written to {args.plans}")
                 say()
 
             if "stats" in steps:
@@ -727,8 +792,8 @@ async def bench(args: argparse.Namespace) -> list[str]:
                 say()
                 say(f"Load at the start: {load()}.")
                 say()
-                say("| query | runs | p50 ms | p99 ms | |")
-                say("|---|---:|---:|---:|---|")
+                say("| query | runs | p50 ms | p95 ms | p99 ms | |")
+                say("|---|---:|---:|---:|---:|---|")
                 for timing in await stats(pool, w, days, args.repeat):
                     out.append(timing.row())
                 say()
@@ -799,6 +864,9 @@ def main() -> int:
         "--history", metavar="DATABASE", help="measure on a history kept by --keep (no COPY)"
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--plans", type=Path, help="write EXPLAIN (ANALYZE, BUFFERS) of every log page here"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("unigate.bus").setLevel(logging.ERROR)

@@ -355,6 +355,60 @@ async def test_dashboard_and_log_search(
     await root.ok("DELETE", f"/channel/{channel['id']}")
 
 
+async def test_log_pages_by_p_and_by_cursor(
+    stack: Stack, root: Api, apis: list[Api], simulator: ThreadedServer
+) -> None:
+    """One API's ``p`` pages and unigate's cursors over the same rows: three calls, a page
+    of one row each way, the newest first; the answer's cursors lead to the next and previous
+    pages and are "" at the ends; a cursor that is not one is refused in One API's envelope."""
+    model = unique("pages-gpt-")
+    channel = await sim_channel(root.ok, simulator, model)
+    user = await new_user(stack, root, apis, quota=5_000_000)
+    token = await user.ok("POST", "/token/", json={"name": "pages", "unlimited_quota": True})
+    client = openai.AsyncOpenAI(
+        api_key=token["key"], base_url=stack.gateway_url + "/v1", max_retries=0, timeout=60
+    )
+    for _ in range(3):
+        await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hello"}]
+        )
+    deadline = asyncio.get_running_loop().time() + 20
+    while len(rows := await root.ok("GET", "/log/", params={"model_name": model})) < 3:
+        assert asyncio.get_running_loop().time() < deadline, rows
+        await asyncio.sleep(0.2)
+    newest_first = [r["id"] for r in rows]
+    assert [(r["created_at"], r["id"]) for r in rows] == sorted(
+        ((r["created_at"], r["id"]) for r in rows), reverse=True
+    )
+
+    for path, who in (("/log/", root), ("/log/self", user)):
+        base = {"model_name": model, "size": 1}
+        by_p = [await who.ok("GET", path, params={**base, "p": p}, whole=True) for p in range(4)]
+        assert [[r["id"] for r in a["data"]] for a in by_p] == [[i] for i in newest_first] + [[]]
+        assert all(a["total"] == 3 and a["total_capped"] is False for a in by_p)
+
+        first = by_p[0]
+        assert first["newer_than"] == "" and first["older_than"]
+        second = await who.ok(
+            "GET", path, params={**base, "older_than": first["older_than"]}, whole=True
+        )
+        assert [r["id"] for r in second["data"]] == newest_first[1:2]
+        back = await who.ok(
+            "GET", path, params={**base, "newer_than": second["newer_than"]}, whole=True
+        )
+        assert [r["id"] for r in back["data"]] == newest_first[:1]
+        last = await who.ok("GET", path, params={**base, "oldest": "true"}, whole=True)
+        assert [r["id"] for r in last["data"]] == newest_first[2:]
+        assert last["older_than"] == "" and last["newer_than"]
+
+    for bad in ("12", "x_1", "1_9999999999999999999", "1_99999999999999999999", "1_2_3"):
+        r = await root.raw("GET", "/log/", params={"older_than": bad})
+        assert r.status_code == 200 and r.json()["success"] is False, (bad, r.text)
+    both = await root.raw("GET", "/log/", params={"older_than": "1_1", "oldest": "true"})
+    assert both.status_code == 200 and both.json()["success"] is False, both.text
+    await root.ok("DELETE", f"/channel/{channel['id']}")
+
+
 async def test_openai_routes_one_api_declares_but_unigate_does_not_serve_answer_501(
     stack: Stack, tenant: Any
 ) -> None:

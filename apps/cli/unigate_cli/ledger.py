@@ -239,7 +239,8 @@ async def cmd_logs_list(settings: CommonSettings, args: argparse.Namespace) -> N
         cells += (e.token_name or e.token_id, e.channel_id, e.model, e.prompt_tokens)
         cells += (e.completion_tokens, e.quota, e.status_code, e.request_id, e.content)
         print("\t".join(_cell(c) for c in cells))
-    print(f"total {resp.total}; page {resp.page} of size {resp.page_size}", file=sys.stderr)
+    total = f"{resp.total}{'+' if resp.total_capped else ''}"  # counted up to 10,000
+    print(f"total {total}; page {resp.page} of size {resp.page_size}", file=sys.stderr)
 
 
 async def cmd_logs_stats(settings: CommonSettings, args: argparse.Namespace) -> None:

@@ -437,14 +437,30 @@ class ListLogsRequest(_message.Message):
     PAGE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     WITH_CONTENT_FIELD_NUMBER: _builtins.int
+    OLDER_THAN_FIELD_NUMBER: _builtins.int
+    NEWER_THAN_FIELD_NUMBER: _builtins.int
+    OLDEST_FIELD_NUMBER: _builtins.int
     page: _builtins.int
     """0-based."""
     page_size: _builtins.int
     """0 = the default (50); larger than the cap (1000) is capped."""
     with_content: _builtins.bool
     """Fill LogEntry.request_body/response_body from request_contents (content logging)."""
+    oldest: _builtins.bool
     @_builtins.property
     def filter(self) -> Global___LogFilter: ...
+    @_builtins.property
+    def older_than(self) -> Global___LogPosition:
+        """Keyset paging (the console's): a page that costs the same wherever it is in a table of any
+        size, unlike `page`, which walks and discards the rows before it. At most one of:
+        the rows just older than `older_than` (the next page), just newer than `newer_than` (the
+        previous page, still newest first), or the oldest rows (`oldest`: the last page). A
+        position is a row's (created_at, id), taken from the page the caller has. With any of
+        them `page` is ignored and answered as 0.
+        """
+
+    @_builtins.property
+    def newer_than(self) -> Global___LogPosition: ...
     def __init__(
         self,
         *,
@@ -452,14 +468,41 @@ class ListLogsRequest(_message.Message):
         page: _builtins.int = ...,
         page_size: _builtins.int = ...,
         with_content: _builtins.bool = ...,
+        older_than: Global___LogPosition | None = ...,
+        newer_than: Global___LogPosition | None = ...,
+        oldest: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "newer_than", b"newer_than", "older_than", b"older_than"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page", b"page", "page_size", b"page_size", "with_content", b"with_content"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "newer_than", b"newer_than", "older_than", b"older_than", "oldest", b"oldest", "page", b"page", "page_size", b"page_size", "with_content", b"with_content"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListLogsRequest: _TypeAlias = ListLogsRequest  # noqa: Y015
+
+@_typing.final
+class LogPosition(_message.Message):
+    """A row's place in the log's order: newest first is created_at descending, then id descending."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    created_at: _builtins.int
+    id: _builtins.int
+    def __init__(
+        self,
+        *,
+        created_at: _builtins.int = ...,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogPosition: _TypeAlias = LogPosition  # noqa: Y015
 
 @_typing.final
 class LogEntry(_message.Message):
@@ -585,10 +628,23 @@ class ListLogsResponse(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    TOTAL_CAPPED_FIELD_NUMBER: _builtins.int
+    HAS_OLDER_FIELD_NUMBER: _builtins.int
+    HAS_NEWER_FIELD_NUMBER: _builtins.int
     total: _builtins.int
+    """Rows matching the filter, counted up to 10,000 index entries: exact when at most 10,000
+    match; otherwise 10,000 and total_capped is set ("10,000+"), so that the count never
+    grows with the table.
+    """
     page: _builtins.int
     """The page and page size actually served (after defaults and the cap)."""
     page_size: _builtins.int
+    total_capped: _builtins.bool
+    has_older: _builtins.bool
+    """Whether rows of the filter exist older than this page's last row (a next page) and newer
+    than its first (a previous page).
+    """
+    has_newer: _builtins.bool
     @_builtins.property
     def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]: ...
     def __init__(
@@ -598,10 +654,13 @@ class ListLogsResponse(_message.Message):
         total: _builtins.int = ...,
         page: _builtins.int = ...,
         page_size: _builtins.int = ...,
+        total_capped: _builtins.bool = ...,
+        has_older: _builtins.bool = ...,
+        has_newer: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs", b"logs", "page", b"page", "page_size", b"page_size", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_newer", b"has_newer", "has_older", b"has_older", "logs", b"logs", "page", b"page", "page_size", b"page_size", "total", b"total", "total_capped", b"total_capped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

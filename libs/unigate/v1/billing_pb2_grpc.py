@@ -95,7 +95,8 @@ class BillingServiceServicer:
     """
 
     def ListLogs(self, request, context):
-        """One page of log rows, newest first, with the total count of rows matching the filter.
+        """One page of log rows, newest first (by created_at, then id), with the count of rows
+        matching the filter (exact up to 10,000, then capped: ListLogsResponse.total_capped).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -22,7 +22,9 @@ class BillingServiceStub:
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListLogs: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLogsRequest, _billing_pb2.ListLogsResponse]
-    """One page of log rows, newest first, with the total count of rows matching the filter."""
+    """One page of log rows, newest first (by created_at, then id), with the count of rows
+    matching the filter (exact up to 10,000, then capped: ListLogsResponse.total_capped).
+    """
     ExportLogs: _aio.UnaryStreamMultiCallable[_billing_pb2.ExportLogsRequest, _billing_pb2.CsvChunk]
     """Every matching log row as CSV (a header row, then rows newest first), in chunks of whole
     rows, so an export of any size never sits in memory on either side.
@@ -66,7 +68,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.ListLogsRequest,
         context: _aio.ServicerContext[_billing_pb2.ListLogsRequest, _abc.Awaitable[_billing_pb2.ListLogsResponse]],
     ) -> _abc.Awaitable[_billing_pb2.ListLogsResponse]:
-        """One page of log rows, newest first, with the total count of rows matching the filter."""
+        """One page of log rows, newest first (by created_at, then id), with the count of rows
+        matching the filter (exact up to 10,000, then capped: ListLogsResponse.total_capped).
+        """
 
     @_abc_1.abstractmethod
     def ExportLogs(

@@ -1,8 +1,9 @@
 """The BillingService gRPC implementation: read side of the ledger, and redemption codes.
 
-The RPCs are thin: filters become SQL in ``logfilter``, the export is ``logexport`` and the
-statistics are ``usage_stats``; redemption claims and minting are ``redemptions``. A filter
-the caller got wrong, or a code that cannot be redeemed, is INVALID_ARGUMENT.
+The RPCs are thin: filters become SQL in ``logfilter``, log pages are ``logpages``, the export
+is ``logexport`` and the statistics are ``usage_stats``; redemption claims and minting are
+``redemptions``. A filter the caller got wrong, or a code that cannot be redeemed, is
+INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -19,104 +20,12 @@ from unigate.quota import QuotaStore
 from unigate.v1 import billing_pb2, billing_pb2_grpc
 from unigate_billing.audit import Auditor
 from unigate_billing.logexport import export_csv
-from unigate_billing.logfilter import InvalidFilter, Params, log_conditions, where_clause
+from unigate_billing.logfilter import InvalidFilter
+from unigate_billing.logpages import list_logs
 from unigate_billing.logretention import delete_logs
 from unigate_billing.redemptions import RedemptionError, create_redemptions, redeem
 from unigate_billing.replay import ReplayError, list_dead_letters, replay
 from unigate_billing.usage_stats import usage_stats
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
-
-_LOG_COLUMNS = (
-    "id, type, coalesce(request_id, '') AS request_id, user_id, username, token_id, token_name,"
-    ' channel_id, model_name, upstream_model, endpoint, "group", prompt_tokens,'
-    " completion_tokens, cached_tokens, cache_write_tokens, quota, latency_ms, first_token_ms,"
-    " is_stream, status_code, error_code, created_at, content, estimated, unit, quantity,"
-    " client_request_id"
-)
-# Content logging's bodies, beside a row (request_contents, by request id).
-_CONTENT_COLUMNS = "".join(
-    f", coalesce((SELECT c.{body} FROM request_contents c"
-    f" WHERE c.request_id = logs.request_id), '') AS {body}"
-    for body in ("request_body", "response_body")
-)
-# A page with bodies stays within gRPC's message limit (unigate.content_log.MAX_MAX_BYTES).
-CONTENT_PAGE_SIZE = 10
-
-
-def _entry(r: asyncpg.Record) -> billing_pb2.LogEntry:
-    return billing_pb2.LogEntry(
-        id=r["id"],
-        type=r["type"],
-        request_id=r["request_id"],
-        user_id=r["user_id"],
-        username=r["username"],
-        token_id=r["token_id"],
-        token_name=r["token_name"],
-        channel_id=r["channel_id"],
-        model=r["model_name"],
-        upstream_model=r["upstream_model"],
-        endpoint=r["endpoint"],
-        group=r["group"],
-        prompt_tokens=r["prompt_tokens"],
-        completion_tokens=r["completion_tokens"],
-        cached_tokens=r["cached_tokens"],
-        cache_write_tokens=r["cache_write_tokens"],
-        quota=r["quota"],
-        latency_ms=r["latency_ms"],
-        first_token_ms=r["first_token_ms"],
-        stream=r["is_stream"],
-        status_code=r["status_code"],
-        error_code=r["error_code"],
-        created_at=r["created_at"],
-        content=r["content"],
-        estimated=r["estimated"],
-        unit=r["unit"],
-        quantity=r["quantity"],
-        client_request_id=r["client_request_id"],
-        request_body=r.get("request_body") or "",
-        response_body=r.get("response_body") or "",
-    )
-
-
-async def list_logs(
-    pool: asyncpg.Pool, request: billing_pb2.ListLogsRequest
-) -> billing_pb2.ListLogsResponse:
-    if request.page < 0 or request.page_size < 0:
-        raise InvalidFilter("page and page_size cannot be negative")
-    p = Params()
-    clause = where_clause(log_conditions(p, request.filter))
-    size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    columns = _LOG_COLUMNS
-    if request.with_content:
-        size = min(size, CONTENT_PAGE_SIZE)
-        columns += _CONTENT_COLUMNS
-    total = await pool.fetchval(f"SELECT count(*) FROM logs {clause}", *p.values)
-    offset = request.page * size
-    rows: list[asyncpg.Record] = []
-    if offset < total:
-        page = Params(list(p.values))
-        if offset * 2 <= total:
-            rows = await pool.fetch(
-                f"SELECT {columns} FROM logs {clause} ORDER BY id DESC"
-                f" LIMIT {page.add(size)} OFFSET {page.add(offset)}",
-                *page.values,
-            )
-        else:
-            # A page in the older half is read from the oldest end: an OFFSET walks (and
-            # discards) every row before the page, and the last page of 10 million rows
-            # took seconds from the newest end (bench/ledger.py), milliseconds from here.
-            rows = await pool.fetch(
-                f"SELECT {columns} FROM logs {clause} ORDER BY id"
-                f" LIMIT {page.add(min(size, total - offset))}"
-                f" OFFSET {page.add(max(0, total - offset - size))}",
-                *page.values,
-            )
-            rows.reverse()
-    return billing_pb2.ListLogsResponse(
-        total=total, page=request.page, page_size=size, logs=[_entry(r) for r in rows]
-    )
 
 
 class BillingQueries(billing_pb2_grpc.BillingServiceServicer):

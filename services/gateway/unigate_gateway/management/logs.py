@@ -129,6 +129,60 @@ class LogQuery:
 
 Filters = Annotated[LogQuery, Depends()]
 
+# A keyset cursor on the wire: a row's "<created_at>_<id>" (billing's LogPosition).
+Cursor = Annotated[str, Query(max_length=41, pattern=r"^(-?[0-9]{1,19}_[0-9]{1,19})?$")]
+
+
+def cursor(e: billing_pb2.LogEntry) -> str:
+    return f"{e.created_at}_{e.id}"
+
+
+def position(text: str) -> billing_pb2.LogPosition:
+    created_at, _, row_id = text.partition("_")
+    try:
+        return billing_pb2.LogPosition(created_at=int(created_at), id=int(row_id))
+    except ValueError:  # out of int64 (the pattern has checked the digits)
+        raise ApiError(
+            400, "a cursor is <created_at>_<id>, as older_than/newer_than were given"
+        ) from None
+
+
+class PageQuery:
+    """How a page is chosen: One API's ``p`` (0-based, an offset), or unigate's keyset cursors,
+    which cost the same on any page of any table: ``older_than``/``newer_than`` (the answer's
+    own ``older_than``/``newer_than``: the next and previous page) or ``oldest=true`` (the last
+    page). At most one cursor; with one, ``p`` is ignored."""
+
+    def __init__(
+        self,
+        p: Page = 0,
+        size: Size = 0,
+        older_than: Cursor = "",
+        newer_than: Cursor = "",
+        oldest: bool = False,
+    ) -> None:
+        self.p, self.size = p, size
+        self.older_than, self.newer_than, self.oldest = older_than, newer_than, oldest
+
+    def request(
+        self, log_filter: billing_pb2.LogFilter, content: bool
+    ) -> billing_pb2.ListLogsRequest:
+        r = billing_pb2.ListLogsRequest(
+            filter=log_filter,
+            page=self.p,
+            page_size=self.size,
+            with_content=content,
+            oldest=self.oldest,
+        )
+        if self.older_than:
+            r.older_than.CopyFrom(position(self.older_than))
+        if self.newer_than:
+            r.newer_than.CopyFrom(position(self.newer_than))
+        return r
+
+
+Paging = Annotated[PageQuery, Depends()]
+
 # `/api/log/stat?group_by=`: the rollups' dimensions (billing's StatsGroupBy).
 _GROUP_BY = {
     "": billing_pb2.STATS_GROUP_BY_NONE,
@@ -153,17 +207,23 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         return 0
 
     async def listed(
-        caller: Caller, own: bool, q: LogQuery, p: int, size: int, content: bool = False
+        caller: Caller, own: bool, q: LogQuery, page: PageQuery, content: bool = False
     ) -> dict[str, Any]:
         user_id = await scope(caller, own)
         s = stubs()
         answer = await s.billing.ListLogs(
-            billing_pb2.ListLogsRequest(
-                filter=q.log_filter(user_id), page=p, page_size=size, with_content=content
-            ),
-            timeout=s.timeout,
+            page.request(q.log_filter(user_id), content), timeout=s.timeout
         )
-        return envelope([log_json(e) for e in answer.logs], total=answer.total)
+        rows = answer.logs
+        # Beyond One API's list and total: whether the total is capped ("10000+"), and the
+        # cursors of the next and previous pages ("" where there is none).
+        return envelope(
+            [log_json(e) for e in rows],
+            total=answer.total,
+            total_capped=answer.total_capped,
+            older_than=cursor(rows[-1]) if answer.has_older and rows else "",
+            newer_than=cursor(rows[0]) if answer.has_newer and rows else "",
+        )
 
     async def stat(
         caller: Caller, own: bool, q: LogQuery, group_by: TextQuery = ""
@@ -229,9 +289,9 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         summary="Log rows (admin), newest first; content=true adds the logged bodies",
     )
     async def all_logs(
-        caller: Reader, q: Filters, p: Page = 0, size: Size = 0, content: bool = False
+        caller: Reader, q: Filters, page: Paging, content: bool = False
     ) -> dict[str, Any]:
-        return await listed(caller, False, q, p, size, content)
+        return await listed(caller, False, q, page, content)
 
     @router.delete("/log/", tags=["logs"], summary="Delete rows older than target_timestamp")
     async def delete_logs(
@@ -270,16 +330,12 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         tags=["logs"],
         summary="Search log rows (admin): keyword = content prefix, model, request id or type",
     )
-    async def search_logs(
-        caller: Reader, q: Filters, p: Page = 0, size: Size = 0
-    ) -> dict[str, Any]:
-        return await listed(caller, False, q, p, size)
+    async def search_logs(caller: Reader, q: Filters, page: Paging) -> dict[str, Any]:
+        return await listed(caller, False, q, page)
 
     @router.get("/log/self/search", tags=["logs"], summary="Search the caller's own log rows")
-    async def search_own_logs(
-        caller: Reader, q: Filters, p: Page = 0, size: Size = 0
-    ) -> dict[str, Any]:
-        return await listed(caller, True, q, p, size)
+    async def search_own_logs(caller: Reader, q: Filters, page: Paging) -> dict[str, Any]:
+        return await listed(caller, True, q, page)
 
     @router.get(
         "/log/self",
@@ -287,9 +343,9 @@ def logs_router(stubs: StubsGetter) -> APIRouter:
         summary="The caller's own log rows; content=true adds the logged bodies",
     )
     async def own_logs(
-        caller: Reader, q: Filters, p: Page = 0, size: Size = 0, content: bool = False
+        caller: Reader, q: Filters, page: Paging, content: bool = False
     ) -> dict[str, Any]:
-        return await listed(caller, True, q, p, size, content)
+        return await listed(caller, True, q, page, content)
 
     @router.get("/log/stat", tags=["logs"], summary="Usage totals (admin)")
     async def all_stat(caller: Reader, q: Filters, group_by: TextQuery = "") -> dict[str, Any]:

@@ -109,6 +109,20 @@ export const post = (path, body, params) => api("POST", path, body ?? {}, params
 export const put = (path, body, params) => api("PUT", path, body ?? {}, params);
 export const del = (path, params) => api("DELETE", path, undefined, params);
 
+/** A page of the log: its rows, the total (`capped`: at least that many), and the cursors of
+ * the next (older) and previous (newer) pages, "" at either end. */
+export async function getLogPage(path, params) {
+  const json = await envelope("GET", path, undefined, params);
+  const items = Array.isArray(json.data) ? json.data : [];
+  return {
+    items,
+    total: Number(json.total ?? items.length),
+    capped: json.total_capped === true,
+    older: json.older_than || "",
+    newer: json.newer_than || "",
+  };
+}
+
 /** A page of a list: {items, total}. */
 export async function getList(path, params) {
   const json = await envelope("GET", path, undefined, params);

@@ -1,10 +1,11 @@
 // The usage log: filters, paging and CSV export (the whole filtered set, streamed by billing).
+// Pages are read by cursor (first, next, previous, last): each costs the same wherever it is in
+// a log of any size; the total is exact up to 10,000 and "10,000+" beyond.
 
 import {
   html,
   useState,
   useLoad,
-  Pager,
   Badge,
   ErrorNote,
   fmtTime,
@@ -14,7 +15,7 @@ import {
   fromLocalInput,
   ROLE_ADMIN,
 } from "../ui.js";
-import { query, getList, get } from "../api.js";
+import { query, getLogPage, get } from "../api.js";
 import { t } from "../i18n.js";
 
 // Calls billed in another unit than tokens show it under the tokens (the ledger's unit).
@@ -34,6 +35,34 @@ const TYPES = [
   [4, "logs.type_system"],
   [5, "logs.type_test"],
 ];
+
+// Where the page is: a cursor (none: the newest page), and how many pages it is from the end
+// it was reached from (the newest or, after "last", the oldest).
+const FIRST = { cursor: {}, n: 0, fromOldest: false };
+const LAST = { cursor: { oldest: "true" }, n: 0, fromOldest: true };
+
+function LogPager({ at, page, onMove }) {
+  const pages = Math.max(1, Math.ceil(page.total / PAGE_SIZE));
+  const step = (older) => (at.fromOldest === older ? -1 : 1);
+  let label;
+  if (!page.capped) {
+    label = `${t("common.page")} ${at.fromOldest ? pages - at.n : at.n + 1} / ${pages}`;
+  } else if (!at.fromOldest) {
+    label = `${t("common.page")} ${at.n + 1}`;
+  } else {
+    label = at.n ? `${t("logs.last_page")} − ${at.n}` : t("logs.last_page");
+  }
+  const total = `${fmtNumber(page.total)}${page.capped ? "+" : ""}`;
+  return html`<div class="pager">
+    <button class="secondary" data-testid="pager-first" disabled=${!page.newer} onClick=${() => onMove(FIRST)}>« ${t("logs.first")}</button>
+    <button class="secondary" data-testid="pager-prev" disabled=${!page.newer}
+      onClick=${() => onMove({ cursor: { newer_than: page.newer }, n: at.n + step(false), fromOldest: at.fromOldest })}>‹ ${t("common.prev")}</button>
+    <span data-testid="pager-label">${label} · ${t("common.total")} ${total}</span>
+    <button class="secondary" data-testid="pager-next" disabled=${!page.older}
+      onClick=${() => onMove({ cursor: { older_than: page.older }, n: at.n + step(true), fromOldest: at.fromOldest })}>${t("common.next")} ›</button>
+    <button class="secondary" data-testid="pager-last" disabled=${!page.older} onClick=${() => onMove(LAST)}>${t("logs.last")} »</button>
+  </div>`;
+}
 
 function emptyFilter() {
   const now = Math.floor(Date.now() / 1000);
@@ -99,13 +128,14 @@ export function LogsPage({ user }) {
   const admin = user.role >= ROLE_ADMIN;
   const [draft, setDraft] = useState(emptyFilter);
   const [filter, setFilter] = useState(draft);
-  const [page, setPage] = useState(0);
+  const [at, setAt] = useState(FIRST);
   const base = admin ? "/api/log/" : "/api/log/self";
   const list = useLoad(
-    () => getList(base, { ...params(filter, admin), p: page, size: PAGE_SIZE }),
-    [page, JSON.stringify(filter)],
+    () => getLogPage(base, { ...params(filter, admin), ...at.cursor, size: PAGE_SIZE }),
+    [JSON.stringify(at), JSON.stringify(filter)],
   );
-  const { items, total } = list.data || { items: [], total: 0 };
+  const page = list.data || { items: [], total: 0, capped: false, older: "", newer: "" };
+  const items = page.items;
   const set = (k) => (e) => setDraft({ ...draft, [k]: e.target.value });
   const exportUrl = `${admin ? "/api/log/export" : "/api/log/self/export"}${query(params(filter, admin))}`;
 
@@ -117,7 +147,7 @@ export function LogsPage({ user }) {
       </div>
     </div>
     <form class="filters" data-testid="log-filters"
-      onSubmit=${(e) => { e.preventDefault(); setPage(0); setFilter(draft); }}>
+      onSubmit=${(e) => { e.preventDefault(); setAt(FIRST); setFilter(draft); }}>
       <label>${t("logs.type")}
         <select name="type" value=${draft.type} onChange=${(e) => setDraft({ ...draft, type: Number(e.target.value) })}>
           ${TYPES.map(([v, k]) => html`<option value=${v}>${t(k)}</option>`)}
@@ -132,7 +162,7 @@ export function LogsPage({ user }) {
       <label>${t("logs.request_id")}<input name="request_id" value=${draft.request_id} onInput=${set("request_id")} /></label>
       <div class="filter-actions">
         <button type="submit">${t("logs.apply")}</button>
-        <button type="button" class="secondary" onClick=${() => { const f = emptyFilter(); setDraft(f); setFilter(f); setPage(0); }}>${t("logs.reset")}</button>
+        <button type="button" class="secondary" onClick=${() => { const f = emptyFilter(); setDraft(f); setFilter(f); setAt(FIRST); }}>${t("logs.reset")}</button>
       </div>
     </form>
     <${ErrorNote} error=${list.error} />
@@ -170,6 +200,6 @@ export function LogsPage({ user }) {
     </table>
     </div>
     <p class="muted small">${t("logs.estimated_note")}</p>
-    <${Pager} page=${page} size=${PAGE_SIZE} total=${total} onPage=${setPage} />
+    <${LogPager} at=${at} page=${page} onMove=${setAt} />
   </section>`;
 }
