@@ -676,6 +676,28 @@ class QuotaStore:
             )
         return released
 
+    async def reclaim_spares(self, *, user_id: int, since_ms: int) -> int:
+        """Release every unbound spare of ``user_id`` booked since ``since_ms`` (any of its
+        keys', any gateway's): a request its balance covers must not be refused for spares
+        no request holds. A spare released here fails its gateway's late binding, and that
+        gateway asks auth instead. Returns how many were released."""
+        index = self.reservation_index(user_id)
+        ids = [
+            i.decode() if isinstance(i, bytes) else str(i)
+            for i in await self._redis.zrangebyscore(index, since_ms, "+inf")
+        ]
+        if not ids:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for rid in ids:
+            pipe.hmget(self._reservation_key(rid, user_id), "sp", "u", "t")
+        spares: list[tuple[str, int, int]] = []
+        # The index is the key group's: other users' reservations are in it too.
+        for rid, (sp, u, t) in zip(ids, await pipe.execute(), strict=True):
+            if sp is not None and u is not None and t is not None and int(u) == user_id:
+                spares.append((rid, int(t), user_id))
+        return await self.release_spares(spares)
+
     async def begin_load(self, *, token_id: int | None, user_id: int) -> None:
         """Call before reading balances from Postgres for ``load_balances``: from now on,
         charges settled while no balance is cached are set aside for the loader, so a

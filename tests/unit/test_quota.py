@@ -313,3 +313,39 @@ async def test_a_batch_reservation_splits_into_its_results_once(
     assert int(await redis.get(rsvd_key)) == 0
     bal = Namespace(namespace).user_key(user, "q", "t", token, "bal")
     assert int(await redis.get(bal)) == 100 - 12
+
+
+async def test_reclaiming_unbound_spares_frees_what_they_hold(redis: Redis, namespace: str) -> None:
+    """A request the balance covers is not refused for spares no request holds: reclaiming
+    releases the user's unbound spares (any key's, any gateway's), never a bound one, nor
+    another user's of the same key group."""
+    q = QuotaStore(redis, Namespace(namespace))
+    user, other = 900_101, 900_101 + 1024  # the same key group
+    await q.load_balances(token_id=user, token_balance=100, user_id=user, user_balance=10**6)
+    await q.load_balances(token_id=other, token_balance=100, user_id=other, user_balance=10**6)
+    common = dict(unlimited=False, context=b"", valid_ms=60_000, share=1)
+    mine = await q.issue_spares(
+        spare_ids=["sp1", "sp2", "sp3"], token_id=user, user_id=user, amount=20,
+        gateway_id="gw-a", **common,
+    )  # fmt: skip
+    theirs = await q.issue_spares(
+        spare_ids=["os1"], token_id=other, user_id=other, amount=20, gateway_id="gw-b", **common
+    )
+    assert (mine, theirs) == (["sp1", "sp2", "sp3"], ["os1"])
+    assert await q.bind_spare(
+        reservation_id="sp1", user_id=user, gateway_id="gw-a", context=b"req", now_ms=1
+    )
+    kw = dict(token_id=user, user_id=user, unlimited=False, now_ms=1)
+    # 100 - 3 x 20 held: 40 left, not the 60 asked for.
+    refused = await q.reserve(reservation_id="r1", amount=60, **kw)
+    assert refused.outcome is ReserveOutcome.TOKEN_EXHAUSTED
+    assert await q.reclaim_spares(user_id=user, since_ms=0) == 2  # sp2, sp3; sp1 is bound
+    assert (await q.reserve(reservation_id="r1", amount=60, **kw)).outcome is (
+        ReserveOutcome.RESERVED
+    )
+    # A released spare can no longer be bound; the other user's is untouched.
+    assert not await q.bind_spare(
+        reservation_id="sp2", user_id=user, gateway_id="gw-a", context=b"req", now_ms=1
+    )
+    assert await q.reclaim_spares(user_id=user, since_ms=0) == 0
+    assert await redis.exists(Namespace(namespace).user_key(other, "rsv", "os1"))

@@ -202,6 +202,13 @@ def spares_allowed(
     )
 
 
+_EXHAUSTED = (ReserveOutcome.TOKEN_EXHAUSTED, ReserveOutcome.USER_EXHAUSTED)
+# How far back a refused request looks for unused spares to reclaim: spares are valid for at
+# most a second, but one its gateway did not release waits for the sweeper (5 s grace, every
+# 10 s).
+SPARE_LOOKBACK_MS = 60_000
+
+
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
     def __init__(
         self,
@@ -628,7 +635,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         reservation_id = req.request_id
         if not reservation_id:
             raise errors.InvalidRequest("missing request id")
-        for _ in range(2):
+        reclaimed = False
+        for _ in range(3):
             try:
                 result = await self._quota.reserve(
                     reservation_id=reservation_id,
@@ -645,6 +653,18 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             except (RedisError, OSError) as exc:
                 return self._balances.outage_reserve(token.id, want.amount, exc)
             self._balances.redis_back()
+            if not reclaimed and result.outcome in _EXHAUSTED:
+                # Unused spares (this user's hot keys, on any gateway) may hold what this
+                # request needs: release them and try once more, rather than refuse a request
+                # the balance covers.
+                reclaimed = True
+                try:
+                    if await self._quota.reclaim_spares(
+                        user_id=token.user_id, since_ms=now_ms - SPARE_LOOKBACK_MS
+                    ):
+                        continue
+                except (RedisError, OSError) as exc:
+                    log.warning("could not reclaim spare reservations: %r", exc)
             if result.outcome is not ReserveOutcome.NEEDS_LOAD:
                 if result.outcome is ReserveOutcome.RESERVED:
                     self._balances.refresh_soon(token)
