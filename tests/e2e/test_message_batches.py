@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
 from typing import Any
 
@@ -39,10 +39,20 @@ BATCH_ROWS = "SELECT * FROM logs WHERE token_id = $1 AND endpoint = 'messages.ba
 
 
 @pytest.fixture
-def claude() -> Iterator[Claude]:
+async def claude(pg: asyncpg.Pool) -> AsyncIterator[Claude]:
     sim = Claude()
     sim.app.state.batch_delay = 0.3
-    yield from running(sim)
+    for up in running(sim):
+        yield up
+        # Before this provider goes: every batch the test left open ends 0.3 s after its
+        # creation and is billed by auth's poller (every second here), which releases its
+        # reservation; without the provider it would hold it into later tests.
+        deadline = time.monotonic() + 60
+        while await pg.fetchval(
+            "SELECT count(*) FROM message_batches WHERE state IN ('creating', 'open')"
+        ):
+            assert time.monotonic() < deadline, "a batch was never billed"
+            await asyncio.sleep(0.2)
 
 
 async def batch_channel(pg: asyncpg.Pool, secret_key: str, sim: Claude) -> tuple[str, str]:
