@@ -9,6 +9,8 @@ are not followed (the key would travel to wherever they point) and the answer is
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -44,6 +46,42 @@ def channel_timeout(
     return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class RawAnswer:
+    status: int
+    headers: Mapping[str, str]
+    # At most the caller's limit + 1 bytes: longer than the limit means the answer was too.
+    body: bytes
+    ms: int
+
+
+async def raw_call(
+    http: aiohttp.ClientSession,
+    channel: auth_pb2.Channel,
+    method: str,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    limit: int,
+) -> RawAnswer:
+    """One request to a channel's provider as given (the channel proxy's, a Message Batches
+    call): the channel's timeout, redirects never followed (credentials never cross to another
+    origin), at most ``limit`` + 1 bytes of the answer read. Raises ``UPSTREAM_ERRORS``."""
+    started = time.perf_counter()
+    async with http.request(
+        method,
+        url,
+        data=body or None,
+        headers=dict(headers),
+        allow_redirects=False,
+        timeout=channel_timeout(channel, http),
+    ) as resp:
+        content = await resp.content.read(limit + 1)
+        return RawAnswer(
+            resp.status, resp.headers, content, int((time.perf_counter() - started) * 1000)
+        )
+
+
 async def proxy_call(
     request: relay_pb2.ProxyRequest, channels: ChannelConfigs, http: aiohttp.ClientSession
 ) -> relay_pb2.ProxyResult:
@@ -62,32 +100,21 @@ async def proxy_call(
     headers = dict(request.headers)
     key, _fingerprint = channels.next_key(channel.id)
     headers.update(spec.auth_headers(key))
-    timeout = channel_timeout(channel, http)
-    started = time.perf_counter()
     try:
-        async with http.request(
-            request.method,
-            url,
-            data=request.body or None,
-            headers=headers,
-            allow_redirects=False,
-            timeout=timeout,
-        ) as resp:
-            content = await resp.content.read(MAX_ANSWER_BYTES + 1)
-            if len(content) > MAX_ANSWER_BYTES:
-                return relay_pb2.ProxyResult(
-                    error=relay_error(
-                        502,
-                        f"The provider's answer is larger than {MAX_ANSWER_BYTES} bytes.",
-                        code="proxy_answer_too_large",
-                    )
-                )
-            kept = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP}
-            return relay_pb2.ProxyResult(
-                http_status=resp.status,
-                headers=kept,
-                body=content,
-                upstream_ms=int((time.perf_counter() - started) * 1000),
-            )
+        answer = await raw_call(
+            http, channel, request.method, url, request.body, headers, MAX_ANSWER_BYTES
+        )
     except UPSTREAM_ERRORS as exc:
         return relay_pb2.ProxyResult(error=error_from_exception(exc))
+    if len(answer.body) > MAX_ANSWER_BYTES:
+        return relay_pb2.ProxyResult(
+            error=relay_error(
+                502,
+                f"The provider's answer is larger than {MAX_ANSWER_BYTES} bytes.",
+                code="proxy_answer_too_large",
+            )
+        )
+    kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
+    return relay_pb2.ProxyResult(
+        http_status=answer.status, headers=kept, body=answer.body, upstream_ms=answer.ms
+    )

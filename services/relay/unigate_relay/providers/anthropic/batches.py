@@ -20,7 +20,7 @@ import orjson
 
 from unigate.keys import key_fingerprint
 from unigate.v1 import relay_pb2
-from unigate_relay.channel_proxy import channel_timeout
+from unigate_relay.channel_proxy import raw_call
 from unigate_relay.channels import ChannelConfigs, ChannelNotFound
 from unigate_relay.providers.anthropic.response import usage_from_anthropic
 from unigate_relay.providers.anthropic.wire import API_VERSION, DEFAULT_BASE_URL
@@ -87,21 +87,14 @@ async def batch_call(
     headers = {"x-api-key": key, "anthropic-version": API_VERSION}
     if request.body:
         headers["content-type"] = "application/json"
-    timeout = channel_timeout(channel, http)
     try:
-        async with http.request(
-            request.method,
-            url,
-            data=request.body or None,
-            headers=headers,
-            allow_redirects=False,
-            timeout=timeout,
-        ) as resp:
-            content = await resp.content.read(MAX_ANSWER_BYTES + 1)
-            status = resp.status
-            content_type = resp.headers.get("content-type", "application/json")
+        answer = await raw_call(
+            http, channel, request.method, url, request.body, headers, MAX_ANSWER_BYTES
+        )
     except UPSTREAM_ERRORS as exc:
         return relay_pb2.BatchUpstreamResult(error=error_from_exception(exc))
+    status, content = answer.status, answer.body
+    content_type = answer.headers.get("content-type", "application/json")
     if len(content) > MAX_ANSWER_BYTES:
         return relay_pb2.BatchUpstreamResult(
             error=relay_error(
