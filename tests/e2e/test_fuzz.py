@@ -166,7 +166,12 @@ def test_management_api_never_answers_5xx(
             base_url=fuzz_stack.api_url,
             headers={"Authorization": f"Bearer {fuzz_stack.access_token}"},
             checks=[not_a_server_error],
-            timeout=30,
+            # Past the gateway's own deadline on auth and billing (MANAGEMENT_TIMEOUT, 60 s):
+            # a backend that hangs comes back as the gateway's 5xx, which fails the check,
+            # and only a gateway that never answers runs into this. A shorter client timeout
+            # failed CI once on a login answered in over 30 s on a stalled machine (passed
+            # on replay; not reproduced in 150 examples here).
+            timeout=90,
         )
         if label == "GET /user/token" and response.status_code == 200:
             # A new access token replaces the old one: go on with the new one, so that the
