@@ -30,7 +30,7 @@ from run import (
 )
 
 from unigate.certs import TlsFiles
-from unigate.grpc_mux import AUTHORIZE, MuxClient
+from unigate.grpc_mux import AUTHORIZE, AUTHORIZE_WIRE, MuxClient
 from unigate.grpcutil import client_channel
 from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_cli.devstack import Stack, StackConfig, StackPorts
@@ -53,6 +53,7 @@ async def measure(
     stub = auth_pb2_grpc.AuthServiceStub(channel)
     many: MuxClient[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = MuxClient(
         lambda requests: stub.AuthorizeMany(requests, wait_for_ready=True),
+        AUTHORIZE_WIRE,
         method=AUTHORIZE,
     )
     counter = iter(range(10**9))

@@ -11,7 +11,13 @@ trace headers, a task on each end): measured in ``make bench-ttft``.
 The wire contract, unary (``AuthorizeMany``, ``CallMany``): the client numbers each request
 with a ``call_id`` and the server answers each with its own ``call_id``, in whatever order the
 calls finish. The per-request trace context travels in the request's ``trace_context`` map,
-since a stream's metadata is sent only once.
+since a stream's metadata is sent only once. Each gRPC message is a batch (``Batched``): the
+requests (answers) that were waiting to go when the stream was ready to write, at most
+``BATCH_ITEMS`` and about ``BATCH_BYTES``. One write per message is what a stream costs (a
+gRPC operation and its completion, handed from gRPC's poller thread to the event loop):
+measured on a bidi stream here, 55-73 µs of the client's CPU per message sent and answered
+one by one, 25 µs in batches of 4, 10 µs in batches of 8. A lone request is a batch of one,
+so nothing waits for company.
 
 Streaming (``StreamMany``): the client's messages are envelopes (``call_id`` and one of
 ``open`` (the request), ``credit`` (a count), ``cancel``); the server's carry the call's
@@ -44,12 +50,14 @@ import itertools
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
 from unigate import telemetry
+from unigate.v1 import auth_pb2, relay_pb2
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,9 @@ RELAY_CALL = "/unigate.v1.RelayService/Call"
 RELAY_STREAM = "/unigate.v1.RelayService/Stream"
 
 GOAWAY_CALL_ID = 0
+# A unary lane's batch: at most this many messages, and no more once this size is reached.
+BATCH_ITEMS = 64
+BATCH_BYTES = 1024 * 1024
 # Chunks the server may send a stream ahead of its reader; the client grants credit in
 # batches of half of it. A relay's chunk is usually one SSE event (a token or a few), so 16
 # leave the provider's pace unhindered while a reader that stalls holds at most 16 chunks.
@@ -116,6 +127,38 @@ SUpT = TypeVar("SUpT", bound=_StreamUp)
 SDownT = TypeVar("SDownT", bound=_StreamDown)
 ChunkT = TypeVar("ChunkT")
 
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(frozen=True, slots=True)
+class Batched(Generic[ItemT]):
+    """How one direction of a unary lane travels: several messages in one gRPC message,
+    ``wire`` (e.g. ``RelayRequests``) with the messages in its repeated ``field``."""
+
+    wire: Callable[..., Any]
+    field: str
+
+    def pack(self, items: list[ItemT]) -> Any:
+        return self.wire(**{self.field: items})
+
+    def unpack(self, message: Any) -> Iterable[ItemT]:
+        items: Iterable[ItemT] = getattr(message, self.field)
+        return items
+
+
+@dataclass(frozen=True, slots=True)
+class UnaryWire(Generic[ReqT, RespT]):
+    """A unary lane's two directions: the requests' batches and the answers'."""
+
+    up: Batched[ReqT]
+    down: Batched[RespT]
+
+
+def _size(message: Any) -> int:
+    size: int = message.ByteSize()
+    return size
+
+
 # What a stub's stream-stream method is, seen from here: give it the message iterator, get
 # the call back (stub.AuthorizeMany, bound to its options by the caller).
 OpenStream = Callable[[AsyncIterator[UpT]], "grpc.aio.StreamStreamCall[Any, Any]"]
@@ -169,10 +212,18 @@ class _Lane(Generic[UpT, DownT]):
     """One open stream and the calls in flight on it."""
 
     def __init__(
-        self, open_stream: OpenStream[UpT], name: str, unsettled: Callable[[], None]
+        self,
+        open_stream: OpenStream[UpT],
+        name: str,
+        unsettled: Callable[[], None],
+        up: Batched[UpT] | None = None,
+        down: Batched[DownT] | None = None,
     ) -> None:
         # Called when the server goes away or the stream breaks: a replica is leaving.
         self._unsettled = unsettled
+        # A unary lane's batches (None: one message per gRPC message, as streams send).
+        self._up_wire = up
+        self._down_wire = down
         self.pending: dict[int, _Receiver[DownT]] = {}
         # Of the pending calls, those whose opening message went to gRPC.
         self.sent: set[int] = set()
@@ -193,14 +244,39 @@ class _Lane(Generic[UpT, DownT]):
             await self._call.wait_for_connection()
         except grpc.aio.AioRpcError:
             return  # the reader sees the same error and fails the calls
-        while (item := await self._outbox.get()) is not None:
-            message, opens = item
+        outbox = self._outbox
+        while (item := await outbox.get()) is not None:
+            if self._up_wire is None:
+                if (message := self._admitted(item)) is not None:
+                    yield message
+                continue
+            # What else is waiting goes in the same gRPC message.
+            batch: list[UpT] = []
+            size = 0
+            closing = False
+            while True:
+                if (message := self._admitted(item)) is not None:
+                    batch.append(message)
+                    size += _size(message)
+                if len(batch) >= BATCH_ITEMS or size >= BATCH_BYTES or outbox.empty():
+                    break
+                if (item := outbox.get_nowait()) is None:
+                    closing = True
+                    break
+            if batch:
+                yield self._up_wire.pack(batch)
+            if closing:
+                return
+
+    def _admitted(self, item: tuple[UpT, bool]) -> UpT | None:
+        """The message to send, or None for a call forgotten before it was sent."""
+        message, opens = item
+        if opens:
             call_id: int = message.call_id  # type: ignore[attr-defined]
-            if opens:
-                if call_id not in self.pending:
-                    continue
-                self.sent.add(call_id)
-            yield message
+            if call_id not in self.pending:
+                return None
+            self.sent.add(call_id)
+        return message
 
     def send(self, call_id: int, message: UpT, receiver: _Receiver[DownT]) -> None:
         """Open a call: ``message`` is sent when the stream is up, unless the call was
@@ -236,15 +312,18 @@ class _Lane(Generic[UpT, DownT]):
     async def _read(self) -> None:
         why = "the server ended the stream"
         try:
-            async for message in self._call:
-                call_id = message.call_id
-                if call_id == GOAWAY_CALL_ID:
-                    self._unsettled()
-                    self.stop_sending()
-                    continue
-                receiver = self.pending.get(call_id)
-                if receiver is not None and receiver.deliver(message):
-                    self.forget(call_id)
+            async for wire in self._call:
+                for message in (
+                    self._down_wire.unpack(wire) if self._down_wire is not None else (wire,)
+                ):
+                    call_id = message.call_id
+                    if call_id == GOAWAY_CALL_ID:
+                        self._unsettled()
+                        self.stop_sending()
+                        continue
+                    receiver = self.pending.get(call_id)
+                    if receiver is not None and receiver.deliver(message):
+                        self.forget(call_id)
         except grpc.aio.AioRpcError as exc:
             why = f"{exc.code().name}: {exc.details()}"
             self._unsettled()
@@ -285,9 +364,13 @@ class _Lanes(Generic[UpT, DownT]):
         lanes: int,
         max_age: float,
         settling_age: float | None = None,
+        up: Batched[UpT] | None = None,
+        down: Batched[DownT] | None = None,
     ) -> None:
         self._open = open_stream
         self._method = method
+        self._up_wire = up
+        self._down_wire = down
         self._max_age = max_age
         self._settling_age = settling_age
         self._settled_at = 0.0
@@ -309,7 +392,9 @@ class _Lanes(Generic[UpT, DownT]):
         if lane is None or not lane.accepting:
             if lane is not None and not lane.reader.done():
                 self._retire(lane)
-            lane = self._lanes[self._turn] = _Lane(self._open, self._method, self._unsettled)
+            lane = self._lanes[self._turn] = _Lane(
+                self._open, self._method, self._unsettled, self._up_wire, self._down_wire
+            )
         return lane
 
     def _unsettled(self) -> None:
@@ -354,17 +439,25 @@ class _Answer(Generic[RespT]):
 
 class MuxClient(_Lanes[ReqT, RespT]):
     """Unary calls of ``method`` (named as its unary twin, for spans and logs) over
-    ``lanes`` streams (``_Lanes``)."""
+    ``lanes`` streams (``_Lanes``), in batches (``wire``)."""
 
     def __init__(
         self,
-        open_stream: OpenStream[ReqT],
+        open_stream: OpenStream[Any],
+        wire: UnaryWire[ReqT, RespT],
         *,
         method: str,
         lanes: int = 4,
         max_age: float = 30.0,
     ) -> None:
-        super().__init__(open_stream, method=method, lanes=lanes, max_age=max_age)
+        super().__init__(
+            open_stream,
+            method=method,
+            lanes=lanes,
+            max_age=max_age,
+            up=wire.up,
+            down=wire.down,
+        )
 
     async def call(self, request: ReqT, within: float) -> RespT:
         """Send ``request`` (its ``call_id`` is set here) and wait ``within`` seconds at most
@@ -611,9 +704,19 @@ class _MuxServing(Generic[UpT, DownT]):
     they come. ``drain`` sends every open stream a GOAWAY (call it before the server's
     ``stop(grace)``, so clients move their new calls elsewhere while these finish)."""
 
-    def __init__(self, goaway: Callable[[], DownT], *, method: str) -> None:
+    def __init__(
+        self,
+        goaway: Callable[[], DownT],
+        *,
+        method: str,
+        up: Batched[UpT] | None = None,
+        down: Batched[DownT] | None = None,
+    ) -> None:
         self._goaway = goaway
         self._method = method
+        # A unary lane's batches (None: one message per gRPC message, as streams send).
+        self._up_wire = up
+        self._down_wire = down
         self._outboxes: set[asyncio.Queue[DownT | None]] = set()
         self._draining = False
 
@@ -625,14 +728,17 @@ class _MuxServing(Generic[UpT, DownT]):
     def _receive(self, message: UpT, lane: _Served[DownT]) -> None:
         raise NotImplementedError
 
-    async def serve(self, messages: AsyncIterator[UpT]) -> AsyncIterator[DownT]:
+    async def serve(self, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The stream's messages out for its messages in (batches on a unary lane)."""
         lane: _Served[DownT] = _Served()
         outbox = lane.outbox
+        up, down = self._up_wire, self._down_wire
 
         async def read() -> None:
             try:
-                async for message in messages:
-                    self._receive(message, lane)
+                async for wire in messages:
+                    for message in up.unpack(wire) if up is not None else (wire,):
+                        self._receive(message, lane)
             except Exception as exc:  # the client went away: answer what is running, if it can
                 log.debug("%s stream read ended: %r", self._method, exc)
             try:
@@ -647,7 +753,22 @@ class _MuxServing(Generic[UpT, DownT]):
         reader = asyncio.create_task(read())
         try:
             while (response := await outbox.get()) is not None:
-                yield response
+                if down is None:
+                    yield response
+                    continue
+                # The answers ready by now go in the same gRPC message.
+                batch = [response]
+                size = _size(response)
+                closing = False
+                while not outbox.empty() and len(batch) < BATCH_ITEMS and size < BATCH_BYTES:
+                    if (more := outbox.get_nowait()) is None:
+                        closing = True
+                        break
+                    batch.append(more)
+                    size += _size(more)
+                yield down.pack(batch)
+                if closing:
+                    break
         finally:
             self._outboxes.discard(outbox)
             reader.cancel()
@@ -664,10 +785,11 @@ class MuxServer(_MuxServing[ReqT, RespT]):
         handle: Callable[[ReqT], Awaitable[RespT]],
         on_error: Callable[[BaseException], RespT],
         goaway: Callable[[], RespT],
+        wire: UnaryWire[ReqT, RespT],
         *,
         method: str,
     ) -> None:
-        super().__init__(goaway, method=method)
+        super().__init__(goaway, method=method, up=wire.up, down=wire.down)
         self._handle = handle
         self._on_error = on_error
 
@@ -735,3 +857,12 @@ class MuxStreamServer(_MuxServing[SUpT, SDownT], Generic[SUpT, SDownT, ChunkT]):
             outbox.put_nowait(self._down(call_id=call_id, failed=repr(exc), last=True))
         else:
             outbox.put_nowait(self._down(call_id=call_id, last=True))
+
+
+# The unary lanes' wires: one home for the gateway's clients and the services' servers.
+AUTHORIZE_WIRE: UnaryWire[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = UnaryWire(
+    Batched(auth_pb2.AuthorizeRequests, "calls"), Batched(auth_pb2.AuthorizeResponses, "results")
+)
+RELAY_CALL_WIRE: UnaryWire[relay_pb2.RelayRequest, relay_pb2.RelayResult] = UnaryWire(
+    Batched(relay_pb2.RelayRequests, "calls"), Batched(relay_pb2.RelayResults, "results")
+)

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from unigate.grpc_mux import MuxClient, MuxServer, MuxTimeout, MuxUnavailable
+from unigate.grpc_mux import RELAY_CALL_WIRE, MuxClient, MuxServer, MuxTimeout, MuxUnavailable
 from unigate.v1 import relay_pb2, relay_pb2_grpc
 from unigate_cli.devstack import free_port
 
@@ -24,12 +24,24 @@ class Servicer(relay_pb2_grpc.RelayServiceServicer):
     def __init__(self) -> None:
         self.streams_open = 0
         self.handled: list[str] = []
+        # gRPC messages received, and the calls they carried.
+        self.messages_in = 0
+        self.calls_in = 0
         self.many: MuxServer[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxServer(
             self.handle,
             lambda exc: relay_pb2.RelayResult(http_status=503, body=repr(exc).encode()),
             relay_pb2.RelayResult,
+            RELAY_CALL_WIRE,
             method=METHOD,
         )
+
+    async def _counted(
+        self, messages: AsyncIterator[relay_pb2.RelayRequests]
+    ) -> AsyncIterator[relay_pb2.RelayRequests]:
+        async for message in messages:
+            self.messages_in += 1
+            self.calls_in += len(message.calls)
+            yield message
 
     async def handle(self, request: relay_pb2.RelayRequest) -> relay_pb2.RelayResult:
         verb, _, arg = request.body.decode().partition(" ")
@@ -41,13 +53,13 @@ class Servicer(relay_pb2_grpc.RelayServiceServicer):
 
     async def CallMany(
         self,
-        request_iterator: AsyncIterator[relay_pb2.RelayRequest],
+        request_iterator: AsyncIterator[relay_pb2.RelayRequests],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[relay_pb2.RelayResult]:
+    ) -> AsyncIterator[relay_pb2.RelayResults]:
         self.streams_open += 1
         try:
-            async for result in self.many.serve(request_iterator):
-                yield result
+            async for results in self.many.serve(self._counted(request_iterator)):
+                yield results
         finally:
             self.streams_open -= 1
 
@@ -75,7 +87,7 @@ def client_for(
     channel: grpc.aio.Channel, lanes: int = 2
 ) -> MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult]:
     stub = relay_pb2_grpc.RelayServiceStub(channel)
-    return MuxClient(stub.CallMany, method=METHOD, lanes=lanes)
+    return MuxClient(stub.CallMany, RELAY_CALL_WIRE, method=METHOD, lanes=lanes)
 
 
 async def test_answers_reach_their_own_callers_in_any_order() -> None:
@@ -188,7 +200,10 @@ async def test_a_call_given_up_before_the_stream_connects_is_never_sent() -> Non
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         stub = relay_pb2_grpc.RelayServiceStub(ch)
         mux: MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxClient(
-            lambda requests: stub.CallMany(requests, wait_for_ready=True), method=METHOD, lanes=1
+            lambda requests: stub.CallMany(requests, wait_for_ready=True),
+            RELAY_CALL_WIRE,
+            method=METHOD,
+            lanes=1,
         )
         # Nothing listens yet: both wait for the stream, and both give up.
         for i in range(2):
@@ -208,7 +223,7 @@ async def test_an_old_stream_is_replaced_without_losing_its_calls() -> None:
     async with Running() as running, grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
         stub = relay_pb2_grpc.RelayServiceStub(ch)
         mux: MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxClient(
-            stub.CallMany, method=METHOD, lanes=1, max_age=0.1
+            stub.CallMany, RELAY_CALL_WIRE, method=METHOD, lanes=1, max_age=0.1
         )
         slow = asyncio.ensure_future(mux.call(request("on-old", "sleep 0.3"), 5))
         await asyncio.sleep(0.15)
@@ -231,14 +246,14 @@ async def test_a_request_never_handed_to_a_failed_stream_goes_on_a_new_one() -> 
         stubs = [relay_pb2_grpc.RelayServiceStub(dead), relay_pb2_grpc.RelayServiceStub(live)]
         opened: list[int] = []
 
-        def open_stream(requests: AsyncIterator[relay_pb2.RelayRequest]) -> Any:
+        def open_stream(requests: AsyncIterator[relay_pb2.RelayRequests]) -> Any:
             # The first stream goes where nothing listens (as to a relay that stopped
             # taking streams), every later one to the server.
             opened.append(len(opened))
             return stubs[min(len(opened) - 1, 1)].CallMany(requests)
 
         mux: MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxClient(
-            open_stream, method=METHOD, lanes=1
+            open_stream, RELAY_CALL_WIRE, method=METHOD, lanes=1
         )
         answer = await mux.call(request("moved", "sleep 0"), 5)
         assert answer.body == b"moved"
@@ -247,8 +262,24 @@ async def test_a_request_never_handed_to_a_failed_stream_goes_on_a_new_one() -> 
 
         # Nowhere to go at all: after a few fresh streams the caller hears it.
         stranded: MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxClient(
-            stubs[0].CallMany, method=METHOD, lanes=1
+            stubs[0].CallMany, RELAY_CALL_WIRE, method=METHOD, lanes=1
         )
         with pytest.raises(MuxUnavailable):
             await stranded.call(request("nowhere", "sleep 0"), 5)
         await stranded.close()
+
+
+async def test_calls_waiting_together_travel_in_one_message() -> None:
+    async with Running() as running, grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+        mux = client_for(ch, lanes=1)
+        await mux.call(request("first", "sleep 0"), 5)  # the stream is up
+        before = running.servicer.messages_in
+        results = await asyncio.gather(
+            *(mux.call(request(f"r{i}", f"sleep 0.0{i % 3}"), 5) for i in range(100))
+        )
+        # Each caller got its own answer...
+        assert [r.body for r in results] == [f"r{i}".encode() for i in range(100)]
+        assert running.servicer.calls_in == 101
+        # ...and the hundred calls made in one go went in far fewer gRPC messages.
+        assert running.servicer.messages_in - before < 20
+        await mux.close()

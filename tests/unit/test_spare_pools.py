@@ -164,3 +164,24 @@ async def test_a_spare_released_meanwhile_sends_the_request_to_auth(env: Env) ->
     assert await env.pools.take(KEY, request()) is None
     assert await env.pools.take(KEY, request()) is None  # the pool is gone with it
     await asyncio.sleep(0)
+
+
+async def test_a_hot_pool_asks_for_the_next_one_before_it_runs_dry(env: Env) -> None:
+    for _ in range(HOT_REQUESTS):
+        env.pools.note(KEY)
+    env.pools.keep(KEY, await decision(env, 8, 1000), time.monotonic(), 0)
+    served = [await env.pools.take(KEY, request()) for _ in range(6)]
+    assert all(d is not None for d in served)
+    # Two of eight left (REFILL_AT a quarter): this request goes to auth, asking for spares.
+    assert await env.pools.take(KEY, request()) is None
+    assert env.pools.wanted(KEY) > 0
+    # While that Authorize is out, the last two are still served here.
+    assert await env.pools.take(KEY, request()) is not None
+    assert await env.pools.take(KEY, request()) is not None
+    assert await env.pools.take(KEY, request()) is None  # dry
+    env.pools.asked(KEY)
+    # A key that is not hot (its window passed) uses its pool to the last spare.
+    env.pools.keep(KEY, await decision(env, 4, 1000), time.monotonic(), 0)
+    env.pools._heat.clear()
+    assert all([await env.pools.take(KEY, request()) is not None for _ in range(4)])
+    await env.pools.close()

@@ -61,8 +61,21 @@ def capture_content() -> bool:
     return _capture_content
 
 
+_tracer_of: tuple[trace.TracerProvider, trace.Tracer] | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("unigate")
+    """The "unigate" tracer of the current provider, made once per provider: the API's
+    ``get_tracer`` builds a new one each call (and adds a warnings filter on the way),
+    measured at 3.5 % of the gateway's CPU at 32 connections when it ran per request."""
+    global _tracer_of
+    provider = trace.get_tracer_provider()
+    cached = _tracer_of
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    made = provider.get_tracer("unigate")
+    _tracer_of = (provider, made)
+    return made
 
 
 def attach(ctx: Context) -> Token[Context]:

@@ -410,6 +410,48 @@ class DisableChannelResponse(_message.Message):
 Global___DisableChannelResponse: _TypeAlias = DisableChannelResponse  # noqa: Y015
 
 @_typing.final
+class AuthorizeRequests(_message.Message):
+    """AuthorizeMany's messages: one or more requests, one or more responses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorizeRequest]: ...
+    def __init__(
+        self,
+        *,
+        calls: _abc.Iterable[Global___AuthorizeRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeRequests: _TypeAlias = AuthorizeRequests  # noqa: Y015
+
+@_typing.final
+class AuthorizeResponses(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorizeResponse]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___AuthorizeResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeResponses: _TypeAlias = AuthorizeResponses  # noqa: Y015
+
+@_typing.final
 class AuthorizeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -43,8 +43,8 @@ class AuthServiceStub:
                 _registered_method=True)
         self.AuthorizeMany = channel.stream_stream(
                 '/unigate.v1.AuthService/AuthorizeMany',
-                request_serializer=unigate_dot_v1_dot_auth__pb2.AuthorizeRequest.SerializeToString,
-                response_deserializer=unigate_dot_v1_dot_auth__pb2.AuthorizeResponse.FromString,
+                request_serializer=unigate_dot_v1_dot_auth__pb2.AuthorizeRequests.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_auth__pb2.AuthorizeResponses.FromString,
                 _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/unigate.v1.AuthService/ListModels',
@@ -112,7 +112,8 @@ class AuthServiceServicer:
     def AuthorizeMany(self, request_iterator, context):
         """The gateways' hot path: many Authorize calls multiplexed over one long-lived stream
         (see libs/unigate/grpc_mux.py). Each response echoes its request's call_id, in any
-        order; a response with call_id 0 asks the client to send no more on this stream.
+        order; a response with call_id 0 asks the client to send no more on this stream. Each
+        message carries the requests (responses) that were ready to go together.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,8 +207,8 @@ def add_AuthServiceServicer_to_server(servicer, server):
             ),
             'AuthorizeMany': grpc.stream_stream_rpc_method_handler(
                     servicer.AuthorizeMany,
-                    request_deserializer=unigate_dot_v1_dot_auth__pb2.AuthorizeRequest.FromString,
-                    response_serializer=unigate_dot_v1_dot_auth__pb2.AuthorizeResponse.SerializeToString,
+                    request_deserializer=unigate_dot_v1_dot_auth__pb2.AuthorizeRequests.FromString,
+                    response_serializer=unigate_dot_v1_dot_auth__pb2.AuthorizeResponses.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -314,8 +315,8 @@ class AuthService:
             request_iterator,
             target,
             '/unigate.v1.AuthService/AuthorizeMany',
-            unigate_dot_v1_dot_auth__pb2.AuthorizeRequest.SerializeToString,
-            unigate_dot_v1_dot_auth__pb2.AuthorizeResponse.FromString,
+            unigate_dot_v1_dot_auth__pb2.AuthorizeRequests.SerializeToString,
+            unigate_dot_v1_dot_auth__pb2.AuthorizeResponses.FromString,
             options,
             channel_credentials,
             insecure,

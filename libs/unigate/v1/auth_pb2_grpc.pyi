@@ -19,10 +19,11 @@ class AuthServiceStub:
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Authorize: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthorizeRequest, _auth_pb2.AuthorizeResponse]
-    AuthorizeMany: _aio.StreamStreamMultiCallable[_auth_pb2.AuthorizeRequest, _auth_pb2.AuthorizeResponse]
+    AuthorizeMany: _aio.StreamStreamMultiCallable[_auth_pb2.AuthorizeRequests, _auth_pb2.AuthorizeResponses]
     """The gateways' hot path: many Authorize calls multiplexed over one long-lived stream
     (see libs/unigate/grpc_mux.py). Each response echoes its request's call_id, in any
-    order; a response with call_id 0 asks the client to send no more on this stream.
+    order; a response with call_id 0 asks the client to send no more on this stream. Each
+    message carries the requests (responses) that were ready to go together.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListModelsRequest, _auth_pb2.ListModelsResponse]
     """Models the key may use (for GET /v1/models)."""
@@ -73,12 +74,13 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def AuthorizeMany(
         self,
-        request_iterator: _abc.AsyncIterator[_auth_pb2.AuthorizeRequest],
-        context: _aio.ServicerContext[_abc.AsyncIterator[_auth_pb2.AuthorizeRequest], _abc.AsyncIterator[_auth_pb2.AuthorizeResponse]],
-    ) -> _abc.AsyncIterator[_auth_pb2.AuthorizeResponse]:
+        request_iterator: _abc.AsyncIterator[_auth_pb2.AuthorizeRequests],
+        context: _aio.ServicerContext[_abc.AsyncIterator[_auth_pb2.AuthorizeRequests], _abc.AsyncIterator[_auth_pb2.AuthorizeResponses]],
+    ) -> _abc.AsyncIterator[_auth_pb2.AuthorizeResponses]:
         """The gateways' hot path: many Authorize calls multiplexed over one long-lived stream
         (see libs/unigate/grpc_mux.py). Each response echoes its request's call_id, in any
-        order; a response with call_id 0 asks the client to send no more on this stream.
+        order; a response with call_id 0 asks the client to send no more on this stream. Each
+        message carries the requests (responses) that were ready to go together.
         """
 
     @_abc_1.abstractmethod

@@ -346,11 +346,52 @@ class RelayRequest(_message.Message):
 Global___RelayRequest: _TypeAlias = RelayRequest  # noqa: Y015
 
 @_typing.final
-class RelayError(_message.Message):
+class RelayRequests(_message.Message):
     """Why a call failed. `retryable` tells the gateway it may try another channel
     (only before any byte reached the client).
+    CallMany's messages: one or more calls, one or more results.
     """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelayRequest]: ...
+    def __init__(
+        self,
+        *,
+        calls: _abc.Iterable[Global___RelayRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayRequests: _TypeAlias = RelayRequests  # noqa: Y015
+
+@_typing.final
+class RelayResults(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelayResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RelayResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayResults: _TypeAlias = RelayResults  # noqa: Y015
+
+@_typing.final
+class RelayError(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ERROR_FIELD_NUMBER: _builtins.int

@@ -43,8 +43,8 @@ class RelayServiceStub:
                 _registered_method=True)
         self.CallMany = channel.stream_stream(
                 '/unigate.v1.RelayService/CallMany',
-                request_serializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
-                response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayResult.FromString,
+                request_serializer=unigate_dot_v1_dot_relay__pb2.RelayRequests.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayResults.FromString,
                 _registered_method=True)
         self.Stream = channel.unary_stream(
                 '/unigate.v1.RelayService/Stream',
@@ -88,7 +88,8 @@ class RelayServiceServicer:
     def CallMany(self, request_iterator, context):
         """Many non-streaming calls multiplexed over one long-lived stream, the gateways' hot
         path (see libs/unigate/grpc_mux.py): each result echoes its request's call_id, in any
-        order; a result with call_id 0 asks the client to send no more on this stream.
+        order; a result with call_id 0 asks the client to send no more on this stream. Each
+        message carries the calls (results) that were ready to go together.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,8 +146,8 @@ def add_RelayServiceServicer_to_server(servicer, server):
             ),
             'CallMany': grpc.stream_stream_rpc_method_handler(
                     servicer.CallMany,
-                    request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayRequest.FromString,
-                    response_serializer=unigate_dot_v1_dot_relay__pb2.RelayResult.SerializeToString,
+                    request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayRequests.FromString,
+                    response_serializer=unigate_dot_v1_dot_relay__pb2.RelayResults.SerializeToString,
             ),
             'Stream': grpc.unary_stream_rpc_method_handler(
                     servicer.Stream,
@@ -228,8 +229,8 @@ class RelayService:
             request_iterator,
             target,
             '/unigate.v1.RelayService/CallMany',
-            unigate_dot_v1_dot_relay__pb2.RelayRequest.SerializeToString,
-            unigate_dot_v1_dot_relay__pb2.RelayResult.FromString,
+            unigate_dot_v1_dot_relay__pb2.RelayRequests.SerializeToString,
+            unigate_dot_v1_dot_relay__pb2.RelayResults.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,10 +20,11 @@ class RelayServiceStub:
     def __init__(self, channel: _aio.Channel) -> None: ...
     Call: _aio.UnaryUnaryMultiCallable[_relay_pb2.RelayRequest, _relay_pb2.RelayResult]
     """Non-streaming call: the whole OpenAI-shaped answer at once."""
-    CallMany: _aio.StreamStreamMultiCallable[_relay_pb2.RelayRequest, _relay_pb2.RelayResult]
+    CallMany: _aio.StreamStreamMultiCallable[_relay_pb2.RelayRequests, _relay_pb2.RelayResults]
     """Many non-streaming calls multiplexed over one long-lived stream, the gateways' hot
     path (see libs/unigate/grpc_mux.py): each result echoes its request's call_id, in any
-    order; a result with call_id 0 asks the client to send no more on this stream.
+    order; a result with call_id 0 asks the client to send no more on this stream. Each
+    message carries the calls (results) that were ready to go together.
     """
     Stream: _aio.UnaryStreamMultiCallable[_relay_pb2.RelayRequest, _relay_pb2.RelayChunk]
     """Streaming call: SSE bytes in OpenAI's framing, then one final message."""
@@ -61,12 +62,13 @@ class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def CallMany(
         self,
-        request_iterator: _abc.AsyncIterator[_relay_pb2.RelayRequest],
-        context: _aio.ServicerContext[_abc.AsyncIterator[_relay_pb2.RelayRequest], _abc.AsyncIterator[_relay_pb2.RelayResult]],
-    ) -> _abc.AsyncIterator[_relay_pb2.RelayResult]:
+        request_iterator: _abc.AsyncIterator[_relay_pb2.RelayRequests],
+        context: _aio.ServicerContext[_abc.AsyncIterator[_relay_pb2.RelayRequests], _abc.AsyncIterator[_relay_pb2.RelayResults]],
+    ) -> _abc.AsyncIterator[_relay_pb2.RelayResults]:
         """Many non-streaming calls multiplexed over one long-lived stream, the gateways' hot
         path (see libs/unigate/grpc_mux.py): each result echoes its request's call_id, in any
-        order; a result with call_id 0 asks the client to send no more on this stream.
+        order; a result with call_id 0 asks the client to send no more on this stream. Each
+        message carries the calls (results) that were ready to go together.
         """
 
     @_abc_1.abstractmethod

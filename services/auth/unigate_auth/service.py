@@ -18,7 +18,7 @@ from unigate import content_log, errors, reservation
 from unigate.alerts import Alert, Notifier
 from unigate.channel_types import channel_type
 from unigate.crypto import decrypt_secret
-from unigate.grpc_mux import AUTHORIZE, MuxServer
+from unigate.grpc_mux import AUTHORIZE, AUTHORIZE_WIRE, MuxServer
 from unigate.health import ChannelHealth, HealthSnapshot
 from unigate.keys import hash_api_key, key_fingerprint, mask_key
 from unigate.logs import request_id_var
@@ -248,6 +248,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 errors.ServiceUnavailable("The key could not be checked right now; please retry.")
             ),
             auth_pb2.AuthorizeResponse,
+            AUTHORIZE_WIRE,
             method=AUTHORIZE,
         )
 
@@ -377,11 +378,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
     async def AuthorizeMany(
         self,
-        request_iterator: AsyncIterator[auth_pb2.AuthorizeRequest],
+        request_iterator: AsyncIterator[auth_pb2.AuthorizeRequests],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[auth_pb2.AuthorizeResponse]:
-        async for decision in self._many.serve(request_iterator):
-            yield decision
+    ) -> AsyncIterator[auth_pb2.AuthorizeResponses]:
+        async for decisions in self._many.serve(request_iterator):
+            yield decisions
 
     async def decide(self, request: auth_pb2.AuthorizeRequest) -> auth_pb2.AuthorizeResponse:
         request_id_var.set(request.request_id)

@@ -35,7 +35,7 @@ class AuthSettings(CommonSettings):
     # long one may be bound to a request (at most 1 s: a revoked key or a lowered balance is
     # refused everywhere within it; 0: none are issued), and how many one Authorize may book.
     spare_valid_ms: int = Field(1000, alias="SPARE_VALID_MS", ge=0, le=1000)
-    max_spares: int = Field(32, alias="MAX_SPARES", ge=0, le=256)
+    max_spares: int = Field(64, alias="MAX_SPARES", ge=0, le=256)
     # Relays, by provider family, for channel tests: "openai=127.0.0.1:50061".
     relay_addrs: str = Field("openai=127.0.0.1:50061", alias="RELAY_ADDRS")
     # Billing's gRPC address: redemption codes are redeemed and minted there.

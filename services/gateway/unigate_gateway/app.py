@@ -25,7 +25,7 @@ from unigate import bus, errors, telemetry, tokenizer
 from unigate import gemini_endpoints as gemini
 from unigate.audio_duration import audio_seconds
 from unigate.gateways import GatewayRegistry, new_gateway_id
-from unigate.grpc_mux import AUTHORIZE, MuxClient
+from unigate.grpc_mux import AUTHORIZE, AUTHORIZE_WIRE, MuxClient
 from unigate.grpcutil import client_channel
 from unigate.heap import freeze_startup_heap
 from unigate.logs import request_id_var
@@ -195,6 +195,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # up to their timeout instead of failing at once.
         authorizer: MuxClient[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = MuxClient(
             lambda requests: auth.AuthorizeMany(requests, wait_for_ready=True),
+            AUTHORIZE_WIRE,
             method=AUTHORIZE,
             lanes=settings.grpc_mux_lanes,
         )

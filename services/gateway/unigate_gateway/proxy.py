@@ -22,6 +22,7 @@ from unigate import errors, telemetry
 from unigate.charge import quota_of
 from unigate.grpc_mux import (
     RELAY_CALL,
+    RELAY_CALL_WIRE,
     RELAY_STREAM,
     MuxClient,
     MuxError,
@@ -126,7 +127,7 @@ class RelayClient:
         stub = relay_pb2_grpc.RelayServiceStub(channel)
         return cls(
             stub,
-            MuxClient(stub.CallMany, method=RELAY_CALL, lanes=lanes),
+            MuxClient(stub.CallMany, RELAY_CALL_WIRE, method=RELAY_CALL, lanes=lanes),
             MuxStreamClient(
                 stub.StreamMany, relay_pb2.RelayStreamUp, method=RELAY_STREAM, lanes=lanes
             ),

@@ -49,7 +49,7 @@ class GatewaySettings(CommonSettings):
     heartbeat_ttl: float = Field(10.0, gt=0, le=30, alias="GATEWAY_HEARTBEAT_TTL")
     # Spare reservations a hot key's Authorize asks auth for at most (served here without a
     # call to auth, see unigate_gateway/spares.py); 0: every request calls Authorize.
-    spares_wanted: int = Field(32, ge=0, le=256, alias="GATEWAY_SPARES")
+    spares_wanted: int = Field(64, ge=0, le=256, alias="GATEWAY_SPARES")
 
     # Management API (/api): billing's log queries; the session cookie's signing secret
     # (empty: derived from SECRET_KEY), lifetime (as auth's SESSION_TTL) and Secure flag

@@ -53,6 +53,10 @@ HOT_WINDOW_SECONDS = 1.0
 SAFETY_SECONDS = 0.05
 # How often expired pools are looked for (their spares released).
 JANITOR_SECONDS = 0.25
+# A pool is refilled when this share of its spares is left, not when it is empty: else, at a
+# high rate, every request arriving between the last spare and the new pool went to auth
+# (measured at 32 connections: auth's CPU per request 0.18 ms, against 0.07 at one).
+REFILL_AT = 0.25
 
 PoolKey = tuple[str, str, str]  # api key, model, endpoint
 
@@ -69,6 +73,9 @@ class _Pool:
     default_completion: int
     price: Price
     upstream_models: tuple[str, ...]
+    # At this many spares left, the next request asks auth for a new pool (REFILL_AT) while
+    # the rest keep being served from this one.
+    low_water: int
 
 
 @dataclass(slots=True)
@@ -83,7 +90,7 @@ class SparePools:
     redis: Redis
     ns: Namespace
     gateway_id: str
-    max_wanted: int = 32
+    max_wanted: int = 64
     _pools: dict[PoolKey, _Pool] = field(default_factory=dict)
     _heat: dict[PoolKey, _Heat] = field(default_factory=dict)
     _stores: dict[str, QuotaStore] = field(default_factory=dict)
@@ -120,6 +127,10 @@ class SparePools:
             return 0
         heat.refilling = True
         return min(heat.count * 2, self.max_wanted)
+
+    def _may_refill(self, key: PoolKey) -> bool:
+        heat = self._heat.get(key)
+        return heat is not None and not heat.refilling and heat.count >= HOT_REQUESTS
 
     def asked(self, key: PoolKey) -> None:
         """The Authorize that asked for spares is over (whatever it returned)."""
@@ -159,6 +170,7 @@ class SparePools:
             default_completion=spares.default_completion,
             price=price_of(decision.pricing),
             upstream_models=tuple(c.upstream_model for c in decision.candidates),
+            low_water=int(len(ids) * REFILL_AT),
         )
         if old is not None:
             self._drop(old)
@@ -178,6 +190,8 @@ class SparePools:
             return None
         if pool.subnets and not ip_allowed(req.client_ip, pool.subnets):
             return None  # auth refuses it in its own words
+        if len(pool.ids) <= pool.low_water and self._may_refill(key):
+            return None  # this one asks auth for the next pool (``wanted``)
         want = plan(
             pool.price,
             req,

@@ -13,7 +13,13 @@ import grpc
 
 from unigate import telemetry
 from unigate.channel_types import speaks_websocket
-from unigate.grpc_mux import RELAY_CALL, RELAY_STREAM, MuxServer, MuxStreamServer
+from unigate.grpc_mux import (
+    RELAY_CALL,
+    RELAY_CALL_WIRE,
+    RELAY_STREAM,
+    MuxServer,
+    MuxStreamServer,
+)
 from unigate.keys import key_fingerprint
 from unigate.logs import request_id_var
 from unigate.terminal_frames import terminal_at
@@ -67,6 +73,7 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
                 )
             ),
             relay_pb2.RelayResult,
+            RELAY_CALL_WIRE,
             method=RELAY_CALL,
         )
         self._streams: MuxStreamServer[
@@ -207,11 +214,11 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
 
     async def CallMany(
         self,
-        request_iterator: AsyncIterator[relay_pb2.RelayRequest],
+        request_iterator: AsyncIterator[relay_pb2.RelayRequests],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[relay_pb2.RelayResult]:
-        async for result in self._many.serve(request_iterator):
-            yield result
+    ) -> AsyncIterator[relay_pb2.RelayResults]:
+        async for results in self._many.serve(request_iterator):
+            yield results
 
     async def StreamMany(
         self,
