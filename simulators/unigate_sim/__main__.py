@@ -9,7 +9,8 @@ serves the Azure OpenAI one (``unigate_sim.azure``);
 ``python -m unigate_sim baidu --key AK:SK``, ``hunyuan --key SECRET_ID:SECRET_KEY`` and
 ``dashscope --key KEY`` the native-protocol simulators (``unigate_sim.baidu``, …);
 ``gemini --key KEY`` the Gemini API and ``vertex --key service-account.json`` Vertex AI with
-its token endpoint (``unigate_sim.gemini``);
+its token endpoint (``unigate_sim.gemini``); ``palm --key KEY`` the PaLM API's chat
+(``unigate_sim.palm``);
 ``cohere --api-key KEY`` Cohere's v2 API (``unigate_sim.cohere``) and
 ``spark --app 'APPID|APISecret|APIKey'`` iFlytek Spark's WebSocket API (``unigate_sim.spark``);
 ``github-oauth``, ``oidc`` and ``lark-oauth`` ``--client 'ID|SECRET|REDIRECT_URI' --person
@@ -38,6 +39,7 @@ from unigate_sim.gemini.vertex import vertex_app_for_key_files
 from unigate_sim.hunyuan import create_hunyuan_app
 from unigate_sim.identity import identity_app
 from unigate_sim.openai import DEFAULT_MODELS, create_app
+from unigate_sim.palm import create_palm_app
 from unigate_sim.realtime import create_realtime_app
 from unigate_sim.spark import SparkApp, SparkServer, SparkSimulator
 
@@ -245,6 +247,7 @@ _NATIVE = (
     ("dashscope", 8912, "an API key the simulator accepts; repeat for several"),
     ("gemini", 8913, "a Gemini API key the simulator accepts; repeat for several"),
     ("vertex", 8914, "a service account key file whose account may get tokens; repeatable"),
+    ("palm", 8917, "a PaLM API key the simulator accepts; repeat for several"),
 )
 
 
@@ -256,6 +259,8 @@ def _native_app(provider: str, keys: list[str]) -> Any:
         return create_gemini_app(set(keys))
     if provider == "vertex":
         return vertex_app_for_key_files(keys)
+    if provider == "palm":
+        return create_palm_app(set(keys))
     pairs = dict(key.split(":", 1) for key in keys if ":" in key)
     if len(pairs) != len(keys):
         raise SystemExit(f"{provider}: --key takes `ID:SECRET`")
@@ -277,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         create_cohere_app(set(args.api_keys))
         if args.provider == "cohere"
         else _native_app(args.provider, args.keys)
-        if args.provider in ("baidu", "hunyuan", "dashscope", "gemini", "vertex")
+        if args.provider in {name for name, _, _ in _NATIVE}
         else create_azure_app(set(args.api_keys), args.deployments)
         if args.provider == "azure"
         else create_realtime_app(set(args.api_keys))

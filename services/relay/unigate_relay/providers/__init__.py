@@ -16,6 +16,7 @@ from unigate_relay.providers import (
     gemini,
     hunyuan,
     openai,
+    palm,
     replicate,
     spark,
     vertex,
@@ -38,6 +39,7 @@ PACKAGES: tuple[ProviderPackage, ...] = (
     ProviderPackage(coze.CozeProvider, coze.CHANNELS),
     ProviderPackage(deepl.DeepLProvider, deepl.CHANNELS),
     ProviderPackage(replicate.ReplicateProvider, replicate.CHANNELS),
+    ProviderPackage(palm.PaLMProvider, palm.CHANNELS),
 )
 
 REGISTRY: dict[str, type[Provider]] = {p.family: p.provider for p in PACKAGES}

@@ -1,7 +1,7 @@
 """The text of an OpenAI chat message whose content may only be text.
 
 Families that take plain strings (Baidu ERNIE, DashScope, Hunyuan, Spark, Cohere's system,
-assistant and tool turns, Coze, Replicate, DeepL, Bedrock Converse's and Gemini's system,
+assistant and tool turns, Coze, Replicate, DeepL, PaLM, Bedrock Converse's and Gemini's system,
 tool and assistant turns) read ``content`` the same way: a string as is, a list of ``text``
 parts concatenated (as OpenAI reads them, and One API's ``StringContent``), any other part
 refused — an image a family cannot take is the client's 400, never silently dropped. What
