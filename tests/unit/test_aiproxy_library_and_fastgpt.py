@@ -108,3 +108,37 @@ def test_fastgpt_usage_is_not_read_and_its_envelope_is_mapped() -> None:
     other = fastgpt_error(500, body(500, "error"), [])
     assert other is not None and other.retryable and other.error.http_status == 502
     assert fastgpt_error(400, b'{"error": {"message": "x"}}', []) is None  # the shared table
+
+
+def test_the_library_simulator_takes_exactly_the_ask_body() -> None:
+    from starlette.testclient import TestClient
+
+    from unigate_sim.aiproxy_library import create_aiproxy_library_app
+
+    good = {"model": "gpt-4", "query": "hi", "libraryId": "7", "stream": False}
+    auth = {"Authorization": "Bearer k"}
+    with TestClient(create_aiproxy_library_app({"k"}, {"7": []})) as sim:
+        ok = sim.post("/api/library/ask", json=good, headers=auth)
+        assert ok.json() == {
+            "success": True,
+            "answer": "Echo: hi",
+            "documents": [],
+            "errCode": 0,
+            "message": "",
+        }
+        refusals = [
+            ({**good, "library_id": "7"}, 400, "unknown field(s): library_id"),
+            ({k: v for k, v in good.items() if k != "stream"}, 400, "missing field(s): stream"),
+            ({**good, "stream": "yes"}, 400, "stream must be a boolean"),
+            ({**good, "query": ""}, 400, "query must be a non-empty string"),
+            ({**good, "libraryId": "8"}, 404, "library 8 does not exist or is not yours"),
+        ]
+        for body, status, message in refusals:
+            got = sim.post("/api/library/ask", json=body, headers=auth)
+            assert (got.status_code, got.json()) == (
+                status,
+                {"success": False, "errCode": status, "message": message},
+            )
+        wrong = sim.post("/api/library/ask", json=good, headers={"Authorization": "Bearer x"})
+        assert wrong.status_code == 401 and wrong.json()["errCode"] == 401
+        assert sim.post("/api/library/query", json=good, headers=auth).status_code == 404
