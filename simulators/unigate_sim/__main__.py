@@ -18,6 +18,10 @@ its token endpoint (``unigate_sim.gemini``); ``palm --key KEY`` the PaLM API's c
 WeChat server (``unigate_sim.identity``).
 ``realtime --api-key KEY`` the Realtime API's WebSocket, OpenAI's path and Azure's
 (``unigate_sim.realtime``).
+``aiproxy-library --api-key KEY --library ID`` AI Proxy Library's ask API
+(``unigate_sim.aiproxy_library``; each library cites one sample document) and ``fastgpt
+--api-key fastgpt-...`` FastGPT's app chat (``unigate_sim.compatible.fastgpt``, under
+``/api/v1``).
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from typing import Any
 
 import uvicorn
 
+from unigate_sim.aiproxy_library import create_aiproxy_library_app
 from unigate_sim.anthropic import DEFAULT_MODELS as ANTHROPIC_MODELS
 from unigate_sim.anthropic import create_anthropic_app
 from unigate_sim.azure import DEFAULT_DEPLOYMENTS, create_azure_app
 from unigate_sim.baidu import create_baidu_app
 from unigate_sim.cohere import create_cohere_app
+from unigate_sim.compatible import create_compatible_app
 from unigate_sim.dashscope import create_dashscope_app
 from unigate_sim.gemini import create_gemini_app
 from unigate_sim.gemini.vertex import vertex_app_for_key_files
@@ -198,6 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="APPID|APISECRET|APIKEY",
         help="an app the simulator knows (a Spark channel key); repeat for several",
     )
+    for name, port, what in _KEYED:
+        keyed = providers.add_parser(name, help=f"simulate {what}")
+        keyed.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+        keyed.add_argument("--port", type=int, default=port, help=f"port to listen on ({port})")
+        keyed.add_argument(
+            "--api-key",
+            dest="api_keys",
+            action="append",
+            required=True,
+            metavar="KEY",
+            help="a bearer key the simulator accepts; repeat for several",
+        )
+        if name == "aiproxy-library":
+            keyed.add_argument(
+                "--library",
+                dest="libraries",
+                action="append",
+                required=True,
+                metavar="ID",
+                help="a library id the keys may ask; repeat for several",
+            )
+        keyed.add_argument(
+            "--log-level",
+            default="warning",
+            choices=["critical", "error", "warning", "info", "debug"],
+            help="uvicorn's log level (warning)",
+        )
     for name, port, what in _IDENTITY:
         identity = providers.add_parser(name, help=f"simulate {what}")
         identity.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
@@ -221,6 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
             help="uvicorn's log level (warning)",
         )
     return parser
+
+
+# Simulators taking bearer keys only (and AI Proxy Library its libraries): subcommand,
+# default port, what it simulates.
+_KEYED = (
+    ("aiproxy-library", 8917, "AI Proxy Library's knowledge-base ask API"),
+    ("fastgpt", 8918, "FastGPT's OpenAI-compatible app chat"),
+)
+# What each simulated library cites.
+_SAMPLE_DOCUMENTS = [{"title": "Getting started", "url": "https://docs.example.com/start"}]
+
+
+def _keyed_app(args: argparse.Namespace) -> Any:
+    """The AI Proxy Library or FastGPT simulator for the command line."""
+    if args.provider == "fastgpt":
+        return create_compatible_app("fastgpt", set(args.api_keys))
+    libraries = {library: list(_SAMPLE_DOCUMENTS) for library in args.libraries}
+    return create_aiproxy_library_app(set(args.api_keys), libraries)
 
 
 # Login providers: subcommand, default port, what it simulates.
@@ -247,7 +298,7 @@ _NATIVE = (
     ("dashscope", 8912, "an API key the simulator accepts; repeat for several"),
     ("gemini", 8913, "a Gemini API key the simulator accepts; repeat for several"),
     ("vertex", 8914, "a service account key file whose account may get tokens; repeatable"),
-    ("palm", 8917, "a PaLM API key the simulator accepts; repeat for several"),
+    ("palm", 8919, "a PaLM API key the simulator accepts; repeat for several"),
 )
 
 
@@ -279,7 +330,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
         return
     app = (
-        create_cohere_app(set(args.api_keys))
+        _keyed_app(args)
+        if args.provider in {name for name, _, _ in _KEYED}
+        else create_cohere_app(set(args.api_keys))
         if args.provider == "cohere"
         else _native_app(args.provider, args.keys)
         if args.provider in {name for name, _, _ in _NATIVE}

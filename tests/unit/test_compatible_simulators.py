@@ -83,6 +83,10 @@ def test_refuses_an_unknown_model_in_its_own_words(
 ) -> None:
     profile, client = provider
     got = client.post(chat_path(profile), json=hello(profile, model="nope-1"), headers=AUTH)
+    if profile.reads_only is not None and "model" not in profile.reads_only:
+        # FastGPT: the app decides the model; any name is answered.
+        assert got.status_code == 200 and got.json()["choices"][0]["message"]["content"]
+        return
     assert answer(got) == refusal(profile, "model_not_found", model="nope-1")
 
 
@@ -91,6 +95,15 @@ def test_validation_errors_of_the_openai_simulator_are_reworded(
 ) -> None:
     profile, client = provider
     bad = hello(profile, temperature="hot")
+    if profile.reads_only is not None and "temperature" not in profile.reads_only:
+        # FastGPT ignores the field; what it does read is still checked, in its own shape.
+        assert client.post(chat_path(profile), json=bad, headers=AUTH).status_code == 200
+        bad = hello(profile, messages="hello there")
+        got = client.post(chat_path(profile), json=bad, headers=AUTH)
+        expected = profile.render_error(ProviderError(400, "invalid_request", "x"))
+        assert got.status_code == expected[0] and "messages" in got.json()["message"]
+        assert set(got.json()) == set(orjson.loads(expected[1]))
+        return
     if profile.check_body is not None:  # Mistral checks its schema first; temperature is in it
         assert profile.check_body("/chat/completions", bad) is None
     got = client.post(chat_path(profile), json=bad, headers=AUTH)
@@ -142,6 +155,8 @@ def test_stream_usage_is_where_the_provider_puts_it(
             assert [c["choices"] for c in usage_chunks] == [[]]
         elif mode == "last_chunk":
             assert usage_chunks == [finish]
+        elif mode == "never":
+            assert usage_chunks == [] and all("x_groq" not in c for c in chunks)
         elif mode == "choice":
             assert usage_chunks == [] and finish["choices"][0]["usage"]["completion_tokens"] > 0
         else:

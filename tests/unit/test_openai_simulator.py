@@ -698,3 +698,6 @@ def test_cli_arguments() -> None:
     )
     assert (args.provider, args.host, args.port) == ("openai", "127.0.0.1", 8901)
     assert (args.api_keys, args.models) == (["sk-a", "sk-b"], ["a", "b"])
+    library = build_parser().parse_args(["aiproxy-library", "--api-key", "k", "--library", "7"])
+    assert (library.port, library.api_keys, library.libraries) == (8917, ["k"], ["7"])
+    assert build_parser().parse_args(["fastgpt", "--api-key", "fastgpt-k"]).port == 8918

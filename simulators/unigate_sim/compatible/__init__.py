@@ -11,7 +11,8 @@ usage. One module per provider says what it does and where that was read:
 ``ollama``, ``xai``, ``siliconflow``, ``together``, ``openrouter``, ``stepfun``, ``lingyi``,
 ``doubao``, ``baichuan``, ``gemini_openai`` (the Gemini API's OpenAI-compatible endpoint),
 ``bailian`` (Alibaba Model Studio: ``qwen``'s API under another channel type), ``novita``,
-``minimax``, ``spark`` (iFlytek Spark's HTTP API), ``qianfan_v2`` (Baidu Qianfan v2).
+``minimax``, ``spark`` (iFlytek Spark's HTTP API), ``qianfan_v2`` (Baidu Qianfan v2),
+``fastgpt`` (an app's chat: the model ignored, placeholder usage).
 
 ``app.state`` is the wrapped OpenAI simulator's (``calls`` — with the provider's own paths —,
 ``fail_next``, ``faults``, ``api_keys``). Answers injected through ``fail_next``/``faults``
@@ -28,6 +29,7 @@ from unigate_sim.compatible import (
     baichuan,
     deepseek,
     doubao,
+    fastgpt,
     gemini_openai,
     groq,
     lingyi,
@@ -75,6 +77,7 @@ PROFILES: dict[str, Profile] = {
         minimax,
         spark,
         qianfan_v2,
+        fastgpt,
     )
 }
 PROFILES[qwen.BAILIAN.name] = qwen.BAILIAN

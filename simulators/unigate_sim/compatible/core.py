@@ -47,8 +47,9 @@ ErrorKind = Literal[
 #: ``always`` — that final chunk whether asked or not;
 #: ``last_chunk`` — top-level ``usage`` on the chunk carrying ``finish_reason``, always;
 #: ``choice`` — ``choices[0].usage`` of the chunk carrying ``finish_reason``, always;
-#: ``x_groq`` — ``x_groq.usage`` of the chunk carrying ``finish_reason``, always.
-StreamUsage = Literal["asked", "always", "last_chunk", "choice", "x_groq"]
+#: ``x_groq`` — ``x_groq.usage`` of the chunk carrying ``finish_reason``, always;
+#: ``never`` — nowhere (FastGPT).
+StreamUsage = Literal["asked", "always", "last_chunk", "choice", "x_groq", "never"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,10 @@ class Profile:
     usage_hook: AnswerHook | None = None
     #: Request fields only this provider knows: accepted, and hidden from the OpenAI checks.
     own_fields: frozenset[str] = frozenset()
+    #: The only request fields it reads, the rest ignored (FastGPT: the app decides the
+    #: model and its settings); None when it reads them all. Without ``model`` among them any
+    #: model is accepted and the first of ``models`` answers.
+    reads_only: frozenset[str] | None = None
     #: SSE comment lines sent before the first chunk (OpenRouter's keep-alive).
     stream_preamble: bytes = b""
     #: GET routes about the account, by full path (DeepSeek's ``/user/balance``, ...).
@@ -155,6 +160,8 @@ def place_stream_usage(
     mode: StreamUsage, chunks: list[JSONObject], usage: Any, asked: bool
 ) -> list[JSONObject]:
     """Put ``usage`` where the provider's stream carries it (``chunks`` carry none)."""
+    if mode == "never":
+        return chunks
     if (mode == "asked" and asked) or mode == "always":
         last = {**chunks[-1], "choices": [], "usage": usage} if chunks else {"choices": []}
         return [*chunks, last]
@@ -209,7 +216,9 @@ class CompatibleSimulator:
         if not isinstance(request, dict) or endpoint not in self.profile.models:
             return None
         model = request.get("model")
-        if isinstance(model, str) and model not in self.profile.models[endpoint]:
+        reads = self.profile.reads_only
+        checks_model = reads is None or "model" in reads
+        if checks_model and isinstance(model, str) and model not in self.profile.models[endpoint]:
             return self.profile.error("model_not_found", model=model)
         if self.profile.check_body is not None:
             refused = self.profile.check_body(endpoint, request)
@@ -274,6 +283,10 @@ class CompatibleSimulator:
         if not isinstance(request, dict):
             return None
         inner = {k: v for k, v in request.items() if k not in self.profile.own_fields}
+        if (reads := self.profile.reads_only) is not None:
+            inner = {k: v for k, v in inner.items() if k in reads}
+            if "model" not in reads and endpoint in self.profile.models:
+                inner["model"] = self.profile.models[endpoint][0]
         if endpoint == "/chat/completions" and request.get("stream") is True:
             inner["stream_options"] = {"include_usage": True}
         elif endpoint == "/chat/completions":

@@ -100,3 +100,22 @@ def typed_error(types: Mapping[ErrorKind, str]) -> ErrorRenderer:
         return error.status, orjson.dumps(body)
 
     return render
+
+
+#: FastGPT's error codes (``ERROR_RESPONSE`` of packages/global/common/error/errorCode.ts).
+_FASTGPT_CODES: dict[ErrorKind, tuple[int, str]] = {"auth": (514, "unAuthApiKey")}
+
+
+def fastgpt_shape() -> ErrorRenderer:
+    """FastGPT's ``jsonRes`` refusal: HTTP 500 whatever the cause, the cause in the body's
+    ``{"code", "statusText", "message", "data": null}`` (514 ``unAuthApiKey`` for a wrong key;
+    500 ``error`` for anything it did not classify); an unknown path is Next.js's 404 page."""
+
+    def render(error: ProviderError) -> tuple[int, bytes]:
+        if error.kind == "invalid_url":
+            return 404, b"404: This page could not be found."
+        code, text = _FASTGPT_CODES.get(error.kind, (500, "error"))
+        body = {"code": code, "statusText": text, "message": error.message, "data": None}
+        return 500, orjson.dumps(body)
+
+    return render

@@ -5,6 +5,7 @@ catalog the other services read (``libs/unigate/provider_catalog.json``)."""
 from __future__ import annotations
 
 from unigate_relay.providers import (
+    aiproxy_library,
     anthropic,
     baidu,
     bedrock,
@@ -40,6 +41,7 @@ PACKAGES: tuple[ProviderPackage, ...] = (
     ProviderPackage(deepl.DeepLProvider, deepl.CHANNELS),
     ProviderPackage(replicate.ReplicateProvider, replicate.CHANNELS),
     ProviderPackage(palm.PaLMProvider, palm.CHANNELS),
+    ProviderPackage(aiproxy_library.AIProxyLibraryProvider, aiproxy_library.CHANNELS),
 )
 
 REGISTRY: dict[str, type[Provider]] = {p.family: p.provider for p in PACKAGES}

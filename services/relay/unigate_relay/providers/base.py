@@ -110,6 +110,14 @@ def credentials_rejected(upstream_status: int = 401) -> relay_pb2.RelayError:
     )
 
 
+def channel_misconfigured(message: str) -> relay_pb2.RelayError:
+    """The channel lacks a setting its provider needs (``message`` says which): nothing can be
+    sent, so it is disabled (fatal) and another channel may serve (retryable)."""
+    return relay_error(
+        502, message, code="upstream_misconfigured", retryable=True, upstream_status=0, fatal=True
+    )
+
+
 def quota_exhausted(upstream_status: int) -> relay_pb2.RelayError:
     """The channel's provider account has no credit or quota left: retry elsewhere and
     disable the channel."""

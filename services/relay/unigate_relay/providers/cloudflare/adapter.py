@@ -10,8 +10,8 @@ from typing import ClassVar
 from multidict import CIMultiDictProxy
 
 from unigate.v1 import relay_pb2
-from unigate_relay.providers.base import CallContext
-from unigate_relay.providers.cloudflare.errors import cloudflare_error, missing_account
+from unigate_relay.providers.base import CallContext, channel_misconfigured
+from unigate_relay.providers.cloudflare.errors import cloudflare_error
 from unigate_relay.providers.cloudflare.wire import (
     MISSING_ACCOUNT,
     SPEC,
@@ -39,7 +39,7 @@ class CloudflareProvider(OpenAIProvider):
     def _unroutable(ctx: CallContext) -> relay_pb2.RelayError | None:
         if is_gateway(ctx.channel.base_url) or account_id(ctx.channel.config_json):
             return None
-        return missing_account(MISSING_ACCOUNT)
+        return channel_misconfigured(MISSING_ACCOUNT)
 
     async def call(self, ctx: CallContext) -> relay_pb2.RelayResult:
         if (error := self._unroutable(ctx)) is not None:

@@ -78,10 +78,3 @@ def cloudflare_error(
         code=str(code),
         upstream_status=status,
     )
-
-
-def missing_account(message: str) -> relay_pb2.RelayError:
-    """The channel has no account id: fatal for it (nothing can be sent), another may serve."""
-    return relay_error(
-        502, message, code="upstream_misconfigured", retryable=True, upstream_status=0, fatal=True
-    )

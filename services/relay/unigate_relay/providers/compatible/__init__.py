@@ -13,6 +13,7 @@ from unigate_relay.providers.compatible import (
     bailian,
     deepseek,
     doubao,
+    fastgpt,
     gemini_openai,
     groq,
     lingyi,
@@ -60,6 +61,7 @@ MODULES = (
     minimax,
     spark,
     qianfan_v2,
+    fastgpt,
 )
 
 SPECS: dict[int, CompatibleSpec] = {

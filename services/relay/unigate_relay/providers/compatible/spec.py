@@ -3,8 +3,15 @@ are laid out, what it refuses and where its stream reports usage."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from unigate.v1 import relay_pb2
+
+# A provider's own error envelope, read before the shared OpenAI-style table: (HTTP status,
+# body, the channel's secrets) -> the relay's error, or None to use the shared table.
+ErrorMap = Callable[[int, bytes, list[str]], relay_pb2.RelayError | None]
 
 # Every endpoint of the OpenAI protocol, relative to the provider's API root.
 ENDPOINT_PATHS: dict[str, str] = {
@@ -52,6 +59,11 @@ class CompatibleSpec:
     # "json_object" (JSON mode only) sends a json_schema format as json_object with the schema
     # in a system message (``unigate_relay.providers.json_mode``).
     response_format: Literal["json_schema", "json_object"] = "json_schema"
+    # False when the ``usage`` the provider sends is not a count (FastGPT: always 1/1/1):
+    # it is ignored, streams are not asked for it, and every call is counted (estimated).
+    reports_usage: bool = True
+    # The provider's own error envelope (FastGPT: HTTP 500 with an inner ``code``).
+    error_map: ErrorMap | None = None
 
     def url(self, base_url: str, endpoint: str, model: str = "", config_json: str = "") -> str:
         """The full URL of ``endpoint`` for a channel whose base URL is ``base_url`` (empty
@@ -72,7 +84,7 @@ class CompatibleSpec:
     @property
     def asks_stream_usage(self) -> bool:
         """Whether the relay may add ``stream_options.include_usage`` to stream requests."""
-        return "stream_options" not in self.drop_fields
+        return self.reports_usage and "stream_options" not in self.drop_fields
 
     def asks_stream_usage_for(self, config_json: str) -> bool:
         """:attr:`asks_stream_usage` for one channel, for providers where it depends on the

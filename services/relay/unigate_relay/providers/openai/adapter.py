@@ -30,7 +30,14 @@ from unigate_relay.providers.compatible.spec import ENDPOINT_PATHS
 from unigate_relay.providers.json_mode import as_json_object, needs_json_object
 from unigate_relay.providers.openai.multipart import with_model
 from unigate_relay.providers.openai.usage import usage_from_answer, usage_from_stream_event
-from unigate_relay.providers.upstream import channel_headers, let_go, open_upstream, read_answer
+from unigate_relay.providers.openai_shapes import usage_dict
+from unigate_relay.providers.upstream import (
+    channel_headers,
+    decoded,
+    let_go,
+    open_upstream,
+    read_answer,
+)
 from unigate_relay.sse import SSESplitter, event_data
 
 # OpenAI itself and "OpenAI-compatible" (the operator's base URL): OpenAI's /v1 layout.
@@ -65,6 +72,16 @@ _FINAL_EVENTS = (
 )
 
 
+def _with_counted_usage(content: bytes, usage: common_pb2.Usage) -> bytes:
+    """An answer whose ``usage`` is no count (FastGPT's 1/1/1) with the count it is billed
+    by in its place, so that the client sees what the ledger holds."""
+    data = decoded(content)
+    if not isinstance(data, dict) or "usage" not in data:
+        return content
+    data["usage"] = usage_dict(usage)
+    return orjson.dumps(data)
+
+
 class OpenAIProvider(Provider):
     family: ClassVar[str] = "openai"
     channel_types: ClassVar[tuple[int, ...]] = tuple(sorted(_SPECS))
@@ -87,6 +104,16 @@ class OpenAIProvider(Provider):
         """The relay's error for the provider's HTTP error answer (OpenAI's shapes here; a
         provider with its own error envelope maps its own)."""
         return error_from_upstream(status, body, headers, secrets)
+
+    def _refused(
+        self, ctx: CallContext, status: int, body: bytes, headers: CIMultiDictProxy[str]
+    ) -> relay_pb2.RelayError:
+        """The error of an HTTP error answer: the spec's own envelope first (FastGPT's), then
+        :meth:`upstream_error`."""
+        secrets = list(ctx.channel.keys)
+        own = self.spec(ctx.channel.type).error_map
+        found = own(status, body, secrets) if own is not None else None
+        return found or self.upstream_error(status, body, headers, secrets)
 
     def chat_output_field(self, channel_type: int) -> str:
         return self.spec(channel_type).chat_output_field
@@ -165,9 +192,7 @@ class OpenAIProvider(Provider):
             return answer
         status, content, upstream_ms = answer.status, answer.content, answer.upstream_ms
         if status >= 400:
-            return answer.failed(
-                self.upstream_error(status, content, answer.headers, list(ctx.channel.keys))
-            )
+            return answer.failed(self._refused(ctx, status, content, answer.headers))
         content_type = answer.headers.get("Content-Type", "application/json")
         if "json" in content_type and answer.json() is None:
             return answer.unreadable()
@@ -179,10 +204,13 @@ class OpenAIProvider(Provider):
             content,
             ctx.request.upstream_model,
             request_content_type=ctx.request.content_type,
+            reported=self.spec(ctx.channel.type).reports_usage,
         )
         # An upload's usage may mean demuxing its audio (up to 25 MB): off the event loop.
         upload = ctx.request.content_type.startswith("multipart/")
         usage = await asyncio.to_thread(measure) if upload else measure()
+        if not self.spec(ctx.channel.type).reports_usage:
+            content = _with_counted_usage(content, usage)
         return relay_pb2.RelayResult(
             http_status=status,
             content_type=content_type,
@@ -199,6 +227,8 @@ class OpenAIProvider(Provider):
         finished = reusable = False
         include_usage = ctx.request.include_usage
         usage_path = self.spec(ctx.channel.type).stream_usage_path
+        # A provider whose usage is no count (FastGPT) is counted from the text instead.
+        reads_usage = self.spec(ctx.channel.type).reports_usage
         if (unsupported := self._unsupported(ctx)) is not None:
             yield relay_pb2.RelayChunk(end=relay_pb2.StreamEnd(error=unsupported))
             return
@@ -212,9 +242,7 @@ class OpenAIProvider(Provider):
                 body = await resp.read()
                 yield relay_pb2.RelayChunk(
                     end=relay_pb2.StreamEnd(
-                        error=self.upstream_error(
-                            resp.status, body, resp.headers, list(ctx.channel.keys)
-                        )
+                        error=self._refused(ctx, resp.status, body, resp.headers)
                     )
                 )
                 return
@@ -228,7 +256,11 @@ class OpenAIProvider(Provider):
                         continue
                     if data == _DONE or any(f in data for f in _FINAL_EVENTS):
                         finished = True
-                    found = usage_from_stream_event(data, usage_path) if data != _DONE else None
+                    found = (
+                        usage_from_stream_event(data, usage_path)
+                        if data != _DONE and reads_usage
+                        else None
+                    )
                     if found is not None:
                         usage, usage_only = found
                         reported = usage

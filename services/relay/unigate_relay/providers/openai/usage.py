@@ -104,11 +104,13 @@ def usage_from_answer(
     model: str = "",
     *,
     request_content_type: str = "",
+    reported: bool = True,
 ) -> common_pb2.Usage:
     """Usage of a non-streamed answer in the provider's own units: its reported figures
     when it gives them (tokens, seconds, search units), else what it bills by (characters of
     speech input, images delivered, seconds of the uploaded audio), else tokens counted with
-    ``model``'s encoding."""
+    ``model``'s encoding. With ``reported`` false the provider's ``usage`` is no count
+    (FastGPT's placeholder) and is not read."""
     if endpoint == "audio.speech":
         # Speech is priced per input character, which we know exactly.
         chars = len(str(_request_json(request_body).get("input") or ""))
@@ -119,7 +121,7 @@ def usage_from_answer(
             data = orjson.loads(answer)
         except orjson.JSONDecodeError:
             data = None
-    exact = usage_object(data.get("usage")) if isinstance(data, dict) else None
+    exact = usage_object(data.get("usage")) if isinstance(data, dict) and reported else None
     if endpoint == "rerank" and (units := _search_units(data)):
         # Cohere bills search units; the price table says whether this model is priced so.
         found = exact or common_pb2.Usage()
