@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from ttft import percentile
 
-from unigate.grpc_mux import RELAY_STREAM, MuxStreamClient, MuxStreamServer
+from unigate.grpc_mux import RELAY_STREAM, STREAM_WIRE, MuxStreamClient, MuxStreamServer
 from unigate.v1 import relay_pb2, relay_pb2_grpc
 
 CHUNKS = [relay_pb2.RelayChunk(data=b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n')] * 5
@@ -43,7 +43,7 @@ class Servicer(relay_pb2_grpc.RelayServiceServicer):
     def __init__(self) -> None:
         self.mux: MuxStreamServer[
             relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk
-        ] = MuxStreamServer(answer, relay_pb2.RelayStreamDown, method=RELAY_STREAM)
+        ] = MuxStreamServer(answer, relay_pb2.RelayStreamDown, STREAM_WIRE, method=RELAY_STREAM)
 
     async def Stream(
         self, request: relay_pb2.RelayRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -53,9 +53,9 @@ class Servicer(relay_pb2_grpc.RelayServiceServicer):
 
     async def StreamMany(
         self,
-        request_iterator: AsyncIterator[relay_pb2.RelayStreamUp],
+        request_iterator: AsyncIterator[relay_pb2.RelayStreamUps],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[relay_pb2.RelayStreamDown]:
+    ) -> AsyncIterator[relay_pb2.RelayStreamDowns]:
         async for message in self.mux.serve(request_iterator):
             yield message
 
@@ -81,7 +81,9 @@ async def run(calls: int, in_flight: int) -> None:
         stub = relay_pb2_grpc.RelayServiceStub(channel)
         mux: MuxStreamClient[
             relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk
-        ] = MuxStreamClient(stub.StreamMany, relay_pb2.RelayStreamUp, method=RELAY_STREAM)
+        ] = MuxStreamClient(
+            stub.StreamMany, relay_pb2.RelayStreamUp, STREAM_WIRE, method=RELAY_STREAM
+        )
         request = relay_pb2.RelayRequest(request_id="bench", body=b"{}", stream=True)
         kinds = {
             "Stream (own call)": lambda: stub.Stream(request, timeout=30),

@@ -147,11 +147,11 @@ class Batched(Generic[ItemT]):
 
 
 @dataclass(frozen=True, slots=True)
-class UnaryWire(Generic[ReqT, RespT]):
-    """A unary lane's two directions: the requests' batches and the answers'."""
+class LaneWire(Generic[UpT, DownT]):
+    """A lane's two directions: the client's messages' batches and the server's."""
 
-    up: Batched[ReqT]
-    down: Batched[RespT]
+    up: Batched[UpT]
+    down: Batched[DownT]
 
 
 def _size(message: Any) -> int:
@@ -444,7 +444,7 @@ class MuxClient(_Lanes[ReqT, RespT]):
     def __init__(
         self,
         open_stream: OpenStream[Any],
-        wire: UnaryWire[ReqT, RespT],
+        wire: LaneWire[ReqT, RespT],
         *,
         method: str,
         lanes: int = 4,
@@ -636,8 +636,9 @@ class MuxStreamClient(_Lanes[SUpT, SDownT], Generic[SUpT, SDownT, ChunkT]):
 
     def __init__(
         self,
-        open_stream: OpenStream[SUpT],
+        open_stream: OpenStream[Any],
         envelope: Callable[..., SUpT],
+        wire: LaneWire[SUpT, SDownT],
         *,
         method: str,
         lanes: int = 4,
@@ -649,6 +650,8 @@ class MuxStreamClient(_Lanes[SUpT, SDownT], Generic[SUpT, SDownT, ChunkT]):
             lanes=lanes,
             max_age=max_age,
             settling_age=STREAM_SETTLING_AGE,
+            up=wire.up,
+            down=wire.down,
         )
         self._envelope = envelope
 
@@ -785,7 +788,7 @@ class MuxServer(_MuxServing[ReqT, RespT]):
         handle: Callable[[ReqT], Awaitable[RespT]],
         on_error: Callable[[BaseException], RespT],
         goaway: Callable[[], RespT],
-        wire: UnaryWire[ReqT, RespT],
+        wire: LaneWire[ReqT, RespT],
         *,
         method: str,
     ) -> None:
@@ -815,10 +818,11 @@ class MuxStreamServer(_MuxServing[SUpT, SDownT], Generic[SUpT, SDownT, ChunkT]):
         self,
         handle: Callable[[Any], AsyncIterator[ChunkT]],
         down: Callable[..., SDownT],
+        wire: LaneWire[SUpT, SDownT],
         *,
         method: str,
     ) -> None:
-        super().__init__(down, method=method)
+        super().__init__(down, method=method, up=wire.up, down=wire.down)
         self._handle = handle
         self._down = down
 
@@ -859,10 +863,13 @@ class MuxStreamServer(_MuxServing[SUpT, SDownT], Generic[SUpT, SDownT, ChunkT]):
             outbox.put_nowait(self._down(call_id=call_id, last=True))
 
 
-# The unary lanes' wires: one home for the gateway's clients and the services' servers.
-AUTHORIZE_WIRE: UnaryWire[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = UnaryWire(
+# The lanes' wires: one home for the gateway's clients and the services' servers.
+AUTHORIZE_WIRE: LaneWire[auth_pb2.AuthorizeRequest, auth_pb2.AuthorizeResponse] = LaneWire(
     Batched(auth_pb2.AuthorizeRequests, "calls"), Batched(auth_pb2.AuthorizeResponses, "results")
 )
-RELAY_CALL_WIRE: UnaryWire[relay_pb2.RelayRequest, relay_pb2.RelayResult] = UnaryWire(
+RELAY_CALL_WIRE: LaneWire[relay_pb2.RelayRequest, relay_pb2.RelayResult] = LaneWire(
     Batched(relay_pb2.RelayRequests, "calls"), Batched(relay_pb2.RelayResults, "results")
+)
+STREAM_WIRE: LaneWire[relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown] = LaneWire(
+    Batched(relay_pb2.RelayStreamUps, "messages"), Batched(relay_pb2.RelayStreamDowns, "messages")
 )

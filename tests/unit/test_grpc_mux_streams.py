@@ -18,6 +18,7 @@ import pytest
 from unigate import grpc_mux
 from unigate.grpc_mux import (
     STREAM_WINDOW,
+    STREAM_WIRE,
     MuxFailed,
     MuxStream,
     MuxStreamClient,
@@ -42,7 +43,7 @@ class Servicer(relay_pb2_grpc.RelayServiceServicer):
         self.ended: dict[str, str] = {}
         self.mux: MuxStreamServer[
             relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk
-        ] = MuxStreamServer(self.chunks, relay_pb2.RelayStreamDown, method=METHOD)
+        ] = MuxStreamServer(self.chunks, relay_pb2.RelayStreamDown, STREAM_WIRE, method=METHOD)
 
     async def chunks(self, request: relay_pb2.RelayRequest) -> AsyncIterator[relay_pb2.RelayChunk]:
         verb, _, rest = request.body.decode().partition(" ")
@@ -70,9 +71,9 @@ class Servicer(relay_pb2_grpc.RelayServiceServicer):
 
     async def StreamMany(
         self,
-        request_iterator: AsyncIterator[relay_pb2.RelayStreamUp],
+        request_iterator: AsyncIterator[relay_pb2.RelayStreamUps],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[relay_pb2.RelayStreamDown]:
+    ) -> AsyncIterator[relay_pb2.RelayStreamDowns]:
         self.streams_open += 1
         try:
             async for message in self.mux.serve(request_iterator):
@@ -100,7 +101,9 @@ def client_for(
     channel: grpc.aio.Channel, lanes: int = 1
 ) -> MuxStreamClient[relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk]:
     stub = relay_pb2_grpc.RelayServiceStub(channel)
-    return MuxStreamClient(stub.StreamMany, relay_pb2.RelayStreamUp, method=METHOD, lanes=lanes)
+    return MuxStreamClient(
+        stub.StreamMany, relay_pb2.RelayStreamUp, STREAM_WIRE, method=METHOD, lanes=lanes
+    )
 
 
 def request(request_id: str, body: str) -> relay_pb2.RelayRequest:
@@ -301,7 +304,9 @@ async def test_after_a_goaway_stream_lanes_are_placed_afresh_soon(
 
         mux: MuxStreamClient[
             relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk
-        ] = MuxStreamClient(open_stream, relay_pb2.RelayStreamUp, method=METHOD, lanes=1)
+        ] = MuxStreamClient(
+            open_stream, relay_pb2.RelayStreamUp, STREAM_WIRE, method=METHOD, lanes=1
+        )
         await read_all(mux.open(request("before", "1 0"), 10))
         leaving.servicer.mux.drain()
         await until(lambda: leaving.servicer.streams_open == 0)

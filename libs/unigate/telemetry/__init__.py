@@ -40,6 +40,7 @@ from unigate.telemetry.rpc import (
     grpc_server_interceptors,
     rpc_server_span,
     start_rpc_client,
+    untraced_unless_recording,
 )
 from unigate.telemetry.setup import (
     CAPTURE_CONTENT_ENV,
@@ -92,4 +93,5 @@ __all__ = [
     "start_upstream",
     "tracer",
     "tracing_enabled",
+    "untraced_unless_recording",
 ]

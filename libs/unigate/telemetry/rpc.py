@@ -129,6 +129,16 @@ def rpc_server_span(method: str, carrier: Mapping[str, str]) -> AbstractContextM
     return _server_span(method, extract(carrier))
 
 
+def untraced_unless_recording() -> AbstractContextManager[Any]:
+    """Library instrumentation (Redis) suppressed for a block of a request not sampled, as
+    ``rpc_server_span`` does on the servers' side: the gateway's spare binding (one EVALSHA
+    per request) otherwise made and dropped a span each time, 4 % of the gateway's CPU at 32
+    connections."""
+    if not tracing_enabled() or trace.get_current_span().is_recording():
+        return NO_SPAN
+    return suppress_instrumentation()
+
+
 @contextlib.contextmanager
 def _server_span(method: str, parent: Context) -> Iterator[Span]:
     token = context.attach(parent)

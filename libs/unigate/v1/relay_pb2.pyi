@@ -541,9 +541,51 @@ class RelayChunk(_message.Message):
 Global___RelayChunk: _TypeAlias = RelayChunk  # noqa: Y015
 
 @_typing.final
-class RelayStreamUp(_message.Message):
-    """Gateway -> relay on StreamMany."""
+class RelayStreamUps(_message.Message):
+    """Gateway -> relay on StreamMany.
+    StreamMany's messages: one or more of each side's messages.
+    """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelayStreamUp]: ...
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___RelayStreamUp] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayStreamUps: _TypeAlias = RelayStreamUps  # noqa: Y015
+
+@_typing.final
+class RelayStreamDowns(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelayStreamDown]: ...
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___RelayStreamDown] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayStreamDowns: _TypeAlias = RelayStreamDowns  # noqa: Y015
+
+@_typing.final
+class RelayStreamUp(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CALL_ID_FIELD_NUMBER: _builtins.int

@@ -53,8 +53,8 @@ class RelayServiceStub:
                 _registered_method=True)
         self.StreamMany = channel.stream_stream(
                 '/unigate.v1.RelayService/StreamMany',
-                request_serializer=unigate_dot_v1_dot_relay__pb2.RelayStreamUp.SerializeToString,
-                response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayStreamDown.FromString,
+                request_serializer=unigate_dot_v1_dot_relay__pb2.RelayStreamUps.SerializeToString,
+                response_deserializer=unigate_dot_v1_dot_relay__pb2.RelayStreamDowns.FromString,
                 _registered_method=True)
         self.ProxyCall = channel.unary_unary(
                 '/unigate.v1.RelayService/ProxyCall',
@@ -106,7 +106,8 @@ class RelayServiceServicer:
         """Many streaming calls multiplexed over one long-lived stream, the gateways' streaming
         path (libs/unigate/grpc_mux.py): each call's chunks carry its call_id; the relay sends a
         call no more chunks than the gateway granted it credit for; a message with call_id 0
-        asks the client to open no more calls on this stream.
+        asks the client to open no more calls on this stream. Each message carries the
+        messages (of any calls) that were ready to go together.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,8 +157,8 @@ def add_RelayServiceServicer_to_server(servicer, server):
             ),
             'StreamMany': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamMany,
-                    request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayStreamUp.FromString,
-                    response_serializer=unigate_dot_v1_dot_relay__pb2.RelayStreamDown.SerializeToString,
+                    request_deserializer=unigate_dot_v1_dot_relay__pb2.RelayStreamUps.FromString,
+                    response_serializer=unigate_dot_v1_dot_relay__pb2.RelayStreamDowns.SerializeToString,
             ),
             'ProxyCall': grpc.unary_unary_rpc_method_handler(
                     servicer.ProxyCall,
@@ -283,8 +284,8 @@ class RelayService:
             request_iterator,
             target,
             '/unigate.v1.RelayService/StreamMany',
-            unigate_dot_v1_dot_relay__pb2.RelayStreamUp.SerializeToString,
-            unigate_dot_v1_dot_relay__pb2.RelayStreamDown.FromString,
+            unigate_dot_v1_dot_relay__pb2.RelayStreamUps.SerializeToString,
+            unigate_dot_v1_dot_relay__pb2.RelayStreamDowns.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,11 +28,12 @@ class RelayServiceStub:
     """
     Stream: _aio.UnaryStreamMultiCallable[_relay_pb2.RelayRequest, _relay_pb2.RelayChunk]
     """Streaming call: SSE bytes in OpenAI's framing, then one final message."""
-    StreamMany: _aio.StreamStreamMultiCallable[_relay_pb2.RelayStreamUp, _relay_pb2.RelayStreamDown]
+    StreamMany: _aio.StreamStreamMultiCallable[_relay_pb2.RelayStreamUps, _relay_pb2.RelayStreamDowns]
     """Many streaming calls multiplexed over one long-lived stream, the gateways' streaming
     path (libs/unigate/grpc_mux.py): each call's chunks carry its call_id; the relay sends a
     call no more chunks than the gateway granted it credit for; a message with call_id 0
-    asks the client to open no more calls on this stream.
+    asks the client to open no more calls on this stream. Each message carries the
+    messages (of any calls) that were ready to go together.
     """
     ProxyCall: _aio.UnaryUnaryMultiCallable[_relay_pb2.ProxyRequest, _relay_pb2.ProxyResult]
     """One API's channel proxy: a raw request to the channel's base URL with its key."""
@@ -82,13 +83,14 @@ class RelayServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def StreamMany(
         self,
-        request_iterator: _abc.AsyncIterator[_relay_pb2.RelayStreamUp],
-        context: _aio.ServicerContext[_abc.AsyncIterator[_relay_pb2.RelayStreamUp], _abc.AsyncIterator[_relay_pb2.RelayStreamDown]],
-    ) -> _abc.AsyncIterator[_relay_pb2.RelayStreamDown]:
+        request_iterator: _abc.AsyncIterator[_relay_pb2.RelayStreamUps],
+        context: _aio.ServicerContext[_abc.AsyncIterator[_relay_pb2.RelayStreamUps], _abc.AsyncIterator[_relay_pb2.RelayStreamDowns]],
+    ) -> _abc.AsyncIterator[_relay_pb2.RelayStreamDowns]:
         """Many streaming calls multiplexed over one long-lived stream, the gateways' streaming
         path (libs/unigate/grpc_mux.py): each call's chunks carry its call_id; the relay sends a
         call no more chunks than the gateway granted it credit for; a message with call_id 0
-        asks the client to open no more calls on this stream.
+        asks the client to open no more calls on this stream. Each message carries the
+        messages (of any calls) that were ready to go together.
         """
 
     @_abc_1.abstractmethod

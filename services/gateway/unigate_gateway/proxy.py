@@ -24,6 +24,7 @@ from unigate.grpc_mux import (
     RELAY_CALL,
     RELAY_CALL_WIRE,
     RELAY_STREAM,
+    STREAM_WIRE,
     MuxClient,
     MuxError,
     MuxFailed,
@@ -129,7 +130,11 @@ class RelayClient:
             stub,
             MuxClient(stub.CallMany, RELAY_CALL_WIRE, method=RELAY_CALL, lanes=lanes),
             MuxStreamClient(
-                stub.StreamMany, relay_pb2.RelayStreamUp, method=RELAY_STREAM, lanes=lanes
+                stub.StreamMany,
+                relay_pb2.RelayStreamUp,
+                STREAM_WIRE,
+                method=RELAY_STREAM,
+                lanes=lanes,
             ),
         )
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from unigate import telemetry
 from unigate.charge import price_of
 from unigate.namespace import Namespace
 from unigate.pricing import Price
@@ -205,13 +206,14 @@ class SparePools:
         template = pool.decision
         context = reservation_context(req, template.token_name, template.group, template.pricing)
         try:
-            bound = await self._store(template.install).bind_spare(
-                reservation_id=rid,
-                user_id=template.user_id,
-                gateway_id=self.gateway_id,
-                context=context,
-                now_ms=arrived_ms(req.request_id) or int(time.time() * 1000),
-            )
+            with telemetry.untraced_unless_recording():
+                bound = await self._store(template.install).bind_spare(
+                    reservation_id=rid,
+                    user_id=template.user_id,
+                    gateway_id=self.gateway_id,
+                    context=context,
+                    now_ms=arrived_ms(req.request_id) or int(time.time() * 1000),
+                )
         except (RedisError, OSError) as exc:
             log.warning("could not bind a spare reservation: %r", exc)
             bound = False

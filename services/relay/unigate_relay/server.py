@@ -17,6 +17,7 @@ from unigate.grpc_mux import (
     RELAY_CALL,
     RELAY_CALL_WIRE,
     RELAY_STREAM,
+    STREAM_WIRE,
     MuxServer,
     MuxStreamServer,
 )
@@ -78,7 +79,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
         )
         self._streams: MuxStreamServer[
             relay_pb2.RelayStreamUp, relay_pb2.RelayStreamDown, relay_pb2.RelayChunk
-        ] = MuxStreamServer(self.stream, relay_pb2.RelayStreamDown, method=RELAY_STREAM)
+        ] = MuxStreamServer(
+            self.stream, relay_pb2.RelayStreamDown, STREAM_WIRE, method=RELAY_STREAM
+        )
 
     async def _context(
         self, request: relay_pb2.RelayRequest
@@ -222,9 +225,9 @@ class RelayService(relay_pb2_grpc.RelayServiceServicer):
 
     async def StreamMany(
         self,
-        request_iterator: AsyncIterator[relay_pb2.RelayStreamUp],
+        request_iterator: AsyncIterator[relay_pb2.RelayStreamUps],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[relay_pb2.RelayStreamDown]:
+    ) -> AsyncIterator[relay_pb2.RelayStreamDowns]:
         async for message in self._streams.serve(request_iterator):
             yield message
 
