@@ -66,15 +66,28 @@ def _deployments(value: str) -> dict[str, str]:
     return {name.strip(): model.strip() for name, _, model in pairs}
 
 
+def _subcommand(providers: Any, name: str, port: int, what: str) -> argparse.ArgumentParser:
+    """A simulator's subcommand with the options every one has: where it listens (``port``
+    by default) and how much uvicorn logs."""
+    sub: argparse.ArgumentParser = providers.add_parser(name, help=what)
+    sub.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    sub.add_argument("--port", type=int, default=port, help=f"port to listen on ({port})")
+    sub.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (warning)",
+    )
+    return sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one subcommand per simulated provider."""
     parser = argparse.ArgumentParser(
         prog="unigate-sim", description="Serve a simulator of an upstream LLM provider's API."
     )
     providers = parser.add_subparsers(dest="provider", required=True, metavar="PROVIDER")
-    openai = providers.add_parser("openai", help="simulate the OpenAI HTTP API")
-    openai.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-    openai.add_argument("--port", type=int, default=8900, help="port to listen on (8900)")
+    openai = _subcommand(providers, "openai", 8900, "simulate the OpenAI HTTP API")
     openai.add_argument(
         "--api-key",
         dest="api_keys",
@@ -89,17 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"comma-separated model ids to serve (default: {','.join(DEFAULT_MODELS)})",
     )
-    openai.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level (warning)",
+    realtime = _subcommand(
+        providers,
+        "realtime",
+        8930,
+        "simulate the Realtime API (WebSocket; OpenAI's path and Azure's)",
     )
-    realtime = providers.add_parser(
-        "realtime", help="simulate the Realtime API (WebSocket; OpenAI's path and Azure's)"
-    )
-    realtime.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-    realtime.add_argument("--port", type=int, default=8930, help="port to listen on (8930)")
     realtime.add_argument(
         "--api-key",
         dest="api_keys",
@@ -108,15 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="a key the simulator accepts (bearer, subprotocol or api-key); repeatable",
     )
-    realtime.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level (warning)",
-    )
-    azure = providers.add_parser("azure", help="simulate the Azure OpenAI data-plane API")
-    azure.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-    azure.add_argument("--port", type=int, default=8901, help="port to listen on (8901)")
+    azure = _subcommand(providers, "azure", 8901, "simulate the Azure OpenAI data-plane API")
     azure.add_argument(
         "--api-key",
         dest="api_keys",
@@ -133,15 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         + ",".join(f"{k}={v}" for k, v in DEFAULT_DEPLOYMENTS.items())
         + ")",
     )
-    azure.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level (warning)",
-    )
-    anthropic = providers.add_parser("anthropic", help="simulate Anthropic's Messages API")
-    anthropic.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-    anthropic.add_argument("--port", type=int, default=8902, help="port to listen on (8902)")
+    anthropic = _subcommand(providers, "anthropic", 8902, "simulate Anthropic's Messages API")
     anthropic.add_argument(
         "--api-key",
         dest="api_keys",
@@ -156,28 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"comma-separated model ids to serve (default: {','.join(ANTHROPIC_MODELS)})",
     )
-    anthropic.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level (warning)",
-    )
     for name, port, key_help in _NATIVE:
-        native = providers.add_parser(name, help=f"simulate {name}'s native API")
-        native.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-        native.add_argument("--port", type=int, default=port, help=f"port to listen on ({port})")
+        native = _subcommand(providers, name, port, f"simulate {name}'s native API")
         native.add_argument(
             "--key", dest="keys", action="append", required=True, metavar="KEY", help=key_help
         )
-        native.add_argument(
-            "--log-level",
-            default="warning",
-            choices=["critical", "error", "warning", "info", "debug"],
-            help="uvicorn's log level (warning)",
-        )
-    cohere = providers.add_parser("cohere", help="simulate Cohere's v2 API")
-    cohere.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-    cohere.add_argument("--port", type=int, default=8915, help="port to listen on (8915)")
+    cohere = _subcommand(providers, "cohere", 8915, "simulate Cohere's v2 API")
     cohere.add_argument(
         "--api-key",
         dest="api_keys",
@@ -186,15 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="a bearer key the simulator accepts; repeat for several",
     )
-    cohere.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level (warning)",
-    )
-    spark = providers.add_parser("spark", help="simulate iFlytek Spark's WebSocket API")
-    spark.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-    spark.add_argument("--port", type=int, default=8916, help="port to listen on (8916)")
+    spark = _subcommand(providers, "spark", 8916, "simulate iFlytek Spark's WebSocket API")
     spark.add_argument(
         "--app",
         dest="apps",
@@ -205,9 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an app the simulator knows (a Spark channel key); repeat for several",
     )
     for name, port, what in _KEYED:
-        keyed = providers.add_parser(name, help=f"simulate {what}")
-        keyed.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-        keyed.add_argument("--port", type=int, default=port, help=f"port to listen on ({port})")
+        keyed = _subcommand(providers, name, port, f"simulate {what}")
         keyed.add_argument(
             "--api-key",
             dest="api_keys",
@@ -225,16 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="ID",
                 help="a library id the keys may ask; repeat for several",
             )
-        keyed.add_argument(
-            "--log-level",
-            default="warning",
-            choices=["critical", "error", "warning", "info", "debug"],
-            help="uvicorn's log level (warning)",
-        )
     for name, port, what in _IDENTITY:
-        identity = providers.add_parser(name, help=f"simulate {what}")
-        identity.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-        identity.add_argument("--port", type=int, default=port, help=f"port to listen on ({port})")
+        identity = _subcommand(providers, name, port, f"simulate {what}")
         identity.add_argument(
             "--client",
             dest="clients",
@@ -247,12 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
             "--person", default="", help="JSON of who logs in at the authorize page"
         )
         identity.add_argument("--token", default="", help="the WeChat server's access token")
-        identity.add_argument(
-            "--log-level",
-            default="warning",
-            choices=["critical", "error", "warning", "info", "debug"],
-            help="uvicorn's log level (warning)",
-        )
     return parser
 
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import openai
+import pytest
 
 from tests import admin_writes
 from tests.e2e.conftest import Tenant, ThreadedServer
@@ -47,6 +48,12 @@ class Simulator:
     @property
     def state(self) -> Any:
         return self.server.server.config.app.state
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """The requests the simulator took (its ``state.calls``), oldest first."""
+        calls: list[dict[str, Any]] = self.state.calls
+        return calls
 
     def stop(self) -> None:
         self.server.stop()
@@ -123,6 +130,27 @@ def assert_upstream_auth_failed(
     if secret is not None:
         assert secret not in error.response.text
     return body
+
+
+async def refused_key_disables(
+    client: openai.AsyncOpenAI,
+    pg: asyncpg.Pool,
+    channel_id: int,
+    model: str,
+    wrong: str,
+    messages: Any,
+    *,
+    says: str = "",
+    stream: bool = False,
+) -> None:
+    """A chat on a channel whose key the provider refuses: the client gets the 502
+    ``upstream_auth_failed`` (never the key; ``says`` in its message, the provider's words),
+    and the channel is disabled with a reason that does not carry the key either."""
+    with pytest.raises(openai.APIStatusError) as refused:
+        await client.chat.completions.create(model=model, messages=messages, stream=stream)
+    assert says in assert_upstream_auth_failed(refused.value, wrong)["message"]
+    reason = await eventually_disabled(pg, channel_id)
+    assert "upstream_auth_failed" in reason and wrong not in reason
 
 
 async def eventually_disabled(pg: asyncpg.Pool, channel_id: int, within: float = 10) -> str:

@@ -19,10 +19,10 @@ from tests.e2e.conftest import Tenant
 from tests.e2e.provider_support import (
     Simulator,
     alias,
-    assert_upstream_auth_failed,
     create_mapped_channel,
     eventually_disabled,
     ledger_row,
+    refused_key_disables,
     running,
 )
 from unigate.pricing import price_for, quota_for
@@ -48,11 +48,6 @@ QUESTION: Any = [{"role": "user", "content": "what is unigate?"}]
 class Library(Simulator):
     def __init__(self) -> None:
         super().__init__(create_aiproxy_library_app({KEY}, {LIBRARY: DOCS, "empty": []}))
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.state.calls
-        return calls
 
 
 @pytest.fixture
@@ -194,12 +189,9 @@ async def test_missing_library_id_and_refused_key_disable_the_channel(
     revoked = alias("library-revoked")
     wrong = "ap-" + secrets.token_hex(24)
     refused_channel = await library_channel(pg, secret_key, library, revoked, key=wrong)
-    with pytest.raises(openai.APIStatusError) as refused:
-        await client.chat.completions.create(model=revoked, messages=QUESTION, stream=True)
-    body = assert_upstream_auth_failed(refused.value, wrong)
-    assert "Invalid API Key" in body["message"]
-    reason = await eventually_disabled(pg, refused_channel)
-    assert "upstream_auth_failed" in reason and wrong not in reason
+    await refused_key_disables(
+        client, pg, refused_channel, revoked, wrong, QUESTION, says="Invalid API Key", stream=True
+    )
 
 
 async def test_provider_errors_are_mapped(

@@ -77,11 +77,6 @@ class Claude(Simulator):
         app: Starlette = self.server.server.config.app
         return app
 
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.app.state.calls
-        return calls
-
 
 @pytest.fixture
 def claude() -> Iterator[Claude]:

@@ -49,11 +49,6 @@ class Bedrock(Simulator):
     def key(self) -> str:
         return f"{self.akid}|{self.secret}"
 
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.state.calls
-        return calls
-
 
 @pytest.fixture
 def bedrock() -> Iterator[Bedrock]:

@@ -37,11 +37,6 @@ class Cloudflare(Simulator):
     def __init__(self) -> None:
         super().__init__(create_cloudflare_app(ACCOUNT, {TOKEN}))
 
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.state.calls
-        return calls
-
 
 @pytest.fixture
 def cloudflare() -> Iterator[Cloudflare]:

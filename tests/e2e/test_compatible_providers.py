@@ -102,11 +102,6 @@ class Simulated(Simulator):
         return app
 
     @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.app.state.calls
-        return calls
-
-    @property
     def base_url(self) -> str:
         return self.server.url + self.case.base_path
 

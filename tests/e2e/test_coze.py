@@ -18,10 +18,9 @@ from tests.e2e.conftest import Tenant
 from tests.e2e.provider_support import (
     Simulator,
     alias,
-    assert_upstream_auth_failed,
     create_mapped_channel,
-    eventually_disabled,
     ledger_row,
+    refused_key_disables,
     running,
 )
 from unigate_sim.coze import create_coze_app
@@ -35,11 +34,6 @@ HELLO: Any = [{"role": "user", "content": "hello bot"}]
 class Coze(Simulator):
     def __init__(self) -> None:
         super().__init__(create_coze_app({TOKEN}, {BOT}))
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.state.calls
-        return calls
 
 
 @pytest.fixture
@@ -162,9 +156,6 @@ async def test_refused_token_disables_the_channel(
     model = alias("coze-bad")
     wrong = "pat_" + secrets.token_urlsafe(40)
     broken = await coze_channel(pg, secret_key, coze, model, key=wrong)
-    with pytest.raises(openai.APIStatusError) as refused:
-        await client.chat.completions.create(model=model, messages=HELLO)
-    body = assert_upstream_auth_failed(refused.value, wrong)
-    assert "authentication is invalid" in body["message"]
-    reason = await eventually_disabled(pg, broken)
-    assert "upstream_auth_failed" in reason and wrong not in reason
+    await refused_key_disables(
+        client, pg, broken, model, wrong, HELLO, says="authentication is invalid"
+    )

@@ -18,10 +18,9 @@ from tests.e2e.conftest import Tenant
 from tests.e2e.provider_support import (
     Simulator,
     alias,
-    assert_upstream_auth_failed,
     create_mapped_channel,
-    eventually_disabled,
     ledger_row,
+    refused_key_disables,
     running,
 )
 from unigate_sim.deepl import create_deepl_app
@@ -35,11 +34,6 @@ ASK: Any = [{"role": "user", "content": "ignored earlier turn"}, {"role": "user"
 class DeepL(Simulator):
     def __init__(self, quota: int | None = None) -> None:
         super().__init__(create_deepl_app({KEY}, quota=quota))
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.state.calls
-        return calls
 
 
 @pytest.fixture
@@ -145,8 +139,6 @@ async def test_refused_key_disables_the_channel(
     model = alias("deepl-bad")
     wrong = secrets.token_hex(16)
     broken = await deepl_channel(pg, secret_key, deepl, model, key=wrong)
-    with pytest.raises(openai.APIStatusError) as refused:
-        await client.chat.completions.create(model=model, messages=ASK, stream=True)
-    assert "Authorization failure" in assert_upstream_auth_failed(refused.value, wrong)["message"]
-    reason = await eventually_disabled(pg, broken)
-    assert "upstream_auth_failed" in reason and wrong not in reason
+    await refused_key_disables(
+        client, pg, broken, model, wrong, ASK, says="Authorization failure", stream=True
+    )

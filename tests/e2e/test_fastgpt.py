@@ -19,10 +19,9 @@ from tests.e2e.conftest import Tenant
 from tests.e2e.provider_support import (
     Simulator,
     alias,
-    assert_upstream_auth_failed,
     create_mapped_channel,
-    eventually_disabled,
     ledger_row,
+    refused_key_disables,
     running,
 )
 from unigate.pricing import price_for, quota_for
@@ -43,11 +42,6 @@ class FastGPT(Simulator):
     def app(self) -> CompatibleSimulator:
         app: CompatibleSimulator = self.server.server.config.app
         return app
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.app.state.calls
-        return calls
 
 
 @pytest.fixture
@@ -112,13 +106,8 @@ async def test_refused_key_disables_the_channel(
     model = alias("fastgpt-bad")
     wrong = "fastgpt-" + secrets.token_hex(24)
     broken = await fastgpt_channel(pg, secret_key, fastgpt, model, key=wrong)
-    with pytest.raises(openai.APIStatusError) as refused:
-        await client.chat.completions.create(model=model, messages=HELLO)
     # FastGPT says it with an HTTP 500: its inner code 514 is what tells the key was refused.
-    body = assert_upstream_auth_failed(refused.value, wrong)
-    assert "unAuthApiKey" in body["message"]
-    reason = await eventually_disabled(pg, broken)
-    assert "upstream_auth_failed" in reason and wrong not in reason
+    await refused_key_disables(client, pg, broken, model, wrong, HELLO, says="unAuthApiKey")
 
 
 async def test_client_mistakes_and_fastgpt_errors(

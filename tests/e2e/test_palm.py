@@ -22,10 +22,9 @@ from tests.e2e.provider_support import (
     WEATHER_TOOL,
     Simulator,
     alias,
-    assert_upstream_auth_failed,
     create_mapped_channel,
-    eventually_disabled,
     ledger_row,
+    refused_key_disables,
     running,
 )
 from unigate.tokenizer import count_text
@@ -55,11 +54,6 @@ HELLO: Any = [{"role": "user", "content": "hello palm"}]
 class PaLM(Simulator):
     def __init__(self) -> None:
         super().__init__(create_palm_app({KEY}))
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.state.calls
-        return calls
 
 
 @pytest.fixture
@@ -243,11 +237,7 @@ async def test_refused_key_disables_the_channel(
     model = alias("palm-bad")
     wrong = "AIzaSy-wrong-" + secrets.token_hex(12)
     broken = await palm_channel(pg, secret_key, palm, model, key=wrong)
-    with pytest.raises(openai.APIStatusError) as refused:
-        await client.chat.completions.create(model=model, messages=HELLO, stream=stream)
-    assert_upstream_auth_failed(refused.value, wrong)
-    reason = await eventually_disabled(pg, broken)
-    assert "upstream_auth_failed" in reason and wrong not in reason
+    await refused_key_disables(client, pg, broken, model, wrong, HELLO, stream=stream)
 
     # A wrong gateway key is the client's own 401, and PaLM is never called.
     served = alias("palm")

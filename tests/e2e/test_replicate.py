@@ -19,10 +19,9 @@ from tests.e2e.conftest import Tenant
 from tests.e2e.provider_support import (
     Simulator,
     alias,
-    assert_upstream_auth_failed,
     create_mapped_channel,
-    eventually_disabled,
     ledger_row,
+    refused_key_disables,
     running,
 )
 from unigate_sim.replicate import create_replicate_app
@@ -36,11 +35,6 @@ HELLO: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "cont
 class Replicate(Simulator):
     def __init__(self) -> None:
         super().__init__(create_replicate_app({TOKEN}, {LLAMA}))
-
-    @property
-    def calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = self.state.calls
-        return calls
 
     def prediction(self) -> dict[str, Any]:
         found: dict[str, Any] = list(self.state.predictions.values())[-1]
@@ -171,10 +165,6 @@ async def test_refused_token_disables_the_channel(
     model = alias("r8-bad")
     wrong = "r8_" + secrets.token_urlsafe(30)
     broken = await r8_channel(pg, secret_key, replicate, model, key=wrong)
-    with pytest.raises(openai.APIStatusError) as refused:
-        await client.chat.completions.create(model=model, messages=HELLO, stream=True)
-    assert (
-        "valid authentication token" in assert_upstream_auth_failed(refused.value, wrong)["message"]
+    await refused_key_disables(
+        client, pg, broken, model, wrong, HELLO, says="valid authentication token", stream=True
     )
-    reason = await eventually_disabled(pg, broken)
-    assert "upstream_auth_failed" in reason and wrong not in reason
