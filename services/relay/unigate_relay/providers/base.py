@@ -98,11 +98,16 @@ def client_mistake(message: str, *, code: str = "", param: str = "") -> relay_pb
     return err
 
 
-def credentials_rejected(upstream_status: int = 401) -> relay_pb2.RelayError:
-    """The provider refused the channel's key: retry elsewhere and disable the channel."""
+def credentials_rejected(
+    upstream_status: int = 401,
+    message: str = "The upstream provider rejected this channel's credentials.",
+) -> relay_pb2.RelayError:
+    """The provider refused the channel's key (``message``, in the provider's words where it
+    gave any, secrets scrubbed; ``upstream_status`` 0 when the key was refused before any
+    call, unusable as written): retry elsewhere and disable the channel."""
     return relay_error(
         502,
-        "The upstream provider rejected this channel's credentials.",
+        message,
         code="upstream_auth_failed",
         retryable=True,
         upstream_status=upstream_status,

@@ -15,6 +15,7 @@ from typing import Any
 
 from unigate.v1 import relay_pb2
 from unigate_relay.providers.base import (
+    credentials_rejected,
     provider_failed,
     quota_exhausted,
     rate_limited,
@@ -28,13 +29,8 @@ def library_error(status: int, code: int, message: str, secrets: list[str]) -> r
     message = scrub(message, secrets) or f"AI Proxy answered errCode {code} (HTTP {status})"
     effective = status if status >= 400 else (code if 400 <= code < 600 else 502)
     if effective in (401, 403):
-        return relay_error(
-            502,
-            f"AI Proxy refused this channel's key ({code or status}): {message}",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
+        return credentials_rejected(
+            status, f"AI Proxy refused this channel's key ({code or status}): {message}"
         )
     if effective == 402:
         return quota_exhausted(status)

@@ -21,6 +21,7 @@ from unigate.v1 import relay_pb2
 from unigate_relay.providers.anthropic.wire import ConversionError
 from unigate_relay.providers.base import (
     client_mistake,
+    credentials_rejected,
     error_from_upstream,
     quota_exhausted,
     relay_error,
@@ -53,13 +54,8 @@ def anthropic_error(
     etype, message = _error_object(body)
     message = scrub(message, secrets)
     if status == 403 or etype == "permission_error":
-        return relay_error(
-            502,
-            "The upstream provider refused this channel's credentials: " + message,
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
+        return credentials_rejected(
+            status, "The upstream provider refused this channel's credentials: " + message
         )
     if status == 402 or (status == 400 and any(p in message.lower() for p in _CREDIT_PHRASES)):
         return quota_exhausted(status)

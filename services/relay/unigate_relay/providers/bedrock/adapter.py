@@ -40,8 +40,8 @@ from unigate_relay.providers.base import (
     UPSTREAM_ERRORS,
     CallContext,
     Provider,
+    credentials_rejected,
     error_from_exception,
-    relay_error,
     stream_truncated,
     unreadable_answer,
 )
@@ -79,9 +79,7 @@ CHAT = "chat.completions"
 
 
 def _bad_key(exc: KeyFormatError) -> relay_pb2.RelayError:
-    return relay_error(
-        502, str(exc), code="upstream_auth_failed", retryable=True, upstream_status=0, fatal=True
-    )
+    return credentials_rejected(0, str(exc))
 
 
 class _Prepared:

@@ -18,7 +18,13 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from unigate.v1 import relay_pb2
-from unigate_relay.providers.base import provider_failed, rate_limited, relay_error, scrub
+from unigate_relay.providers.base import (
+    credentials_rejected,
+    provider_failed,
+    rate_limited,
+    relay_error,
+    scrub,
+)
 
 _FATAL: Final = frozenset(
     {
@@ -57,13 +63,8 @@ def bedrock_error(
     name = kind.lower()
     message = scrub(message, secrets) or f"upstream answered HTTP {status}"
     if name in _FATAL or (not name and status in (401, 403)):
-        return relay_error(
-            502,
-            f"AWS refused this channel's credentials ({kind or status}): {message}",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
+        return credentials_rejected(
+            status, f"AWS refused this channel's credentials ({kind or status}): {message}"
         )
     if name in _THROTTLED or (not name and status == 429):
         return rate_limited(message, upstream_status=status, retry_after=retry_after)

@@ -16,6 +16,7 @@ from multidict import CIMultiDictProxy
 
 from unigate.v1 import relay_pb2
 from unigate_relay.providers.base import (
+    credentials_rejected,
     error_from_upstream,
     quota_exhausted,
     relay_error,
@@ -47,13 +48,8 @@ def cloudflare_error(
         return error_from_upstream(status, body, headers, secrets)
     message = scrub(message, secrets) or f"upstream answered HTTP {status}"
     if code in _AUTH or status in (401, 403):
-        return relay_error(
-            502,
-            f"Cloudflare refused this channel's API token ({code}): {message}",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
+        return credentials_rejected(
+            status, f"Cloudflare refused this channel's API token ({code}): {message}"
         )
     if code == _NOT_ROUTED:
         # The channel's account id (or base URL) is wrong: no request will ever route.

@@ -22,6 +22,7 @@ import orjson
 
 from unigate.v1 import relay_pb2
 from unigate_relay.providers.base import (
+    credentials_rejected,
     provider_failed,
     quota_exhausted,
     relay_error,
@@ -48,13 +49,9 @@ def fastgpt_error(status: int, body: bytes, secrets: list[str]) -> relay_pb2.Rel
     words = scrub(str(data.get("message") or data.get("statusText") or ""), secrets)
     message = words or f"FastGPT answered code {code} (HTTP {status})"
     if code in _KEY_REFUSED:
-        return relay_error(
-            502,
+        return credentials_rejected(
+            status,
             f"FastGPT refused this channel's key ({code} {data.get('statusText')}): {message}",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
         )
     if code == _NO_BALANCE:
         return quota_exhausted(status)

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from unigate.v1 import relay_pb2
 from unigate_relay.providers.base import (
+    credentials_rejected,
     provider_failed,
     quota_exhausted,
     rate_limited,
@@ -29,13 +30,8 @@ _BALANCE: Final = frozenset({4019, 4028})
 def coze_error(code: int, message: str, status: int, secrets: list[str]) -> relay_pb2.RelayError:
     message = scrub(message, secrets) or f"Coze answered code {code} (HTTP {status})"
     if code in _AUTH or status in (401, 403):
-        return relay_error(
-            502,
-            f"Coze refused this channel's token ({code}): {message}",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
+        return credentials_rejected(
+            status, f"Coze refused this channel's token ({code}): {message}"
         )
     if code in _BALANCE:
         return quota_exhausted(status)

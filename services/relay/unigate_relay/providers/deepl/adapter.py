@@ -23,9 +23,9 @@ from unigate_relay.providers.base import (
     CallContext,
     Provider,
     client_mistake,
+    credentials_rejected,
     error_from_upstream,
     quota_exhausted,
-    relay_error,
     scrub,
 )
 from unigate_relay.providers.deepl.wire import TRANSLATE_PATH, Unsupported, base_url, translate_body
@@ -52,13 +52,8 @@ def deepl_error(
     data: Any = decoded(body)
     message = scrub(str(data.get("message") or "") if isinstance(data, dict) else "", secrets)
     if status in (401, 403):
-        return relay_error(
-            502,
-            f"DeepL refused this channel's key: {message or status}",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
+        return credentials_rejected(
+            status, f"DeepL refused this channel's key: {message or status}"
         )
     if status == 456:
         return quota_exhausted(status)

@@ -14,10 +14,10 @@ from multidict import CIMultiDictProxy
 
 from unigate.v1 import relay_pb2
 from unigate_relay.providers.base import (
+    credentials_rejected,
     error_from_upstream,
     provider_failed,
     quota_exhausted,
-    relay_error,
     scrub,
 )
 from unigate_relay.providers.upstream import decoded
@@ -37,14 +37,7 @@ def replicate_error(
             )
     detail = scrub(detail, secrets)
     if status == 401:
-        return relay_error(
-            502,
-            f"Replicate refused this channel's token: {detail}",
-            code="upstream_auth_failed",
-            retryable=True,
-            upstream_status=status,
-            fatal=True,
-        )
+        return credentials_rejected(status, f"Replicate refused this channel's token: {detail}")
     if status == 402:
         return quota_exhausted(status)
     wrapped = orjson.dumps({"error": {"message": detail}})

@@ -28,6 +28,7 @@ from unigate_relay.providers.base import (
     CallContext,
     Provider,
     client_mistake,
+    credentials_rejected,
     error_from_exception,
     relay_error,
     stream_truncated,
@@ -92,9 +93,7 @@ class SparkProvider(Provider):
             key = parse_key(ctx.api_key)
         except KeyFormatError as exc:
             # The operator's mistake, fixed only by editing the channel.
-            raise _Failed(
-                relay_error(502, str(exc), code="upstream_auth_failed", retryable=True, fatal=True)
-            ) from exc
+            raise _Failed(credentials_rejected(0, str(exc))) from exc
         config: dict[str, Any] = {}
         if ctx.channel.config_json and ctx.channel.config_json != "{}":
             loaded = orjson.loads(ctx.channel.config_json)
