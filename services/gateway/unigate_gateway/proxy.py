@@ -499,8 +499,6 @@ class Proxy:
         the response right there (as the SDKs do) is billed the provider's usage, status 200.
         Nothing is ever sent after a terminal frame."""
         chunk: relay_pb2.RelayChunk | object = first
-        # A chunk read ahead (below) that was not data: handled next, before any other read.
-        ahead: relay_pb2.RelayChunk | object | None = None
         finished = False
         # `reported`: whether record.usage is the provider's own (sent ahead of the end).
         # Whether the client has been sent its terminal frame: nothing may follow it.
@@ -536,28 +534,11 @@ class Proxy:
                         yield error_frame(err, record.call.endpoint)
                     return
                 else:
-                    parts = [chunk.data]
+                    record.forwarded.append(chunk.data)
                     # A relay that does not hold the frame back (mid-upgrade) may pass it here.
                     terminated = terminated or terminal_at(record.call.endpoint, chunk.data) >= 0
-                    # The data chunks already here go out with this one, in one write (they
-                    # arrive together when the lane delivers a batch or the client reads
-                    # slower than the provider writes): whole SSE events, joined.
-                    while not terminated and isinstance(call, MuxStream) and call.buffered:
-                        more = await call.read()
-                        if not (
-                            isinstance(more, relay_pb2.RelayChunk)
-                            and more.WhichOneof("kind") == "data"
-                        ):
-                            ahead = more
-                            break
-                        parts.append(more.data)
-                        terminated = terminal_at(record.call.endpoint, more.data) >= 0
-                    record.forwarded.extend(parts)
-                    yield parts[0] if len(parts) == 1 else b"".join(parts)
-                if ahead is not None:
-                    chunk, ahead = ahead, None
-                else:
-                    chunk = await call.read()
+                    yield chunk.data
+                chunk = await call.read()
         except (grpc.aio.AioRpcError, MuxError) as exc:
             err = errors.UpstreamError("The relay failed mid-stream.")
             if isinstance(exc, MuxError):
