@@ -39,6 +39,8 @@ PROMPT = "Tell me about ledgers"
 # The simulators echo the prompt: a stream broken off after its first words is still far from
 # its end (tens of thousands of frames), so the client really leaves mid-stream.
 LONG_PROMPT = "Repeat after me: " + "ledger " * 20_000
+# Fewer tokens than the echo of LONG_PROMPT has (at least one per word).
+LONG_ECHO_TOKENS = 10_000
 Usage = tuple[int, int]
 
 
@@ -290,14 +292,25 @@ async def run_mix(c: Clients, pg: asyncpg.Pool, model: str) -> None:
         expected = messages_usage if kind in MESSAGES_KINDS else chat_usage
         if was_broken:
             # Left mid-stream, before the provider's usage: 499, counted from what was sent.
-            ok = row["status_code"] == 499 and row["estimated"]
+            # Unless the gateway had written the whole answer, terminal frame included, into
+            # the sockets' buffers (several MB on one machine) before the client's close
+            # reached it: then the stream ended, billed at the provider's usage of the long
+            # echo. Which one happens is the machine's pace; test_routing's paced
+            # test_client_leaving_mid_stream_closes_upstream_and_bills_what_was_sent always
+            # leaves mid-stream.
+            ok = (row["status_code"] == 499 and row["estimated"]) or (
+                row["status_code"] == 200
+                and not row["estimated"]
+                and row["completion_tokens"] > LONG_ECHO_TOKENS
+            )
         else:
             ok = row["status_code"] == 200 and not row["estimated"] and usage == expected
         if not ok:
             wrong.append((kind.__name__, row["status_code"], row["estimated"], usage, expected))
     assert not wrong, wrong
-    # Only the streams broken off on purpose are estimated.
-    assert sum(r["estimated"] for r in rows.values()) == sum(broken)
+    # Only the streams the client left before their end are estimated.
+    left = [rows[cid]["status_code"] == 499 for cid, _ in calls]
+    assert sum(r["estimated"] for r in rows.values()) == sum(left)
 
 
 async def test_openai_channel_streams_billed_at_provider_usage(
