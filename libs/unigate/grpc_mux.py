@@ -11,13 +11,13 @@ trace headers, a task on each end): measured in ``make bench-ttft``.
 The wire contract, unary (``AuthorizeMany``, ``CallMany``): the client numbers each request
 with a ``call_id`` and the server answers each with its own ``call_id``, in whatever order the
 calls finish. The per-request trace context travels in the request's ``trace_context`` map,
-since a stream's metadata is sent only once. Each gRPC message is a batch (``Batched``): the
-requests (answers) that were waiting to go when the stream was ready to write, at most
-``BATCH_ITEMS`` and about ``BATCH_BYTES``. One write per message is what a stream costs (a
-gRPC operation and its completion, handed from gRPC's poller thread to the event loop):
-measured on a bidi stream here, 55-73 µs of the client's CPU per message sent and answered
-one by one, 25 µs in batches of 4, 10 µs in batches of 8. A lone request is a batch of one,
-so nothing waits for company.
+since a stream's metadata is sent only once. Each gRPC message, on every lane (streaming ones
+too), is a batch (``Batched``): the messages that were waiting to go when the stream was ready
+to write, at most ``BATCH_ITEMS`` and about ``BATCH_BYTES``. One write per message is what a
+stream costs (a gRPC operation and its completion, handed from gRPC's poller thread to the
+event loop): measured on a bidi stream here, 55-73 µs of the client's CPU per message sent and
+answered one by one, 25 µs in batches of 4, 10 µs in batches of 8. A lone message is a batch
+of one, so nothing waits for company.
 
 Streaming (``StreamMany``): the client's messages are envelopes (``call_id`` and one of
 ``open`` (the request), ``credit`` (a count), ``cancel``); the server's carry the call's
@@ -68,7 +68,7 @@ RELAY_CALL = "/unigate.v1.RelayService/Call"
 RELAY_STREAM = "/unigate.v1.RelayService/Stream"
 
 GOAWAY_CALL_ID = 0
-# A unary lane's batch: at most this many messages, and no more once this size is reached.
+# A lane's batch: at most this many messages, and no more once this size is reached.
 BATCH_ITEMS = 64
 BATCH_BYTES = 1024 * 1024
 # Chunks the server may send a stream ahead of its reader; the client grants credit in
@@ -132,7 +132,7 @@ ItemT = TypeVar("ItemT")
 
 @dataclass(frozen=True, slots=True)
 class Batched(Generic[ItemT]):
-    """How one direction of a unary lane travels: several messages in one gRPC message,
+    """How one direction of a lane travels: several messages in one gRPC message,
     ``wire`` (e.g. ``RelayRequests``) with the messages in its repeated ``field``."""
 
     wire: Callable[..., Any]
@@ -216,12 +216,12 @@ class _Lane(Generic[UpT, DownT]):
         open_stream: OpenStream[UpT],
         name: str,
         unsettled: Callable[[], None],
-        up: Batched[UpT] | None = None,
-        down: Batched[DownT] | None = None,
+        up: Batched[UpT],
+        down: Batched[DownT],
     ) -> None:
         # Called when the server goes away or the stream breaks: a replica is leaving.
         self._unsettled = unsettled
-        # A unary lane's batches (None: one message per gRPC message, as streams send).
+        # How the lane's messages travel: in batches, each way.
         self._up_wire = up
         self._down_wire = down
         self.pending: dict[int, _Receiver[DownT]] = {}
@@ -246,10 +246,6 @@ class _Lane(Generic[UpT, DownT]):
             return  # the reader sees the same error and fails the calls
         outbox = self._outbox
         while (item := await outbox.get()) is not None:
-            if self._up_wire is None:
-                if (message := self._admitted(item)) is not None:
-                    yield message
-                continue
             # What else is waiting goes in the same gRPC message.
             batch: list[UpT] = []
             size = 0
@@ -313,9 +309,7 @@ class _Lane(Generic[UpT, DownT]):
         why = "the server ended the stream"
         try:
             async for wire in self._call:
-                for message in (
-                    self._down_wire.unpack(wire) if self._down_wire is not None else (wire,)
-                ):
+                for message in self._down_wire.unpack(wire):
                     call_id = message.call_id
                     if call_id == GOAWAY_CALL_ID:
                         self._unsettled()
@@ -363,9 +357,9 @@ class _Lanes(Generic[UpT, DownT]):
         method: str,
         lanes: int,
         max_age: float,
+        up: Batched[UpT],
+        down: Batched[DownT],
         settling_age: float | None = None,
-        up: Batched[UpT] | None = None,
-        down: Batched[DownT] | None = None,
     ) -> None:
         self._open = open_stream
         self._method = method
@@ -712,12 +706,12 @@ class _MuxServing(Generic[UpT, DownT]):
         goaway: Callable[[], DownT],
         *,
         method: str,
-        up: Batched[UpT] | None = None,
-        down: Batched[DownT] | None = None,
+        up: Batched[UpT],
+        down: Batched[DownT],
     ) -> None:
         self._goaway = goaway
         self._method = method
-        # A unary lane's batches (None: one message per gRPC message, as streams send).
+        # How the lane's messages travel: in batches, each way.
         self._up_wire = up
         self._down_wire = down
         self._outboxes: set[asyncio.Queue[DownT | None]] = set()
@@ -740,7 +734,7 @@ class _MuxServing(Generic[UpT, DownT]):
         async def read() -> None:
             try:
                 async for wire in messages:
-                    for message in up.unpack(wire) if up is not None else (wire,):
+                    for message in up.unpack(wire):
                         self._receive(message, lane)
             except Exception as exc:  # the client went away: answer what is running, if it can
                 log.debug("%s stream read ended: %r", self._method, exc)
@@ -756,9 +750,6 @@ class _MuxServing(Generic[UpT, DownT]):
         reader = asyncio.create_task(read())
         try:
             while (response := await outbox.get()) is not None:
-                if down is None:
-                    yield response
-                    continue
                 # The answers ready by now go in the same gRPC message.
                 batch = [response]
                 size = _size(response)
