@@ -1,7 +1,8 @@
 """One API's OpenAI reseller channel types (API2D, CloseAI, OpenAI-SB, OpenAIMax, OhMyGPT,
-AI.LS, AIProxy, API2GPT, AIGC2D) with the ``openai`` SDK. Each serves OpenAI's own API at
-its host, so the strict OpenAI simulator stands in for it: chat and stream usage exact in the
-ledger, the request on OpenAI's ``/v1`` path, and a wrong key disabling the channel."""
+AI.LS, AIProxy, API2GPT, AIGC2D) and its two "OpenAI compatible" types (8: the operator's host,
+50: the operator's base URL with its version segment) with the ``openai`` SDK. Each serves
+OpenAI's own API, so the strict OpenAI simulator stands in for it: chat and stream usage exact
+in the ledger, the request on OpenAI's ``/v1`` path, and a wrong key disabling the channel."""
 
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ import pytest
 from tests.e2e.conftest import SIM_KEY, Tenant, ThreadedServer
 from tests.e2e.provider_support import (
     alias,
-    assert_upstream_auth_failed,
     create_mapped_channel,
-    eventually_disabled,
     ledger_rows,
+    refused_key_disables,
 )
 from unigate_relay.providers.compatible.resellers import SPECS
 from unigate_sim.openai import count_tokens
@@ -34,19 +34,51 @@ async def test_reseller_channel_serves_openai_and_refuses_a_wrong_key(
     simulator: ThreadedServer,
     sim_app: Any,
 ) -> None:
-    model = alias(spec.name.lower().replace(".", ""))
+    await serves_openai_and_refuses_a_wrong_key(
+        client, tenant, pg, secret_key, sim_app, spec.channel_type, spec.name, simulator.url
+    )
+
+
+@pytest.mark.parametrize(("channel_type", "version"), [(8, ""), (50, "/v1")])
+async def test_openai_compatible_types_at_the_operators_base_url(
+    channel_type: int,
+    version: str,
+    client: openai.AsyncOpenAI,
+    tenant: Tenant,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    simulator: ThreadedServer,
+    sim_app: Any,
+) -> None:
+    # Type 50's base URL names the version (as One API's does): /v1 is not added twice.
+    await serves_openai_and_refuses_a_wrong_key(
+        client, tenant, pg, secret_key, sim_app, channel_type, "compat", simulator.url + version
+    )
+
+
+async def serves_openai_and_refuses_a_wrong_key(
+    client: openai.AsyncOpenAI,
+    tenant: Tenant,
+    pg: asyncpg.Pool,
+    secret_key: str,
+    sim_app: Any,
+    channel_type: int,
+    name: str,
+    base_url: str,
+) -> None:
+    model = alias(name.lower().replace(".", ""))
     await create_mapped_channel(
         pg,
         secret_key,
-        type=spec.channel_type,
-        name=spec.name,
+        type=channel_type,
+        name=name,
         key=SIM_KEY,
-        base_url=simulator.url,
+        base_url=base_url,
         models={model: "gpt-4o-mini"},
     )
-    hello: Any = [{"role": "user", "content": f"hello {spec.name}"}]
+    hello: Any = [{"role": "user", "content": f"hello {name}"}]
     plain = await client.chat.completions.create(model=model, messages=hello)
-    assert plain.choices[0].message.content == f"Echo: hello {spec.name}"
+    assert plain.choices[0].message.content == f"Echo: hello {name}"
     stream = await client.chat.completions.create(model=model, messages=hello, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == plain.choices[0].message.content
@@ -61,13 +93,10 @@ async def test_reseller_channel_serves_openai_and_refuses_a_wrong_key(
     channel_id = await create_mapped_channel(
         pg,
         secret_key,
-        type=spec.channel_type,
-        name=spec.name,
+        type=channel_type,
+        name=name,
         key=bad_key,
-        base_url=simulator.url,
+        base_url=base_url,
         models={revoked: "gpt-4o-mini"},
     )
-    with pytest.raises(openai.APIStatusError) as failed:
-        await client.chat.completions.create(model=revoked, messages=hello)
-    assert_upstream_auth_failed(failed.value, bad_key)
-    assert "upstream_auth_failed" in await eventually_disabled(pg, channel_id)
+    await refused_key_disables(client, pg, channel_id, revoked, bad_key, hello)

@@ -52,7 +52,15 @@ _OPENAI = CompatibleSpec(
     chat_output_field="max_completion_tokens",
 )
 _OPENAI_COMPATIBLE = CompatibleSpec(8, "OpenAI-compatible", "", "/v1", _ALL_ENDPOINTS)
-_SPECS: dict[int, CompatibleSpec] = {1: _OPENAI, 8: _OPENAI_COMPATIBLE, **SPECS}
+# One API's newer "OpenAI Compatible" (type 50): its base URL carries the version segment
+# (``https://host/v1``, ``.../api/paas/v4``), so the request's own ``/v1`` is not added again.
+_OPENAI_COMPATIBLE_VERSIONED = CompatibleSpec(50, "OpenAI Compatible", "", "", _ALL_ENDPOINTS)
+_SPECS: dict[int, CompatibleSpec] = {
+    1: _OPENAI,
+    8: _OPENAI_COMPATIBLE,
+    50: _OPENAI_COMPATIBLE_VERSIONED,
+    **SPECS,
+}
 
 
 def spec_for(channel_type: int) -> CompatibleSpec:

@@ -24,5 +24,10 @@ CHANNELS: tuple[ChannelDeclaration, ...] = (
     declare_spec(
         spec_for(8), key_hint="API key of the OpenAI-compatible service", balance=_LEGACY_BILLING
     ),
+    declare_spec(
+        spec_for(50),
+        key_hint="API key of the OpenAI-compatible service (base URL with its /v1)",
+        balance=_LEGACY_BILLING,
+    ),
     *COMPATIBLE,
 )
