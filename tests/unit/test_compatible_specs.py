@@ -49,6 +49,14 @@ def ctx(
         (1, "", "chat.completions", "https://api.openai.com/v1/chat/completions"),
         (1, "https://proxy.example/", "embeddings", "https://proxy.example/v1/embeddings"),
         (8, "http://10.0.0.1:8000", "chat.completions", "http://10.0.0.1:8000/v1/chat/completions"),
+        # Type 50's base URL names its version: nothing is added to it.
+        (50, "https://host.example/v1/", "embeddings", "https://host.example/v1/embeddings"),
+        (
+            50,
+            "https://open.bigmodel.cn/api/paas/v4",
+            "chat.completions",
+            "https://open.bigmodel.cn/api/paas/v4/chat/completions",
+        ),
         (36, "", "chat.completions", "https://api.deepseek.com/chat/completions"),
         (25, "", "chat.completions", "https://api.moonshot.cn/v1/chat/completions"),
         (16, "", "chat.completions", "https://open.bigmodel.cn/api/paas/v4/chat/completions"),
@@ -104,8 +112,8 @@ def test_every_spec_is_a_registered_channel_type_of_the_openai_family() -> None:
         # Azure has no default: every resource has its own endpoint.
         assert spec.default_base_url.startswith(("https://", "http://localhost")) or type_id == 3
         assert "chat.completions" in spec.endpoints
-    assert set(OpenAIProvider.channel_types) == {1, 8, *SPECS}
-    assert {t for t, ct in CHANNEL_TYPES.items() if ct.family == "openai"} == {1, 8, *SPECS}
+    assert set(OpenAIProvider.channel_types) == {1, 8, 50, *SPECS}
+    assert {t for t, ct in CHANNEL_TYPES.items() if ct.family == "openai"} == {1, 8, 50, *SPECS}
 
 
 def _sent(c: CallContext, *, stream: bool) -> dict[str, Any]:
