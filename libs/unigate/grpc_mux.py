@@ -154,9 +154,39 @@ class LaneWire(Generic[UpT, DownT]):
     down: Batched[DownT]
 
 
-def _size(message: Any) -> int:
-    size: int = message.ByteSize()
-    return size
+ItemQ = TypeVar("ItemQ")
+MsgT = TypeVar("MsgT")
+
+
+def _batch_from(
+    first: ItemQ,
+    outbox: asyncio.Queue[ItemQ | None],
+    admit: Callable[[ItemQ], MsgT | None],
+) -> tuple[list[MsgT], bool]:
+    """``first`` and whatever else waits in ``outbox`` right now, each through ``admit``
+    (None: not sent), at most ``BATCH_ITEMS`` messages and no more once ``BATCH_BYTES`` is
+    reached; and whether the queue's end (None) was taken. Sizes are counted only while
+    another message waits to join, so a lone message costs no ``ByteSize``."""
+    batch: list[MsgT] = []
+    size = 0
+    item = first
+    while True:
+        message = admit(item)
+        if message is not None:
+            batch.append(message)
+        if outbox.empty() or len(batch) >= BATCH_ITEMS:
+            return batch, False
+        if message is not None:
+            size += message.ByteSize()  # type: ignore[attr-defined]
+            if size >= BATCH_BYTES:
+                return batch, False
+        if (taken := outbox.get_nowait()) is None:
+            return batch, True
+        item = taken
+
+
+def _as_is(message: MsgT) -> MsgT:
+    return message
 
 
 # What a stub's stream-stream method is, seen from here: give it the message iterator, get
@@ -247,18 +277,7 @@ class _Lane(Generic[UpT, DownT]):
         outbox = self._outbox
         while (item := await outbox.get()) is not None:
             # What else is waiting goes in the same gRPC message.
-            batch: list[UpT] = []
-            size = 0
-            closing = False
-            while True:
-                if (message := self._admitted(item)) is not None:
-                    batch.append(message)
-                    size += _size(message)
-                if len(batch) >= BATCH_ITEMS or size >= BATCH_BYTES or outbox.empty():
-                    break
-                if (item := outbox.get_nowait()) is None:
-                    closing = True
-                    break
+            batch, closing = _batch_from(item, outbox, self._admitted)
             if batch:
                 yield self._up_wire.pack(batch)
             if closing:
@@ -751,15 +770,7 @@ class _MuxServing(Generic[UpT, DownT]):
         try:
             while (response := await outbox.get()) is not None:
                 # The answers ready by now go in the same gRPC message.
-                batch = [response]
-                size = _size(response)
-                closing = False
-                while not outbox.empty() and len(batch) < BATCH_ITEMS and size < BATCH_BYTES:
-                    if (more := outbox.get_nowait()) is None:
-                        closing = True
-                        break
-                    batch.append(more)
-                    size += _size(more)
+                batch, closing = _batch_from(response, outbox, _as_is)
                 yield down.pack(batch)
                 if closing:
                     break
