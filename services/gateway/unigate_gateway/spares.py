@@ -124,13 +124,14 @@ class SparePools:
         """How many spares the next Authorize of ``key`` asks for: none unless the key is
         hot and no other Authorize of it is asking already."""
         heat = self._heat.get(key)
-        if self.max_wanted <= 0 or heat is None or heat.count < HOT_REQUESTS or heat.refilling:
+        if heat is None or self.max_wanted <= 0 or not self._may_refill(heat):
             return 0
         heat.refilling = True
         return min(heat.count * 2, self.max_wanted)
 
-    def _may_refill(self, key: PoolKey) -> bool:
-        heat = self._heat.get(key)
+    @staticmethod
+    def _may_refill(heat: _Heat | None) -> bool:
+        """A key is hot and no Authorize of it is asking for spares already."""
         return heat is not None and not heat.refilling and heat.count >= HOT_REQUESTS
 
     def asked(self, key: PoolKey) -> None:
@@ -191,7 +192,7 @@ class SparePools:
             return None
         if pool.subnets and not ip_allowed(req.client_ip, pool.subnets):
             return None  # auth refuses it in its own words
-        if len(pool.ids) <= pool.low_water and self._may_refill(key):
+        if len(pool.ids) <= pool.low_water and self._may_refill(self._heat.get(key)):
             return None  # this one asks auth for the next pool (``wanted``)
         want = plan(
             pool.price,
