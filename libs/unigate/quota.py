@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
@@ -123,37 +124,55 @@ end
 return n
 """
 
-_BIND_SPARE = """
--- KEYS: 1 spare reservation, 2 index.
--- ARGV: 1 the request's context, 2 gateway id, 3 reservation id, 4 the request's time (ms)
--- 1: bound; 0: gone (released, swept), expired, already bound or another gateway's.
-local sp = redis.call('HGET', KEYS[1], 'sp')
-if not sp or redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then return 0 end
+_BIND_SPARES = """
+-- Several spares of one user (one key group: one slot on Redis Cluster), in one call: at a
+-- high rate the gateway's bindings wait together, and one script call per batch costs the
+-- gateway's client and Redis a fraction of one per spare.
+-- KEYS: 1 index, 2.. spare reservations.
+-- ARGV: 1 gateway id, then per spare: the request's context, reservation id, request time (ms).
+-- Per spare, 1: bound; 0: gone (released, swept), expired, already bound or another gateway's.
 local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= tonumber(sp) then return 0 end
-redis.call('HDEL', KEYS[1], 'sp')
--- From now on it is the request's reservation, opened when the request arrived.
-redis.call('HSET', KEYS[1], 'x', ARGV[1], 'ts', ARGV[4])
-redis.call('ZADD', KEYS[2], 'XX', ARGV[4], ARGV[3])
-return 1
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i = 2, #KEYS do
+  local j = (i - 2) * 3 + 2
+  local sp = redis.call('HGET', KEYS[i], 'sp')
+  if sp and redis.call('HGET', KEYS[i], 'g') == ARGV[1] and now < tonumber(sp) then
+    redis.call('HDEL', KEYS[i], 'sp')
+    -- From now on it is the request's reservation, opened when the request arrived.
+    redis.call('HSET', KEYS[i], 'x', ARGV[j], 'ts', ARGV[j + 2])
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[j + 2], ARGV[j + 1])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
 """
 
-_RELEASE_SPARE = """
--- KEYS: 1 spare reservation, 2 index, 3 token rsvd, 4 user rsvd
--- ARGV: 1 reservation id, 2 '1': only once expired (the sweeper)
--- 1: released with no charge; 0: bound (billed as its request), gone, or not yet expired.
-local sp = redis.call('HGET', KEYS[1], 'sp')
-if not sp then return 0 end
-if ARGV[2] == '1' then
+_RELEASE_SPARES = """
+-- Several unbound spares of one user (one key group), in one call.
+-- KEYS: 1 index, 2 user rsvd, then per spare: the reservation, its token's rsvd.
+-- ARGV: 1 '1': only once expired (the sweeper), then per spare its reservation id.
+-- Returns how many were released with no charge (a bound, gone or unexpired one is left).
+local now = nil
+if ARGV[1] == '1' then
   local t = redis.call('TIME')
-  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) < tonumber(sp) then return 0 end
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local a = redis.call('HGET', KEYS[1], 'a')
-if redis.call('HGET', KEYS[1], 'ul') ~= '1' then redis.call('DECRBY', KEYS[3], a) end
-redis.call('DECRBY', KEYS[4], a)
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
+local released = 0
+for i = 3, #KEYS, 2 do
+  local sp = redis.call('HGET', KEYS[i], 'sp')
+  if sp and (now == nil or now >= tonumber(sp)) then
+    local a = redis.call('HGET', KEYS[i], 'a')
+    if redis.call('HGET', KEYS[i], 'ul') ~= '1' then redis.call('DECRBY', KEYS[i + 1], a) end
+    redis.call('DECRBY', KEYS[2], a)
+    redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[1], ARGV[(i - 3) / 2 + 2])
+    released = released + 1
+  end
+end
+return released
 """
 
 # Whether a committed transaction (by id) is in a snapshot "xmin:xmax:running,ids"; an empty
@@ -305,6 +324,8 @@ return 1
 BATCH_HOLDER = "message-batch"
 # Results split off per script call: bounds one call's work (a batch has up to 100,000).
 _SPLIT_CHUNK = 1000
+# Spares released per script call (a pool holds up to MAX_SPARES, the sweeper more).
+_RELEASE_CHUNK = 256
 
 
 # How long a balance load may take (read Postgres, write Redis) before its record of the
@@ -449,8 +470,8 @@ class QuotaStore:
         self._lower = redis.register_script(_LOWER)
         self._split_batch = redis.register_script(_SPLIT_BATCH)
         self._issue_spares = redis.register_script(_ISSUE_SPARES)
-        self._bind_spare = redis.register_script(_BIND_SPARE)
-        self._release_spare = redis.register_script(_RELEASE_SPARE)
+        self._bind_spares = redis.register_script(_BIND_SPARES)
+        self._release_spares = redis.register_script(_RELEASE_SPARES)
 
     # Every key below but the leases is in the owning user's hash-tag group
     # (``Namespace.user_key``): a token's keys under its user's, so that one reservation,
@@ -651,29 +672,43 @@ class QuotaStore:
         """Make an unexpired spare of ``gateway_id`` the reservation of the request
         ``context`` describes, arrived at ``now_ms`` (before its provider is called); False:
         it is gone or expired, and the request must be authorized afresh."""
-        keys = [self._reservation_key(reservation_id, user_id), self.reservation_index(user_id)]
-        args: list[bytes | str | int] = [context, gateway_id, reservation_id, now_ms]
-        return bool(await self._bind_spare(keys=keys, args=args))
+        bound = await self.bind_spares(user_id, gateway_id, [(reservation_id, context, now_ms)])
+        return bound[0]
+
+    async def bind_spares(
+        self, user_id: int, gateway_id: str, binds: Sequence[tuple[str, bytes, int]]
+    ) -> list[bool]:
+        """``bind_spare`` for several spares of one user at once, each (reservation id, the
+        request's context, its arrival in ms): whether each was bound, in order."""
+        keys = [self.reservation_index(user_id)]
+        args: list[bytes | str | int] = [gateway_id]
+        for rid, context, now_ms in binds:
+            keys.append(self._reservation_key(rid, user_id))
+            args += [context, rid, now_ms]
+        return [bool(b) for b in await self._bind_spares(keys=keys, args=args)]
 
     async def release_spares(
         self, spares: list[tuple[str, int, int]], *, only_expired: bool = False
     ) -> int:
         """Release unbound spares (reservation id, token id, user id) with no charge; bound
         ones are left to their request's settlement. Returns how many were released."""
-        if not spares:
-            return 0
-        released = 0
+        by_user: dict[int, list[tuple[str, int]]] = {}
         for rid, token_id, user_id in spares:
-            # One script per spare: each is in its user's slot (Redis Cluster).
-            keys = [
-                self._reservation_key(rid, user_id),
-                self.reservation_index(user_id),
-                self._token_keys(token_id, user_id)[1],
-                self._user_keys(user_id)[1],
-            ]
-            released += int(
-                await self._release_spare(keys=keys, args=[rid, "1" if only_expired else "0"])
-            )
+            by_user.setdefault(user_id, []).append((rid, token_id))
+        released = 0
+        for user_id, group in by_user.items():
+            # One script per user: each user's keys are in one slot (Redis Cluster); chunks
+            # keep any one call short (Redis runs nothing else meanwhile).
+            for start in range(0, len(group), _RELEASE_CHUNK):
+                keys = [self.reservation_index(user_id), self._user_keys(user_id)[1]]
+                args: list[str] = ["1" if only_expired else "0"]
+                for rid, token_id in group[start : start + _RELEASE_CHUNK]:
+                    keys += [
+                        self._reservation_key(rid, user_id),
+                        self._token_keys(token_id, user_id)[1],
+                    ]
+                    args.append(rid)
+                released += int(await self._release_spares(keys=keys, args=args))
         return released
 
     async def reclaim_spares(self, *, user_id: int, since_ms: int) -> int:

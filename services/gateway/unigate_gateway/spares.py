@@ -60,6 +60,8 @@ JANITOR_SECONDS = 0.25
 REFILL_AT = 0.25
 
 PoolKey = tuple[str, str, str]  # api key, model, endpoint
+# A spare's binding (reservation id, request context, arrival ms) and its caller's answer.
+_Binding = tuple[tuple[str, bytes, int], asyncio.Future[bool]]
 
 
 @dataclass(slots=True)
@@ -96,6 +98,8 @@ class SparePools:
     _heat: dict[PoolKey, _Heat] = field(default_factory=dict)
     _stores: dict[str, QuotaStore] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Per (install, user): the bindings waiting for the batch in Redis to return.
+    _binding: dict[tuple[str, int], list[_Binding]] = field(default_factory=dict)
     # Bumped by every broadcast: a decision asked for before one is not kept.
     generation: int = 0
 
@@ -207,14 +211,11 @@ class SparePools:
         template = pool.decision
         context = reservation_context(req, template.token_name, template.group, template.pricing)
         try:
-            with telemetry.untraced_unless_recording():
-                bound = await self._store(template.install).bind_spare(
-                    reservation_id=rid,
-                    user_id=template.user_id,
-                    gateway_id=self.gateway_id,
-                    context=context,
-                    now_ms=arrived_ms(req.request_id) or int(time.time() * 1000),
-                )
+            bound = await self._bind(
+                template.install,
+                template.user_id,
+                (rid, context, arrived_ms(req.request_id) or int(time.time() * 1000)),
+            )
         except (RedisError, OSError) as exc:
             log.warning("could not bind a spare reservation: %r", exc)
             bound = False
@@ -234,6 +235,54 @@ class SparePools:
         decision.candidates.extend(ordered)
         metrics.SPARES_SERVED.inc()
         return decision
+
+    async def _bind(self, install: str, user_id: int, bind: tuple[str, bytes, int]) -> bool:
+        """Bind one spare, together with the other bindings of the same user waiting now:
+        one script call per batch (``QuotaStore.bind_spares``). A binding that arrives while
+        its user's batch is in Redis goes in the next one, sent as soon as that one returns;
+        a lone binding goes at once, as before."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+        group = (install, user_id)
+        waiting = self._binding.get(group)
+        if waiting is not None:
+            waiting.append((bind, answer))
+        else:
+            self._binding[group] = []
+            self._send_binds(group, [(bind, answer)])
+        return await answer
+
+    def _send_binds(self, group: tuple[str, int], batch: list[_Binding]) -> None:
+        # A task of its own, so that a request cancelled while waiting (its client left)
+        # never cancels the other requests' bindings in the same call.
+        task = asyncio.get_running_loop().create_task(self._bind_batch(group, batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bind_batch(self, group: tuple[str, int], batch: list[_Binding]) -> None:
+        install, user_id = group
+        try:
+            with telemetry.untraced_unless_recording():
+                bound = await self._store(install).bind_spares(
+                    user_id, self.gateway_id, [bind for bind, _ in batch]
+                )
+        except Exception as exc:
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+        except BaseException:
+            for _, answer in batch:
+                answer.cancel()
+            raise
+        else:
+            for (_, answer), ok in zip(batch, bound, strict=True):
+                if not answer.done():
+                    answer.set_result(ok)
+        finally:
+            waiting = self._binding.pop(group, [])
+            if waiting:
+                self._binding[group] = []
+                self._send_binds(group, waiting)
 
     # ---- dropping -------------------------------------------------------------------------
     def forget(self, key: PoolKey) -> None:
