@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(wildcard protos/unigate/v1/*.proto)
 
-.PHONY: install proto proto-check providers providers-check migrate dev test lint typecheck bench bench-rss bench-compare-setup bench-auth bench-consumer bench-ttft bench-ledger clean
+.PHONY: install proto proto-check providers providers-check migrate dev test lint typecheck bench bench-rss bench-compare-setup bench-auth bench-floor bench-consumer bench-ttft bench-ledger clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -63,6 +63,10 @@ bench-rss: install
 # into bench/.work/compare/ (never into the project's venv).
 bench-compare-setup:
 	bench/compare/setup.sh
+
+# the floor under the bars: edge -> multiplexed mTLS gRPC hop -> aiohttp -> nginx, no unigate work.
+bench-floor: install
+	$(PY) bench/floor.py
 
 # auth's Authorize alone: calls/s and latency at 1 and 32 in flight.
 bench-auth: install

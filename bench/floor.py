@@ -1,0 +1,301 @@
+"""The floor under issue 22's bars: the fixed architecture's path with none of unigate's work.
+
+What it runs: nginx answering a fixed chat completion (the same "direct upstream" as
+``bench/run.py``), and in front of it two Python processes built from the same parts as the
+gateway and the relay, doing only what the architecture makes every request do:
+
+- an **edge**: uvicorn with httptools and uvloop (the gateway's choices) and a bare ASGI
+  callable, no framework: read the body, one call over the relay's multiplexed ``CallMany``
+  lane (``grpc_mux.MuxClient``, batches, mutual TLS, the caller check on the server), write
+  the answer;
+- a **hop**: a ``grpc.aio`` server (``grpcutil.new_server``, mutual TLS, ``rpc_acl``'s caller
+  check) serving ``CallMany`` with ``grpc_mux.MuxServer``, whose handler POSTs the body to nginx
+  with aiohttp (the relay's client) and returns the bytes.
+
+No key check, no quota reservation in Redis, no usage event, no ledger, no tracing, no
+metrics. Whatever the full gateway path adds is on top of this. wrk drives both exactly as
+``bench/run.py`` drives the gateway; CPU per request is each process's, from ``/proc``.
+
+    .venv/bin/python bench/floor.py [--duration 10] [--connections 1,32] [--runs 3]
+
+It prints, per run, direct and floor figures and the floor set against issue 22's bars: a bar
+the floor itself misses cannot be met by the full path on this machine without changing the
+architecture (a hop fewer) or the language of a hop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as bench_run
+
+CHAT_PATH = bench_run.CHAT_PATH
+FLOOR_LANES = 2  # as the gateway's default GRPC_MUX_LANES
+
+
+# ---- the two processes -------------------------------------------------------------------------
+
+
+def _serve_hop(port: int, upstream: str, tls_dir: Path) -> None:
+    import aiohttp
+    import uvloop
+
+    from unigate.certs import TlsFiles
+    from unigate.grpc_mux import RELAY_CALL, RELAY_CALL_WIRE, MuxServer
+    from unigate.grpcutil import listen, new_server
+    from unigate.v1 import relay_pb2, relay_pb2_grpc
+
+    class Hop(relay_pb2_grpc.RelayServiceServicer):
+        def __init__(self, http: aiohttp.ClientSession) -> None:
+            self._http = http
+            self._many: MuxServer[relay_pb2.RelayRequest, relay_pb2.RelayResult] = MuxServer(
+                self._one,
+                lambda exc: relay_pb2.RelayResult(http_status=502),
+                lambda: relay_pb2.RelayResult(call_id=0),
+                RELAY_CALL_WIRE,
+                method=RELAY_CALL,
+            )
+
+        async def _one(self, request: relay_pb2.RelayRequest) -> relay_pb2.RelayResult:
+            async with self._http.post(
+                upstream + CHAT_PATH,
+                data=request.body,
+                headers={"Content-Type": "application/json"},
+            ) as resp:
+                body = await resp.read()
+                return relay_pb2.RelayResult(
+                    http_status=resp.status, content_type="application/json", body=body
+                )
+
+        async def CallMany(self, request_iterator: Any, context: Any) -> Any:
+            async for results in self._many.serve(request_iterator):
+                yield results
+
+    async def main() -> None:
+        tls = TlsFiles.in_dir(tls_dir, "relay")
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        server = new_server(tls)
+        relay_pb2_grpc.add_RelayServiceServicer_to_server(Hop(http), server)
+        listen(server, f"127.0.0.1:{port}", tls)
+        await server.start()
+        await server.wait_for_termination()
+
+    uvloop.run(main())
+
+
+def _serve_edge(port: int, hop_port: int, tls_dir: Path) -> None:
+    import uvicorn
+
+    from unigate.certs import TlsFiles
+    from unigate.grpc_mux import RELAY_CALL, RELAY_CALL_WIRE, MuxClient
+    from unigate.grpcutil import client_channel
+    from unigate.v1 import relay_pb2, relay_pb2_grpc
+
+    state: dict[str, MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult]] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    channel = client_channel(
+                        f"127.0.0.1:{hop_port}", TlsFiles.in_dir(tls_dir, "gateway"), "relay"
+                    )
+                    stub = relay_pb2_grpc.RelayServiceStub(channel)
+                    state["many"] = MuxClient(
+                        stub.CallMany, RELAY_CALL_WIRE, method=RELAY_CALL, lanes=FLOOR_LANES
+                    )
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        result = await state["many"].call(relay_pb2.RelayRequest(body=body), 30.0)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": result.http_status,
+                "headers": [(b"content-type", result.content_type.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": result.body})
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+# ---- the harness ------------------------------------------------------------------------------
+
+
+def _start(role: str, *args: str, workdir: Path) -> subprocess.Popen[bytes]:
+    log = (workdir / f"{role}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, __file__, role, *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            for p in procs:
+                if p.poll() is not None:
+                    raise bench_run.BenchError(f"{p.args[2]} exited with {p.returncode}")
+            try:
+                if client.post(url, json=bench_run.CHAT_BODY).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise bench_run.BenchError("the floor's edge did not answer in time")
+            time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def measure(args: argparse.Namespace) -> int:
+    from unigate.certs import write_certificates
+    from unigate_cli.devstack import free_port
+
+    with tempfile.TemporaryDirectory(prefix="unigate-floor-") as tmp:
+        workdir = Path(tmp)
+        tls_dir = workdir / "certs"
+        write_certificates(tls_dir, identities=("gateway", "relay"), hostnames=["127.0.0.1"])
+        nginx = bench_run.Nginx(workdir)
+        nginx.start()
+        hop_port, edge_port = free_port(), free_port()
+        hop = _start("hop", str(hop_port), nginx.url, str(tls_dir), workdir=workdir)
+        edge = _start("edge", str(edge_port), str(hop_port), str(tls_dir), workdir=workdir)
+        try:
+            url = f"http://127.0.0.1:{edge_port}{CHAT_PATH}"
+            _wait_ready(url, [hop, edge])
+            pids = {"edge": edge.pid, "hop": hop.pid}
+            for name, pid in (("nginx", w) for w in nginx.worker_pids()):
+                pids[f"{name}-{pid}"] = pid
+            print(f"load average before: {bench_run.load_average()}", flush=True)
+            warm = max(args.connection_list)
+            bench_run.run_wrk("floor", url, "", warm, args.threads, bench_run.WARMUP_SECONDS)
+            rows = []
+            for run in range(1, args.runs + 1):
+                for c in args.connection_list:
+                    direct = bench_run.run_wrk(
+                        "direct", nginx.url + CHAT_PATH, "", c, args.threads, args.duration
+                    )
+                    floor = bench_run.run_wrk(
+                        "floor", url, "", c, args.threads, args.duration, pids
+                    )
+                    if direct.errors or floor.errors:
+                        raise bench_run.BenchError(
+                            f"errors: direct {direct.errors}, floor {floor.errors}"
+                        )
+                    cpu = floor.cpu_ms_per_request
+                    edge_cpu, hop_cpu = cpu.get("edge", 0.0), cpu.get("hop", 0.0)
+                    rows.append((run, c, direct, floor, edge_cpu, hop_cpu))
+                    print(
+                        f"run {run} c{c}: direct p50 {direct.p50_ms:.2f} ms; floor"
+                        f" {floor.rps:,.0f} req/s, p50 {floor.p50_ms:.2f}, p99"
+                        f" {floor.p99_ms:.2f} ms, added p50"
+                        f" {floor.p50_ms - direct.p50_ms:.2f} ms, CPU ms/request edge"
+                        f" {edge_cpu:.2f} hop {hop_cpu:.2f}",
+                        flush=True,
+                    )
+        finally:
+            for p in (edge, hop):
+                _stop(p)
+            nginx.stop()
+    print()
+    print(
+        "| run | connections | floor req/s | floor p50 ms | floor p99 ms | added p50 ms"
+        " | added p99 ms | CPU ms/request edge + hop |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for run, c, direct, floor, edge_cpu, hop_cpu in rows:
+        print(
+            f"| {run} | {c} | {floor.rps:,.0f} | {floor.p50_ms:.2f} | {floor.p99_ms:.2f}"
+            f" | {floor.p50_ms - direct.p50_ms:.2f} | {floor.p99_ms - direct.p99_ms:.2f}"
+            f" | {edge_cpu:.2f} + {hop_cpu:.2f} |"
+        )
+    print()
+    _bars(rows)
+    return 0
+
+
+def _bars(rows: list[tuple[int, int, Any, Any, float, float]]) -> None:
+    """The floor against issue 22's bars (best run of each)."""
+    ones = [(f.p50_ms - d.p50_ms, f.p99_ms - d.p99_ms) for _, c, d, f, _, _ in rows if c == 1]
+    many = [f for _, c, _, f, _, _ in rows if c == bench_run.BAR_RPS_CONNECTIONS]
+    if ones:
+        p50 = min(a for a, _ in ones)
+        p99 = min(b for _, b in ones)
+        for what, value, bar in (
+            ("added p50 at 1 connection", p50, bench_run.BAR_ADDED_P50_MS),
+            ("added p99 at 1 connection", p99, bench_run.BAR_ADDED_P99_MS),
+        ):
+            verdict = "under the bar" if value <= bar else "ABOVE the bar"
+            print(f"floor's best {what}: {value:.2f} ms (bar ≤ {bar:g} ms: {verdict})")
+    if many:
+        rps = max(f.rps for f in many)
+        verdict = "over the bar" if rps >= bench_run.BAR_RPS else "BELOW the bar"
+        print(
+            f"floor's best req/s at {bench_run.BAR_RPS_CONNECTIONS} connections: {rps:,.0f}"
+            f" (bar ≥ {bench_run.BAR_RPS:,.0f}: {verdict})"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "hop":
+        _serve_hop(int(argv[1]), argv[2], Path(argv[3]))
+        return 0
+    if argv and argv[0] == "edge":
+        _serve_edge(int(argv[1]), int(argv[2]), Path(argv[3]))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    p.add_argument("--connections", default="1,32", help="concurrencies (default 1,32)")
+    p.add_argument("--threads", type=int, default=2, help="wrk threads, at most (default 2)")
+    p.add_argument("--runs", type=int, default=3, help="rounds of every run (default 3)")
+    args = p.parse_args(argv)
+    args.connection_list = [int(c) for c in args.connections.split(",") if c.strip()]
+    return measure(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
