@@ -100,6 +100,10 @@ class WrkResult:
     output: str
     # CPU ms each local process (services, nginx) spent per completed request in this run.
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+    # The same for the backing stores and wrk (BACKING: every process of that name on the
+    # machine, so anything else they serve meanwhile counts too), and for the whole machine.
+    backing_ms_per_request: dict[str, float] = field(default_factory=dict)
+    machine_ms_per_request: float = 0.0
 
     @property
     def errors(self) -> int:
@@ -175,9 +179,13 @@ def run_wrk(
     env["BENCH_HEADERS"] = "\n".join(f"{k}: {v}" for k, v in (headers or {}).items())
     spies = start_profilers(profile_dir, f"c{connections}", duration, pids or {})
     before = cpu_snapshot(pids or {})
+    backing_before = backing_snapshot() if pids else {}
+    machine_before = machine_cpu_seconds()
     proc = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=duration + 60, check=False
     )
+    machine_after = machine_cpu_seconds()
+    backing_after = backing_snapshot() if pids else {}
     after = cpu_snapshot(pids or {})
     for spy in spies:
         spy.wait(30)
@@ -187,6 +195,11 @@ def run_wrk(
     n = max(result.requests, 1)
     for name in before.keys() & after.keys():
         result.cpu_ms_per_request[name] = (after[name] - before[name]) * 1000.0 / n
+    for name in backing_before.keys() & backing_after.keys():
+        result.backing_ms_per_request[name] = (
+            (backing_after[name] - backing_before[name]) * 1000.0 / n
+        )
+    result.machine_ms_per_request = (machine_after - machine_before) * 1000.0 / n
     return result
 
 
@@ -222,6 +235,40 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+
+
+# Processes by name (/proc/<pid>/comm) whose CPU the gateway runs also report: the backing
+# stores every request uses, and the load generator.
+BACKING = {"redis": "redis-server", "nats": "nats-server", "postgres": "postgres", "wrk": "wrk"}
+
+
+def backing_snapshot() -> dict[str, float]:
+    """CPU seconds so far of every process named in BACKING, summed by BACKING's key."""
+    names = {comm: key for key, comm in BACKING.items()}
+    out = dict.fromkeys(BACKING, 0.0)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+        except OSError:
+            continue
+        key = names.get(comm)
+        if key is not None:
+            t = cpu_seconds(int(proc.name))
+            out[key] += t or 0.0
+    return out
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every core; /proc/stat), or 0."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    # user nice system idle iowait irq softirq steal: all but idle and iowait.
+    busy = sum(int(v) for i, v in enumerate(fields[:8]) if i not in (3, 4))
+    return busy / _CLK_TCK
 
 
 def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
@@ -439,12 +486,15 @@ class Report:
             return ""
         # The trace sink stands for a collector elsewhere: shown, not in the path's total.
         sink = any(SINK in r.cpu_ms_per_request for r in runs)
+        backing = list(BACKING)
         lines = [
             "| connections | "
             + " | ".join(names)
             + " | total |"
-            + (" otlp sink (not in total) |" if sink else ""),
-            "|---:|" + "---:|" * (len(names) + 1 + sink),
+            + (" otlp sink (not in total) |" if sink else "")
+            + "".join(f" {b} |" for b in backing)
+            + " whole machine |",
+            "|---:|" + "---:|" * (len(names) + 1 + sink + len(backing) + 1),
         ]
         for r in sorted(runs, key=lambda r: r.connections):
             cpu = r.cpu_ms_per_request
@@ -455,6 +505,8 @@ class Report:
                 + " | ".join(cells)
                 + f" | {total:.2f} |"
                 + (f" {cpu.get(SINK, 0.0):.2f} |" if sink else "")
+                + "".join(f" {r.backing_ms_per_request.get(b, 0.0):.2f} |" for b in backing)
+                + f" {r.machine_ms_per_request:.2f} |"
             )
         return "\n".join(lines)
 
@@ -991,6 +1043,15 @@ def bench(
             if t.name != "direct" and res.cpu_ms_per_request:
                 cpu = ", ".join(f"{k} {v:.2f}" for k, v in sorted(res.cpu_ms_per_request.items()))
                 print(f"  CPU ms/request: {cpu}", flush=True)
+                if res.backing_ms_per_request:
+                    shared = ", ".join(
+                        f"{k} {v:.2f}" for k, v in sorted(res.backing_ms_per_request.items())
+                    )
+                    print(
+                        f"  backing stores and wrk: {shared}; whole machine"
+                        f" {res.machine_ms_per_request:.2f}",
+                        flush=True,
+                    )
             if t.name == "direct":
                 report.direct.append(res)
             elif t.name == "gateway":

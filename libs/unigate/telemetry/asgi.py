@@ -56,13 +56,16 @@ class ServerSpanMiddleware:
             with trace.use_span(span, end_on_exit=False):
                 await self.app(scope, receive, send_status)
         finally:
-            route = _route_of(scope)
-            if route:
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
+            # An unsampled request's span records nothing: finding its route (a walk over the
+            # router's routes when Starlette left none in the scope) would be work for nothing.
+            if span.is_recording():
+                route = _route_of(scope)
+                if route:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
             span.end()
 
 
