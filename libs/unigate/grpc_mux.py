@@ -293,6 +293,11 @@ class _Lane(Generic[UpT, DownT]):
             self.sent.add(call_id)
         return message
 
+    @property
+    def gathering(self) -> bool:
+        """Messages wait for this lane's next write (they go in one batch)."""
+        return not self._outbox.empty()
+
     def send(self, call_id: int, message: UpT, receiver: _Receiver[DownT]) -> None:
         """Open a call: ``message`` is sent when the stream is up, unless the call was
         forgotten by then."""
@@ -358,7 +363,8 @@ class _Lane(Generic[UpT, DownT]):
 
 
 class _Lanes(Generic[UpT, DownT]):
-    """``lanes`` streams used round-robin; a stream that broke or was told to go away is
+    """``lanes`` streams used in turn (a call joins a lane whose batch is gathering, else
+    takes the next lane); a stream that broke or was told to go away is
     replaced on next use, and so is one older than ``max_age`` seconds: a new stream is
     placed by the channel's balancing policy afresh, so replicas added since (or a server's
     reconnect after its max_connection_age) get their share, as they would with calls of
@@ -394,8 +400,14 @@ class _Lanes(Generic[UpT, DownT]):
         self._turn = 0
 
     def _lane(self) -> _Lane[UpT, DownT]:
-        self._turn = (self._turn + 1) % len(self._lanes)
         lane = self._lanes[self._turn]
+        if lane is None or not lane.gathering:
+            # The next lane, unless this one's next batch is still gathering: a call joins
+            # it rather than starting a batch of its own on another lane (round-robin per
+            # call had every lane write its own small batches: at 32 connections, 4 lanes
+            # cost the gateway 0.41 ms of CPU per request against 0.34 for one lane).
+            self._turn = (self._turn + 1) % len(self._lanes)
+            lane = self._lanes[self._turn]
         now = time.monotonic()
         max_age = self._max_age
         if self._settling_age is not None and now < self._settled_at:

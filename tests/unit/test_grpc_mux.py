@@ -101,7 +101,12 @@ async def test_answers_reach_their_own_callers_in_any_order() -> None:
         assert [r.body.decode() for r in results] == [f"r{i}" for i in range(20)]
         # They really finished out of order on the server.
         assert running.servicer.handled[0] == "r19" and running.servicer.handled[-1] == "r0"
-        # Every call took one of the two lanes: two streams, not twenty calls.
+        # Sent together, the calls went in the batch gathering on one lane: one stream, not
+        # twenty calls.
+        assert running.servicer.streams_open == 1
+        # A call sent once that batch has gone takes the next lane: over time the calls
+        # spread over every lane (and so over the replicas the lanes are placed on).
+        assert (await mux.call(request("alone", "sleep 0"), 5)).body == b"alone"
         assert running.servicer.streams_open == 2
         await mux.close()
         await asyncio.sleep(0.05)
