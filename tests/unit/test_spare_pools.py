@@ -187,10 +187,11 @@ async def test_a_hot_pool_asks_for_the_next_one_before_it_runs_dry(env: Env) -> 
     await env.pools.close()
 
 
-async def test_bindings_waiting_together_go_in_one_call_each_answered_its_own(env: Env) -> None:
-    """Requests of one user taking spares at once: the first binding goes alone, the ones
-    arriving meanwhile in one script call after it; each request gets its own spare, bound
-    to its own context, and a spare released meanwhile fails only its own request."""
+async def test_bindings_made_together_go_in_one_call_each_answered_its_own(env: Env) -> None:
+    """Requests of one user taking spares in the same turn of the event loop: one script
+    call binds them all; each request gets its own spare, bound to its own context, and a
+    spare released meanwhile fails only its own request. A binding made while that call is
+    in Redis goes in a call of its own, without waiting for it."""
     d = await decision(env, 16, 1000)
     env.pools.keep(KEY, d, time.monotonic(), 0)
     calls: list[int] = []
@@ -198,15 +199,22 @@ async def test_bindings_waiting_together_go_in_one_call_each_answered_its_own(en
 
     async def counted(user_id: int, gateway_id: str, binds: list[tuple[str, bytes, int]]):  # type: ignore[no-untyped-def]
         calls.append(len(binds))
+        if len(calls) == 1:
+            # The later request arrives while this call is in Redis.
+            late.append(asyncio.ensure_future(env.pools.take(KEY, reqs[-1])))
+            await asyncio.sleep(0.05)
         return await bind_spares(user_id, gateway_id, binds)
 
+    late: list[asyncio.Future[auth_pb2.AuthorizeResponse | None]] = []
     env.pools._stores[""] = env.quota
     env.quota.bind_spares = counted  # type: ignore[method-assign]
     # The pool hands out ids from its end: the fourth taken is d.spares.ids[12].
     await env.quota.release_spares([(d.spares.ids[12], TOKEN, USER)])
-    reqs = [request() for _ in range(6)]
-    served = await asyncio.gather(*(env.pools.take(KEY, r) for r in reqs))
-    assert calls == [1, 5]
+    reqs = [request() for _ in range(7)]
+    served = list(await asyncio.gather(*(env.pools.take(KEY, r) for r in reqs[:6])))
+    served.append(await late[0])
+    # The late one did not wait for the first call: its own went while that one slept.
+    assert calls == [6, 1]
     assert served[3] is None  # its spare was gone: to auth
     for req, local in zip(reqs, served, strict=True):
         if local is None:
@@ -214,4 +222,4 @@ async def test_bindings_waiting_together_go_in_one_call_each_answered_its_own(en
         fields = await env.redis.hgetall(env.ns.user_key(USER, "rsv", local.reservation_id))
         ctx = events_pb2.ReservationContext.FromString(fields[b"x"])
         assert ctx.request_id == req.request_id and b"sp" not in fields
-    assert len({d.reservation_id for d in served if d is not None}) == 5
+    assert len({d.reservation_id for d in served if d is not None}) == 6

@@ -98,7 +98,7 @@ class SparePools:
     _heat: dict[PoolKey, _Heat] = field(default_factory=dict)
     _stores: dict[str, QuotaStore] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    # Per (install, user): the bindings waiting for the batch in Redis to return.
+    # Per (install, user): the bindings gathering for the next script call.
     _binding: dict[tuple[str, int], list[_Binding]] = field(default_factory=dict)
     # Bumped by every broadcast: a decision asked for before one is not kept.
     generation: int = 0
@@ -237,30 +237,27 @@ class SparePools:
         return decision
 
     async def _bind(self, install: str, user_id: int, bind: tuple[str, bytes, int]) -> bool:
-        """Bind one spare, together with the other bindings of the same user waiting now:
-        one script call per batch (``QuotaStore.bind_spares``). A binding that arrives while
-        its user's batch is in Redis goes in the next one, sent as soon as that one returns;
-        a lone binding goes at once, as before."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[bool] = loop.create_future()
+        """Bind one spare, together with the other bindings of the same user made before
+        the event loop's next turn: one script call for them all
+        (``QuotaStore.bind_spares``). Calls of earlier turns still in Redis are not waited
+        for (a batch waiting for the one before it cost more time than the batching saved)."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         group = (install, user_id)
-        waiting = self._binding.get(group)
-        if waiting is not None:
-            waiting.append((bind, answer))
-        else:
-            self._binding[group] = []
-            self._send_binds(group, [(bind, answer)])
+        gathering = self._binding.get(group)
+        if gathering is None:
+            gathering = self._binding[group] = []
+            # A task of its own, so that a request cancelled while waiting (its client left)
+            # never cancels the other requests' bindings in the same call; it starts at the
+            # loop's next turn, taking every binding gathered until then.
+            task = asyncio.get_running_loop().create_task(self._bind_batch(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        gathering.append((bind, answer))
         return await answer
 
-    def _send_binds(self, group: tuple[str, int], batch: list[_Binding]) -> None:
-        # A task of its own, so that a request cancelled while waiting (its client left)
-        # never cancels the other requests' bindings in the same call.
-        task = asyncio.get_running_loop().create_task(self._bind_batch(group, batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _bind_batch(self, group: tuple[str, int], batch: list[_Binding]) -> None:
+    async def _bind_batch(self, group: tuple[str, int]) -> None:
         install, user_id = group
+        batch = self._binding.pop(group)
         try:
             with telemetry.untraced_unless_recording():
                 bound = await self._store(install).bind_spares(
@@ -278,11 +275,6 @@ class SparePools:
             for (_, answer), ok in zip(batch, bound, strict=True):
                 if not answer.done():
                     answer.set_result(ok)
-        finally:
-            waiting = self._binding.pop(group, [])
-            if waiting:
-                self._binding[group] = []
-                self._send_binds(group, waiting)
 
     # ---- dropping -------------------------------------------------------------------------
     def forget(self, key: PoolKey) -> None:
