@@ -64,6 +64,7 @@ from unigate_gateway.not_implemented import not_implemented_routes
 from unigate_gateway.proxy import Proxy, RelayClient, error_response
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.realtime import realtime_routes
+from unigate_gateway.relayed_first import RelayedFirst
 from unigate_gateway.requests import (
     ParsedCall,
     check_single_fields,
@@ -153,7 +154,7 @@ async def _drop_spares(spares: SparePools) -> None:
     spares.drop_all()
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+def create_app(settings: GatewaySettings) -> RelayedFirst:
     ns = Namespace(settings.namespace)
     trusted = parse_networks(settings.trusted_proxies)
     state: dict[str, object] = {}
@@ -413,10 +414,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return await google_models(request, model, "v1")
 
     # Plain Starlette routes: the relayed endpoints read the raw body themselves, so FastAPI's
-    # per-request dependency and validation machinery would be pure overhead here.
+    # per-request dependency and validation machinery would be pure overhead here. They are
+    # served ahead of the application (RelayedFirst); listed in its router too, so that the
+    # routes below keep their order and a path with a trailing slash is redirected to them.
+    relayed_routes = [relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED]
     app.router.routes.extend(
         [
-            *(relay_route(path, endpoint, parse) for path, endpoint, parse in RELAYED),
+            *relayed_routes,
             # GET /v1/models answers in Google's shape to a request keyed only Google's way.
             *account_routes(proxy, ip_of, google=v1_google_models),
             *responses_routes(
@@ -453,16 +457,24 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     relative_slash_redirects(app.router)
     relative_slash_redirects(management.app.router)
     install_error_handlers(app)
-    # Outermost: a body over its route's limit is refused before anything reads it.
-    app.add_middleware(
-        BodyLimit,
-        limits=BodyLimits(
-            api=settings.max_api_body_bytes,
-            upload=settings.max_upload_body_bytes,
-            relay=settings.max_body_bytes,
-        ),
+    limits = BodyLimits(
+        api=settings.max_api_body_bytes,
+        upload=settings.max_upload_body_bytes,
+        relay=settings.max_body_bytes,
     )
-    return app
+    # Outermost: a body over its route's limit is refused before anything reads it.
+    app.add_middleware(BodyLimit, limits=limits)
+    return RelayedFirst(app, {r.path: r for r in relayed_routes}, limits, unexpected)
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    """An exception no handler answered: a 500 in OpenAI's shape, logged."""
+    if not isinstance(exc, ClientDisconnect):  # a client gone, or a body cut at its limit
+        log.exception("unhandled error on %s", request.url.path)
+    return error_response(
+        errors.ClientFacingError("The server had an error while processing your request."),
+        new_request_id(),
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -486,14 +498,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         return error_response(errors.InvalidRequest(str(exc)), new_request_id())
-
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        if not isinstance(exc, ClientDisconnect):  # a client gone, or a body cut at its limit
-            log.exception("unhandled error on %s", request.url.path)
-        return error_response(
-            errors.ClientFacingError("The server had an error while processing your request."),
-            new_request_id(),
-        )
 
     handlers: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
         StarletteHTTPException: http_error,
