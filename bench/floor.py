@@ -259,14 +259,16 @@ def measure(args: argparse.Namespace) -> int:
 
 def _bars(rows: list[tuple[int, int, Any, Any, float, float]]) -> None:
     """The floor against issue 22's bars (best run of each)."""
-    ones = [(f.p50_ms - d.p50_ms, f.p99_ms - d.p99_ms) for _, c, d, f, _, _ in rows if c == 1]
+    # p99: the floor's whole p99, upstream included (a difference of two p99s can be negative
+    # when the direct run had the spike), so a floor "under the bar" is under it for sure.
+    ones = [(f.p50_ms - d.p50_ms, f.p99_ms) for _, c, d, f, _, _ in rows if c == 1]
     many = [f for _, c, _, f, _, _ in rows if c == bench_run.BAR_RPS_CONNECTIONS]
     if ones:
         p50 = min(a for a, _ in ones)
         p99 = min(b for _, b in ones)
         for what, value, bar in (
             ("added p50 at 1 connection", p50, bench_run.BAR_ADDED_P50_MS),
-            ("added p99 at 1 connection", p99, bench_run.BAR_ADDED_P99_MS),
+            ("p99 at 1 connection (whole)", p99, bench_run.BAR_ADDED_P99_MS),
         ):
             verdict = "under the bar" if value <= bar else "ABOVE the bar"
             print(f"floor's best {what}: {value:.2f} ms (bar ≤ {bar:g} ms: {verdict})")
