@@ -295,8 +295,11 @@ class _Lane(Generic[UpT, DownT]):
 
     @property
     def gathering(self) -> bool:
-        """Messages wait for this lane's next write (they go in one batch)."""
-        return not self._outbox.empty()
+        """Messages wait for this lane's next write, fewer than a batch holds: a call joining
+        them goes in the same batch. A lane with a batch's worth or more waiting (its stream
+        is not up yet, or its server reads slowly) is not joined, so the calls that pile up
+        on a slow replica's lane stay within a batch while the other lanes take the rest."""
+        return 0 < self._outbox.qsize() < BATCH_ITEMS
 
     def send(self, call_id: int, message: UpT, receiver: _Receiver[DownT]) -> None:
         """Open a call: ``message`` is sent when the stream is up, unless the call was

@@ -11,7 +11,14 @@ from typing import Any
 import grpc
 import pytest
 
-from unigate.grpc_mux import RELAY_CALL_WIRE, MuxClient, MuxServer, MuxTimeout, MuxUnavailable
+from unigate.grpc_mux import (
+    BATCH_ITEMS,
+    RELAY_CALL_WIRE,
+    MuxClient,
+    MuxServer,
+    MuxTimeout,
+    MuxUnavailable,
+)
 from unigate.v1 import relay_pb2, relay_pb2_grpc
 from unigate_cli.devstack import free_port
 
@@ -287,4 +294,31 @@ async def test_calls_waiting_together_travel_in_one_message() -> None:
         assert running.servicer.calls_in == 101
         # ...and the hundred calls made in one go went in far fewer gRPC messages.
         assert running.servicer.messages_in - before < 20
+        await mux.close()
+
+
+async def test_a_lane_with_a_batch_waiting_is_not_joined() -> None:
+    """Calls join a lane whose next batch is gathering only up to a batch's worth: past that
+    (its stream not up yet, or its server slow to read), calls go to the other lanes."""
+    port = free_port()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = relay_pb2_grpc.RelayServiceStub(ch)
+        mux = MuxClient(
+            lambda r: stub.CallMany(r, wait_for_ready=True),
+            RELAY_CALL_WIRE,
+            method=METHOD,
+            lanes=2,
+        )
+        # No server yet: the first lane's stream cannot come up, so its calls wait.
+        calls = [
+            asyncio.ensure_future(mux.call(request(f"r{i}", "sleep 0"), 5))
+            for i in range(BATCH_ITEMS + 5)
+        ]
+        await asyncio.sleep(0)
+        lanes = [lane for lane in mux._lanes if lane is not None]
+        assert len(lanes) == 2
+        assert sorted(len(lane.pending) for lane in lanes) == [5, BATCH_ITEMS]
+        async with Running(port):
+            results = await asyncio.gather(*calls)
+        assert [r.body.decode() for r in results] == [f"r{i}" for i in range(BATCH_ITEMS + 5)]
         await mux.close()
