@@ -210,9 +210,22 @@ async def test_concurrent_burst_never_overspends(
 
     results = await asyncio.gather(*(one() for _ in range(200)))
     served = sum(results)
-    assert 0 < served <= 50
+    assert served > 0
     assert len(sim_app.state.calls) == served
     await wait_for_rows(pg, token.id, served)
+    # Near the end of the balance a request goes upstream bounded to the output it can still
+    # afford, so it may cost less than the probe and a 51st may fit (seen under load): what
+    # must hold is the money, and that only such bounded requests cost less.
+    probe_completion = await pg.fetchval(
+        "SELECT completion_tokens FROM logs WHERE token_id = $1", probe.id
+    )
+    cheaper = await pg.fetch(
+        "SELECT quota, completion_tokens FROM logs WHERE token_id = $1 AND quota < $2",
+        token.id,
+        cost,
+    )
+    assert all(r["completion_tokens"] < probe_completion for r in cheaper)
+    assert served <= 50 + len(cheaper)
     total = await pg.fetchval("SELECT sum(quota) FROM logs WHERE token_id = $1", token.id)
     remain, used = await pg.fetchrow(
         "SELECT remain_quota, used_quota FROM tokens WHERE id = $1", token.id
