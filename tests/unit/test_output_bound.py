@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from unigate.output_bound import (
     UNKNOWN_MODEL_OUTPUT,
@@ -67,6 +69,50 @@ def test_affordable_output_is_the_largest_that_fits(budget: int, price: Price) -
     # The closed form, checked with exact fractions.
     scale = Fraction(price.model_ratio) * Fraction(price.group_ratio)
     assert found == int((Fraction(budget) / scale - prompt) / Fraction(price.completion_ratio))
+
+
+_RATIOS = st.one_of(
+    st.sampled_from([0.0, 0.075, 0.5, 1.0, 1.25, 2.0, 4.0, 1 / 3, 1e-9]),
+    st.floats(min_value=0.0, max_value=1000.0, allow_nan=False),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    model=_RATIOS,
+    group=_RATIOS,
+    completion=_RATIOS,
+    ratio=_RATIOS,
+    prompt=st.integers(0, 10**7),
+    output=st.integers(0, 10**6),
+    budget=st.integers(0, 10**12),
+)
+def test_integer_arithmetic_is_the_exact_fractions(
+    model: float,
+    group: float,
+    completion: float,
+    ratio: float,
+    prompt: int,
+    output: int,
+    budget: int,
+) -> None:
+    """The costs are computed in integers; they must be what exact fractions of the float
+    ratios give, rounded as before (up for a cost, down for the affordable output)."""
+    price = Price(model, completion, group)
+    scale = Fraction(model) * Fraction(group)
+    exact = (prompt * Fraction(ratio) + output * Fraction(completion)) * scale
+    cost = -(-exact.numerator // exact.denominator)
+    if cost <= 0 and model > 0 and (prompt or output):
+        cost = 1
+    assert worst_cost(price, prompt, output, ratio) == max(cost, 0)
+    found = affordable_output(price, prompt, budget, ratio, 10**9)
+    if worst_cost(price, prompt, 0, ratio) > budget:
+        assert found == -1
+    elif scale <= 0 or Fraction(completion) <= 0:
+        assert found == 10**9
+    else:
+        room = (Fraction(budget) / scale - prompt * Fraction(ratio)) / Fraction(completion)
+        assert found == max(min(room.numerator // room.denominator, 10**9), 0)
 
 
 def test_affordable_output_edges() -> None:
