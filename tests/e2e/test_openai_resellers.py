@@ -23,25 +23,22 @@ from tests.e2e.provider_support import (
 from unigate_relay.providers.compatible.resellers import SPECS
 from unigate_sim.openai import count_tokens
 
-
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
-async def test_reseller_channel_serves_openai_and_refuses_a_wrong_key(
-    spec: Any,
-    client: openai.AsyncOpenAI,
-    tenant: Tenant,
-    pg: asyncpg.Pool,
-    secret_key: str,
-    simulator: ThreadedServer,
-    sim_app: Any,
-) -> None:
-    await serves_openai_and_refuses_a_wrong_key(
-        client, tenant, pg, secret_key, sim_app, spec.channel_type, spec.name, simulator.url
-    )
+# (channel type, channel name, what the base URL adds to the simulator's): the resellers, and
+# One API's two OpenAI-compatible types; type 50's base URL names the version (as One API's
+# does), so /v1 is not added twice.
+CHANNELS = [
+    *((spec.channel_type, spec.name, "") for spec in SPECS),
+    (8, "compat", ""),
+    (50, "compat", "/v1"),
+]
 
 
-@pytest.mark.parametrize(("channel_type", "version"), [(8, ""), (50, "/v1")])
-async def test_openai_compatible_types_at_the_operators_base_url(
+@pytest.mark.parametrize(
+    ("channel_type", "name", "version"), CHANNELS, ids=[f"{t}-{n}" for t, n, _ in CHANNELS]
+)
+async def test_channel_serves_openai_and_refuses_a_wrong_key(
     channel_type: int,
+    name: str,
     version: str,
     client: openai.AsyncOpenAI,
     tenant: Tenant,
@@ -50,9 +47,8 @@ async def test_openai_compatible_types_at_the_operators_base_url(
     simulator: ThreadedServer,
     sim_app: Any,
 ) -> None:
-    # Type 50's base URL names the version (as One API's does): /v1 is not added twice.
     await serves_openai_and_refuses_a_wrong_key(
-        client, tenant, pg, secret_key, sim_app, channel_type, "compat", simulator.url + version
+        client, tenant, pg, secret_key, sim_app, channel_type, name, simulator.url + version
     )
 
 
