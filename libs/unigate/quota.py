@@ -666,20 +666,13 @@ class QuotaStore:
         n = int(await self._issue_spares(keys=keys, args=args))
         return spare_ids[:n]
 
-    async def bind_spare(
-        self, *, reservation_id: str, user_id: int, gateway_id: str, context: bytes, now_ms: int
-    ) -> bool:
-        """Make an unexpired spare of ``gateway_id`` the reservation of the request
-        ``context`` describes, arrived at ``now_ms`` (before its provider is called); False:
-        it is gone or expired, and the request must be authorized afresh."""
-        bound = await self.bind_spares(user_id, gateway_id, [(reservation_id, context, now_ms)])
-        return bound[0]
-
     async def bind_spares(
         self, user_id: int, gateway_id: str, binds: Sequence[tuple[str, bytes, int]]
     ) -> list[bool]:
-        """``bind_spare`` for several spares of one user at once, each (reservation id, the
-        request's context, its arrival in ms): whether each was bound, in order."""
+        """Make each unexpired spare of ``gateway_id`` (of one user) the reservation of a
+        request, before its provider is called; each bind is (reservation id, the request's
+        context, its arrival in ms). Whether each was bound, in order; False: it is gone or
+        expired, and its request must be authorized afresh."""
         keys = [self.reservation_index(user_id)]
         args: list[bytes | str | int] = [gateway_id]
         for rid, context, now_ms in binds:

@@ -332,9 +332,7 @@ async def test_reclaiming_unbound_spares_frees_what_they_hold(redis: Redis, name
         spare_ids=["os1"], token_id=other, user_id=other, amount=20, gateway_id="gw-b", **common
     )
     assert (mine, theirs) == (["sp1", "sp2", "sp3"], ["os1"])
-    assert await q.bind_spare(
-        reservation_id="sp1", user_id=user, gateway_id="gw-a", context=b"req", now_ms=1
-    )
+    assert await q.bind_spares(user, "gw-a", [("sp1", b"req", 1)]) == [True]
     kw = dict(token_id=user, user_id=user, unlimited=False, now_ms=1)
     # 100 - 3 x 20 held: 40 left, not the 60 asked for.
     refused = await q.reserve(reservation_id="r1", amount=60, **kw)
@@ -344,8 +342,6 @@ async def test_reclaiming_unbound_spares_frees_what_they_hold(redis: Redis, name
         ReserveOutcome.RESERVED
     )
     # A released spare can no longer be bound; the other user's is untouched.
-    assert not await q.bind_spare(
-        reservation_id="sp2", user_id=user, gateway_id="gw-a", context=b"req", now_ms=1
-    )
+    assert await q.bind_spares(user, "gw-a", [("sp2", b"req", 1)]) == [False]
     assert await q.reclaim_spares(user_id=user, since_ms=0) == 0
     assert await redis.exists(Namespace(namespace).user_key(other, "rsv", "os1"))

@@ -494,12 +494,8 @@ async def bind(env: Env, spare: str, gateway_id: str) -> tuple[bool, str]:
         endpoint="chat.completions",
         pricing=PRICING,
     ).SerializeToString()
-    bound = await env.quota.bind_spare(
-        reservation_id=spare,
-        user_id=env.user_id,
-        gateway_id=gateway_id,
-        context=context,
-        now_ms=int(time.time() * 1000),
+    [bound] = await env.quota.bind_spares(
+        env.user_id, gateway_id, [(spare, context, int(time.time() * 1000))]
     )
     return bound, rid
 

@@ -25,8 +25,9 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -249,9 +250,7 @@ class SparePools:
             # A task of its own, so that a request cancelled while waiting (its client left)
             # never cancels the other requests' bindings in the same call; it starts at the
             # loop's next turn, taking every binding gathered until then.
-            task = asyncio.get_running_loop().create_task(self._bind_batch(group))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._bind_batch(group))
         gathering.append((bind, answer))
         return await answer
 
@@ -315,7 +314,11 @@ class SparePools:
     def _release(self, install: str, spares: list[tuple[str, int, int]]) -> None:
         if not spares:
             return
-        task = asyncio.get_running_loop().create_task(self._release_now(install, spares))
+        self._spawn(self._release_now(install, spares))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task of its own, kept until done (``close`` waits for them)."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
