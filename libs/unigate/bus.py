@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import Placement, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from unigate.namespace import Namespace
 from unigate.settings import CommonSettings
@@ -158,3 +158,17 @@ async def subscribe_config_changes(nc: NATS, ns: Namespace, handler: ConfigHandl
         await handler(change)
 
     await nc.subscribe(ns.config_subject, cb=on_msg)
+
+
+async def step_down_consumer(nc: NATS, stream: str, consumer: str) -> None:
+    """Ask the leader of a replicated consumer to hand its leadership to another replica.
+
+    nats-py has no call for it; this is the JetStream API's own request, answered with
+    ``{"success": true}`` or an error (a consumer that is not replicated has no one to hand
+    over to). Raises ``nats.js.errors.APIError`` (or a timeout) when it was not done."""
+    reply = await nc.request(
+        f"$JS.API.CONSUMER.LEADER.STEPDOWN.{stream}.{consumer}", b"", timeout=5.0
+    )
+    answer = orjson.loads(reply.data)
+    if "error" in answer:
+        raise APIError.from_error(answer["error"])

@@ -13,10 +13,13 @@ find no drift.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Iterator
 
+import nats.errors
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from tests.e2e.own_servers import OwnNatsCluster
 from tests.e2e.test_balance_truth import Load, assert_ledger_exact
@@ -134,6 +137,38 @@ async def test_an_existing_stream_is_moved_to_the_configured_replicas(
         assert (await js.stream_info(ns.usage_stream)).config.num_replicas == 3
         # Not deleted: nats-server 2.9 leaves a delete right after a scale-up unanswered
         # (seen here); the cluster is the test's own and goes with its stores.
+    finally:
+        await nc.close()
+
+
+async def test_a_consumer_leader_steps_down_on_request(nats_cluster: OwnNatsCluster) -> None:
+    """Billing's last remedy for a stuck consumer (``unigate_billing.stall``) hands the
+    consumer's leadership to another replica."""
+    await nats_cluster.wait_jetstream()
+    ns = Namespace("t" + secrets.token_hex(5))
+    nc = await bus.connect(nats_cluster.url, "test")
+    try:
+        js = nc.jetstream(timeout=30)
+        await bus.ensure_usage_stream(js, ns, bus.StreamPlacement(replicas=3))
+        config = ConsumerConfig(durable_name=ns.billing_consumer, ack_policy=AckPolicy.EXPLICIT)
+        await js.add_consumer(ns.usage_stream, config)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        leader = None
+        while leader is None:
+            assert loop.time() < deadline, "the consumer has no leader"
+            info = await js.consumer_info(ns.usage_stream, ns.billing_consumer)
+            leader = info.cluster.leader if info.cluster else None
+            await asyncio.sleep(0.1)
+        await bus.step_down_consumer(nc, ns.usage_stream, ns.billing_consumer)
+        while True:
+            assert loop.time() < deadline, "the consumer kept its leader"
+            # While the replicas elect, nobody answers: ask again (seen: a leader within 3 s).
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                info = await js.consumer_info(ns.usage_stream, ns.billing_consumer, timeout=2)
+                if info.cluster and info.cluster.leader not in (None, leader):
+                    break
+            await asyncio.sleep(0.1)
     finally:
         await nc.close()
 

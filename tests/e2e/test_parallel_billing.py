@@ -197,7 +197,12 @@ async def wait_drained(env: LedgerEnv, within: float = 60.0) -> None:
         if acked and not info.num_ack_pending and not info.num_pending:
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"billing did not drain the usage stream: {info}")
+    # What billing said of it (its warnings and errors) is the lead to why.
+    logs = env.stack.config.log_dir
+    log = logs / "billing.log" if logs is not None else None
+    lines = log.read_text().splitlines() if log is not None and log.exists() else []
+    said = [line for line in lines if '"level":"info"' not in line]
+    raise AssertionError(f"billing did not drain the usage stream: {info}; billing: {said[-20:]}")
 
 
 async def stream_events(env: LedgerEnv) -> list[events_pb2.UsageEvent]:

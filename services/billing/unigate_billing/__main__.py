@@ -50,6 +50,8 @@ async def serve(settings: BillingSettings) -> None:
         quota,
         batch_size=settings.batch_size,
         ack_wait=settings.ack_wait_seconds,
+        nc=nc,
+        stall_after=settings.stall_seconds,
     )
     consuming = asyncio.create_task(consumer.run())
     sweeper = ReservationSweeper(

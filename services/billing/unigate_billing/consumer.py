@@ -7,20 +7,23 @@ ack. A crash anywhere before the ack means redelivery, which the ledger makes ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import nats.errors
 from google.protobuf.message import DecodeError
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from unigate import telemetry
+from unigate import bus, telemetry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import QuotaStore
 from unigate.v1 import events_pb2
 from unigate_billing import metrics
 from unigate_billing.ledger import Ledger
+from unigate_billing.stall import Remedy, StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,12 @@ class UsageConsumer:
         *,
         batch_size: int,
         ack_wait: float,
+        nc: NATS,
+        stall_after: float = 10.0,
     ) -> None:
         self._js = js
+        self._nc = nc
+        self._stall_after = stall_after
         self._ns = ns
         self._ledger = ledger
         self._quota = quota
@@ -72,7 +79,28 @@ class UsageConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        sub = await self._js.pull_subscribe(
+        sub = await self._subscribe()
+        loop = asyncio.get_running_loop()
+        watch = StallWatch(self._stall_after, loop.time())
+        while not self._stopping.is_set():
+            try:
+                msgs = await sub.fetch(self._batch_size, timeout=1.0)
+            except (nats.errors.TimeoutError, TimeoutError):
+                # No events within the fetch window (nats-py raises either kind).
+                msgs = []
+            except Exception:
+                log.exception("fetch failed; retrying")
+                await asyncio.sleep(0.5)
+                msgs = []
+            if not msgs:
+                if watch.due(loop.time()):
+                    sub = await self._look(sub, watch, loop.time())
+                continue
+            watch.delivered(loop.time())
+            await self._handle(msgs)
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        return await self._js.pull_subscribe(
             self._ns.usage_subjects,
             durable=self._ns.billing_consumer,
             stream=self._ns.usage_stream,
@@ -83,17 +111,45 @@ class UsageConsumer:
                 max_ack_pending=max(self._batch_size * 4, 1000),
             ),
         )
-        while not self._stopping.is_set():
-            try:
-                msgs = await sub.fetch(self._batch_size, timeout=1.0)
-            except (nats.errors.TimeoutError, TimeoutError):
-                # No events within the fetch window (nats-py raises either kind).
-                continue
-            except Exception:
-                log.exception("fetch failed; retrying")
-                await asyncio.sleep(0.5)
-                continue
-            await self._handle(msgs)
+
+    async def _look(
+        self, sub: JetStreamContext.PullSubscription, watch: StallWatch, now: float
+    ) -> JetStreamContext.PullSubscription:
+        """Looks at the consumer's state after a quiet spell; unsticks it if it is stuck
+        (``unigate_billing.stall``). Returns the subscription to fetch from next."""
+        stream, consumer = self._ns.usage_stream, self._ns.billing_consumer
+        try:
+            info = await self._js.consumer_info(stream, consumer, timeout=2.0)
+        except Exception as exc:
+            # NATS is moving, or the consumer has no leader yet: look again later.
+            log.warning("could not look at the usage consumer: %r", exc)
+            watch.unseen(now)
+            return sub
+        remedy = watch.judge(now, info)
+        if remedy is None:
+            return sub
+        metrics.CONSUMER_STALLS.labels(remedy.value).inc()
+        log.warning(
+            "usage consumer stuck: %s pending, delivered up to %s, %s unacknowledged, leader %s;"
+            " remedy: %s",
+            info.num_pending,
+            info.delivered.stream_seq if info.delivered else None,
+            info.num_ack_pending,
+            info.cluster.leader if info.cluster else None,
+            remedy.value,
+        )
+        try:
+            if remedy is Remedy.STEP_DOWN:
+                await bus.step_down_consumer(self._nc, stream, consumer)
+                return sub
+            fresh = await self._subscribe()
+            # Replaced either way; a failed unsubscribe leaves an inbox nobody fetches on.
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            return fresh
+        except Exception:
+            log.exception("could not apply %s to the usage consumer", remedy.value)
+            return sub
 
     async def _handle(self, msgs: list[Msg]) -> None:
         events: dict[str, events_pb2.UsageEvent] = {}

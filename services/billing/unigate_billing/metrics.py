@@ -55,6 +55,13 @@ CONSUMER_REDELIVERED = Gauge(
     "unigate_billing_consumer_redelivered_messages",
     "Messages delivered more than once and still unacknowledged",
 )
+CONSUMER_STALLS = Counter(
+    "unigate_billing_consumer_stalls_total",
+    "Times the usage consumer was found stuck (messages pending, none delivered anywhere) and"
+    " the remedy applied: resubscribe (this process's pull subscription), step_down (the"
+    " consumer's leader)",
+    ["remedy"],
+)
 
 _events = Children(EVENTS)
 _tokens = Children(TOKENS)

@@ -13,6 +13,9 @@ class BillingSettings(CommonSettings):
     batch_size: int = Field(100, alias="BILLING_BATCH_SIZE")
     # How long an unacked event waits before JetStream redelivers it.
     ack_wait_seconds: float = Field(30.0, alias="BILLING_ACK_WAIT")
+    # After this long without a delivery, billing looks whether the consumer is stuck
+    # (messages pending, none delivered anywhere) and unsticks it (unigate_billing.stall).
+    stall_seconds: float = Field(10.0, gt=0, alias="BILLING_STALL_SECONDS")
     # A reservation still open after this long is settled (at the usage its relay recorded,
     # else its reserved amount) even if its gateway is alive; a dead gateway's are settled at
     # the next sweep after its heartbeat expires (GATEWAY_HEARTBEAT_TTL, 10 s): within

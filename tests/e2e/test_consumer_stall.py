@@ -1,0 +1,104 @@
+"""Billing's usage consumer notices that it is stuck and unsticks itself (unigate_billing.stall).
+
+On the real JetStream: messages are in the stream and nothing takes them (the state a
+stuck replicated consumer shows: pending, delivered unmoved). The consumer re-creates its pull
+subscription, which then receives them; when it stays stuck it asks the consumer's leader to
+step down, which a single server refuses (nothing to hand over to) and a cluster does
+(``test_nats_cluster.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+
+import asyncpg
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.errors import APIError
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+
+from tests.conftest import NATS_URL
+from unigate import bus
+from unigate.namespace import Namespace
+from unigate.quota import QuotaStore
+from unigate_billing.consumer import UsageConsumer
+from unigate_billing.ledger import Ledger
+from unigate_billing.stall import StallWatch
+
+
+@pytest.fixture
+async def stream() -> AsyncIterator[tuple[NATS, Namespace]]:
+    ns = Namespace("t" + secrets.token_hex(5))
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+    await bus.ensure_usage_stream(js, ns)
+    try:
+        yield nc, ns
+    finally:
+        with contextlib.suppress(Exception):
+            await js.delete_stream(ns.usage_stream)
+        await nc.close()
+
+
+def stalls(remedy: str) -> float:
+    value = REGISTRY.get_sample_value("unigate_billing_consumer_stalls_total", {"remedy": remedy})
+    return value or 0.0
+
+
+async def test_a_stuck_consumer_resubscribes_then_asks_for_a_step_down(
+    stream: tuple[NATS, Namespace], pg: asyncpg.Pool, redis: Redis
+) -> None:
+    nc, ns = stream
+    js = nc.jetstream()
+    consumer = UsageConsumer(
+        js, ns, Ledger(pg), QuotaStore(redis, ns), batch_size=10, ack_wait=30.0, nc=nc
+    )
+    sub = await consumer._subscribe()
+    for i in range(3):
+        await js.publish(ns.usage_subject, f"event {i}".encode())
+    resubscribed, stepped_down = stalls("resubscribe"), stalls("step_down")
+
+    watch = StallWatch(after=1.0, quiet_since=0.0)
+    # The first look has nothing to compare with; the second finds nothing moved.
+    assert await consumer._look(sub, watch, 1.0) is sub
+    fresh = await consumer._look(sub, watch, 2.0)
+    assert fresh is not sub
+    assert stalls("resubscribe") == resubscribed + 1
+    # The old subscription is gone; the new one receives what was waiting.
+    msgs = await fresh.fetch(10, timeout=2.0)
+    assert [m.data for m in msgs] == [b"event 0", b"event 1", b"event 2"]
+    for m in msgs:
+        await m.ack()
+
+    # Stuck again and still stuck after the new subscription: the leader is asked to step
+    # down. A single server has no one to hand over to and says so; the consumer goes on.
+    for i in range(3, 5):
+        await js.publish(ns.usage_subject, f"event {i}".encode())
+    watch = StallWatch(after=1.0, quiet_since=0.0)
+    assert await consumer._look(fresh, watch, 1.0) is fresh
+    again = await consumer._look(fresh, watch, 2.0)
+    assert again is not fresh
+    assert await consumer._look(again, watch, 3.0) is again
+    assert stalls("step_down") == stepped_down + 1
+    with pytest.raises(APIError):
+        await bus.step_down_consumer(nc, ns.usage_stream, ns.billing_consumer)
+    assert len(await again.fetch(10, timeout=2.0)) == 2
+
+
+async def test_a_quiet_consumer_with_nothing_waiting_is_left_alone(
+    stream: tuple[NATS, Namespace], pg: asyncpg.Pool, redis: Redis
+) -> None:
+    nc, ns = stream
+    consumer = UsageConsumer(
+        nc.jetstream(), ns, Ledger(pg), QuotaStore(redis, ns), batch_size=10, ack_wait=30.0, nc=nc
+    )
+    sub = await consumer._subscribe()
+    resubscribed = stalls("resubscribe")
+    watch = StallWatch(after=1.0, quiet_since=0.0)
+    for now in (1.0, 2.0, 3.0):
+        assert await consumer._look(sub, watch, now) is sub
+    assert stalls("resubscribe") == resubscribed
