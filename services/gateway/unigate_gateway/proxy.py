@@ -16,7 +16,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 import orjson
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from unigate import errors, telemetry
 from unigate.charge import quota_of
@@ -42,6 +42,7 @@ from unigate_gateway.content_capture import ContentPublisher
 from unigate_gateway.error_shapes import error_frame, error_json
 from unigate_gateway.publisher import UsagePublisher
 from unigate_gateway.ratelimit_headers import rate_limit_headers
+from unigate_gateway.relayed_stream import RelayedStream
 from unigate_gateway.requests import ParsedCall
 from unigate_gateway.responses_api import ResponsesTurn, final_response
 from unigate_gateway.spares import SparePools
@@ -465,7 +466,7 @@ class Proxy:
                     metrics.first_token(record.call.endpoint, time.perf_counter() - record.started)
                     if record.attempt is not None:
                         telemetry.note_response(record.attempt, first.data)
-                    return StreamingResponse(
+                    return RelayedStream(
                         self._forward(record, call, first, reported),
                         media_type="text/event-stream",
                         headers={**SSE_HEADERS, "X-Request-Id": record.request_id},
