@@ -28,6 +28,8 @@ import pytest
 
 from tests import admin_writes
 from tests.e2e.conftest import SIM_KEY, ExtraGateway, ThreadedServer
+from tests.e2e.test_metrics import scrape
+from tests.e2e.test_metrics import total as metric_total
 from tests.e2e.test_parallel_billing import (
     MODEL,
     LedgerEnv,
@@ -221,6 +223,16 @@ async def test_sigkilled_gateway_loses_no_usage(env: LedgerEnv) -> None:
         while (served := await spares_served(gateway.ops_port)) < 10:
             assert time.monotonic() < deadline, "the gateway never served from spares"
             await asyncio.sleep(0.2)
+        # ... and while it holds usage events it has not published (its publisher lingers
+        # 1 s): what the relay's records must recover. Without this the kill could land in a
+        # moment when none is held (seen once in CI: no event to recover).
+        ops = f"http://127.0.0.1:{gateway.ops_port}/metrics"
+        while metric_total(await scrape(ops), "unigate_gateway_usage_buffer_events") < 1:
+            assert time.monotonic() < deadline, (
+                "the gateway held no usage event",
+                [o for o in load.outcomes if o.error][:5],
+            )
+            await asyncio.sleep(0.05)
         gateway.proc.kill()
         killed_at = time.monotonic()
         await asyncio.to_thread(gateway.proc.wait)
@@ -288,7 +300,7 @@ async def test_sigkilled_gateway_loses_no_usage(env: LedgerEnv) -> None:
         assert row["quota"] < row["reserved_quota"]
         recovered += row["error_code"] == RECOVERED_CODE
     # The events the gateway held when it died were recovered from the relay's record.
-    assert recovered > 0
+    assert recovered > 0, [o for o in load.outcomes if o.error]
     print(
         f"\n{len(full)} answered in full ({recovered} recovered from relay records), "
         f"{len(cut)} cut off, orphans settled {settled_after:.1f} s after the kill"

@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 import asyncpg
 import httpx
 import pytest
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from tests.e2e.conftest import ExtraGateway, broadcast_change
-from tests.e2e.test_auth_policies import HELLO, new_key, new_user, sdk
+from tests.e2e.test_auth_policies import HELLO, hot_key, new_key, new_user, sdk
 from tests.e2e.test_metrics import scrape, total
 from tests.e2e.test_walking_skeleton import wait_for_rows
+from unigate.request_ids import new_request_id
+from unigate.v1 import auth_pb2, auth_pb2_grpc
 from unigate_cli.devstack import Stack
 
 WORKERS = 4
@@ -234,3 +237,112 @@ async def test_exhaustion_through_two_gateways_never_overspends(
     assert spent <= balance
     assert (quota, used) == (balance - spent, spent)
     assert quota >= 0
+
+
+async def test_a_hot_keys_pools_are_refilled_in_the_background(
+    stack: Stack, pg: asyncpg.Pool, channel_id: int
+) -> None:
+    """A steadily hot key's requests do not wait for its next pool: the gateway asks for it
+    by a spares-only Authorize while the last quarter of the current one serves. Nothing is
+    reserved for those refills: every row is a request served, none is named by a refill or
+    a spare."""
+    ports = stack.config.ports
+
+    async def decisions(outcome: str) -> float:
+        samples = await scrape(f"http://127.0.0.1:{ports.auth_ops}/metrics")
+        return total(samples, "unigate_auth_decisions_total", outcome=outcome)
+
+    user_id = await new_user(pg, quota=10**9)
+    token = await new_key(pg, user_id, remain_quota=10**8)
+    refills_before, allowed_before = await decisions("spares_refill"), await decisions("allowed")
+    served_before = await spares_served(ports.gateway_ops)
+    traffic = Traffic()
+    load = asyncio.create_task(full_speed(stack.gateway_url, token.key, traffic))
+    try:
+
+        def refilled(at_least: float) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                assert not load.done()
+                return await decisions("spares_refill") - refills_before >= at_least
+
+            return check
+
+        # Warmed up: the key is hot and its pools are full-sized.
+        await _until(refilled(5), 30, "the hot key's pool was never refilled in the background")
+        steady_asked, steady_refills = await decisions("allowed"), await decisions("spares_refill")
+        await _until(refilled(15), 30, "the refills stopped")
+        asked = await decisions("allowed") - steady_asked
+        refills = await decisions("spares_refill") - steady_refills
+    finally:
+        traffic.stop.set()
+        await load
+    served = traffic.served()
+    assert len(served) == len(traffic.seen)
+    from_spares = await spares_served(ports.gateway_ops) - served_before
+    print(f"\n{len(served)} served, {from_spares:.0f} from spares; in the steady part")
+    print(f"{asked:.0f} requests went to Authorize, {refills:.0f} refills")
+    assert from_spares + await decisions("allowed") - allowed_before == len(served)
+    # A request goes to auth itself only when a pool ran dry or expired before its refill
+    # came back; with the refill on the request's path it was one request per pool.
+    assert asked < refills / 2
+    await assert_ledger_agrees(pg, token.id, served)
+
+
+async def test_a_spares_only_authorize_reserves_nothing_for_itself(
+    stack: Stack, pg: asyncpg.Pool, redis: Redis, namespace: str, channel_id: int
+) -> None:
+    """Auth's side of the background refill: the key is checked as for a request, the spares
+    are booked, and nothing is reserved for the call itself; a key that takes no spares gets
+    none, a revoked key is refused."""
+    user_id = await new_user(pg, quota=10**9)
+    token = await new_key(pg, user_id, remain_quota=10**8)
+    limited = await new_key(pg, user_id, remain_quota=10**8)
+    await pg.execute("UPDATE tokens SET rpm_limit = 100 WHERE id = $1", limited.id)
+
+    def ask(key: str, wanted: int = 8, only: bool = True) -> auth_pb2.AuthorizeRequest:
+        return auth_pb2.AuthorizeRequest(
+            api_key=key,
+            model="gpt-4o-mini",
+            client_ip="127.0.0.1",
+            request_id=new_request_id(),
+            endpoint="chat.completions",
+            estimated_prompt_tokens=20,
+            max_tokens=5,
+            gateway_id="gw-refill-test",
+            spares_wanted=wanted,
+            spares_only=only,
+        )
+
+    channel = stack.client_channel("auth", "gateway")
+    try:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        # The first pool comes with a request's decision (which also brings the balance into
+        # Redis, where spares are booked against it); the refill follows.
+        first = await auth.Authorize(ask(token.key, only=False), wait_for_ready=True)
+        assert first.reservation_id and len(first.spares.ids) == 8
+        asked = ask(token.key)
+        refill = await auth.Authorize(asked, wait_for_ready=True)
+        assert refill.allowed and refill.refills_spares
+        assert (refill.reservation_id, refill.reserved_quota) == ("", 0)
+        assert len(refill.spares.ids) == 8 and refill.spares.amount > 0
+        assert [c.channel_id for c in refill.candidates] == [channel_id]
+        assert refill.token_id == token.id and refill.pricing.model_ratio > 0
+
+        async def reserved(rid: str) -> bool:
+            return bool(await redis.exists(await hot_key(pg, namespace, user_id, "rsv", rid)))
+
+        assert await reserved(refill.spares.ids[0])  # booked, as any request's reservation
+        assert not await reserved(asked.request_id)  # the call itself holds nothing
+        # A key with a rate limit is authorized per request: no spares for it.
+        none = await auth.Authorize(ask(limited.key), wait_for_ready=True)
+        assert none.allowed and not none.HasField("spares") and not none.reservation_id
+        await pg.execute("UPDATE tokens SET status = 2 WHERE id = $1", token.id)
+        await broadcast_change(stack, "token", [token.id])
+
+        async def refused() -> bool:
+            answer = await auth.Authorize(ask(token.key), wait_for_ready=True)
+            return not answer.allowed and answer.error.code == "key_disabled"
+
+        await _until(refused, 5, "a revoked key's refill was not refused")
+    finally:
+        await channel.close()

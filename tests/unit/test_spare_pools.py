@@ -61,7 +61,7 @@ def request(max_tokens: int = 50, client_ip: str = "10.0.0.7") -> auth_pb2.Autho
 
 
 async def decision(
-    env: Env, n: int, amount: int, subnets: tuple[str, ...] = ()
+    env: Env, n: int, amount: int, subnets: tuple[str, ...] = (), refills: bool = False
 ) -> auth_pb2.AuthorizeResponse:
     """What auth answers a hot key's Authorize with: its own reservation and n spares."""
     ids = await env.quota.issue_spares(
@@ -78,6 +78,7 @@ async def decision(
     assert len(ids) == n
     return auth_pb2.AuthorizeResponse(
         allowed=True,
+        refills_spares=refills,
         reservation_id="the-request",
         token_id=TOKEN,
         token_name="k",
@@ -184,6 +185,71 @@ async def test_a_hot_pool_asks_for_the_next_one_before_it_runs_dry(env: Env) -> 
     env.pools.keep(KEY, await decision(env, 4, 1000), time.monotonic(), 0)
     env.pools._heat.clear()
     assert all([await env.pools.take(KEY, request()) is not None for _ in range(4)])
+    await env.pools.close()
+
+
+async def test_a_hot_pool_is_refilled_in_the_background_by_an_auth_that_takes_refills(
+    env: Env,
+) -> None:
+    """At the low water the request is served from what is left, and the next pool is asked
+    for by a spares-only Authorize of its own, one at a time."""
+    asks: list[tuple[tuple[str, str, str], auth_pb2.AuthorizeRequest]] = []
+    answered, kept = asyncio.Event(), asyncio.Event()
+
+    async def refill(key: tuple[str, str, str], ask: auth_pb2.AuthorizeRequest) -> None:
+        asks.append((key, ask))
+        await answered.wait()
+        env.pools.asked(key)
+        env.pools.keep(key, await decision(env, 8, 1000, refills=True), time.monotonic(), 0)
+        kept.set()
+
+    env.pools.refill = refill
+    for _ in range(HOT_REQUESTS):
+        env.pools.note(KEY)
+    env.pools.keep(KEY, await decision(env, 8, 1000, refills=True), time.monotonic(), 0)
+    served = [await env.pools.take(KEY, request()) for _ in range(6)]
+    assert all(d is not None for d in served)
+    # Two of eight left: served all the same, and the refill is under way.
+    trigger = request(max_tokens=7)
+    assert await env.pools.take(KEY, trigger) is not None
+    await asyncio.sleep(0)
+    [(key, ask)] = asks
+    assert key == KEY
+    assert ask.spares_only and ask.spares_wanted == 2 * HOT_REQUESTS
+    assert ask.request_id != trigger.request_id
+    assert (ask.api_key, ask.model, ask.endpoint, ask.max_tokens) == (
+        trigger.api_key,
+        trigger.model,
+        trigger.endpoint,
+        7,
+    )
+    # The last spare is served; no second refill while the first is out.
+    assert await env.pools.take(KEY, request()) is not None
+    assert await env.pools.take(KEY, request()) is None  # dry: this one goes to auth
+    assert len(asks) == 1
+    answered.set()
+    await asyncio.wait_for(kept.wait(), 5)
+    # The new pool serves.
+    assert await env.pools.take(KEY, request()) is not None
+    await env.pools.close()
+
+
+async def test_an_auth_without_refills_is_asked_by_the_request_itself(env: Env) -> None:
+    asks: list[auth_pb2.AuthorizeRequest] = []
+
+    async def refill(key: tuple[str, str, str], ask: auth_pb2.AuthorizeRequest) -> None:
+        asks.append(ask)
+
+    env.pools.refill = refill
+    for _ in range(HOT_REQUESTS):
+        env.pools.note(KEY)
+    # A decision from an auth that would reserve for a refill as for a request.
+    env.pools.keep(KEY, await decision(env, 4, 1000), time.monotonic(), 0)
+    assert await env.pools.take(KEY, request()) is not None
+    assert await env.pools.take(KEY, request()) is not None
+    assert await env.pools.take(KEY, request()) is not None
+    assert await env.pools.take(KEY, request()) is None
+    assert asks == []
     await env.pools.close()
 
 

@@ -490,6 +490,7 @@ class AuthorizeRequest(_message.Message):
     GATEWAY_ID_FIELD_NUMBER: _builtins.int
     LONG_CACHE_WRITES_FIELD_NUMBER: _builtins.int
     SPARES_WANTED_FIELD_NUMBER: _builtins.int
+    SPARES_ONLY_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
     model: _builtins.str
     client_ip: _builtins.str
@@ -525,6 +526,12 @@ class AuthorizeRequest(_message.Message):
     """The key is hot at this gateway: issue up to this many spare reservations with the
     decision (see SpareReservations); 0 asks for none.
     """
+    spares_only: _builtins.bool
+    """Only spares, for no request: the gateway refills a key's pool before it runs dry, in the
+    background, with the facts of the request that reached the pool's low water. The key is
+    checked as for a request; nothing is reserved for request_id (it names the spares) and no
+    rate window counts it; the answer has no reservation_id.
+    """
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -545,10 +552,11 @@ class AuthorizeRequest(_message.Message):
         gateway_id: _builtins.str = ...,
         long_cache_writes: _builtins.bool = ...,
         spares_wanted: _builtins.int = ...,
+        spares_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "estimated_units", b"estimated_units", "gateway_id", b"gateway_id", "long_cache_writes", b"long_cache_writes", "max_tokens", b"max_tokens", "model", b"model", "price_variant", b"price_variant", "request_id", b"request_id", "spares_wanted", b"spares_wanted", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "call_id", b"call_id", "client_ip", b"client_ip", "endpoint", b"endpoint", "estimated_prompt_tokens", b"estimated_prompt_tokens", "estimated_units", b"estimated_units", "gateway_id", b"gateway_id", "long_cache_writes", b"long_cache_writes", "max_tokens", b"max_tokens", "model", b"model", "price_variant", b"price_variant", "request_id", b"request_id", "spares_only", b"spares_only", "spares_wanted", b"spares_wanted", "stream", b"stream", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -754,6 +762,7 @@ class AuthorizeResponse(_message.Message):
     LOG_CONTENT_FIELD_NUMBER: _builtins.int
     CONTENT_LOG_MAX_BYTES_FIELD_NUMBER: _builtins.int
     SPARES_FIELD_NUMBER: _builtins.int
+    REFILLS_SPARES_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reservation_id: _builtins.str
     reserved_quota: _builtins.int
@@ -786,6 +795,10 @@ class AuthorizeResponse(_message.Message):
     capped at content_log_max_bytes each, as a RequestContent (events.proto).
     """
     content_log_max_bytes: _builtins.int
+    refills_spares: _builtins.bool
+    """This auth takes spares_only refills: the gateway refills the pool in the background
+    (an auth from before them would reserve for the refill as for a request).
+    """
     @_builtins.property
     def error(self) -> _common_pb2.ClientError: ...
     @_builtins.property
@@ -824,10 +837,11 @@ class AuthorizeResponse(_message.Message):
         log_content: _builtins.bool = ...,
         content_log_max_bytes: _builtins.int = ...,
         spares: Global___SpareReservations | None = ...,
+        refills_spares: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "error", b"error", "pricing", b"pricing", "rate_limits", b"rate_limits", "retry_times", b"retry_times", "spares", b"spares"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "content_log_max_bytes", b"content_log_max_bytes", "error", b"error", "group", b"group", "install", b"install", "log_content", b"log_content", "max_output_tokens", b"max_output_tokens", "pricing", b"pricing", "rate_limits", b"rate_limits", "release_early", b"release_early", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "spares", b"spares", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times", "allowed", b"allowed", "call_id", b"call_id", "candidates", b"candidates", "content_log_max_bytes", b"content_log_max_bytes", "error", b"error", "group", b"group", "install", b"install", "log_content", b"log_content", "max_output_tokens", b"max_output_tokens", "pricing", b"pricing", "rate_limits", b"rate_limits", "refills_spares", b"refills_spares", "release_early", b"release_early", "reservation_id", b"reservation_id", "reserved_quota", b"reserved_quota", "retry_times", b"retry_times", "spares", b"spares", "token_id", b"token_id", "token_name", b"token_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_times: _TypeAlias = _typing.Literal["retry_times"]  # noqa: Y015
     _WhichOneofArgType__retry_times: _TypeAlias = _typing.Literal["_retry_times", b"_retry_times"]  # noqa: Y015

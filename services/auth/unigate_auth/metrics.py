@@ -10,15 +10,16 @@ from unigate.v1 import auth_pb2
 
 DECISIONS = Counter(
     "unigate_auth_decisions_total",
-    "Authorize decisions: `allowed`, or the error code of the refusal",
+    "Authorize decisions: `allowed`, `spares_refill` (a gateway's refill of a hot key's spares,"
+    " for no request), or the error code of the refusal",
     ["outcome"],
 )
 _decisions = Children(DECISIONS)
 
 
-def decided(decision: auth_pb2.AuthorizeResponse) -> None:
+def decided(decision: auth_pb2.AuthorizeResponse, refill: bool = False) -> None:
     if decision.allowed:
-        _decisions("allowed").inc()
+        _decisions("spares_refill" if refill else "allowed").inc()
     else:
         # Error codes are auth's own, a small fixed set.
         _decisions(decision.error.code or decision.error.type or "denied").inc()

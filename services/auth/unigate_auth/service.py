@@ -190,13 +190,29 @@ def spares_allowed(
     (the gateway draws among them by weight, and a cooling or half-open channel needs auth's
     ordering and probe lease). The gateway checks the key's expiry and subnets itself."""
     return (
+        result.amount == want.amount
+        and result.left > 0
+        and key_takes_spares(req, token, windows, unit, abilities, snapshot, now_ms)
+    )
+
+
+def key_takes_spares(
+    req: auth_pb2.AuthorizeRequest,
+    token: TokenRecord,
+    windows: tuple[RateWindow, ...],
+    unit: object,
+    abilities: list[Ability],
+    snapshot: HealthSnapshot,
+    now_ms: int,
+) -> bool:
+    """``spares_allowed`` without the request's own reservation: what a refill for no
+    request (``spares_only``) is held to; the balance is checked where they are booked."""
+    return (
         bool(req.gateway_id)
         and not windows
         and unit is None
         and req.endpoint in GENERATING
         and req.endpoint != reservation.REALTIME
-        and result.amount == want.amount
-        and result.left > 0
         and token.status == TOKEN_ENABLED
         and all(snapshot.state(a.channel_id, now_ms) == "healthy" for a in abilities)
     )
@@ -390,7 +406,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             decision = await self._authorize(request)
         except errors.ClientFacingError as err:
             decision = _deny(err)
-        metrics.decided(decision)
+        metrics.decided(decision, refill=request.spares_only)
         return decision
 
     def drain(self) -> None:
@@ -429,6 +445,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             req.estimated_prompt_tokens + req.max_tokens,
         )
         pricing = _pricing_of(price, unit)
+        if req.spares_only:
+            return await self._spares_only(
+                token, req, want, windows, unit, pricing, abilities, opts, now_ms
+            )
         result = await self._reserve(
             token,
             req,
@@ -450,10 +470,87 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             raise errors.InsufficientQuota(
                 "You exceeded your current quota, please top up your account."
             )
-        candidates = []
         snapshot = await self._health_now()
+        candidates = await self._candidates(abilities, snapshot, now_ms)
+        spares = None
+        if req.spares_wanted > 0 and spares_allowed(
+            req, token, windows, unit, want, result, abilities, snapshot, now_ms
+        ):
+            spares = await self._issue_spares(token, req, want, pricing, opts)
+        decision = self._allowed(token, pricing, candidates, opts)
+        decision.reservation_id = req.request_id
+        decision.reserved_quota = result.amount
+        decision.max_output_tokens = want.bound(price, result.amount)
+        decision.release_early = reservation.release_early(want, result.amount, result.left)
+        if (reported := report(windows, result.counts, now_ms)) is not None:
+            decision.rate_limits.CopyFrom(reported)
+        if spares is not None:
+            decision.spares.CopyFrom(spares)
+            decision.refills_spares = True
+        return decision
+
+    async def _spares_only(
+        self,
+        token: TokenRecord,
+        req: auth_pb2.AuthorizeRequest,
+        want: reservation.Plan,
+        windows: tuple[RateWindow, ...],
+        unit: object,
+        pricing: auth_pb2.Pricing,
+        abilities: list[Ability],
+        opts: Options,
+        now_ms: int,
+    ) -> auth_pb2.AuthorizeResponse:
+        """A gateway's refill of a hot key's pool (``spares_only``): the decision its spares
+        are served with, and the spares if the key still takes them; no reservation of its
+        own and nothing counted in a rate window (a key with one takes no spares)."""
+        snapshot = await self._health_now()
+        spares, candidates = None, []
+        if req.spares_wanted > 0 and key_takes_spares(
+            req, token, windows, unit, abilities, snapshot, now_ms
+        ):
+            spares = await self._issue_spares(token, req, want, pricing, opts)
+            # Every channel is healthy here: no half-open probe is claimed for no request.
+            candidates = await self._candidates(abilities, snapshot, now_ms)
+        decision = self._allowed(token, pricing, candidates, opts)
+        decision.refills_spares = True
+        if spares is not None:
+            decision.spares.CopyFrom(spares)
+        return decision
+
+    def _allowed(
+        self,
+        token: TokenRecord,
+        pricing: auth_pb2.Pricing,
+        candidates: list[auth_pb2.ChannelCandidate],
+        opts: Options,
+    ) -> auth_pb2.AuthorizeResponse:
+        """An allowing decision's facts of the key, its price and channels (a request's
+        decision adds its reservation, bound and rate limits)."""
+        return auth_pb2.AuthorizeResponse(
+            allowed=True,
+            install=self._quota.install,
+            token_id=token.id,
+            token_name=token.name,
+            user_id=token.user_id,
+            group=token.group,
+            pricing=pricing,
+            candidates=candidates,
+            retry_times=opts.retry_times,
+            log_content=content_log.wants_content(
+                token.id, token.group, opts.content_log_tokens, opts.content_log_groups
+            ),
+            content_log_max_bytes=opts.content_log_max_bytes,
+        )
+
+    async def _candidates(
+        self, abilities: list[Ability], snapshot: HealthSnapshot, now_ms: int
+    ) -> list[auth_pb2.ChannelCandidate]:
+        """The channels to try, in order: drawn by priority and health-weighted weight,
+        healthy ones first."""
         weights = effective_weights(abilities, snapshot.averages)
         ordered = draw_order(abilities, lambda a: a.priority, lambda a: weights[a.channel_id])
+        candidates = []
         for a in await self._healthy_first(ordered, snapshot, now_ms):
             ct = channel_type(a.channel_type)
             if ct is None:
@@ -469,32 +566,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                     weight=weights[a.channel_id],
                 )
             )
-        spares = None
-        if req.spares_wanted > 0 and spares_allowed(
-            req, token, windows, unit, want, result, abilities, snapshot, now_ms
-        ):
-            spares = await self._issue_spares(token, req, want, pricing, opts)
-        return auth_pb2.AuthorizeResponse(
-            spares=spares,
-            allowed=True,
-            reservation_id=req.request_id,
-            install=self._quota.install,
-            reserved_quota=result.amount,
-            max_output_tokens=want.bound(price, result.amount),
-            release_early=reservation.release_early(want, result.amount, result.left),
-            token_id=token.id,
-            token_name=token.name,
-            user_id=token.user_id,
-            group=token.group,
-            pricing=pricing,
-            candidates=candidates,
-            rate_limits=report(windows, result.counts, now_ms),
-            retry_times=opts.retry_times,
-            log_content=content_log.wants_content(
-                token.id, token.group, opts.content_log_tokens, opts.content_log_groups
-            ),
-            content_log_max_bytes=opts.content_log_max_bytes,
-        )
+        return candidates
 
     @staticmethod
     def _price(opts: Options, token: TokenRecord, model: str) -> Price:

@@ -162,6 +162,8 @@ class Proxy:
         self._auth = auth
         # A hot key's requests are served from spare reservations (None: always Authorize).
         self._spares = spares
+        if spares is not None:
+            spares.refill = self._refill_spares
         self._content = content
         # Sent with every Authorize: the reservation names the gateway that holds it.
         self._gateway_id = gateway_id
@@ -218,6 +220,27 @@ class Proxy:
                 err.headers = rate_limit_headers(decision.rate_limits)
             raise err
         return decision
+
+    async def _refill_spares(
+        self, key: tuple[str, str, str], ask: auth_pb2.AuthorizeRequest
+    ) -> None:
+        """A hot key's next pool, asked for in the background (``spares_only``) while the
+        current one still serves. A refused key's pool goes at once: its next request hears
+        auth's refusal."""
+        spares = self._spares
+        assert spares is not None
+        generation, sent_at = spares.generation, time.monotonic()
+        try:
+            decision = await self._authorizer.call(ask, self._authorize_timeout)
+        except Exception as exc:  # a background task: nobody else would hear of it
+            log.warning("could not refill spare reservations: %r", exc)
+            return  # the pool runs dry and its key's requests go to auth
+        finally:
+            spares.asked(key)
+        if not decision.allowed:
+            spares.forget(key)
+        elif decision.HasField("spares"):
+            spares.keep(key, decision, sent_at, generation)
 
     async def handle(
         self,

@@ -25,7 +25,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,7 +37,7 @@ from unigate.charge import price_of
 from unigate.namespace import Namespace
 from unigate.pricing import Price
 from unigate.quota import QuotaStore
-from unigate.request_ids import arrived_ms
+from unigate.request_ids import arrived_ms, new_request_id
 from unigate.reservation import plan
 from unigate.reservation_context import reservation_context
 from unigate.routing import draw_order
@@ -61,6 +61,8 @@ JANITOR_SECONDS = 0.25
 REFILL_AT = 0.25
 
 PoolKey = tuple[str, str, str]  # api key, model, endpoint
+# Sends a spares-only Authorize for a pool and keeps (or drops) what it returns.
+Refill = Callable[[PoolKey, auth_pb2.AuthorizeRequest], Coroutine[Any, Any, None]]
 # A spare's binding (reservation id, request context, arrival ms) and its caller's answer.
 _Binding = tuple[tuple[str, bytes, int], asyncio.Future[bool]]
 
@@ -95,6 +97,9 @@ class SparePools:
     ns: Namespace
     gateway_id: str
     max_wanted: int = 64
+    # The background refill (the proxy's, which holds the auth client); None: the request at
+    # a pool's low water goes to auth itself and waits for the next pool.
+    refill: Refill | None = None
     _pools: dict[PoolKey, _Pool] = field(default_factory=dict)
     _heat: dict[PoolKey, _Heat] = field(default_factory=dict)
     _stores: dict[str, QuotaStore] = field(default_factory=dict)
@@ -198,7 +203,17 @@ class SparePools:
         if pool.subnets and not ip_allowed(req.client_ip, pool.subnets):
             return None  # auth refuses it in its own words
         if len(pool.ids) <= pool.low_water and self._may_refill(self._heat.get(key)):
-            return None  # this one asks auth for the next pool (``wanted``)
+            if self.refill is None or not pool.decision.refills_spares:
+                return None  # this one asks auth for the next pool (``wanted``)
+            # The next pool is asked for in the background, for no request; this one is
+            # served from what is left (a quarter of the pool), as the next ones are until
+            # the new pool arrives.
+            ask = auth_pb2.AuthorizeRequest()
+            ask.CopyFrom(req)
+            ask.request_id = new_request_id()
+            ask.spares_only = True
+            ask.spares_wanted = self.wanted(key)
+            self._spawn(self.refill(key, ask))
         want = plan(
             pool.price,
             req,
@@ -303,7 +318,8 @@ class SparePools:
     async def close(self) -> None:
         """Shutting down: release every unused spare and wait for the releases."""
         self.drop_all()
-        if self._tasks:
+        # A refill answered meanwhile releases its spares in a task of its own: waited too.
+        while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _drop(self, pool: _Pool) -> None:
