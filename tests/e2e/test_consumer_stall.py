@@ -9,14 +9,18 @@ step down, which a single server refuses (nothing to hand over to) and a cluster
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.errors import APIError
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
@@ -102,3 +106,70 @@ async def test_a_quiet_consumer_with_nothing_waiting_is_left_alone(
     for now in (1.0, 2.0, 3.0):
         assert await consumer._look(sub, watch, now) is sub
     assert stalls("resubscribe") == resubscribed
+
+
+async def test_the_consuming_loop_unsticks_itself_and_takes_what_was_waiting(
+    stream: tuple[NATS, Namespace], pg: asyncpg.Pool, redis: Redis
+) -> None:
+    """The whole loop: a subscription whose pulls come back empty while messages wait (what a
+    stuck replicated consumer looks like from billing) is replaced after two quiet looks, and
+    the messages are then consumed."""
+    nc, ns = stream
+    js = nc.jetstream()
+    consumer = UsageConsumer(
+        js,
+        ns,
+        Ledger(pg),
+        QuotaStore(redis, ns),
+        batch_size=10,
+        ack_wait=30.0,
+        nc=nc,
+        stall_after=0.3,
+    )
+    real_subscribe = consumer._subscribe
+    subscriptions: list[str] = []
+
+    class Stuck:
+        """Pulls answered with nothing, as the stuck consumer's were."""
+
+        async def fetch(self, batch: int, timeout: float) -> list[Msg]:  # noqa: ASYNC109
+            await asyncio.sleep(timeout)
+            raise nats.errors.TimeoutError
+
+        async def unsubscribe(self) -> None:
+            subscriptions.append("stuck one dropped")
+
+    async def subscribe() -> Any:
+        if not subscriptions:
+            subscriptions.append("stuck")
+            await real_subscribe()  # the durable consumer exists, as billing made it
+            return Stuck()
+        subscriptions.append("fresh")
+        return await real_subscribe()
+
+    handled: list[bytes] = []
+
+    async def handle(msgs: list[Msg]) -> None:
+        for m in msgs:
+            handled.append(m.data)
+            await m.ack()
+
+    consumer._subscribe = subscribe  # type: ignore[method-assign]
+    consumer._handle = handle  # type: ignore[method-assign]
+    for i in range(3):
+        await js.publish(ns.usage_subject, f"event {i}".encode())
+    resubscribed = stalls("resubscribe")
+    running = asyncio.create_task(consumer.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while len(handled) < 3:
+            assert asyncio.get_running_loop().time() < deadline, (subscriptions, handled)
+            await asyncio.sleep(0.1)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, 5)
+    assert handled == [b"event 0", b"event 1", b"event 2"]
+    assert subscriptions == ["stuck", "fresh", "stuck one dropped"]
+    assert stalls("resubscribe") == resubscribed + 1
+    info = await js.consumer_info(ns.usage_stream, ns.billing_consumer)
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
