@@ -283,8 +283,10 @@ async def test_a_hot_keys_pools_are_refilled_in_the_background(
     print(f"{asked:.0f} requests went to Authorize, {refills:.0f} refills")
     assert from_spares + await decisions("allowed") - allowed_before == len(served)
     # A request goes to auth itself only when a pool ran dry or expired before its refill
-    # came back; with the refill on the request's path it was one request per pool.
-    assert asked < refills / 2
+    # came back; with the refill on the request's path it was one request per pool (and
+    # there were no refills). Seen: 0 of 10 here, 7 of 10 in CI before pools were sized by
+    # the last window's rate as well.
+    assert asked < refills
     await assert_ledger_agrees(pg, token.id, served)
 
 

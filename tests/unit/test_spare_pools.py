@@ -18,7 +18,7 @@ from unigate.namespace import Namespace
 from unigate.quota import QuotaStore
 from unigate.request_ids import new_request_id
 from unigate.v1 import auth_pb2, events_pb2
-from unigate_gateway.spares import HOT_REQUESTS, SparePools
+from unigate_gateway.spares import HOT_REQUESTS, HOT_WINDOW_SECONDS, SparePools
 
 PRICING = auth_pb2.Pricing(model_ratio=0.075, completion_ratio=4, group_ratio=1, cached_ratio=0.5)
 KEY = ("sk-test", "gpt-4o-mini", "chat.completions")
@@ -251,6 +251,29 @@ async def test_an_auth_without_refills_is_asked_by_the_request_itself(env: Env) 
     assert await env.pools.take(KEY, request()) is None
     assert asks == []
     await env.pools.close()
+
+
+async def test_a_key_stays_as_hot_as_its_last_window_when_the_next_begins(env: Env) -> None:
+    """The pool asked for at the start of a window is sized by the window before it, not by
+    the one or two requests of the new one; a key quiet for a whole window is cold again."""
+    for _ in range(10):
+        env.pools.note(KEY)
+    assert env.pools.wanted(KEY) == 20
+    env.pools.asked(KEY)
+    env.pools._heat[KEY].since -= HOT_WINDOW_SECONDS + 0.01  # that window has just ended
+    env.pools.note(KEY)
+    assert env.pools._heat[KEY].count == 1
+    assert env.pools.wanted(KEY) == 20
+    env.pools.asked(KEY)
+    # More in the new window than in the last: the new count is the rate.
+    for _ in range(14):
+        env.pools.note(KEY)
+    assert env.pools.wanted(KEY) == 30
+    env.pools.asked(KEY)
+    # A whole window without a request: the next one starts cold.
+    env.pools._heat[KEY].since -= 2 * HOT_WINDOW_SECONDS + 0.01
+    env.pools.note(KEY)
+    assert env.pools.wanted(KEY) == 0
 
 
 async def test_bindings_made_together_go_in_one_call_each_answered_its_own(env: Env) -> None:
