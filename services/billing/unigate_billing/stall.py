@@ -59,8 +59,7 @@ class StallWatch:
     def judge(self, now: float, info: ConsumerInfo) -> Remedy | None:
         """What to do about the consumer state seen at ``now`` (None: nothing)."""
         self._looked_at = now
-        delivered = info.delivered.stream_seq if info.delivered else None
-        delivered = delivered or 0
+        delivered = (info.delivered.stream_seq if info.delivered else 0) or 0
         moved = self._delivered is None or delivered != self._delivered
         self._delivered = delivered
         limit = info.config.max_ack_pending or 0

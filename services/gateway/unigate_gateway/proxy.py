@@ -200,20 +200,13 @@ class Proxy:
             if local is not None:
                 return local
             request.spares_wanted = spares.wanted(key)
-        generation = spares.generation if spares is not None else 0
-        sent_at = time.monotonic()
         try:
-            decision = await self._authorizer.call(request, self._authorize_timeout)
+            decision = await self._ask(request, key if spares is not None else None)
         except MuxError as exc:
             log.error("authorize failed: %s", exc)
             raise errors.ServiceUnavailable(
                 "The gateway could not check your API key right now; please retry."
             ) from None
-        finally:
-            if spares is not None and request.spares_wanted:
-                spares.asked(key)
-        if spares is not None and decision.HasField("spares"):
-            spares.keep(key, decision, sent_at, generation)
         if not decision.allowed:
             err = errors.ClientFacingError.from_proto(decision.error)
             if decision.HasField("rate_limits"):
@@ -227,20 +220,31 @@ class Proxy:
         """A hot key's next pool, asked for in the background (``spares_only``) while the
         current one still serves. A refused key's pool goes at once: its next request hears
         auth's refusal."""
-        spares = self._spares
-        assert spares is not None
-        generation, sent_at = spares.generation, time.monotonic()
         try:
-            decision = await self._authorizer.call(ask, self._authorize_timeout)
+            decision = await self._ask(ask, key)
         except Exception as exc:  # a background task: nobody else would hear of it
             log.warning("could not refill spare reservations: %r", exc)
             return  # the pool runs dry and its key's requests go to auth
+        if not decision.allowed and self._spares is not None:
+            self._spares.forget(key)
+
+    async def _ask(
+        self, request: auth_pb2.AuthorizeRequest, key: tuple[str, str, str] | None
+    ) -> auth_pb2.AuthorizeResponse:
+        """One ``Authorize``. For a key served from spares (``key``), the asking for spares
+        ends with it, whatever it returned, and the spares it brings become the key's pool
+        (unless a broadcast came meanwhile)."""
+        spares = self._spares if key is not None else None
+        generation = spares.generation if spares is not None else 0
+        sent_at = time.monotonic()
+        try:
+            decision = await self._authorizer.call(request, self._authorize_timeout)
         finally:
-            spares.asked(key)
-        if not decision.allowed:
-            spares.forget(key)
-        elif decision.HasField("spares"):
+            if spares is not None and key is not None and request.spares_wanted:
+                spares.asked(key)
+        if spares is not None and key is not None and decision.HasField("spares"):
             spares.keep(key, decision, sent_at, generation)
+        return decision
 
     async def handle(
         self,
