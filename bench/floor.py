@@ -13,7 +13,13 @@ gateway and the relay, doing only what the architecture makes every request do:
   with aiohttp (the relay's client) and returns the bytes.
 
 No key check, no quota reservation in Redis, no usage event, no ledger, no tracing, no
-metrics. Whatever the full gateway path adds is on top of this. wrk drives both exactly as
+metrics. Whatever the full gateway path adds is on top of this.
+
+``--binding`` adds the one step of the full path that the issue's guarantees put between the
+request and the provider call for a hot key: the edge binds a spare reservation in Redis
+(``QuotaStore.bind_spares``, on spares booked with ``QuotaStore.issue_spares`` as auth books
+them) before the hop, and books the next batch in the background, off the request's path. That floor
+is what no change short of dropping "no balance overspent" can go under. wrk drives both exactly as
 ``bench/run.py`` drives the gateway; CPU per request is each process's, from ``/proc``.
 
     .venv/bin/python bench/floor.py [--duration 10] [--connections 1,32] [--runs 3]
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -96,15 +103,70 @@ def _serve_hop(port: int, upstream: str, tls_dir: Path) -> None:
     uvloop.run(main())
 
 
-def _serve_edge(port: int, hop_port: int, tls_dir: Path) -> None:
+# Spares the --binding edge books at a time (the gateway's pools hold up to 64).
+_SPARE_BATCH = 64
+
+
+def _serve_edge(port: int, hop_port: int, tls_dir: Path, redis_url: str, prefix: str) -> None:
+    import asyncio
+    import collections
+    import itertools
+
     import uvicorn
 
     from unigate.certs import TlsFiles
     from unigate.grpc_mux import RELAY_CALL, RELAY_CALL_WIRE, MuxClient
     from unigate.grpcutil import client_channel
+    from unigate.namespace import Namespace
+    from unigate.quota import QuotaStore
+    from unigate.redisconn import connect_redis
     from unigate.v1 import relay_pb2, relay_pb2_grpc
 
     state: dict[str, MuxClient[relay_pb2.RelayRequest, relay_pb2.RelayResult]] = {}
+    quota = QuotaStore(connect_redis(redis_url), Namespace(prefix)) if redis_url else None
+    stock: collections.deque[str] = collections.deque()
+    ids = itertools.count()
+    restocking: set[asyncio.Task[None]] = set()
+    gateway_id, user_id = "floor-edge", 1
+    # About what a real binding carries: the request's reservation context.
+    context = b"x" * 200
+
+    async def restock() -> None:
+        """Spares booked as auth books them for a hot key (an unlimited one: no balance to
+        read), a batch at a time, valid long enough for the whole run."""
+        assert quota is not None
+        spare_ids = [f"spare-{next(ids)}" for _ in range(_SPARE_BATCH)]
+        stock.extend(
+            await quota.issue_spares(
+                spare_ids=spare_ids,
+                token_id=1,
+                user_id=user_id,
+                amount=100,
+                unlimited=True,
+                gateway_id=gateway_id,
+                context=context,
+                valid_ms=3_600_000,
+                share=1,
+            )
+        )
+
+    async def bind() -> None:
+        """Bind one spare to this request, as the gateway's ``SparePools`` does."""
+        assert quota is not None
+        if not stock:
+            await restock()
+        rid = stock.popleft()
+        arrived = int(time.time() * 1000)
+        bound = await quota.bind_spares(user_id, gateway_id, [(rid, context, arrived)])
+        if bound != [True]:
+            raise RuntimeError(f"spare {rid} was not bindable")
+
+    def restock_soon() -> None:
+        """The next batch, off the request's path, as auth's background refill is."""
+        if len(stock) < _SPARE_BATCH and not restocking:
+            task = asyncio.ensure_future(restock())
+            restocking.add(task)
+            task.add_done_callback(restocking.discard)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -115,6 +177,15 @@ def _serve_edge(port: int, hop_port: int, tls_dir: Path) -> None:
                         f"127.0.0.1:{hop_port}", TlsFiles.in_dir(tls_dir, "gateway"), "relay"
                     )
                     stub = relay_pb2_grpc.RelayServiceStub(channel)
+                    if quota is not None:
+                        # The user's balance as auth caches it from Postgres (a key of
+                        # an unlimited token draws on its user's): ample for the run.
+                        await quota.begin_load(token_id=1, user_id=user_id)
+                        await quota.load_balances(
+                            token_id=1, token_balance=None, user_id=user_id, user_balance=10**15
+                        )
+                        for _ in range(2):
+                            await restock()
                     state["many"] = MuxClient(
                         stub.CallMany, RELAY_CALL_WIRE, method=RELAY_CALL, lanes=FLOOR_LANES
                     )
@@ -128,6 +199,8 @@ def _serve_edge(port: int, hop_port: int, tls_dir: Path) -> None:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
+        if quota is not None:
+            await bind()
         result = await state["many"].call(relay_pb2.RelayRequest(body=body), 30.0)
         await send(
             {
@@ -137,6 +210,8 @@ def _serve_edge(port: int, hop_port: int, tls_dir: Path) -> None:
             }
         )
         await send({"type": "http.response.body", "body": result.body})
+        if quota is not None:
+            restock_soon()
 
     uvicorn.run(
         app,
@@ -180,6 +255,18 @@ def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float =
             time.sleep(0.1)
 
 
+def _delete_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -202,7 +289,11 @@ def measure(args: argparse.Namespace) -> int:
         nginx.start()
         hop_port, edge_port = free_port(), free_port()
         hop = _start("hop", str(hop_port), nginx.url, str(tls_dir), workdir=workdir)
-        edge = _start("edge", str(edge_port), str(hop_port), str(tls_dir), workdir=workdir)
+        redis_url = args.redis_url if args.binding else ""
+        prefix = f"unigate-floor-{secrets.token_hex(4)}"
+        edge = _start(
+            "edge", str(edge_port), str(hop_port), str(tls_dir), redis_url, prefix, workdir=workdir
+        )
         try:
             url = f"http://127.0.0.1:{edge_port}{CHAT_PATH}"
             _wait_ready(url, [hop, edge])
@@ -240,6 +331,8 @@ def measure(args: argparse.Namespace) -> int:
             for p in (edge, hop):
                 _stop(p)
             nginx.stop()
+            if redis_url:
+                _delete_keys(redis_url, prefix)
     print()
     print(
         "| run | connections | floor req/s | floor p50 ms | floor p99 ms | added p50 ms"
@@ -287,13 +380,22 @@ def main(argv: list[str] | None = None) -> int:
         _serve_hop(int(argv[1]), argv[2], Path(argv[3]))
         return 0
     if argv and argv[0] == "edge":
-        _serve_edge(int(argv[1]), int(argv[2]), Path(argv[3]))
+        _serve_edge(int(argv[1]), int(argv[2]), Path(argv[3]), argv[4], argv[5])
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     p.add_argument("--connections", default="1,32", help="concurrencies (default 1,32)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads, at most (default 2)")
     p.add_argument("--runs", type=int, default=3, help="rounds of every run (default 3)")
+    p.add_argument(
+        "--binding",
+        action="store_true",
+        help="the edge also binds a spare reservation in Redis before the hop (the full"
+        " path's one step between request and provider call for a hot key)",
+    )
+    p.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
     args = p.parse_args(argv)
     args.connection_list = [int(c) for c in args.connections.split(",") if c.strip()]
     return measure(args)
