@@ -18,11 +18,13 @@ metrics. Whatever the full gateway path adds is on top of this.
 ``--binding`` adds the one step of the full path that the issue's guarantees put between the
 request and the provider call for a hot key: the edge binds a spare reservation in Redis
 (``QuotaStore.bind_spares``, on spares booked with ``QuotaStore.issue_spares`` as auth books
-them) before the hop, and books the next batch in the background, off the request's path. That floor
-is what no change short of dropping "no balance overspent" can go under. wrk drives both exactly as
-``bench/run.py`` drives the gateway; CPU per request is each process's, from ``/proc``.
+them) before the hop, and books the next batch in the background, off the request's path.
+That floor is what no change keeping the binding on the request's path can go under.
 
-    .venv/bin/python bench/floor.py [--duration 10] [--connections 1,32] [--runs 3]
+wrk drives both exactly as ``bench/run.py`` drives the gateway; CPU per request is each
+process's, from ``/proc``.
+
+    .venv/bin/python bench/floor.py [--duration 10] [--connections 1,32] [--runs 3] [--binding]
 
 It prints, per run, direct and floor figures and the floor set against issue 22's bars: a bar
 the floor itself misses cannot be met by the full path on this machine without changing the
@@ -151,7 +153,8 @@ def _serve_edge(port: int, hop_port: int, tls_dir: Path, redis_url: str, prefix:
         )
 
     async def bind() -> None:
-        """Bind one spare to this request, as the gateway's ``SparePools`` does."""
+        """Bind one spare to this request, as the gateway's ``SparePools`` does (one script
+        call per request here; the gateway joins the bindings of one event-loop turn)."""
         assert quota is not None
         if not stock:
             await restock()
@@ -301,6 +304,8 @@ def measure(args: argparse.Namespace) -> int:
             for name, pid in (("nginx", w) for w in nginx.worker_pids()):
                 pids[f"{name}-{pid}"] = pid
             print(f"load average before: {bench_run.load_average()}", flush=True)
+            if redis_url:
+                print("the floor with a spare bound in Redis per request (--binding)", flush=True)
             warm = max(args.connection_list)
             bench_run.run_wrk("floor", url, "", warm, args.threads, bench_run.WARMUP_SECONDS)
             rows = []

@@ -234,6 +234,39 @@ async def test_a_hot_pool_is_refilled_in_the_background_by_an_auth_that_takes_re
     await env.pools.close()
 
 
+async def test_a_pool_near_the_end_of_its_validity_is_refilled_with_spares_left(
+    env: Env,
+) -> None:
+    """A hot key too slow to use three quarters of its pool within the pool's second still
+    has the next pool asked for in the background before this one expires, not by the
+    request that finds it expired (CI saw one request go to auth per refill at ~50/s)."""
+    asks: list[auth_pb2.AuthorizeRequest] = []
+
+    async def refill(key: tuple[str, str, str], ask: auth_pb2.AuthorizeRequest) -> None:
+        asks.append(ask)
+
+    env.pools.refill = refill
+    for _ in range(HOT_REQUESTS):
+        env.pools.note(KEY)
+    young = await decision(env, 8, 1000, refills=True)
+    env.pools.keep(KEY, young, time.monotonic(), 0)
+    assert await env.pools.take(KEY, request()) is not None
+    await asyncio.sleep(0)
+    assert asks == []  # seven of eight left, most of its second ahead: no refill
+    # The same pool at 0.8 s of its 1 s (sent 0.8 s ago), with seven spares left.
+    old = await decision(env, 8, 1000, refills=True)
+    env.pools.keep(KEY, old, time.monotonic() - 0.8, 0)
+    assert await env.pools.take(KEY, request()) is not None  # served all the same
+    await asyncio.sleep(0)
+    [ask] = asks
+    assert ask.spares_only and ask.spares_wanted > 0
+    # One refill at a time.
+    assert await env.pools.take(KEY, request()) is not None
+    await asyncio.sleep(0)
+    assert len(asks) == 1
+    await env.pools.close()
+
+
 async def test_an_auth_without_refills_is_asked_by_the_request_itself(env: Env) -> None:
     asks: list[auth_pb2.AuthorizeRequest] = []
 

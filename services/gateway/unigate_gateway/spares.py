@@ -57,7 +57,11 @@ SAFETY_SECONDS = 0.05
 JANITOR_SECONDS = 0.25
 # A pool is refilled when this share of its spares is left, not when it is empty: else, at a
 # high rate, every request arriving between the last spare and the new pool went to auth
-# (measured at 32 connections: auth's CPU per request 0.18 ms, against 0.07 at one).
+# (measured at 32 connections: auth's CPU per request 0.18 ms, against 0.07 at one). It is
+# also refilled when this share of its validity is left, however many spares it still has:
+# a key too slow to use three quarters of a pool within its second had the pool expire, and
+# its next request went to auth (a CI run saw one request to auth per background refill at
+# about 50 requests a second; not reproduced locally).
 REFILL_AT = 0.25
 
 PoolKey = tuple[str, str, str]  # api key, model, endpoint
@@ -79,9 +83,10 @@ class _Pool:
     default_completion: int
     price: Price
     upstream_models: tuple[str, ...]
-    # At this many spares left, the next request asks auth for a new pool (REFILL_AT) while
-    # the rest keep being served from this one.
+    # At this many spares left, or from this time on (time.monotonic()), the next request
+    # has a new pool asked for (REFILL_AT) while the rest keep being served from this one.
     low_water: int
+    refill_from: float
 
 
 @dataclass(slots=True)
@@ -184,11 +189,12 @@ class SparePools:
         template.reservation_id = ""
         template.release_early = False
         old = self._pools.get(key)
+        valid = spares.valid_ms / 1000
         self._pools[key] = _Pool(
             decision=template,
             ids=ids,
             amount=spares.amount,
-            deadline=sent_at + spares.valid_ms / 1000 - SAFETY_SECONDS,
+            deadline=sent_at + valid - SAFETY_SECONDS,
             subnets=tuple(_networks(spares.subnets)),
             expired_time=spares.expired_time,
             ceiling=spares.ceiling,
@@ -196,6 +202,7 @@ class SparePools:
             price=price_of(decision.pricing),
             upstream_models=tuple(c.upstream_model for c in decision.candidates),
             low_water=int(len(ids) * REFILL_AT),
+            refill_from=sent_at + valid * (1 - REFILL_AT) - SAFETY_SECONDS,
         )
         if old is not None:
             self._drop(old)
@@ -208,14 +215,14 @@ class SparePools:
         pool = self._pools.get(key)
         if pool is None or not pool.ids:
             return None
-        if time.monotonic() >= pool.deadline or (
-            pool.expired_time != -1 and pool.expired_time < time.time()
-        ):
+        now = time.monotonic()
+        if now >= pool.deadline or (pool.expired_time != -1 and pool.expired_time < time.time()):
             self.forget(key)
             return None
         if pool.subnets and not ip_allowed(req.client_ip, pool.subnets):
             return None  # auth refuses it in its own words
-        if len(pool.ids) <= pool.low_water and self._may_refill(self._heat.get(key)):
+        low = len(pool.ids) <= pool.low_water or now >= pool.refill_from
+        if low and self._may_refill(self._heat.get(key)):
             if self.refill is None or not pool.decision.refills_spares:
                 return None  # this one asks auth for the next pool (``wanted``)
             # The next pool is asked for in the background, for no request; this one is
