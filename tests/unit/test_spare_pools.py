@@ -101,6 +101,19 @@ async def decision(
     )
 
 
+def hot_with_refills_recorded(env: Env) -> list[auth_pb2.AuthorizeRequest]:
+    """Make KEY hot, with a background refill that only records what it was asked."""
+    asks: list[auth_pb2.AuthorizeRequest] = []
+
+    async def refill(key: tuple[str, str, str], ask: auth_pb2.AuthorizeRequest) -> None:
+        asks.append(ask)
+
+    env.pools.refill = refill
+    for _ in range(HOT_REQUESTS):
+        env.pools.note(KEY)
+    return asks
+
+
 async def test_served_from_a_spare_bound_to_the_request(env: Env) -> None:
     for _ in range(HOT_REQUESTS):
         env.pools.note(KEY)
@@ -240,14 +253,7 @@ async def test_a_pool_near_the_end_of_its_validity_is_refilled_with_spares_left(
     """A hot key too slow to use three quarters of its pool within the pool's second still
     has the next pool asked for in the background before this one expires, not by the
     request that finds it expired (CI saw one request go to auth per refill at ~50/s)."""
-    asks: list[auth_pb2.AuthorizeRequest] = []
-
-    async def refill(key: tuple[str, str, str], ask: auth_pb2.AuthorizeRequest) -> None:
-        asks.append(ask)
-
-    env.pools.refill = refill
-    for _ in range(HOT_REQUESTS):
-        env.pools.note(KEY)
+    asks = hot_with_refills_recorded(env)
     young = await decision(env, 8, 1000, refills=True)
     env.pools.keep(KEY, young, time.monotonic(), 0)
     assert await env.pools.take(KEY, request()) is not None
@@ -268,14 +274,7 @@ async def test_a_pool_near_the_end_of_its_validity_is_refilled_with_spares_left(
 
 
 async def test_an_auth_without_refills_is_asked_by_the_request_itself(env: Env) -> None:
-    asks: list[auth_pb2.AuthorizeRequest] = []
-
-    async def refill(key: tuple[str, str, str], ask: auth_pb2.AuthorizeRequest) -> None:
-        asks.append(ask)
-
-    env.pools.refill = refill
-    for _ in range(HOT_REQUESTS):
-        env.pools.note(KEY)
+    asks = hot_with_refills_recorded(env)
     # A decision from an auth that would reserve for a refill as for a request.
     env.pools.keep(KEY, await decision(env, 4, 1000), time.monotonic(), 0)
     assert await env.pools.take(KEY, request()) is not None
