@@ -252,7 +252,7 @@ async def test_a_pool_near_the_end_of_its_validity_is_refilled_with_spares_left(
 ) -> None:
     """A hot key too slow to use three quarters of its pool within the pool's second still
     has the next pool asked for in the background before this one expires, not by the
-    request that finds it expired (CI saw one request go to auth per refill at ~50/s)."""
+    request that finds it expired (a CI run saw one request go to auth per refill)."""
     asks = hot_with_refills_recorded(env)
     young = await decision(env, 8, 1000, refills=True)
     env.pools.keep(KEY, young, time.monotonic(), 0)

@@ -60,8 +60,8 @@ JANITOR_SECONDS = 0.25
 # (measured at 32 connections: auth's CPU per request 0.18 ms, against 0.07 at one). It is
 # also refilled when this share of its validity is left, however many spares it still has:
 # a key too slow to use three quarters of a pool within its second had the pool expire, and
-# its next request went to auth (a CI run saw one request to auth per background refill at
-# about 50 requests a second; not reproduced locally).
+# its next request went to auth (a CI run saw one request to auth per background refill,
+# which this race explains; not reproduced locally).
 REFILL_AT = 0.25
 
 PoolKey = tuple[str, str, str]  # api key, model, endpoint
