@@ -258,18 +258,6 @@ def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float =
             time.sleep(0.1)
 
 
-def _delete_keys(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -337,7 +325,7 @@ def measure(args: argparse.Namespace) -> int:
                 _stop(p)
             nginx.stop()
             if redis_url:
-                _delete_keys(redis_url, prefix)
+                bench_run.delete_redis_keys(redis_url, prefix)
     print()
     print(
         "| run | connections | floor req/s | floor p50 ms | floor p99 ms | added p50 ms"
