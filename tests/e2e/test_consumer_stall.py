@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -53,14 +53,70 @@ def stalls(remedy: str) -> float:
     return value or 0.0
 
 
+def consumer_on(
+    stream: tuple[NATS, Namespace],
+    pg: asyncpg.Pool,
+    redis: Redis,
+    *,
+    ack_wait: float = 30.0,
+    stall_after: float = 10.0,
+) -> UsageConsumer:
+    nc, ns = stream
+    return UsageConsumer(
+        nc.jetstream(),
+        ns,
+        Ledger(pg),
+        QuotaStore(redis, ns),
+        batch_size=10,
+        ack_wait=ack_wait,
+        nc=nc,
+        stall_after=stall_after,
+    )
+
+
+async def consume_three_events(
+    consumer: UsageConsumer,
+    subscribe: Callable[[], Awaitable[Any]],
+    failing_batches: int = 0,
+) -> tuple[list[bytes], int]:
+    """Publishes three events and runs the consumer's loop, subscribing with ``subscribe``,
+    until they are handled; the first ``failing_batches`` batches fail before any ack (an ack
+    lost with the connection). The events handled, and the batches tried."""
+    handled: list[bytes] = []
+    batches = 0
+
+    async def handle(msgs: list[Msg]) -> None:
+        nonlocal batches
+        batches += 1
+        if batches <= failing_batches:
+            raise nats.errors.ConnectionClosedError
+        for m in msgs:
+            handled.append(m.data)
+            await m.ack()
+
+    consumer._subscribe = subscribe  # type: ignore[method-assign, assignment]
+    consumer._handle = handle  # type: ignore[method-assign]
+    for i in range(3):
+        await consumer._js.publish(consumer._ns.usage_subject, f"event {i}".encode())
+    running = asyncio.create_task(consumer.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while len(handled) < 3:
+            assert not running.done(), running
+            assert asyncio.get_running_loop().time() < deadline, (batches, handled)
+            await asyncio.sleep(0.1)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, 5)
+    return handled, batches
+
+
 async def test_a_stuck_consumer_resubscribes_then_asks_for_a_step_down(
     stream: tuple[NATS, Namespace], pg: asyncpg.Pool, redis: Redis
 ) -> None:
     nc, ns = stream
     js = nc.jetstream()
-    consumer = UsageConsumer(
-        js, ns, Ledger(pg), QuotaStore(redis, ns), batch_size=10, ack_wait=30.0, nc=nc
-    )
+    consumer = consumer_on(stream, pg, redis)
     sub = await consumer._subscribe()
     for i in range(3):
         await js.publish(ns.usage_subject, f"event {i}".encode())
@@ -96,10 +152,7 @@ async def test_a_stuck_consumer_resubscribes_then_asks_for_a_step_down(
 async def test_a_quiet_consumer_with_nothing_waiting_is_left_alone(
     stream: tuple[NATS, Namespace], pg: asyncpg.Pool, redis: Redis
 ) -> None:
-    nc, ns = stream
-    consumer = UsageConsumer(
-        nc.jetstream(), ns, Ledger(pg), QuotaStore(redis, ns), batch_size=10, ack_wait=30.0, nc=nc
-    )
+    consumer = consumer_on(stream, pg, redis)
     sub = await consumer._subscribe()
     resubscribed = stalls("resubscribe")
     watch = StallWatch(after=1.0, quiet_since=0.0)
@@ -116,16 +169,7 @@ async def test_the_consuming_loop_unsticks_itself_and_takes_what_was_waiting(
     the messages are then consumed."""
     nc, ns = stream
     js = nc.jetstream()
-    consumer = UsageConsumer(
-        js,
-        ns,
-        Ledger(pg),
-        QuotaStore(redis, ns),
-        batch_size=10,
-        ack_wait=30.0,
-        nc=nc,
-        stall_after=0.3,
-    )
+    consumer = consumer_on(stream, pg, redis, stall_after=0.3)
     real_subscribe = consumer._subscribe
     subscriptions: list[str] = []
 
@@ -147,29 +191,61 @@ async def test_the_consuming_loop_unsticks_itself_and_takes_what_was_waiting(
         subscriptions.append("fresh")
         return await real_subscribe()
 
-    handled: list[bytes] = []
-
-    async def handle(msgs: list[Msg]) -> None:
-        for m in msgs:
-            handled.append(m.data)
-            await m.ack()
-
-    consumer._subscribe = subscribe  # type: ignore[method-assign]
-    consumer._handle = handle  # type: ignore[method-assign]
-    for i in range(3):
-        await js.publish(ns.usage_subject, f"event {i}".encode())
     resubscribed = stalls("resubscribe")
-    running = asyncio.create_task(consumer.run())
-    try:
-        deadline = asyncio.get_running_loop().time() + 15
-        while len(handled) < 3:
-            assert asyncio.get_running_loop().time() < deadline, (subscriptions, handled)
-            await asyncio.sleep(0.1)
-    finally:
-        consumer.stop()
-        await asyncio.wait_for(running, 5)
+    handled, _ = await consume_three_events(consumer, subscribe)
     assert handled == [b"event 0", b"event 1", b"event 2"]
     assert subscriptions == ["stuck", "fresh", "stuck one dropped"]
     assert stalls("resubscribe") == resubscribed + 1
     info = await js.consumer_info(ns.usage_stream, ns.billing_consumer)
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+
+async def test_the_consuming_loop_outlives_a_failed_subscribe_and_a_failed_batch(
+    stream: tuple[NATS, Namespace], pg: asyncpg.Pool, redis: Redis
+) -> None:
+    """What a cluster losing the node billing talks to does to the loop: the JetStream call
+    that looks up or creates the durable consumer times out or is refused, and a batch's acks
+    are lost. CI saw the first end the consumer, with billing up and the stream undrained; now
+    the subscription is retried and the batch redelivered."""
+    nc, ns = stream
+    js = nc.jetstream()
+    consumer = consumer_on(stream, pg, redis, ack_wait=1.0)
+    real_subscribe = consumer._subscribe
+    failures: list[Exception] = [
+        nats.errors.TimeoutError(),
+        APIError(code=503, description="JetStream system temporarily unavailable"),
+    ]
+
+    async def subscribe() -> Any:
+        if failures:
+            raise failures.pop(0)
+        return await real_subscribe()
+
+    handled, batches = await consume_three_events(consumer, subscribe, failing_batches=1)
+    assert not failures
+    assert batches >= 2
+    assert sorted(handled) == [b"event 0", b"event 1", b"event 2"]
+    info = await js.consumer_info(ns.usage_stream, ns.billing_consumer)
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+
+async def test_a_consumer_stopped_while_it_cannot_subscribe_ends(
+    stream: tuple[NATS, Namespace], pg: asyncpg.Pool, redis: Redis
+) -> None:
+    consumer = consumer_on(stream, pg, redis, ack_wait=1.0)
+    tries = 0
+    retried = asyncio.Event()
+
+    async def subscribe() -> Any:
+        nonlocal tries
+        tries += 1
+        if tries == 2:
+            retried.set()
+        raise nats.errors.NoRespondersError
+
+    consumer._subscribe = subscribe  # type: ignore[method-assign]
+    running = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(retried.wait(), 5)
+    assert not running.done()
+    consumer.stop()
+    await asyncio.wait_for(running, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 import uvloop
 
@@ -34,7 +35,8 @@ from unigate_billing.sweeper import ReservationSweeper
 log = logging.getLogger("unigate_billing")
 
 
-async def serve(settings: BillingSettings) -> None:
+async def serve(settings: BillingSettings) -> bool:
+    """Runs billing until SIGINT or SIGTERM; False when it stopped because it failed."""
     pool = await create_pool(settings.sql_dsn, min_size=2, max_size=8)
     # Hot state in Redis is bound to this database (read once: after a restore, restart).
     ns = await bound_namespace(pool, settings.namespace)
@@ -112,7 +114,14 @@ async def serve(settings: BillingSettings) -> None:
     await asyncio.wait(
         [asyncio.ensure_future(stop.wait()), consuming], return_when=asyncio.FIRST_COMPLETED
     )
-    log.info("billing shutting down")
+    failed = consuming.done() and not stop.is_set()
+    if failed:
+        # Not reached while UsageConsumer.run keeps its promise; if it is, the process must not
+        # look like a clean stop: a supervisor restarts a failed one.
+        failure = consuming.exception() if not consuming.cancelled() else None
+        log.critical("the usage consumer ended on its own (%r); billing exits", failure)
+    else:
+        log.info("billing shutting down")
     # The batch in hand is applied and acked (bounded by the drain timeout); anything fetched
     # but unacked after that is redelivered to another billing process.
     consumer.stop()
@@ -137,6 +146,7 @@ async def serve(settings: BillingSettings) -> None:
     if read_pool is not None:
         await read_pool.close()
     await pool.close()
+    return not failed
 
 
 def main() -> None:
@@ -146,7 +156,8 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("billing", settings.log_level, args.log_dir)
     setup_tracing("unigate-billing")
-    uvloop.run(serve(settings))
+    if not uvloop.run(serve(settings)):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

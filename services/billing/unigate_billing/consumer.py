@@ -79,10 +79,12 @@ class UsageConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        sub = await self._subscribe()
+        """Consumes until ``stop``. Nothing but ``stop`` ends it: a consumer that ended on an
+        error would leave billing up and the ledger silently behind."""
+        sub = await self._subscribed()
         loop = asyncio.get_running_loop()
         watch = StallWatch(self._stall_after, loop.time())
-        while not self._stopping.is_set():
+        while sub is not None and not self._stopping.is_set():
             try:
                 msgs = await sub.fetch(self._batch_size, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
@@ -90,14 +92,40 @@ class UsageConsumer:
                 msgs = []
             except Exception:
                 log.exception("fetch failed; retrying")
-                await asyncio.sleep(0.5)
+                await self._pause(0.5)
                 msgs = []
             if not msgs:
                 if watch.due(loop.time()):
                     sub = await self._look(sub, watch, loop.time())
                 continue
             watch.delivered(loop.time())
-            await self._handle(msgs)
+            try:
+                await self._handle(msgs)
+            except Exception:
+                # An ack lost with the connection, say: what was not acked is redelivered
+                # after ack_wait, and the ledger makes a second delivery harmless.
+                log.exception("could not finish a batch of %d; it is redelivered", len(msgs))
+                await self._pause(0.5)
+
+    async def _subscribed(self) -> JetStreamContext.PullSubscription | None:
+        """The pull subscription, tried until it is made (None: stopped first). Looking up or
+        creating the durable consumer is a JetStream API call, which times out or is refused
+        while a cluster elects leaders: CI saw the one attempt lost with the node that billing
+        was talking to, and the consumer end there, billing up and the stream undrained."""
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                return await self._subscribe()
+            except Exception as exc:
+                log.warning("could not subscribe to the usage consumer (%r); retrying", exc)
+                await self._pause(delay)
+                delay = min(delay * 2, 5.0)
+        return None
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps, but no longer than until ``stop``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         return await self._js.pull_subscribe(

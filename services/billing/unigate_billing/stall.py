@@ -3,10 +3,11 @@
 A replicated JetStream consumer can stop delivering after its leader changes while messages
 wait: the client's pulls come back empty for good. nats-server's issues 4189, 5679 and 6469
 describe it (fixed in releases after the 2.9 that Debian ships), and the operators' remedy
-there is a consumer leader step-down. It was seen here once, in CI, on the three-node test
-that kills the stream leader: for over a minute the consumer's leader reported 77 messages
-pending, none delivered and no pull waiting while billing fetched every second. A ledger that
-stops is a balance that stops being settled, so billing watches for it itself.
+there is a consumer leader step-down. Billing watches for it itself, because a ledger that
+stops is a balance that stops being settled. (What was seen here, in CI, on the three-node
+test that kills the stream leader, was first taken for it: 77 messages pending, none
+delivered, no pull waiting, for over a minute. Its second sighting, with this watch silent,
+showed billing's loop had ended instead; ``UsageConsumer.run`` no longer can.)
 
 The signal is the consumer as a whole making no progress, not this process getting nothing
 (several billing processes share the consumer, and another may be receiving everything):
