@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
+import grpc
 import openai
 import orjson
 import pytest
@@ -29,7 +30,7 @@ from tests.e2e.provider_support import (
 from unigate.charge import quota_of
 from unigate.pricing import price_for
 from unigate.tokenizer.counting import count_text
-from unigate.v1 import auth_pb2, common_pb2
+from unigate.v1 import auth_pb2, common_pb2, relay_pb2, relay_pb2_grpc
 from unigate_sim.realtime import RealtimeSimulator, create_realtime_app
 
 OPENAI, AZURE = 1, 3
@@ -110,8 +111,8 @@ async def channel(
     model: str,
     type: int = OPENAI,
     upstream: str = MODEL,
-) -> None:
-    await create_mapped_channel(
+) -> int:
+    return await create_mapped_channel(
         pg,
         secret_key,
         type=type,
@@ -484,6 +485,63 @@ async def test_provider_lost_mid_response_is_billed_what_was_forwarded(
     assert broken[0]["estimated"] and broken[0]["error_code"] == "upstream_closed"
     assert broken[0]["completion_tokens"] == count_text(forwarded, MODEL)
     assert broken[0]["prompt_tokens"] > 0 and broken[0]["quota"] > 0
+
+
+async def read_down(call: Any) -> relay_pb2.RealtimeDown:
+    down = await call.read()
+    assert isinstance(down, relay_pb2.RealtimeDown), down
+    return down
+
+
+async def test_the_relay_ends_a_closed_session_only_when_the_gateway_ends_its_side(
+    stack: Any, pg: asyncpg.Pool, secret_key: str, realtime: Realtime
+) -> None:
+    """After the provider's close code the gateway may still write (the next response's
+    request id, reserved as this one started): the relay's stream must still be open for it.
+    A write to a call the relay had already ended failed the gateway's whole call with
+    INTERNAL, the close code unread: the client got 3000 instead of the provider's 1011."""
+    model = alias("rt-half-close")
+    channel_id = await channel(pg, secret_key, realtime, model)
+    realtime.sim.drop_after_deltas = 2
+    relay = stack.client_channel("relay", "gateway")
+    try:
+        call = relay_pb2_grpc.RelayServiceStub(relay).Realtime(timeout=30)
+        open_request = relay_pb2.RelayRequest(
+            request_id="rt-half-close-1",
+            endpoint="realtime",
+            channel_id=channel_id,
+            channel_type=OPENAI,
+            upstream_model=MODEL,
+            model=model,
+            stream=True,
+        )
+        await call.write(relay_pb2.RealtimeUp(open=open_request))
+        assert (await read_down(call)).opened
+        assert '"session.created"' in (await read_down(call)).event
+        for event in (
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "one two three"}],
+                },
+            },
+            {"type": "response.create", "response": {"output_modalities": ["text"]}},
+        ):
+            await call.write(relay_pb2.RealtimeUp(event=orjson.dumps(event).decode()))
+        while not (down := await read_down(call)).close_code:
+            assert not down.HasField("error"), down
+        assert down.close_code == 1011
+        # The gateway's reservation for the next response arrives a little later.
+        await asyncio.sleep(0.5)
+        await call.write(relay_pb2.RealtimeUp(next_request_id="rt-half-close-2"))
+        assert not call.done()
+        await call.done_writing()
+        assert await call.read() == grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+    finally:
+        await relay.close()
 
 
 async def test_gateway_shutdown_mid_response_loses_no_charge(

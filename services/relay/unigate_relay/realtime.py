@@ -35,6 +35,8 @@ OPENAI_BASE = "https://api.openai.com"
 AZURE_REALTIME_API_VERSION = "2025-04-01-preview"
 # The largest event a client or provider may send (a 15 MiB audio append is OpenAI's limit).
 MAX_EVENT_BYTES = 16 * 1024 * 1024
+# How long a session whose provider socket closed waits for the gateway to end its side.
+HALF_CLOSE_SECONDS = 10.0
 
 
 def _ws_base(base_url: str) -> str:
@@ -174,7 +176,11 @@ async def run_session(
         async for up in upstream:
             kind = up.WhichOneof("kind")
             if kind == "event":
-                await ws.send_str(up.event)
+                # Read on after a failed send too (the receive loop sees the socket's end):
+                # the gateway's half-close is what ends this session's gRPC stream.
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                    if not ws.closed:
+                        await ws.send_str(up.event)
             elif kind == "next_request_id":
                 next_id[0] = up.next_request_id
         # The gateway has closed its side (its client left, after the responses it waited
@@ -204,6 +210,11 @@ async def run_session(
             observe(msg.data, down)
             yield down
         yield relay_pb2.RealtimeDown(close_code=ws.close_code or 1000, close_reason=reason)
+        # The stream ends when the gateway, told the close code, ends its side. Until then it
+        # may still write (the next response's request id, reserved as this one started),
+        # and a write to a call already ended fails the gateway's whole call, the close code
+        # unread ("Internal error from Core"): seen in CI as a 1011 turned into a 3000.
+        await asyncio.wait({up_task}, timeout=HALF_CLOSE_SECONDS)
     except asyncio.CancelledError:
         if bound and not ws.closed:
             # The gateway is gone mid-response: finish its responses upstream in the
