@@ -7,7 +7,7 @@ there is a consumer leader step-down. Billing watches for it itself, because a l
 stops is a balance that stops being settled. (What was seen here, in CI, on the three-node
 test that kills the stream leader, was first taken for it: 77 messages pending, none
 delivered, no pull waiting, for over a minute. Its second sighting, with this watch silent,
-showed billing's loop had ended instead; ``UsageConsumer.run`` no longer can.)
+pointed to billing's loop having ended instead; ``UsageConsumer.run`` no longer can.)
 
 The signal is the consumer as a whole making no progress, not this process getting nothing
 (several billing processes share the consumer, and another may be receiving everything):
