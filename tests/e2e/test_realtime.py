@@ -35,6 +35,22 @@ from unigate_sim.realtime import RealtimeSimulator, create_realtime_app
 
 OPENAI, AZURE = 1, 3
 MODEL = "gpt-realtime"
+# A client's text turn: its message (``user_text``), then this, a text response asked for.
+TEXT_RESPONSE = '{"type":"response.create","response":{"output_modalities":["text"]}}'
+
+
+def user_text(text: str) -> str:
+    """The client event adding a user message of ``text`` to the conversation."""
+    return orjson.dumps(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        }
+    ).decode()
 
 
 class Realtime(Simulator):
@@ -256,23 +272,10 @@ async def test_browser_subprotocol_key_output_bound_and_quota_exhaustion(
     async with websockets.connect(url, subprotocols=protocols) as ws:
         assert ws.subprotocol == "realtime"
         assert '"session.created"' in str(await ws.recv())
-        await ws.send(
-            orjson.dumps(
-                {
-                    "type": "conversation.item.create",
-                    "item": {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": words}],
-                    },
-                }
-            ).decode()
-        )
+        await ws.send(user_text(words))
         with pytest.raises(websockets.ConnectionClosed) as closed:
             for _ in range(20):
-                await ws.send(
-                    '{"type":"response.create","response":{"output_modalities":["text"]}}'
-                )
+                await ws.send(TEXT_RESPONSE)
                 while True:
                     events.append(str(await ws.recv()))
                     if '"response.done"' in events[-1]:
@@ -341,19 +344,8 @@ async def test_client_leaving_mid_response_is_billed_the_providers_usage(
         url, additional_headers={"Authorization": f"Bearer {tenant.key}"}
     ) as ws:
         assert '"session.created"' in str(await ws.recv())
-        await ws.send(
-            orjson.dumps(
-                {
-                    "type": "conversation.item.create",
-                    "item": {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": words}],
-                    },
-                }
-            ).decode()
-        )
-        await ws.send('{"type":"response.create","response":{"output_modalities":["text"]}}')
+        await ws.send(user_text(words))
+        await ws.send(TEXT_RESPONSE)
         while '"response.output_text.delta"' not in str(await ws.recv()):
             pass
     # Left after the first delta: the response went on upstream and reported its usage.
@@ -458,19 +450,8 @@ async def test_provider_lost_mid_response_is_billed_what_was_forwarded(
         url, additional_headers={"Authorization": f"Bearer {tenant.key}"}
     ) as ws:
         assert '"session.created"' in str(await ws.recv())
-        await ws.send(
-            orjson.dumps(
-                {
-                    "type": "conversation.item.create",
-                    "item": {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": "one two three four five"}],
-                    },
-                }
-            ).decode()
-        )
-        await ws.send('{"type":"response.create","response":{"output_modalities":["text"]}}')
+        await ws.send(user_text("one two three four five"))
+        await ws.send(TEXT_RESPONSE)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             while True:
                 seen.append(str(await ws.recv()))
@@ -518,18 +499,8 @@ async def test_the_relay_ends_a_closed_session_only_when_the_gateway_ends_its_si
         await call.write(relay_pb2.RealtimeUp(open=open_request))
         assert (await read_down(call)).opened
         assert '"session.created"' in (await read_down(call)).event
-        for event in (
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "one two three"}],
-                },
-            },
-            {"type": "response.create", "response": {"output_modalities": ["text"]}},
-        ):
-            await call.write(relay_pb2.RealtimeUp(event=orjson.dumps(event).decode()))
+        for event in (user_text("one two three"), TEXT_RESPONSE):
+            await call.write(relay_pb2.RealtimeUp(event=event))
         while not (down := await read_down(call)).close_code:
             assert not down.HasField("error"), down
         assert down.close_code == 1011
@@ -564,19 +535,8 @@ async def test_gateway_shutdown_mid_response_loses_no_charge(
         url, additional_headers={"Authorization": f"Bearer {tenant.key}"}
     ) as ws:
         assert '"session.created"' in str(await ws.recv())
-        await ws.send(
-            orjson.dumps(
-                {
-                    "type": "conversation.item.create",
-                    "item": {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": words}],
-                    },
-                }
-            ).decode()
-        )
-        await ws.send('{"type":"response.create","response":{"output_modalities":["text"]}}')
+        await ws.send(user_text(words))
+        await ws.send(TEXT_RESPONSE)
         while '"response.output_text.delta"' not in str(await ws.recv()):
             pass
         await asyncio.to_thread(gw.stop)
@@ -676,19 +636,8 @@ async def test_gateway_killed_mid_response_is_billed_by_the_relays_record(
             url, additional_headers={"Authorization": f"Bearer {tenant.key}"}
         ) as ws:
             assert '"session.created"' in str(await ws.recv())
-            await ws.send(
-                orjson.dumps(
-                    {
-                        "type": "conversation.item.create",
-                        "item": {
-                            "type": "message",
-                            "role": "user",
-                            "content": [{"type": "input_text", "text": words}],
-                        },
-                    }
-                ).decode()
-            )
-            await ws.send('{"type":"response.create","response":{"output_modalities":["text"]}}')
+            await ws.send(user_text(words))
+            await ws.send(TEXT_RESPONSE)
             while '"response.output_text.delta"' not in str(await ws.recv()):
                 pass
             gw.proc.kill()
