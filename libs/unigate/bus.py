@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import Placement, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from unigate.namespace import Namespace
 from unigate.settings import CommonSettings
@@ -85,13 +87,51 @@ class StreamPlacement:
         return Placement(cluster=self.cluster or None, tags=list(self.tags) or None)
 
 
+# JetStream's answer when too few servers are known to hold the copies asked for: a cluster
+# whose members are still joining (or a lost one not yet back) says so for a moment.
+_NO_PEERS_FOR_PLACEMENT = 10005
+
+
 async def ensure_usage_stream(
-    js: JetStreamContext, ns: Namespace, where: StreamPlacement | None = None
+    js: JetStreamContext,
+    ns: Namespace,
+    where: StreamPlacement | None = None,
+    *,
+    within: float = 120.0,
 ) -> None:
     """Create the usage stream if it does not exist yet (idempotent, safe to race); an
     existing one whose replicas or placement differ from ``where`` is updated to it (JetStream
-    adds or removes copies, or moves the stream, without losing a message)."""
+    adds or removes copies, or moves the stream, without losing a message).
+
+    Services start beside the NATS cluster (compose, a Kubernetes rollout): until enough of its
+    members have joined, JetStream answers "no suitable peers for placement" or has no meta
+    leader (503, or no answer). Those are waited out for ``within`` seconds, with a warning
+    each time, before the error is raised; any other error is raised at once."""
     where = where or StreamPlacement()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    pause = 0.2
+    while True:
+        try:
+            await _ensure_usage_stream_once(js, ns, where)
+            return
+        except (nats.errors.TimeoutError, APIError) as exc:
+            if not _cluster_still_forming(exc) or loop.time() + pause > deadline:
+                raise
+            log.warning("usage stream %s not placed yet, retrying: %r", ns.usage_stream, exc)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 5.0)
+
+
+def _cluster_still_forming(exc: Exception) -> bool:
+    if isinstance(exc, APIError) and not isinstance(exc, ServiceUnavailableError):
+        return exc.err_code == _NO_PEERS_FOR_PLACEMENT
+    return True  # no meta leader yet: 503, or no answer at all
+
+
+async def _ensure_usage_stream_once(
+    js: JetStreamContext, ns: Namespace, where: StreamPlacement
+) -> None:
     config = StreamConfig(
         name=ns.usage_stream,
         subjects=[ns.usage_subjects],
@@ -108,7 +148,9 @@ async def ensure_usage_stream(
         try:
             await js.add_stream(config)
             return
-        except BadRequestError:
+        except BadRequestError as exc:
+            if exc.err_code == _NO_PEERS_FOR_PLACEMENT:
+                raise
             # Another process created it between the two calls (it errs "name already in
             # use" when their configurations differ in any detail; identical ones succeed).
             info = await js.stream_info(ns.usage_stream)

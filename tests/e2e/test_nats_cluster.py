@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import APIError, NotFoundError
 
 from tests.e2e.own_servers import OwnNatsCluster
 from tests.e2e.test_balance_truth import Load, assert_ledger_exact
@@ -137,6 +138,57 @@ async def test_an_existing_stream_is_moved_to_the_configured_replicas(
         assert (await js.stream_info(ns.usage_stream)).config.num_replicas == 3
         # Not deleted: nats-server 2.9 leaves a delete right after a scale-up unanswered
         # (seen here); the cluster is the test's own and goes with its stores.
+    finally:
+        await nc.close()
+
+
+async def test_a_stream_asked_of_a_cluster_still_forming_waits_for_its_members(
+    nats_cluster: OwnNatsCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Services start beside the cluster: three copies asked of a cluster with one member
+    not yet joined are placed once it joins, not refused (seen in CI: "no suitable peers for
+    placement" just after the cluster answered)."""
+    nats_cluster.kill(2)
+    await nats_cluster.wait_jetstream()
+    ns = Namespace("t" + secrets.token_hex(5))
+    nc = await bus.connect(nats_cluster.url, "test")
+    try:
+        js = nc.jetstream(timeout=10)
+        with caplog.at_level("WARNING", logger="unigate.bus"):
+            placing = asyncio.create_task(
+                bus.ensure_usage_stream(js, ns, bus.StreamPlacement(replicas=3))
+            )
+            await asyncio.sleep(3)
+            assert not placing.done(), placing
+            assert "not placed yet" in caplog.text
+            with pytest.raises(NotFoundError):
+                await js.stream_info(ns.usage_stream)
+            nats_cluster.start(2)
+            await asyncio.wait_for(placing, 90)
+        info = await js.stream_info(ns.usage_stream)
+        assert info.config.num_replicas == 3
+        assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+    finally:
+        await nc.close()
+
+
+async def test_a_stream_the_cluster_cannot_hold_is_refused_at_once(
+    nats_cluster: OwnNatsCluster,
+) -> None:
+    """Only a cluster still forming is waited for: a configuration JetStream refuses for
+    good (more copies than it allows) fails the start at once."""
+    await nats_cluster.wait_jetstream()
+    nc = await bus.connect(nats_cluster.url, "test")
+    try:
+        js = nc.jetstream(timeout=10)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(APIError) as refused:
+            await bus.ensure_usage_stream(
+                js, Namespace("t" + secrets.token_hex(5)), bus.StreamPlacement(replicas=6)
+            )
+        assert "maximum replicas is 5" in str(refused.value)
+        assert loop.time() - started < 10
     finally:
         await nc.close()
 
