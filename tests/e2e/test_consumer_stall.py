@@ -221,8 +221,10 @@ async def test_the_consuming_loop_outlives_a_failed_subscribe_and_a_failed_batch
             raise failures.pop(0)
         return await real_subscribe()
 
+    assert not consumer.subscribed
     handled, batches = await consume_three_events(consumer, subscribe, failing_batches=1)
     assert not failures
+    assert consumer.subscribed
     assert batches >= 2
     assert sorted(handled) == [b"event 0", b"event 1", b"event 2"]
     info = await js.consumer_info(ns.usage_stream, ns.billing_consumer)
@@ -247,5 +249,7 @@ async def test_a_consumer_stopped_while_it_cannot_subscribe_ends(
     running = asyncio.create_task(consumer.run())
     await asyncio.wait_for(retried.wait(), 5)
     assert not running.done()
+    # Billing's readiness reads this: a consumer that cannot subscribe consumes nothing.
+    assert not consumer.subscribed
     consumer.stop()
     await asyncio.wait_for(running, 1)

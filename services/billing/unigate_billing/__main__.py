@@ -96,7 +96,7 @@ async def serve(settings: BillingSettings) -> bool:
     freeze_startup_heap()
 
     async def ready() -> dict[str, bool]:
-        checks = {"nats": nc.is_connected, "consumer": not consuming.done()}
+        checks = {"nats": nc.is_connected, "consumer": consumer.subscribed and not consuming.done()}
         try:
             checks["postgres"] = await pool.fetchval("SELECT 1") == 1
         except Exception:
@@ -135,8 +135,7 @@ async def serve(settings: BillingSettings) -> bool:
             settings.drain_timeout,
         )
         consuming.cancel()
-    await asyncio.gather(consuming, sweeping, maintaining, return_exceptions=True)
-    await asyncio.gather(consuming, sweeping, storing_contents, return_exceptions=True)
+    await asyncio.gather(consuming, sweeping, maintaining, storing_contents, return_exceptions=True)
     await introspection.stopping()
     await server.stop(grace=5)
     ops.should_exit = True

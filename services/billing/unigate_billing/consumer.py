@@ -74,6 +74,9 @@ class UsageConsumer:
         self._ack_wait = ack_wait
         self._stopping = asyncio.Event()
         self.applied = 0
+        # Whether the pull subscription is made: until then nothing is consumed, and
+        # billing's readiness says so.
+        self.subscribed = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -82,6 +85,7 @@ class UsageConsumer:
         """Consumes until ``stop``. Nothing but ``stop`` ends it: a consumer that ended on an
         error would leave billing up and the ledger silently behind."""
         sub = await self._subscribed()
+        self.subscribed = sub is not None
         loop = asyncio.get_running_loop()
         watch = StallWatch(self._stall_after, loop.time())
         while sub is not None and not self._stopping.is_set():
