@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from nats.js.api import Placement, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from unigate.namespace import Namespace
+from unigate.retrying import retry_within
 from unigate.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -107,23 +107,19 @@ async def ensure_usage_stream(
     members have joined, JetStream answers "no suitable peers for placement" or has no meta
     leader (503, or no answer). Those are waited out for ``within`` seconds, with a warning
     each time, before the error is raised; any other error is raised at once."""
-    where = where or StreamPlacement()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    pause = 0.2
-    while True:
-        try:
-            await _ensure_usage_stream_once(js, ns, where)
-            return
-        except (nats.errors.TimeoutError, APIError) as exc:
-            if not _cluster_still_forming(exc) or loop.time() + pause > deadline:
-                raise
-            log.warning("usage stream %s not placed yet, retrying: %r", ns.usage_stream, exc)
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 5.0)
+    placement = where or StreamPlacement()
+    await retry_within(
+        lambda: _ensure_usage_stream_once(js, ns, placement),
+        transient=_cluster_still_forming,
+        within=within,
+        what=f"usage stream {ns.usage_stream} not placed yet",
+        log=log,
+    )
 
 
 def _cluster_still_forming(exc: Exception) -> bool:
+    if not isinstance(exc, nats.errors.TimeoutError | APIError):
+        return False
     if isinstance(exc, APIError) and not isinstance(exc, ServiceUnavailableError):
         return exc.err_code == _NO_PEERS_FOR_PLACEMENT
     return True  # no meta leader yet: 503, or no answer at all

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 
 import asyncpg
 
 from unigate.namespace import Namespace
+from unigate.retrying import retry_within
 
 log = logging.getLogger(__name__)
 
@@ -18,20 +18,19 @@ async def create_pool(
 ) -> asyncpg.Pool:
     """A pool, waiting (bounded) for Postgres if it is not up yet, so services can start
     in any order and ride out a database restart during their own start."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
-    delay = 0.2
-    while True:
-        try:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
-            assert pool is not None
-            return pool
-        except (OSError, asyncpg.CannotConnectNowError) as exc:
-            if loop.time() + delay > deadline:
-                raise
-            log.warning("postgres not reachable (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+    async def attempt() -> asyncpg.Pool:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        assert pool is not None
+        return pool
+
+    return await retry_within(
+        attempt,
+        transient=lambda exc: isinstance(exc, OSError | asyncpg.CannotConnectNowError),
+        within=wait_seconds,
+        what="postgres not reachable",
+        log=log,
+    )
 
 
 async def install_id(db: asyncpg.Pool | asyncpg.Connection) -> str:

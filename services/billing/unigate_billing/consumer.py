@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from unigate import bus, telemetry
 from unigate.namespace import USAGE_SCHEMA_VERSION, Namespace
 from unigate.quota import QuotaStore
+from unigate.retrying import backoff
 from unigate.v1 import events_pb2
 from unigate_billing import metrics
 from unigate_billing.ledger import Ledger
@@ -116,14 +117,14 @@ class UsageConsumer:
         creating the durable consumer is a JetStream API call, which times out or is refused
         while a cluster elects leaders: CI saw the one attempt lost with the node that billing
         was talking to, and the consumer end there, billing up and the stream undrained."""
-        delay = 0.2
-        while not self._stopping.is_set():
+        for delay in backoff():
+            if self._stopping.is_set():
+                break
             try:
                 return await self._subscribe()
             except Exception as exc:
                 log.warning("could not subscribe to the usage consumer (%r); retrying", exc)
                 await self._pause(delay)
-                delay = min(delay * 2, 5.0)
         return None
 
     async def _pause(self, seconds: float) -> None:
@@ -203,8 +204,7 @@ class UsageConsumer:
             if telemetry.tracing_enabled() and (events or dead)
             else None
         )
-        delay = 0.2
-        while True:
+        for delay in backoff():
             try:
                 with (
                     telemetry.ledger_write(traced, len(events) + len(dead)),
@@ -219,7 +219,6 @@ class UsageConsumer:
                     return  # unacked: redelivered to whoever consumes next
                 log.exception("ledger write failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
         changed = {a.request_id: a for a in applied}
         new = {rid for rid, a in changed.items() if not a.corrected}
         try:

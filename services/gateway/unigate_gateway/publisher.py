@@ -20,6 +20,7 @@ import logging
 from nats.js import JetStreamContext
 
 from unigate import telemetry
+from unigate.retrying import backoff
 from unigate.v1 import events_pb2
 from unigate_gateway import metrics
 
@@ -94,8 +95,7 @@ class UsagePublisher:
                 if telemetry.tracing_enabled()
                 else None
             )
-            delay = 0.1
-            while True:
+            for delay in backoff(first=0.1):
                 try:
                     await self._js.publish(self._subject, data, timeout=5.0, headers=headers)
                     break
@@ -105,7 +105,6 @@ class UsagePublisher:
                     metrics.USAGE_PUBLISH_FAILURES.inc()
                     log.warning("usage publish failed (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
             if span is not None:
                 span.end()
             self._in_hand -= len(batch)
