@@ -4,12 +4,38 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from unigate.retrying import backoff, retry_within
 
 log = logging.getLogger("test_retrying")
+
+
+class Attempts:
+    """An attempt that raises ``error`` on its first ``failing`` tries, then answers "up"."""
+
+    def __init__(self, error: Exception, failing: int = 1_000) -> None:
+        self.error = error
+        self.failing = failing
+        self.tries = 0
+
+    async def __call__(self) -> str:
+        self.tries += 1
+        if self.tries <= self.failing:
+            raise self.error
+        return "up"
+
+
+def retried(attempt: Callable[[], Awaitable[str]], within: float) -> Awaitable[str]:
+    return retry_within(
+        attempt,
+        transient=lambda e: isinstance(e, ConnectionError),
+        within=within,
+        what="service not reachable",
+        log=log,
+    )
 
 
 def test_the_backoff_doubles_from_its_first_pause_up_to_its_cap() -> None:
@@ -20,55 +46,23 @@ def test_the_backoff_doubles_from_its_first_pause_up_to_its_cap() -> None:
 async def test_a_transient_error_is_tried_again_until_the_attempt_succeeds(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    tries = 0
-
-    async def attempt() -> str:
-        nonlocal tries
-        tries += 1
-        if tries < 3:
-            raise ConnectionError("not up yet")
-        return "up"
-
+    attempt = Attempts(ConnectionError("not up yet"), failing=2)
     with caplog.at_level(logging.WARNING, logger="test_retrying"):
-        got = await retry_within(
-            attempt,
-            transient=lambda e: isinstance(e, ConnectionError),
-            within=30,
-            what="service not reachable",
-            log=log,
-        )
-    assert (got, tries) == ("up", 3)
+        assert await retried(attempt, within=30) == "up"
+    assert attempt.tries == 3
     assert caplog.text.count("service not reachable (ConnectionError('not up yet'))") == 2
 
 
 async def test_past_its_bound_the_transient_error_is_raised() -> None:
-    tries = 0
-
-    async def attempt() -> None:
-        nonlocal tries
-        tries += 1
-        raise ConnectionError("down for good")
-
+    attempt = Attempts(ConnectionError("down for good"))
     with pytest.raises(ConnectionError, match="down for good"):
-        await retry_within(attempt, transient=lambda e: True, within=0.5, what="down", log=log)
+        await retried(attempt, within=0.5)
     # Pauses of 0.2 and 0.4 s fit in 0.5 s only as the first: two tries, then the error.
-    assert tries == 2
+    assert attempt.tries == 2
 
 
 async def test_any_other_error_is_raised_at_once() -> None:
-    tries = 0
-
-    async def attempt() -> None:
-        nonlocal tries
-        tries += 1
-        raise ValueError("refused")
-
+    attempt = Attempts(ValueError("refused"))
     with pytest.raises(ValueError, match="refused"):
-        await retry_within(
-            attempt,
-            transient=lambda e: isinstance(e, ConnectionError),
-            within=30,
-            what="x",
-            log=log,
-        )
-    assert tries == 1
+        await retried(attempt, within=30)
+    assert attempt.tries == 1
